@@ -1,0 +1,132 @@
+"""Keeps native (non-container) processes that PID 1 itself runs alive: the system dockerd, udevd.
+
+Desired: the declared specs. Observed: the children that are running. A ``ProcessExited`` for one of
+ours marks the handler dirty; the reconcile restarts what is missing, each process with its own
+Backoff (the one backoff policy). ``plan`` is pure."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import structlog
+
+from supervisor.backoff import Backoff
+from supervisor.bus import Bus
+from supervisor.events import Event, ProcessExited, TimerFired
+from supervisor.process import Child, ProcessManager
+
+log = structlog.get_logger("handlers.processes")
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    name: str
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] | None = None
+
+
+@dataclass(frozen=True)
+class Start:
+    name: str
+    delay: float
+
+
+@dataclass(frozen=True)
+class Stop:
+    name: str
+
+
+Action = Start | Stop
+
+
+def plan(desired: Mapping[str, ProcessSpec], running: Mapping[str, ProcessSpec],
+         delays: Mapping[str, float]) -> list[Action]:
+    """Start what is wanted and not running (after its backoff delay); stop what is no longer wanted
+    or whose spec changed (it is started again on the next pass)."""
+    actions: list[Action] = []
+    for name, spec in running.items():
+        if desired.get(name) != spec:
+            actions.append(Stop(name))
+    for name in desired:
+        if name not in running:
+            actions.append(Start(name, delays.get(name, 0.0)))
+    return actions
+
+
+@dataclass
+class _Tracked:
+    spec: ProcessSpec
+    child: Child
+    backoff: Backoff
+    restarts: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+class ProcessKeeper:
+    """The reconciler. ``desired`` is replaced whole by ``declare``; the runner calls ``reconcile``."""
+
+    name = "processes"
+    kinds: tuple[type[Event], ...] = (ProcessExited, TimerFired)
+
+    def __init__(self, processes: ProcessManager, bus: Bus, grace: float = 10.0) -> None:
+        self.processes = processes
+        self.bus = bus
+        self.grace = grace
+        self.desired: dict[str, ProcessSpec] = {}
+        self._tracked: dict[str, _Tracked] = {}
+        self._backoffs: dict[str, Backoff] = {}
+        self._not_before: dict[str, float] = {}
+        self.restarts: dict[str, int] = {}
+
+    def declare(self, specs: Sequence[ProcessSpec]) -> None:
+        self.desired = {s.name: s for s in specs}
+
+    async def reconcile(self, full: bool) -> None:
+        now = time.monotonic()
+        for name, tracked in list(self._tracked.items()):
+            if not tracked.child.running:
+                status = tracked.child.status
+                ran = now - tracked.started
+                delay = tracked.backoff.next_delay(ran_for=ran)
+                self._not_before[name] = now + delay
+                self.restarts[name] = self.restarts.get(name, 0) + 1
+                log.warning("process exited; restarting", unit=name, retry_in=delay, ran_for=round(ran, 3),
+                            status=status.describe() if status else "?")
+                del self._tracked[name]
+        running = {n: t.spec for n, t in self._tracked.items()}
+        delays = {n: max(0.0, t - now) for n, t in self._not_before.items()}
+        for action in plan(self.desired, running, delays):
+            if isinstance(action, Stop):
+                tracked = self._tracked.pop(action.name)
+                await tracked.child.stop(self.grace)
+            elif action.delay > 0:
+                asyncio.get_running_loop().call_later(action.delay, self._poke)
+            else:
+                self._start(self.desired[action.name])
+
+    def _start(self, spec: ProcessSpec) -> None:
+        backoff = self._backoffs.setdefault(spec.name, Backoff())
+        env = dict(spec.env) if spec.env is not None else None
+        try:
+            child = self.processes.spawn(spec.argv, name=spec.name, env=env)
+        except OSError as exc:
+            delay = backoff.next_delay()
+            self._not_before[spec.name] = time.monotonic() + delay
+            log.error("cannot start process", unit=spec.name, error=str(exc), retry_in=delay)
+            asyncio.get_running_loop().call_later(delay, self._poke)
+            return
+        self._not_before.pop(spec.name, None)
+        self._tracked[spec.name] = _Tracked(spec, child, backoff)
+        log.info("process started", unit=spec.name, pid=child.pid)
+
+    def _poke(self) -> None:
+        """A restart is due: wake this handler through the bus like any other timer."""
+        self.bus.publish(TimerFired(name=f"{self.name}.restart"))
+
+    def status(self) -> dict[str, object]:
+        return {
+            n: {"pid": t.child.pid, "restarts": self.restarts.get(n, 0)} for n, t in self._tracked.items()
+        }

@@ -1,0 +1,137 @@
+"""PID 1's early mounts: /proc, /sys, /dev, /dev/pts, /dev/shm, /run and the cgroup hierarchy.
+
+Each is mounted only when its target is not a mount point yet, and we remember what we mounted so
+shutdown unmounts exactly that, in reverse. Mounting goes through mount(2) (Python has no binding);
+the mount(8) binary may not exist yet this early."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+log = structlog.get_logger("supervisor.mounts")
+
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_RELATIME = 1 << 21
+MNT_DETACH = 2
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+@dataclass(frozen=True)
+class MountSpec:
+    source: str
+    target: str  # absolute, inside the mount root
+    fstype: str
+    flags: int = 0
+    data: str = ""
+    mode: int = 0o755
+
+
+BASE_MOUNTS: tuple[MountSpec, ...] = (
+    MountSpec("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC),
+    MountSpec("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC),
+    MountSpec("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755"),
+    MountSpec("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620"),
+    MountSpec("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", 0o1777),
+    MountSpec("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"),
+)
+
+
+def cgroup_mounts(filesystems: str, cgroups: str) -> tuple[MountSpec, ...]:
+    """cgroup2 when the kernel has it; otherwise a tmpfs with one v1 hierarchy per enabled controller.
+
+    ``filesystems`` is /proc/filesystems, ``cgroups`` is /proc/cgroups (pure, for testing)."""
+    flags = MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RELATIME
+    if any(line.split()[-1:] == ["cgroup2"] for line in filesystems.splitlines()):
+        return (MountSpec("cgroup2", "/sys/fs/cgroup", "cgroup2", flags, "nsdelegate"),)
+    specs = [MountSpec("tmpfs", "/sys/fs/cgroup", "tmpfs", flags, "mode=0755")]
+    for line in cgroups.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        fields = line.split()
+        if len(fields) >= 4 and fields[3] == "1":
+            specs.append(MountSpec("cgroup", f"/sys/fs/cgroup/{fields[0]}", "cgroup", flags, fields[0]))
+    return tuple(specs)
+
+
+def mounted_targets(mountinfo: str) -> set[str]:
+    """Mount points listed in a /proc/self/mountinfo text (octal escapes decoded)."""
+    targets = set()
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if len(fields) > 4:
+            targets.add(fields[4].encode().decode("unicode_escape"))
+    return targets
+
+
+def mount(spec: MountSpec, target: Path) -> None:
+    target.mkdir(parents=True, exist_ok=True, mode=spec.mode)
+    rc = _libc.mount(spec.source.encode(), str(target).encode(), spec.fstype.encode(),
+                     ctypes.c_ulong(spec.flags), spec.data.encode() if spec.data else None)
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {spec.fstype} on {target}: {os.strerror(err)}")
+
+
+def umount(target: Path, lazy_fallback: bool = True) -> None:
+    if _libc.umount2(str(target).encode(), 0) == 0:
+        return
+    err = ctypes.get_errno()
+    if err == errno.EBUSY and lazy_fallback and _libc.umount2(str(target).encode(), MNT_DETACH) == 0:
+        log.warning("target busy; detached lazily", target=str(target))
+        return
+    raise OSError(err, f"umount {target}: {os.strerror(err)}")
+
+
+class MountTable:
+    """Mounts what is missing under ``root`` and unmounts, in reverse, only what it mounted."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.mounted: list[Path] = []
+
+    def _path(self, target: str) -> Path:
+        return self.root / target.lstrip("/")
+
+    def ensure(self, specs: tuple[MountSpec, ...]) -> list[str]:
+        existing = mounted_targets(Path("/proc/self/mountinfo").read_text())
+        done = []
+        for spec in specs:
+            path = self._path(spec.target)
+            if str(path) in existing:
+                log.debug("already mounted", target=str(path))
+                continue
+            mount(spec, path)
+            self.mounted.append(path)
+            existing.add(str(path))
+            done.append(str(path))
+            log.info("mounted", target=str(path), fstype=spec.fstype)
+        return done
+
+    def ensure_base(self) -> list[str]:
+        done = self.ensure(BASE_MOUNTS)
+        proc = self._path("/proc")
+        cgroups = cgroup_mounts((proc / "filesystems").read_text(), (proc / "cgroups").read_text()
+                                if (proc / "cgroups").exists() else "")
+        return done + self.ensure(cgroups)
+
+    def unmount_all(self) -> list[str]:
+        errors = []
+        for path in reversed(self.mounted):
+            try:
+                umount(path)
+                log.info("unmounted", target=str(path))
+            except OSError as exc:
+                errors.append(str(exc))
+                log.error("unmount failed", target=str(path), error=str(exc))
+        self.mounted.clear()
+        return errors

@@ -1,0 +1,1 @@
+"""Fast tests: pure logic, plus the process module against real child processes."""

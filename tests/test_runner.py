@@ -1,0 +1,73 @@
+import asyncio
+
+from handlers.runner import HandlerRunner
+from supervisor.backoff import Backoff
+from supervisor.bus import Bus
+from supervisor.events import Event, TimerFired
+
+
+class Recorder:
+    name = "rec"
+    kinds: tuple[type[Event], ...] = (TimerFired,)
+
+    def __init__(self, fail: int = 0, hold: asyncio.Event | None = None) -> None:
+        self.calls: list[bool] = []
+        self.fail = fail
+        self.hold = hold
+
+    async def reconcile(self, full: bool) -> None:
+        self.calls.append(full)
+        if self.hold is not None:
+            await self.hold.wait()
+        if self.fail:
+            self.fail -= 1
+            raise ValueError("boom")
+
+
+async def settle(runner: HandlerRunner) -> None:
+    for _ in range(200):
+        await asyncio.sleep(0.005)
+        if runner.stats.state == "idle" and runner._sub.pending() == 0:
+            return
+
+
+async def test_storm_is_coalesced() -> None:
+    bus = Bus()
+    hold = asyncio.Event()
+    rec = Recorder(hold=hold)
+    runner = HandlerRunner(bus, rec, Backoff(cap=0.01))
+    runner.start()
+    await asyncio.sleep(0.01)  # first (full) reconcile is now blocked on hold
+    for _ in range(500):
+        bus.publish(TimerFired(name="t"))
+    hold.set()
+    await settle(runner)
+    assert rec.calls == [True, False]  # the initial resync, then one for all 500 events
+    assert runner.stats.events == 501
+    await runner.stop()
+
+
+async def test_failure_is_isolated_and_retried_full_with_backoff() -> None:
+    bus = Bus()
+    rec = Recorder(fail=3)
+    runner = HandlerRunner(bus, rec, Backoff(initial=0.001, cap=0.002))
+    runner.start()
+    await settle(runner)
+    assert len(rec.calls) == 4 and all(rec.calls)  # retries are full reconciles
+    assert runner.stats.failures == 3 and runner.stats.restarts == 3
+    assert runner.stats.state == "idle"
+    await runner.stop()
+
+
+async def test_injected_failures() -> None:
+    bus = Bus()
+    rec = Recorder()
+    runner = HandlerRunner(bus, rec, Backoff(initial=0.0001, cap=0.0001))
+    runner.start()
+    await settle(runner)
+    runner.inject_failures(100)
+    await settle(runner)
+    assert runner.stats.failures == 100
+    assert runner.stats.state == "idle"
+    assert len(rec.calls) >= 2  # it reconciled again after the injected failures
+    await runner.stop()
