@@ -1,0 +1,263 @@
+"""The Journal: where every record goes. Early-boot ring, files once storage is attached, console
+mirror, followers. Thread-safe (stdlib logging and ``await log.ainfo`` emit from other threads)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+import weakref
+from collections import deque
+from pathlib import Path
+from typing import Any, TextIO
+
+from supervisor.journal.console import ConsoleFormat, make_renderer
+from supervisor.journal.follow import DEFAULT_FOLLOW_QUEUE, Follower
+from supervisor.journal.query import RecordFilter, select
+from supervisor.journal.records import (
+    LEVELS,
+    Record,
+    encode,
+    format_ts,
+    jsonable,
+    level_rank,
+    normalize_level,
+    ordered,
+)
+from supervisor.journal.redact import redact_value
+from supervisor.journal.storage import DEFAULT_KEEP, DEFAULT_MAX_BYTES, RotatingFile, Snapshot
+
+DEFAULT_RING_SIZE = 10000
+LOGGER = "supervisor.journal"
+
+
+class Journal:
+    """Keeps records in a bounded ring until :meth:`attach_storage`, then appends them to rotating files.
+
+    ``console_mirror`` is True while booting (every record goes to the console); the supervisor sets it
+    to False when ready, after which only warnings and worse reach the console."""
+
+    def __init__(
+        self,
+        level: str = "info",
+        console: TextIO | None = None,
+        console_format: ConsoleFormat = "auto",
+        ring_size: int = DEFAULT_RING_SIZE,
+    ) -> None:
+        if ring_size < 0:
+            raise ValueError("ring_size must be >= 0")
+        self._level = normalize_level(level)
+        self._rank = LEVELS[self._level]
+        self.console = console
+        self.console_format = console_format
+        self._render = make_renderer(console_format, console)
+        self.console_mirror = True
+        self.ring_size = ring_size
+        self._ring: deque[Record] = deque(maxlen=ring_size)
+        self.ring_dropped = 0  # records pushed out of the ring since it was last flushed
+        self._lock = threading.RLock()
+        self._store: RotatingFile | None = None
+        self._followers: weakref.WeakSet[Follower] = weakref.WeakSet()
+        self._closed = False
+
+    # -- level ---------------------------------------------------------------------------------------
+
+    @property
+    def level(self) -> str:
+        return self._level
+
+    def set_level(self, level: str) -> None:
+        """Change the minimum level kept (``debug``, ``info``, ``warning``, ``error``, ``critical``)."""
+        self._level = normalize_level(level)
+        self._rank = LEVELS[self._level]
+
+    def enabled_for(self, level: str) -> bool:
+        return level_rank(level) >= self._rank
+
+    # -- emitting ------------------------------------------------------------------------------------
+
+    def emit(self, record: Record) -> None:
+        """Store, mirror and publish one finished record (already redacted and JSON-safe)."""
+        with self._lock:
+            if self._store is not None:
+                try:
+                    self._store.write(encode(record))
+                except OSError as exc:
+                    self._storage_failed(exc, record)
+            else:
+                self._ring_append(record)
+            self._to_console(record)
+            for follower in list(self._followers):
+                follower.offer(record)
+
+    def log(self, event: str, level: str = "info", logger: str = "corral", **fields: Any) -> None:
+        """Emit a record without structlog (e.g. a unit's output line): fields are redacted here."""
+        lvl = normalize_level(level)
+        if not self.enabled_for(lvl):
+            return
+        record = {"ts": format_ts(time.time()), "level": lvl, "logger": logger, "event": event, **fields}
+        self.emit(ordered(redact_value(jsonable(record))))
+
+    def _internal(self, level: str, event: str, **fields: Any) -> None:
+        self.emit(ordered({"ts": format_ts(time.time()), "level": level, "logger": LOGGER, "event": event,
+                           **fields}))
+
+    def _ring_append(self, record: Record) -> None:
+        if self._ring.maxlen is not None and len(self._ring) >= self._ring.maxlen:
+            self.ring_dropped += 1
+        self._ring.append(record)
+
+    def _to_console(self, record: Record) -> None:
+        console = self.console
+        if console is None:
+            return
+        if not self.console_mirror and level_rank(record.get("level")) < LEVELS["warning"]:
+            return
+        try:
+            console.write(self._render(record) + "\n")
+            console.flush()
+        except (OSError, ValueError):  # console gone or closed: the journal itself must go on
+            pass
+
+    def _storage_failed(self, exc: OSError, record: Record) -> None:
+        """A write failed (disk full, I/O error): keep records in memory again, and say so."""
+        store, self._store = self._store, None
+        path = store.path if store is not None else None
+        if store is not None:
+            store.close()
+        self._ring_append(record)
+        self._internal("error", "journal write failed; keeping records in memory", path=str(path),
+                       error=str(exc))
+
+    # -- storage -------------------------------------------------------------------------------------
+
+    @property
+    def storage_dir(self) -> Path | None:
+        """The directory records are written to, or None while they are kept in memory."""
+        store = self._store
+        return store.log_dir if store is not None else None
+
+    def attach_storage(
+        self, log_dir: Path, max_bytes: int = DEFAULT_MAX_BYTES, keep: int = DEFAULT_KEEP
+    ) -> None:
+        """Write the ring to ``log_dir/current.jsonl`` in order, then append every further record.
+
+        Raises OSError if the directory or file cannot be opened; the ring is then kept."""
+        store = RotatingFile(log_dir, max_bytes=max_bytes, keep=keep)
+        with self._lock:
+            if self._store is not None:
+                self.detach_storage()
+            store.open()
+            pending = list(self._ring)
+            written = 0
+            try:
+                for record in pending:
+                    store.write(encode(record))
+                    written += 1
+            except OSError as exc:
+                for _ in range(written):
+                    self._ring.popleft()
+                store.close()
+                self._internal("error", "journal write failed; keeping records in memory",
+                               path=str(store.path), error=str(exc))
+                return
+            self._ring.clear()
+            self._store = store
+            dropped, self.ring_dropped = self.ring_dropped, 0
+            if dropped:
+                self._internal("warning", f"journal ring overflowed before storage was attached; "
+                               f"{dropped} early records dropped", dropped=dropped)
+
+    def detach_storage(self) -> None:
+        """Flush, fsync and close the files (before unmounting); records go to the ring until the next
+        :meth:`attach_storage`."""
+        with self._lock:
+            store, self._store = self._store, None
+            if store is not None:
+                store.close()
+
+    def sync(self) -> None:
+        """fsync the current file (each record is flushed, not synced; call this now and then)."""
+        with self._lock:
+            if self._store is not None:
+                with contextlib.suppress(OSError):
+                    self._store.sync()
+
+    def close(self) -> None:
+        """Shutdown: detach storage and end every follower's iteration."""
+        with self._lock:
+            self.detach_storage()
+            followers = list(self._followers)
+            self._closed = True
+        for follower in followers:
+            follower.close()
+
+    # -- reading -------------------------------------------------------------------------------------
+
+    def _snapshot(self) -> Snapshot | list[Record]:
+        """Everything stored right now: open files (consistent under rotation) or a copy of the ring.
+        Caller holds the lock."""
+        if self._store is not None:
+            return self._store.snapshot()
+        return list(self._ring)
+
+    def query(
+        self,
+        since: float | None = None,
+        unit: str | None = None,
+        limit: int | None = None,
+        level: str | None = None,
+    ) -> list[Record]:
+        """Records oldest first: from the files when storage is attached, else from the ring.
+
+        ``since`` is epoch seconds (see :func:`parse_since`), ``unit`` matches the ``unit`` field,
+        ``level`` is a minimum level, ``limit`` keeps the newest N. Reads files: from async code, use
+        :meth:`aquery`."""
+        selector = RecordFilter(since=since, unit=unit, level=level)
+        with self._lock:
+            source = self._snapshot()
+        records = source.records() if isinstance(source, Snapshot) else source
+        return select(records, selector, limit)
+
+    async def aquery(
+        self,
+        since: float | None = None,
+        unit: str | None = None,
+        limit: int | None = None,
+        level: str | None = None,
+    ) -> list[Record]:
+        """:meth:`query` in a worker thread, so the event loop is not blocked by reading files."""
+        return await asyncio.to_thread(self.query, since, unit, limit, level)
+
+    def follow(
+        self,
+        unit: str | None = None,
+        level: str | None = None,
+        backlog: int = 0,
+        maxsize: int = DEFAULT_FOLLOW_QUEUE,
+        since: float | None = None,
+    ) -> Follower:
+        """Subscribe now; iterate (``async for``) to receive records as they are emitted.
+
+        ``backlog`` first yields up to that many stored records (newest, matching), with no gap or
+        overlap between them and the live ones. Call ``close()`` (or use ``async with``) to stop.
+        Must be called with a running event loop."""
+        selector = RecordFilter(since=since, unit=unit, level=level)
+        with self._lock:
+            snapshot = self._snapshot() if backlog > 0 else None
+            follower = Follower(selector, maxsize, self._unsubscribe, backlog=snapshot, backlog_limit=backlog)
+            if self._closed:
+                follower.close()
+            else:
+                self._followers.add(follower)
+        return follower
+
+    def _unsubscribe(self, follower: Follower) -> None:
+        with self._lock:
+            self._followers.discard(follower)
+
+    @property
+    def follower_count(self) -> int:
+        return len(self._followers)
+

@@ -1,0 +1,178 @@
+"""The journal's files: ``current.jsonl`` plus rotated ``current.jsonl.1`` (newest) .. ``.keep`` (oldest).
+
+One writer (the Journal, under its lock) appends whole lines and flushes each, so a reader sees every
+record promptly; rotation renames files, so no line is copied, lost or written twice. Readers take a
+:class:`Snapshot`: files opened (and the current file's size noted) at one instant, read afterwards."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from supervisor.journal.records import Record, decode
+
+CURRENT = "current.jsonl"
+DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+DEFAULT_KEEP = 5
+
+_ROTATED = re.compile(re.escape(CURRENT) + r"\.([0-9]+)")
+
+
+def log_files(log_dir: Path) -> list[Path]:
+    """The journal files in ``log_dir``, oldest first (highest rotation number first, current last)."""
+    try:
+        names = os.listdir(log_dir)
+    except FileNotFoundError:
+        return []
+    rotated = sorted(
+        ((int(m.group(1)), name) for name in names if (m := _ROTATED.fullmatch(name))), reverse=True
+    )
+    files = [log_dir / name for _, name in rotated]
+    if CURRENT in names:
+        files.append(log_dir / CURRENT)
+    return files
+
+
+class Snapshot:
+    """The journal files as they were at one instant; reading it later is unaffected by rotation."""
+
+    def __init__(self, handles: list[tuple[BinaryIO, int | None]]) -> None:
+        self._handles = handles
+
+    @classmethod
+    def of_files(cls, files: list[Path], current_size: int | None = None) -> Snapshot:
+        """Open ``files`` (oldest first); the last is read up to ``current_size`` bytes if given."""
+        handles: list[tuple[BinaryIO, int | None]] = []
+        for i, path in enumerate(files):
+            try:
+                fh = path.open("rb")
+            except FileNotFoundError:  # rotated away between listing and opening
+                continue
+            handles.append((fh, current_size if i == len(files) - 1 else None))
+        return cls(handles)
+
+    def records(self) -> Iterator[Record]:
+        """Every parseable record, oldest first; torn or foreign lines are skipped. Closes the files."""
+        try:
+            for fh, limit in self._handles:
+                consumed = 0
+                for line in fh:
+                    if limit is not None:
+                        if consumed >= limit:
+                            break
+                        consumed += len(line)
+                        if consumed > limit:  # a line being written right now
+                            break
+                    record = decode(line)
+                    if record is not None:
+                        yield record
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        for fh, _ in self._handles:
+            fh.close()
+        self._handles = []
+
+
+class RotatingFile:
+    """Appends encoded lines to ``log_dir/current.jsonl``, rotating by size, keeping ``keep`` old files."""
+
+    def __init__(self, log_dir: Path, max_bytes: int = DEFAULT_MAX_BYTES, keep: int = DEFAULT_KEEP) -> None:
+        if max_bytes <= 0:
+            raise ValueError("max_bytes must be positive")
+        if keep < 0:
+            raise ValueError("keep must be >= 0")
+        self.log_dir = log_dir
+        self.max_bytes = max_bytes
+        self.keep = keep
+        self.path = log_dir / CURRENT
+        self._fh: BinaryIO | None = None
+        self._size = 0
+
+    def open(self) -> None:
+        """Create the directory, drop rotated files beyond ``keep``, open ``current.jsonl`` for append."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for path in log_files(self.log_dir):
+            m = _ROTATED.fullmatch(path.name)
+            if m and int(m.group(1)) > self.keep:
+                path.unlink(missing_ok=True)
+        self._open_current()
+        assert self._fh is not None
+        if self._size > 0 and not self._ends_with_newline():
+            self._fh.write(b"\n")  # a torn last line (power cut): start ours on a fresh line
+            self._fh.flush()
+            self._size += 1
+
+    def _open_current(self) -> None:
+        fh = self.path.open("ab")
+        self._fh = fh
+        self._size = os.fstat(fh.fileno()).st_size
+
+    def _ends_with_newline(self) -> bool:
+        with self.path.open("rb") as fh:
+            fh.seek(-1, os.SEEK_END)
+            return fh.read(1) == b"\n"
+
+    @property
+    def is_open(self) -> bool:
+        return self._fh is not None
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def write(self, line: bytes) -> None:
+        """Append one encoded line and flush it (no fsync); rotate first if it would not fit."""
+        if self._fh is None:
+            raise ValueError("journal file is not open")
+        if self._size > 0 and self._size + len(line) > self.max_bytes:
+            self.rotate()
+        assert self._fh is not None
+        self._fh.write(line)
+        self._fh.flush()
+        self._size += len(line)
+
+    def rotate(self) -> None:
+        """``current.jsonl`` becomes ``.1``, ``.1`` becomes ``.2`` ... ``.keep`` is dropped."""
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        if self.keep == 0:
+            self.path.unlink(missing_ok=True)
+        else:
+            for n in range(self.keep - 1, 0, -1):
+                older = self.log_dir / f"{CURRENT}.{n}"
+                if older.exists():
+                    os.replace(older, self.log_dir / f"{CURRENT}.{n + 1}")
+            if self.path.exists():
+                os.replace(self.path, self.log_dir / f"{CURRENT}.1")
+        self._open_current()
+
+    def snapshot(self) -> Snapshot:
+        """Open every file now (the caller holds the writer's lock so nothing rotates meanwhile)."""
+        if self._fh is not None:
+            self._fh.flush()
+        return Snapshot.of_files(log_files(self.log_dir), current_size=self._size)
+
+    def sync(self) -> None:
+        if self._fh is not None:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        """Flush, fsync and close; never raises for an already unusable file."""
+        fh, self._fh = self._fh, None
+        if fh is None:
+            return
+        try:
+            with contextlib.suppress(OSError, ValueError):
+                fh.flush()
+                os.fsync(fh.fileno())
+        finally:
+            with contextlib.suppress(OSError):
+                fh.close()

@@ -1,0 +1,124 @@
+"""``corral logs -f``: followers see new records in order; a slow one is told what it missed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import structlog
+
+from supervisor.journal import Journal, reset, setup
+from supervisor.tasks import spawn_task
+
+
+@pytest.fixture
+def journal() -> Iterator[Journal]:
+    yield setup(console=None)
+    reset()
+
+
+async def take(follower: object, n: int) -> list[dict[str, object]]:
+    out: list[dict[str, object]] = []
+    async for record in follower:  # type: ignore[attr-defined]
+        out.append(record)
+        if len(out) == n:
+            break
+    return out
+
+
+async def test_follower_sees_new_records_in_order(journal: Journal) -> None:
+    log = structlog.get_logger("supervisor.test")
+    log.info("before", n=-1)
+    async with journal.follow() as follower:
+        for n in range(5):
+            log.info("after", n=n)
+        got = await asyncio.wait_for(take(follower, 5), 2)
+    assert [r["n"] for r in got] == [0, 1, 2, 3, 4]
+    assert journal.follower_count == 0
+
+
+async def test_follower_receives_while_waiting(journal: Journal) -> None:
+    log = structlog.get_logger("supervisor.test")
+    follower = journal.follow()
+    reader = spawn_task(take(follower, 3), name="reader")
+    await asyncio.sleep(0)
+    for n in range(3):
+        log.info("live", n=n)
+        await asyncio.sleep(0)
+    got = await asyncio.wait_for(reader, 2)
+    follower.close()
+    assert [r["n"] for r in got] == [0, 1, 2]
+
+
+async def test_follow_filters_by_unit_and_level(journal: Journal) -> None:
+    async with journal.follow(unit="net", level="warning") as follower:
+        structlog.get_logger("a").bind(unit="net").info("quiet")
+        structlog.get_logger("a").bind(unit="dhcp").error("other unit")
+        structlog.get_logger("a").bind(unit="net").warning("wanted")
+        got = await asyncio.wait_for(take(follower, 1), 2)
+    assert [r["event"] for r in got] == ["wanted"]
+
+
+async def test_slow_follower_gets_lag_record_and_logger_never_blocks(journal: Journal) -> None:
+    log = structlog.get_logger("supervisor.test")
+    follower = journal.follow(maxsize=10)
+    started = time.monotonic()
+    for n in range(1000):  # the follower never runs during this loop
+        log.info("burst", n=n)
+    assert time.monotonic() - started < 5
+    log_after = 1000
+    got = await asyncio.wait_for(take(follower, 11), 2)  # 10 queued records, then the lag notice
+    assert [r["n"] for r in got[:10]] == list(range(10))
+    assert got[10]["event"] == "journal follower lagged; 990 records skipped"
+    assert got[10]["skipped"] == 990
+    log.info("caught up", n=log_after)
+    (latest,) = await asyncio.wait_for(take(follower, 1), 2)
+    assert latest["n"] == log_after
+    follower.close()
+
+
+async def test_lag_record_marks_the_gap(journal: Journal) -> None:
+    log = structlog.get_logger("supervisor.test")
+    follower = journal.follow(maxsize=4)
+    for n in range(6):  # 0-3 queued, 4-5 skipped
+        log.info("burst", n=n)
+    first = await asyncio.wait_for(take(follower, 2), 2)  # room again for the notice and one record
+    log.info("next", n=6)
+    rest = await asyncio.wait_for(take(follower, 4), 2)
+    events = [r.get("n", r["event"]) for r in first + rest]
+    assert events == [0, 1, 2, 3, "journal follower lagged; 2 records skipped", 6]
+    follower.close()
+
+
+async def test_follower_gets_records_from_other_threads(journal: Journal) -> None:
+    follower = journal.follow()
+    thread = threading.Thread(target=lambda: logging.getLogger("pyroute2").warning("from a thread"))
+    thread.start()
+    got = await asyncio.wait_for(take(follower, 1), 2)
+    thread.join()
+    follower.close()
+    assert got[0]["event"] == "from a thread"
+
+
+async def test_backlog_then_live_without_gap(journal: Journal, tmp_path: Path) -> None:
+    journal.attach_storage(tmp_path)
+    log = structlog.get_logger("supervisor.test")
+    for n in range(5):
+        log.info("stored", n=n)
+    async with journal.follow(backlog=2) as follower:
+        log.info("live", n=5)
+        got = await asyncio.wait_for(take(follower, 3), 2)
+    assert [r["n"] for r in got] == [3, 4, 5]
+
+
+async def test_close_ends_iteration(journal: Journal) -> None:
+    follower = journal.follow()
+    structlog.get_logger("x").info("queued")
+    journal.close()
+    got = await asyncio.wait_for(take(follower, 2), 2)  # ends after 1
+    assert [r["event"] for r in got] == ["queued"]
