@@ -1,0 +1,62 @@
+"""`corral debug fail|spawn`: fault injection and reaper checks (need `corral.debug: true`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from supervisor.cli.common import EXIT_OK, Subparsers, add_command, call, client_options, out, print_json
+
+
+def add_parser(subparsers: Subparsers) -> None:
+    group = add_command(
+        subparsers,
+        "debug",
+        summary="fault injection for testing a running supervisor",
+        description="Commands for proving crash isolation and the reaper. They are refused unless the\n"
+        "config sets corral.debug: true.",
+        examples=[("corral debug fail processes 100", ""), ("corral debug spawn -- true", "")],
+    )
+    sub = group.add_subparsers(dest="debug_command", metavar="COMMAND", required=True)
+    fail = add_command(
+        sub,
+        "fail",
+        summary="make a handler's next reconciles raise",
+        description="Make the next COUNT reconciles of HANDLER raise; the runner must log each, back off\n"
+        "and restart the handler while the loop carries on.",
+        examples=[("corral debug fail processes 100", "")],
+        parents=[client_options()],
+        run=run_fail,
+    )
+    fail.add_argument("handler", help="handler name, as listed by `corral status`")
+    fail.add_argument("count", type=int, nargs="?", default=1, help="how many reconciles fail (default 1)")
+    spawn = add_command(
+        sub,
+        "spawn",
+        summary="run a command through PID 1's process module",
+        description="Spawn ARGV as a child of PID 1 (never through a shell), wait and print how it ended.",
+        examples=[("corral debug spawn -- sh -c 'exit 3'", "prints: exited 3")],
+        parents=[client_options()],
+        run=run_spawn,
+    )
+    spawn.add_argument("argv", nargs=argparse.REMAINDER, help="the command and its arguments")
+
+
+def run_fail(args: argparse.Namespace) -> int:
+    result = call(args, "debug.fail", handler=args.handler, count=args.count)
+    if args.output == "json":
+        print_json(result)
+    else:
+        out(f"{args.handler}: {args.count} failure(s) injected")
+    return EXIT_OK
+
+
+def run_spawn(args: argparse.Namespace) -> int:
+    argv = [a for a in args.argv if a != "--"] if args.argv[:1] == ["--"] else args.argv
+    result = call(args, "debug.spawn", commands=[argv])
+    if args.output == "json":
+        print_json(result)
+    else:
+        for r in result:
+            how = f"killed by signal {r['signal']}" if r["signal"] is not None else f"exited {r['exitcode']}"
+            out(f"pid {r['pid']}: {how}")
+    return EXIT_OK

@@ -1,0 +1,126 @@
+"""`corral`: the command line of corral. It talks to PID 1 over the root-only control socket.
+
+A command group is one module with ``add_parser(subparsers)``; the parsers it adds set ``func`` (a
+``(args) -> exit code`` callable). Add a group by adding its module to ``COMMAND_MODULES``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+from supervisor import __version__
+from supervisor.cli import config, debug, events, logs, power, sandbox, status
+from supervisor.cli.common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    CliError,
+    Subparsers,
+    default_socket,
+    format_examples,
+)
+from supervisor.control.protocol import DEFAULT_SOCKET, SOCKET_ENV, ControlError, ControlUnavailable
+
+
+class CommandGroup(Protocol):
+    """A module of commands: it adds its parsers, each with ``func`` set, to ``subparsers``."""
+
+    def add_parser(self, subparsers: Subparsers) -> None: ...
+
+
+# In the order `corral --help` lists them. Later: service, net, storage, system-docker.
+COMMAND_MODULES: tuple[CommandGroup, ...] = (status, config, logs, events, power, debug, sandbox)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be more than 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="corral",
+        description=(
+            "Control corral, the container OS: its state, config, journal and events. Talks to the\n"
+            "supervisor (PID 1) over its control socket, which only root may use.\n\n"
+            "exit codes: 0 success; 1 the command failed (the supervisor refused it, a file could not\n"
+            "be read, a config is invalid); 2 bad usage; 3 the supervisor could not be reached or\n"
+            "refused the connection; 130 interrupted."
+        ),
+        epilog=format_examples(
+            [
+                ("corral status", "how the machine is doing"),
+                ("corral logs -f", "follow the journal"),
+                ("corral config set corral.hostname edge-1", "change the config live"),
+                ("corral <command> --help", "options and examples of a command"),
+            ]
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--socket",
+        type=Path,
+        metavar="PATH",
+        default=default_socket(),
+        help=f"the control socket (default: ${SOCKET_ENV} or {DEFAULT_SOCKET})",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        default=30.0,
+        help="how long to wait for the supervisor to answer (default: 30; streams wait forever)",
+    )
+    parser.add_argument("--version", action="version", version=f"corral {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands", required=True)
+    for module in COMMAND_MODULES:
+        module.add_parser(subparsers)
+    return parser
+
+
+def _fail(reason: str, code: int) -> int:
+    print(f"corral: {reason}", file=sys.stderr, flush=True)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors
+        return exc.code if isinstance(exc.code, int) else (EXIT_OK if exc.code is None else EXIT_USAGE)
+    try:
+        return int(args.func(args))
+    except ControlUnavailable as exc:
+        return _fail(exc.reason, EXIT_UNAVAILABLE)
+    except ControlError as exc:
+        return _fail(exc.reason, EXIT_FAILED)
+    except CliError as exc:
+        return _fail(exc.reason, exc.code)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (corral logs | head): stop quietly, and keep Python's exit-time flush
+        # of stdout from complaining about the closed pipe.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):
+            pass
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""`corral status`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from supervisor.cli.common import (
+    EXIT_OK,
+    Subparsers,
+    add_command,
+    call,
+    client_options,
+    format_duration,
+    out,
+    print_json,
+    table,
+)
+
+
+def add_parser(subparsers: Subparsers) -> None:
+    add_command(
+        subparsers,
+        "status",
+        summary="show the state of the supervisor",
+        description=(
+            "Show the supervisor's state: version, hostname, uptime, boot state (booting, ready, degraded,\n"
+            "stopping) and phase, why it is degraded, the config generation in force and the errors of the\n"
+            "last rejected config, every handler with its state and restarts, the number of child\n"
+            "processes and the event bus counters. Exits 0 whatever the state; read .state from -o json."
+        ),
+        examples=[
+            ("corral status", "overview for people"),
+            ("corral status -o json", "the status object, as the supervisor sent it"),
+            ("corral status -o json | jq -r .state", "booting, ready, degraded or stopping"),
+        ],
+        parents=[client_options()],
+        run=run,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    result = call(args, "status")
+    if args.output == "json":
+        print_json(result)
+    else:
+        out(render_status(result))
+    return EXIT_OK
+
+
+def _problem(problem: Any) -> str:
+    if isinstance(problem, dict):
+        key = problem.get("key", problem.get("path"))
+        parts = [problem.get("file"), key, problem.get("message")]
+        return ": ".join(str(p) for p in parts if p not in (None, ""))
+    return str(problem)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _mib(kib: Any) -> str:
+    return f"{kib / 1024:.1f} MiB" if isinstance(kib, int | float) else "?"
+
+
+INDENT = " " * 11
+
+
+def render_status(status: Any) -> str:
+    """Text for people; any subset of the fields of protocol.StatusResult renders."""
+    if not isinstance(status, dict):
+        return str(status)
+    get = status.get
+    head = f"corral {get('version', '?')} on {get('hostname', '?')}"
+    sandbox = get("sandbox")
+    if sandbox:
+        head += " (sandbox)" if sandbox is True else f" (sandbox {sandbox})"
+    lines = [head + f", up {format_duration(get('uptime'))}"]
+
+    state = str(get("state", "unknown"))
+    if get("phase") and state not in ("ready", "degraded"):
+        state += f" (phase: {get('phase')})"
+    lines.append(f"state:     {state}")
+    if get("emergency"):
+        lines.append(f"emergency: {get('emergency')}")
+    degraded = get("degraded") or {}
+    reasons = [f"{k}: {v}" for k, v in degraded.items()] if isinstance(degraded, dict) else list(degraded)
+    lines.extend(("degraded:  " if i == 0 else INDENT) + str(r) for i, r in enumerate(reasons))
+    phases = get("boot_phases")
+    if isinstance(phases, dict) and phases:
+        lines.append("boot:      " + ", ".join(f"{name} {_seconds(t)}" for name, t in phases.items()))
+
+    config = get("config")
+    if isinstance(config, dict):
+        errors = config.get("errors") or []
+        text = f"generation {config.get('generation', '?')}"
+        text += f", {_plural(len(errors), 'error')} in the last rejected config" if errors else ", no errors"
+        lines.append(f"config:    {text}")
+        lines.extend(INDENT + _problem(e) for e in errors)
+
+    handlers = get("handlers")
+    if isinstance(handlers, dict):  # {name: status}
+        handlers = [{"name": n, **(h if isinstance(h, dict) else {"state": h})} for n, h in handlers.items()]
+    if isinstance(handlers, list):
+        lines.append(f"handlers:  {len(handlers)}")
+        rows = [
+            [
+                h.get("name"),
+                h.get("state"),
+                h.get("restarts", 0),
+                h.get("failures", 0),
+                h.get("last_error") or "",
+            ]
+            for h in sorted((h for h in handlers if isinstance(h, dict)), key=lambda h: str(h.get("name")))
+        ]
+        if rows:
+            lines.extend(table(["NAME", "STATE", "RESTARTS", "FAILURES", "LAST ERROR"], rows, indent=INDENT))
+
+    processes = get("processes")
+    if isinstance(processes, dict):
+        children = processes.get("children") or []
+        count = len(children) if isinstance(children, list) else children
+        lines.append(
+            f"children:  {count} (spawned {processes.get('spawned', '?')}, "
+            f"orphans reaped {processes.get('orphans_reaped', '?')})"
+        )
+    elif "children" in status:
+        lines.append(f"children:  {get('children')}")
+
+    bus = get("bus")
+    if isinstance(bus, dict):
+        subs = bus.get("subscribers") or {}
+        dropped = sum(int(s.get("dropped", 0)) for s in subs.values() if isinstance(s, dict))
+        lines.append(
+            f"bus:       {bus.get('published', 0)} events published, "
+            f"{_plural(len(subs), 'subscriber')}, {dropped} dropped"
+        )
+        rows = [
+            [name, s.get("pending", 0), s.get("dropped", 0), s.get("overflows", 0)]
+            for name, s in sorted(subs.items())
+            if isinstance(s, dict)
+        ]
+        if rows:
+            lines.extend(table(["SUBSCRIBER", "PENDING", "DROPPED", "OVERFLOWS"], rows, indent=INDENT))
+
+    memory = get("memory")
+    if isinstance(memory, dict):
+        lines.append(
+            f"memory:    {_mib(memory.get('rss_kib'))} resident (peak {_mib(memory.get('max_rss_kib'))})"
+        )
+    if "tasks" in status:
+        lines.append(f"tasks:     {get('tasks')}")
+    return "\n".join(lines)
+
+
+def _seconds(value: Any) -> str:
+    return f"{value:.2f}s" if isinstance(value, int | float) else str(value)

@@ -1,0 +1,208 @@
+"""Clients of the control socket: asyncio functions, and a blocking ``SyncClient`` for the CLI.
+
+Every failure is a ``ControlError`` (the supervisor refused the command) or its subclass
+``ControlUnavailable`` (the supervisor could not be reached, refused the connection, or broke the
+protocol); the reason is one line for a person."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import socket
+from collections.abc import AsyncIterator, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from supervisor.control import protocol
+from supervisor.control.protocol import ControlError, ControlUnavailable
+
+__all__ = [
+    "ControlError",
+    "ControlUnavailable",
+    "SyncClient",
+    "request",
+    "request_sync",
+    "stream",
+    "stream_sync",
+]
+
+DEFAULT_TIMEOUT = 30.0
+
+
+def connect_error(path: Path | str, exc: OSError) -> ControlUnavailable:
+    """A connection failure, said so that the person knows what to do."""
+    if isinstance(exc, FileNotFoundError | ConnectionRefusedError) or exc.errno in (
+        errno.ENOENT,
+        errno.ECONNREFUSED,
+        errno.ENOTDIR,
+    ):
+        return ControlUnavailable(f"cannot reach the supervisor at {path} (is corral running?)")
+    if isinstance(exc, PermissionError):
+        return ControlUnavailable(
+            f"permission denied: cannot open {path} (the control socket is root-only; run as root)"
+        )
+    return ControlUnavailable(f"cannot reach the supervisor at {path}: {exc.strerror or exc}")
+
+
+def _closed() -> ControlUnavailable:
+    return ControlUnavailable("the supervisor closed the connection")
+
+
+def _stream_header(cmd: str, header: Mapping[str, Any]) -> None:
+    if header.get("ok") is True and header.get("stream") is True:
+        return
+    if header.get("ok") is True:
+        raise ControlUnavailable(f"the supervisor answered {cmd!r} without a stream")
+    protocol.parse_reply(header)  # raises the error
+
+
+def _stream_message(message: Mapping[str, Any]) -> tuple[bool, Any]:
+    """(True, item) for an item, (False, None) at the end; raises for an error."""
+    if "item" in message:
+        return True, message["item"]
+    if message.get("end") is True:
+        return False, None
+    protocol.parse_reply(message)  # raises for ok: false
+    raise ControlUnavailable("unexpected message in a stream from the supervisor")
+
+
+# --- asyncio ----------------------------------------------------------------------------------
+
+
+async def _open(socket_path: Path | str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    try:
+        return await asyncio.open_unix_connection(str(socket_path), limit=protocol.MAX_REPLY)
+    except OSError as exc:
+        raise connect_error(socket_path, exc) from None
+
+
+async def _send(writer: asyncio.StreamWriter, cmd: str, args: Mapping[str, Any]) -> None:
+    writer.write(protocol.encode_request(cmd, args))
+    with contextlib.suppress(ConnectionError):  # a refusal may already be on its way back
+        await writer.drain()
+
+
+async def _read(reader: asyncio.StreamReader) -> dict[str, Any]:
+    try:
+        line = await reader.readline()
+    except ConnectionError:
+        raise _closed() from None
+    except ValueError:
+        raise ControlUnavailable("reply from the supervisor is too long") from None
+    if not line:
+        raise _closed()
+    try:
+        return protocol.decode_line(line)
+    except ControlError as exc:
+        raise ControlUnavailable(f"bad reply from the supervisor: {exc.reason}") from None
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
+
+
+async def request(socket_path: Path | str, cmd: str, /, **args: Any) -> Any:
+    """Send one command and return its result; raises ControlError."""
+    reader, writer = await _open(socket_path)
+    try:
+        await _send(writer, cmd, args)
+        reply = await _read(reader)
+        if reply.get("stream") is True:
+            raise ControlUnavailable(f"the supervisor answered {cmd!r} with a stream; use stream()")
+        return protocol.parse_reply(reply)
+    finally:
+        await _close(writer)
+
+
+async def stream(socket_path: Path | str, cmd: str, /, **args: Any) -> AsyncIterator[Any]:
+    """Send a streaming command and yield its items until the server ends the stream.
+
+    Closing the generator (or leaving the ``async for``) disconnects, which ends the stream."""
+    reader, writer = await _open(socket_path)
+    try:
+        await _send(writer, cmd, args)
+        _stream_header(cmd, await _read(reader))
+        while True:
+            more, item = _stream_message(await _read(reader))
+            if not more:
+                return
+            yield item
+    finally:
+        await _close(writer)
+
+
+# --- blocking, for the CLI --------------------------------------------------------------------
+
+
+class SyncClient:
+    """Blocking client: one connection per call. ``timeout`` bounds connecting and unary replies."""
+
+    def __init__(self, socket_path: Path | str, timeout: float | None = DEFAULT_TIMEOUT) -> None:
+        self.socket_path = Path(socket_path)
+        self.timeout = timeout
+
+    def request(self, cmd: str, /, **args: Any) -> Any:
+        with self._connect(cmd, args) as (_, lines):
+            reply = self._read(lines)
+            if reply.get("stream") is True:
+                raise ControlUnavailable(f"the supervisor answered {cmd!r} with a stream")
+            return protocol.parse_reply(reply)
+
+    def stream(self, cmd: str, /, **args: Any) -> Iterator[Any]:
+        with self._connect(cmd, args) as (sock, lines):
+            _stream_header(cmd, self._read(lines))
+            sock.settimeout(None)  # a stream may be quiet for as long as it likes
+            while True:
+                more, item = _stream_message(self._read(lines))
+                if not more:
+                    return
+                yield item
+
+    @contextlib.contextmanager
+    def _connect(self, cmd: str, args: Mapping[str, Any]) -> Iterator[tuple[socket.socket, Any]]:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.timeout)
+            try:
+                sock.connect(str(self.socket_path))
+            except TimeoutError:
+                raise ControlUnavailable(
+                    f"cannot reach the supervisor at {self.socket_path}: timed out connecting"
+                ) from None
+            except OSError as exc:
+                raise connect_error(self.socket_path, exc) from None
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                sock.sendall(protocol.encode_request(cmd, args))
+            with sock.makefile("rb") as lines:
+                yield sock, lines
+        finally:
+            sock.close()
+
+    def _read(self, lines: Any) -> dict[str, Any]:
+        try:
+            line = lines.readline(protocol.MAX_REPLY + 1)
+        except TimeoutError:
+            raise ControlUnavailable(f"the supervisor did not answer within {self.timeout:g} s") from None
+        except ConnectionError:
+            raise _closed() from None
+        if not line:
+            raise _closed()
+        if not line.endswith(b"\n"):
+            raise ControlUnavailable("reply from the supervisor is too long or cut short")
+        try:
+            return protocol.decode_line(line)
+        except ControlError as exc:
+            raise ControlUnavailable(f"bad reply from the supervisor: {exc.reason}") from None
+
+
+def request_sync(socket_path: Path | str, cmd: str, /, **args: Any) -> Any:
+    """Blocking ``request``: one command, its result; raises ControlError."""
+    return SyncClient(socket_path).request(cmd, **args)
+
+
+def stream_sync(socket_path: Path | str, cmd: str, /, **args: Any) -> Iterator[Any]:
+    """Blocking ``stream``: yields items until the server ends the stream; close it to disconnect."""
+    return SyncClient(socket_path).stream(cmd, **args)

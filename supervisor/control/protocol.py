@@ -1,0 +1,404 @@
+"""The control socket protocol: newline-delimited JSON over a root-only unix stream socket.
+
+Wire format (every message is one line of UTF-8 JSON terminated by ``\\n``):
+
+* Request: ``{"cmd": "status", "args": {...}}``. ``args`` may be omitted (same as ``{}``); other fields
+  are ignored. A request line is at most ``MAX_REQUEST`` bytes; a longer one gets an error and the
+  connection is closed. Several unary requests may be sent one after another on one connection.
+* Reply: ``{"ok": true, "result": <any JSON>}`` or ``{"ok": false, "error": "<one-line reason>"}``.
+* Streaming commands (``events``; ``logs`` with ``follow``) first reply ``{"ok": true, "stream": true}``,
+  then send one ``{"item": <any JSON>}`` line per item. The stream lasts until the client disconnects.
+  If the server ends it, the last line is ``{"end": true}`` (ended normally) or
+  ``{"ok": false, "error": "..."}`` (failed); then the server closes the connection. The client sends
+  nothing while a stream runs.
+* A peer whose uid is not root gets ``{"ok": false, "error": PERMISSION_DENIED}`` and is disconnected.
+
+``COMMANDS`` below is the catalogue of commands, their arguments and results; the server checks the
+arguments of every command listed there before calling its handler and fills in the defaults, so a
+handler always receives every argument of its command. Handlers raise ``ControlError(reason)`` for
+an expected failure (the reason goes to the client as is); any other exception is logged with its
+traceback and reported as ``"<cmd> failed: <Type>: <message>"``."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypedDict
+
+from supervisor.paths import Paths
+
+DEFAULT_SOCKET: Path = Paths().control_socket  # /run/corral/control.sock
+SOCKET_ENV = "CORRAL_SOCKET"
+MAX_REQUEST = 1 << 20  # bytes in one request line
+MAX_REPLY = 256 << 20  # bytes in one reply line, as the client accepts them
+MAX_REASON = 1000  # characters kept of an error reason
+PERMISSION_DENIED = "permission denied: the control socket is root-only"
+
+LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+class ControlError(Exception):
+    """A command failed; ``reason`` is one line meant for a person.
+
+    Handlers raise it for expected failures (``no such key: corral.foo``); the client raises it
+    when the server replied ``ok: false``."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = one_line(reason)
+        super().__init__(self.reason)
+
+
+class ControlUnavailable(ControlError):
+    """The supervisor could not be reached, refused the connection, or broke the protocol."""
+
+
+def one_line(text: str, limit: int = MAX_REASON) -> str:
+    """Collapse whitespace (newlines included) and cut to ``limit`` characters."""
+    text = re.sub(r"\s+", " ", str(text)).strip()
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text or "unknown error"
+
+
+def describe_exception(exc: BaseException) -> str:
+    message = one_line(str(exc)) if str(exc) else ""
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+# --- encoding ---------------------------------------------------------------------------------
+
+
+def _jsonable(value: Any) -> Any:
+    """``json.dumps`` fallback for the types handlers are likely to return."""
+    to_dict = getattr(value, "to_dict", None)
+    if callable(to_dict):
+        return to_dict()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=repr)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    isoformat = getattr(value, "isoformat", None)
+    if callable(isoformat):
+        return isoformat()
+    if hasattr(value, "__dataclass_fields__"):
+        from dataclasses import asdict
+
+        return asdict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+
+
+def encode(message: Mapping[str, Any]) -> bytes:
+    """One protocol line. Raises TypeError when a value cannot be represented in JSON."""
+    return (
+        json.dumps(message, default=_jsonable, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        + "\n"
+    ).encode()
+
+
+def encode_request(cmd: str, args: Mapping[str, Any] | None = None) -> bytes:
+    return encode({"cmd": cmd, "args": dict(args or {})})
+
+
+def ok_reply(result: Any) -> dict[str, Any]:
+    return {"ok": True, "result": result}
+
+
+def error_reply(reason: str) -> dict[str, Any]:
+    return {"ok": False, "error": one_line(reason)}
+
+
+STREAM_START: dict[str, Any] = {"ok": True, "stream": True}
+STREAM_END: dict[str, Any] = {"end": True}
+
+
+def stream_item(item: Any) -> dict[str, Any]:
+    return {"item": item}
+
+
+def decode_line(line: bytes) -> dict[str, Any]:
+    """Parse one line into a JSON object; ControlError when it is not one."""
+    try:
+        message = json.loads(line)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ControlError(f"malformed JSON: {exc}") from None
+    if not isinstance(message, dict):
+        raise ControlError(f"malformed message: expected a JSON object, got {type(message).__name__}")
+    return message
+
+
+@dataclass(frozen=True)
+class Request:
+    cmd: str
+    args: dict[str, Any]
+
+
+def parse_request(line: bytes) -> Request:
+    message = decode_line(line)
+    cmd = message.get("cmd")
+    if not isinstance(cmd, str) or not cmd:
+        raise ControlError('malformed request: "cmd" must be a non-empty string')
+    args = message.get("args", {})
+    if args is None:
+        args = {}
+    if not isinstance(args, dict):
+        raise ControlError('malformed request: "args" must be a JSON object')
+    return Request(cmd, args)
+
+
+def parse_reply(message: Mapping[str, Any]) -> Any:
+    """The result of a unary reply; ControlError for an error reply."""
+    if message.get("ok") is True and "result" in message:
+        return message["result"]
+    if message.get("ok") is False:
+        reason = str(message.get("error") or "unknown error")
+        if reason == PERMISSION_DENIED:
+            raise ControlUnavailable(reason)
+        raise ControlError(reason)
+    raise ControlUnavailable(f"unexpected reply from the supervisor: {one_line(json.dumps(message), 200)}")
+
+
+# --- the command catalogue --------------------------------------------------------------------
+
+_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list"}
+
+
+@dataclass(frozen=True)
+class Arg:
+    name: str
+    types: tuple[type, ...]  # allowed JSON types; None is always allowed for optional args
+    help: str
+    required: bool = False
+    default: Any = None
+    item_type: type | None = None  # element type when ``list`` is allowed
+
+    def check(self, cmd: str, value: Any) -> Any:
+        if value is None and not self.required:
+            return self.default
+        ok = any(
+            isinstance(value, t) and not (isinstance(value, bool) and t is not bool) for t in self.types
+        ) or (float in self.types and isinstance(value, int) and not isinstance(value, bool))
+        if ok and isinstance(value, list) and self.item_type is not None:
+            ok = all(isinstance(v, self.item_type) for v in value)
+        if not ok:
+            wanted = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in self.types)
+            if self.item_type is not None:
+                wanted += f" of {_TYPE_NAMES.get(self.item_type, self.item_type.__name__)}s"
+            raise ControlError(f"argument {self.name!r} of {cmd!r} must be {wanted}, not {json.dumps(value)}")
+        if float in self.types and isinstance(value, int):
+            return float(value)
+        return value
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    summary: str
+    result: str
+    args: tuple[Arg, ...] = ()
+    streams: Literal["never", "follow", "always"] = "never"
+    choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def check_args(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        known = {a.name for a in self.args}
+        unknown = sorted(set(args) - known)
+        if unknown:
+            raise ControlError(f"unknown argument {unknown[0]!r} for {self.name!r}")
+        checked: dict[str, Any] = {}
+        for arg in self.args:
+            if arg.required and args.get(arg.name) is None:
+                raise ControlError(f"{self.name!r} needs the argument {arg.name!r}")
+            checked[arg.name] = arg.check(self.name, args.get(arg.name))
+            allowed = self.choices.get(arg.name)
+            if allowed and checked[arg.name] is not None and checked[arg.name] not in allowed:
+                raise ControlError(
+                    f"argument {arg.name!r} of {self.name!r} must be one of {', '.join(allowed)}"
+                )
+        return checked
+
+
+def _commands(*commands: Command) -> dict[str, Command]:
+    return {c.name: c for c in commands}
+
+
+_APPLIED = (
+    '{"generation": int, "changed": [str]}: the config generation now in force and the key paths that changed'
+)
+
+COMMANDS: dict[str, Command] = _commands(
+    Command(
+        "status",
+        "State of the supervisor.",
+        "StatusResult (see below)",
+    ),
+    Command(
+        "config.get",
+        "One value of the config in force.",
+        "the value at the key (any JSON); error 'no such key: KEY' when absent",
+        (Arg("key", (str,), "dotted key path, e.g. corral.network.dns.nameservers", required=True),),
+    ),
+    Command(
+        "config.set",
+        "Set one key; persisted (only the difference from the defaults) and applied live.",
+        _APPLIED,
+        (
+            Arg("key", (str,), "dotted key path", required=True),
+            Arg("value", (str,), "the new value as YAML text ('8.8.8.8', '[a, b]', '{x: 1}')", required=True),
+        ),
+    ),
+    Command(
+        "config.export",
+        "The user's config (what `set` and `merge` persisted), secrets left out unless asked for.",
+        "the config as a JSON object",
+        (Arg("secrets", (bool,), "include secret values", default=False),),
+    ),
+    Command(
+        "config.merge",
+        "Merge a cloud-config document into the user's config, persist and apply it.",
+        _APPLIED,
+        (Arg("yaml", (str,), "cloud-config YAML text", required=True),),
+    ),
+    Command(
+        "config.validate",
+        "Check a cloud-config document against the schema without applying it.",
+        '{"valid": bool, "errors": [ConfigProblem]}',
+        (
+            Arg("yaml", (str,), "cloud-config YAML text", required=True),
+            Arg("filename", (str,), "name used in error messages", default="<stdin>"),
+        ),
+    ),
+    Command("config.schema", "The JSON Schema of the config.", "the JSON Schema (a JSON object)"),
+    Command(
+        "logs",
+        "Journal records, oldest first; with follow, a stream that goes on with new records.",
+        "[LogRecord] (follow: a stream of LogRecord)",
+        (
+            Arg("since", (float,), "only records at or after this time (Unix seconds)"),
+            Arg("unit", (str,), "only records of this unit"),
+            Arg("limit", (int,), "only the last N matching records (follow: of the backlog)"),
+            Arg("level", (str,), "only records at this level or above"),
+            Arg("follow", (bool,), "stream: after the backlog, send new records as they come", default=False),
+        ),
+        streams="follow",
+        choices={"level": LEVELS},
+    ),
+    Command(
+        "events",
+        "Bus events as they are published (always a stream).",
+        "a stream of Event.to_dict() objects",
+        (
+            Arg(
+                "kinds",
+                (list,),
+                "only these kinds; 'process' also matches 'process.exited'. resync always passes",
+                item_type=str,
+            ),
+        ),
+        streams="always",
+    ),
+    Command("reload", "Re-read the config files and apply them.", _APPLIED),
+    Command("poweroff", "Stop every unit and power the machine off.", "null, sent before shutting down"),
+    Command("reboot", "Stop every unit and reboot.", "null, sent before shutting down"),
+    Command(
+        "debug.fail",
+        "Make a handler's next COUNT reconciles raise (needs corral.debug: true).",
+        "the handler's status",
+        (
+            Arg("handler", (str,), "handler name, as in `corral status`", required=True),
+            Arg("count", (int,), "how many reconciles fail", default=1),
+        ),
+    ),
+    Command(
+        "debug.spawn",
+        "Spawn each argv through PID 1's process module and wait for all (needs corral.debug: true).",
+        '[{"pid": int, "exitcode": int | null, "signal": int | null}]',
+        (Arg("commands", (list,), "a list of argv lists", required=True),),
+    ),
+)
+
+
+def check_args(cmd: str, args: Mapping[str, Any]) -> dict[str, Any]:
+    """Arguments of a catalogued command checked and completed with defaults; others pass unchanged."""
+    spec = COMMANDS.get(cmd)
+    return spec.check_args(args) if spec is not None else dict(args)
+
+
+def kind_matches(kinds: Iterable[str] | None, kind: str) -> bool:
+    """Does an event ``kind`` pass the filter? Empty/None passes everything; a filter entry matches
+    the kind itself and its dotted descendants ("process" matches "process.exited"); resync always
+    passes, since it tells the reader that events were lost."""
+    wanted = list(kinds or ())
+    if not wanted or kind == "resync":
+        return True
+    return any(kind == k or kind.startswith(k + ".") for k in wanted)
+
+
+# --- result shapes (documentation for handler writers; the CLI renders them leniently) ---------
+
+
+class ConfigProblem(TypedDict):
+    """supervisor.config.errors.ConfigError.to_dict()."""
+
+    file: str  # a path, or a pseudo-source such as "cmdline"
+    key: str  # dotted key path such as corral.log.level; "(document)" for the document as a whole
+    message: str
+    line: int | None
+
+
+class ConfigStatus(TypedDict):
+    generation: int  # increases with every accepted config
+    errors: list[ConfigProblem | str]  # why the last attempted config was rejected; [] when accepted
+
+
+class HandlerStatus(TypedDict, total=False):
+    """handlers.runner's status(); the CLI shows name, state, restarts, failures, last_error."""
+
+    name: str
+    state: str
+    restarts: int
+    failures: int
+    last_error: str | None
+    reconciles: int
+    events: int
+    pending: int
+    dropped: int
+
+
+class StatusResult(TypedDict, total=False):
+    """What ``status`` returns (supervisor.app.Supervisor.status); the CLI renders any subset."""
+
+    version: str
+    hostname: str
+    pid: int
+    sandbox: bool  # running as `corral sandbox`
+    state: Literal["booting", "ready", "degraded", "emergency", "stopping"]
+    phase: str  # current (or last) boot or shutdown phase
+    uptime: float  # seconds since PID 1 started
+    boot_phases: dict[str, float]  # phase -> seconds it took, in boot order
+    degraded: dict[str, str]  # source -> reason; {} unless degraded
+    emergency: str | None  # why PID 1 fell back to the emergency shell
+    config: ConfigStatus
+    handlers: list[HandlerStatus]
+    processes: dict[str, Any]  # {"children": [{"name", "pid"}], "spawned": int, "orphans_reaped": int}
+    bus: dict[
+        str, Any
+    ]  # Bus.stats(): {"published": int, "subscribers": {name: {pending, dropped, overflows}}}
+    tasks: int
+    memory: dict[str, int]  # {"rss_kib", "max_rss_kib"}
+    mounts: list[str]
+
+
+class LogRecord(TypedDict, total=False):
+    """A journal record (supervisor.journal.records): a flat JSON object, head keys first."""
+
+    ts: str  # ISO 8601 UTC, e.g. 2024-05-01T12:00:00.000000Z
+    level: str
+    logger: str  # e.g. supervisor.net
+    event: str
+    unit: str  # set on lines of a unit's output
+    traceback: str
+    # any other keys: structured fields, rendered key=value
