@@ -1,0 +1,71 @@
+# corral: build and test entry points. `make test` installs everything it needs (Debian 12, as root).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.corral-installed
+# `make run CONFIG=path/to/cloud-config.yml`; empty: the shipped defaults.
+CONFIG ?=
+# Extra pytest arguments, e.g. `make test PYTEST_ARGS='-k netns -x'`.
+PYTEST_ARGS ?=
+# The test fixtures are checked strictly on their own (the project's mypy run covers the packages).
+MYPY_STRICT := integration/netns.py integration/dockerd.py integration/conftest.py integration/test_fixtures.py
+
+export DEBIAN_FRONTEND := noninteractive
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: help sysdeps venv lint test run bench clean distclean
+
+help:
+	@echo "make venv       Debian packages (when missing) + $(VENV) with corral[test], editable"
+	@echo "make lint       ruff check . ; mypy"
+	@echo "make test       venv + lint + pytest over tests/ and integration/"
+	@echo "make run        corral sandbox --dir run-state [--config \$$CONFIG]"
+	@echo "make bench      run every bench/*.py"
+	@echo "make clean      caches and build output; make distclean also removes $(VENV) and .cache"
+
+sysdeps:
+	@bash scripts/install-system-deps.sh
+
+venv: $(STAMP)
+
+# Re-run pip only when pyproject.toml changed since the last install.
+$(STAMP): pyproject.toml | sysdeps
+	@if ! $(PY) -c 'import sys' >/dev/null 2>&1; then \
+		rm -rf $(VENV); echo "/usr/bin/python3 -m venv $(VENV)"; /usr/bin/python3 -m venv $(VENV); \
+	fi
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --strict --follow-imports=silent $(MYPY_STRICT)
+
+# pytest's exit status 5 means it collected no test: say so rather than fail.
+test: venv lint
+	@rc=0; $(PY) -m pytest -q -p no:cacheprovider --durations=15 tests integration $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no test"; exit 0; fi; exit $$rc
+
+run: venv
+	$(VENV)/bin/corral sandbox --dir $(CURDIR)/run-state $(if $(CONFIG),--config $(abspath $(CONFIG)))
+
+bench: venv
+	@shopt -s nullglob; ran=0; \
+	for f in bench/*.py; do \
+		case "$$(basename "$$f")" in _*) continue ;; esac; \
+		echo "== $$f"; $(PY) "$$f"; ran=$$((ran + 1)); \
+	done; \
+	echo "$$ran benchmark(s) run"
+
+clean:
+	@if grep -q " $(CURDIR)/run-state[/ ]" /proc/self/mountinfo; then \
+		echo "run-state still has mounts: stop the sandbox (make run) first" >&2; exit 1; \
+	fi
+	rm -rf --one-file-system run-state build .mypy_cache .ruff_cache .pytest_cache *.egg-info
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) .cache

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Install the Debian packages that corral's build and tests need; only the missing ones, and fast when
+# nothing is missing (one dpkg-query, no apt-get update).
+#
+# No service may start while installing: docker.io's dockerd would create docker0 and NAT rules on the
+# host, dnsmasq would bind port 53. A policy-rc.d that exits 101 makes invoke-rc.d refuse every start; it
+# is put in place only for the install and the host's own policy-rc.d (if any) is restored afterwards.
+set -euo pipefail
+
+PACKAGES=(
+  python3-venv python3-dev iproute2 util-linux procps docker.io dnsmasq busybox-static e2fsprogs kmod
+  iptables
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if [ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null)" != installed ]; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+sudo=()
+if [ "$(id -u)" != 0 ]; then
+  if command -v sudo >/dev/null; then
+    sudo=(sudo)
+  else
+    echo "install-system-deps: missing ${missing[*]}, and not root (no sudo either)" >&2
+    exit 1
+  fi
+fi
+
+echo "install-system-deps: installing ${missing[*]}"
+policy=/usr/sbin/policy-rc.d
+backup=""
+if [ -e "$policy" ]; then
+  backup=$(mktemp)
+  "${sudo[@]}" cp -p "$policy" "$backup"
+fi
+restore_policy() {
+  if [ -n "$backup" ]; then
+    "${sudo[@]}" cp -p "$backup" "$policy"
+    rm -f "$backup"
+  else
+    "${sudo[@]}" rm -f "$policy"
+  fi
+}
+trap restore_policy EXIT
+printf '#!/bin/sh\n# corral install-system-deps: start no service while installing\nexit 101\n' \
+  | "${sudo[@]}" tee "$policy" >/dev/null
+"${sudo[@]}" chmod 755 "$policy"
+
+apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -y -q -o Dpkg::Use-Pty=0)
+"${apt[@]}" update -qq
+"${apt[@]}" install -qq --no-install-recommends "${missing[@]}"
+
+# On a host booted with systemd the packages also enabled their services for the next boot: disable the
+# ones we just brought in (the tests start private daemons of their own).
+if [ -d /run/systemd/system ]; then
+  for p in "${missing[@]}"; do
+    case "$p" in
+      docker.io) "${sudo[@]}" systemctl disable --quiet docker.service docker.socket || true ;;
+      dnsmasq) "${sudo[@]}" systemctl disable --quiet dnsmasq.service || true ;;
+    esac
+  done
+fi
+
+if ip -o link show docker0 >/dev/null 2>&1; then
+  echo "install-system-deps: warning: docker0 exists on the host (not created by this script)" >&2
+fi
