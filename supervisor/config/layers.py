@@ -1,0 +1,79 @@
+"""From text to a validated layer: parse, fold ``rancher:`` into ``corral:``, validate, canonicalise."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from supervisor.config.errors import ConfigError
+from supervisor.config.keypath import KeyPath
+from supervisor.config.validate import Validator, canonical_file_modes
+from supervisor.config.yamlload import Document, load_document
+
+CORRAL = "corral"
+ALIAS = "rancher"
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One validated config source, ready to merge."""
+
+    source: str
+    data: dict[str, Any]
+
+
+def fold_alias(doc: Document) -> tuple[Document | None, bool, list[ConfigError]]:
+    """Rename a top-level ``rancher:`` to ``corral:``; both at once is an error.
+    Returns the document, whether the alias was used, and errors."""
+    if ALIAS not in doc.data:
+        return doc, False, []
+    if CORRAL in doc.data:
+        line = doc.line((ALIAS,))
+        where = f" (line {line})" if line else ""
+        return (
+            None,
+            True,
+            [
+                ConfigError(
+                    doc.source,
+                    ALIAS,
+                    "both 'rancher' and 'corral' are given ('rancher' is an alias of 'corral'): "
+                    f"use one{where}",
+                    line,
+                )
+            ],
+        )
+    data = {(CORRAL if k == ALIAS else k): v for k, v in doc.data.items()}
+    nodes = {_rename(p, ALIAS, CORRAL): info for p, info in doc.nodes.items()}
+    return replace(doc, data=data, nodes=nodes), True, []
+
+
+def _rename(path: KeyPath, old: str, new: str) -> KeyPath:
+    return (new, *path[1:]) if path[:1] == (old,) else path
+
+
+def check_document(doc: Document, validator: Validator) -> tuple[Layer | None, list[ConfigError]]:
+    """Validate a parsed document; errors name the keys as the user wrote them (``rancher.`` stays)."""
+    folded, aliased, errors = fold_alias(doc)
+    if folded is None:
+        return None, errors
+    errors = validator.validate(folded)
+    if aliased:
+        errors = [_unfold(e) for e in errors]
+    if errors:
+        return None, errors
+    return Layer(doc.source, canonical_file_modes(folded.data, validator.schema)), []
+
+
+def _unfold(error: ConfigError) -> ConfigError:
+    if error.key == CORRAL or error.key.startswith((CORRAL + ".", CORRAL + "[")):
+        return replace(error, key=ALIAS + error.key[len(CORRAL) :])
+    return error
+
+
+def check_text(text: str, source: str, validator: Validator) -> tuple[Layer | None, list[ConfigError]]:
+    """Parse and validate one cloud-config document (a leading ``#cloud-config`` line is a comment)."""
+    doc, errors = load_document(text, source)
+    if doc is None:
+        return None, errors
+    return check_document(doc, validator)

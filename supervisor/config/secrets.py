@@ -1,0 +1,95 @@
+"""Which config keys are secret, and keeping them out of cloud-config.yml, exports and logs.
+
+The rule (one place: ``is_secret``), applied to each name along a key path, case-insensitively and
+with ``-`` read as ``_``:
+- a name containing ``password`` or ``passwd`` (``corral.password``, ``users[0].passwd``);
+- a name containing ``private_key`` or ending in ``_private`` (``ssh_keys.rsa_private``);
+- a name containing ``secret`` or ``tls_key``;
+- ``key`` directly under a map named ``tls`` (``...tls.key``).
+Public keys (``ssh_authorized_keys``) are not secret.
+
+A secret inside a list makes the whole list secret when splitting (lists are replaced whole by later
+layers, so they cannot be split between two files)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from supervisor.config.keypath import KeyPath, Segment
+
+REDACTED = "<redacted>"
+
+
+def _norm(name: str) -> str:
+    return name.lower().replace("-", "_")
+
+
+def is_secret(path: Sequence[Segment]) -> bool:
+    """True when the value at ``path`` is a secret."""
+    names = [_norm(s) for s in path if isinstance(s, str)]
+    for i, name in enumerate(names):
+        if "password" in name or "passwd" in name or "secret" in name or "tls_key" in name:
+            return True
+        if "private_key" in name or name.endswith("_private"):
+            return True
+        if name == "key" and i > 0 and names[i - 1] == "tls":
+            return True
+    return False
+
+
+def contains_secret(value: Any, path: KeyPath = ()) -> bool:
+    if is_secret(path):
+        return True
+    if isinstance(value, Mapping):
+        return any(contains_secret(v, (*path, k)) for k, v in value.items())
+    if isinstance(value, list):
+        return any(contains_secret(v, (*path, i)) for i, v in enumerate(value))
+    return False
+
+
+def redact(config: Any, path: KeyPath = ()) -> Any:
+    """A copy of ``config`` with every secret value replaced by ``"<redacted>"`` (safe to log)."""
+    if is_secret(path) and path:
+        return REDACTED
+    if isinstance(config, Mapping):
+        return {k: redact(v, (*path, k)) for k, v in config.items()}
+    if isinstance(config, list):
+        return [redact(v, (*path, i)) for i, v in enumerate(config)]
+    return copy.deepcopy(config)
+
+
+def split_secrets(doc: Mapping[str, Any], path: KeyPath = ()) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(public, private)``: every secret (and every list holding one) goes to ``private``."""
+    public: dict[str, Any] = {}
+    private: dict[str, Any] = {}
+    for key, value in doc.items():
+        sub = (*path, key)
+        if is_secret(sub):
+            private[key] = copy.deepcopy(value)
+        elif isinstance(value, Mapping):
+            pub, priv = split_secrets(value, sub)
+            if pub or not priv:
+                public[key] = pub
+            if priv:
+                private[key] = priv
+        elif isinstance(value, list) and contains_secret(value, sub):
+            private[key] = copy.deepcopy(value)
+        else:
+            public[key] = copy.deepcopy(value)
+    return public, private
+
+
+def secret_paths(config: Any, path: KeyPath = ()) -> list[KeyPath]:
+    """Key paths of the secrets present in ``config`` (outermost only)."""
+    if path and is_secret(path):
+        return [path]
+    found: list[KeyPath] = []
+    if isinstance(config, Mapping):
+        for k, v in config.items():
+            found.extend(secret_paths(v, (*path, k)))
+    elif isinstance(config, list):
+        for i, v in enumerate(config):
+            found.extend(secret_paths(v, (*path, i)))
+    return found

@@ -1,0 +1,424 @@
+"""The config store: loads every layer, keeps the last good config, and edits the persisted files.
+
+Layers, later wins (maps merge; lists and scalars replace):
+  shipped defaults -> cloud-config.d/*.yml (by name) -> cloud-config.yml -> private.yml
+  -> kernel command line -> datasources (user-data, then meta-data; in the order listed).
+A config with any invalid layer is rejected whole; the last good one stays in force.
+
+Everything here is synchronous (the supervisor runs ``reload`` in a thread); a lock serialises
+``reload``/``set``/``merge`` so that the control socket and a reload cannot interleave."""
+
+from __future__ import annotations
+
+import copy
+import stat
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import yaml
+
+from supervisor.atomic import remove_durably, write_atomic
+from supervisor.config.cmdline import parse_cmdline
+from supervisor.config.datasources import DatasourceContext, DatasourceRegistry, default_registry
+from supervisor.config.errors import DOCUMENT, ConfigError
+from supervisor.config.keypath import KeyPath, format_path, get_path, nested, parse_path
+from supervisor.config.layers import ALIAS, CORRAL, Layer, check_document, check_text
+from supervisor.config.merge import changed_keys, diff, merge, merge_layers
+from supervisor.config.schema import Schema
+from supervisor.config.secrets import REDACTED, redact, secret_paths, split_secrets
+from supervisor.config.validate import Validator
+from supervisor.config.yamlload import Document, parse_yaml
+from supervisor.events import ConfigChanged
+from supervisor.paths import Paths
+
+CLOUD_CONFIG = "cloud-config.yml"
+DROPIN_DIR = "cloud-config.d"
+PRIVATE = "private.yml"
+HEADER = "#cloud-config\n"
+SET_SOURCE = "<set>"
+MERGE_SOURCE = "<merge>"
+DATASOURCES_KEY: KeyPath = ("corral", "cloud_init", "datasources")
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """A freshly merged config, its problems, and which source gave each leaf (formatted key path ->
+    file or pseudo-source such as ``cmdline``). With errors, ``config`` merges only the valid layers
+    and is not put in force. ``changed`` is filled in by ``load`` when the config came into force."""
+
+    config: dict[str, Any]
+    errors: list[ConfigError]
+    warnings: list[ConfigError] = field(default_factory=list)
+    provenance: dict[str, str] = field(default_factory=dict)
+    changed: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+class ReloadResult(NamedTuple):
+    """Outcome of ``reload``; unpacks as ``errors, changed``."""
+
+    errors: list[ConfigError]  # non-empty: rejected whole, the config in force is unchanged
+    changed: list[str]  # top-level key paths (``corral.*`` one level down) that changed
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def event(self, generation: int) -> ConfigChanged | None:
+        """The bus event to publish when a new config came into force, else None."""
+        if self.errors or not self.changed:
+            return None
+        return ConfigChanged(generation=generation, changed=tuple(self.changed))
+
+
+class ConfigStore:
+    """The host's config. ``current`` is always a valid config (the shipped defaults at first)."""
+
+    def __init__(
+        self, paths: Paths, cmdline_text: str | None = None, *, registry: DatasourceRegistry | None = None
+    ) -> None:
+        self.paths = paths
+        self._cmdline_text = cmdline_text
+        self._schema = Schema()
+        self._validator = Validator(self._schema)
+        self._registry = registry if registry is not None else default_registry()
+        self._lock = threading.RLock()
+        self._default_layers = self._load_defaults()
+        self._defaults, self._provenance = merge_layers(
+            (lay.source, lay.data) for lay in self._default_layers
+        )
+        self._current: dict[str, Any] = self._defaults
+        self.generation = 0
+        self.last_errors: list[ConfigError] = []  # why the last load was rejected; [] when accepted
+        self.last_warnings: list[ConfigError] = []
+
+    # -- locations ---------------------------------------------------------------------------------------
+
+    @property
+    def cloud_config_path(self) -> Path:
+        return self.paths.config_dir / CLOUD_CONFIG
+
+    @property
+    def private_path(self) -> Path:
+        return self.paths.config_dir / PRIVATE
+
+    @property
+    def dropin_dir(self) -> Path:
+        return self.paths.config_dir / DROPIN_DIR
+
+    # -- reading -----------------------------------------------------------------------------------------
+
+    @property
+    def current(self) -> dict[str, Any]:
+        """A copy of the config in force."""
+        with self._lock:
+            return copy.deepcopy(self._current)
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        return copy.deepcopy(self._defaults)
+
+    @property
+    def provenance(self) -> dict[str, str]:
+        """For the config in force: formatted key path of each leaf -> the source that gave it."""
+        with self._lock:
+            return dict(self._provenance)
+
+    def get(self, key_path: str) -> Any:
+        """The value in force at ``key_path`` (``corral.log.level``); KeyError when absent, ValueError
+        when the path is malformed."""
+        path = self._parse_key(key_path)
+        with self._lock:
+            return copy.deepcopy(get_path(self._current, path))
+
+    def export(self, include_secrets: bool = False, *, user_only: bool = False) -> dict[str, Any]:
+        """The config in force (merged), secrets replaced by ``"<redacted>"`` unless asked for.
+        ``user_only``: instead, what ``set``/``merge`` persisted (cloud-config.yml + private.yml, the
+        difference from the defaults), as read now. ``merge`` refuses ``"<redacted>"`` values, so only
+        an export with secrets can be merged back whole."""
+        if user_only:
+            _, user, _ = self._persisted_layers()
+            config, _ = merge_layers((lay.source, lay.data) for lay in user)
+        else:
+            config = self.current
+        return config if include_secrets else redact(config)
+
+    def schema(self) -> dict[str, Any]:
+        """The JSON Schema (draft 2020-12) every document is validated against."""
+        return self._schema.copy()
+
+    def validate_text(self, text: str, filename: str = "<text>") -> list[ConfigError]:
+        """Problems with one cloud-config document on its own (not merged with anything)."""
+        return check_text(text, filename, self._validator)[1]
+
+    def validate_file(self, path: str | Path) -> list[ConfigError]:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            return [ConfigError(str(path), DOCUMENT, f"cannot read: {exc}")]
+        return self.validate_text(text, str(path))
+
+    # -- loading -----------------------------------------------------------------------------------------
+
+    def read(self) -> LoadResult:
+        """Read and merge every layer now, changing nothing."""
+        return self._load({})
+
+    def load(self) -> LoadResult:
+        """Read and merge every layer; if all are valid, put the result in force (``generation`` goes
+        up when it differs). With any error, the config in force is untouched."""
+        with self._lock:
+            result = self.read()
+            self.last_warnings = result.warnings
+            if result.errors:
+                self.last_errors = result.errors
+                return result
+            self.last_errors = []
+            changed = changed_keys(self._current, result.config)
+            if changed:
+                self._current = result.config
+                self.generation += 1
+            self._provenance = result.provenance
+            return replace(result, changed=changed)
+
+    def reload(self) -> ReloadResult:
+        """``load``, reported as ``(errors, changed)``: errors mean nothing changed."""
+        result = self.load()
+        return ReloadResult(result.errors, result.changed)
+
+    def cmdline_text(self) -> str:
+        if self._cmdline_text is not None:
+            return self._cmdline_text
+        try:
+            return self.paths.cmdline_file.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def _load(self, overrides: Mapping[Path, str | None]) -> LoadResult:
+        errors: list[ConfigError] = []
+        warnings: list[ConfigError] = []
+        layers: list[Layer] = list(self._default_layers)
+        for path in self._file_paths():
+            layer, errs = self._file_layer(path, overrides)
+            errors.extend(errs)
+            if layer is not None:
+                layers.append(layer)
+                warnings.extend(self._file_warnings(path, layer, overrides))
+        cmdline_text = self.cmdline_text()
+        cmd_doc, errs = parse_cmdline(cmdline_text, self._schema)
+        errors.extend(errs)
+        cmd_layer, errs = check_document(cmd_doc, self._validator)
+        errors.extend(errs)
+        if cmd_layer is not None:
+            layers.append(cmd_layer)
+        so_far, provenance = merge_layers((lay.source, lay.data) for lay in layers)
+        ds_layers, errs, warns = self._datasource_layers(so_far, provenance, cmdline_text)
+        errors.extend(errs)
+        warnings.extend(warns)
+        layers.extend(ds_layers)
+        config, provenance = merge_layers((lay.source, lay.data) for lay in layers)
+        if not errors:  # each layer is valid; check the whole too (cross-layer problems)
+            for err in self._validator.validate(Document("merged", config)):
+                errors.append(ConfigError(_attribute(err.key, provenance), err.key, err.message))
+        return LoadResult(config, errors, warnings, provenance)
+
+    def _file_paths(self) -> list[Path]:
+        dropins = sorted(self.dropin_dir.glob("*.yml")) if self.dropin_dir.is_dir() else []
+        return [*dropins, self.cloud_config_path, self.private_path]
+
+    def _file_layer(
+        self, path: Path, overrides: Mapping[Path, str | None]
+    ) -> tuple[Layer | None, list[ConfigError]]:
+        if path in overrides:
+            text = overrides[path]
+        else:
+            try:
+                text = path.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                text = None
+            except (OSError, UnicodeDecodeError) as exc:
+                return None, [ConfigError(str(path), DOCUMENT, f"cannot read: {exc}")]
+        if text is None:
+            return None, []
+        return check_text(text, str(path), self._validator)
+
+    def _file_warnings(
+        self, path: Path, layer: Layer, overrides: Mapping[Path, str | None]
+    ) -> list[ConfigError]:
+        if path == self.private_path:
+            if path in overrides:
+                return []
+            mode = stat.S_IMODE(path.stat().st_mode)
+            if mode & 0o077:
+                return [
+                    ConfigError(str(path), DOCUMENT, f"holds secrets but has mode {mode:04o}: chmod 0600 it")
+                ]
+            return []
+        return [
+            ConfigError(
+                str(path),
+                format_path(p),
+                "a secret in a readable file: `corral config set` keeps secrets in private.yml (mode 0600)",
+            )
+            for p in secret_paths(layer.data)
+        ]
+
+    def _datasource_layers(
+        self, so_far: dict[str, Any], provenance: dict[str, str], cmdline_text: str
+    ) -> tuple[list[Layer], list[ConfigError], list[ConfigError]]:
+        layers: list[Layer] = []
+        errors: list[ConfigError] = []
+        warnings: list[ConfigError] = []
+        try:
+            specs = get_path(so_far, DATASOURCES_KEY)
+        except KeyError:
+            return layers, errors, warnings
+        ctx = DatasourceContext(self.paths, cmdline_text)
+        for i, spec in enumerate(specs):
+            key = format_path((*DATASOURCES_KEY, i))
+            try:
+                source = self._registry.create(spec)
+            except ValueError as exc:
+                errors.append(
+                    ConfigError(provenance.get(format_path(DATASOURCES_KEY), "config"), key, str(exc))
+                )
+                continue
+            fetched = source.fetch(ctx)
+            errors.extend(fetched.errors)
+            warnings.extend(fetched.warnings)
+            for name, text in fetched.user_data:
+                layer, errs = check_text(text, name, self._validator)
+                errors.extend(errs)
+                if layer is not None:
+                    layers.append(layer)
+            for name, data in fetched.metadata:
+                layer, errs = check_document(Document(name, data), self._validator)
+                errors.extend(errs)
+                if layer is not None:
+                    layers.append(layer)
+        return layers, errors, warnings
+
+    def _load_defaults(self) -> list[Layer]:
+        layers: list[Layer] = []
+        directory = resources.files("supervisor.config").joinpath("defaults")
+        for entry in sorted(directory.iterdir(), key=lambda e: e.name):
+            if not entry.name.endswith(".yml"):
+                continue
+            layer, errors = check_text(entry.read_text(encoding="utf-8"), str(entry), self._validator)
+            if layer is None:
+                raise ValueError("shipped config defaults are invalid: " + "; ".join(map(str, errors)))
+            layers.append(layer)
+        return layers
+
+    # -- editing -----------------------------------------------------------------------------------------
+
+    def set(self, key_path: str, value_yaml_text: str) -> list[ConfigError]:
+        """Set one key (value given as YAML) and persist it; ``reload`` puts it in force. Where the
+        schema wants a string, the text is taken as is (``set hostname on`` sets "on"). A map given as
+        the value merges into the map there. Returns errors; [] when persisted."""
+        try:
+            path = self._parse_key(key_path)
+            if not all(isinstance(seg, str) for seg in path):
+                raise ValueError("a list element cannot be set on its own: set the whole list")
+        except ValueError as exc:
+            return [ConfigError(SET_SOURCE, key_path, str(exc))]
+        value, nodes, errors = parse_yaml(value_yaml_text, SET_SOURCE)
+        if errors:
+            return [ConfigError(SET_SOURCE, format_path(path), e.message, e.line) for e in errors]
+        if self._schema.expects_string(self._schema.at(path)) and not isinstance(value, str | list | dict):
+            value = value_yaml_text.strip()
+            nodes = {}
+        doc = Document(SET_SOURCE, nested(path, value), {(*path, *p): info for p, info in nodes.items()})
+        layer, errors = check_document(doc, self._validator)
+        if layer is None:
+            return errors
+        return self._persist(layer.data)
+
+    def merge(self, yaml_text: str) -> list[ConfigError]:
+        """Merge a cloud-config document into the persisted config (validated first); ``reload`` puts
+        it in force. Returns errors; [] when persisted."""
+        layer, errors = check_text(yaml_text, MERGE_SOURCE, self._validator)
+        if layer is None:
+            return errors
+        return self._persist(layer.data)
+
+    def _persisted_layers(self) -> tuple[list[Layer], list[Layer], list[ConfigError]]:
+        """``(below, user, errors)``: the layers under cloud-config.yml (defaults, cloud-config.d) and
+        the persisted user layers (cloud-config.yml, private.yml), as the files are now."""
+        below: list[Layer] = list(self._default_layers)
+        user: list[Layer] = []
+        errors: list[ConfigError] = []
+        for path in self._file_paths():
+            layer, errs = self._file_layer(path, {})
+            errors.extend(errs)
+            if layer is not None:
+                (below if path.parent == self.dropin_dir else user).append(layer)
+        return below, user, errors
+
+    def _persist(self, overlay: dict[str, Any]) -> list[ConfigError]:
+        """Write cloud-config.yml (and private.yml) so that they hold the old persisted config plus
+        ``overlay``, minus whatever the defaults and cloud-config.d already say."""
+        placeholders = [p for p in secret_paths(overlay) if get_path(overlay, p) == REDACTED]
+        if placeholders:
+            return [
+                ConfigError(
+                    MERGE_SOURCE,
+                    format_path(p),
+                    f"{REDACTED!r} is the placeholder of an export "
+                    "without secrets, not a value: give the secret or leave the key out",
+                )
+                for p in placeholders
+            ]
+        with self._lock:
+            below, user, errors = self._persisted_layers()
+            if errors:
+                return errors
+            base, _ = merge_layers((lay.source, lay.data) for lay in below)
+            persisted, _ = merge_layers((lay.source, lay.data) for lay in user)
+            wanted = merge(merge(base, persisted), overlay)
+            public, private = split_secrets(diff(wanted, base))
+            cc_text = _dump(public)
+            private_text = _dump(private) if private else None
+            result = self._load({self.cloud_config_path: cc_text, self.private_path: private_text})
+            if result.errors:
+                return result.errors
+            self.paths.config_dir.mkdir(parents=True, exist_ok=True)
+            if private_text is not None:  # secrets first: a crash in between loses nothing
+                write_atomic(self.private_path, private_text.encode(), mode=0o600)
+            write_atomic(self.cloud_config_path, cc_text.encode(), mode=0o644)
+            if private_text is None:
+                remove_durably(self.private_path)
+            return []
+
+    def _parse_key(self, key_path: str) -> KeyPath:
+        path = parse_path(key_path)
+        if path[:1] == (ALIAS,):
+            path = (CORRAL, *path[1:])
+        return self._schema.join_free_keys(path)
+
+
+def _dump(data: dict[str, Any]) -> str:
+    if not data:
+        return HEADER
+    return HEADER + yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+
+def _attribute(key: str, provenance: Mapping[str, str]) -> str:
+    """The source most likely responsible for a problem at ``key``."""
+    if key in provenance:
+        return provenance[key]
+    for leaf, source in provenance.items():
+        if leaf.startswith((key + ".", key + "[")):
+            return source
+    best = ""
+    for leaf in provenance:
+        if key.startswith((leaf + ".", leaf + "[")) and len(leaf) > len(best):
+            best = leaf
+    return provenance[best] if best else "merged"

@@ -1,0 +1,171 @@
+"""Reading one YAML config document strictly.
+
+``StrictLoader`` is PyYAML's SafeLoader that (1) rejects duplicate keys, naming the key path and both
+lines, and (2) records, for every node, its line and (for plain scalars) the literal text, so that the
+schema walker can tell that ``420`` came from ``0644`` or ``True`` from ``on``. It never decides what
+is a trap: ``validate`` does that with the schema."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from supervisor.config.errors import DOCUMENT, ConfigError
+from supervisor.config.keypath import KeyPath, format_path
+
+MAX_NODES = 100_000
+"""Upper bound on nodes visited per document (stops alias "billion laughs" expansion)."""
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """Where a value came from in its YAML text."""
+
+    line: int | None  # 1-based; None for sources without lines (the kernel command line)
+    literal: str | None = None  # the scalar's source text, for plain (unquoted) scalars only
+    key_literal: str | None = None  # the source text of its key, when YAML made that key a non-string
+
+
+@dataclass
+class Document:
+    """One parsed config source: its data, and per key path where in the text each value came from."""
+
+    source: str
+    data: dict[str, Any]
+    nodes: dict[KeyPath, NodeInfo] = field(default_factory=dict)
+
+    def line(self, path: KeyPath) -> int | None:
+        """The line of ``path``, or of its nearest ancestor that has one."""
+        for end in range(len(path), -1, -1):
+            info = self.nodes.get(path[:end])
+            if info is not None:
+                return info.line
+        return None
+
+
+class YamlProblem(yaml.YAMLError):
+    """A structural problem found while reading (duplicate key, recursive alias, too many nodes)."""
+
+    def __init__(self, path: KeyPath, message: str, line: int | None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.message = message
+        self.line = line
+
+
+class StrictLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate keys and records the source of every value."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.node_info: dict[KeyPath, NodeInfo] = {}
+        self._visited = 0
+
+    def construct_document(self, node: Node) -> Any:
+        self._inspect(node, (), ())
+        return super().construct_document(node)
+
+    def _inspect(
+        self, node: Node, path: KeyPath, stack: tuple[int, ...], key_literal: str | None = None
+    ) -> None:
+        self._visited += 1
+        if self._visited > MAX_NODES:
+            raise YamlProblem(path, f"more than {MAX_NODES} values (alias expansion?)", _line(node))
+        if id(node) in stack:
+            raise YamlProblem(path, "recursive alias", _line(node))
+        self.node_info.setdefault(path, NodeInfo(_line(node), _plain_literal(node), key_literal))
+        stack = (*stack, id(node))
+        if isinstance(node, SequenceNode):
+            for i, item in enumerate(node.value):
+                self._inspect(item, (*path, i), stack)
+        elif isinstance(node, MappingNode):
+            self._inspect_mapping(node, path, stack)
+
+    def _inspect_mapping(self, node: MappingNode, path: KeyPath, stack: tuple[int, ...]) -> None:
+        first_line: dict[Any, int] = {}
+        merges: list[Node] = []
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                merges.append(value_node)
+                continue
+            if not isinstance(key_node, ScalarNode):
+                continue  # complex keys: the constructor reports what is wrong with them
+            key = self.construct_object(key_node, deep=True)
+            seg = key if isinstance(key, str) else str(key)
+            line = _line(key_node)
+            if key in first_line:
+                raise YamlProblem(
+                    (*path, seg),
+                    f"duplicate key {seg!r} at line {line} (first given at line {first_line[key]})",
+                    line,
+                )
+            first_line[key] = line
+            self._inspect(value_node, (*path, seg), stack, None if isinstance(key, str) else key_node.value)
+        # "<<: *anchor" merges: explicit keys win, so merged values only fill in what is missing
+        for merged in merges:
+            sources = merged.value if isinstance(merged, SequenceNode) else [merged]
+            for source in sources:
+                if isinstance(source, MappingNode):
+                    for key_node, value_node in source.value:
+                        if isinstance(key_node, ScalarNode):
+                            key = self.construct_object(key_node, deep=True)
+                            seg = key if isinstance(key, str) else str(key)
+                            if key not in first_line:
+                                self._inspect(value_node, (*path, seg), stack)
+
+
+def _line(node: Node) -> int:
+    return int(node.start_mark.line) + 1
+
+
+def _plain_literal(node: Node) -> str | None:
+    if isinstance(node, ScalarNode) and node.style is None:
+        return str(node.value)
+    return None
+
+
+def parse_yaml(text: str, source: str) -> tuple[Any, dict[KeyPath, NodeInfo], list[ConfigError]]:
+    """Parse one YAML document of any shape: ``(value, node info, errors)``; value is None on errors."""
+    loader = StrictLoader(text)
+    try:
+        return loader.get_single_data(), loader.node_info, []
+    except YamlProblem as exc:
+        message = (
+            exc.message if exc.line is None or "line " in exc.message else f"{exc.message} (line {exc.line})"
+        )
+        return None, {}, [ConfigError(source, format_path(exc.path) or DOCUMENT, message, exc.line)]
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = int(mark.line) + 1 if mark is not None else None
+        where = f" at line {line}, column {int(mark.column) + 1}" if mark is not None else ""
+        what = exc.problem or exc.context or "invalid YAML"
+        message = f"YAML syntax error{where}: {what}"
+        if "expected a single document" in (exc.context or ""):
+            message = f"more than one YAML document (---){where}: give one document per file"
+        return None, {}, [ConfigError(source, DOCUMENT, message, line)]
+    except yaml.YAMLError as exc:
+        return None, {}, [ConfigError(source, DOCUMENT, f"YAML error: {exc}")]
+    finally:
+        loader.dispose()
+
+
+def load_document(text: str, source: str) -> tuple[Document | None, list[ConfigError]]:
+    """Parse one cloud-config document. An empty document is an empty mapping; a top level that is
+    not a mapping, a syntax error or a duplicate key are errors on the key path ``(document)`` or on
+    the duplicated key."""
+    data, nodes, errors = parse_yaml(text, source)
+    if errors:
+        return None, errors
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        kind = "a list" if isinstance(data, list) else f"the scalar {data!r:.40}"
+        return None, [
+            ConfigError(source, DOCUMENT, f"the top level must be a mapping of keys, got {kind} (line 1)", 1)
+        ]
+    return Document(source, data, nodes), []

@@ -1,0 +1,94 @@
+"""The config corpus: every invalid file is rejected whole, naming file, key path and reason, and the
+last good config stays in force; every valid file is accepted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from supervisor.config import ConfigStore
+from supervisor.paths import Paths
+
+CORPUS = Path(__file__).parent / "config_corpus"
+INVALID = sorted((CORPUS / "invalid").glob("*.yml"))
+VALID = sorted((CORPUS / "valid").glob("*.yml"))
+EXPECTED: dict[str, list[str]] = yaml.safe_load((CORPUS / "expected-invalid.yml").read_text())
+
+GOOD = """#cloud-config
+hostname: good-host
+corral:
+  log:
+    level: warning
+  environment:
+    KEEP: "me"
+"""
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ConfigStore:
+    paths = Paths.sandbox(tmp_path)
+    paths.config_dir.mkdir(parents=True)
+    (paths.config_dir / "cloud-config.yml").write_text(GOOD)
+    store = ConfigStore(paths, cmdline_text="")
+    assert store.reload().ok
+    assert store.current["hostname"] == "good-host"
+    return store
+
+
+def test_corpus_is_big_enough_and_every_file_has_an_expectation() -> None:
+    assert len(INVALID) >= 30
+    assert {p.name for p in INVALID} == set(EXPECTED)
+    assert len(VALID) >= 3
+
+
+@pytest.mark.parametrize("case", INVALID, ids=lambda p: p.name)
+def test_invalid_file_is_rejected_whole(store: ConfigStore, case: Path) -> None:
+    key, fragment = EXPECTED[case.name]
+    before, generation = store.current, store.generation
+    target = store.cloud_config_path
+    target.write_text(case.read_text())
+
+    errors, changed = store.reload()
+
+    assert errors, f"{case.name} was accepted"
+    assert changed == []
+    matching = [e for e in errors if e.file == str(target) and e.key == key]
+    assert matching, f"no error on {key!r}: {[str(e) for e in errors]}"
+    assert any(fragment in e.message for e in matching), [str(e) for e in matching]
+    assert all(str(e).startswith(f"{target}: ") for e in errors)
+    assert store.current == before
+    assert store.generation == generation
+    assert store.last_errors == errors
+
+
+@pytest.mark.parametrize("case", VALID, ids=lambda p: p.name)
+def test_valid_file_is_accepted(store: ConfigStore, case: Path) -> None:
+    store.cloud_config_path.write_text(case.read_text())
+    errors, _ = store.reload()
+    assert errors == []
+    assert "rancher" not in store.current
+    assert store.validate_file(case) == []
+
+
+def test_rancheros_file_lands_under_corral(store: ConfigStore) -> None:
+    store.cloud_config_path.write_text((CORPUS / "valid" / "rancheros-basic.yml").read_text())
+    assert store.reload().ok
+    assert store.get("corral.sysctl") == {"net.ipv4.ip_forward": 1, "kernel.domainname": "example.com"}
+    assert store.get("corral.state.autoformat") == ["/dev/sda", "/dev/vda"]
+    assert store.get("write_files[0].permissions") == "0755"
+    assert store.get("corral.log.level") == "info"  # defaults still apply under the alias
+
+
+def test_octal_literal_mode_is_accepted_and_canonical(store: ConfigStore) -> None:
+    store.cloud_config_path.write_text((CORPUS / "valid" / "corral-full.yml").read_text())
+    assert store.reload().ok
+    assert [f["permissions"] for f in store.get("write_files")] == ["0644", "0644"]
+    assert store.get("corral.environment.ON") == "on"
+
+
+def test_merge_keys_are_not_duplicates(store: ConfigStore) -> None:
+    store.cloud_config_path.write_text((CORPUS / "valid" / "merge-keys.yml").read_text())
+    assert store.reload().ok
+    assert store.get("corral.log") == {"level": "error", "keep": 3, "max_bytes": 10485760}

@@ -1,0 +1,361 @@
+"""The store: last good config, generations, get/set/merge/export, secrets kept in a 0600 file."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import jsonschema  # type: ignore[import-untyped, unused-ignore]
+import pytest
+import yaml
+
+from supervisor.config import ConfigStore, ReloadResult
+from supervisor.events import ConfigChanged
+from supervisor.paths import Paths
+
+
+@pytest.fixture
+def paths(tmp_path: Path) -> Paths:
+    return Paths.sandbox(tmp_path)
+
+
+@pytest.fixture
+def store(paths: Paths) -> ConfigStore:
+    return ConfigStore(paths, cmdline_text="")
+
+
+def persisted(store: ConfigStore) -> object:
+    text = store.cloud_config_path.read_text()
+    assert text.startswith("#cloud-config\n")
+    return yaml.safe_load(text)
+
+
+def private(store: ConfigStore) -> object:
+    return yaml.safe_load(store.private_path.read_text())
+
+
+# -- loading ---------------------------------------------------------------------------------------
+
+
+def test_defaults_are_in_force_before_any_load(store: ConfigStore) -> None:
+    assert store.generation == 0
+    assert store.current["hostname"] == "corral"
+    assert store.get("corral.log.level") == "info"
+    assert store.get("corral.shutdown_grace") == 10
+    assert store.current == store.defaults
+
+
+def test_generation_goes_up_only_when_the_config_changes(store: ConfigStore) -> None:
+    assert store.reload() == ([], [])  # nothing on disk: still the defaults
+    assert store.generation == 0
+    store.paths.config_dir.mkdir(parents=True)
+    store.cloud_config_path.write_text("corral: {log: {level: debug}}\nhostname: h1\n")
+    result = store.reload()
+    assert result == ReloadResult([], ["corral.log", "hostname"])
+    assert store.generation == 1
+    event = result.event(store.generation)
+    assert isinstance(event, ConfigChanged)
+    assert (event.generation, event.changed) == (1, ("corral.log", "hostname"))
+    assert store.reload().changed == []
+    assert store.generation == 1
+
+
+def test_invalid_config_keeps_the_last_good_one(store: ConfigStore) -> None:
+    store.paths.config_dir.mkdir(parents=True)
+    store.cloud_config_path.write_text("hostname: good\n")
+    assert store.reload().ok
+    store.cloud_config_path.write_text("hostname: bad\ncorral: {log: {level: loud}}\n")
+    result = store.reload()
+    assert not result.ok
+    assert result.event(store.generation) is None
+    assert store.current["hostname"] == "good"
+    assert store.generation == 1
+    assert [e.key for e in store.last_errors] == ["corral.log.level"]
+    load = store.load()
+    assert load.errors and load.config["hostname"] == "corral"  # merged from the valid layers only
+    store.cloud_config_path.write_text("hostname: fixed\n")
+    assert store.reload().ok
+    assert store.last_errors == []
+    assert store.current["hostname"] == "fixed"
+
+
+def test_read_changes_nothing(store: ConfigStore) -> None:
+    store.paths.config_dir.mkdir(parents=True)
+    store.cloud_config_path.write_text("hostname: other\n")
+    assert store.read().config["hostname"] == "other"
+    assert store.current["hostname"] == "corral"
+    assert store.generation == 0
+
+
+def test_current_is_a_copy(store: ConfigStore) -> None:
+    store.current["corral"]["log"]["level"] = "error"
+    assert store.get("corral.log.level") == "info"
+
+
+def test_stores_share_nothing(tmp_path: Path) -> None:
+    a = ConfigStore(Paths.sandbox(tmp_path / "a"), cmdline_text="corral.debug")
+    b = ConfigStore(Paths.sandbox(tmp_path / "b"), cmdline_text="")
+    assert a.reload().ok and b.reload().ok
+    assert a.get("corral.debug") is True
+    assert b.get("corral.debug") is False
+
+
+# -- get -------------------------------------------------------------------------------------------
+
+
+def test_get_paths(store: ConfigStore) -> None:
+    assert (
+        store.merge(
+            "write_files: [{path: /a}, {path: /b, permissions: '600'}]\n"
+            "corral: {sysctl: {net.ipv4.ip_forward: 1}}\n"
+        )
+        == []
+    )
+    assert store.reload().ok
+    assert store.get("write_files[1].permissions") == "0600"
+    assert store.get('corral.sysctl["net.ipv4.ip_forward"]') == 1
+    assert store.get("corral.sysctl.net.ipv4.ip_forward") == 1
+    with pytest.raises(KeyError, match=r"corral\.nosuch"):
+        store.get("corral.nosuch.deeper")
+    with pytest.raises(KeyError):
+        store.get("write_files[7]")
+    with pytest.raises(ValueError):
+        store.get("corral..log")
+
+
+# -- set -------------------------------------------------------------------------------------------
+
+
+def test_set_persists_only_the_difference_from_the_defaults(store: ConfigStore) -> None:
+    assert store.set("corral.log.level", "debug") == []
+    assert persisted(store) == {"corral": {"log": {"level": "debug"}}}
+    assert store.current["corral"]["log"]["level"] == "info"  # persisted, not yet in force
+    assert store.reload() == ([], ["corral.log"])
+    assert store.get("corral.log") == {"level": "debug", "max_bytes": 10485760, "keep": 5}
+    assert store.set("corral.log.level", "info") == []  # back to the default: nothing left to persist
+    assert persisted(store) is None
+    assert stat.S_IMODE(store.cloud_config_path.stat().st_mode) == 0o644
+
+
+def test_set_does_not_persist_cmdline_datasource_or_dropin_values(paths: Paths) -> None:
+    seed = paths.under("/seed")
+    seed.mkdir(parents=True)
+    (seed / "meta-data").write_text("local-hostname: from-ds\n")
+    (paths.config_dir / "cloud-config.d").mkdir(parents=True)
+    (paths.config_dir / "cloud-config.d" / "10.yml").write_text("corral: {modules: [nbd]}\n")
+    store = ConfigStore(paths, cmdline_text="corral.debug corral.cloud_init.datasources=[file:/seed]")
+    assert store.reload().ok
+    assert store.set("corral.environment.TZ", "UTC") == []
+    assert persisted(store) == {"corral": {"environment": {"TZ": "UTC"}}}
+    assert store.reload().ok
+    assert store.get("hostname") == "from-ds"
+    assert store.get("corral.modules") == ["nbd"]
+    # setting a value a drop-in gives, to what the drop-in already says: nothing to persist
+    assert store.set("corral.modules", "[nbd]") == []
+    assert persisted(store) == {"corral": {"environment": {"TZ": "UTC"}}}
+
+
+def test_set_keeps_what_was_persisted_before(store: ConfigStore) -> None:
+    assert store.set("hostname", "edge-1") == []
+    assert store.set("corral.modules", "[btrfs, nbd]") == []
+    assert store.set("rancher.state.wait", "30") == []
+    assert persisted(store) == {
+        "hostname": "edge-1",
+        "corral": {"modules": ["btrfs", "nbd"], "state": {"wait": 30}},
+    }
+
+
+def test_set_takes_text_as_is_where_the_schema_wants_a_string(store: ConfigStore) -> None:
+    assert store.set("hostname", "on") == []
+    assert store.set("corral.environment.UMASK", "0022") == []
+    assert store.set("corral.sysctl.vm.swappiness", "10") == []
+    assert store.reload().ok
+    assert store.get("hostname") == "on"
+    assert store.get("corral.environment.UMASK") == "0022"
+    assert store.get("corral.sysctl") == {"vm.swappiness": 10}
+    assert "hostname: 'on'" in store.cloud_config_path.read_text()  # quoted for YAML 1.1 readers
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "error_key", "fragment"),
+    [
+        ("corral.log.level", "loud", "corral.log.level", "is not one of"),
+        ("corral.debug", "maybe", "corral.debug", "expected a boolean"),
+        ("corral.nosuch", "1", "corral.nosuch", "unknown key"),
+        ("corral.state.wait", "010", "corral.state.wait", "octal"),
+        ("corral.log", "[a", "corral.log", "YAML syntax error"),
+        ("write_files[0].path", "/x", "write_files[0].path", "list element"),
+        ("corral..log", "x", "corral..log", "empty key segment"),
+    ],
+)
+def test_set_rejects_invalid_values_and_writes_nothing(
+    store: ConfigStore, key: str, value: str, error_key: str, fragment: str
+) -> None:
+    errors = store.set(key, value)
+    assert [e.key for e in errors] == [error_key]
+    assert fragment in errors[0].message
+    assert not store.cloud_config_path.exists()
+
+
+def test_set_refuses_when_the_persisted_file_is_broken(store: ConfigStore) -> None:
+    store.paths.config_dir.mkdir(parents=True)
+    store.cloud_config_path.write_text("hostname: [\n")
+    errors = store.set("corral.debug", "true")
+    assert errors and errors[0].file == str(store.cloud_config_path)
+    assert store.cloud_config_path.read_text() == "hostname: [\n"
+
+
+def test_set_validates_the_whole_resulting_config(paths: Paths) -> None:
+    # the cmdline is invalid: nothing that would be rejected as a whole may be persisted
+    store = ConfigStore(paths, cmdline_text="corral.log.level=loud")
+    errors = store.set("hostname", "h")
+    assert [(e.file, e.key) for e in errors] == [("cmdline", "corral.log.level")]
+    assert not store.cloud_config_path.exists()
+
+
+# -- merge -----------------------------------------------------------------------------------------
+
+
+def test_merge_document(store: ConfigStore) -> None:
+    assert store.set("corral.environment.A", "a") == []
+    doc = "#cloud-config\nrancher:\n  environment: {B: b}\n  modules: [x]\nruncmd: [echo hi]\n"
+    assert store.merge(doc) == []
+    assert persisted(store) == {
+        "corral": {"environment": {"A": "a", "B": "b"}, "modules": ["x"]},
+        "runcmd": ["echo hi"],
+    }
+    assert store.merge("corral: {modules: [y]}\n") == []
+    assert persisted(store)["corral"]["modules"] == ["y"]  # type: ignore[index]
+
+
+def test_merge_rejects_invalid_documents_naming_the_input(store: ConfigStore) -> None:
+    errors = store.merge("hostname: on\n")
+    assert [(e.file, e.key) for e in errors] == [("<merge>", "hostname")]
+    assert 'quote it: "on"' in errors[0].message
+    assert store.merge("a: 1\na: 2\n")[0].key == "a"
+    assert not store.cloud_config_path.exists()
+
+
+# -- secrets ---------------------------------------------------------------------------------------
+
+
+def test_secrets_go_to_a_0600_private_file(store: ConfigStore) -> None:
+    assert store.set("corral.password", "hunter2") == []
+    assert store.set("hostname", "edge") == []
+    assert stat.S_IMODE(store.private_path.stat().st_mode) == 0o600
+    assert private(store) == {"corral": {"password": "hunter2"}}
+    assert "hunter2" not in store.cloud_config_path.read_text()
+    assert persisted(store) == {"hostname": "edge"}
+    assert store.reload().ok
+    assert store.get("corral.password") == "hunter2"
+    assert store.provenance["corral.password"] == str(store.private_path)
+    assert store.export()["corral"]["password"] == "<redacted>"
+    assert "hunter2" not in repr(store.export())
+    assert store.export(include_secrets=True)["corral"]["password"] == "hunter2"
+
+
+def test_secrets_in_merged_documents_are_split_out(store: ConfigStore) -> None:
+    doc = """
+corral:
+  services:
+    db:
+      image: postgres
+      environment: {POSTGRES_PASSWORD: pw1, POSTGRES_DB: app}
+      tls: {cert: CERT, key: KEY}
+users:
+  - name: ops
+    passwd: $6$hash
+"""
+    assert store.merge(doc) == []
+    public_text = store.cloud_config_path.read_text()
+    for secret in ("pw1", "KEY", "$6$hash"):
+        assert secret not in public_text
+    assert persisted(store) == {
+        "corral": {
+            "services": {
+                "db": {"image": "postgres", "environment": {"POSTGRES_DB": "app"}, "tls": {"cert": "CERT"}}
+            }
+        },
+    }
+    assert private(store) == {
+        "corral": {"services": {"db": {"environment": {"POSTGRES_PASSWORD": "pw1"}, "tls": {"key": "KEY"}}}},
+        "users": [{"name": "ops", "passwd": "$6$hash"}],  # a list holding a secret is private whole
+    }
+    assert store.reload().ok
+    exported = store.export()
+    assert exported["corral"]["services"]["db"]["tls"] == {"cert": "CERT", "key": "<redacted>"}
+    assert exported["users"] == [{"name": "ops", "passwd": "<redacted>"}]
+
+
+def test_hand_written_secret_moves_to_private_on_the_next_set(store: ConfigStore) -> None:
+    store.paths.config_dir.mkdir(parents=True)
+    store.cloud_config_path.write_text("corral:\n  password: plain\n")
+    result = store.load()
+    assert result.ok
+    assert [w.key for w in result.warnings] == ["corral.password"]
+    assert store.set("hostname", "h") == []
+    assert "plain" not in store.cloud_config_path.read_text()
+    assert private(store) == {"corral": {"password": "plain"}}
+
+
+def test_no_secrets_left_removes_the_private_file(store: ConfigStore) -> None:
+    assert store.merge("corral: {password: x}\n") == []
+    assert store.private_path.exists()
+    store.private_path.write_text("{}\n")
+    assert store.set("hostname", "h") == []
+    assert not store.private_path.exists()
+
+
+def test_world_readable_private_file_is_a_warning(store: ConfigStore) -> None:
+    assert store.set("corral.password", "x") == []
+    store.private_path.chmod(0o644)
+    assert any("chmod 0600" in w.message for w in store.load().warnings)
+
+
+def test_redacted_placeholder_is_refused(store: ConfigStore) -> None:
+    assert store.set("corral.password", "real") == []
+    exported = yaml.safe_dump(store.export(user_only=True))
+    assert "<redacted>" in exported
+    errors = store.merge(exported)
+    assert [e.key for e in errors] == ["corral.password"]
+    assert private(store) == {"corral": {"password": "real"}}
+
+
+def test_export_user_only_is_what_was_persisted(store: ConfigStore) -> None:
+    assert store.set("corral.password", "pw") == []
+    assert store.set("corral.debug", "true") == []
+    assert store.export(user_only=True) == {"corral": {"debug": True, "password": "<redacted>"}}
+    assert store.export(include_secrets=True, user_only=True) == {"corral": {"debug": True, "password": "pw"}}
+
+
+# -- validation and schema -------------------------------------------------------------------------
+
+
+def test_validate_text_and_file(store: ConfigStore, tmp_path: Path) -> None:
+    assert store.validate_text("#cloud-config\nhostname: ok\n") == []
+    errors = store.validate_text("hostname: off\n", "mine.yml")
+    assert [str(e) for e in errors] == [
+        "mine.yml: hostname: a string is expected, but YAML 1.1 reads unquoted off as boolean false; "
+        'quote it: "off" (line 1)'
+    ]
+    f = tmp_path / "x.yml"
+    f.write_text("corral: {debug: 1}\n")
+    assert [(e.file, e.key) for e in store.validate_file(f)] == [(str(f), "corral.debug")]
+    assert store.validate_file(tmp_path / "missing.yml")[0].message.startswith("cannot read")
+
+
+def test_schema_is_draft_2020_12_and_a_copy(store: ConfigStore) -> None:
+    schema = store.schema()
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert {"hostname", "ssh_authorized_keys", "write_files", "mounts", "runcmd", "corral"} <= set(
+        schema["properties"]
+    )
+    schema["properties"].clear()
+    assert store.schema()["properties"]
+
+
+def test_merged_config_validates_against_the_schema_as_json(store: ConfigStore) -> None:
+    assert store.merge((Path(__file__).parent / "config_corpus/valid/corral-full.yml").read_text()) == []
+    assert store.reload().ok
+    jsonschema.validate(store.export(include_secrets=True), store.schema())
