@@ -56,7 +56,7 @@ bench: venv
 	@shopt -s nullglob; ran=0; \
 	for f in bench/*.py; do \
 		case "$$(basename "$$f")" in _*) continue ;; esac; \
-		echo "== $$f"; $(PY) "$$f"; ran=$$((ran + 1)); \
+		echo "== $$f"; $(PY) -m bench.$$(basename "$$f" .py); ran=$$((ran + 1)); \
 	done; \
 	echo "$$ran benchmark(s) run"
 

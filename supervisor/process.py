@@ -21,6 +21,7 @@ from typing import IO
 import structlog
 
 from supervisor.events import ProcessExited
+from supervisor.signals import quiet_wakeup_fd
 
 log = structlog.get_logger("supervisor.process")
 
@@ -116,6 +117,7 @@ class ProcessManager:
         """Own SIGCHLD on this loop. Call once, from the loop thread."""
         self._loop = loop
         loop.add_signal_handler(signal.SIGCHLD, self.reap)
+        quiet_wakeup_fd()
         self.reap()  # anything that exited before we were attached
 
     def spawn(

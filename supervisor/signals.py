@@ -77,6 +77,18 @@ def install(loop: asyncio.AbstractEventLoop, dispatch: Callable[[int, str], None
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     for signum in handled_signals():
         loop.add_signal_handler(signum, _deliver, signum, dispatch)
+    quiet_wakeup_fd()
+
+
+def quiet_wakeup_fd() -> None:
+    """Stop Python warning on stderr when the loop's signal wakeup pipe is full.
+
+    A burst of signals (hundreds of SIGCHLDs from an orphan storm) fills the pipe; one pending byte
+    is enough to wake the loop, and the reaper collects every exit anyway. asyncio re-arms the fd on
+    each add_signal_handler, so call this after the last one."""
+    fd = signal.set_wakeup_fd(-1)
+    if fd != -1:
+        signal.set_wakeup_fd(fd, warn_on_full_buffer=False)
 
 
 def _deliver(signum: int, dispatch: Callable[[int, str], None]) -> None:

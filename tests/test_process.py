@@ -67,3 +67,11 @@ async def test_exit_published_on_bus(pm: ProcessManager) -> None:
 async def test_spawn_failure_raises(pm: ProcessManager) -> None:
     with pytest.raises(FileNotFoundError):
         pm.spawn(["/nonexistent/binary"])
+
+
+async def test_burst_of_exits_prints_no_wakeup_fd_warnings(
+    pm: ProcessManager, capfd: pytest.CaptureFixture[str]
+) -> None:
+    children = [pm.spawn(["true"]) for _ in range(400)]
+    await asyncio.gather(*(c.wait() for c in children))
+    assert "wakeup fd" not in capfd.readouterr().err

@@ -72,7 +72,7 @@ def add_parser(subparsers: Subparsers) -> None:
             "and applied live; the new config generation and the changed keys are printed."
         ),
         examples=[
-            ("corral config set corral.hostname edge-1", ""),
+            ("corral config set hostname edge-1", ""),
             ("corral config set corral.network.dns.nameservers '[1.1.1.1]'", "a list"),
         ],
         parents=options,

@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
             [
                 ("corral status", "how the machine is doing"),
                 ("corral logs -f", "follow the journal"),
-                ("corral config set corral.hostname edge-1", "change the config live"),
+                ("corral config set hostname edge-1", "change the config live"),
                 ("corral <command> --help", "options and examples of a command"),
             ]
         ),

@@ -1,0 +1,156 @@
+"""Drive a sandboxed supervisor (a real PID 1 in its own namespaces) from tests."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from supervisor import sandbox as sandbox_mod
+from supervisor.control.client import request_sync
+from supervisor.paths import Paths
+
+CORRAL = str(Path(sys.executable).with_name("corral"))
+
+
+class Sandbox:
+    def __init__(self, directory: Path, config: dict[str, Any] | None = None, cmdline: str = "",
+                 emergency_shell: str | None = None, setup: Callable[[Path], None] | None = None) -> None:
+        self.dir = directory
+        config_file = None
+        if config is not None:
+            config_file = directory.parent / f"{directory.name}-config.yml"
+            config_file.write_text("#cloud-config\n" + yaml.safe_dump(config))
+        self.paths: Paths = sandbox_mod.prepare(directory, config_file, cmdline)
+        if setup is not None:
+            setup(directory)
+        self.console = directory / "console.log"
+        self._console_file = open(self.console, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(sandbox_mod.argv(directory, emergency_shell), stdin=subprocess.DEVNULL,
+                                     stdout=self._console_file, stderr=self._console_file,
+                                     start_new_session=True)
+        self.returncode: int | None = None
+
+    # ---- waiting -------------------------------------------------------------------------------
+    def wait_ready(self, timeout: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"sandbox exited {self.proc.returncode}:\n{self.console_text()}")
+            if self.paths.control_socket.exists():
+                try:
+                    last = self.request("status")
+                    if last["state"] in ("ready", "degraded"):
+                        return dict(last)
+                except Exception as exc:  # not serving yet
+                    last = exc
+            time.sleep(0.05)
+        raise AssertionError(f"sandbox not ready in {timeout}s (last: {last}):\n{self.console_text()}")
+
+    @property
+    def pid1(self) -> int:
+        """The supervisor's pid as the host sees it (the child of unshare)."""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+            if children:
+                return int(children[0])
+            time.sleep(0.01)
+        raise AssertionError("unshare has no child")
+
+    # ---- talking ---------------------------------------------------------------------------------
+    def request(self, cmd: str, **args: Any) -> Any:
+        return request_sync(self.paths.control_socket, cmd, **args)
+
+    def cli(self, *argv: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        env = dict(os.environ, CORRAL_SOCKET=str(self.paths.control_socket))
+        result = subprocess.run([CORRAL, *argv], env=env, capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"corral {' '.join(argv)} exited {result.returncode}: {result.stderr}")
+        return result
+
+    def nsenter(self, argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run a command inside the sandbox's namespaces (its processes become the sandbox's)."""
+        cmd = ["nsenter", "-t", str(self.pid1), "-p", "-m", "-n", "-u", "-i", "--", *argv]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=True)
+
+    def signal(self, signum: int) -> None:
+        os.kill(self.pid1, signum)
+
+    # ---- journal -------------------------------------------------------------------------------
+    def console_text(self) -> str:
+        return self.console.read_text(errors="replace") if self.console.exists() else ""
+
+    def journal(self) -> list[dict[str, Any]]:
+        records = []
+        log_dir = self.paths.log_dir
+        rotated = log_dir.glob("current.jsonl.*") if log_dir.exists() else []
+        files = sorted(rotated, key=lambda p: -int(p.suffix[1:]))
+        for path in [*files, log_dir / "current.jsonl"]:
+            if path.exists():
+                records += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return records
+
+    def wait_journal(self, predicate: Any, timeout: float = 20) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for record in self.journal():
+                if predicate(record):
+                    return record
+            time.sleep(0.05)
+        raise AssertionError(f"no matching journal record in {timeout}s")
+
+    def assert_clean_journal(self, expected_errors: tuple[str, ...] = ()) -> None:
+        """No tracebacks, no error lines but the expected ones (cloud-init's clean-boot check)."""
+        bad = []
+        for record in self.journal():
+            failed = record.get("level") in ("error", "critical") or "traceback" in record
+            if failed and not any(fragment in json.dumps(record) for fragment in expected_errors):
+                bad.append(record)
+        assert not bad, "unexpected errors in the journal:\n" + "\n".join(json.dumps(r) for r in bad)
+
+    # ---- ending --------------------------------------------------------------------------------
+    def wait_exit(self, timeout: float = 60) -> int:
+        self.returncode = self.proc.wait(timeout)
+        return self.returncode
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            try:
+                self.signal(signal.SIGTERM)
+                self.proc.wait(30)
+            except (subprocess.TimeoutExpired, AssertionError, ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        self._console_file.close()
+        self.returncode = self.proc.returncode
+        return self.returncode
+
+
+def sandbox_factory(tmp_path: Path) -> Iterator[Any]:
+    """Yields ``start(config=None, cmdline="", emergency_shell=None) -> Sandbox``; stops them all after."""
+    started: list[Sandbox] = []
+
+    def start(config: dict[str, Any] | None = None, cmdline: str = "", emergency_shell: str | None = None,
+              setup: Callable[[Path], None] | None = None, name: str = "sb") -> Sandbox:
+        sb = Sandbox(tmp_path / f"{name}{len(started)}", config, cmdline, emergency_shell, setup)
+        started.append(sb)
+        return sb
+
+    yield start
+    for sb in started:
+        if sb.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, AssertionError, FileNotFoundError):
+                os.kill(sb.pid1, signal.SIGKILL)  # killing a PID namespace's init ends the namespace
+            sb.proc.wait(10)
+        sb._console_file.close()

@@ -1,0 +1,81 @@
+"""``python3 -m supervisor``: corral's PID 1 (the kernel's /init, or the sandbox's PID 1)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from supervisor.paths import Paths
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python3 -m supervisor", description="corral's PID 1.")
+    parser.add_argument("--sandbox", metavar="DIR", type=Path,
+                        help="run inside `corral sandbox`: every path under DIR, exit instead of reboot(2)")
+    parser.add_argument("--emergency-shell", default="/bin/sh",
+                        help="command run on the console when start-up fails (default: /bin/sh)")
+    parser.add_argument("--console-format", choices=["auto", "pretty", "json"], default="auto")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    os.environ.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    if args.sandbox is not None:
+        directory = args.sandbox.resolve()
+        paths = Paths.sandbox(directory)
+        mount_root = directory / "root"
+    else:
+        paths, mount_root = Paths(), Path("/")
+    try:
+        action = _serve(args, paths, mount_root)
+    except BaseException as exc:  # PID 1 must not exit: the last resort is a shell on the console
+        _last_resort(args, f"supervisor crashed: {exc!r}")
+        return
+    if args.sandbox is not None:
+        sys.exit(0)
+    from supervisor.power import reboot_syscall
+
+    try:
+        reboot_syscall(action)
+    except OSError as exc:
+        _last_resort(args, str(exc))
+
+
+def _serve(args: argparse.Namespace, paths: Paths, mount_root: Path) -> str:
+    from supervisor import journal as journal_mod
+    from supervisor.app import Options, Supervisor
+    from supervisor.tasks import loop_exception_handler
+
+    journal = journal_mod.setup(console=sys.stderr, console_format=args.console_format)
+    journal.console_mirror = True  # everything goes to the console while booting
+    options = Options(paths=paths, mount_root=mount_root, sandbox=args.sandbox is not None,
+                      emergency_shell=tuple(shlex.split(args.emergency_shell)))
+    supervisor = Supervisor(options=options, journal=journal)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    loop.set_exception_handler(loop_exception_handler)
+    try:
+        return loop.run_until_complete(supervisor.run())
+    finally:
+        journal.close()
+
+
+def _last_resort(args: argparse.Namespace, reason: str) -> None:
+    sys.stderr.write(f"corral: {reason}\n")
+    if args.sandbox is not None:
+        sys.exit(1)
+    while True:  # real PID 1: hand the console to a shell; exec keeps PID 1 alive
+        try:
+            os.execv("/bin/sh", ["/bin/sh"])
+        except OSError:
+            time.sleep(60)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""The control socket's commands, wired to the supervisor's parts. Thin: each handler calls one part.
+
+The protocol (names, arguments, result shapes) is in supervisor.control.protocol."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from supervisor.control.protocol import ControlError, kind_matches
+from supervisor.control.server import ControlServer
+
+if TYPE_CHECKING:
+    from supervisor.app import Supervisor
+
+
+def build_control_server(sup: Supervisor) -> ControlServer:
+    server = ControlServer(sup.paths.control_socket)
+    Commands(sup).register(server)
+    return server
+
+
+class Commands:
+    def __init__(self, sup: Supervisor) -> None:
+        self.sup = sup
+        self._clients = 0
+
+    def register(self, server: ControlServer) -> None:
+        server.register("status", self.status)
+        server.register("config.get", self.config_get)
+        server.register("config.set", self.config_set)
+        server.register("config.export", self.config_export)
+        server.register("config.merge", self.config_merge)
+        server.register("config.validate", self.config_validate)
+        server.register("config.schema", self.config_schema)
+        server.register("reload", self.reload)
+        server.register("poweroff", self.poweroff)
+        server.register("reboot", self.reboot)
+        server.register("debug.fail", self.debug_fail)
+        server.register("debug.spawn", self.debug_spawn)
+        server.register_stream("logs", self.logs)
+        server.register_stream("events", self.events)
+
+    async def status(self, args: dict[str, Any]) -> Any:
+        return self.sup.status()
+
+    # ---- config ----------------------------------------------------------------------------
+    async def config_get(self, args: dict[str, Any]) -> Any:
+        try:
+            return self.sup.config.get(args["key"])
+        except KeyError as exc:
+            raise ControlError(f"no such key: {args['key']}") from exc
+
+    async def config_set(self, args: dict[str, Any]) -> Any:
+        errors = await asyncio.to_thread(self.sup.config.set, args["key"], args["value"])
+        return await self._applied(errors)
+
+    async def config_merge(self, args: dict[str, Any]) -> Any:
+        errors = await asyncio.to_thread(self.sup.config.merge, args["yaml"])
+        return await self._applied(errors)
+
+    async def _applied(self, errors: list[Any]) -> Any:
+        if errors:
+            raise ControlError("; ".join(str(e) for e in errors))
+        result = await self.sup.reload()
+        if not result.get("applied"):
+            raise ControlError("; ".join(result.get("errors", [])))
+        return {"generation": result["generation"], "changed": result["changed"]}
+
+    async def config_export(self, args: dict[str, Any]) -> Any:
+        return self.sup.config.export(include_secrets=bool(args.get("secrets")), user_only=True)
+
+    async def config_validate(self, args: dict[str, Any]) -> Any:
+        errors = self.sup.config.validate_text(args["yaml"], args.get("filename") or "<stdin>")
+        return {"valid": not errors, "errors": [e.to_dict() for e in errors]}
+
+    async def config_schema(self, args: dict[str, Any]) -> Any:
+        return self.sup.config.schema()
+
+    async def reload(self, args: dict[str, Any]) -> Any:
+        result = await self.sup.reload()
+        if not result.get("applied"):
+            raise ControlError("config rejected, last good config kept: " + "; ".join(result["errors"]))
+        return {"generation": result["generation"], "changed": result["changed"]}
+
+    # ---- power -----------------------------------------------------------------------------
+    async def poweroff(self, args: dict[str, Any]) -> Any:
+        asyncio.get_running_loop().call_soon(self.sup.request, "poweroff")
+        return None
+
+    async def reboot(self, args: dict[str, Any]) -> Any:
+        asyncio.get_running_loop().call_soon(self.sup.request, "reboot")
+        return None
+
+    # ---- streams -----------------------------------------------------------------------------
+    async def logs(self, args: dict[str, Any]) -> AsyncIterator[Any]:
+        journal = self.sup.journal
+        since, unit, level = args.get("since"), args.get("unit"), args.get("level")
+        if not args.get("follow"):
+            for record in await journal.aquery(since=since, unit=unit, level=level, limit=args.get("limit")):
+                yield record
+            return
+        backlog = args.get("limit") or 0
+        async with journal.follow(unit=unit, level=level, since=since, backlog=backlog) as follower:
+            async for record in follower:
+                yield record
+
+    async def events(self, args: dict[str, Any]) -> AsyncIterator[Any]:
+        kinds = args.get("kinds")
+        self._clients += 1
+        sub = self.sup.bus.subscribe(f"control:events:{self._clients}", maxsize=4096)
+        try:
+            while True:
+                event = await sub.get()
+                if kind_matches(kinds, event.kind):
+                    yield event.to_dict()
+        finally:
+            sub.close()
+
+    # ---- debugging (only with corral.debug: true) --------------------------------------------
+    def _require_debug(self) -> None:
+        if not self.sup.setting("debug", False):
+            raise ControlError("debug commands need corral.debug: true")
+
+    async def debug_fail(self, args: dict[str, Any]) -> Any:
+        """Make a handler's next N reconciles raise, to prove crash isolation."""
+        self._require_debug()
+        runner = self.sup.runners.get(str(args.get("handler")))
+        if runner is None:
+            raise ControlError(f"no such handler: {args.get('handler')}")
+        runner.inject_failures(int(args.get("count", 1)))
+        return runner.status()
+
+    async def debug_spawn(self, args: dict[str, Any]) -> Any:
+        """Spawn the given argv lists at once through the process module and report each exit."""
+        self._require_debug()
+        commands = args.get("commands") or []
+        children = [self.sup.processes.spawn([str(a) for a in argv], name="debug") for argv in commands]
+        statuses = await asyncio.gather(*(c.wait() for c in children))
+        return [{"pid": c.pid, "exitcode": s.exitcode, "signal": s.signal} for c, s in zip(children, statuses,
+                                                                                         strict=True)]

@@ -1,0 +1,282 @@
+"""The composition root: builds PID 1's parts, runs the boot phases, reacts to signals and shuts down.
+
+It wires; it does not decide. Decisions live in the parts (config store, handlers, process keeper)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from handlers.processes import ProcessKeeper
+from handlers.runner import HandlerRunner
+from supervisor import __version__, signals
+from supervisor.backoff import Backoff
+from supervisor.bus import Bus
+from supervisor.config.store import ConfigStore
+from supervisor.emergency import emergency_shell, open_console
+from supervisor.events import ConfigChanged, Phase, SignalReceived
+from supervisor.journal import Journal
+from supervisor.mounts import MountTable
+from supervisor.paths import Paths
+from supervisor.process import ProcessManager
+from supervisor.sources.timer import Timer
+from supervisor.state import SupervisorState
+from supervisor.tasks import running_tasks, spawn_task
+
+log = structlog.get_logger("supervisor")
+
+STATUS_INTERVAL = 60.0
+
+
+class FatalStartup(Exception):
+    """A boot phase that PID 1 cannot go on without failed."""
+
+
+@dataclass
+class Options:
+    paths: Paths
+    mount_root: Path = Path("/")
+    sandbox: bool = False
+    emergency_shell: tuple[str, ...] = ("/bin/sh",)
+    cmdline: str | None = None  # None: read paths.cmdline_file
+
+
+@dataclass
+class Stopper:
+    name: str
+    stop: Callable[[], Awaitable[None]]
+
+
+@dataclass
+class Supervisor:
+    options: Options
+    journal: Journal
+    bus: Bus = field(default_factory=Bus)
+    state: SupervisorState = field(default_factory=SupervisorState)
+
+    def __post_init__(self) -> None:
+        self.paths = self.options.paths
+        self.processes = ProcessManager(self.bus.publish)
+        self.mounts = MountTable(self.options.mount_root)
+        self.config = ConfigStore(self.paths, cmdline_text=self.options.cmdline)
+        self.config_errors: list[str] = []
+        self.runners: dict[str, HandlerRunner] = {}
+        self.timers: list[Timer] = []
+        self.keeper = ProcessKeeper(self.processes, self.bus)
+        self._stoppers: list[Stopper] = []  # in start order; shutdown walks it backwards
+        self._final: asyncio.Future[str] | None = None
+        self.control: Any = None
+
+    # ---- life cycle ----------------------------------------------------------------------
+    async def run(self) -> str:
+        """Boot, then serve until a poweroff/reboot/halt is requested; returns that action."""
+        loop = asyncio.get_running_loop()
+        self._final = loop.create_future()
+        self.processes.attach(loop)
+        signals.install(loop, self._on_signal)
+        try:
+            await self.boot()
+        except FatalStartup as exc:
+            self.state.emergency = str(exc)
+            console = None if self.options.sandbox else open_console()
+            await emergency_shell(self.processes, str(exc), self.options.emergency_shell, console=console,
+                                  respawn=not self.options.sandbox)
+            if not self._final.done():
+                self._final.set_result("poweroff")
+        action = await self._final
+        await self.shutdown(action)
+        return action
+
+    async def boot(self) -> None:
+        await self._phase("mounts", self._mounts, fatal=True)
+        await self._phase("config", self._load_config)
+        await self._phase("storage", self._storage)
+        await self._phase("hostname", self._hostname)
+        await self._phase("loopback", self._loopback)
+        await self._phase("control", self._control, fatal=True)
+        await self._phase("handlers", self._handlers, fatal=True)
+        self.state.ready = True
+        self.state.phase = "ready"
+        self.journal.console_mirror = self.options.sandbox  # the sandbox's terminal is its journal view
+        log.info(f"corral {__version__} ready", boot_seconds=round(time.time() - self.state.started, 3))
+
+    async def _phase(self, name: str, body: Callable[[], Awaitable[None]], fatal: bool = False) -> None:
+        self.state.phase = name
+        self.bus.publish(Phase(name=name, state="started"))
+        started = time.monotonic()
+        try:
+            await body()
+        except Exception as exc:
+            self.bus.publish(Phase(name=name, state="failed"))
+            if fatal:
+                log.critical("boot phase failed", phase=name, error=str(exc), exc_info=exc)
+                raise FatalStartup(f"{name}: {exc}") from exc
+            log.error("boot phase failed; carrying on degraded", phase=name, error=str(exc))
+            self.state.degrade(name, str(exc))
+            return
+        self.state.phases[name] = round(time.monotonic() - started, 6)
+        self.bus.publish(Phase(name=name, state="done"))
+
+    def request(self, action: str) -> None:
+        """Ask for poweroff, reboot or halt. The first request wins."""
+        if self._final is not None and not self._final.done():
+            log.info("shutdown requested", action=action)
+            self._final.set_result(action)
+
+    async def shutdown(self, action: str) -> None:
+        self.state.stopping = True
+        self.journal.console_mirror = True
+        log.info("shutting down", action=action)
+        grace = float(self.setting("shutdown_grace", 10))
+        for timer in reversed(self.timers):
+            await timer.stop()
+        for runner in reversed(list(self.runners.values())):
+            await runner.stop()
+        for stopper in reversed(self._stoppers):
+            try:
+                await stopper.stop()
+            except Exception as exc:
+                log.error("stop failed", what=stopper.name, error=str(exc))
+        await self.processes.stop_all(grace)
+        await asyncio.to_thread(os.sync)
+        self.mounts.unmount_all()
+        log.info("shutdown complete", action=action)
+
+    # ---- boot phases -----------------------------------------------------------------------
+    async def _mounts(self) -> None:
+        await asyncio.to_thread(self.mounts.ensure_base)
+
+    async def _load_config(self) -> None:
+        result = await asyncio.to_thread(self.config.load)
+        self.config_errors = [str(e) for e in result.errors]
+        for error in self.config_errors:
+            log.error("config rejected", error=error)
+        if self.config_errors:
+            self.state.degrade("config", f"{len(self.config_errors)} config error(s); using defaults")
+        self._apply_log_settings()
+
+    async def _storage(self) -> None:
+        settings = self.setting("log", {}) or {}
+        await asyncio.to_thread(self.journal.attach_storage, self.paths.log_dir,
+                                int(settings.get("max_bytes", 10 << 20)), int(settings.get("keep", 5)))
+
+    async def _hostname(self) -> None:
+        name = self.config.current.get("hostname")
+        if name and name != socket.gethostname():
+            socket.sethostname(str(name))
+            log.info("hostname set", hostname=name)
+
+    async def _loopback(self) -> None:
+        await asyncio.to_thread(_loopback_up)
+
+    async def _control(self) -> None:
+        from supervisor.api import build_control_server
+
+        self.control = build_control_server(self)
+        await self.control.start()
+        self._stoppers.append(Stopper("control socket", self.control.stop))
+
+    async def _handlers(self) -> None:
+        self.add_handler(HandlerRunner(self.bus, self.keeper, self._handler_backoff()))
+        timer = Timer(self.bus, "status", STATUS_INTERVAL)
+        timer.start()
+        self.timers.append(timer)
+
+    def add_handler(self, runner: HandlerRunner) -> None:
+        self.runners[runner.name] = runner
+        runner.start()
+
+    # ---- reactions ---------------------------------------------------------------------------
+    def _on_signal(self, signum: int, action: str) -> None:
+        self.bus.publish(SignalReceived(signum=signum, name=signals.signal_name(signum), action=action))
+        if action in (signals.POWEROFF, signals.REBOOT, signals.HALT):
+            self.request(action)
+        elif action == signals.RELOAD:
+            spawn_task(self.reload(), name="reload")
+        elif action == signals.DUMP:
+            log.info("state dump", **self.status())
+
+    async def reload(self) -> dict[str, Any]:
+        """Re-read the config. Invalid config changes nothing: the last good one stays in force."""
+        errors, changed = await asyncio.to_thread(self.config.reload)
+        self.config_errors = [str(e) for e in errors]
+        if errors:
+            for error in self.config_errors:
+                log.error("config rejected; keeping the last good config", error=error)
+            self.state.degrade("config", f"{len(errors)} config error(s); last good config kept")
+            return {"applied": False, "errors": self.config_errors}
+        self.state.clear("config")
+        if changed:
+            log.info("config changed", changed=list(changed), generation=self.config.generation)
+            self._apply_log_settings()
+            await self._hostname()
+            self.bus.publish(ConfigChanged(generation=self.config.generation, changed=tuple(changed)))
+        return {"applied": True, "changed": list(changed), "generation": self.config.generation}
+
+    def _apply_log_settings(self) -> None:
+        settings = self.setting("log", {}) or {}
+        self.journal.set_level(str(settings.get("level", "info")))
+
+    def _handler_backoff(self) -> Backoff:
+        tuning = self.setting("handlers", {}) or {}
+        return Backoff(initial=float(tuning.get("backoff_initial", 0.1)),
+                       cap=float(tuning.get("backoff_cap", 30.0)))
+
+    def setting(self, key: str, default: Any) -> Any:
+        """A value under the `corral:` key of the config in force."""
+        return (self.config.current.get("corral") or {}).get(key, default)
+
+    # ---- reporting -----------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return {
+            "version": __version__,
+            "hostname": socket.gethostname(),
+            "pid": os.getpid(),
+            "sandbox": self.options.sandbox,
+            "state": self.state.state,
+            "phase": self.state.phase,
+            "uptime": round(time.time() - self.state.started, 3),
+            "boot_phases": dict(self.state.phases),
+            "degraded": dict(self.state.degraded),
+            "emergency": self.state.emergency,
+            "config": {"generation": self.config.generation, "errors": list(self.config_errors)},
+            "handlers": [r.status() for r in self.runners.values()],
+            "processes": {
+                "children": [{"name": c.name, "pid": c.pid} for c in self.processes.children()],
+                "spawned": self.processes.spawned,
+                "orphans_reaped": self.processes.orphans_reaped,
+            },
+            "bus": self.bus.stats(),
+            "tasks": len(running_tasks()),
+            "memory": {"max_rss_kib": usage.ru_maxrss, "rss_kib": _rss_kib()},
+            "mounts": [str(p) for p in self.mounts.mounted],
+        }
+
+
+def _rss_kib() -> int:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _loopback_up() -> None:
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        index = ipr.link_lookup(ifname="lo")
+        if index:
+            ipr.link("set", index=index[0], state="up")
