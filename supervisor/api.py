@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from supervisor.control.protocol import ControlError, kind_matches
 from supervisor.control.server import ControlServer
+from supervisor.events import TimerFired
 
 if TYPE_CHECKING:
     from supervisor.app import Supervisor
@@ -39,6 +40,7 @@ class Commands:
         server.register("reboot", self.reboot)
         server.register("debug.fail", self.debug_fail)
         server.register("debug.spawn", self.debug_spawn)
+        server.register("debug.publish", self.debug_publish)
         server.register_stream("logs", self.logs)
         server.register_stream("events", self.events)
 
@@ -131,6 +133,16 @@ class Commands:
             raise ControlError(f"no such handler: {args.get('handler')}")
         runner.inject_failures(int(args.get("count", 1)))
         return runner.status()
+
+    async def debug_publish(self, args: dict[str, Any]) -> Any:
+        """Publish COUNT timer events on the bus (yielding to the loop every 100), for load tests."""
+        self._require_debug()
+        count = int(args["count"])
+        for i in range(count):
+            self.sup.bus.publish(TimerFired(name="debug"))
+            if i % 100 == 99:
+                await asyncio.sleep(0)
+        return {"published": count}
 
     async def debug_spawn(self, args: dict[str, Any]) -> Any:
         """Spawn the given argv lists at once through the process module and report each exit."""

@@ -258,15 +258,17 @@ class Supervisor:
             },
             "bus": self.bus.stats(),
             "tasks": len(running_tasks()),
-            "memory": {"max_rss_kib": usage.ru_maxrss, "rss_kib": _rss_kib()},
+            "memory": {"max_rss_kib": _status_kib("VmHWM"), "rss_kib": _status_kib("VmRSS"),
+                       "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3)},
             "mounts": [str(p) for p in self.mounts.mounted],
         }
 
 
-def _rss_kib() -> int:
+def _status_kib(field: str) -> int:
+    """A memory figure (VmRSS, VmHWM) of this process from /proc/self/status, in KiB."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     except OSError:
         pass

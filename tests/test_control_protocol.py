@@ -99,6 +99,7 @@ def test_catalogue() -> None:
     assert sorted(COMMANDS) == sorted([
         "status", "config.get", "config.set", "config.export", "config.merge", "config.validate",
         "config.schema", "logs", "events", "reload", "poweroff", "reboot", "debug.fail", "debug.spawn",
+        "debug.publish",
     ])  # fmt: skip
     assert COMMANDS["events"].streams == "always" and COMMANDS["logs"].streams == "follow"
 

@@ -39,6 +39,16 @@ def add_parser(subparsers: Subparsers) -> None:
         run=run_spawn,
     )
     spawn.add_argument("argv", nargs=argparse.REMAINDER, help="the command and its arguments")
+    publish = add_command(
+        sub,
+        "publish",
+        summary="publish timer events on the bus (load test)",
+        description="Publish COUNT timer events on PID 1's bus, to watch memory and handlers under load.",
+        examples=[("corral debug publish 100000", "")],
+        parents=[client_options()],
+        run=run_publish,
+    )
+    publish.add_argument("count", type=int, help="how many events")
 
 
 def run_fail(args: argparse.Namespace) -> int:
@@ -59,4 +69,13 @@ def run_spawn(args: argparse.Namespace) -> int:
         for r in result:
             how = f"killed by signal {r['signal']}" if r["signal"] is not None else f"exited {r['exitcode']}"
             out(f"pid {r['pid']}: {how}")
+    return EXIT_OK
+
+
+def run_publish(args: argparse.Namespace) -> int:
+    result = call(args, "debug.publish", count=args.count)
+    if args.output == "json":
+        print_json(result)
+    else:
+        out(f"{result['published']} events published")
     return EXIT_OK

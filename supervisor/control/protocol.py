@@ -318,6 +318,12 @@ COMMANDS: dict[str, Command] = _commands(
         '[{"pid": int, "exitcode": int | null, "signal": int | null}]',
         (Arg("commands", (list,), "a list of argv lists", required=True),),
     ),
+    Command(
+        "debug.publish",
+        "Publish COUNT timer events on the bus, for load tests (needs corral.debug: true).",
+        '{"published": int}',
+        (Arg("count", (int,), "how many events", required=True),),
+    ),
 )
 
 
