@@ -33,8 +33,49 @@ def test_boots_ready_with_mounts_hostname_and_loopback(sandbox: Any) -> None:
     assert "UP" in lo.split(">")[0]
     assert sb.stop() == 0
     sb.assert_clean_journal()
-    unmounted = [r for r in sb.journal() if r.get("event") == "unmounted"]
+    records = sb.journal()
+    unmounted = [r for r in records if r.get("event") == "unmounted"]
     assert len(unmounted) == len(status["mounts"])
+    # Lines logged before storage was attached (the mounts) were held in the ring and flushed, in order.
+    mounted = [r["target"] for r in records if r.get("event") == "mounted"]
+    assert mounted == status["mounts"]
+    events = [r.get("event") for r in records]
+    assert events.index("mounted") < events.index("hostname set")
+
+
+def test_config_layers_in_a_real_boot(sandbox: Any) -> None:
+    """Defaults < cloud-config.d < cloud-config.yml < kernel command line < datasource."""
+
+    def drop_in(directory: Path) -> None:
+        seed = directory / "seed"  # the sandbox's /seed: its paths live under its directory
+        seed.mkdir()
+        (seed / "user-data").write_text("#cloud-config\nrancher:\n  shutdown_grace: 3\n")
+        (seed / "meta-data").write_text("local-hostname: from-datasource\n")
+        conf_d = directory / "var/lib/corral/conf/cloud-config.d"
+        conf_d.mkdir(parents=True)
+        (conf_d / "10-log.yml").write_text("corral:\n  log:\n    level: warning\n    keep: 2\n")
+
+    sb: Sandbox = sandbox(
+        {"hostname": "from-file", "corral": {"log": {"keep": 3}}},
+        cmdline="quiet corral.log.level=debug rancher.cloud_init.datasources=[file:/seed]",
+        setup=drop_in,
+    )
+    status = sb.wait_ready()
+    assert status["hostname"] == "from-datasource"  # meta-data is the last layer
+    assert sb.request("config.get", key="corral.log.level") == "debug"  # cmdline over drop-in
+    assert sb.request("config.get", key="corral.log.keep") == 3  # cloud-config.yml over drop-in
+    assert sb.request("config.get", key="corral.shutdown_grace") == 3  # rancher: alias in user-data
+    assert status["state"] == "ready" and status["config"]["warnings"] == []
+    assert sb.stop() == 0
+
+
+def test_config_warnings_are_visible_as_degraded(sandbox: Any) -> None:
+    sb: Sandbox = sandbox(cmdline="corral.cloud_init.datasources=[file:/missing-seed]")
+    status = sb.wait_ready()
+    assert status["state"] == "degraded" and "config-warnings" in status["degraded"]
+    assert any("missing-seed" in w for w in status["config"]["warnings"])
+    sb.wait_journal(lambda r: r.get("event") == "config warning" and "missing-seed" in r.get("warning", ""))
+    assert sb.stop() == 0
 
 
 def test_orphaned_grandchildren_are_reaped(sandbox: Any) -> None:

@@ -69,6 +69,7 @@ class Supervisor:
         self.mounts = MountTable(self.options.mount_root)
         self.config = ConfigStore(self.paths, cmdline_text=self.options.cmdline)
         self.config_errors: list[str] = []
+        self.config_warnings: list[str] = []
         self.runners: dict[str, HandlerRunner] = {}
         self.timers: list[Timer] = []
         self.keeper = ProcessKeeper(self.processes, self.bus)
@@ -162,7 +163,20 @@ class Supervisor:
             log.error("config rejected", error=error)
         if self.config_errors:
             self.state.degrade("config", f"{len(self.config_errors)} config error(s); using defaults")
+        self._note_config_warnings()
         self._apply_log_settings()
+
+    def _note_config_warnings(self) -> None:
+        """Warnings are problems too: logged, listed in status, and shown as degraded."""
+        warnings = [str(w) for w in self.config.last_warnings]
+        if warnings != self.config_warnings:
+            for warning in warnings:
+                log.warning("config warning", warning=warning)
+        self.config_warnings = warnings
+        if warnings:
+            self.state.degrade("config-warnings", f"{len(warnings)} config warning(s)")
+        else:
+            self.state.clear("config-warnings")
 
     async def _storage(self) -> None:
         settings = self.setting("log", {}) or {}
@@ -215,6 +229,7 @@ class Supervisor:
             self.state.degrade("config", f"{len(errors)} config error(s); last good config kept")
             return {"applied": False, "errors": self.config_errors}
         self.state.clear("config")
+        self._note_config_warnings()
         if changed:
             log.info("config changed", changed=list(changed), generation=self.config.generation)
             self._apply_log_settings()
@@ -249,7 +264,8 @@ class Supervisor:
             "boot_phases": dict(self.state.phases),
             "degraded": dict(self.state.degraded),
             "emergency": self.state.emergency,
-            "config": {"generation": self.config.generation, "errors": list(self.config_errors)},
+            "config": {"generation": self.config.generation, "errors": list(self.config_errors),
+                       "warnings": list(self.config_warnings)},
             "handlers": [r.status() for r in self.runners.values()],
             "processes": {
                 "children": [{"name": c.name, "pid": c.pid} for c in self.processes.children()],

@@ -116,7 +116,7 @@ class Schema:
                 found.update(x for x in t if isinstance(x, str))
             enum = node.get("enum")
             if isinstance(enum, list) and "type" not in node:
-                found.update(_json_type(v) for v in enum)
+                found.update(json_type(v) for v in enum)
         return found
 
     def formats(self, nodes: Sequence[SchemaNode]) -> set[str]:
@@ -158,7 +158,8 @@ class Schema:
         return tuple(out)
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """The JSON Schema type name of a Python value (bool before int: bool is an int subclass)."""
     if isinstance(value, bool):
         return "boolean"
     if isinstance(value, int):
@@ -171,4 +172,6 @@ def _json_type(value: Any) -> str:
         return "null"
     if isinstance(value, list):
         return "array"
-    return "object"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__

@@ -21,7 +21,7 @@ import jsonschema
 
 from supervisor.config.errors import ConfigError
 from supervisor.config.keypath import KeyPath, format_path
-from supervisor.config.schema import Schema, SchemaNode
+from supervisor.config.schema import Schema, SchemaNode, json_type
 from supervisor.config.yamlload import Document, NodeInfo
 
 FILE_MODE = "file-mode"
@@ -156,7 +156,7 @@ class Validator:
             return
         if kind in ("anyOf", "oneOf"):
             allowed = self.schema.types([err.schema])
-            if allowed and _json_type(instance) not in allowed:
+            if allowed and json_type(instance) not in allowed:
                 yield Problem(path, f"expected {_types_phrase(sorted(allowed))}, got {_describe(instance)}")
                 return
             # the branch the value was meant for: drop the other branches' "wrong type" errors
@@ -240,7 +240,7 @@ def _file_mode_problem(value: Any, literal: str | None) -> str | None:
 
 def _bad_key_message(key: Any, literal: str | None) -> str:
     text = literal if literal is not None else _yaml_text(key)
-    kind = f"{_json_type(key)} {_yaml_text(key)}"
+    kind = f"{json_type(key)} {_yaml_text(key)}"
     return f'YAML reads the unquoted key {text} as {kind}, not a string; quote it: "{text}"'
 
 
@@ -296,24 +296,6 @@ def _types_phrase(types: str | Sequence[str]) -> str:
     return " or ".join(names.get(t, t) for t in items)
 
 
-def _json_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if value is None:
-        return "null"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
-
-
 def _describe(value: Any) -> str:
     if isinstance(value, dict):
         return "a mapping"
@@ -325,7 +307,7 @@ def _describe(value: Any) -> str:
         return f"boolean {str(value).lower()}"
     if isinstance(value, str):
         return repr(value) if len(value) <= 60 else repr(value[:57] + "...")
-    return f"{_json_type(value)} {value!r}"
+    return f"{json_type(value)} {value!r}"
 
 
 def _yaml_text(value: Any) -> str:
