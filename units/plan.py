@@ -1,0 +1,333 @@
+"""What to do about units, decided from plain data: ``plan(desired, observed, policies) -> actions``.
+
+``desired`` is the loaded units; ``observed`` every container of both dockerds (``scope`` says
+which); ``policies`` the units' ``UnitPolicy`` objects (read, never changed here). The runtime calls
+``sync_policies`` first (so every stop it has not heard of yet reaches the policy), then ``plan``, then
+carries out the actions in order and reports back to the policies (``on_started`` after a Start,
+``on_start_failed`` when a Create, Recreate or Start fails).
+
+Rules:
+
+- Containers without the ``io.corral.unit`` label are never touched.
+- A corral container whose unit is no longer wanted (or moved to the other scope) is removed; so are
+  extra containers of one unit (the running one, else the first, is kept).
+- A unit with no container is created; one whose config hash differs from the unit's (definition or
+  image changed) or that is ``dead`` is recreated. A recreated container that was running is started
+  again at once; createonly units are never started.
+- Otherwise a unit whose container is not running is started when its policy says so: at first
+  (boot, or a unit just added: a fresh policy) or when a scheduled restart is due. A restart not yet
+  due gives a ``Wait`` with its time, so the runtime can wake up then. (So: give a unit whose
+  definition changed a fresh ``UnitPolicy``, and it runs again with the new definition; a ``no``
+  unit that exited is not run again just because its image was re-pulled.)
+- Create, Recreate and Start happen only once the unit's dependencies have settled (see
+  ``units.graph``); until then the unit gets a ``Wait`` naming them.
+- A deliberately stopped unit's running container is stopped, and nothing else is done for it.
+
+Nothing changed, nothing pending: no actions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from units.graph import UnitGraph
+from units.model import LABEL_HASH, LABEL_UNIT, Scope, Unit
+from units.policy import Decision, UnitPolicy
+from units.spec import config_hash, create_request
+
+ACTIVE = ("running", "restarting", "paused")
+
+
+@dataclass(frozen=True)
+class ObservedContainer:
+    """One container as dockerd reports it. Times are seconds since the epoch (None: never)."""
+
+    id: str
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    state: str = "created"  # created | running | paused | restarting | removing | exited | dead
+    exit_code: int | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    image_id: str | None = None
+    scope: Scope = "system"
+
+    @property
+    def unit(self) -> str | None:
+        return self.labels.get(LABEL_UNIT)
+
+    @property
+    def ran_for(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return max(0.0, self.finished_at - self.started_at)
+
+    @classmethod
+    def from_inspect(cls, data: Mapping[str, Any], scope: Scope = "system") -> ObservedContainer:
+        """From ``GET /containers/{id}/json``."""
+        state = data.get("State") or {}
+        config = data.get("Config") or {}
+        return cls(
+            id=str(data.get("Id", "")),
+            name=str(data.get("Name", "")).lstrip("/"),
+            labels=dict(config.get("Labels") or {}),
+            state=str(state.get("Status", "created")),
+            exit_code=state.get("ExitCode"),
+            started_at=_docker_time(state.get("StartedAt")),
+            finished_at=_docker_time(state.get("FinishedAt")),
+            image_id=data.get("Image"),
+            scope=scope,
+        )
+
+    @classmethod
+    def from_list(cls, data: Mapping[str, Any], scope: Scope = "system") -> ObservedContainer:
+        """From one entry of ``GET /containers/json?all=1`` (no exit code or times there)."""
+        names = data.get("Names") or [""]
+        return cls(
+            id=str(data.get("Id", "")),
+            name=str(names[0]).lstrip("/"),
+            labels=dict(data.get("Labels") or {}),
+            state=str(data.get("State", "created")),
+            image_id=data.get("ImageID"),
+            scope=scope,
+        )
+
+
+def _docker_time(text: Any) -> float | None:
+    if not isinstance(text, str) or not text or text.startswith("0001-01-01"):
+        return None
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
+
+
+# -------------------------------------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True)
+class Create:
+    unit: str
+    scope: Scope
+    config_hash: str
+    body: Mapping[str, Any] = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Recreate:
+    """Stop and remove ``old_id``, then create the unit's container again."""
+
+    unit: str
+    scope: Scope
+    old_id: str
+    config_hash: str
+    body: Mapping[str, Any] = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Start:
+    unit: str
+    scope: Scope
+
+
+@dataclass(frozen=True)
+class Stop:
+    unit: str
+    scope: Scope
+    container_id: str
+
+
+@dataclass(frozen=True)
+class Remove:
+    """Stop (if running) and remove a corral container no unit wants."""
+
+    container_id: str
+    name: str
+    scope: Scope
+    unit: str
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Nothing to do for ``unit`` yet: ``reason`` says why; ``until`` is when to look again (None: when
+    something else happens, e.g. a dependency starts or a oneshot exits)."""
+
+    unit: str
+    reason: str
+    until: float | None = None
+
+
+Action = Create | Recreate | Start | Stop | Remove | Wait
+
+
+# ----------------------------------------------------------------------------------------------- plan
+
+
+def _fresh(unit: Unit) -> UnitPolicy:
+    return UnitPolicy(unit.restart)
+
+
+def _current(containers: list[ObservedContainer]) -> tuple[ObservedContainer, list[ObservedContainer]]:
+    keep = next((c for c in containers if c.state in ACTIVE), containers[0])
+    return keep, [c for c in containers if c is not keep]
+
+
+def sync_policies(
+    desired: Mapping[str, Unit],
+    observed: Sequence[ObservedContainer],
+    policies: Mapping[str, UnitPolicy],
+    now: float,
+) -> dict[str, Decision]:
+    """Bring the policies up to date with what dockerd shows, before ``plan``:
+
+    - a policy that believes its unit is running, but whose container is not (or is gone), is told
+      that it stopped (``on_exit``, with the container's exit code and run time);
+    - a fresh policy whose unit's container is already running (found running when the supervisor
+      started) adopts it (``on_started``), so that its next exit goes through the restart policy
+      instead of counting as a first start.
+
+    Returns the exit decisions by unit. (Changes the policies; no I/O.)"""
+    mine = _by_unit(desired, observed)
+    decisions: dict[str, Decision] = {}
+    for name in desired:
+        policy = policies.get(name)
+        containers = mine.get(name)
+        container = _current(containers)[0] if containers else None
+        if policy is None:
+            continue
+        if policy.fresh and container is not None and container.state in ACTIVE:
+            policy.on_started(now)
+            continue
+        if policy.started_at is None or (container is not None and container.state in ACTIVE):
+            continue
+        ran_for = container.ran_for if container is not None else None
+        if ran_for is None:
+            ran_for = max(0.0, now - policy.started_at)
+        exit_code = container.exit_code if container is not None else None
+        decisions[name] = policy.on_exit(exit_code, ran_for, now)
+    return decisions
+
+
+def _by_unit(
+    desired: Mapping[str, Unit], observed: Sequence[ObservedContainer]
+) -> dict[str, list[ObservedContainer]]:
+    mine: dict[str, list[ObservedContainer]] = {}
+    for c in observed:
+        name = c.unit
+        if name is not None and name in desired and desired[name].scope == c.scope:
+            mine.setdefault(name, []).append(c)
+    return mine
+
+
+def _same(unit: Unit, c: ObservedContainer, image_ids: Mapping[str, str]) -> bool:
+    """Whether the container was made from this definition (and image). When the unit's image id is
+    not known, the container's own image id stands in, and a container created without knowing it
+    matches too: only a known, different image id recreates."""
+    label = c.labels.get(LABEL_HASH)
+    known = image_ids.get(unit.image)
+    if known is not None:
+        return label == config_hash(unit, known)
+    return label in (config_hash(unit, c.image_id), config_hash(unit, None))
+
+
+def plan(
+    desired: Mapping[str, Unit],
+    observed: Sequence[ObservedContainer],
+    policies: Mapping[str, UnitPolicy] | None = None,
+    *,
+    image_ids: Mapping[str, str] | None = None,
+    now: float = 0.0,
+    graph: UnitGraph | None = None,
+) -> list[Action]:
+    """The actions that bring the containers to the desired units. ``image_ids`` maps an image
+    reference to its current id (when known: a re-pulled image then recreates its units); ``now`` is on
+    the policies' clock. Order: removals, stops, then units in start order (Create/Recreate before
+    Start of the same unit), then waits. Starts in one plan are independent of each other."""
+    policies = policies or {}
+    image_ids = image_ids or {}
+    graph = graph or UnitGraph.of(desired)
+    removals: list[Action] = []
+    stops: list[Action] = []
+    work: list[Action] = []
+    waits: list[Action] = []
+
+    mine = _by_unit(desired, observed)
+    taken: dict[tuple[Scope, str], ObservedContainer] = {}
+    for seen in observed:
+        name = seen.unit
+        if name is None:
+            taken[(seen.scope, seen.name)] = seen
+        elif seen.state == "removing":
+            continue
+        elif name not in desired or desired[name].scope != seen.scope:
+            removals.append(Remove(seen.id, seen.name, seen.scope, name))
+    current: dict[str, ObservedContainer] = {}
+    for name, containers in mine.items():
+        keep, extra = _current(containers)
+        current[name] = keep
+        removals += [Remove(x.id, x.name, x.scope, name) for x in extra]
+
+    up_to_date: dict[str, bool] = {}
+    started: set[str] = set()
+    finished: set[str] = set()
+    for name, unit in desired.items():
+        c = current.get(name)
+        policy = policies.get(name) or _fresh(unit)
+        up_to_date[name] = c is not None and c.state != "dead" and _same(unit, c, image_ids)
+        if unit.createonly:
+            if up_to_date[name]:
+                started.add(name)
+        elif unit.oneshot:
+            if policy.finished or policy.stopped:
+                finished.add(name)
+        elif (c is not None and c.state in ACTIVE) or policy.attempted or policy.stopped:
+            started.add(name)
+
+    for wave in graph.waves():
+        for name in wave:
+            unit = desired[name]
+            c = current.get(name)
+            policy = policies.get(name) or _fresh(unit)
+            if policy.stopped:
+                if c is not None and c.state in ACTIVE:
+                    stops.append(Stop(name, unit.scope, c.id))
+                continue
+            blocked = graph.blocking(name, started, finished)
+            if c is None or not up_to_date[name]:
+                if c is not None and c.state == "removing":
+                    waits.append(Wait(name, "its old container is being removed"))
+                    continue
+                if c is None and (unit.scope, name) in taken:
+                    other = taken[(unit.scope, name)]
+                    waits.append(Wait(name, f"the name is taken by container {other.id[:12]} (not corral's)"))
+                    continue
+                if blocked:
+                    waits.append(Wait(name, f"waiting for {', '.join(blocked)}"))
+                    continue
+                image_id = image_ids.get(unit.image)
+                body = create_request(unit, image_id)
+                wanted_hash = body["Labels"][LABEL_HASH]
+                if c is None:
+                    work.append(Create(name, unit.scope, wanted_hash, body))
+                else:
+                    work.append(Recreate(name, unit.scope, c.id, wanted_hash, body))
+                if unit.createonly:
+                    continue
+                if (c is not None and c.state in ACTIVE) or policy.start_due(now):
+                    work.append(Start(name, unit.scope))
+                elif policy.next_start is not None:
+                    waits.append(Wait(name, "restart scheduled", policy.next_start))
+                continue
+            if unit.createonly or c.state in (*ACTIVE, "removing"):
+                continue
+            # created or exited, definition unchanged
+            if policy.start_due(now):
+                if blocked:
+                    waits.append(Wait(name, f"waiting for {', '.join(blocked)}"))
+                else:
+                    work.append(Start(name, unit.scope))
+            elif policy.next_start is not None:
+                waits.append(Wait(name, "restart scheduled", policy.next_start))
+    return [*removals, *stops, *work, *waits]
