@@ -1,0 +1,769 @@
+"""The desired network state: one typed model that both input formats parse into.
+
+``NetworkConfig`` holds *rules* (``Interface``): each says which links it applies to (``Match``) and
+what those links should look like. Virtual links (bridges, bonds, VLANs) are rules too, matched by
+their exact name, and corral creates them. The RancherOS parser (``netconf.rancher``) and the netplan
+v2 parser (``netconf.netplan``) both produce this model; ``parse_config`` picks between them.
+
+The second half of this module holds what both parsers share: ``Problems`` (errors as data, naming the
+key) and field parsers (addresses, routes, hooks, bond options) that report into it. Nothing here does
+I/O."""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+import shlex
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
+from typing import Any, Literal, TypeAlias
+
+from supervisor.config.errors import ConfigError
+from supervisor.config.keypath import KeyPath, format_path
+
+IPInterface: TypeAlias = IPv4Interface | IPv6Interface
+IPAddress: TypeAlias = IPv4Address | IPv6Address
+IPNetwork: TypeAlias = IPv4Network | IPv6Network
+Argv: TypeAlias = tuple[str, ...]
+OptionValue: TypeAlias = int | str | tuple[str, ...]
+Kind: TypeAlias = Literal["link", "bridge", "bond", "vlan"]
+Scope: TypeAlias = Literal["global", "link", "host"]
+
+MAIN_TABLE = 254
+LOCAL_TABLE = 255
+DEFAULT_METRIC = {4: 0, 6: 1024}
+"""The kernel's metric for a route added without one (IPv6 also turns 0 into 1024)."""
+
+_IFNAME = re.compile(r"[^\s/:]{1,15}")
+_GLOB_CHARS = frozenset("*?[")
+_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}|[0-9a-f]{2}(:[0-9a-f]{2}){19}")
+
+
+# -- the model ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Match:
+    """Which links a rule applies to. Every field given must match (netplan semantics).
+
+    ``name``, ``mac`` and each of ``drivers`` are exact values or shell-style globs (``*``, ``?``,
+    ``[...]``). ``mac`` is lower case. Several ``drivers`` mean any of them."""
+
+    name: str | None = None
+    mac: str | None = None
+    drivers: tuple[str, ...] = ()
+
+    @property
+    def exact_name(self) -> str | None:
+        """The name, when it is a literal (no glob characters)."""
+        return self.name if self.name is not None and not is_glob(self.name) else None
+
+
+@dataclass(frozen=True)
+class Route:
+    """A route through the rule's link. ``metric``/``table``/``scope`` left as None take the kernel's
+    defaults; ``canonical()`` fills them in, as the kernel reports them back."""
+
+    to: IPNetwork
+    via: IPAddress | None = None
+    metric: int | None = None
+    table: int | None = None
+    on_link: bool = False
+    source: IPAddress | None = None
+    scope: Scope | None = None
+
+    @property
+    def family(self) -> int:
+        return self.to.version
+
+    def canonical(self) -> Route:
+        metric = DEFAULT_METRIC[self.family] if self.metric is None else self.metric
+        if self.family == 6 and metric == 0:
+            metric = DEFAULT_METRIC[6]
+        scope: Scope = self.scope or ("global" if self.via is not None else "link")
+        return replace(
+            self, metric=metric, table=MAIN_TABLE if self.table is None else self.table, scope=scope
+        )
+
+
+@dataclass(frozen=True)
+class DhcpOptions:
+    """How corral's DHCP client treats what a lease offers."""
+
+    route_metric: int | None = None
+    use_dns: bool = True
+    use_routes: bool = True
+
+
+@dataclass(frozen=True)
+class LinkSpec:
+    """How to create a virtual link: pyroute2 ``IPRoute.link("add", ifname=NAME, kind=kind, **options)``.
+
+    ``options`` are pyroute2 keyword arguments with their kernel values (``bond_mode=4``,
+    ``br_forward_delay=1500`` in centiseconds, ``vlan_id=100``). ``refs`` are keyword arguments whose
+    value is another link's *name*, resolved to its ifindex when applied (``link`` of a VLAN,
+    ``bond_primary``); a ref whose link does not exist is left out."""
+
+    kind: Literal["bridge", "bond", "vlan"]
+    options: tuple[tuple[str, OptionValue], ...] = ()
+    refs: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class VlanDef:
+    """A VLAN to create on each link the rule matches (RancherOS ``vlans: "100,200:name"``). Without a
+    name it is called ``<link>.<id>``."""
+
+    id: int
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Vlan:
+    """The VLAN a ``kind == "vlan"`` rule creates: ``id`` on the link that the rule with id ``link``
+    matched (netplan ``vlans: {name: {id, link}}``)."""
+
+    id: int
+    link: str
+
+
+@dataclass(frozen=True)
+class Interface:
+    """One rule: which links (``match``) and what they should look like.
+
+    ``kind`` is ``link`` for a rule applied to links that exist (NICs), or the kind of virtual link
+    corral creates under ``match.name``. ``master`` names the bridge or bond the matched links join.
+    ``exclusive``: on the links this rule matches, addresses and routes that others added (and that the
+    rule does not want) are removed; by default they are left alone and only what corral added itself
+    is removed when the config stops wanting it."""
+
+    id: str
+    key: str
+    match: Match
+    order: int = 0
+    kind: Kind = "link"
+    set_name: str | None = None
+    bond: LinkSpec | None = None
+    bridge: LinkSpec | None = None
+    vlan: Vlan | None = None
+    vlans: tuple[VlanDef, ...] = ()
+    master: str | None = None
+    dhcp4: bool = False
+    dhcp6: bool = False
+    dhcp4_options: DhcpOptions = DhcpOptions()
+    dhcp6_options: DhcpOptions = DhcpOptions()
+    addresses: tuple[IPInterface, ...] = ()
+    gateway4: IPv4Address | None = None
+    gateway6: IPv6Address | None = None
+    routes: tuple[Route, ...] = ()
+    mtu: int | None = None
+    nameservers: tuple[IPAddress, ...] = ()
+    search: tuple[str, ...] = ()
+    pre_up: tuple[Argv, ...] = ()
+    post_up: tuple[Argv, ...] = ()
+    exclusive: bool = False
+
+    def all_routes(self) -> tuple[Route, ...]:
+        """``routes`` plus the default routes ``gateway4``/``gateway6`` stand for."""
+        extra: list[Route] = []
+        if self.gateway4 is not None:
+            extra.append(Route(IPv4Network("0.0.0.0/0"), self.gateway4))
+        if self.gateway6 is not None:
+            extra.append(Route(IPv6Network("::/0"), self.gateway6))
+        return (*self.routes, *extra)
+
+    def dhcp_options(self, family: int) -> DhcpOptions:
+        return self.dhcp4_options if family == 4 else self.dhcp6_options
+
+    def wants_dhcp(self, family: int) -> bool:
+        return self.dhcp4 if family == 4 else self.dhcp6
+
+
+@dataclass(frozen=True)
+class Dns:
+    nameservers: tuple[IPAddress, ...] = ()
+    search: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not self.nameservers and not self.search
+
+
+Format: TypeAlias = Literal["default", "rancher", "netplan", "disabled"]
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """The whole desired network state. ``pre_cmds``/``post_cmds`` run around every plan that changes
+    something; ``dhcp_timeout`` (seconds) is for the DHCP client."""
+
+    interfaces: tuple[Interface, ...] = ()
+    dns: Dns = Dns()
+    pre_cmds: tuple[Argv, ...] = ()
+    post_cmds: tuple[Argv, ...] = ()
+    dhcp_timeout: int | None = None
+    format: Format = "default"
+
+    def rule(self, rule_id: str) -> Interface | None:
+        return next((r for r in self.interfaces if r.id == rule_id), None)
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """What ``parse_config`` found. ``config`` is None when there are errors."""
+
+    config: NetworkConfig | None
+    errors: tuple[ConfigError, ...] = ()
+    warnings: tuple[ConfigError, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+DEFAULT_PATTERNS = ("eth*", "en*")
+"""When the config names no interfaces, every link called ``eth*`` or ``en*`` runs DHCPv4 (RancherOS
+did the same for ``eth*``)."""
+
+
+def default_rules(exclusive: bool = False) -> tuple[Interface, ...]:
+    return tuple(
+        Interface(id=p, key="(default)", match=Match(name=p), order=i, dhcp4=True, exclusive=exclusive)
+        for i, p in enumerate(DEFAULT_PATTERNS)
+    )
+
+
+NETPLAN_KEY: KeyPath = ("network",)
+RANCHER_KEY: KeyPath = ("corral", "network")
+
+
+def parse_config(config: Mapping[str, Any], source: str | Callable[[str], str] = "config") -> Parsed:
+    """The network part of a whole (merged) corral config.
+
+    RancherOS-style settings live in ``corral.network`` (``rancher.network`` is folded into it by the
+    config loader). A netplan v2 document is the top-level ``network:`` key, as in cloud-init's
+    network-config v2 and in netplan's own files, so a file from ``/etc/netplan`` can be dropped into
+    ``cloud-config.d/`` as it is. Interfaces may come from one of the two, not both;
+    ``corral.network.dns``, ``pre_cmds``, ``post_cmds``, ``dhcp_timeout`` and ``exclusive`` apply to
+    either. ``source`` names the file of each error: a string, or a function of the dotted key (the
+    config store's provenance)."""
+    from netconf.netplan import parse_netplan  # the parsers import this module
+    from netconf.rancher import parse_rancher
+
+    problems = Problems(source)
+    corral = config.get("corral")
+    raw_rancher = corral.get("network") if isinstance(corral, Mapping) else None
+    raw_netplan = config.get("network")
+    settings = parse_rancher(raw_rancher, RANCHER_KEY, problems)
+    netplan_rules: tuple[Interface, ...] | None = None
+    disabled = False
+    if raw_netplan is not None:
+        result = parse_netplan(raw_netplan, NETPLAN_KEY, problems, exclusive=settings.exclusive)
+        netplan_rules, disabled = result.interfaces, result.disabled
+        if settings.interfaces and (netplan_rules or disabled):
+            problems.error(
+                NETPLAN_KEY,
+                "interfaces are given both here (netplan) and in corral.network.interfaces (RancherOS "
+                "format): use one of the two",
+            )
+    if problems.errors:
+        return Parsed(None, tuple(problems.errors), tuple(problems.warnings))
+    fmt: Format
+    if disabled:
+        rules: tuple[Interface, ...] = ()
+        fmt = "disabled"
+    elif netplan_rules:
+        rules, fmt = netplan_rules, "netplan"
+    elif settings.interfaces:
+        rules, fmt = settings.interfaces, "rancher"
+    else:
+        rules, fmt = default_rules(settings.exclusive), "default"
+    net = NetworkConfig(
+        interfaces=rules,
+        dns=settings.dns,
+        pre_cmds=settings.pre_cmds,
+        post_cmds=settings.post_cmds,
+        dhcp_timeout=settings.dhcp_timeout,
+        format=fmt,
+    )
+    return Parsed(net, (), tuple(problems.warnings))
+
+
+# -- problems ----------------------------------------------------------------------------------------------
+
+
+class Problems:
+    """Collects errors and warnings as ``ConfigError``s naming the key path."""
+
+    def __init__(self, source: str | Callable[[str], str] = "config") -> None:
+        self._source = source
+        self.errors: list[ConfigError] = []
+        self.warnings: list[ConfigError] = []
+
+    def _make(self, path: KeyPath, message: str) -> ConfigError:
+        key = format_path(path) or "(document)"
+        file = self._source if isinstance(self._source, str) else self._source(key)
+        return ConfigError(file, key, message)
+
+    def error(self, path: KeyPath, message: str) -> None:
+        self.errors.append(self._make(path, message))
+
+    def warn(self, path: KeyPath, message: str) -> None:
+        self.warnings.append(self._make(path, message))
+
+    def count(self) -> int:
+        return len(self.errors)
+
+
+def show(value: Any) -> str:
+    """A value as written in messages: strings quoted, others as YAML would read them."""
+    if isinstance(value, str):
+        return repr(value)
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "a number"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, Mapping):
+        return "a map"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return type(value).__name__
+
+
+def check_keys(
+    data: Mapping[Any, Any],
+    path: KeyPath,
+    known: Iterable[str],
+    problems: Problems,
+    unsupported: Mapping[str, str] | None = None,
+    hints: Mapping[str, str] | None = None,
+) -> None:
+    """Unknown keys are errors (with a did-you-mean); keys corral knows but does not implement get
+    their own message."""
+    known = list(known)
+    unsupported = unsupported or {}
+    hints = hints or {}
+    for key in data:
+        if not isinstance(key, str):
+            problems.error((*path, str(key)), f"key {show(key)} is not a string; quote it")
+        elif key in unsupported:
+            problems.error((*path, key), unsupported[key])
+        elif key not in known:
+            message = "unknown key"
+            close = difflib.get_close_matches(key, known, n=1)
+            if key in hints:
+                message += f"; {hints[key]}"
+            elif close:
+                message += f"; did you mean {close[0]!r}?"
+            problems.error((*path, key), message)
+
+
+def as_map(value: Any, path: KeyPath, problems: Problems, what: str = "a map") -> Mapping[Any, Any] | None:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        problems.error(path, f"expected {what}, got {type_name(value)}")
+        return None
+    return value
+
+
+def as_list(value: Any, path: KeyPath, problems: Problems) -> list[Any] | None:
+    if value is None:
+        return []
+    if not isinstance(value, list | tuple):
+        problems.error(path, f"expected a list, got {type_name(value)}")
+        return None
+    return list(value)
+
+
+def as_bool(value: Any, path: KeyPath, problems: Problems) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    problems.error(path, f"{show(value)} is not true or false")
+    return None
+
+
+def as_int(value: Any, path: KeyPath, problems: Problems, low: int, high: int, what: str = "") -> int | None:
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+    if number is None:
+        problems.error(path, f"{show(value)} is not a whole number{what}")
+        return None
+    if not low <= number <= high:
+        problems.error(path, f"{number} is out of range ({low} to {high}){what}")
+        return None
+    return number
+
+
+def as_str(value: Any, path: KeyPath, problems: Problems) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and value > 59:
+        problems.error(
+            path,
+            f"expected a string, got the number {value}: YAML 1.1 reads an unquoted "
+            "value such as 11:22:33 as a base-60 number; quote it",
+        )
+        return None
+    problems.error(path, f"expected a string, got {type_name(value)}")
+    return None
+
+
+def is_glob(text: str) -> bool:
+    return any(c in _GLOB_CHARS for c in text)
+
+
+def valid_ifname(name: str) -> bool:
+    return bool(_IFNAME.fullmatch(name)) and name not in (".", "..")
+
+
+def as_ifname(value: Any, path: KeyPath, problems: Problems) -> str | None:
+    text = as_str(value, path, problems)
+    if text is None:
+        return None
+    if not valid_ifname(text) or is_glob(text):
+        problems.error(
+            path,
+            f"{show(text)} is not an interface name (1 to 15 characters, no spaces, '/', ':' or wildcards)",
+        )
+        return None
+    return text
+
+
+def as_ip_interface(value: Any, path: KeyPath, problems: Problems) -> IPInterface | None:
+    if not isinstance(value, str):
+        problems.error(path, f"{show(value)} is not an IP interface (expected 10.0.0.2/24)")
+        return None
+    if "/" not in value:
+        try:
+            ipaddress.ip_address(value.strip())
+        except ValueError:
+            problems.error(path, f"{show(value)} is not an IP interface (expected 10.0.0.2/24)")
+        else:
+            problems.error(
+                path, f"{show(value)} has no prefix length (expected {value.strip()}/24 or similar)"
+            )
+        return None
+    try:
+        return ipaddress.ip_interface(value.strip())
+    except ValueError:
+        problems.error(path, f"{show(value)} is not an IP interface (expected 10.0.0.2/24)")
+        return None
+
+
+def as_ip_address(
+    value: Any, path: KeyPath, problems: Problems, family: int | None = None
+) -> IPAddress | None:
+    example = {4: "10.0.0.1", 6: "fe80::1", None: "10.0.0.1"}[family]
+    kind = {4: "an IPv4 address", 6: "an IPv6 address", None: "an IP address"}[family]
+    if not isinstance(value, str):
+        problems.error(path, f"{show(value)} is not {kind} (expected {example})")
+        return None
+    try:
+        address = ipaddress.ip_address(value.strip())
+    except ValueError:
+        problems.error(path, f"{show(value)} is not {kind} (expected {example})")
+        return None
+    if family is not None and address.version != family:
+        problems.error(path, f"{show(value)} is not {kind}")
+        return None
+    return address
+
+
+def as_mac(value: Any, path: KeyPath, problems: Problems, allow_glob: bool = False) -> str | None:
+    text = as_str(value, path, problems)
+    if text is None:
+        return None
+    mac = text.strip().lower().replace("-", ":")
+    if allow_glob and is_glob(mac):
+        ok = bool(re.fullmatch(r"[0-9a-f*?\[\]:!-]+", mac))
+    else:
+        ok = bool(_MAC.fullmatch(mac))
+    if not ok:
+        problems.error(
+            path,
+            f"{show(text)} is not a MAC address (6 bytes such as aa:bb:cc:dd:ee:ff, or 20 for InfiniBand)",
+        )
+        return None
+    return mac
+
+
+def as_mtu(value: Any, path: KeyPath, problems: Problems) -> int | None:
+    return as_int(value, path, problems, 68, 65535)
+
+
+def as_argv(value: Any, path: KeyPath, problems: Problems) -> Argv | None:
+    """A hook: a list of strings is an argv; a string is split like a shell would split words
+    (``shlex.split``), but never run by a shell: no pipes, redirections or variables."""
+    if isinstance(value, str):
+        try:
+            words = shlex.split(value)
+        except ValueError as exc:
+            problems.error(path, f"cannot split {show(value)} into words: {exc}")
+            return None
+        return tuple(words)
+    if isinstance(value, list | tuple):
+        if not value:
+            problems.error(path, "empty command")
+            return None
+        if not all(isinstance(w, str | int | float) and not isinstance(w, bool) for w in value):
+            problems.error(path, "a command given as a list must hold strings")
+            return None
+        return tuple(str(w) for w in value)
+    problems.error(path, f"expected a command (a string or a list of strings), got {type_name(value)}")
+    return None
+
+
+def as_hooks(value: Any, path: KeyPath, problems: Problems) -> tuple[Argv, ...]:
+    if isinstance(value, str):  # one command
+        value = [value]
+    items = as_list(value, path, problems)
+    out: list[Argv] = []
+    for i, item in enumerate(items or []):
+        argv = as_argv(item, (*path, i), problems)
+        if argv:  # an empty string is no command (RancherOS skipped those too)
+            out.append(argv)
+    return tuple(out)
+
+
+def as_search(value: Any, path: KeyPath, problems: Problems) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = value.split()
+    items = as_list(value, path, problems)
+    out: list[str] = []
+    for i, item in enumerate(items or []):
+        text = as_str(item, (*path, i), problems)
+        if text is None:
+            continue
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", text):
+            problems.error((*path, i), f"{show(text)} is not a domain name")
+            continue
+        out.append(text)
+    return tuple(out)
+
+
+def as_nameservers(value: Any, path: KeyPath, problems: Problems) -> tuple[IPAddress, ...]:
+    if isinstance(value, str):
+        value = value.replace(",", " ").split()
+    items = as_list(value, path, problems)
+    out: list[IPAddress] = []
+    for i, item in enumerate(items or []):
+        address = as_ip_address(item, (*path, i), problems)
+        if address is not None:
+            out.append(address)
+    return tuple(out)
+
+
+ROUTE_KEYS = ("to", "via", "metric", "table", "on-link", "from", "scope", "type")
+ROUTE_UNSUPPORTED = {
+    k: f"route option {k!r} is not supported yet"
+    for k in ("mtu", "congestion-window", "advertised-receive-window", "advertised-mss")
+}
+
+
+def as_route(value: Any, path: KeyPath, problems: Problems) -> Route | None:
+    """A route in netplan's syntax: ``{to, via, metric, table, on-link, from, scope}``; ``to: default``
+    is 0.0.0.0/0 or ::/0 after the family of ``via``."""
+    data = as_map(value, path, problems, "a route map {to, via, ...}")
+    if data is None:
+        return None
+    before = problems.count()
+    check_keys(data, path, ROUTE_KEYS, problems, ROUTE_UNSUPPORTED)
+    via = as_ip_address(data["via"], (*path, "via"), problems) if "via" in data else None
+    raw_to = data.get("to")
+    to: IPNetwork | None = None
+    if raw_to is None:
+        problems.error((*path, "to"), "required: the destination (a network such as 10.0.0.0/8, or default)")
+    elif raw_to == "default":
+        if via is None and "via" not in data:
+            problems.error(
+                (*path, "to"),
+                "'default' needs 'via' (it says whether IPv4 or IPv6 is meant); or write 0.0.0.0/0 or ::/0",
+            )
+        elif via is not None:
+            to = IPv4Network("0.0.0.0/0") if via.version == 4 else IPv6Network("::/0")
+    elif isinstance(raw_to, str) and "/" not in raw_to:
+        host = "/128" if ":" in raw_to else "/32"
+        problems.error(
+            (*path, "to"),
+            f"{show(raw_to)} has no prefix length: write 'default' (or 0.0.0.0/0, ::/0) "
+            f"for the default route, {raw_to.strip()}{host} for one host",
+        )
+    elif isinstance(raw_to, str):
+        try:
+            to = ipaddress.ip_network(raw_to.strip())
+        except ValueError as exc:
+            problems.error((*path, "to"), f"{show(raw_to)} is not a network (expected 10.0.0.0/8): {exc}")
+    else:
+        problems.error((*path, "to"), f"{show(raw_to)} is not a network (expected 10.0.0.0/8)")
+    if to is not None and via is not None and to.version != via.version:
+        problems.error((*path, "via"), f"{via} is IPv{via.version} but 'to' {to} is IPv{to.version}")
+    metric = as_int(data["metric"], (*path, "metric"), problems, 0, 2**32 - 1) if "metric" in data else None
+    table = as_int(data["table"], (*path, "table"), problems, 1, 2**32 - 1) if "table" in data else None
+    if table in (0, LOCAL_TABLE):
+        problems.error((*path, "table"), f"table {table} is reserved")
+    on_link = bool(as_bool(data["on-link"], (*path, "on-link"), problems)) if "on-link" in data else False
+    source = as_ip_address(data["from"], (*path, "from"), problems) if "from" in data else None
+    scope: Scope | None = None
+    if "scope" in data:
+        if data["scope"] in ("global", "link", "host"):
+            scope = data["scope"]
+        else:
+            problems.error((*path, "scope"), f"{show(data['scope'])} is not one of: global, link, host")
+    if "type" in data and data["type"] != "unicast":
+        problems.error(
+            (*path, "type"), f"route type {show(data['type'])} is not supported yet (only unicast)"
+        )
+    if problems.count() > before or to is None:
+        return None
+    return Route(to=to, via=via, metric=metric, table=table, on_link=on_link, source=source, scope=scope)
+
+
+def as_duration_ms(value: Any, path: KeyPath, problems: Problems, default_unit: str) -> float | None:
+    """A duration as a number (in ``default_unit``: "ms" or "s") or text with a unit (100ms, 2s)."""
+    factors = {"ms": 1.0, "msec": 1.0, "s": 1000.0, "sec": 1000.0, "m": 60000.0, "min": 60000.0}
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number, unit = float(value), default_unit
+    elif isinstance(value, str) and (m := re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-z]*)\s*", value)):
+        number, unit = float(m.group(1)), m.group(2) or default_unit
+    else:
+        problems.error(
+            path, f"{show(value)} is not a duration (a number of {default_unit}, or e.g. 100ms, 2s)"
+        )
+        return None
+    if unit not in factors:
+        problems.error(path, f"{show(value)}: unknown unit {unit!r} (use ms or s)")
+        return None
+    if number < 0:
+        problems.error(path, f"{show(value)} is negative")
+        return None
+    return number * factors[unit]
+
+
+# -- bond and bridge options -----------------------------------------------------------------------------
+
+BOND_MODES = {
+    "balance-rr": 0,
+    "active-backup": 1,
+    "balance-xor": 2,
+    "broadcast": 3,
+    "802.3ad": 4,
+    "balance-tlb": 5,
+    "balance-alb": 6,
+}
+_BOND_ENUMS: dict[str, dict[str, int]] = {
+    "mode": BOND_MODES,
+    "xmit_hash_policy": {
+        "layer2": 0,
+        "layer3+4": 1,
+        "layer2+3": 2,
+        "encap2+3": 3,
+        "encap3+4": 4,
+        "vlan+srcmac": 5,
+    },
+    "lacp_rate": {"slow": 0, "fast": 1},
+    "ad_select": {"stable": 0, "bandwidth": 1, "count": 2},
+    "arp_validate": {
+        "none": 0,
+        "active": 1,
+        "backup": 2,
+        "all": 3,
+        "filter": 4,
+        "filter_active": 5,
+        "filter_backup": 6,
+    },
+    "arp_all_targets": {"any": 0, "all": 1},
+    "fail_over_mac": {"none": 0, "active": 1, "follow": 2},
+    "primary_reselect": {"always": 0, "better": 1, "failure": 2},
+}
+_BOND_INTS: dict[str, tuple[int, int]] = {
+    "miimon": (0, 2**31 - 1),
+    "updelay": (0, 2**31 - 1),
+    "downdelay": (0, 2**31 - 1),
+    "arp_interval": (0, 2**31 - 1),
+    "resend_igmp": (0, 255),
+    "num_grat_arp": (0, 255),
+    "num_unsol_na": (0, 255),
+    "min_links": (0, 2**31 - 1),
+    "lp_interval": (1, 2**31 - 1),
+    "packets_per_slave": (0, 65535),
+    "ad_actor_sys_prio": (1, 65535),
+    "ad_user_port_key": (0, 1023),
+    "use_carrier": (0, 1),
+    "all_slaves_active": (0, 1),
+    "tlb_dynamic_lb": (0, 1),
+}
+_BOND_KWARG = {
+    "num_grat_arp": "bond_num_peer_notif",
+    "num_unsol_na": "bond_num_peer_notif",
+    "lacp_rate": "bond_ad_lacp_rate",
+}
+BOND_OPTION_NAMES = (*_BOND_ENUMS, *_BOND_INTS, "arp_ip_target", "primary")
+"""Bond options by their sysfs names (as RancherOS's ``bond_opts`` and ``/sys/class/net/*/bonding``)."""
+
+
+def bond_option(name: str, value: Any, path: KeyPath, problems: Problems) -> tuple[str, OptionValue] | None:
+    """One bond option by sysfs name -> (pyroute2 keyword, kernel value). ``primary`` is not handled
+    here (it is a reference to another link)."""
+    if name in _BOND_ENUMS:
+        table = _BOND_ENUMS[name]
+        text = str(value).strip().lower() if not isinstance(value, bool) else ""
+        if text in table:
+            number = table[text]
+        elif text.isdigit() and int(text) in table.values():
+            number = int(text)
+        else:
+            problems.error(path, f"{show(value)} is not one of: {', '.join(table)}")
+            return None
+        return _BOND_KWARG.get(name, f"bond_{name}"), number
+    if name in _BOND_INTS:
+        low, high = _BOND_INTS[name]
+        number_ = as_int(value, path, problems, low, high)
+        return None if number_ is None else (_BOND_KWARG.get(name, f"bond_{name}"), number_)
+    if name == "arp_ip_target":
+        items = value.replace(",", " ").split() if isinstance(value, str) else value
+        listed = as_list(items, path, problems)
+        targets: list[str] = []
+        for i, item in enumerate(listed or []):
+            address = as_ip_address(item, (*path, i) if isinstance(value, list) else path, problems, 4)
+            if address is not None:
+                targets.append(str(address))
+        return "bond_arp_ip_target", tuple(targets)
+    problems.error(path, f"unknown bond option; expected one of: {', '.join(BOND_OPTION_NAMES)}")
+    return None
+
+
+def bond_spec(mode: int, options: Mapping[str, OptionValue], primary: str | None) -> LinkSpec:
+    opts = {"bond_mode": mode, **options}
+    return LinkSpec(
+        "bond", tuple(sorted(opts.items())), (("bond_primary", primary),) if primary is not None else ()
+    )
+
+
+def bridge_spec(options: Mapping[str, OptionValue]) -> LinkSpec:
+    return LinkSpec("bridge", tuple(sorted(options.items())))
+
+
+def vlan_spec(vlan_id: int, parent: str) -> LinkSpec:
+    return LinkSpec("vlan", (("vlan_id", vlan_id),), (("link", parent),))

@@ -1,0 +1,227 @@
+"""netplan v2 (the top-level `network:` key) into the model."""
+
+from __future__ import annotations
+
+from ipaddress import ip_address, ip_interface, ip_network
+
+import yaml
+
+from netconf.model import DhcpOptions, Interface, Match, NetworkConfig, Parsed, Route, Vlan, parse_config
+
+
+def parse(text: str) -> Parsed:
+    return parse_config({"network": yaml.safe_load(text)}, "50-netplan.yml")
+
+
+def ok(text: str) -> NetworkConfig:
+    parsed = parse(text)
+    assert parsed.ok, [str(e) for e in parsed.errors]
+    assert parsed.config is not None and parsed.config.format == "netplan"
+    return parsed.config
+
+
+def rules(text: str) -> dict[str, Interface]:
+    return {r.id: r for r in ok(text).interfaces}
+
+
+def errors(text: str) -> list[str]:
+    parsed = parse(text)
+    assert not parsed.ok
+    return [f"{e.key}: {e.message}" for e in parsed.errors]
+
+
+def test_version_is_required_and_must_be_2() -> None:
+    assert errors("{ethernets: {eth0: {}}}") == [
+        "network.version: required: 2 (netplan / cloud-init network-config version 2)"
+    ]
+    assert errors("{version: 1, config: []}")[0].startswith(
+        "network.version: network config version 1 is not"
+    )
+
+
+def test_unknown_keys_name_the_path() -> None:
+    assert errors("{version: 2, ethernets: {eth0: {dhcp: true}}}") == [
+        "network.ethernets.eth0.dhcp: unknown key; netplan has 'dhcp4' and 'dhcp6'"
+    ]
+    assert errors("{version: 2, ethernets: {eth0: {routes: [{to: default, via: 10.0.0.1, weight: 3}]}}}") == [
+        "network.ethernets.eth0.routes[0].weight: unknown key"
+    ]
+    assert errors("{version: 2, bonds: {bond0: {parameters: {mode: 802.3ad, miimon: 100}}}}") == [
+        "network.bonds.bond0.parameters.miimon: unknown key; netplan calls it 'mii-monitor-interval'"
+    ]
+
+
+def test_routing_policy_is_not_supported_yet() -> None:
+    assert errors("{version: 2, ethernets: {eth0: {routing-policy: [{from: 10.0.0.0/8, table: 5}]}}}") == [
+        "network.ethernets.eth0.routing-policy: routing-policy (policy routing rules) is not supported yet"
+    ]
+
+
+def test_addresses_gateways_routes_and_nameservers() -> None:
+    eth0 = rules("""
+version: 2
+renderer: networkd
+ethernets:
+  eth0:
+    addresses: [10.0.0.2/24, "2001:db8::2/64"]
+    gateway4: 10.0.0.1
+    gateway6: "2001:db8::1"
+    routes:
+      - {to: default, via: "2001:db8::fe", metric: 5}
+      - {to: 192.168.0.0/16, via: 10.0.0.254, table: 100, on-link: true, from: 10.0.0.2}
+      - {to: 172.16.0.0/12, scope: link}
+    nameservers: {addresses: [10.0.0.53], search: [lan]}
+    mtu: 9000
+    optional: true
+""")["eth0"]
+    assert eth0.addresses == (ip_interface("10.0.0.2/24"), ip_interface("2001:db8::2/64"))
+    assert eth0.gateway4 == ip_address("10.0.0.1") and eth0.gateway6 == ip_address("2001:db8::1")
+    assert eth0.routes == (
+        Route(ip_network("::/0"), ip_address("2001:db8::fe"), metric=5),
+        Route(
+            ip_network("192.168.0.0/16"),
+            ip_address("10.0.0.254"),
+            table=100,
+            on_link=True,
+            source=ip_address("10.0.0.2"),
+        ),
+        Route(ip_network("172.16.0.0/12"), scope="link"),
+    )
+    assert eth0.nameservers == (ip_address("10.0.0.53"),) and eth0.search == ("lan",) and eth0.mtu == 9000
+
+
+def test_route_errors() -> None:
+    assert errors("{version: 2, ethernets: {eth0: {routes: [{to: default}]}}}")[0].startswith(
+        "network.ethernets.eth0.routes[0].to: 'default' needs 'via'"
+    )
+    assert errors("{version: 2, ethernets: {eth0: {routes: [{to: 10.0.0.0/8, via: '::1'}]}}}") == [
+        "network.ethernets.eth0.routes[0].via: ::1 is IPv6 but 'to' 10.0.0.0/8 is IPv4"
+    ]
+    [msg] = errors("{version: 2, ethernets: {eth0: {routes: [{to: 10.0.0.1/8, via: 10.0.0.254}]}}}")
+    assert msg.startswith("network.ethernets.eth0.routes[0].to: '10.0.0.1/8' is not a network")
+
+
+def test_match_set_name_and_driver_lists() -> None:
+    got = rules("""
+version: 2
+ethernets:
+  lan:
+    match: {macaddress: "DE:AD:BE:EF:CA:FE"}
+    set-name: lan0
+  fast:
+    match: {name: "en*", driver: [ixgbe, "mlx5*"]}
+""")
+    assert got["lan"].match == Match(mac="de:ad:be:ef:ca:fe") and got["lan"].set_name == "lan0"
+    assert got["fast"].match == Match(name="en*", drivers=("ixgbe", "mlx5*"))
+    assert errors("{version: 2, ethernets: {x: {set-name: y}}}")[-1] == (
+        "network.ethernets.x.set-name: 'set-name' needs 'match' (which link to rename)"
+    )
+    assert errors("{version: 2, ethernets: {'en*': {dhcp4: true}}}")[0].startswith(
+        "network.ethernets[\"en*\"]: without 'match', the id is the interface name"
+    )
+
+
+def test_an_unquoted_mac_read_as_a_number_says_quote_it() -> None:
+    [msg] = errors("{version: 2, ethernets: {x: {match: {macaddress: 11:22:33:44:55:56}}}}")
+    assert msg.startswith("network.ethernets.x.match.macaddress: expected a string, got the number")
+    assert "quote it" in msg
+
+
+def test_bond_parameters_in_kernel_terms() -> None:
+    got = rules("""
+version: 2
+ethernets: {eno1: {}, eno2: {}}
+bonds:
+  bond0:
+    interfaces: [eno1, eno2]
+    parameters:
+      mode: 802.3ad
+      lacp-rate: fast
+      mii-monitor-interval: 100ms
+      up-delay: 2s
+      down-delay: 200
+      transmit-hash-policy: layer3+4
+      gratuitious-arp: 5
+      min-links: 1
+      all-members-active: true
+      learn-packet-interval: 3
+      primary: eno2
+""")
+    bond = got["bond0"]
+    assert bond.kind == "bond" and bond.match == Match(name="bond0") and bond.bond is not None
+    assert dict(bond.bond.options) == {
+        "bond_mode": 4,
+        "bond_ad_lacp_rate": 1,
+        "bond_miimon": 100,
+        "bond_updelay": 2000,
+        "bond_downdelay": 200,
+        "bond_xmit_hash_policy": 1,
+        "bond_num_peer_notif": 5,
+        "bond_min_links": 1,
+        "bond_all_slaves_active": 1,
+        "bond_lp_interval": 3,
+    }
+    assert bond.bond.refs == (("bond_primary", "eno2"),)
+    assert got["eno1"].master == "bond0" and got["eno2"].master == "bond0"
+
+
+def test_bridge_parameters_stp_on_unless_off_and_times_in_centiseconds() -> None:
+    got = rules("""
+version: 2
+ethernets: {eth0: {}}
+bridges:
+  br0: {interfaces: [eth0], parameters: {forward-delay: 4, hello-time: 2s, ageing-time: 300, priority: 100}}
+  br1: {parameters: {stp: false}}
+""")
+    assert got["br0"].bridge is not None and got["br1"].bridge is not None
+    assert dict(got["br0"].bridge.options) == {
+        "br_stp_state": 1,
+        "br_forward_delay": 400,
+        "br_hello_time": 200,
+        "br_ageing_time": 30000,
+        "br_priority": 100,
+    }
+    assert dict(got["br1"].bridge.options) == {"br_stp_state": 0}
+    assert got["eth0"].master == "br0"
+
+
+def test_vlans_refer_to_definitions() -> None:
+    got = rules("""
+version: 2
+ethernets: {mainif: {match: {macaddress: "de:ad:be:ef:ca:fe"}, set-name: mainif}}
+vlans: {vlan15: {id: 15, link: mainif, addresses: [10.3.99.5/24]}}
+""")
+    assert got["vlan15"].kind == "vlan" and got["vlan15"].vlan == Vlan(15, "mainif")
+    assert errors("{version: 2, vlans: {v: {id: 5, link: nowhere}}}") == [
+        "network.vlans.v.link: 'nowhere' is not defined (give the id of an ethernet, bond or bridge)"
+    ]
+
+
+def test_membership_errors() -> None:
+    assert errors("{version: 2, bridges: {br0: {interfaces: [eth9]}}}") == [
+        "network.bridges.br0.interfaces[0]: 'eth9' is not defined (list ids of ethernets, bonds or vlans)"
+    ]
+    [msg] = errors(
+        "{version: 2, ethernets: {e: {}}, bonds: {b: {interfaces: [e]}}, bridges: {r: {interfaces: [e]}}}"
+    )
+    assert msg == "network.bridges.r.interfaces[0]: 'e' is already a member of b"
+    [msg] = errors("{version: 2, ethernets: {e: {dhcp4: true}}, bonds: {b: {interfaces: [e]}}}")
+    assert msg == "network.ethernets.e.dhcp4: e is a member of b; set addresses on b"
+    [msg] = errors("{version: 2, ethernets: {e: {}}, bonds: {e: {}}}")
+    assert msg == "network.bonds.e: 'e' is already defined in ethernets"
+
+
+def test_dhcp_overrides() -> None:
+    got = rules(
+        "{version: 2, ethernets: {e: {dhcp4: yes, dhcp4-overrides: {route-metric: 100, use-dns: false}}}}"
+    )
+    assert got["e"].dhcp4 and got["e"].dhcp4_options == DhcpOptions(route_metric=100, use_dns=False)
+    assert errors("{version: 2, ethernets: {e: {dhcp4-overrides: {use-ntp: false}}}}") == [
+        "network.ethernets.e.dhcp4-overrides.use-ntp: 'use-ntp' is not supported yet"
+    ]
+
+
+def test_addresses_with_options_are_not_supported_yet() -> None:
+    assert errors("{version: 2, ethernets: {e: {addresses: [{10.0.0.2/24: {lifetime: 0}}]}}}") == [
+        "network.ethernets.e.addresses[0]: addresses with options (lifetime, label) is not supported yet"
+    ]

@@ -1,0 +1,391 @@
+"""The network plan as a pure function: ordering for bonds, VLANs and bridges; config changes; what it
+never touches; exclusive links; DNS; hooks; ownership."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Sequence
+
+from test_netconf_sim import LO, config, converge, nics, simulate
+
+from netconf.model import Dns, Route
+from netconf.observed import (
+    RTPROT_BOOT,
+    RTPROT_DHCP,
+    RTPROT_KERNEL,
+    Address,
+    DhcpLease,
+    Link,
+    Observed,
+    Owned,
+    RouteEntry,
+)
+from netconf.plan import (
+    AddAddress,
+    AddRoute,
+    CreateLink,
+    DeleteLink,
+    Enslave,
+    Op,
+    Release,
+    RemoveAddress,
+    RemoveRoute,
+    RenameLink,
+    RunHook,
+    SetDown,
+    SetMtu,
+    SetUp,
+    StartDhcp,
+    WriteDns,
+    desired_dns,
+    plan,
+    record,
+)
+
+ip = ipaddress.ip_interface
+addr = ipaddress.ip_address
+
+
+def route(to: str, via: str | None = None, **kw: object) -> Route:
+    return Route(ipaddress.ip_network(to), addr(via) if via else None, **kw).canonical()  # type: ignore[arg-type]
+
+
+def index(ops: Sequence[Op], op: Op) -> int:
+    assert op in ops, f"{op} not in {ops}"
+    return list(ops).index(op)
+
+
+def before(ops: Sequence[Op], *chain: Op) -> None:
+    positions = [index(ops, op) for op in chain]
+    assert positions == sorted(positions), f"out of order: {chain}"
+
+
+BOND = """
+rancher:
+  network:
+    interfaces:
+      bond0:
+        addresses: [192.168.101.33/31]
+        gateway: 192.168.101.32
+        mtu: 9000
+        bond_opts: {mode: "4", miimon: "100", xmit_hash_policy: layer3+4}
+      eth0: {bond: bond0}
+      eth1: {bond: bond0}
+"""
+
+
+def test_bond_plan_orders_create_enslave_up_address_route() -> None:
+    obs = Observed(links=(LO, *nics("eth0", "eth1", up=True)))
+    ops = plan(config(BOND), obs)
+    create = CreateLink(
+        "bond0", "bond", (("bond_miimon", 100), ("bond_mode", 4), ("bond_xmit_hash_policy", 1))
+    )
+    gateway = AddRoute("bond0", route("0.0.0.0/0", "192.168.101.32"))
+    assert ops == [
+        create,
+        SetMtu("bond0", 9000),
+        SetDown("eth0"),
+        Enslave("eth0", "bond0"),
+        SetDown("eth1"),
+        Enslave("eth1", "bond0"),
+        SetUp("eth0"),
+        SetUp("eth1"),
+        SetUp("bond0"),
+        AddAddress("bond0", ip("192.168.101.33/31")),
+        gateway,
+    ]
+    converge(config(BOND), obs)
+
+
+def test_vlan_plan_creates_the_parent_first_and_names_it_as_a_ref() -> None:
+    text = """
+network:
+  version: 2
+  ethernets: {eth0: {}}
+  bridges: {br0: {interfaces: [eth0], parameters: {stp: false}}}
+  vlans: {br0.42: {id: 42, link: br0, addresses: [10.42.0.2/24], routes: [{to: 10.0.0.0/8, via: 10.42.0.1}]}}
+"""
+    obs = Observed(links=(LO, *nics("eth0")))
+    ops = plan(config(text), obs)
+    vlan = CreateLink("br0.42", "vlan", (("vlan_id", 42),), (("link", "br0"),))
+    bridge = CreateLink("br0", "bridge", (("br_stp_state", 0),))
+    before(
+        ops,
+        bridge,
+        vlan,
+        Enslave("eth0", "br0"),
+        SetUp("br0"),
+        SetUp("br0.42"),
+        AddAddress("br0.42", ip("10.42.0.2/24")),
+        AddRoute("br0.42", route("10.0.0.0/8", "10.42.0.1")),
+    )
+    assert SetDown("eth0") not in ops  # a bridge port need not be down
+    converge(config(text), obs)
+
+
+def test_rancher_vlans_on_each_matched_link_and_named_ones() -> None:
+    text = "rancher: {network: {interfaces: {eth*: {vlans: '7,8:mgmt'}, eth0.7: {address: 10.7.0.1/24}}}}"
+    obs = Observed(links=nics("eth0", "eth1"))
+    ops, _ = converge(config(text), obs)
+    created = [op.name for op in ops if isinstance(op, CreateLink)]
+    assert created == ["eth0.7", "mgmt", "eth1.7"]  # mgmt once (first link wins), no eth0.7.7
+    assert AddAddress("eth0.7", ip("10.7.0.1/24")) in ops
+
+
+def test_bridge_plan_and_bridge_dropped_from_config_is_deleted_last() -> None:
+    with_bridge = config("""
+rancher:
+  network:
+    interfaces:
+      br0: {bridge: true, address: 10.1.0.1/24, gateway: 10.1.0.254}
+      eth0: {bridge: br0}
+""")
+    ops, state = converge(with_bridge, Observed(links=(LO, *nics("eth0", up=True))))
+    before(
+        ops,
+        CreateLink("br0", "bridge"),
+        Enslave("eth0", "br0"),
+        SetUp("br0"),
+        AddAddress("br0", ip("10.1.0.1/24")),
+    )
+    assert state.owned.link_spec("br0") is not None and state.owned.master_of("eth0") == "br0"
+
+    without = config("rancher: {network: {interfaces: {eth0: {address: 10.1.0.1/24, gateway: 10.1.0.254}}}}")
+    ops, final = converge(without, state)
+    assert ops == [
+        RemoveRoute("br0", route("0.0.0.0/0", "10.1.0.254")),
+        RemoveAddress("br0", ip("10.1.0.1/24")),
+        AddAddress("eth0", ip("10.1.0.1/24")),
+        AddRoute("eth0", route("0.0.0.0/0", "10.1.0.254")),
+        DeleteLink("br0"),
+    ]
+    assert final.link("br0") is None and final.link("eth0") is not None
+    assert final.owned.links == frozenset() and final.owned.masters == frozenset()
+
+
+def test_config_change_removes_old_address_and_route_and_adds_new() -> None:
+    old = config("rancher: {network: {interfaces: {eth0: {address: 10.0.0.2/24, gateway: 10.0.0.1}}}}")
+    new = config("rancher: {network: {interfaces: {eth0: {address: 10.0.1.2/24, gateway: 10.0.1.1}}}}")
+    _, state = converge(old, Observed(links=nics("eth0")))
+    ops, state = converge(new, state)
+    assert ops == [
+        RemoveRoute("eth0", route("0.0.0.0/0", "10.0.0.1")),
+        RemoveAddress("eth0", ip("10.0.0.2/24")),
+        AddAddress("eth0", ip("10.0.1.2/24")),
+        AddRoute("eth0", route("0.0.0.0/0", "10.0.1.1")),
+    ]
+    assert state.owned.addresses == frozenset({("eth0", ip("10.0.1.2/24"))})
+
+
+def test_removing_a_rule_removes_what_corral_added_on_that_link_only() -> None:
+    _, state = converge(
+        config("rancher: {network: {interfaces: {eth1: {address: 10.0.0.2/24}}}}"),
+        Observed(links=nics("eth0", "eth1"), addresses=(Address("eth1", ip("192.168.9.9/24")),)),
+    )
+    ops, _ = converge(config("rancher: {network: {interfaces: {eth0: {}}}}"), state)
+    assert ops == [RemoveAddress("eth1", ip("10.0.0.2/24")), SetUp("eth0")]
+
+
+DOCKER = (
+    Link(10, "docker0", mac="02:42:ac:11:00:01", kind="bridge", up=True),
+    Link(11, "veth1a2b", mac="7a:00:00:00:00:01", kind="veth", master="docker0", up=True),
+)
+DOCKER_STATE = Observed(
+    links=(LO, *nics("eth0", up=True), *DOCKER),
+    addresses=(Address("docker0", ip("172.17.0.1/16")), Address("lo", ip("127.0.0.1/8"), proto=1)),
+    routes=(
+        RouteEntry("docker0", route("172.17.0.0/16", scope="link"), RTPROT_KERNEL),
+        RouteEntry("docker0", route("10.99.0.0/16", "172.17.0.9"), RTPROT_BOOT),
+    ),
+)
+
+
+def test_unmatched_links_are_untouched_even_with_exclusive_globs() -> None:
+    desired = config("rancher: {network: {exclusive: true, interfaces: {e*: {address: 10.0.0.2/24}}}}")
+    ops, after = converge(desired, DOCKER_STATE)
+    assert ops == [AddAddress("eth0", ip("10.0.0.2/24"))]
+    assert after.links[-2:] == DOCKER and [a for a in after.addresses if a.link == "docker0"] == [
+        DOCKER_STATE.addresses[0]
+    ]
+    assert plan(config("network: {config: disabled}"), DOCKER_STATE) == []
+
+
+FOREIGN = Observed(
+    links=nics("eth0", up=True),
+    addresses=(
+        Address("eth0", ip("10.0.0.2/24")),
+        Address("eth0", ip("10.0.0.99/24")),  # someone else's
+        Address("eth0", ip("fe80::5054:ff:fe00:1/64"), proto=3),  # kernel link-local
+        Address("eth0", ip("10.0.0.150/24"), dynamic=True),  # a DHCP/SLAAC lease
+    ),
+    routes=(
+        RouteEntry("eth0", route("10.0.0.0/24", scope="link"), RTPROT_KERNEL),
+        RouteEntry("eth0", route("192.168.0.0/16", "10.0.0.254")),  # someone else's static route
+        RouteEntry("eth0", route("0.0.0.0/0", "10.0.0.1", metric=1024), RTPROT_DHCP),
+        RouteEntry("eth0", route("10.0.0.2/32", scope="host", table=255), RTPROT_KERNEL),
+    ),
+)
+
+
+def test_foreign_addresses_and_routes_stay_unless_the_link_is_exclusive() -> None:
+    shared = config("rancher: {network: {interfaces: {eth0: {address: 10.0.0.2/24}}}}")
+    assert plan(shared, FOREIGN) == []
+    exclusive = config("rancher: {network: {interfaces: {eth0: {address: 10.0.0.2/24, exclusive: true}}}}")
+    ops, after = converge(exclusive, FOREIGN)
+    assert ops == [
+        RemoveRoute("eth0", route("192.168.0.0/16", "10.0.0.254")),
+        RemoveAddress("eth0", ip("10.0.0.99/24")),
+    ]
+    assert len(after.addresses) == 3 and len(after.routes) == 3  # kernel, DHCP/SLAAC and local ones stay
+
+
+LEASES = (
+    DhcpLease("eth1", 4, ip("10.1.0.5/24"), addr("10.1.0.1"), (addr("10.1.0.53"),), ("b.example",)),
+    DhcpLease(
+        "eth0", 4, ip("10.0.0.5/24"), addr("10.0.0.1"), (addr("10.0.0.53"), addr("10.1.0.53")), ("a.example",)
+    ),
+    DhcpLease("eth2", 4, ip("10.2.0.5/24"), None, (addr("10.2.0.53"),)),  # eth2 does not want DHCP now
+)
+
+
+def test_dns_from_dhcp_leases_when_the_config_gives_none() -> None:
+    desired = config("network: {version: 2, ethernets: {eth0: {dhcp4: true}, eth1: {dhcp4: true}, eth2: {}}}")
+    obs = Observed(links=nics("eth0", "eth1", "eth2"), leases=LEASES)
+    ops = plan(desired, obs)
+    assert ops[-1] == WriteDns((addr("10.0.0.53"), addr("10.1.0.53")), ("a.example", "b.example"))
+    merged = Dns((addr("10.0.0.53"), addr("10.1.0.53")), ("a.example", "b.example"))
+    assert desired_dns(desired, obs) == merged
+    assert desired_dns(desired, Observed(links=nics("eth0"))) is None  # nothing known: leave resolv.conf
+    no_dns = config(
+        "network: {version: 2, ethernets: {eth0: {dhcp4: true, dhcp4-overrides: {use-dns: false}},"
+        " eth1: {dhcp4: true}}}"
+    )
+    assert plan(no_dns, obs)[-1] == WriteDns((addr("10.1.0.53"),), ("b.example",))
+
+
+def test_dns_from_config_wins_over_leases() -> None:
+    desired = config("""
+network: {version: 2, ethernets: {eth0: {dhcp4: true, nameservers: {addresses: [9.9.9.9]}}}}
+corral: {network: {dns: {nameservers: [1.1.1.1], search: [corp]}}}
+""")
+    obs = Observed(links=nics("eth0"), leases=LEASES)
+    assert plan(desired, obs)[-1] == WriteDns((addr("1.1.1.1"), addr("9.9.9.9")), ("corp",))
+    written = Observed(
+        links=nics("eth0", up=True),
+        dhcp=converge(desired, obs)[1].dhcp,
+        leases=LEASES,
+        dns=Dns((addr("1.1.1.1"), addr("9.9.9.9")), ("corp",)),
+    )
+    assert plan(desired, written) == []
+
+
+def test_hooks_wrap_a_links_operations_and_the_whole_plan() -> None:
+    desired = config("""
+rancher:
+  network:
+    pre_cmds: ["/bin/pre $iface"]
+    post_cmds: [/bin/post]
+    interfaces:
+      eth0: {address: 10.0.0.2/24, pre_up: ["/bin/hook pre $iface"], post_up: [[/bin/hook, post, $iface]]}
+      eth1: {dhcp: true}
+""")
+    ops, _ = converge(desired, Observed(links=nics("eth0", "eth1")))
+    assert ops == [
+        RunHook(("/bin/pre", ""), "pre"),
+        RunHook(("/bin/hook", "pre", "eth0"), "pre_up", "eth0"),
+        SetUp("eth0"),
+        SetUp("eth1"),
+        AddAddress("eth0", ip("10.0.0.2/24")),
+        RunHook(("/bin/hook", "post", "eth0"), "post_up", "eth0"),
+        StartDhcp("eth1", 4),
+        RunHook(("/bin/post",), "post"),
+    ]
+
+
+def test_a_port_is_released_when_its_rule_no_longer_names_the_bridge() -> None:
+    _, state = converge(
+        config("rancher: {network: {interfaces: {br0: {bridge: true}, eth0: {bridge: br0}}}}"),
+        Observed(links=nics("eth0")),
+    )
+    ops, state = converge(config("rancher: {network: {interfaces: {br0: {bridge: true}, eth0: {}}}}"), state)
+    assert ops == [Release("eth0")]
+    assert state.owned.masters == frozenset()
+
+
+def test_a_changed_bond_is_recreated_and_configured_again() -> None:
+    _, state = converge(config(BOND), Observed(links=nics("eth0", "eth1")))
+    changed = config(BOND.replace('mode: "4"', "mode: active-backup"))
+    ops, _ = converge(changed, state)
+    assert ops[0] == DeleteLink("bond0")
+    before(
+        ops,
+        DeleteLink("bond0"),
+        CreateLink("bond0", "bond", (("bond_miimon", 100), ("bond_mode", 1), ("bond_xmit_hash_policy", 1))),
+        Enslave("eth0", "bond0"),
+        AddAddress("bond0", ip("192.168.101.33/31")),
+    )
+    assert SetDown("eth0") in ops  # still up from before: down before joining the new bond
+
+
+def test_set_name_renames_down_then_configures_the_new_name() -> None:
+    desired = config(
+        "network: {version: 2, ethernets: {lan: {match: {macaddress: '52:54:00:00:00:01'},"
+        " set-name: lan0, addresses: [10.0.0.2/24]}}}"
+    )
+    ops, after = converge(desired, Observed(links=nics("eth0", up=True)))
+    assert ops == [
+        SetDown("eth0"),
+        RenameLink("eth0", "lan0"),
+        SetUp("lan0"),
+        AddAddress("lan0", ip("10.0.0.2/24")),
+    ]
+    assert after.owned.addresses == frozenset({("lan0", ip("10.0.0.2/24"))})
+
+
+def test_a_foreign_link_of_another_kind_under_a_wanted_name_is_left_alone() -> None:
+    obs = Observed(links=(*nics("eth0"), Link(9, "br0", kind="bond", up=True)))
+    desired = config(
+        "rancher: {network: {interfaces: {br0: {bridge: true, address: 10.0.0.1/24}, eth0: {bridge: br0}}}}"
+    )
+    ops, _ = converge(desired, obs)
+    assert ops == [SetUp("eth0")]
+
+
+def test_an_existing_bridge_is_adopted_not_owned() -> None:
+    obs = Observed(links=(*nics("eth0"), Link(9, "br0", kind="bridge")))
+    desired = config("rancher: {network: {interfaces: {br0: {bridge: true}, eth0: {bridge: br0}}}}")
+    ops, state = converge(desired, obs)
+    assert not any(isinstance(op, CreateLink) for op in ops)
+    assert plan(config("rancher: {network: {interfaces: {eth0: {}}}}"), state) == [Release("eth0")]
+
+
+def test_owned_survives_json_and_record_follows_renames_and_deletes() -> None:
+    ops: list[Op] = [
+        CreateLink("bond0", "bond", (("bond_mode", 1), ("bond_arp_ip_target", ("10.0.0.1",)))),
+        CreateLink("bond0.5", "vlan", (("vlan_id", 5),), (("link", "bond0"),)),
+        Enslave("eth0", "bond0"),
+        AddAddress("eth0", ip("10.0.0.2/24")),
+        AddRoute("eth0", route("10.9.0.0/16", "10.0.0.1", table=7, on_link=True)),
+        AddAddress("bond0", ip("fd00::1/64")),
+    ]
+    owned = record(Owned(), ops)
+    assert Owned.from_json(json.loads(json.dumps(owned.to_json()))) == owned
+    renamed = record(owned, [RenameLink("bond0", "agg0")])
+    assert renamed.link_spec("bond0.5") is not None
+    assert dict(renamed.link_spec("bond0.5").refs) == {"link": "agg0"}  # type: ignore[union-attr]
+    assert renamed.master_of("eth0") == "agg0"
+    gone = record(renamed, [DeleteLink("agg0")])
+    assert gone.master_of("eth0") is None and ("agg0", ip("fd00::1/64")) not in gone.addresses
+
+
+def test_mtu_only_when_it_differs() -> None:
+    desired = config("rancher: {network: {interfaces: {eth0: {mtu: 1500}, eth1: {mtu: 9000}}}}")
+    assert plan(desired, Observed(links=nics("eth0", "eth1", up=True))) == [SetMtu("eth1", 9000)]
+
+
+def test_nothing_to_do_is_an_empty_plan() -> None:
+    desired = config(BOND)
+    _, state = converge(desired, Observed(links=nics("eth0", "eth1")))
+    assert plan(desired, state) == []
+    assert simulate(state, []) == state
