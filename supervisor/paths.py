@@ -31,6 +31,11 @@ class Paths:
         return self.state_dir / "conf"
 
     @property
+    def units_dir(self) -> Path:
+        """The user's own unit files (selected with services_include), searched before shipped ones."""
+        return self.state_dir / "units"
+
+    @property
     def log_dir(self) -> Path:
         return self.prefix / "var" / "log" / "corral"
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import stat
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -78,13 +78,27 @@ class ReloadResult(NamedTuple):
         return ConfigChanged(generation=generation, changed=tuple(self.changed))
 
 
+Source = Callable[[str], str]
+"""Maps a key path to the file (or layer) that most likely gave it, for naming errors."""
+
+DomainCheck = Callable[[Mapping[str, Any], Source], tuple[Sequence[ConfigError], Sequence[ConfigError]]]
+"""A domain's own check of the whole merged config (units, network): returns (errors, warnings).
+It runs only once the schema is satisfied; an error rejects the config like any schema error."""
+
+
 class ConfigStore:
     """The host's config. ``current`` is always a valid config (the shipped defaults at first)."""
 
     def __init__(
-        self, paths: Paths, cmdline_text: str | None = None, *, registry: DatasourceRegistry | None = None
+        self,
+        paths: Paths,
+        cmdline_text: str | None = None,
+        *,
+        registry: DatasourceRegistry | None = None,
+        checks: Sequence[DomainCheck] = (),
     ) -> None:
         self.paths = paths
+        self._checks = tuple(checks)
         self._cmdline_text = cmdline_text
         self._schema = Schema()
         self._validator = Validator(self._schema)
@@ -227,6 +241,11 @@ class ConfigStore:
         if not errors:  # each layer is valid; check the whole too (cross-layer problems)
             for err in self._validator.validate(Document("merged", config)):
                 errors.append(ConfigError(_attribute(err.key, provenance), err.key, err.message))
+        if not errors:
+            for check in self._checks:
+                found_errors, found_warnings = check(config, lambda key: _attribute(key, provenance))
+                errors.extend(found_errors)
+                warnings.extend(found_warnings)
         return LoadResult(config, errors, warnings, provenance)
 
     def _file_paths(self) -> list[Path]:

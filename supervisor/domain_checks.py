@@ -1,0 +1,29 @@
+"""The domains' own checks of a whole config, run by the config store after the schema passes.
+
+A bad unit or a bad address then rejects the config whole, like any schema error, and the last good
+config stays in force: no handler ever sees a config it cannot apply."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from netconf.model import parse_config
+from supervisor.config.errors import ConfigError
+from supervisor.config.store import DomainCheck, Source
+from supervisor.paths import Paths
+from units.loader import load_units
+
+Found = tuple[Sequence[ConfigError], Sequence[ConfigError]]
+
+
+def domain_checks(paths: Paths) -> list[DomainCheck]:
+    def units(config: Mapping[str, Any], source: Source) -> Found:
+        loaded = load_units(config, unit_dirs=[paths.units_dir], source=source("corral.services"))
+        return loaded.errors, ()
+
+    def network(config: Mapping[str, Any], source: Source) -> Found:
+        parsed = parse_config(config, source)
+        return parsed.errors, parsed.warnings
+
+    return [units, network]
