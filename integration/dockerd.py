@@ -32,23 +32,22 @@ import shutil
 import signal
 import socket
 import subprocess
-import tarfile
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from image import busybox as busybox_image
 from integration.netns import Argv, CommandError, NetNS, pid_alive, run
 
 DOCKERD = Path("/usr/sbin/dockerd")
 DEBIAN_DOCKER_CLI = Path("/usr/bin/docker")
-BUSYBOX = Path("/bin/busybox")
-TEST_IMAGE = "corral-test/busybox:latest"
+BUSYBOX = busybox_image.BUSYBOX
+TEST_IMAGE = busybox_image.TEST_ALIAS  # corral-test/busybox:latest, the same image as corral/busybox:latest
 REPO_ROOT = Path(__file__).resolve().parent.parent
-IMAGE_CACHE = REPO_ROOT / ".cache" / "images" / "busybox.tar"
+IMAGE_CACHE = busybox_image.DEFAULT_OUTPUT  # .cache/images/busybox.tar
 DEFAULT_BRIDGE = "corral-br0"
 DEFAULT_BRIDGE_CIDR = "198.19.0.1/24"  # benchmarking range; 198.18.0.0/16 is left to veth tests
 
@@ -65,8 +64,6 @@ mount -n -t sysfs sysfs /sys
 mount -n --move "$tmp/cgroup-hold" /sys/fs/cgroup
 exec "$@"
 """
-
-_image_lock = threading.Lock()
 
 
 def docker_cli() -> Path | None:
@@ -170,39 +167,6 @@ def _pids_naming(text: str) -> set[int]:
     return {p for p in pids if pid_alive(p)}
 
 
-def _build_rootfs_tar(dest: Path) -> None:
-    """A rootfs of busybox-static: /bin/busybox plus a symlink for each of its applets."""
-    applets = run([BUSYBOX, "--list"]).stdout.split()
-
-    def add_dir(tar: tarfile.TarFile, name: str, mode: int = 0o755) -> None:
-        info = tarfile.TarInfo(name)
-        info.type = tarfile.DIRTYPE
-        info.mode = mode
-        tar.addfile(info)
-
-    with tarfile.open(dest, "w") as tar:
-        for d in ("bin", "dev", "etc", "proc", "root", "run", "sys", "usr", "var"):
-            add_dir(tar, d)
-        add_dir(tar, "tmp", 0o1777)
-        tar.add(BUSYBOX, "bin/busybox")
-        for applet in applets:
-            if applet == "busybox" or "/" in applet:
-                continue
-            info = tarfile.TarInfo(f"bin/{applet}")
-            info.type = tarfile.SYMTYPE
-            info.linkname = "busybox"
-            info.mode = 0o777
-            tar.addfile(info)
-
-
-def _image_cache_fresh(cache: Path) -> bool:
-    try:
-        built = cache.stat().st_mtime
-    except FileNotFoundError:
-        return False
-    return built >= BUSYBOX.stat().st_mtime and built >= Path(__file__).stat().st_mtime
-
-
 @dataclass
 class Dockerd:
     """A running private dockerd. Use :func:`start_dockerd` to get one and :meth:`stop` to end it."""
@@ -274,24 +238,11 @@ class Dockerd:
             return ""
 
     def load_test_image(self, cache: Path = IMAGE_CACHE) -> str:
-        """Make ``corral-test/busybox:latest`` available: ``docker load`` from the cached tarball, building
-        it first (``docker import`` of a busybox-static rootfs, then ``docker save``) when missing or stale.
+        """Make ``corral-test/busybox:latest`` (also tagged ``corral/busybox:latest``) available: ``docker
+        load`` of the archive ``python -m image.busybox`` builds, building it first when missing or stale.
         """
-        with _image_lock:
-            if _image_cache_fresh(cache):
-                self.docker(["load", "-q", "-i", cache])
-                return TEST_IMAGE
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(prefix=".build-", dir=cache.parent) as build:
-                rootfs = Path(build) / "rootfs.tar"
-                _build_rootfs_tar(rootfs)
-                self.docker(
-                    ["import", "--change", 'CMD ["sh"]', "--message", "corral test image", rootfs, TEST_IMAGE]
-                )
-                saved = Path(build) / "busybox.tar"
-                self.docker(["save", "-o", saved, TEST_IMAGE])
-                os.replace(saved, cache)  # atomic: a concurrent run sees the old file or the new one
-            return TEST_IMAGE
+        self.docker(["load", "-q", "-i", busybox_image.ensure(cache)])
+        return TEST_IMAGE
 
     def stop(self, timeout: float = 20.0) -> None:
         """Stop the daemon and remove every trace of it. Idempotent; safe when it already died."""

@@ -20,6 +20,8 @@ from supervisor.control.client import request_sync
 from supervisor.paths import Paths
 
 CORRAL = str(Path(sys.executable).with_name("corral"))
+# Sandboxes start without the system dockerd unless a test asks (it costs a second at boot and stop).
+SYSTEM_DOCKER_DEFAULT = False
 
 
 class Sandbox:
@@ -33,6 +35,11 @@ class Sandbox:
         self.paths: Paths = sandbox_mod.prepare(directory, config_file, cmdline)
         if setup is not None:
             setup(directory)
+        dropins = self.paths.config_dir / "cloud-config.d"
+        dropins.mkdir(parents=True, exist_ok=True)
+        enabled = "true" if SYSTEM_DOCKER_DEFAULT else "false"
+        dropin = dropins / "00-test-system-docker.yml"
+        dropin.write_text(f"corral:\n  system_docker:\n    enabled: {enabled}\n")
         self.console = directory / "console.log"
         self._console_file = open(self.console, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(sandbox_mod.argv(directory, emergency_shell), stdin=subprocess.DEVNULL,

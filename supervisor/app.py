@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -33,9 +33,14 @@ from supervisor.sources.timer import Timer
 from supervisor.state import SupervisorState
 from supervisor.tasks import running_tasks, spawn_task
 
+if TYPE_CHECKING:
+    from supervisor.sources.docker import DockerEventsSource
+    from units.system_dockerd import SystemDockerd
+
 log = structlog.get_logger("supervisor")
 
 STATUS_INTERVAL = 60.0
+SYSTEM_DOCKER_READY_TIMEOUT = 60.0
 
 
 class FatalStartup(Exception):
@@ -75,6 +80,9 @@ class Supervisor:
         self.runners: dict[str, HandlerRunner] = {}
         self.timers: list[Timer] = []
         self.keeper = ProcessKeeper(self.processes, self.bus)
+        self.system_docker: SystemDockerd | None = None
+        self.docker_events: DockerEventsSource | None = None
+        self.preload_result: dict[str, Any] | None = None
         self._stoppers: list[Stopper] = []  # in start order; shutdown walks it backwards
         self._final: asyncio.Future[str] | None = None
         self.control: Any = None
@@ -107,6 +115,8 @@ class Supervisor:
         await self._phase("loopback", self._loopback)
         await self._phase("control", self._control, fatal=True)
         await self._phase("handlers", self._handlers, fatal=True)
+        await self._phase("system-docker", self._system_docker)
+        await self._phase("images", self._preload_images)
         self.state.ready = True
         self.state.phase = "ready"
         self.journal.console_mirror = self.options.sandbox  # the sandbox's terminal is its journal view
@@ -157,6 +167,8 @@ class Supervisor:
     # ---- boot phases -----------------------------------------------------------------------
     async def _mounts(self) -> None:
         await asyncio.to_thread(self.mounts.ensure_base)
+        if self.options.sandbox:  # its own /run and /sys, so that a dockerd it runs stays in the sandbox
+            await asyncio.to_thread(self.mounts.isolate_run_and_sys, self.paths.prefix)
 
     async def _load_config(self) -> None:
         result = await asyncio.to_thread(self.config.load)
@@ -206,6 +218,46 @@ class Supervisor:
         timer = Timer(self.bus, "status", STATUS_INTERVAL)
         timer.start()
         self.timers.append(timer)
+
+    async def _system_docker(self) -> None:
+        """Start the system dockerd (kept running and watched by SystemDockerd) and the events source of
+        its socket; wait until it answers. Not answering in time degrades boot, and it keeps trying."""
+        if not (self.setting("system_docker", {}) or {}).get("enabled", True):
+            log.info("system docker disabled by corral.system_docker.enabled")
+            return
+        from supervisor.sources.docker import DockerEventsSource
+        from units.system_dockerd import DOCKERD, DockerdLayout, SystemDockerd
+
+        if not DOCKERD.exists():
+            raise RuntimeError(f"{DOCKERD} missing: the system docker cannot run")
+        layout = DockerdLayout.system(self.paths, self.options.sandbox)
+        dockerd = SystemDockerd(self.processes, self.bus, layout, journal=self.journal)
+        events = DockerEventsSource(self.bus, layout.socket, daemon="system")
+        dockerd.on_up.append(events.wake)
+        self.system_docker, self.docker_events = dockerd, events
+        grace = float(self.setting("shutdown_grace", 10))
+        dockerd.start()
+        self._stoppers.append(Stopper("system dockerd", lambda: dockerd.stop(grace)))
+        if not await dockerd.wait_ready(SYSTEM_DOCKER_READY_TIMEOUT):
+            events.start()
+            self._stoppers.append(Stopper("docker events", events.stop))
+            raise RuntimeError(f"system dockerd not answering after {SYSTEM_DOCKER_READY_TIMEOUT:g} s; "
+                               "still trying")
+        events.start()
+        self._stoppers.append(Stopper("docker events", events.stop))
+
+    async def _preload_images(self) -> None:
+        if self.system_docker is None or not self.system_docker.ready:
+            return
+        from units.images import preload
+        from units.runtime import Runtime
+
+        async with Runtime(self.system_docker.layout.socket) as runtime:
+            result = await preload(runtime, self.paths)
+        self.preload_result = result.to_dict()
+        if result.failed:
+            raise RuntimeError(f"{len(result.failed)} image archive(s) not loaded: "
+                               + "; ".join(f"{k}: {v}" for k, v in result.failed.items()))
 
     def add_handler(self, runner: HandlerRunner) -> None:
         self.runners[runner.name] = runner
@@ -279,6 +331,11 @@ class Supervisor:
             "memory": {"max_rss_kib": _status_kib("VmHWM"), "rss_kib": _status_kib("VmRSS"),
                        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3)},
             "mounts": [str(p) for p in self.mounts.mounted],
+            "system_docker": None if self.system_docker is None else {
+                **self.system_docker.status(),
+                "events": self.docker_events.status() if self.docker_events is not None else None,
+                "preload": self.preload_result,
+            },
         }
 
 

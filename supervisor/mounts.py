@@ -20,6 +20,9 @@ log = structlog.get_logger("supervisor.mounts")
 MS_NOSUID = 2
 MS_NODEV = 4
 MS_NOEXEC = 8
+MS_BIND = 4096
+MS_MOVE = 8192
+MS_REC = 16384
 MS_RELATIME = 1 << 21
 MNT_DETACH = 2
 
@@ -82,6 +85,15 @@ def mount(spec: MountSpec, target: Path) -> None:
         raise OSError(err, f"mount {spec.fstype} on {target}: {os.strerror(err)}")
 
 
+def mount_raw(source: str | Path, target: str | Path, fstype: str | None, flags: int, data: str = "") -> None:
+    """mount(2) as it is: binds and moves too (``fstype`` None)."""
+    rc = _libc.mount(str(source).encode(), str(target).encode(), fstype.encode() if fstype else None,
+                     ctypes.c_ulong(flags), data.encode() if data else None)
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {fstype or 'bind/move'} {source} on {target}: {os.strerror(err)}")
+
+
 def umount(target: Path, lazy_fallback: bool = True) -> None:
     if _libc.umount2(str(target).encode(), 0) == 0:
         return
@@ -123,6 +135,37 @@ class MountTable:
         cgroups = cgroup_mounts((proc / "filesystems").read_text(), (proc / "cgroups").read_text()
                                 if (proc / "cgroups").exists() else "")
         return done + self.ensure(cgroups)
+
+    def isolate_run_and_sys(self, keep: Path) -> list[str]:
+        """The sandbox's own ``/run`` and ``/sys``, mounted over the host's in its private mount namespace
+        (they never propagate back). A dockerd run by the sandbox needs both, as the integration tests'
+        dockerd fixture found: a private tmpfs on ``/run`` (containerd's shim sockets, the xtables lock,
+        ``/run/docker``; it also hides a host containerd's socket, which dockerd would otherwise use) and
+        a fresh sysfs on ``/sys`` that shows the sandbox's network namespace, with the cgroup mounts
+        carried over. ``keep`` (the sandbox's directory) must not lie below either."""
+        run, sys_, cgroup = Path("/run"), Path("/sys"), Path("/sys/fs/cgroup")
+        for top in (run, sys_):
+            if keep == top or top in keep.parents:
+                raise OSError(errno.EINVAL, f"the sandbox directory {keep} is below {top}, which it replaces")
+        mount_raw("corral-run", run, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
+        self.mounted.append(run)
+        log.info("mounted", target=str(run), fstype="tmpfs")
+        hold = run / ".corral-cgroup-hold"
+        hold.mkdir(mode=0o700)
+        has_cgroups = str(cgroup) in mounted_targets(Path("/proc/self/mountinfo").read_text())
+        if has_cgroups:
+            mount_raw(cgroup, hold, None, MS_BIND | MS_REC)
+        if _libc.umount2(str(sys_).encode(), MNT_DETACH) != 0:
+            log.debug("old /sys not detached", error=os.strerror(ctypes.get_errno()))
+        mount_raw("sysfs", sys_, "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        self.mounted.append(sys_)
+        log.info("mounted", target=str(sys_), fstype="sysfs")
+        if has_cgroups:
+            mount_raw(hold, cgroup, None, MS_MOVE)
+            self.mounted.append(cgroup)
+            log.info("mounted", target=str(cgroup), fstype="bind", source="the host's cgroup mounts")
+        hold.rmdir()
+        return [str(p) for p in (run, sys_, cgroup) if p in self.mounted]
 
     def unmount_all(self) -> list[str]:
         errors = []

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Protocol
 
 from supervisor import __version__
-from supervisor.cli import config, debug, events, logs, power, sandbox, status
+from supervisor.cli import config, debug, events, logs, power, sandbox, status, system_docker
 from supervisor.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -34,8 +34,10 @@ class CommandGroup(Protocol):
     def add_parser(self, subparsers: Subparsers) -> None: ...
 
 
-# In the order `corral --help` lists them. Later: service, net, storage, system-docker.
-COMMAND_MODULES: tuple[CommandGroup, ...] = (status, config, logs, events, power, debug, sandbox)
+# In the order `corral --help` lists them. Later: service, net, storage.
+COMMAND_MODULES: tuple[CommandGroup, ...] = (
+    status, config, logs, events, power, debug, sandbox, system_docker,
+)
 
 
 def _seconds(text: str) -> float:

@@ -1,0 +1,176 @@
+"""Image preload: at boot, ``docker load`` every image archive shipped with the OS or dropped in by the
+user, once.
+
+Archives (``*.tar``, ``*.tar.gz``/``*.tgz``, ``*.tar.xz``, ``*.tar.bz2``: what ``docker load`` reads)
+are taken from ``/usr/share/corral/images/`` (shipped) and ``/var/lib/corral/preload/`` (the user's),
+under the Paths prefix. Each is streamed to dockerd through the API (``POST /images/load``), and its
+stamp (size, mtime in nanoseconds, the images it held, when) is recorded in
+``/var/lib/corral/preload.json``, rewritten atomically after each archive. An archive is skipped while
+its stamp matches and the images it held still exist; a changed size or mtime (a replaced archive) or a
+missing image (a wiped data root) loads it again. Each load is reported in the journal: file, size,
+seconds, images. ``plan_loads`` is the pure decision."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from supervisor.atomic import write_atomic
+from supervisor.paths import Paths
+from units.runtime import DockerAPIError, DockerUnavailable, Runtime
+
+log = structlog.get_logger("units.images")
+
+IMAGE_DIRS = ("/usr/share/corral/images", "/var/lib/corral/preload")
+SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2")
+STAMP_FILE = "preload.json"
+STAMP_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Archive:
+    path: Path
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class Stamp:
+    size: int
+    mtime_ns: int
+    images: tuple[str, ...] = ()
+    loaded_at: float = 0.0
+
+    def matches(self, archive: Archive) -> bool:
+        return self.size == archive.size and self.mtime_ns == archive.mtime_ns
+
+
+@dataclass
+class PreloadResult:
+    loaded: list[str] = field(default_factory=list)  # archive paths
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # archive path -> reason
+    images: list[str] = field(default_factory=list)  # images loaded by this pass
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def image_dirs(paths: Paths) -> list[Path]:
+    return [paths.under(d) for d in IMAGE_DIRS]
+
+
+def stamp_path(paths: Paths) -> Path:
+    return paths.state_dir / STAMP_FILE
+
+
+def find_archives(directories: Iterable[Path]) -> list[Archive]:
+    """Image archives in ``directories`` (not recursive; hidden files skipped), in order, sorted by name."""
+    found = []
+    for directory in directories:
+        try:
+            entries = sorted(directory.iterdir())
+        except FileNotFoundError:
+            continue
+        for path in entries:
+            if path.name.startswith(".") or not path.name.endswith(SUFFIXES):
+                continue
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            if path.is_file():
+                found.append(Archive(path, st.st_size, st.st_mtime_ns))
+    return found
+
+
+def plan_loads(archives: Sequence[Archive], stamps: Mapping[str, Stamp],
+               missing_images: Iterable[str] = ()) -> tuple[list[Archive], list[Archive]]:
+    """(to load, to skip): an archive is loaded unless its stamp matches its size and mtime and none of
+    the images it held is missing."""
+    missing = set(missing_images)
+    load, skip = [], []
+    for archive in archives:
+        stamp = stamps.get(str(archive.path))
+        if stamp is not None and stamp.matches(archive) and not missing.intersection(stamp.images):
+            skip.append(archive)
+        else:
+            load.append(archive)
+    return load, skip
+
+
+def read_stamps(path: Path) -> dict[str, Stamp]:
+    """The stamps on file; an unreadable or foreign file counts as none (everything is loaded again)."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        log.warning("preload stamps unreadable; loading every archive", file=str(path), error=str(exc))
+        return {}
+    if not isinstance(data, dict) or data.get("version") != STAMP_VERSION:
+        return {}
+    stamps = {}
+    for name, entry in (data.get("archives") or {}).items():
+        try:
+            stamps[str(name)] = Stamp(int(entry["size"]), int(entry["mtime_ns"]),
+                                      tuple(str(i) for i in entry.get("images") or ()),
+                                      float(entry.get("loaded_at") or 0.0))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return stamps
+
+
+def write_stamps(path: Path, stamps: Mapping[str, Stamp]) -> None:
+    data = {"version": STAMP_VERSION,
+            "archives": {name: {"size": s.size, "mtime_ns": s.mtime_ns, "images": list(s.images),
+                                "loaded_at": s.loaded_at} for name, s in sorted(stamps.items())}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, (json.dumps(data, indent=2) + "\n").encode())
+
+
+async def preload(runtime: Runtime, paths: Paths, *,
+                  directories: Sequence[Path] | None = None) -> PreloadResult:
+    """One pass: load what is new or changed, skip the rest. Failures are reported per archive and do
+    not stop the pass."""
+    dirs = list(directories) if directories is not None else image_dirs(paths)
+    stamps_file = stamp_path(paths)
+    archives = await asyncio.to_thread(find_archives, dirs)
+    stamps = await asyncio.to_thread(read_stamps, stamps_file)
+    result = PreloadResult()
+    if not archives:
+        log.debug("no image archives to preload", dirs=[str(d) for d in dirs])
+        return result
+    recorded = {i for a in archives if (s := stamps.get(str(a.path))) and s.matches(a) for i in s.images}
+    missing = [image for image in sorted(recorded) if not await runtime.image_exists(image)]
+    to_load, to_skip = plan_loads(archives, stamps, missing)
+    for archive in to_skip:
+        result.skipped.append(str(archive.path))
+        log.info("image archive already loaded", file=str(archive.path), size=archive.size)
+    for archive in to_load:
+        log.info("loading image archive", file=str(archive.path), size=archive.size)
+        try:
+            loaded = await runtime.load_image(archive.path)
+        except (DockerUnavailable, DockerAPIError, OSError) as exc:
+            result.failed[str(archive.path)] = str(exc)
+            log.error("image archive not loaded", file=str(archive.path), error=str(exc))
+            continue
+        stamps[str(archive.path)] = Stamp(archive.size, archive.mtime_ns, loaded.images, time.time())
+        await asyncio.to_thread(write_stamps, stamps_file, stamps)
+        result.loaded.append(str(archive.path))
+        result.images.extend(loaded.images)
+        log.info("image archive loaded", file=str(archive.path), size=archive.size,
+                 seconds=round(loaded.seconds, 3), images=list(loaded.images),
+                 mib_per_s=round(archive.size / (1 << 20) / max(loaded.seconds, 1e-6), 1))
+    # Stamps of archives that are gone are dropped, so a file put back later is loaded again.
+    present = {str(a.path) for a in archives}
+    if set(stamps) - present:
+        await asyncio.to_thread(write_stamps, stamps_file, {k: v for k, v in stamps.items() if k in present})
+    return result
