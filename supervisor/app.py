@@ -31,6 +31,7 @@ from supervisor.paths import Paths
 from supervisor.process import ProcessManager
 from supervisor.sources.timer import Timer
 from supervisor.state import SupervisorState
+from supervisor.storage.boot import StorageServices
 from supervisor.tasks import running_tasks, spawn_task
 
 if TYPE_CHECKING:
@@ -80,6 +81,7 @@ class Supervisor:
         self.runners: dict[str, HandlerRunner] = {}
         self.timers: list[Timer] = []
         self.keeper = ProcessKeeper(self.processes, self.bus)
+        self.storage = StorageServices()
         self.system_docker: SystemDockerd | None = None
         self.docker_events: DockerEventsSource | None = None
         self.preload_result: dict[str, Any] | None = None
@@ -110,6 +112,8 @@ class Supervisor:
     async def boot(self) -> None:
         await self._phase("mounts", self._mounts, fatal=True)
         await self._phase("config", self._load_config)
+        await self._phase("devices", self._devices)
+        await self._phase("state", self._state, fatal=True)
         await self._phase("storage", self._storage)
         await self._phase("hostname", self._hostname)
         await self._phase("loopback", self._loopback)
@@ -128,6 +132,9 @@ class Supervisor:
         started = time.monotonic()
         try:
             await body()
+        except FatalStartup:
+            self.bus.publish(Phase(name=name, state="failed"))
+            raise
         except Exception as exc:
             self.bus.publish(Phase(name=name, state="failed"))
             if fatal:
@@ -161,6 +168,8 @@ class Supervisor:
                 log.error("stop failed", what=stopper.name, error=str(exc))
         await self.processes.stop_all(grace)
         await asyncio.to_thread(os.sync)
+        # A mount the journal still writes to is detached lazily; the journal is closed after this,
+        # then reboot(2) syncs, so the last lines reach the disk and the filesystem ends clean.
         self.mounts.unmount_all()
         log.info("shutdown complete", action=action)
 
@@ -191,6 +200,38 @@ class Supervisor:
             self.state.degrade("config-warnings", f"{len(warnings)} config warning(s)")
         else:
             self.state.clear("config-warnings")
+
+    async def _devices(self) -> None:
+        """udev source (monitor, then coldplug), MODALIAS module loading, corral.modules."""
+        from supervisor.storage.boot import start_devices
+
+        # The sandbox shares the host's kernel: it must not load modules into it.
+        modprobe = ("modprobe", "--dry-run") if self.options.sandbox else ("modprobe",)
+        await start_devices(self, self.storage, modprobe=modprobe)
+
+    async def _state(self) -> None:
+        """The state partition: found (or a zeroed candidate formatted), mounted, the persistent
+        directories bound from it, and the config read again from it. Missing and not required: run
+        from RAM, said loudly; missing and required: the emergency shell."""
+        from supervisor.storage.boot import StateEmergency, start_storage
+        from supervisor.storage.state import STATE_MOUNT, bind_persistent
+
+        try:
+            await start_storage(self, self.storage)
+        except StateEmergency as exc:
+            raise FatalStartup(f"state: {exc}") from exc
+        state = self.storage.state
+        if state is None or state.outcome not in ("found", "formatted"):
+            reason = state.reason if state is not None else "not looked for"
+            if self.options.sandbox:  # the sandbox's directory is its persistent storage
+                log.info("no state partition; the sandbox keeps its state in its directory", reason=reason)
+                return
+            self.state.degrade("state", f"no state partition, running from RAM: {reason}")
+            log.warning("no state partition: nothing written now survives a reboot", reason=reason)
+            return
+        bound = await asyncio.to_thread(bind_persistent, STATE_MOUNT, self.paths.prefix)
+        self.mounts.mounted.extend(bound)
+        await self._load_config()  # the config persisted on the state partition, if any
 
     async def _storage(self) -> None:
         settings = self.setting("log", {}) or {}
@@ -331,6 +372,7 @@ class Supervisor:
             "memory": {"max_rss_kib": _status_kib("VmHWM"), "rss_kib": _status_kib("VmRSS"),
                        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3)},
             "mounts": [str(p) for p in self.mounts.mounted],
+            "storage": self.storage.status(),
             "system_docker": None if self.system_docker is None else {
                 **self.system_docker.status(),
                 "events": self.docker_events.status() if self.docker_events is not None else None,

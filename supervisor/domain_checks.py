@@ -12,6 +12,7 @@ from netconf.model import parse_config
 from supervisor.config.errors import ConfigError
 from supervisor.config.store import DomainCheck, Source
 from supervisor.paths import Paths
+from supervisor.storage.rules import parse_storage
 from units.loader import load_units
 
 Found = tuple[Sequence[ConfigError], Sequence[ConfigError]]
@@ -26,4 +27,8 @@ def domain_checks(paths: Paths) -> list[DomainCheck]:
         parsed = parse_config(config, source)
         return parsed.errors, parsed.warnings
 
-    return [units, network]
+    def storage(config: Mapping[str, Any], source: Source) -> Found:
+        parsed = parse_storage(config, source)
+        return parsed.errors, parsed.warnings
+
+    return [units, network, storage]

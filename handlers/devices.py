@@ -1,0 +1,168 @@
+"""Loads kernel modules for devices: ``modprobe -b <MODALIAS>`` once per alias, and ``corral.modules``.
+
+Inputs: the udev source's events (coldplug ``add`` events and hotplug ``add`` events carry each
+device's ``MODALIAS``). The handler drains its own subscription of UEvents on each reconcile; a
+resync (the source reopened, or this handler's queue overflowed) makes it enumerate every device's
+MODALIAS from sysfs instead, so an alias whose event was lost is still seen. Each alias is tried once
+(``-b``: modprobe honours the blacklist, as udev's kmod builtin does); the outcome is kept for status.
+Every modprobe runs through the ProcessManager; the command is injectable (tests use a recorder).
+
+``plan_aliases`` is the pure part."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from supervisor.bus import Bus
+from supervisor.events import Event, Resync
+from supervisor.process import ProcessManager
+from supervisor.sources.udev_events import UEvent
+
+log = structlog.get_logger("handlers.devices")
+
+ADD_ACTIONS = frozenset({"add"})
+
+
+def plan_aliases(seen: Iterable[str], done: Iterable[str]) -> list[str]:
+    """The aliases to load, in the order first seen: each once, none already tried."""
+    tried = set(done)
+    out: list[str] = []
+    for alias in seen:
+        alias = alias.strip()
+        if alias and alias not in tried:
+            tried.add(alias)
+            out.append(alias)
+    return out
+
+
+@dataclass(frozen=True)
+class ModuleSpec:
+    """One ``corral.modules`` entry: ``name`` and module parameters (``"bonding mode=1"``)."""
+
+    name: str
+    params: tuple[str, ...] = ()
+
+
+def parse_modules(value: object) -> tuple[list[ModuleSpec], list[str]]:
+    """``corral.modules`` (a list of "name [param=value ...]") into specs, and problems (key: reason)."""
+    specs: list[ModuleSpec] = []
+    errors: list[str] = []
+    if value is None:
+        return specs, errors
+    if not isinstance(value, list):
+        return specs, [f"corral.modules: expected a list, got {type(value).__name__}"]
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or not item.split():
+            errors.append(f"corral.modules[{i}]: expected a module name, got {item!r}")
+            continue
+        name, *params = item.split()
+        if name.startswith("-") or "/" in name:
+            errors.append(f"corral.modules[{i}]: {name!r} is not a module name")
+            continue
+        specs.append(ModuleSpec(name, tuple(params)))
+    return specs, errors
+
+
+def scan_modaliases() -> list[str]:
+    """Every MODALIAS in sysfs (blocking: run it in a thread)."""
+    from supervisor.sources.udev import enumerate_devices
+
+    return [p["MODALIAS"] for p in enumerate_devices() if p.get("MODALIAS")]
+
+
+@dataclass
+class _Outcome:
+    returncode: int | None
+    seconds: float
+    error: str | None = None
+
+
+class DevicesHandler:
+    name = "devices"
+    kinds: tuple[type[Event], ...] = (UEvent,)
+
+    def __init__(self, processes: ProcessManager, bus: Bus, *, modprobe: Sequence[str] = ("modprobe",),
+                 concurrency: int = 8, scan: Callable[[], list[str]] = scan_modaliases,
+                 timeout: float = 30.0) -> None:
+        self.processes = processes
+        self.modprobe = tuple(modprobe)
+        self.scan = scan
+        self.timeout = timeout
+        self._sem = asyncio.Semaphore(concurrency)
+        self._events = bus.subscribe("devices:modalias", UEvent, maxsize=4096)
+        self.aliases: dict[str, _Outcome | None] = {}  # None while running
+        self.modules: dict[str, _Outcome] = {}
+        self.scans = 0
+
+    async def load_modules(self, modules: Sequence[ModuleSpec]) -> dict[str, int | None]:
+        """``corral.modules`` at boot: ``modprobe NAME [PARAMS]`` each, in order. Returns exit codes."""
+        results: dict[str, int | None] = {}
+        for spec in modules:
+            outcome = await self._run([*self.modprobe, spec.name, *spec.params], spec.name)
+            self.modules[spec.name] = outcome
+            results[spec.name] = outcome.returncode
+            if outcome.returncode == 0:
+                log.info("module loaded", module=spec.name, params=list(spec.params))
+            else:
+                log.error("module not loaded", module=spec.name, status=outcome.returncode,
+                          error=outcome.error)
+        return results
+
+    async def reconcile(self, full: bool) -> None:
+        seen: list[str] = []
+        udev_resync = other_resync = False
+        while (event := self._events.get_nowait()) is not None:
+            if isinstance(event, Resync):
+                # the udev source's resync follows its coldplug events (drained in this same batch); any
+                # other resync (this queue overflowed, the runner retried) means events may be missing
+                udev_resync = udev_resync or event.source == "udev"
+                other_resync = other_resync or event.source != "udev"
+            elif isinstance(event, UEvent) and event.action in ADD_ACTIONS and event.modalias:
+                seen.append(event.modalias)
+        if other_resync or (full and not udev_resync):
+            self.scans += 1
+            seen.extend(await asyncio.to_thread(self.scan))
+        todo = plan_aliases(seen, self.aliases)
+        if not todo:
+            return
+        for alias in todo:
+            self.aliases[alias] = None
+        await asyncio.gather(*(self._load_alias(a) for a in todo))
+
+    async def _load_alias(self, alias: str) -> None:
+        outcome = await self._run([*self.modprobe, "-b", alias], alias)
+        self.aliases[alias] = outcome
+        if outcome.returncode == 0:
+            log.debug("modalias handled", alias=alias, seconds=round(outcome.seconds, 4))
+        else:
+            log.info("no module loaded for alias", alias=alias, status=outcome.returncode,
+                     error=outcome.error)
+
+    async def _run(self, argv: list[str], what: str) -> _Outcome:
+        async with self._sem:
+            started = time.monotonic()
+            try:
+                status, _, err = await self.processes.run(argv, name="modprobe", timeout=self.timeout)
+            except (OSError, TimeoutError) as exc:
+                return _Outcome(None, time.monotonic() - started, repr(exc))
+            text = err.decode(errors="replace").strip()[:300] or None
+            return _Outcome(status.returncode, time.monotonic() - started, text)
+
+    def close(self) -> None:
+        self._events.close()
+
+    def status(self) -> dict[str, object]:
+        done = [o for o in self.aliases.values() if o is not None]
+        return {
+            "aliases": len(self.aliases),
+            "loaded": sum(1 for o in done if o.returncode == 0),
+            "failed": sum(1 for o in done if o.returncode != 0),
+            "running": sum(1 for o in self.aliases.values() if o is None),
+            "scans": self.scans,
+            "modules": {n: o.returncode for n, o in self.modules.items()},
+        }

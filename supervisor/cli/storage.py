@@ -1,0 +1,105 @@
+"""`corral storage status`: the state partition, the mount rules and what they mounted, the udev source.
+
+Calls the control command ``storage.status``, which returns ``StorageServices.status()``
+(supervisor/storage/boot.py): ``{"udev": ..., "devices": ..., "state": ..., "storage": ...}``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from supervisor.cli.common import (
+    EXIT_OK,
+    Subparsers,
+    add_command,
+    call,
+    client_options,
+    out,
+    print_json,
+    table,
+)
+
+
+def add_parser(subparsers: Subparsers) -> None:
+    group = subparsers.add_parser(
+        "storage",
+        help="storage: the state partition, mount rules, mounted devices",
+        description="Storage: the state partition, the mounts: rules and what they mounted.",
+    )
+    commands = group.add_subparsers(dest="storage_command", metavar="COMMAND", required=True)
+    add_command(
+        commands,
+        "status",
+        summary="show the state partition, the rules and the mounts",
+        description=(
+            "Show where the state partition is (or why corral runs from RAM), every mounts: rule with\n"
+            "what it mounted, mounts that failed or were unmounted by hand (not retried until the\n"
+            "device changes), and the udev source's counters (overflows, reopens)."
+        ),
+        examples=[
+            ("corral storage status", "for people"),
+            ("corral storage status -o json | jq .storage.mounts", "what the rules mounted"),
+        ],
+        parents=[client_options()],
+        run=run,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    result = call(args, "storage.status")
+    if args.output == "json":
+        print_json(result)
+    else:
+        out(render(result))
+    return EXIT_OK
+
+
+def render(status: Any) -> str:
+    if not isinstance(status, dict):
+        return str(status)
+    lines = []
+    state = status.get("state")
+    if isinstance(state, dict):
+        outcome = state.get("outcome")
+        if outcome in ("found", "formatted"):
+            text = f"{state.get('device')} on {state.get('path')} ({state.get('fstype')})"
+            if outcome == "formatted":
+                text += ", formatted this boot"
+        elif outcome == "ram":
+            text = f"none: running from RAM ({state.get('reason')})"
+        else:
+            text = f"{outcome}: {state.get('reason')}"
+        lines.append(f"state:    {text}")
+    storage = status.get("storage") or {}
+    mounted = {m.get("path"): m for m in storage.get("mounts") or []}
+    held = {h.get("path"): h for h in storage.get("held") or []}
+    rules = storage.get("rules") or []
+    lines.append(f"rules:    {len(rules)}")
+    rows = []
+    for rule in rules:
+        path = rule.get("path")
+        if path in mounted:
+            now = f"mounted: {mounted[path].get('device')}"
+        elif path in held:
+            now = f"held: {held[path].get('reason')}"
+        elif not rule.get("auto", True):
+            now = "noauto"
+        else:
+            now = "waiting for a device"
+        rows.append([rule.get("key"), rule.get("match"), path, rule.get("options"), now])
+    if rows:
+        lines.extend(table(["RULE", "MATCH", "PATH", "OPTIONS", "NOW"], rows, indent="          "))
+    for note in storage.get("notes") or []:
+        lines.append(f"note:     {note}")
+    for error in storage.get("rule_errors") or []:
+        lines.append(f"error:    {error}")
+    udev = status.get("udev")
+    if isinstance(udev, dict):
+        lines.append(f"udev:     source {udev.get('source')}, {udev.get('received', 0)} events, "
+                     f"{udev.get('coldplug_devices', 0)} devices at coldplug, "
+                     f"overflows {udev.get('overflows', 0)}, rcvbuf {udev.get('rcvbuf')}")
+    devices = status.get("devices")
+    if isinstance(devices, dict):
+        lines.append(f"modules:  {devices.get('aliases', 0)} aliases tried, "
+                     f"{devices.get('loaded', 0)} loaded")
+    return "\n".join(lines)

@@ -1,0 +1,105 @@
+"""Boot wiring for the udev source, the devices handler, the state partition and the storage handler.
+
+The supervisor calls, in its boot phases (see docs/storage.md)::
+
+    self.storage = StorageServices()
+    await self._phase("devices", lambda: start_devices(self, self.storage))         # coldplug
+    await self._phase("state", lambda: start_storage(self, self.storage))           # state + mounts:
+
+``start_devices`` subscribes the devices handler, loads ``corral.modules``, then starts the udev
+source (monitor opened, then coldplug). ``start_storage`` finds/mounts the state partition (raising
+``StateEmergency`` when it is required and missing: make that phase fatal, or check
+``services.state``), then starts the storage handler, which follows config changes. Both register
+their stop with the supervisor. ``services.status()`` is what ``storage.status`` returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from handlers.devices import DevicesHandler, parse_modules
+from handlers.runner import HandlerRunner
+from handlers.storage import StorageHandler
+from supervisor.sources.udev import UdevSource
+from supervisor.storage.observe import Observer, Prober
+from supervisor.storage.rules import StateRule, parse_storage
+from supervisor.storage.state import STATE_MOUNT, StateResult, prepare_state
+
+if TYPE_CHECKING:
+    from supervisor.app import Supervisor
+
+log = structlog.get_logger("supervisor.storage")
+
+
+class StateEmergency(RuntimeError):
+    """``corral.state.required`` and no state partition: the phase should drop to the emergency shell."""
+
+
+@dataclass
+class StorageServices:
+    udev: UdevSource | None = None
+    devices: DevicesHandler | None = None
+    storage: StorageHandler | None = None
+    state: StateResult | None = None
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "udev": self.udev.status() if self.udev else None,
+            "devices": self.devices.status() if self.devices else None,
+            "state": self.state.to_dict() if self.state else None,
+            "storage": self.storage.status() if self.storage else None,
+        }
+
+
+def _runner(sup: Supervisor, reconciler: DevicesHandler | StorageHandler,
+            initial_full: bool) -> HandlerRunner:
+    runner = HandlerRunner(sup.bus, reconciler, sup._handler_backoff())
+    sup.runners[runner.name] = runner
+    runner.start(initial_full=initial_full)
+    return runner
+
+
+async def start_devices(sup: Supervisor, services: StorageServices, *,
+                        modprobe: tuple[str, ...] = ("modprobe",), udev_source: str | None = None) -> None:
+    """Boot phase "devices": the devices handler (subscribed first, so it sees the coldplug events),
+    ``corral.modules``, then the udev source (monitor, then coldplug)."""
+    from supervisor.app import Stopper
+
+    devices = DevicesHandler(sup.processes, sup.bus, modprobe=modprobe)
+    services.devices = devices
+    _runner(sup, devices, initial_full=False)  # the source's coldplug resync is its first reconcile
+    specs, errors = parse_modules(sup.setting("modules", None))
+    for error in errors:
+        log.error("config problem", error=error)
+    results = await devices.load_modules(specs)
+    udev = UdevSource(sup.bus, source=udev_source)
+    services.udev = udev
+    await udev.start()
+    sup._stoppers.append(Stopper("udev source", udev.stop))
+    failed = [name for name, code in results.items() if code != 0]
+    if failed:
+        raise RuntimeError(f"modules not loaded: {', '.join(failed)}")
+
+
+async def start_storage(sup: Supervisor, services: StorageServices, *, target: Path = STATE_MOUNT,
+                        observer: Observer | None = None) -> None:
+    """Boot phase "state": find or make the state partition and mount it at ``target``; then the storage
+    handler for ``mounts:``. Needs the udev source running (it waits for block uevents). ``observer``
+    (tests) limits the devices considered."""
+    parsed = parse_storage(sup.config.current)
+    state_rule = parsed.rules.state if parsed.rules is not None else StateRule()
+    for error in parsed.errors:
+        log.error("storage rules rejected", error=str(error))
+    observer = observer or Observer(Prober(sup.processes))
+    services.state = await prepare_state(state_rule, observer, sup.processes, sup.bus, target)
+    if services.state.outcome in ("found", "formatted"):
+        sup.mounts.mounted.append(target)  # unmounted at shutdown, after everything else
+    storage = StorageHandler(sup.processes, sup.bus, config=lambda: sup.config.current, observer=observer,
+                             root=sup.paths.prefix)
+    services.storage = storage
+    _runner(sup, storage, initial_full=True)
+    if services.state.outcome == "emergency":
+        raise StateEmergency(services.state.reason)

@@ -1,0 +1,559 @@
+"""Storage rules from the config: ``corral.state`` (``rancher.state``) and ``mounts:``.
+
+Pure: config data in, frozen rules and named problems (``ConfigError``: key path + reason) out.
+
+``mounts:`` entries come in two forms:
+
+- cloud-config's list ``[device, path, fstype, options, dump, passno]``; ``device`` is ``LABEL=x``,
+  ``UUID=x``, a path (``/dev/sdb1``) or a bare name (``sdb1`` means ``/dev/sdb1``), ``fstype``
+  defaults to ``auto``, ``options`` to ``defaults``; a ``passno`` other than 0 asks for fsck;
+- a map: ``match`` (any of ``label``, ``uuid``, ``fstype``, ``serial``, ``device``: a path or a glob
+  such as ``/dev/sd?1``; all given must hold), ``path``, ``fstype``, ``options`` (a string or a list),
+  ``fsck`` (default false) and ``on_remove`` (``stop``, the default, or ``ignore``).
+
+Mounts get ``nodev,nosuid`` unless the options say ``dev`` or ``suid``."""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import posixpath
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from supervisor.config.errors import ConfigError
+from supervisor.config.keypath import KeyPath, format_path
+from supervisor.mounts import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RELATIME
+
+MS_RDONLY = 1
+MS_SYNCHRONOUS = 16
+MS_DIRSYNC = 128
+MS_NOATIME = 1024
+MS_NODIRATIME = 2048
+MS_SILENT = 32768
+MS_STRICTATIME = 1 << 24
+MS_LAZYTIME = 1 << 25
+
+STATE_LABEL = "CORRAL_STATE"
+RANCHER_STATE_LABEL = "RANCHER_STATE"
+DEFAULT_STATE_DEV = f"LABEL={STATE_LABEL}"
+DEFAULT_WAIT = 0
+DEFAULT_WAIT_REQUIRED = 10
+ON_REMOVE = ("stop", "ignore")
+
+# option -> (flag, set it?)
+_FLAG_OPTIONS: dict[str, tuple[int, bool]] = {
+    "ro": (MS_RDONLY, True), "rw": (MS_RDONLY, False),
+    "nosuid": (MS_NOSUID, True), "suid": (MS_NOSUID, False),
+    "nodev": (MS_NODEV, True), "dev": (MS_NODEV, False),
+    "noexec": (MS_NOEXEC, True), "exec": (MS_NOEXEC, False),
+    "sync": (MS_SYNCHRONOUS, True), "async": (MS_SYNCHRONOUS, False),
+    "dirsync": (MS_DIRSYNC, True),
+    "noatime": (MS_NOATIME, True), "atime": (MS_NOATIME, False),
+    "nodiratime": (MS_NODIRATIME, True), "diratime": (MS_NODIRATIME, False),
+    "relatime": (MS_RELATIME, True), "norelatime": (MS_RELATIME, False),
+    "strictatime": (MS_STRICTATIME, True), "nostrictatime": (MS_STRICTATIME, False),
+    "lazytime": (MS_LAZYTIME, True), "nolazytime": (MS_LAZYTIME, False),
+    "silent": (MS_SILENT, True), "loud": (MS_SILENT, False),
+}
+# fstab words that mean something to mount(8) or to boot scripts, not to the kernel
+_IGNORED_OPTIONS = {"defaults", "auto", "nofail", "_netdev", "user", "nouser", "users", "owner", "group",
+                    "nouser_xattr"}
+_REFUSED_OPTIONS = {
+    "bind": "bind mounts are not storage rules",
+    "rbind": "bind mounts are not storage rules",
+    "move": "moving mounts is not supported here",
+    "remount": "remount is not supported here",
+    "loop": "loop devices are not set up by mounts: rules",
+}
+_FORBIDDEN_PATHS = ("/", "/proc", "/sys", "/dev", "/run")
+
+
+# ---- model ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MountOptions:
+    """Options split as mount(2) wants them: ``flags`` and the filesystem's own ``data``."""
+
+    flags: int = MS_NODEV | MS_NOSUID
+    data: str = ""
+    text: str = "defaults"  # as written
+    auto: bool = True  # false for ``noauto``: the rule is kept but never acted on
+
+    @property
+    def read_only(self) -> bool:
+        return bool(self.flags & MS_RDONLY)
+
+
+@dataclass(frozen=True)
+class Match:
+    """What a device must have: every criterion given must hold. ``device`` is an exact path (also
+    compared with the device's /dev links) or, when it holds ``*?[``, a glob on the device path."""
+
+    device: str | None = None
+    label: str | None = None
+    uuid: str | None = None
+    fstype: str | None = None
+    serial: str | None = None
+
+    @property
+    def device_is_glob(self) -> bool:
+        return self.device is not None and any(c in self.device for c in "*?[")
+
+    def describe(self) -> str:
+        parts = []
+        if self.device is not None:
+            parts.append(self.device)
+        for name in ("label", "uuid", "fstype", "serial"):
+            value = getattr(self, name)
+            if value is not None:
+                parts.append(f"{name.upper()}={value}")
+        return " ".join(parts) or "(nothing)"
+
+    def empty(self) -> bool:
+        return all(getattr(self, n) is None for n in ("device", "label", "uuid", "fstype", "serial"))
+
+
+@dataclass(frozen=True)
+class MountRule:
+    key: str  # where it was written: mounts[2]
+    match: Match
+    path: str
+    fstype: str | None = None  # None: what blkid says
+    options: MountOptions = field(default_factory=MountOptions)
+    fsck: bool = False
+    on_remove: str = "stop"
+
+    @property
+    def auto(self) -> bool:
+        return self.options.auto
+
+
+@dataclass(frozen=True)
+class StateRule:
+    """``corral.state``. ``dev`` lists what is accepted, first preferred: the default accepts
+    ``LABEL=CORRAL_STATE`` and RancherOS's ``LABEL=RANCHER_STATE``. ``label`` is what mkfs writes."""
+
+    dev: tuple[Match, ...] = (Match(label=STATE_LABEL), Match(label=RANCHER_STATE_LABEL))
+    dev_text: str = DEFAULT_STATE_DEV
+    fstype: str | None = None
+    required: bool = False
+    autoformat: tuple[str, ...] = ()
+    wait: float = DEFAULT_WAIT
+    label: str = STATE_LABEL
+
+
+@dataclass(frozen=True)
+class StorageRules:
+    state: StateRule = field(default_factory=StateRule)
+    mounts: tuple[MountRule, ...] = ()
+
+
+@dataclass(frozen=True)
+class Parsed:
+    rules: StorageRules | None  # None when there are errors
+    errors: tuple[ConfigError, ...] = ()
+    warnings: tuple[ConfigError, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+class Problems:
+    def __init__(self, source: str | Callable[[str], str] = "config") -> None:
+        self._source = source
+        self.errors: list[ConfigError] = []
+        self.warnings: list[ConfigError] = []
+
+    def _make(self, path: KeyPath, message: str) -> ConfigError:
+        key = format_path(path) or "(document)"
+        file = self._source if isinstance(self._source, str) else self._source(key)
+        return ConfigError(file, key, message)
+
+    def error(self, path: KeyPath, message: str) -> None:
+        self.errors.append(self._make(path, message))
+
+    def warn(self, path: KeyPath, message: str) -> None:
+        self.warnings.append(self._make(path, message))
+
+
+# ---- parsing -------------------------------------------------------------------------------------------
+def parse_storage(config: Mapping[str, Any], source: str | Callable[[str], str] = "config") -> Parsed:
+    """The storage part of a whole (merged) config: ``corral.state`` (or ``rancher.state``, which the
+    config loader normally folds into ``corral``) and the top-level ``mounts``."""
+    problems = Problems(source)
+    top = "corral"
+    corral = config.get("corral")
+    if corral is None and isinstance(config.get("rancher"), Mapping):
+        top, corral = "rancher", config["rancher"]
+    state = StateRule()
+    if isinstance(corral, Mapping) and corral.get("state") is not None:
+        state = parse_state(corral["state"], (top, "state"), problems) or state
+    mounts = parse_mounts(config.get("mounts"), ("mounts",), problems)
+    if problems.errors:
+        return Parsed(None, tuple(problems.errors), tuple(problems.warnings))
+    return Parsed(StorageRules(state, mounts), (), tuple(problems.warnings))
+
+
+def parse_state(value: Any, path: KeyPath, problems: Problems) -> StateRule | None:
+    if not isinstance(value, Mapping):
+        problems.error(path, f"expected a map, got {_type(value)}")
+        return None
+    before = len(problems.errors)
+    _check_keys(value, path, ("dev", "fstype", "required", "autoformat", "wait"), problems)
+    dev_text = DEFAULT_STATE_DEV
+    dev: tuple[Match, ...] = StateRule().dev
+    label = STATE_LABEL
+    if value.get("dev") is not None:
+        text = _str(value["dev"], (*path, "dev"), problems)
+        if text is not None:
+            ref = parse_device_ref(text, (*path, "dev"), problems, allow_glob=False)
+            if ref is not None:
+                dev_text = text
+                dev = (ref, Match(label=RANCHER_STATE_LABEL)) if ref.label == STATE_LABEL else (ref,)
+                if ref.label is not None:
+                    label = ref.label
+    fstype = None
+    if value.get("fstype") is not None:
+        fstype = _fstype(value["fstype"], (*path, "fstype"), problems)
+    required = False
+    if value.get("required") is not None:
+        required = bool(_bool(value["required"], (*path, "required"), problems))
+    autoformat: list[str] = []
+    raw_af = value.get("autoformat")
+    if raw_af is not None:
+        if isinstance(raw_af, str):
+            raw_af = [raw_af]
+        if not isinstance(raw_af, list):
+            problems.error((*path, "autoformat"), f"expected a list of device paths, got {_type(raw_af)}")
+        else:
+            for i, item in enumerate(raw_af):
+                text = _str(item, (*path, "autoformat", i), problems)
+                if text is None:
+                    continue
+                devpath = _device_path(text)
+                if devpath is None:
+                    problems.error((*path, "autoformat", i),
+                                   f"{text!r} is not a device path: autoformat names devices (/dev/vdb)")
+                elif devpath in autoformat:
+                    problems.error((*path, "autoformat", i), f"{devpath} is listed twice")
+                else:
+                    autoformat.append(devpath)
+    wait: float = DEFAULT_WAIT_REQUIRED if required else DEFAULT_WAIT
+    if value.get("wait") is not None:
+        raw = value["wait"]
+        if isinstance(raw, bool) or not isinstance(raw, int | float) or raw < 0:
+            problems.error((*path, "wait"), f"{raw!r} is not a number of seconds (0 or more)")
+        else:
+            wait = float(raw)
+    if len(problems.errors) > before:
+        return None
+    return StateRule(dev=dev, dev_text=dev_text, fstype=fstype, required=required,
+                     autoformat=tuple(autoformat), wait=wait, label=label)
+
+
+def parse_mounts(value: Any, path: KeyPath, problems: Problems) -> tuple[MountRule, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        problems.error(path, f"expected a list, got {_type(value)}")
+        return ()
+    rules: list[MountRule] = []
+    seen: dict[str, str] = {}
+    for i, entry in enumerate(value):
+        here = (*path, i)
+        rule: MountRule | None
+        if isinstance(entry, list):
+            rule = _parse_list_entry(entry, here, problems)
+        elif isinstance(entry, Mapping):
+            rule = _parse_map_entry(entry, here, problems)
+        else:
+            problems.error(here, "expected a list [device, path, fstype, options] or a map, "
+                                 f"got {_type(entry)}")
+            rule = None
+        if rule is None:
+            continue
+        if rule.path in seen:
+            problems.error((*here, "path") if isinstance(entry, Mapping) else (*here, 1),
+                           f"{rule.path} is also the path of {seen[rule.path]}")
+            continue
+        seen[rule.path] = rule.key
+        rules.append(rule)
+    return tuple(rules)
+
+
+def _parse_list_entry(entry: list[Any], here: KeyPath, problems: Problems) -> MountRule | None:
+    key = format_path(here)
+    before = len(problems.errors)
+    if len(entry) < 2:
+        problems.error(here, "expected at least [device, path]")
+        return None
+    if len(entry) > 6:
+        problems.error(here, "expected at most [device, path, fstype, options, dump, passno]")
+        return None
+    fields = [None if v is None else str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+              for v in entry]
+    for i, v in enumerate(fields):
+        if v is not None and not isinstance(v, str):
+            problems.error((*here, i), f"expected a string, got {_type(v)}")
+            return None
+    dev_text, path_text = fields[0], fields[1]
+    fstype_text = fields[2] if len(fields) > 2 else None
+    if fstype_text == "swap" or path_text in ("none", "swap"):
+        problems.warn(here, "swap entries are not supported by corral; ignored")
+        return None
+    if dev_text is None:
+        problems.error((*here, 0), "a device is required")
+        return None
+    match = parse_device_ref(dev_text, (*here, 0), problems, allow_glob=True)
+    target = _mount_path(path_text, (*here, 1), problems)
+    fstype = _fstype(fstype_text, (*here, 2), problems) if fstype_text is not None else None
+    options = parse_options(fields[3] if len(fields) > 3 and fields[3] is not None else "defaults",
+                            (*here, 3), problems)
+    fsck = False
+    if len(fields) > 5 and fields[5] is not None:
+        passno = fields[5].strip()
+        if not passno.isdigit():
+            problems.error((*here, 5), f"{passno!r} is not a fsck pass number (0, 1 or 2)")
+            return None
+        fsck = int(passno) > 0
+    if len(fields) > 4 and fields[4] is not None and not fields[4].strip().isdigit():
+        problems.error((*here, 4), f"{fields[4]!r} is not a dump frequency (a number)")
+        return None
+    if len(problems.errors) > before or match is None or target is None or options is None:
+        return None
+    return MountRule(key=key, match=match, path=target, fstype=fstype, options=options, fsck=fsck)
+
+
+MAP_KEYS = ("match", "path", "fstype", "options", "fsck", "on_remove")
+MATCH_KEYS = ("device", "label", "uuid", "fstype", "serial")
+
+
+def _parse_map_entry(entry: Mapping[Any, Any], here: KeyPath, problems: Problems) -> MountRule | None:
+    before = len(problems.errors)
+    _check_keys(entry, here, MAP_KEYS, problems,
+                hints={k: f"put it under 'match:' ({k}: ...)" for k in ("label", "uuid", "serial", "device")})
+    match: Match | None = None
+    raw_match = entry.get("match")
+    if raw_match is None:
+        problems.error((*here, "match"), "required: what the device must have (label, uuid, fstype, "
+                                         "serial or device)")
+    elif not isinstance(raw_match, Mapping):
+        problems.error((*here, "match"), f"expected a map, got {_type(raw_match)}")
+    else:
+        match = _parse_match(raw_match, (*here, "match"), problems)
+    target = None
+    if entry.get("path") is None:
+        problems.error((*here, "path"), "required: where to mount")
+    else:
+        target = _mount_path(entry["path"], (*here, "path"), problems)
+    fstype = None
+    if entry.get("fstype") is not None:
+        fstype = _fstype(entry["fstype"], (*here, "fstype"), problems)
+    elif match is not None and match.fstype is not None:
+        fstype = match.fstype
+    options: MountOptions | None = MountOptions()
+    raw_opts = entry.get("options")
+    if raw_opts is not None:
+        if isinstance(raw_opts, list):
+            bad = [o for o in raw_opts if not isinstance(o, str)]
+            if bad:
+                problems.error((*here, "options"), f"options must be strings, got {_type(bad[0])}")
+                options = None
+            else:
+                options = parse_options(",".join(raw_opts), (*here, "options"), problems)
+        elif isinstance(raw_opts, str):
+            options = parse_options(raw_opts, (*here, "options"), problems)
+        else:
+            problems.error((*here, "options"), f"expected a string or a list, got {_type(raw_opts)}")
+            options = None
+    fsck = False
+    if entry.get("fsck") is not None:
+        fsck = bool(_bool(entry["fsck"], (*here, "fsck"), problems))
+    on_remove = "stop"
+    if entry.get("on_remove") is not None:
+        raw = entry["on_remove"]
+        if raw not in ON_REMOVE:
+            problems.error((*here, "on_remove"), f"{raw!r} is not one of: stop, ignore")
+        else:
+            on_remove = raw
+    if len(problems.errors) > before or match is None or target is None or options is None:
+        return None
+    return MountRule(key=format_path(here), match=match, path=target, fstype=fstype, options=options,
+                     fsck=fsck, on_remove=on_remove)
+
+
+def _parse_match(raw: Mapping[Any, Any], here: KeyPath, problems: Problems) -> Match | None:
+    before = len(problems.errors)
+    _check_keys(raw, here, MATCH_KEYS, problems)
+    values: dict[str, str] = {}
+    for name in MATCH_KEYS:
+        if raw.get(name) is None:
+            continue
+        text = _str(raw[name], (*here, name), problems)
+        if text is None:
+            continue
+        if not text:
+            problems.error((*here, name), "must not be empty")
+            continue
+        values[name] = text
+    if "device" in values:
+        devpath = _device_path(values["device"], allow_glob=True)
+        if devpath is None:
+            problems.error((*here, "device"),
+                           f"{values['device']!r} is not a device path or glob (/dev/sd?1)")
+        else:
+            values["device"] = devpath
+    if len(problems.errors) > before:
+        return None
+    if not values:
+        problems.error(here, "give at least one of: label, uuid, fstype, serial, device")
+        return None
+    return Match(**values)
+
+
+def parse_device_ref(text: str, here: KeyPath, problems: Problems, allow_glob: bool) -> Match | None:
+    """``LABEL=x``, ``UUID=x``, ``/dev/path`` (or ``sdb1``); a glob too when ``allow_glob``."""
+    text = text.strip()
+    upper = text.upper()
+    for prefix, name in (("LABEL=", "label"), ("UUID=", "uuid")):
+        if upper.startswith(prefix):
+            value = text[len(prefix):].strip().strip('"')
+            if not value:
+                problems.error(here, f"{text!r}: empty {name}")
+                return None
+            return Match(**{name: value})
+    if upper.startswith(("PARTUUID=", "PARTLABEL=")):
+        problems.error(here, f"{text!r}: PARTUUID= and PARTLABEL= are not supported; "
+                             "use LABEL=, UUID= or a path")
+        return None
+    devpath = _device_path(text, allow_glob=allow_glob)
+    if devpath is None:
+        what = "LABEL=..., UUID=..., a device path or a glob" if allow_glob else \
+            "LABEL=..., UUID=... or a device path"
+        problems.error(here, f"{text!r} is not {what}")
+        return None
+    return Match(device=devpath)
+
+
+def parse_options(text: str, here: KeyPath, problems: Problems) -> MountOptions | None:
+    """mount(8)-style options into flags and data; ``nodev,nosuid`` unless ``dev``/``suid`` say otherwise."""
+    flags = MS_NODEV | MS_NOSUID
+    data: list[str] = []
+    auto = True
+    bad = False
+    for raw in text.split(","):
+        opt = raw.strip()
+        if not opt:
+            continue
+        if opt in _FLAG_OPTIONS:
+            flag, on = _FLAG_OPTIONS[opt]
+            flags = flags | flag if on else flags & ~flag
+        elif opt == "noauto":
+            auto = False
+        elif opt in _IGNORED_OPTIONS or opt.startswith(("x-", "comment=")):
+            continue
+        elif opt in _REFUSED_OPTIONS:
+            problems.error(here, f"option {opt!r}: {_REFUSED_OPTIONS[opt]}")
+            bad = True
+        else:
+            data.append(opt)
+    if bad:
+        return None
+    return MountOptions(flags=flags, data=",".join(data), text=text.strip() or "defaults", auto=auto)
+
+
+# ---- helpers ---------------------------------------------------------------------------------------------
+def _device_path(text: str, allow_glob: bool = False) -> str | None:
+    text = text.strip()
+    if not text or "=" in text or " " in text:
+        return None
+    if not text.startswith("/"):
+        text = "/dev/" + text
+    if not text.startswith("/dev/") or ".." in text.split("/"):
+        return None
+    if not allow_glob and any(c in text for c in "*?["):
+        return None
+    return posixpath.normpath(text)
+
+
+def _mount_path(value: Any, here: KeyPath, problems: Problems) -> str | None:
+    text = _str(value, here, problems)
+    if text is None:
+        return None
+    if not text.startswith("/"):
+        problems.error(here, f"{text!r} is not an absolute path")
+        return None
+    norm = posixpath.normpath(text)
+    if norm.startswith("//"):
+        norm = "/" + norm.lstrip("/")
+    for forbidden in _FORBIDDEN_PATHS:
+        if norm == forbidden or (forbidden != "/" and norm.startswith(forbidden + "/")):
+            problems.error(here, f"{norm} is {'the root' if forbidden == '/' else 'under ' + forbidden}: "
+                                 "not a place for storage mounts")
+            return None
+    return norm
+
+
+def _fstype(value: Any, here: KeyPath, problems: Problems) -> str | None:
+    text = _str(value, here, problems)
+    if text is None:
+        return None
+    text = text.strip()
+    if text in ("", "auto"):
+        return None
+    if not all(c.isalnum() or c in "._-" for c in text):
+        problems.error(here, f"{text!r} is not a filesystem type")
+        return None
+    return text
+
+
+def _str(value: Any, here: KeyPath, problems: Problems) -> str | None:
+    if isinstance(value, str):
+        return value
+    problems.error(here, f"expected a string, got {_type(value)}")
+    return None
+
+
+def _bool(value: Any, here: KeyPath, problems: Problems) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    problems.error(here, f"{value!r} is not true or false")
+    return None
+
+
+def _check_keys(data: Mapping[Any, Any], here: KeyPath, known: Iterable[str], problems: Problems,
+                hints: Mapping[str, str] | None = None) -> None:
+    known = list(known)
+    for key in data:
+        if not isinstance(key, str):
+            problems.error((*here, str(key)), f"key {key!r} is not a string")
+        elif key not in known:
+            message = "unknown key"
+            close = difflib.get_close_matches(key, known, n=1)
+            if hints and key in hints:
+                message += f"; {hints[key]}"
+            elif close:
+                message += f"; did you mean {close[0]!r}?"
+            problems.error((*here, key), message)
+
+
+def _type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, Mapping):
+        return "a map"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return type(value).__name__
+
+
+def glob_match(pattern: str, name: str) -> bool:
+    return fnmatch.fnmatchcase(name, pattern)

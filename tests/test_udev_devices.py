@@ -1,0 +1,155 @@
+"""The devices handler: recorded uevents in, ``modprobe -b <alias>`` out, once per alias.
+
+The only stand-in is modprobe itself: a script that appends its arguments to a file. It runs through a
+real ProcessManager; the full rescan reads the real sysfs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from handlers.devices import DevicesHandler, ModuleSpec, parse_modules, plan_aliases
+from handlers.runner import HandlerRunner
+from supervisor.backoff import Backoff
+from supervisor.bus import Bus
+from supervisor.events import Resync
+from supervisor.process import ProcessManager
+from supervisor.sources.udev import event_from_properties, parse_uevent_message
+from tests.test_udev_events import LOOP_ATTACH, PCI_ADD, USB_IFACE_ADD
+
+USB_ALIAS = "usb:v0781p5567d0100dc00dsc00dp00ic08isc06ip50in00"
+PCI_ALIAS = "pci:v00008086d00000D57sv00000000sd00000000bc06sc00i00"
+# The same stick's removal, and a second identical stick on another port.
+USB_IFACE_REMOVE = USB_IFACE_ADD.replace(b"add@", b"remove@").replace(b"ACTION=add", b"ACTION=remove")
+USB_SECOND_ADD = USB_IFACE_ADD.replace(b"1-2", b"1-3").replace(b"SEQNUM=4711", b"SEQNUM=4720")
+# The kernel ends the cpu's MODALIAS with a newline (captured on the development host).
+CPU_ADD = (b"add@/devices/system/cpu/cpu0\x00ACTION=add\x00DEVPATH=/devices/system/cpu/cpu0\x00"
+           b"SUBSYSTEM=cpu\x00MODALIAS=cpu:type:x86,ven0002fam0019mod0001:feature:,0000,0001\n\x00SEQNUM=9260\x00")
+
+
+class FakeModprobe:
+    def __init__(self, directory: Path) -> None:
+        self.log = directory / "modprobe.log"
+        self.path = directory / "modprobe"
+        self.path.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {self.log}\n'
+                             'case "$*" in *missing*|*pci:*) exit 1;; esac\nexit 0\n')
+        self.path.chmod(0o755)
+
+    def calls(self) -> list[str]:
+        return self.log.read_text().splitlines() if self.log.exists() else []
+
+
+def sysfs_aliases() -> set[str]:
+    """Every MODALIAS in sysfs, read independently of the handler (uevent files under /sys/devices)."""
+    found: set[str] = set()
+    for root, _, files in os.walk("/sys/devices"):
+        if "uevent" in files:
+            try:
+                text = Path(root, "uevent").read_text()
+            except OSError:
+                continue
+            found.update(line[9:] for line in text.splitlines() if line.startswith("MODALIAS="))
+    return found
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[tuple[Bus, DevicesHandler, FakeModprobe]]:
+    bus = Bus()
+    pm = ProcessManager(bus.publish)
+    pm.attach(asyncio.get_running_loop())
+    fake = FakeModprobe(tmp_path)
+    handler = DevicesHandler(pm, bus, modprobe=[str(fake.path)])
+    yield bus, handler, fake
+    handler.close()
+    await pm.stop_all(1.0)
+    asyncio.get_running_loop().remove_signal_handler(signal.SIGCHLD)
+
+
+def publish(bus: Bus, *messages: bytes, coldplug: bool = False) -> None:
+    for msg in messages:
+        bus.publish(event_from_properties(parse_uevent_message(msg), source="kernel", coldplug=coldplug))
+
+
+def test_plan_aliases_is_pure_and_ordered() -> None:
+    assert plan_aliases(["b", "a", "b", " ", "c\n"], ["c"]) == ["b", "a"]
+    assert plan_aliases([], []) == []
+
+
+async def test_recorded_hotplug_uevents_load_each_alias_once(
+        world: tuple[Bus, DevicesHandler, FakeModprobe]) -> None:
+    bus, handler, fake = world
+    publish(bus, USB_IFACE_ADD, LOOP_ATTACH, USB_SECOND_ADD, PCI_ADD, USB_IFACE_REMOVE, CPU_ADD)
+    await handler.reconcile(full=False)
+    assert fake.calls() == [f"-b {USB_ALIAS}", f"-b {PCI_ALIAS}",
+                            "-b cpu:type:x86,ven0002fam0019mod0001:feature:,0000,0001"]
+    # replugged: nothing again, also not the alias whose modprobe failed (pci exits 1 here)
+    publish(bus, USB_IFACE_REMOVE, USB_IFACE_ADD, PCI_ADD)
+    await handler.reconcile(full=False)
+    assert len(fake.calls()) == 3
+    status = handler.status()
+    assert status["aliases"] == 3 and status["loaded"] == 2 and status["failed"] == 1 and status["scans"] == 0
+
+
+async def test_coldplug_events_then_hotplug_through_the_runner(
+        world: tuple[Bus, DevicesHandler, FakeModprobe]) -> None:
+    bus, handler, fake = world
+    runner = HandlerRunner(bus, handler, Backoff(initial=0.01, cap=0.05))
+    runner.start(initial_full=False)
+    publish(bus, PCI_ADD, CPU_ADD, coldplug=True)
+    bus.publish(Resync(source="udev", reason="coldplug (start)"))
+    publish(bus, USB_IFACE_ADD, USB_SECOND_ADD)  # hotplug, coalesced with the above or not
+    for _ in range(500):
+        if len(fake.calls()) >= 3 and handler.status()["running"] == 0:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    await runner.stop()
+    assert sorted(fake.calls()) == sorted([f"-b {PCI_ALIAS}", f"-b {USB_ALIAS}",
+                                           "-b cpu:type:x86,ven0002fam0019mod0001:feature:,0000,0001"])
+    assert handler.status()["scans"] == 0  # the udev resync came with its coldplug events: no rescan
+
+
+async def test_lost_events_mean_a_sysfs_rescan(world: tuple[Bus, DevicesHandler, FakeModprobe]) -> None:
+    bus, handler, fake = world
+    publish(bus, USB_IFACE_ADD)
+    bus.publish(Resync(source="bus", reason="queue overflow: 12 events dropped"))
+    before = sysfs_aliases()
+    await handler.reconcile(full=True)
+    after = sysfs_aliases()
+    calls = fake.calls()
+    assert calls[0] == f"-b {USB_ALIAS}"
+    assert before, "this host's sysfs has no MODALIAS at all"
+    # Devices may come and go meanwhile (other tests' loop devices, veths): every alias present
+    # throughout was scanned, and nothing that was never there.
+    scanned = {c.removeprefix("-b ") for c in calls[1:]}
+    assert (before & after) - {USB_ALIAS} <= scanned <= (before | after)
+    assert len(scanned) == len(calls) - 1  # once per alias
+    assert handler.status()["scans"] == 1
+    await handler.reconcile(full=True)  # again: every alias was tried already
+    assert len(fake.calls()) == len(calls)
+
+
+async def test_corral_modules_at_boot(world: tuple[Bus, DevicesHandler, FakeModprobe]) -> None:
+    _, handler, fake = world
+    specs, errors = parse_modules(["loop", "bonding mode=1 miimon=100", "missing_mod"])
+    assert errors == []
+    assert specs[1] == ModuleSpec("bonding", ("mode=1", "miimon=100"))
+    results = await handler.load_modules(specs)
+    assert results == {"loop": 0, "bonding": 0, "missing_mod": 1}
+    assert fake.calls() == ["loop", "bonding mode=1 miimon=100", "missing_mod"]
+    assert handler.status()["modules"] == {"loop": 0, "bonding": 0, "missing_mod": 1}
+
+
+def test_parse_modules_errors_name_the_key() -> None:
+    assert parse_modules(None) == ([], [])
+    assert parse_modules("loop")[1] == ["corral.modules: expected a list, got str"]
+    _, errors = parse_modules(["ok", 3, "", "-r", "../x"])
+    assert errors == ["corral.modules[1]: expected a module name, got 3",
+                      "corral.modules[2]: expected a module name, got ''",
+                      "corral.modules[3]: '-r' is not a module name",
+                      "corral.modules[4]: '../x' is not a module name"]
