@@ -24,6 +24,9 @@ def loops(tmp_path: Path) -> Iterator[Loops]:
     made = Loops(directory)
     yield made
     made.cleanup()
+    # A device still held by a dying mount namespace is only marked for autoclear: wait until it is
+    # gone, so that the next test cannot find this test's disks.
+    wait_for(lambda: not any(made.devices_of(image) for image in made.images), timeout=30)
 
 
 def mounts_of(pid: int) -> dict[str, str]:

@@ -216,6 +216,11 @@ class Supervisor:
         from supervisor.storage.boot import StateEmergency, start_storage
         from supervisor.storage.state import STATE_MOUNT, bind_persistent
 
+        if self.options.sandbox and not self.setting("state", None):
+            # The sandbox sees the host's disks: it looks for a state partition only when told to.
+            log.info("no corral.state configured; the sandbox keeps its state in its directory")
+            await start_storage(self, self.storage, find_state=False)
+            return
         try:
             await start_storage(self, self.storage)
         except StateEmergency as exc:

@@ -85,7 +85,7 @@ async def start_devices(sup: Supervisor, services: StorageServices, *,
 
 
 async def start_storage(sup: Supervisor, services: StorageServices, *, target: Path = STATE_MOUNT,
-                        observer: Observer | None = None) -> None:
+                        observer: Observer | None = None, find_state: bool = True) -> None:
     """Boot phase "state": find or make the state partition and mount it at ``target``; then the storage
     handler for ``mounts:``. Needs the udev source running (it waits for block uevents). ``observer``
     (tests) limits the devices considered."""
@@ -94,12 +94,13 @@ async def start_storage(sup: Supervisor, services: StorageServices, *, target: P
     for error in parsed.errors:
         log.error("storage rules rejected", error=str(error))
     observer = observer or Observer(Prober(sup.processes))
-    services.state = await prepare_state(state_rule, observer, sup.processes, sup.bus, target)
-    if services.state.outcome in ("found", "formatted"):
+    if find_state:
+        services.state = await prepare_state(state_rule, observer, sup.processes, sup.bus, target)
+    if services.state is not None and services.state.outcome in ("found", "formatted"):
         sup.mounts.mounted.append(target)  # unmounted at shutdown, after everything else
     storage = StorageHandler(sup.processes, sup.bus, config=lambda: sup.config.current, observer=observer,
                              root=sup.paths.prefix)
     services.storage = storage
     _runner(sup, storage, initial_full=True)
-    if services.state.outcome == "emergency":
+    if services.state is not None and services.state.outcome == "emergency":
         raise StateEmergency(services.state.reason)
