@@ -242,8 +242,10 @@ def test_frozen_dockerd_is_killed_by_the_watchdog_and_a_death_meanwhile_is_obser
     assert sb.cli("system-docker", "inspect", "-f", "{{.State.ExitCode}}", "victim").stdout.strip() == "137"
     assert sb.stop() == 0
     # dockerd's own complaints about the container that died under it while it was frozen
+    # and about containerd's connection, which the kill cut.
     sb.assert_clean_journal(expected_errors=("dockerd is not answering; killing it",
-                                             "stream copy error: reading from a closed fifo"))
+                                             "stream copy error: reading from a closed fifo",
+                                             "transport is closing"))
 
 
 # ---- preload against the dockerd fixture ---------------------------------------------------------------
