@@ -1,0 +1,94 @@
+"""Disk appears -> mounted at its rule's path: corral (a sandboxed PID 1: udev source, storage handler)
+against doing the same by hand (blkid probe + mount(2)), alternated in one run.
+
+A sample starts when `losetup` has attached the image (the kernel sends the uevent) and ends when the
+mount is visible in the mounting process's /proc/PID/mountinfo (polled every 0.2 ms). corral's side
+includes the uevent, its level-triggered observation, a blkid probe and mount(2); the peer does the
+probe and mount(2) only, with no event to wait for."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench._stats import summary
+from integration.sandbox import Sandbox
+from integration.test_storage import Loops
+from supervisor.mounts import MS_NODEV, MS_NOSUID, MountSpec, mount, umount
+
+SAMPLES = 50
+MS_RDONLY = 1
+
+
+def wait_mounted(pid: int | str, target: str, present: bool = True, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    needle = f" {target} "
+    while time.monotonic() < deadline:
+        if (needle in Path(f"/proc/{pid}/mountinfo").read_text()) == present:
+            return
+        time.sleep(0.0002)
+    raise TimeoutError(f"{target} {'not mounted' if present else 'still mounted'}")
+
+
+def by_hand(loops: Loops, image: Path, target: Path) -> float:
+    """Attach, probe with blkid, mount(2): what a person (or a script) would do."""
+    dev = loops.attach(image, read_only=True)
+    start = time.perf_counter()
+    probe = subprocess.run(["blkid", "-p", "-o", "export", dev], capture_output=True, text=True, check=True)
+    fstype = next(line.split("=", 1)[1] for line in probe.stdout.splitlines() if line.startswith("TYPE="))
+    mount(MountSpec(dev, str(target), fstype, MS_NOSUID | MS_NODEV | MS_RDONLY), target)
+    wait_mounted("self", str(target))
+    return time.perf_counter() - start
+
+
+def by_corral(sb: Sandbox, loops: Loops, image: Path, target: str) -> float:
+    loops.attach(image, read_only=True)
+    start = time.perf_counter()
+    wait_mounted(sb.pid1, target)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    if os.environ.get("CORRAL_BENCH_NS") != "1":  # our own mounts go in a private mount namespace
+        os.environ["CORRAL_BENCH_NS"] = "1"
+        argv = ["unshare", "--mount", "--propagation", "private", "--",
+                sys.executable, "-m", "bench.storage_mount"]
+        os.execvp(argv[0], argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "images").mkdir()
+        loops = Loops(root / "images")
+        # One labelled disk and one rule per sample, for each side: no unmounting between samples.
+        ours_images = [loops.image(f"c{i}.img", f"CB{i}") for i in range(SAMPLES)]
+        hand_images = [loops.image(f"h{i}.img", f"HB{i}") for i in range(SAMPLES)]
+        rules = [{"match": {"label": f"CB{i}"}, "path": f"/mnt/b{i}", "options": "ro"}
+                 for i in range(SAMPLES)]
+        sb = Sandbox(root / "sb", config={"mounts": rules})
+        mounted: list[Path] = []
+        try:
+            sb.wait_ready()
+            ours, theirs = [], []
+            for i in range(SAMPLES):
+                ours.append(by_corral(sb, loops, ours_images[i], str(sb.dir / f"mnt/b{i}")))
+                target = root / f"hand{i}"
+                target.mkdir()
+                theirs.append(by_hand(loops, hand_images[i], target))
+                mounted.append(target)
+        finally:
+            for target in mounted:
+                umount(target)
+            sb.stop()
+            time.sleep(1)  # the sandbox's mount namespace lets go of its disks
+            loops.cleanup()
+    print(f"corral (uevent -> observe -> blkid -> mount): {summary(ours)}")
+    print(f"by hand (blkid -> mount):                     {summary(theirs)}")
+    print(f"ratio of medians (corral / by hand): {statistics.median(ours) / statistics.median(theirs):.2f}")
+
+
+if __name__ == "__main__":
+    main()
