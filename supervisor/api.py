@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 def build_control_server(sup: Supervisor) -> ControlServer:
     server = ControlServer(sup.paths.control_socket)
     Commands(sup).register(server)
+    from supervisor.net_api import register as register_net
+
+    register_net(server, sup)
     return server
 
 

@@ -117,6 +117,7 @@ class Supervisor:
         await self._phase("storage", self._storage)
         await self._phase("hostname", self._hostname)
         await self._phase("loopback", self._loopback)
+        await self._phase("network", self._network)
         await self._phase("control", self._control, fatal=True)
         await self._phase("handlers", self._handlers, fatal=True)
         await self._phase("system-docker", self._system_docker)
@@ -251,6 +252,11 @@ class Supervisor:
 
     async def _loopback(self) -> None:
         await asyncio.to_thread(_loopback_up)
+
+    async def _network(self) -> None:
+        from handlers.network import start_network
+
+        await start_network(self)
 
     async def _control(self) -> None:
         from supervisor.api import build_control_server

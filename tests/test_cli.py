@@ -422,7 +422,8 @@ def test_every_command_is_found() -> None:
     assert names == {
         "status", "config", "config get", "config set", "config export", "config merge", "config validate",
         "config schema", "logs", "events", "reload", "poweroff", "reboot", "sandbox", "debug", "debug fail",
-        "debug spawn", "debug publish", "system-docker",
+        "debug spawn", "debug publish", "system-docker", "net", "net status", "net plan", "net apply",
+        "net try", "net confirm",
     }  # fmt: skip
 
 

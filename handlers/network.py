@@ -1,0 +1,604 @@
+"""The network reconciler: config (desired) vs kernel (observed) -> netconf.plan -> netconf.apply.
+
+Level-triggered, like every handler: a netlink event, a DHCP lease event, a config change or a resync
+only marks it dirty (the runner coalesces a storm into one reconcile). Each reconcile dumps links,
+addresses and routes, lets the DHCP clients follow the links' carrier, plans, applies, and records
+what corral now owns (``network-owned.json`` in the state directory, written atomically).
+
+So, with no code path of its own for each case:
+
+- a NIC that appears is matched and configured; one that goes away is forgotten (its DHCP client too);
+- an address or route that someone deleted is put back (drift); one that someone added on a managed
+  link is removed only when that link's rule is ``exclusive``;
+- a config change is applied as a difference: what is no longer wanted goes, what is new comes;
+- carrier down pauses a link's DHCP client, carrier up starts a new exchange.
+
+`corral net try` applies a candidate config without persisting it and rolls it back unless
+`corral net confirm` comes in time; confirming persists it like `corral config merge`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from handlers.runner import HandlerRunner
+from netconf import dns as resolv
+from netconf.apply import ApplyResult, Failure, apply, describe, op_link
+from netconf.dhcp import DhcpManager
+from netconf.match import match
+from netconf.model import Argv, Dns, Interface, NetworkConfig, parse_config
+from netconf.netlink import Netlink, Snapshot
+from netconf.observed import Link, Observed, Owned
+from netconf.plan import Op, RunHook, StartDhcp, StopDhcp, desired_dns, plan, record
+from supervisor.atomic import write_atomic
+from supervisor.backoff import Backoff
+from supervisor.bus import Bus
+from supervisor.events import ConfigChanged, Event
+from supervisor.sources.netlink import NetlinkSource
+from supervisor.sources.netlink_events import NETWORK_EVENTS, NetworkApplied, NetworkPoke, NetworkTry
+from supervisor.tasks import spawn_task
+
+if TYPE_CHECKING:
+    from supervisor.app import Supervisor
+
+log = structlog.get_logger("handlers.network")
+
+OWNED_FILE = "network-owned.json"
+LEASE_DIR = "dhcp"
+FIRST_ROUND_TIMEOUT = 10.0  # the boot phase waits this long for static config to be in place
+HOOK_TIMEOUT = 60.0
+PERSISTENT_FAILURE = 10.0  # seconds a transient-looking failure may last before it is an error
+DEFAULT_TRY_TIMEOUT = 120.0
+
+
+class NetworkError(Exception):
+    """A request the network handler refuses (a try already pending, nothing to confirm)."""
+
+
+@dataclass
+class Round:
+    """One reconcile: what was planned, applied and failed."""
+
+    reason: str
+    started: float
+    took: float = 0.0
+    planned: list[Op] = field(default_factory=list)
+    result: ApplyResult = field(default_factory=ApplyResult)
+    attempts: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "reason": self.reason,
+            "at": self.started,
+            "took": round(self.took, 6),
+            "applied": [describe(op) for op in self.result.applied],
+            "failed": [str(f) for f in self.result.failed],
+        }
+
+
+@dataclass
+class _Try:
+    config: NetworkConfig
+    text: str
+    deadline: float
+    handle: asyncio.TimerHandle | None = None
+    confirming: bool = False
+
+
+@dataclass
+class _LinkDrift:
+    corrected: int = 0
+    last: list[str] = field(default_factory=list)
+    last_at: float | None = None
+
+
+class _Effects:
+    """What the plan does besides netlink calls, for one round."""
+
+    def __init__(self, handler: NetworkHandler, snapshot: Snapshot, rules: Mapping[str, Interface]) -> None:
+        self.h = handler
+        self.snapshot = snapshot
+        self.rules = rules
+
+    async def start_dhcp(self, op: StartDhcp, link: Link | None) -> None:
+        rule = self.rules.get(op.link)
+        use_mtu = rule is None or rule.mtu is None
+        await self.h.dhcp.start(link if link is not None else op.link, op.family, op.options, use_mtu=use_mtu)
+
+    async def stop_dhcp(self, op: StopDhcp) -> None:
+        exists = any(link.name == op.link for link in self.snapshot.links)
+        await self.h.dhcp.stop(op.link, op.family, release=exists)
+
+    async def write_dns(self, dns: Dns) -> None:
+        await resolv.awrite(self.h.resolv_conf, dns)
+        self.h.dns_written = dns
+        log.info("resolv.conf written", path=str(self.h.resolv_conf),
+                 nameservers=[str(s) for s in dns.nameservers], search=list(dns.search))
+
+    async def run_hook(self, argv: Argv, link: str | None) -> int:
+        return await self.h.run_hook(argv, link)
+
+
+HookRunner = Callable[[Argv, "str | None"], Awaitable[int]]
+
+
+class NetworkHandler:
+    """The network Reconciler (driven by a HandlerRunner)."""
+
+    name = "network"
+    kinds: tuple[type[Event], ...] = (*NETWORK_EVENTS, ConfigChanged)
+
+    def __init__(
+        self,
+        *,
+        bus: Bus,
+        netlink: Netlink,
+        dhcp: DhcpManager,
+        config: Callable[[], Mapping[str, Any]],
+        generation: Callable[[], int],
+        state_dir: Path,
+        resolv_conf: Path,
+        run_hook: HookRunner | None = None,
+    ) -> None:
+        self.bus = bus
+        self.netlink = netlink
+        self.dhcp = dhcp
+        self._config = config
+        self._generation = generation
+        self.state_dir = state_dir
+        self.resolv_conf = resolv_conf
+        self._run_hook = run_hook
+        self.owned = Owned()
+        self.dns_written: Dns | None = None
+        self._lock = asyncio.Lock()
+        self._parsed: tuple[int, NetworkConfig | None] | None = None
+        self._try: _Try | None = None
+        self._retry = Backoff(initial=1.0, cap=60.0, first=1.0, reset_after=120.0)
+        self._retry_handle: asyncio.TimerHandle | None = None
+        self._failing: dict[str, float] = {}  # failure -> since when it fails in every round
+        self._reported: set[str] = set()
+        self.failures: list[str] = []
+        self._prev: tuple[Any, dict[str, int]] | None = None  # (desired config, link -> index)
+        self.drift: dict[str, _LinkDrift] = {}
+        self.rounds = 0
+        self.history: deque[tuple[int, Round]] = deque(maxlen=64)  # (round number, round) with changes
+        self.last_round: Round | None = None
+        self.last_change: Round | None = None
+        self.first_round = asyncio.Event()
+        self.closed = False
+
+    # ---- state kept across reconciles ------------------------------------------------------------
+    @property
+    def owned_path(self) -> Path:
+        return self.state_dir / OWNED_FILE
+
+    async def load(self) -> None:
+        """Read the owned record and what resolv.conf says now."""
+
+        def read_owned() -> Owned:
+            try:
+                return Owned.from_json(json.loads(self.owned_path.read_text()))
+            except FileNotFoundError:
+                return Owned()
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.warning("network owned record unreadable; starting from an empty one",
+                            path=str(self.owned_path), error=str(exc))
+                return Owned()
+
+        self.owned = await asyncio.to_thread(read_owned)
+        self.dns_written = await resolv.aread(self.resolv_conf)
+
+    async def _save_owned(self, owned: Owned) -> None:
+        data = json.dumps(owned.to_json(), indent=1).encode()
+
+        def write() -> None:
+            self.owned_path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(self.owned_path, data)
+
+        await asyncio.to_thread(write)
+
+    def close(self) -> None:
+        """Shutdown: no more reconciles, no pending timers (a try in progress is not rolled back: the
+        persisted config, which the next boot applies, never had it)."""
+        self.closed = True
+        if self._try is not None and self._try.handle is not None:
+            self._try.handle.cancel()
+        if self._retry_handle is not None:
+            self._retry_handle.cancel()
+            self._retry_handle = None
+
+    # ---- desired -----------------------------------------------------------------------------------
+    def desired(self) -> NetworkConfig | None:
+        if self._try is not None:
+            return self._try.config
+        generation = self._generation()
+        if self._parsed is None or self._parsed[0] != generation:
+            parsed = parse_config(self._config())
+            if not parsed.ok:  # the config store rejects such configs; keep the last good one
+                log.error("network config invalid; keeping the last good one",
+                          errors=[str(e) for e in parsed.errors])
+                return self._parsed[1] if self._parsed is not None else None
+            self._parsed = (generation, parsed.config)
+        return self._parsed[1]
+
+    # ---- the reconcile ------------------------------------------------------------------------------
+    async def reconcile(self, full: bool) -> None:
+        if self.closed:
+            return
+        try:
+            async with self._lock:
+                await self._round("resync" if full else "event")
+        finally:
+            self.first_round.set()  # boot waits for the first attempt, not for success
+
+    async def apply_now(self, reason: str = "requested", since: int | None = None) -> dict[str, Any]:
+        """Reconcile now. The result lists what this round changed, and with ``since`` (a ``rounds``
+        count taken earlier) also what the rounds in between changed (a config change made by the
+        caller is usually applied by the runner first)."""
+        async with self._lock:
+            rnd = await self._round(reason)
+            result = rnd.to_dict()
+            if since is not None:
+                applied: list[str] = []
+                failed: list[str] = []
+                for number, earlier in self.history:
+                    if number > since:
+                        applied += [describe(op) for op in earlier.result.applied]
+                        failed += [str(f) for f in earlier.result.failed]
+                result["applied"], result["failed"] = applied, failed
+            return result
+
+    async def _observe(self, snap: Snapshot) -> Observed:
+        names = [link.name for link in snap.links]
+        return Observed(
+            links=snap.links,
+            addresses=snap.addresses,
+            routes=snap.routes,
+            dhcp=self.dhcp.clients(),
+            leases=self.dhcp.leases(),
+            dns=self.dns_written,
+            owned=self.owned.prune(names),
+        )
+
+    async def _round(self, reason: str) -> Round:
+        started = time.time()
+        t0 = time.monotonic()
+        rnd = Round(reason, started)
+        desired = self.desired()
+        if desired is None:
+            return rnd
+        snap = await self.netlink.observe()
+        rnd.attempts = snap.attempts
+        await self.dhcp.sync(snap.links)
+        observed = await self._observe(snap)
+        ops = plan(desired, observed)
+        rnd.planned = ops
+        if ops:
+            rules = match(desired.interfaces, list(snap.links))
+            rnd.result = await apply(ops, self.netlink, snap, _Effects(self, snap, rules))
+            self._after_apply(desired, snap, rnd)
+        else:
+            self._note_failures([])
+        owned = record(observed.owned, rnd.result.applied)
+        if owned != self.owned:
+            self.owned = owned
+            await self._save_owned(owned)
+        self._prev = (desired, snap.index())
+        rnd.took = time.monotonic() - t0
+        self.rounds += 1
+        self.last_round = rnd
+        if ops:
+            self.last_change = rnd
+            self.history.append((self.rounds, rnd))
+        self.first_round.set()
+        return rnd
+
+    def _after_apply(self, desired: NetworkConfig, snap: Snapshot, rnd: Round) -> None:
+        result = rnd.result
+        applied = [describe(op) for op in result.applied]
+        failed = [str(f) for f in result.failed]
+        self.bus.publish(NetworkApplied(applied=tuple(applied), failed=tuple(failed), reason=rnd.reason))
+        if applied:
+            log.info("network changed", reason=rnd.reason, applied=applied)
+        self._note_drift(desired, snap, result)
+        self._note_failures(result.failed)
+
+    def _note_drift(self, desired: NetworkConfig, snap: Snapshot, result: ApplyResult) -> None:
+        """Changes on links that were there before, with the same config, put back what someone else
+        changed: that is drift."""
+        if self._prev is None or self._prev[0] != desired:
+            return
+        before = self._prev[1]
+        now = snap.index()
+        per_link: dict[str, list[str]] = {}
+        for op in result.applied:
+            if isinstance(op, StartDhcp | StopDhcp | RunHook):
+                continue
+            link = op_link(op)
+            if link is not None and link in before and now.get(link) == before[link]:
+                per_link.setdefault(link, []).append(describe(op))
+        for link, changes in per_link.items():
+            d = self.drift.setdefault(link, _LinkDrift())
+            d.corrected += len(changes)
+            d.last, d.last_at = changes, time.time()
+            log.debug("network drift corrected", link=link, changes=changes)
+
+    def _note_failures(self, failures: list[Failure]) -> None:
+        """A failure a concurrent change explains (the link went down during the round) is retried
+        quietly; one that is not, or that lasts, is an error (logged once, shown in `net status`)."""
+        now = time.monotonic()
+        self._failing = {str(f): self._failing.get(str(f), now) for f in failures}
+        self._reported &= set(self._failing)
+        self.failures = sorted(self._failing)
+        if not failures:
+            self._retry.reset()
+            return
+        for failure in failures:
+            text = str(failure)
+            if text in self._reported:
+                continue
+            if not failure.transient or now - self._failing[text] >= PERSISTENT_FAILURE:
+                self._reported.add(text)
+                log.error("network change failed", failure=text)
+            elif self._failing[text] == now:
+                log.info("network change failed; retrying", failure=text)
+        if self._retry_handle is None:
+            delay = self._retry.next_delay()
+
+            def fire() -> None:
+                self._retry_handle = None
+                self.bus.publish(NetworkPoke(reason="retry after a failed change"))
+
+            self._retry_handle = asyncio.get_running_loop().call_later(delay, fire)
+
+    async def run_hook(self, argv: Argv, link: str | None) -> int:
+        if self._run_hook is None:
+            log.warning("no hook runner; hook skipped", argv=list(argv))
+            return 0
+        return await self._run_hook(argv, link)
+
+    # ---- try / confirm ------------------------------------------------------------------------------
+    async def try_config(self, config: NetworkConfig, text: str, timeout: float) -> dict[str, Any]:
+        """Apply ``config`` now, without persisting it; roll back after ``timeout`` seconds unless
+        ``confirm`` is called."""
+        async with self._lock:
+            if self._try is not None:
+                raise NetworkError("a network try is pending: `corral net confirm` it, or wait for its "
+                                   "rollback")
+            deadline = time.time() + timeout
+            self._try = _Try(config, text, deadline)
+            self._try.handle = asyncio.get_running_loop().call_later(timeout, self._try_timed_out)
+            rnd = await self._round("try")
+        self.bus.publish(NetworkTry(state="started", deadline=deadline))
+        log.info("network try applied; confirm or it is rolled back", deadline=deadline,
+                 applied=[describe(op) for op in rnd.result.applied])
+        return {**rnd.to_dict(), "deadline": deadline, "timeout": timeout}
+
+    def _try_timed_out(self) -> None:
+        spawn_task(self.rollback("not confirmed in time"), name="network-try-rollback")
+
+    async def rollback(self, why: str) -> dict[str, Any] | None:
+        async with self._lock:
+            t = self._try
+            if t is None or t.confirming:
+                return None
+            if t.handle is not None:
+                t.handle.cancel()
+            self._try = None
+            if self.closed:
+                return None
+            rnd = await self._round("rollback")
+        self.bus.publish(NetworkTry(state="rolled-back"))
+        log.warning("network try rolled back", reason=why,
+                    applied=[describe(op) for op in rnd.result.applied])
+        return rnd.to_dict()
+
+    async def confirm(self, persist: Callable[[str], Awaitable[None]]) -> dict[str, Any]:
+        """Keep the tried config: ``persist`` its text (merge it into the config and reload)."""
+        t = self._try
+        if t is None:
+            raise NetworkError("no network try is pending")
+        if t.confirming:
+            raise NetworkError("the network try is being confirmed already")
+        t.confirming = True
+        try:
+            await persist(t.text)
+        except BaseException:
+            t.confirming = False
+            if time.time() >= t.deadline:
+                spawn_task(self.rollback("confirm failed after the deadline"), name="network-try-rollback")
+            raise
+        async with self._lock:
+            if t.handle is not None:
+                t.handle.cancel()
+            if self._try is t:
+                self._try = None
+        self.bus.publish(NetworkTry(state="confirmed"))
+        self.bus.publish(NetworkPoke(reason="try confirmed: the config in force decides again"))
+        log.info("network try confirmed")
+        return {"confirmed": True}
+
+    def try_status(self) -> dict[str, Any] | None:
+        t = self._try
+        if t is None:
+            return None
+        return {"deadline": t.deadline, "remaining": max(0.0, t.deadline - time.time()), "text": t.text}
+
+    # ---- reporting ----------------------------------------------------------------------------------
+    async def preview(self, config: NetworkConfig | None = None) -> tuple[list[Op], Observed, NetworkConfig]:
+        """What a reconcile would do now (with ``config`` instead of the desired one), applying nothing."""
+        desired = config if config is not None else self.desired()
+        if desired is None:
+            raise NetworkError("no network config in force")
+        snap = await self.netlink.observe()
+        observed = await self._observe(snap)
+        return plan(desired, observed), observed, desired
+
+    async def status(self) -> dict[str, Any]:
+        ops, observed, desired = await self.preview()
+        rules = match(desired.interfaces, list(observed.links))
+        dhcp = self.dhcp.status()
+        pending: dict[str | None, list[str]] = {}
+        for op in ops:
+            pending.setdefault(op_link(op), []).append(describe(op))
+        links = []
+        for link in sorted(observed.links, key=lambda x: x.index):
+            rule = rules.get(link.name)
+            drift = self.drift.get(link.name, _LinkDrift())
+            leases = [v for v in dhcp.values() if v["link"] == link.name]
+            links.append({
+                "name": link.name,
+                "index": link.index,
+                "kind": link.kind,
+                "mac": link.mac,
+                "driver": link.driver,
+                "master": link.master,
+                "mtu": link.mtu,
+                "state": "up" if link.up else "down",
+                "carrier": link.carrier,
+                "managed": rule is not None,
+                "rule": None if rule is None else {"id": rule.id, "key": rule.key,
+                                                   "exclusive": rule.exclusive},
+                "addresses": [
+                    {"address": str(a.address), "dynamic": a.dynamic,
+                     "owned": (link.name, a.address) in observed.owned.addresses}
+                    for a in observed.addresses if a.link == link.name
+                ],
+                "routes": [
+                    {"to": str(e.route.to), "via": str(e.route.via) if e.route.via else None,
+                     "metric": e.route.metric, "table": e.route.table, "proto": e.proto,
+                     "owned": (link.name, e.route) in observed.owned.routes}
+                    for e in observed.routes if e.link == link.name
+                ],
+                "dhcp": leases,
+                "drift": {"pending": pending.get(link.name, []), "corrected": drift.corrected,
+                          "last": drift.last, "last_at": drift.last_at},
+            })
+        wanted_dns = desired_dns(desired, observed)
+        return {
+            "format": desired.format,
+            "links": links,
+            "dns": {
+                "path": str(self.resolv_conf),
+                "written": None if self.dns_written is None else _dns_dict(self.dns_written),
+                "wanted": None if wanted_dns is None else _dns_dict(wanted_dns),
+            },
+            "pending": [describe(op) for op in ops],
+            "failures": list(self.failures),
+            "try": self.try_status(),
+            "rounds": self.rounds,
+            "last_change": None if self.last_change is None else self.last_change.to_dict(),
+            "netlink": {"dumps": self.netlink.dumps, "interrupted_dumps": self.netlink.interrupted,
+                        "sockets_reopened": self.netlink.reopened},
+            "dhcp_exchanges": self.dhcp.exchanges,
+        }
+
+
+def _dns_dict(dns: Dns) -> dict[str, Any]:
+    return {"nameservers": [str(s) for s in dns.nameservers], "search": list(dns.search)}
+
+
+# ---- candidates (net plan FILE, net try FILE) ---------------------------------------------------------
+def candidate_config(current: Mapping[str, Any], text: str, source: str = "<try>") -> NetworkConfig:
+    """The network config that ``current`` merged with the cloud-config document ``text`` would give.
+    Raises NetworkError naming every problem (the document's schema errors, then the network's)."""
+    from supervisor.config.layers import check_text
+    from supervisor.config.merge import merge
+    from supervisor.config.schema import Schema
+    from supervisor.config.validate import Validator
+
+    layer, errors = check_text(text, source, Validator(Schema()))
+    if layer is None or errors:
+        raise NetworkError("; ".join(str(e) for e in errors) or f"{source}: not a cloud-config document")
+    merged = merge(dict(current), layer.data)
+    parsed = parse_config(merged, source)
+    if not parsed.ok or parsed.config is None:
+        raise NetworkError("; ".join(str(e) for e in parsed.errors))
+    return parsed.config
+
+
+# ---- wiring into PID 1 ----------------------------------------------------------------------------------
+@dataclass
+class NetworkService:
+    source: NetlinkSource
+    netlink: Netlink
+    dhcp: DhcpManager
+    handler: NetworkHandler
+    runner: HandlerRunner
+
+    async def stop(self) -> None:
+        self.handler.close()
+        await self.source.stop()
+        await self.dhcp.close()
+        self.netlink.close()
+
+    def status(self) -> dict[str, Any]:
+        return {"source": self.source.status(), "handler": self.runner.status()}
+
+
+def network_of(sup: Supervisor) -> NetworkService | None:
+    service = getattr(sup, "network_service", None)
+    return service if isinstance(service, NetworkService) else None
+
+
+async def start_network(sup: Supervisor) -> NetworkService:
+    """The `network` boot phase: open the netlink source (before the first dump, so nothing slips in
+    between), start the network handler and wait (a little) for its first reconcile, so that static
+    config is in place before the services start. DHCP is not waited for."""
+    from supervisor.app import Stopper
+
+    paths = sup.paths
+    source = NetlinkSource(sup.bus)
+    source.start()
+    netlink = Netlink()
+    dhcp = DhcpManager(netlink, sup.bus, lease_dir=paths.state_dir / LEASE_DIR, hostname=socket.gethostname)
+    await dhcp.load()
+
+    async def run_hook(argv: Argv, link: str | None) -> int:
+        try:
+            status, out, err = await sup.processes.run(list(argv), name="net-hook", timeout=HOOK_TIMEOUT)
+        except FileNotFoundError:
+            log.warning("network hook not found", argv=list(argv), link=link)
+            return 127
+        except TimeoutError:
+            log.warning("network hook timed out", argv=list(argv), link=link, timeout=HOOK_TIMEOUT)
+            return 124
+        level = log.info if status.returncode == 0 else log.warning
+        level("network hook ran", argv=list(argv), link=link, status=status.describe(),
+              stdout=out.decode(errors="replace")[-2000:], stderr=err.decode(errors="replace")[-2000:])
+        return status.returncode
+
+    handler = NetworkHandler(
+        bus=sup.bus,
+        netlink=netlink,
+        dhcp=dhcp,
+        config=lambda: sup.config.current,
+        generation=lambda: sup.config.generation,
+        state_dir=paths.state_dir,
+        resolv_conf=paths.under("/etc/resolv.conf"),
+        run_hook=run_hook,
+    )
+    await handler.load()
+    tuning = sup.setting("handlers", {}) or {}
+    backoff = Backoff(initial=float(tuning.get("backoff_initial", 0.1)),
+                      cap=float(tuning.get("backoff_cap", 30.0)))
+    runner = HandlerRunner(sup.bus, handler, backoff, queue_size=4096)
+    service = NetworkService(source, netlink, dhcp, handler, runner)
+    sup.network_service = service  # type: ignore[attr-defined]
+    sup._stoppers.append(Stopper("network", service.stop))
+    sup.add_handler(runner)
+    try:
+        await asyncio.wait_for(handler.first_round.wait(), FIRST_ROUND_TIMEOUT)
+    except TimeoutError:
+        log.warning("network not configured yet; carrying on", waited=FIRST_ROUND_TIMEOUT)
+    return service
+
