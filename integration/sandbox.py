@@ -22,6 +22,8 @@ from supervisor.paths import Paths
 CORRAL = str(Path(sys.executable).with_name("corral"))
 # Sandboxes start without the system dockerd unless a test asks (it costs a second at boot and stop).
 SYSTEM_DOCKER_DEFAULT = False
+# ... and without the user's dockerd (the `docker` unit, on by default) unless a test asks for it.
+USER_DOCKER_DEFAULT = False
 
 
 class Sandbox:
@@ -40,6 +42,9 @@ class Sandbox:
         enabled = "true" if SYSTEM_DOCKER_DEFAULT else "false"
         dropin = dropins / "00-test-system-docker.yml"
         dropin.write_text(f"corral:\n  system_docker:\n    enabled: {enabled}\n")
+        user_docker = "true" if USER_DOCKER_DEFAULT else "false"
+        (dropins / "00-test-user-docker.yml").write_text(
+            f"corral:\n  services_include:\n    docker: {user_docker}\n")
         self.console = directory / "console.log"
         self._console_file = open(self.console, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(sandbox_mod.argv(directory, emergency_shell), stdin=subprocess.DEVNULL,

@@ -19,10 +19,21 @@ if TYPE_CHECKING:
 def build_control_server(sup: Supervisor) -> ControlServer:
     server = ControlServer(sup.paths.control_socket)
     Commands(sup).register(server)
+    from supervisor.service_api import register as register_service
+
+    register_service(server, sup)
     from supervisor.net_api import register as register_net
 
     register_net(server, sup)
+    server.register("storage.status", _storage_status(sup))
     return server
+
+
+def _storage_status(sup: Supervisor) -> Any:
+    async def status(args: dict[str, Any]) -> Any:
+        return sup.storage.status()
+
+    return status
 
 
 class Commands:

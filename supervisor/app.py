@@ -35,6 +35,7 @@ from supervisor.storage.boot import StorageServices
 from supervisor.tasks import running_tasks, spawn_task
 
 if TYPE_CHECKING:
+    from handlers.containers import ContainersHandler
     from supervisor.sources.docker import DockerEventsSource
     from units.system_dockerd import SystemDockerd
 
@@ -85,6 +86,7 @@ class Supervisor:
         self.system_docker: SystemDockerd | None = None
         self.docker_events: DockerEventsSource | None = None
         self.preload_result: dict[str, Any] | None = None
+        self.units: ContainersHandler | None = None  # the units reconciler (the `units` boot phase)
         self._stoppers: list[Stopper] = []  # in start order; shutdown walks it backwards
         self._final: asyncio.Future[str] | None = None
         self.control: Any = None
@@ -122,6 +124,7 @@ class Supervisor:
         await self._phase("handlers", self._handlers, fatal=True)
         await self._phase("system-docker", self._system_docker)
         await self._phase("images", self._preload_images)
+        await self._phase("units", self._units)
         self.state.ready = True
         self.state.phase = "ready"
         self.journal.console_mirror = self.options.sandbox  # the sandbox's terminal is its journal view
@@ -311,6 +314,13 @@ class Supervisor:
             raise RuntimeError(f"{len(result.failed)} image archive(s) not loaded: "
                                + "; ".join(f"{k}: {v}" for k, v in result.failed.items()))
 
+    async def _units(self) -> None:
+        """The units reconciler (handlers.containers): started with the system dockerd; waits until the
+        first wave of units is up or failed. Its stopper, added after dockerd's, runs before it."""
+        from handlers.containers import start_units
+
+        await start_units(self)
+
     def add_handler(self, runner: HandlerRunner) -> None:
         self.runners[runner.name] = runner
         runner.start()
@@ -389,6 +399,7 @@ class Supervisor:
                 "events": self.docker_events.status() if self.docker_events is not None else None,
                 "preload": self.preload_result,
             },
+            "units": None if self.units is None else self.units.status(),
         }
 
 

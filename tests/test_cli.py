@@ -422,8 +422,10 @@ def test_every_command_is_found() -> None:
     assert names == {
         "status", "config", "config get", "config set", "config export", "config merge", "config validate",
         "config schema", "logs", "events", "reload", "poweroff", "reboot", "sandbox", "debug", "debug fail",
-        "debug spawn", "debug publish", "system-docker", "net", "net status", "net plan", "net apply",
-        "net try", "net confirm",
+        "debug spawn", "debug publish", "system-docker",
+        "service", "service list", "service inspect", "service up", "service down", "service restart",
+        "service enable", "service disable", "service logs", "net", "net status", "net plan", "net apply",
+        "net try", "net confirm", "storage", "storage status",
     }  # fmt: skip
 
 

@@ -100,6 +100,8 @@ def test_catalogue() -> None:
         "status", "config.get", "config.set", "config.export", "config.merge", "config.validate",
         "config.schema", "logs", "events", "reload", "poweroff", "reboot", "debug.fail", "debug.spawn",
         "debug.publish",
+        "service.list", "service.inspect", "service.up", "service.down", "service.restart", "service.enable",
+        "service.disable", "storage.status",
     ])  # fmt: skip
     assert COMMANDS["events"].streams == "always" and COMMANDS["logs"].streams == "follow"
 

@@ -25,23 +25,24 @@ def test_every_shipped_unit_file_loads() -> None:
     loaded = load_units({"corral": {"services_include": {p.stem: True for p in shipped}}})
     assert loaded.errors == []
     assert loaded.files == shipped
-    assert "user-docker" in loaded.units
-    docker = loaded.units["user-docker"]
+    assert "docker" in loaded.units
+    docker = loaded.units["docker"]
     assert docker.scope == "system" and docker.restart == RestartSpec("always")
+    assert docker.image == "corral/docker:latest" and docker.privileged
 
 
 def test_services_include_selects_files_and_extra_dirs_come_first(tmp_path: Path) -> None:
     (tmp_path / "extra.yml").write_text("extra:\n  image: busybox\n")
-    (tmp_path / "user-docker.yml").write_text("user-docker:\n  image: my/dockerd\n")
+    (tmp_path / "docker.yml").write_text("docker:\n  image: my/dockerd\n")
     loaded = load_units(
-        {"corral": {"services_include": {"extra": True, "user-docker": True, "off": False}}},
+        {"corral": {"services_include": {"extra": True, "docker": True, "off": False}}},
         unit_dirs=[tmp_path],
     )
     assert loaded.errors == []
-    assert loaded.units["user-docker"].image == "my/dockerd"  # the given directory wins over shipped
-    assert set(loaded.units) == {"extra", "user-docker"}
+    assert loaded.units["docker"].image == "my/dockerd"  # the given directory wins over shipped
+    assert set(loaded.units) == {"extra", "docker"}
 
-    nothing = load_units({"corral": {"services_include": {"user-docker": False}}})
+    nothing = load_units({"corral": {"services_include": {"docker": False}}})
     assert nothing.ok and nothing.units == {}
 
 

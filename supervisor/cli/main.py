@@ -13,7 +13,19 @@ from pathlib import Path
 from typing import Protocol
 
 from supervisor import __version__
-from supervisor.cli import config, debug, events, logs, net, power, sandbox, status, system_docker
+from supervisor.cli import (
+    config,
+    debug,
+    events,
+    logs,
+    net,
+    power,
+    sandbox,
+    service,
+    status,
+    storage,
+    system_docker,
+)
 from supervisor.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -34,9 +46,9 @@ class CommandGroup(Protocol):
     def add_parser(self, subparsers: Subparsers) -> None: ...
 
 
-# In the order `corral --help` lists them. Later: service, storage.
+# In the order `corral --help` lists them.
 COMMAND_MODULES: tuple[CommandGroup, ...] = (
-    status, config, logs, events, net, power, debug, sandbox, system_docker,
+    status, config, logs, events, service, net, storage, power, debug, sandbox, system_docker,
 )
 
 

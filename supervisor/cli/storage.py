@@ -21,10 +21,12 @@ from supervisor.cli.common import (
 
 
 def add_parser(subparsers: Subparsers) -> None:
-    group = subparsers.add_parser(
+    group = add_command(
+        subparsers,
         "storage",
-        help="storage: the state partition, mount rules, mounted devices",
+        summary="storage: the state partition, mount rules, mounted devices",
         description="Storage: the state partition, the mounts: rules and what they mounted.",
+        examples=[("corral storage status", "")],
     )
     commands = group.add_subparsers(dest="storage_command", metavar="COMMAND", required=True)
     add_command(

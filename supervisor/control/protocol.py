@@ -324,6 +324,45 @@ COMMANDS: dict[str, Command] = _commands(
         '{"published": int}',
         (Arg("count", (int,), "how many events", required=True),),
     ),
+    Command("storage.status", "udev source, devices, state partition and mount rules.",
+            '{"udev", "devices", "state", "storage"}'),
+    Command("service.list", "Every unit: state, restarts, uptime, last exit.", "[UnitStatus] by name"),
+    Command(
+        "service.inspect",
+        "One unit: its status, definition (the create request) and dockerd's inspect of its container.",
+        "UnitStatus plus after, source, create, image_id, inspect (null when there is no container)",
+        (Arg("name", (str,), "unit name", required=True),),
+    ),
+    Command(
+        "service.up",
+        "Start a unit: forgets a deliberate stop (`down`) and its backoff.",
+        "UnitStatus",
+        (Arg("name", (str,), "unit name", required=True),),
+    ),
+    Command(
+        "service.down",
+        "Stop a unit deliberately: not restarted by its policy until `up` (remembered for unless-stopped).",
+        "UnitStatus, once stopped",
+        (Arg("name", (str,), "unit name", required=True),),
+    ),
+    Command(
+        "service.restart",
+        "Stop a unit (SIGTERM, SIGKILL after shutdown_grace) and start it again.",
+        "UnitStatus",
+        (Arg("name", (str,), "unit name", required=True),),
+    ),
+    Command(
+        "service.enable",
+        "Turn a unit file on: corral.services_include.NAME = true, persisted and applied.",
+        _APPLIED,
+        (Arg("name", (str,), "unit file name (NAME.yml)", required=True),),
+    ),
+    Command(
+        "service.disable",
+        "Turn a unit file off: corral.services_include.NAME = false, persisted and applied.",
+        _APPLIED,
+        (Arg("name", (str,), "unit file name (NAME.yml)", required=True),),
+    ),
 )
 
 
@@ -396,6 +435,28 @@ class StatusResult(TypedDict, total=False):
     tasks: int
     memory: dict[str, int]  # {"rss_kib", "max_rss_kib"}
     mounts: list[str]
+    units: dict[str, Any] | None  # {"units", "states": {state: count}, "reachable", "reconciles", ...}
+
+
+class UnitStatus(TypedDict):
+    """One unit, as ``service.list`` and ``service.up|down|restart`` return it."""
+
+    name: str
+    scope: Literal["system", "user"]
+    state: str  # pending, running, restarting, crash-looping, exited, failed, stopped; created (createonly)
+    restarts: int  # restarts decided since the supervisor started
+    failures: int  # failures in a row (reset by a run of 10 s)
+    uptime: float | None  # seconds since it started, while running
+    last_exit: int | None
+    next_start_in: float | None  # seconds until a scheduled restart
+    restart: str  # the policy: no, always, unless-stopped, on-failure[:N]
+    image: str
+    container: str | None  # short id
+    container_state: str | None  # as dockerd last showed it
+    oneshot: bool
+    createonly: bool
+    waiting: str | None  # why it is not started yet (dependencies, a scheduled restart)
+    error: str | None  # why the last create or start failed
 
 
 class LogRecord(TypedDict, total=False):

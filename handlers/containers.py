@@ -1,0 +1,984 @@
+"""The units reconciler: keeps the containers of both dockerds what the config's units say they should be.
+
+A ``Reconciler`` for ``handlers.runner.HandlerRunner``. Every event (a container's ``die``, a config
+change, the system dockerd coming back, an image loaded, its own timer) only marks it dirty; a reconcile
+then:
+
+1. reloads the units when the config generation changed (``units.loader.load_units``; a unit whose
+   definition changed gets a fresh ``UnitPolicy``, so it is recreated and runs again);
+2. observes: one ``GET /containers/json?all=1&filters=label=io.corral.unit`` per dockerd, nothing
+   inspected (the listing has the state, the labels and, in ``Status``, the exit code: all that
+   ``units.plan`` needs); image ids come from a cache refreshed on image events, on a resync and every
+   ``IMAGE_REFRESH`` seconds;
+3. decides: ``units.plan.sync_policies`` (exits reach the restart policies) then ``units.plan.plan``;
+4. acts: removals and stops (and recreations, which stop a container) run in the background, so a
+   unit's grace period never holds up another unit's restart; creates and starts of one wave run in
+   parallel and are awaited; ``Wait.until`` becomes a ``loop.call_later`` that publishes
+   ``TimerFired(name="containers")``. After a wave it looks again at once, for the dependents.
+
+Restart latency is the point: a ``die`` reaches the bus ~20 ms after the exit, the reconcile costs one
+listing call, the first restart is immediate, the start ~60 ms. Docker's own policy waits 100 ms before
+its first restart (bench/restart_latency.py compares the two).
+
+Containers carry ``io.corral.unit`` and ``io.corral.config-hash``; one with the unit label but no hash was
+not made by corral and is treated as someone else's (never removed). In ``corral sandbox`` the units'
+bind-mount sources below ``/var``, ``/run``, ``/home``, ``/root``, ``/srv``, ``/opt``, ``/mnt``,
+``/media`` and ``/tmp`` are taken from under the sandbox's directory (``localize``): the sandbox's
+dockerd shares the host's filesystem, and a unit must not write to the host's ``/var/lib``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import structlog
+
+from supervisor.bus import Bus
+from supervisor.events import ConfigChanged, Event, TimerFired
+from supervisor.sources.docker_events import ContainerEvent, DockerdState
+from supervisor.tasks import spawn_task
+from units.graph import UnitGraph
+from units.loader import load_units
+from units.logs import UnitLogs
+from units.model import LABEL_HASH, LABEL_UNIT, SCOPES, Scope, Unit, Volume
+from units.plan import (
+    ACTIVE,
+    Action,
+    Create,
+    ObservedContainer,
+    Recreate,
+    Remove,
+    Start,
+    Stop,
+    Wait,
+    plan,
+    sync_policies,
+)
+from units.policy import (
+    CRASH_LOOPING,
+    FAILED,
+    PENDING,
+    RUNNING,
+    STOPPED,
+    Decision,
+    UnitPolicy,
+    remembered_stops,
+)
+from units.runtime import DockerAPIError, DockerUnavailable, LineSink, NotFound, Runtime
+from units.spec import create_request
+from units.stops import read_stops, write_stops
+
+if TYPE_CHECKING:
+    from supervisor.app import Supervisor
+
+log = structlog.get_logger("units")
+
+NAME = "containers"
+IMAGE_REFRESH = 30.0  # seconds: image ids are looked up again at least this often (on any reconcile)
+FIRST_WAVE_TIMEOUT = 60.0  # seconds the `units` boot phase waits for the first wave
+IMAGE_EVENT_RETRY = 5.0  # seconds before watching a dockerd's image events again after a failure
+# In the sandbox, bind sources below these are taken from under its directory (see ``localize``).
+SANDBOX_ROOTS = ("/var", "/run", "/home", "/root", "/srv", "/opt", "/mnt", "/media", "/tmp")
+_EXIT = re.compile(r"\((-?\d+)\)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImagesChanged(Event):
+    """An image of ``daemon`` was loaded, tagged, untagged or deleted: unit image ids may differ now."""
+
+    kind: ClassVar[str] = "docker.image"
+    daemon: str
+    action: str
+    ref: str = ""
+
+
+@dataclass(frozen=True)
+class Daemon:
+    """How the reconciler reaches one dockerd. ``up`` says whether to try it now; ``epoch`` changes when
+    it restarted (a new client is made then: a pooled connection to a dead daemon is no use)."""
+
+    scope: Scope
+    socket: Path
+    up: Callable[[], bool]
+    epoch: Callable[[], int] = lambda: 0
+
+
+# ---- pure helpers ----------------------------------------------------------------------------------
+def exit_code_of(status: str) -> int | None:
+    """The exit code in a listing's ``Status`` ("Exited (137) 2 seconds ago"), if it shows one."""
+    if not status.startswith(("Exited", "Restarting")):
+        return None
+    found = _EXIT.search(status)
+    return int(found.group(1)) if found else None
+
+
+def observed_from_summary(raw: Mapping[str, Any], scope: Scope) -> ObservedContainer:
+    """One entry of ``GET /containers/json`` as plan's input. No times (the policy's own clock stands in
+    for the run time). A container with the unit label but no config hash was not created by corral:
+    its unit label is dropped, so it is never touched (only reported when it holds a unit's name)."""
+    seen = ObservedContainer.from_list(raw, scope)
+    labels = dict(seen.labels)
+    if LABEL_UNIT in labels and LABEL_HASH not in labels:
+        labels.pop(LABEL_UNIT)
+    return replace(seen, labels=labels, exit_code=exit_code_of(str(raw.get("Status") or "")))
+
+
+def localize(unit: Unit, prefix: Path | None) -> Unit:
+    """The unit as the sandbox under ``prefix`` runs it: bind sources below ``SANDBOX_ROOTS`` moved under
+    the prefix (``/var/run`` is ``/run``). None (a real host): the unit unchanged."""
+    if prefix is None or not unit.volumes:
+        return unit
+
+    def moved(source: str | None) -> str | None:
+        if source is None or not source.startswith("/"):
+            return source
+        path = "/run" + source[len("/var/run"):] if source == "/var/run" or source.startswith("/var/run/") \
+            else source
+        if any(path == root or path.startswith(root + "/") for root in SANDBOX_ROOTS):
+            return str(prefix / path.lstrip("/"))
+        return source
+
+    volumes = tuple(Volume(v.target, moved(v.source), v.options) for v in unit.volumes)
+    return replace(unit, volumes=volumes)
+
+
+def _current(containers: Sequence[ObservedContainer]) -> ObservedContainer:
+    return next((c for c in containers if c.state in ACTIVE), containers[0])
+
+
+def current_containers(units: Mapping[str, Unit], observed: Iterable[ObservedContainer]
+                       ) -> dict[str, ObservedContainer]:
+    """Each unit's container as plan keeps it (the running one, else the first)."""
+    mine: dict[str, list[ObservedContainer]] = {}
+    for c in observed:
+        name = c.unit
+        if name is not None and name in units and units[name].scope == c.scope:
+            mine.setdefault(name, []).append(c)
+    return {name: _current(cs) for name, cs in mine.items()}
+
+
+def _key(action: Action) -> str:
+    return f"remove:{action.container_id}" if isinstance(action, Remove) else action.unit
+
+
+# ---- the reconciler ----------------------------------------------------------------------------------
+class ContainersHandler:
+    name = NAME
+    kinds: tuple[type[Event], ...] = (ContainerEvent, ConfigChanged, DockerdState, TimerFired, ImagesChanged)
+
+    def __init__(
+        self,
+        bus: Bus,
+        daemons: Mapping[Scope, Daemon],
+        *,
+        config: Callable[[], Mapping[str, Any]],
+        generation: Callable[[], int],
+        unit_dirs: Sequence[Path] = (),
+        journal: LineSink | None = None,
+        stops_file: Path | None = None,
+        grace: Callable[[], float] = lambda: 10.0,
+        prefix: Path | None = None,
+        on_reload: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        runtime_factory: Callable[[Path], Runtime] = Runtime,
+        follow_events: Callable[[Scope], None] | None = None,
+    ) -> None:
+        self.bus = bus
+        self.daemons = dict(daemons)
+        self.config = config
+        self.generation = generation
+        self.unit_dirs = list(unit_dirs)
+        self.stops_file = stops_file
+        self.grace = grace
+        self.prefix = prefix
+        self.on_reload = on_reload
+        self.clock = clock
+        self.wall = wall
+        self.runtime_factory = runtime_factory
+        self.follow_events = follow_events  # start an events source for a dockerd (the user's), once
+        self.units: dict[str, Unit] = {}
+        self.graph: UnitGraph | None = None
+        self.policies: dict[str, UnitPolicy] = {}
+        self.load_errors: list[str] = []
+        self.reconciles = 0
+        self.last_seconds: float | None = None
+        self._generation: int | None = None
+        self._remembered: set[str] | None = None
+        self._runtimes: dict[Scope, Runtime] = {}
+        self._log_runtimes: dict[Scope, Runtime] = {}
+        self._epochs: dict[Scope, int] = {}
+        self._image_ids: dict[str, str] = {}
+        self._images_stale = True
+        self._images_at = float("-inf")
+        self._image_watch: dict[Scope, tuple[int, asyncio.Task[None]]] = {}
+        self._image_watch_failed: dict[Scope, float] = {}
+        self._current: dict[str, ObservedContainer] = {}
+        self._reachable: set[Scope] = set()
+        self._waiting: dict[str, str] = {}
+        self._errors: dict[str, str] = {}
+        self._missing_image: set[str] = set()
+        self._create_failed: set[str] = set()  # units whose last create failed (retried when due)
+        self._busy: dict[str, asyncio.Task[None]] = {}
+        self._wake: asyncio.TimerHandle | None = None
+        self._wake_at: float | None = None
+        self._lock = asyncio.Lock()
+        self._first_wave = asyncio.Event()
+        self._stopping = False
+        self._died: dict[str, int | None] = {}  # container id -> exit code, from `die` events
+        self._tap: asyncio.Task[None] | None = None
+        self.logs = UnitLogs(journal, self._log_runtime, wall=wall) if journal is not None else None
+
+    # ---- events ------------------------------------------------------------------------------------
+    def start_tap(self) -> None:
+        """Follow ``die`` events on a subscription of the handler's own. dockerd publishes ``die`` while
+        it is still processing the exit: a listing taken at once (what the reconcile the event triggers
+        does) can show the container running for a few more milliseconds. The tap remembers which
+        containers died, so that the reconcile treats them as exited (and a start queues behind dockerd's
+        processing instead of waiting for another event)."""
+        if self._tap is not None:
+            return
+        sub = self.bus.subscribe(f"handler:{NAME}:exits", ContainerEvent, maxsize=4096)
+
+        async def tap() -> None:
+            try:
+                while True:
+                    self.note(await sub.get())
+            finally:
+                sub.close()
+
+        self._tap = spawn_task(tap(), name=f"handler:{NAME}:exits")
+
+    def note(self, event: Event) -> None:
+        if not isinstance(event, ContainerEvent):
+            return  # a resync (overflow): the runner's reconcile observes everything anyway
+        if event.action == "die":
+            self._died[event.container_id] = event.exit_code
+            self._fast_restart(event)
+        elif event.action in ("start", "destroy"):
+            self._died.pop(event.container_id, None)
+
+    def _fast_restart(self, event: ContainerEvent) -> None:
+        """The restart path, without waiting for a reconcile: a unit's container that corral started
+        died, and its policy says restart now (the first restart is immediate): the start call goes out
+        at once and queues behind dockerd's own handling of the exit. Anything else (a delay, giving
+        up, a oneshot finishing, a unit being changed) is left to the reconcile the event triggers."""
+        name = event.unit
+        if self._stopping or name is None or event.daemon not in SCOPES:
+            return
+        scope: Scope = "user" if event.daemon == "user" else "system"
+        unit, policy, current = self.units.get(name), self.policies.get(name), self._current.get(name)
+        busy = self._busy.get(name)
+        if (unit is None or policy is None or current is None or current.id != event.container_id
+                or unit.scope != scope or unit.oneshot or unit.createonly or policy.stopped
+                or policy.started_at is None or (busy is not None and not busy.done())):
+            return
+        if unit.restart.name == "no" or (unit.restart.name == "on-failure" and event.exit_code == 0):
+            return
+        now = self.clock()
+        decision = policy.on_exit(event.exit_code, max(0.0, now - policy.started_at), now)
+        self._report_exit(name, decision)
+        if decision.restart and decision.delay == 0 and policy.start_due(now):
+            self._busy[name] = spawn_task(self._background(name, [Start(name, scope)]), name=f"units:{name}")
+
+    def _with_exits(self, observed: list[ObservedContainer]) -> list[ObservedContainer]:
+        result = []
+        for c in observed:
+            if c.id in self._died:
+                if c.state in ACTIVE:
+                    c = replace(c, state="exited", exit_code=self._died[c.id])
+                else:
+                    del self._died[c.id]  # the listing has caught up
+            result.append(c)
+        return result
+
+    # ---- the runner's entry point ---------------------------------------------------------------
+    async def reconcile(self, full: bool) -> None:
+        if self._stopping:
+            return
+        async with self._lock:
+            started = time.monotonic()
+            await self._reconcile(full)
+            self.reconciles += 1
+            self.last_seconds = round(time.monotonic() - started, 6)
+
+    async def _reconcile(self, full: bool) -> None:
+        self._load()
+        if full:
+            self._images_stale = True
+        observed = self._with_exits(await self._observe())
+        if "system" not in self._reachable:
+            return  # nothing to do until it answers: its `up` comes with a resync
+        desired = {n: u for n, u in self.units.items() if u.scope in self._reachable}
+        graph = self._graph_for(desired)
+        await self._refresh_images(desired)
+        now = self.clock()
+        self._current = current_containers(desired, observed)
+        busy = {k for k, t in self._busy.items() if not t.done()}
+        idle = {n: u for n, u in desired.items() if n not in busy}
+        for name, decision in sync_policies(idle, observed, self.policies, now).items():
+            self._report_exit(name, decision)
+        actions = self._due(plan(desired, observed, self.policies, image_ids=self._image_ids, now=now,
+                                 graph=graph), now)
+        self._waiting = {a.unit: a.reason for a in actions if isinstance(a, Wait)}
+        self._follow_logs(busy)
+        self._check_first_wave()
+        self._execute([a for a in actions if not isinstance(a, Wait)], busy)
+        dues = [a.until for a in actions if isinstance(a, Wait) and a.until is not None]
+        self._schedule_wake(min(dues) if dues else None)
+        self._check_first_wave()
+
+    # ---- desired -----------------------------------------------------------------------------------
+    def _load(self) -> None:
+        generation = self.generation()
+        if generation == self._generation:
+            return
+        self._generation = generation
+        loaded = load_units(self.config(), unit_dirs=self.unit_dirs, source="config")
+        if loaded.errors:  # the config store runs the same check, so this is unexpected: keep the old set
+            self.load_errors = [str(e) for e in loaded.errors]
+            for error in self.load_errors:
+                log.error("units not loaded; keeping the units in force", error=error)
+            return
+        self.load_errors = []
+        first = self._remembered is None
+        if self._remembered is None:
+            self._remembered = read_stops(self.stops_file) if self.stops_file is not None else set()
+        units = {name: localize(unit, self.prefix) for name, unit in loaded.units.items()}
+        policies: dict[str, UnitPolicy] = {}
+        for name, unit in units.items():
+            old, policy = self.units.get(name), self.policies.get(name)
+            if policy is None:
+                stopped = name in self._remembered and unit.restart.name == "unless-stopped"
+                policy = UnitPolicy(unit.restart, clock=self.clock, stopped=stopped)
+                if stopped:
+                    log.info("unit stays stopped (stopped by the user before)", unit=name)
+                if not first:
+                    log.info("unit added", unit=name, image=unit.image)
+            elif old != unit:
+                if old is not None and replace(old, restart=unit.restart) == unit:
+                    policy.restart = unit.restart  # only the policy changed: the container stays
+                    log.info("unit restart policy changed", unit=name, restart=str(unit.restart))
+                else:
+                    policy = UnitPolicy(unit.restart, clock=self.clock, stopped=policy.stopped)
+                    self._errors.pop(name, None)
+                    self._create_failed.discard(name)
+                    log.info("unit changed; recreating it", unit=name)
+            policies[name] = policy
+        for name in set(self.units) - set(units):
+            log.info("unit removed", unit=name)
+            self._errors.pop(name, None)
+            self._missing_image.discard(name)
+            self._create_failed.discard(name)
+        self.units, self.policies = units, policies
+        self.graph = UnitGraph.of(units)
+        if self.logs is not None:
+            self.logs.keep_only(set(units))
+        self._save_stops()
+
+    def _graph_for(self, desired: Mapping[str, Unit]) -> UnitGraph:
+        graph = self.graph or UnitGraph.of(self.units)
+        if len(desired) == len(graph.deps):
+            return graph
+        # A dockerd is away (the user's): order what can run among itself.
+        deps = {n: frozenset(d for d in graph.deps[n] if d in desired) for n in desired}
+        return UnitGraph(dict(desired), deps)
+
+    # ---- observed ----------------------------------------------------------------------------------
+    def _runtime(self, scope: Scope) -> Runtime | None:
+        daemon = self.daemons.get(scope)
+        if daemon is None or not daemon.up():
+            return None
+        epoch = daemon.epoch()
+        if self._epochs.get(scope) != epoch:
+            self._drop(scope)
+            self._epochs[scope] = epoch
+        runtime = self._runtimes.get(scope)
+        if runtime is None:
+            runtime = self._runtimes[scope] = self.runtime_factory(daemon.socket)
+        return runtime
+
+    def _log_runtime(self, name: str) -> Runtime | None:
+        scope: Scope = "user" if name == "user" else "system"
+        if self._runtime(scope) is None:
+            return None
+        runtime = self._log_runtimes.get(scope)
+        if runtime is None:
+            runtime = self._log_runtimes[scope] = self.runtime_factory(self.daemons[scope].socket)
+        return runtime
+
+    def _drop(self, scope: Scope) -> None:
+        """Forget the clients of a dockerd that went away (closed in the background)."""
+        for table in (self._runtimes, self._log_runtimes):
+            runtime = table.pop(scope, None)
+            if runtime is not None:
+                spawn_task(runtime.close(), name=f"units:close:{scope}")
+        self._images_stale = True
+
+    def _wants(self, scope: Scope) -> bool:
+        if scope == "system":
+            return True
+        return any(u.scope == scope for u in self.units.values()) or any(
+            c.scope == scope for c in self._current.values())
+
+    async def _observe(self) -> list[ObservedContainer]:
+        observed: list[ObservedContainer] = []
+        reachable: set[Scope] = set()
+        for scope in SCOPES:
+            if not self._wants(scope):
+                continue
+            runtime = self._runtime(scope)
+            if runtime is None:
+                continue
+            try:
+                listed = await runtime.list_summaries()
+            except DockerUnavailable as exc:
+                log.debug("dockerd not answering; units wait for it", scope=scope, error=str(exc))
+                self._drop(scope)
+                continue
+            observed += [observed_from_summary(raw, scope) for raw in listed]
+            reachable.add(scope)
+            self._watch_images(scope, runtime)
+            if scope != "system" and self.follow_events is not None:
+                self.follow_events(scope)
+        self._reachable = reachable
+        return observed
+
+    async def _refresh_images(self, desired: Mapping[str, Unit]) -> None:
+        """Image ids of the units' images: all again when stale, else only the ones not known yet."""
+        now = self.clock()
+        stale = self._images_stale or now - self._images_at >= IMAGE_REFRESH
+        wanted: dict[str, Scope] = {}
+        for unit in desired.values():
+            if wanted.get(unit.image) != "system":
+                wanted[unit.image] = unit.scope
+        todo = [(ref, scope) for ref, scope in wanted.items() if stale or ref not in self._image_ids]
+        if stale:
+            self._images_stale = False
+            self._images_at = now
+        if not todo:
+            return
+        results = await asyncio.gather(*(self._image_id(ref, scope) for ref, scope in todo))
+        for (ref, _scope), image_id in zip(todo, results, strict=True):
+            if image_id is None:
+                self._image_ids.pop(ref, None)
+            else:
+                self._image_ids[ref] = image_id
+        for name in sorted(self._missing_image):
+            waiting = desired.get(name)
+            policy = self.policies.get(name)
+            if waiting is None or policy is None or waiting.image not in self._image_ids:
+                continue
+            self._missing_image.discard(name)
+            if policy.next_start is not None and policy.next_start > now:
+                policy.next_start = now  # the image it waited for is here: retry now, not at backoff's time
+                log.info("image is here; starting the unit", unit=name, image=waiting.image)
+
+    async def _image_id(self, ref: str, scope: Scope) -> str | None:
+        runtime = self._runtime(scope)
+        if runtime is None:
+            return None
+        try:
+            found = await runtime.image_inspect(ref)
+        except (DockerUnavailable, DockerAPIError) as exc:
+            log.debug("image not inspected", image=ref, error=str(exc))
+            return self._image_ids.get(ref)
+        return None if found is None else str(found.get("Id") or "") or None
+
+    def _watch_images(self, scope: Scope, runtime: Runtime) -> None:
+        """Follow the dockerd's image events (one stream per dockerd start): a loaded image may be what a
+        unit waits for, and a re-tagged one recreates its units."""
+        epoch = self._epochs.get(scope, 0)
+        current = self._image_watch.get(scope)
+        if current is not None and current[0] == epoch and not current[1].done():
+            return
+        if self.clock() - self._image_watch_failed.get(scope, float("-inf")) < IMAGE_EVENT_RETRY:
+            return
+        if current is not None:
+            current[1].cancel()
+        task = spawn_task(self._image_events(scope, runtime), name=f"units:image-events:{scope}")
+        self._image_watch[scope] = (epoch, task)
+
+    async def _image_events(self, scope: Scope, runtime: Runtime) -> None:
+        try:
+            async with runtime.events(filters={"type": ["image"]}) as stream:
+                async for raw in stream:
+                    action = str(raw.get("Action") or raw.get("status") or "")
+                    self._images_stale = True
+                    self.bus.publish(ImagesChanged(daemon=scope, action=action, ref=str(raw.get("id") or "")))
+        except (DockerUnavailable, DockerAPIError, RuntimeError) as exc:
+            log.debug("image events ended", scope=scope, error=str(exc))
+        self._image_watch_failed[scope] = self.clock()
+
+    def _due(self, actions: list[Action], now: float) -> list[Action]:
+        """plan creates a missing container whatever the policy says (creating is not starting); but a
+        create that failed (no such image, a bad mount) is a failed start, retried on the policy's
+        schedule: until then it is a Wait."""
+        result: list[Action] = []
+        for action in actions:
+            if isinstance(action, Create | Recreate) and action.unit in self._create_failed:
+                policy = self.policies.get(action.unit)
+                due = policy.next_start if policy is not None else None
+                if due is not None and due > now:
+                    result.append(Wait(action.unit, "restart scheduled", due))
+                    continue
+            if isinstance(action, Start) and any(isinstance(w, Wait) and w.unit == action.unit
+                                                 for w in result):
+                continue
+            result.append(action)
+        return result
+
+    # ---- acting ------------------------------------------------------------------------------------
+    def _execute(self, actions: list[Action], busy: set[str]) -> None:
+        """Each unit's actions run as a task of their own (removals each on their own): a unit's stop
+        grace or a slow start never holds up the next reconcile, so a `die` elsewhere is acted on at
+        once. A unit with a task still running is left alone (and so is its policy) until it ends; the
+        task's end asks for a reconcile (the next wave may go, the outcome is observed)."""
+        groups: dict[str, list[Action]] = {}
+        for action in actions:
+            groups.setdefault(_key(action), []).append(action)
+        for key, group in groups.items():
+            if key not in busy:
+                self._busy[key] = spawn_task(self._background(key, group), name=f"units:{key}")
+
+    async def _background(self, key: str, group: list[Action]) -> None:
+        try:
+            await self._run(group)
+        finally:
+            if self._busy.get(key) is asyncio.current_task():
+                del self._busy[key]
+            self.poke()
+
+    async def _run(self, group: list[Action]) -> None:
+        """One unit's actions, in order; a failure ends the group (reported to the unit's policy)."""
+        for action in group:
+            assert not isinstance(action, Wait)
+            runtime = self._runtime(action.scope)
+            if runtime is None:
+                return
+            try:
+                await self._act(runtime, action)
+            except DockerUnavailable as exc:
+                log.warning("dockerd not answering; will retry", unit=action.unit, error=str(exc))
+                self._drop(action.scope)
+                return
+            except DockerAPIError as exc:
+                if isinstance(action, Remove | Stop):
+                    log.warning("container not stopped or removed", unit=action.unit, error=exc.message)
+                else:
+                    if isinstance(action, Create | Recreate):
+                        self._create_failed.add(action.unit)
+                    self._start_failed(action.unit, exc)
+                return
+
+    async def _act(self, runtime: Runtime, action: Action) -> None:
+        grace = max(0, int(self.grace()))
+        if isinstance(action, Remove):
+            log.info("removing container of a unit no longer wanted", unit=action.unit,
+                     container=action.container_id[:12])
+            await _stop_quietly(runtime, action.container_id, grace)
+            await _remove_quietly(runtime, action.container_id)
+        elif isinstance(action, Stop):
+            log.info("stopping unit", unit=action.unit, container=action.container_id[:12], grace=grace)
+            await _stop_quietly(runtime, action.container_id, grace)
+            log.info("unit stopped", unit=action.unit)
+        elif isinstance(action, Recreate):
+            log.info("recreating unit", unit=action.unit, old=action.old_id[:12])
+            await _stop_quietly(runtime, action.old_id, grace)
+            await _remove_quietly(runtime, action.old_id)
+            await self._create(runtime, action.unit, action.scope, action.body)
+        elif isinstance(action, Create):
+            await self._create(runtime, action.unit, action.scope, action.body)
+        elif isinstance(action, Start):
+            await self._start(runtime, action.unit, action.scope)
+
+    async def _create(self, runtime: Runtime, name: str, scope: Scope, body: Mapping[str, Any]) -> None:
+        container = await runtime.create(body, name=name)
+        self._errors.pop(name, None)
+        self._create_failed.discard(name)
+        self._current[name] = ObservedContainer(container, name, dict(body.get("Labels") or {}), "created",
+                                                scope=scope)
+        log.info("container created", unit=name, container=container[:12], image=body.get("Image"))
+
+    async def _start(self, runtime: Runtime, name: str, scope: Scope) -> None:
+        before = self.wall()
+        await runtime.start(name)
+        now = self.clock()
+        policy = self.policies.get(name)
+        if policy is not None:
+            policy.on_started(now)
+        self._errors.pop(name, None)
+        self._missing_image.discard(name)
+        current = self._current.get(name)
+        if current is not None:
+            self._current[name] = replace(current, state="running")
+            self._died.pop(current.id, None)
+        log.info("unit started", unit=name, restarts=policy.restarts if policy else 0)
+        if self.logs is not None and current is not None:
+            self.logs.started(name, current.id, scope, before)
+
+    def _start_failed(self, name: str, exc: DockerAPIError) -> None:
+        policy = self.policies.get(name)
+        if policy is None:
+            return
+        decision = policy.on_start_failed(self.clock())
+        unit = self.units.get(name)
+        self._errors[name] = exc.message
+        if isinstance(exc, NotFound) and unit is not None and "image" in exc.message.lower():
+            self._missing_image.add(name)
+        log.warning("unit could not start; retrying", unit=name, error=exc.message, retry_in=decision.delay,
+                    failures=policy.backoff.failures, state=decision.state)
+
+    def _report_exit(self, name: str, decision: Decision) -> None:
+        policy = self.policies[name]
+        unit = self.units[name]
+        code = policy.last_exit
+        fields: dict[str, Any] = {"unit": name, "exit_code": code, "state": decision.state,
+                                  "restarts": policy.restarts}
+        if decision.restart:
+            level = log.info if code == 0 else log.warning
+            level("unit exited; restarting", restart_in=decision.delay, failures=policy.backoff.failures,
+                  **fields)
+        elif decision.state == STOPPED:
+            log.info("unit exited (stopped by the user)", **fields)
+        elif decision.state == FAILED:
+            what = "oneshot failed" if unit.oneshot else "unit failed; not restarting"
+            log.warning(what, restart=str(unit.restart), **fields)
+        else:
+            log.info("oneshot finished" if unit.oneshot else "unit exited; not restarting", **fields)
+        if unit.reloadconfig and not decision.restart and self.on_reload is not None:
+            log.info("reloading the config after the unit ran", unit=name)
+            self.on_reload()
+
+    def _follow_logs(self, busy: set[str]) -> None:
+        if self.logs is None:
+            return
+        for name, c in self._current.items():
+            if c.state == "running" and name not in busy:  # a unit being started: `_start` does it
+                self.logs.running(name, c.id, c.scope)
+
+    # ---- waking ------------------------------------------------------------------------------------
+    def poke(self) -> None:
+        """Reconcile again soon (a wave finished, a background action ended, a timer is due)."""
+        if not self._stopping:
+            self.bus.publish(TimerFired(name=NAME))
+
+    def _schedule_wake(self, until: float | None) -> None:
+        if until is not None and self._wake is not None and self._wake_at == until:
+            return
+        if self._wake is not None:
+            self._wake.cancel()
+            self._wake, self._wake_at = None, None
+        if until is None or self._stopping:
+            return
+        delay = max(0.0, until - self.clock())
+        self._wake = asyncio.get_running_loop().call_later(delay, self._wake_up)
+        self._wake_at = until
+
+    def _wake_up(self) -> None:
+        self._wake, self._wake_at = None, None
+        self.poke()
+
+    # ---- the first wave ------------------------------------------------------------------------------
+    def _settled(self, name: str) -> bool:
+        policy = self.policies.get(name)
+        unit = self.units.get(name)
+        if policy is None or unit is None:
+            return True
+        if unit.createonly:
+            return name in self._current or name in self._errors
+        return policy.attempted or policy.finished or policy.stopped
+
+    def _check_first_wave(self) -> None:
+        if self._first_wave.is_set() or self.graph is None:
+            return
+        waves = self.graph.waves()
+        if not waves or all(self._settled(n) for n in waves[0]):
+            self._first_wave.set()
+
+    async def wait_first_wave(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._first_wave.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    # ---- the user's commands -------------------------------------------------------------------------
+    def _policy(self, name: str) -> UnitPolicy:
+        policy = self.policies.get(name)
+        if policy is None:
+            raise KeyError(name)
+        return policy
+
+    async def down(self, name: str) -> dict[str, Any]:
+        """A deliberate stop: the policy never restarts it until ``up`` (remembered for unless-stopped)."""
+        self._policy(name).deliberately_stopped()
+        self._save_stops()
+        log.info("unit stopped by the user", unit=name)
+        await self._settle(name)
+        return self.unit_status(name)
+
+    async def up(self, name: str) -> dict[str, Any]:
+        """Forget a deliberate stop and the backoff; start it (when its dependencies allow)."""
+        policy = self._policy(name)
+        if policy.stopped or policy.state() != RUNNING:
+            policy.resume()
+            self._save_stops()
+            log.info("unit started by the user", unit=name)
+        await self._settle(name)
+        return self.unit_status(name)
+
+    async def restart(self, name: str) -> dict[str, Any]:
+        self._policy(name).deliberately_stopped()
+        log.info("unit restarted by the user", unit=name)
+        await self._settle(name)
+        self._policy(name).resume()
+        self._save_stops()
+        await self._settle(name)
+        return self.unit_status(name)
+
+    async def _settle(self, name: str, rounds: int = 5) -> None:
+        """Reconcile now and wait for the unit's own work (a stop, a start) to be done and observed."""
+        for _ in range(rounds):
+            await self.reconcile(False)
+            task = self._busy.get(name)
+            if task is None or task.done():
+                return
+            await asyncio.gather(task, return_exceptions=True)
+
+    def _save_stops(self) -> None:
+        if self.stops_file is None:
+            return
+        keep = set(remembered_stops(self.policies))
+        if self._remembered is not None and keep == self._remembered:
+            return
+        try:
+            write_stops(self.stops_file, keep)
+        except OSError as exc:
+            log.error("unit stops not saved", file=str(self.stops_file), error=str(exc))
+            return
+        self._remembered = keep
+
+    # ---- shutdown ------------------------------------------------------------------------------------
+    async def stop_all(self, grace: float) -> None:
+        """Stop every running unit, in reverse dependency order (user units first), each given ``grace``
+        seconds after SIGTERM before SIGKILL; units of one wave stop in parallel."""
+        self._stopping = True
+        self._schedule_wake(None)
+        busy = [t for t in self._busy.values() if not t.done()]
+        for task in busy:
+            task.cancel()
+        await asyncio.gather(*busy, return_exceptions=True)
+        started = time.monotonic()
+        stopped = 0
+        async with self._lock:
+            for scope in ("user", "system"):
+                runtime = self._runtime(scope)
+                units = {n: u for n, u in self.units.items() if u.scope == scope}
+                if runtime is None or not units:
+                    continue
+                try:
+                    summaries = await runtime.list_summaries(all=False)
+                    listed = [observed_from_summary(r, scope) for r in summaries]
+                except (DockerUnavailable, DockerAPIError) as exc:
+                    log.warning("units not stopped in order", scope=scope, error=str(exc))
+                    continue
+                running = {c.unit: c for c in listed if c.unit in units}
+                for wave in UnitGraph.of(units).stop_waves():
+                    now_running = [running[n] for n in wave if n in running]
+                    if not now_running:
+                        continue
+                    log.info("stopping units", units=[c.unit for c in now_running], grace=grace)
+                    await asyncio.gather(*(self._stop_one(runtime, c, grace) for c in now_running))
+                    stopped += len(now_running)
+        if stopped:
+            log.info("units stopped", count=stopped, seconds=round(time.monotonic() - started, 3))
+        await self.close()
+
+    async def _stop_one(self, runtime: Runtime, c: ObservedContainer, grace: float) -> None:
+        try:
+            await runtime.stop(c.id, timeout=max(0, int(grace)))
+        except NotFound:
+            pass
+        except (DockerUnavailable, DockerAPIError) as exc:
+            log.warning("unit not stopped", unit=c.unit, error=str(exc))
+
+    async def close(self) -> None:
+        self._stopping = True
+        self._schedule_wake(None)
+        if self._tap is not None:
+            self._tap.cancel()
+            await asyncio.gather(self._tap, return_exceptions=True)
+            self._tap = None
+        for _epoch, task in self._image_watch.values():
+            task.cancel()
+        await asyncio.gather(*(t for _e, t in self._image_watch.values()), return_exceptions=True)
+        if self.logs is not None:
+            await self.logs.stop()
+        for table in (self._runtimes, self._log_runtimes):
+            for runtime in table.values():
+                await runtime.close()
+            table.clear()
+
+    # ---- reporting -----------------------------------------------------------------------------------
+    def unit_status(self, name: str) -> dict[str, Any]:
+        unit = self.units.get(name)
+        policy = self.policies.get(name)
+        if unit is None or policy is None:
+            raise KeyError(name)
+        now = self.clock()
+        status = policy.status(now)
+        c = self._current.get(name)
+        state = status.state
+        if unit.createonly:
+            state = "created" if c is not None else PENDING
+        uptime = None
+        if policy.started_at is not None and status.state in (RUNNING, CRASH_LOOPING):
+            uptime = round(max(0.0, now - policy.started_at), 3)
+        next_in = None if status.next_start is None else round(max(0.0, status.next_start - now), 3)
+        return {
+            "name": name,
+            "scope": unit.scope,
+            "state": state,
+            "restarts": status.restarts,
+            "failures": status.failures,
+            "uptime": uptime,
+            "last_exit": status.last_exit,
+            "next_start_in": next_in,
+            "restart": str(unit.restart),
+            "image": unit.image,
+            "container": c.id[:12] if c is not None else None,
+            "container_state": c.state if c is not None else None,
+            "oneshot": unit.oneshot,
+            "createonly": unit.createonly,
+            "waiting": self._waiting.get(name),
+            "error": self._errors.get(name),
+        }
+
+    def list_status(self) -> list[dict[str, Any]]:
+        return [self.unit_status(name) for name in sorted(self.units)]
+
+    async def inspect(self, name: str) -> dict[str, Any]:
+        status = self.unit_status(name)
+        unit = self.units[name]
+        container: Any = None
+        runtime = self._runtime(unit.scope)
+        if runtime is not None:
+            with contextlib.suppress(DockerUnavailable, DockerAPIError):
+                found = await runtime.inspect(name)
+                container = dict(found.raw) if found is not None else None
+        return {
+            **status,
+            "after": sorted(self.graph.deps.get(name, ())) if self.graph is not None else [],
+            "source": unit.source,
+            "create": create_request(unit, self._image_ids.get(unit.image)),
+            "image_id": self._image_ids.get(unit.image),
+            "inspect": container,
+        }
+
+    def status(self) -> dict[str, Any]:
+        """The summary for `corral status`."""
+        states: dict[str, int] = {}
+        for name in self.units:
+            state = self.unit_status(name)["state"]
+            states[state] = states.get(state, 0) + 1
+        return {
+            "units": len(self.units),
+            "states": states,
+            "reachable": sorted(self._reachable),
+            "reconciles": self.reconciles,
+            "last_reconcile_seconds": self.last_seconds,
+            "load_errors": list(self.load_errors),
+        }
+
+
+async def _stop_quietly(runtime: Runtime, container: str, grace: int) -> None:
+    with contextlib.suppress(NotFound):
+        await runtime.stop(container, timeout=grace)
+
+
+async def _remove_quietly(runtime: Runtime, container: str) -> None:
+    with contextlib.suppress(NotFound):
+        await runtime.remove(container, force=True)
+
+
+# ---- the `units` boot phase -------------------------------------------------------------------------
+async def start_units(sup: Supervisor) -> ContainersHandler | None:
+    """Start the units reconciler (when the system dockerd is on) with a full first reconcile, and wait
+    until the first wave of units is up or has failed (``FIRST_WAVE_TIMEOUT`` at most)."""
+    from handlers.runner import HandlerRunner
+    from supervisor.app import Stopper
+    from supervisor.backoff import Backoff
+    from units.stops import stops_path
+
+    dockerd = sup.system_docker
+    if dockerd is None:
+        log.info("units not started: the system dockerd is off")
+        return None
+    paths = sup.paths
+    daemons: dict[Scope, Daemon] = {
+        "system": Daemon("system", dockerd.layout.socket, lambda: dockerd.ready,
+                         lambda: dockerd.stats.starts),
+    }
+    user_socket = paths.under("/run/docker.sock")
+    daemons["user"] = Daemon("user", user_socket, user_socket.exists)
+    sources: dict[Scope, Any] = {}
+
+    def follow_events(scope: Scope) -> None:
+        """The user's dockerd's container events (its units' `die`), from the first time it answers."""
+        from supervisor.sources.docker import DockerEventsSource
+
+        if scope in sources:
+            return
+        source = sources[scope] = DockerEventsSource(sup.bus, daemons[scope].socket, daemon=scope)
+        source.start()
+        sup._stoppers.append(Stopper(f"{scope} docker events", source.stop))
+
+    def reload() -> None:
+        spawn_task(sup.reload(), name="units:reloadconfig")
+
+    handler = ContainersHandler(
+        sup.bus, daemons,
+        config=lambda: sup.config.current,
+        generation=lambda: sup.config.generation,
+        unit_dirs=[paths.units_dir],
+        journal=sup.journal,
+        stops_file=stops_path(paths),
+        grace=lambda: float(sup.setting("shutdown_grace", 10)),
+        prefix=paths.prefix if sup.options.sandbox else None,
+        on_reload=reload,
+        follow_events=follow_events,
+    )
+    sup.units = handler
+    tuning = sup.setting("handlers", {}) or {}
+    backoff = Backoff(initial=float(tuning.get("backoff_initial", 0.1)),
+                      cap=float(tuning.get("backoff_cap", 30.0)))
+    runner = HandlerRunner(sup.bus, handler, backoff, queue_size=4096)
+    sup._stoppers.append(Stopper("units", lambda: handler.stop_all(float(sup.setting("shutdown_grace", 10)))))
+    handler._load()
+    graph = handler.graph
+    waves = graph.waves() if graph is not None else []
+    log.info("starting units", units=len(handler.units), waves=len(waves),
+             first_wave=waves[0] if waves else [])
+    started = time.monotonic()
+    handler.start_tap()
+    sup.add_handler(runner)
+    if not handler.units:
+        return handler
+    if not dockerd.ready:
+        log.warning("units will start when the system dockerd answers")
+        return handler
+    if not await handler.wait_first_wave(FIRST_WAVE_TIMEOUT):
+        raise RuntimeError(f"first wave of units not up after {FIRST_WAVE_TIMEOUT:g} s; still trying")
+    first = waves[0] if waves else []
+    states = {name: handler.unit_status(name)["state"] for name in first}
+    log.info("first wave of units up", seconds=round(time.monotonic() - started, 3),
+             running=sorted(n for n, s in states.items() if s == RUNNING),
+             other={n: s for n, s in states.items() if s != RUNNING})
+    return handler

@@ -1,0 +1,89 @@
+"""Control-socket commands of the units: ``service.list``, ``service.inspect``, ``service.up``,
+``service.down``, ``service.restart``, ``service.enable``, ``service.disable``. Thin: each calls the
+units reconciler (handlers.containers) or the config store.
+
+- ``service.list {}`` -> ``[UnitStatus]``, by name
+- ``service.inspect {name}`` -> ``UnitStatus`` plus ``after``, ``source``, ``create`` (the create
+  request), ``image_id`` and ``inspect`` (dockerd's inspect of the container, or null)
+- ``service.up|down|restart {name}`` -> ``UnitStatus`` once done (``down`` waits for the stop)
+- ``service.enable|disable {name}`` -> ``{generation, changed}``: ``corral.services_include.NAME`` set
+  to true or false, persisted and applied (like ``corral config set``)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from supervisor.config.keypath import format_path
+from supervisor.control.protocol import ControlError
+from supervisor.control.server import ControlServer
+from units.loader import SHIPPED_DIR, find_included
+
+if TYPE_CHECKING:
+    from handlers.containers import ContainersHandler
+    from supervisor.app import Supervisor
+
+
+def register(server: ControlServer, sup: Supervisor) -> None:
+    ServiceCommands(sup).register(server)
+
+
+class ServiceCommands:
+    def __init__(self, sup: Supervisor) -> None:
+        self.sup = sup
+
+    def register(self, server: ControlServer) -> None:
+        server.register("service.list", self.list)
+        server.register("service.inspect", self.inspect)
+        server.register("service.up", self.up)
+        server.register("service.down", self.down)
+        server.register("service.restart", self.restart)
+        server.register("service.enable", self.enable)
+        server.register("service.disable", self.disable)
+
+    def _units(self) -> ContainersHandler:
+        units = self.sup.units
+        if units is None:
+            raise ControlError("units are not running (the system docker is off in this boot)")
+        return units
+
+    def _name(self, args: dict[str, Any]) -> str:
+        name = str(args["name"])
+        if name not in self._units().units:
+            raise ControlError(f"no such unit: {name}")
+        return name
+
+    async def list(self, args: dict[str, Any]) -> Any:
+        return self._units().list_status()
+
+    async def inspect(self, args: dict[str, Any]) -> Any:
+        return await self._units().inspect(self._name(args))
+
+    async def up(self, args: dict[str, Any]) -> Any:
+        return await self._units().up(self._name(args))
+
+    async def down(self, args: dict[str, Any]) -> Any:
+        return await self._units().down(self._name(args))
+
+    async def restart(self, args: dict[str, Any]) -> Any:
+        return await self._units().restart(self._name(args))
+
+    async def enable(self, args: dict[str, Any]) -> Any:
+        return await self._include(str(args["name"]), True)
+
+    async def disable(self, args: dict[str, Any]) -> Any:
+        return await self._include(str(args["name"]), False)
+
+    async def _include(self, name: str, on: bool) -> Any:
+        if on:  # refuse before persisting anything: a config naming a missing file would be rejected
+            _files, problems = find_included({name: True}, [self.sup.paths.units_dir, SHIPPED_DIR])
+            if problems:
+                raise ControlError(problems[0].message)
+        key = format_path(("corral", "services_include", name))
+        errors = await asyncio.to_thread(self.sup.config.set, key, "true" if on else "false")
+        if errors:
+            raise ControlError("; ".join(str(e) for e in errors))
+        result = await self.sup.reload()
+        if not result.get("applied"):
+            raise ControlError("; ".join(result.get("errors", [])))
+        return {"generation": result["generation"], "changed": result["changed"]}
