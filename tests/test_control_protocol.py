@@ -101,7 +101,7 @@ def test_catalogue() -> None:
         "config.schema", "logs", "events", "reload", "poweroff", "reboot", "debug.fail", "debug.spawn",
         "debug.publish",
         "service.list", "service.inspect", "service.up", "service.down", "service.restart", "service.enable",
-        "service.disable", "storage.status",
+        "service.disable", "storage.status", "net.status", "net.plan", "net.apply", "net.try", "net.confirm",
     ])  # fmt: skip
     assert COMMANDS["events"].streams == "always" and COMMANDS["logs"].streams == "follow"
 
