@@ -20,8 +20,8 @@ from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
 from typing import Any, Literal, TypeAlias
 
-from supervisor.config.errors import ConfigError
-from supervisor.config.keypath import KeyPath, format_path
+from supervisor.config.errors import ConfigError, Problems
+from supervisor.config.keypath import KeyPath
 
 IPInterface: TypeAlias = IPv4Interface | IPv6Interface
 IPAddress: TypeAlias = IPv4Address | IPv6Address
@@ -292,29 +292,6 @@ def parse_config(config: Mapping[str, Any], source: str | Callable[[str], str] =
 
 
 # -- problems ----------------------------------------------------------------------------------------------
-
-
-class Problems:
-    """Collects errors and warnings as ``ConfigError``s naming the key path."""
-
-    def __init__(self, source: str | Callable[[str], str] = "config") -> None:
-        self._source = source
-        self.errors: list[ConfigError] = []
-        self.warnings: list[ConfigError] = []
-
-    def _make(self, path: KeyPath, message: str) -> ConfigError:
-        key = format_path(path) or "(document)"
-        file = self._source if isinstance(self._source, str) else self._source(key)
-        return ConfigError(file, key, message)
-
-    def error(self, path: KeyPath, message: str) -> None:
-        self.errors.append(self._make(path, message))
-
-    def warn(self, path: KeyPath, message: str) -> None:
-        self.warnings.append(self._make(path, message))
-
-    def count(self) -> int:
-        return len(self.errors)
 
 
 def show(value: Any) -> str:

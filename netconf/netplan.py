@@ -29,7 +29,6 @@ from netconf.model import (
     LinkSpec,
     Match,
     OptionValue,
-    Problems,
     Route,
     Vlan,
     as_bool,
@@ -54,6 +53,7 @@ from netconf.model import (
     show,
     valid_ifname,
 )
+from supervisor.config.errors import Problems
 from supervisor.config.keypath import KeyPath, format_path
 
 SECTIONS = ("ethernets", "bonds", "bridges", "vlans")

@@ -38,7 +38,6 @@ from netconf.model import (
     LinkSpec,
     Match,
     OptionValue,
-    Problems,
     Route,
     VlanDef,
     as_bool,
@@ -62,6 +61,7 @@ from netconf.model import (
     show,
     valid_ifname,
 )
+from supervisor.config.errors import Problems
 from supervisor.config.keypath import KeyPath, format_path
 
 TOP_KEYS = ("interfaces", "dns", "pre_cmds", "post_cmds", "dhcp_timeout", "exclusive")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from supervisor.config.keypath import KeyPath, format_path
 
 DOCUMENT = "(document)"
 """The key path used for problems with the document as a whole (syntax errors, a non-mapping top level)."""
@@ -27,3 +30,28 @@ class ConfigError:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class Problems:
+    """Collects a domain parser's errors and warnings as ``ConfigError``s naming the key path.
+
+    ``source`` names the file: a string, or a function of the dotted key (the store's provenance)."""
+
+    def __init__(self, source: str | Callable[[str], str] = "config") -> None:
+        self._source = source
+        self.errors: list[ConfigError] = []
+        self.warnings: list[ConfigError] = []
+
+    def _make(self, path: KeyPath, message: str) -> ConfigError:
+        key = format_path(path) or "(document)"
+        file = self._source if isinstance(self._source, str) else self._source(key)
+        return ConfigError(file, key, message)
+
+    def error(self, path: KeyPath, message: str) -> None:
+        self.errors.append(self._make(path, message))
+
+    def warn(self, path: KeyPath, message: str) -> None:
+        self.warnings.append(self._make(path, message))
+
+    def count(self) -> int:
+        return len(self.errors)

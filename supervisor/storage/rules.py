@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from supervisor.config.errors import ConfigError
+from supervisor.config.errors import ConfigError, Problems
 from supervisor.config.keypath import KeyPath, format_path
 from supervisor.mounts import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RELATIME
 
@@ -158,24 +158,6 @@ class Parsed:
     @property
     def ok(self) -> bool:
         return not self.errors
-
-
-class Problems:
-    def __init__(self, source: str | Callable[[str], str] = "config") -> None:
-        self._source = source
-        self.errors: list[ConfigError] = []
-        self.warnings: list[ConfigError] = []
-
-    def _make(self, path: KeyPath, message: str) -> ConfigError:
-        key = format_path(path) or "(document)"
-        file = self._source if isinstance(self._source, str) else self._source(key)
-        return ConfigError(file, key, message)
-
-    def error(self, path: KeyPath, message: str) -> None:
-        self.errors.append(self._make(path, message))
-
-    def warn(self, path: KeyPath, message: str) -> None:
-        self.warnings.append(self._make(path, message))
 
 
 # ---- parsing -------------------------------------------------------------------------------------------
