@@ -31,6 +31,11 @@ class Paths:
         return self.state_dir / "conf"
 
     @property
+    def image_config_dir(self) -> Path:
+        """The OS image's own defaults (``*.yml``), merged over the shipped ones; part of the image."""
+        return self.prefix / "usr" / "share" / "corral" / "cloud-config.d"
+
+    @property
     def units_dir(self) -> Path:
         """The user's own unit files (selected with services_include), searched before shipped ones."""
         return self.state_dir / "units"

@@ -45,6 +45,25 @@ def test_defaults_are_in_force_before_any_load(store: ConfigStore) -> None:
     assert store.current == store.defaults
 
 
+def test_the_images_defaults_sit_between_the_shipped_ones_and_the_users(paths: Paths) -> None:
+    paths.image_config_dir.mkdir(parents=True)
+    (paths.image_config_dir / "10-image.yml").write_text("hostname: imaged\ncorral: {log: {level: debug}}\n")
+    store = ConfigStore(paths, cmdline_text="")
+    assert store.get("hostname") == "imaged"
+    assert store.defaults["hostname"] == "imaged"  # `config set` persists only what differs from them
+    paths.config_dir.mkdir(parents=True)
+    store.cloud_config_path.write_text("hostname: mine\n")
+    store.reload()
+    assert (store.get("hostname"), store.get("corral.log.level")) == ("mine", "debug")
+
+
+def test_invalid_image_defaults_are_refused_naming_the_file(paths: Paths) -> None:
+    paths.image_config_dir.mkdir(parents=True)
+    (paths.image_config_dir / "10-image.yml").write_text("corral: {shutdown_grace: soon}\n")
+    with pytest.raises(ValueError, match=r"10-image\.yml"):
+        ConfigStore(paths, cmdline_text="")
+
+
 def test_generation_goes_up_only_when_the_config_changes(store: ConfigStore) -> None:
     assert store.reload() == ([], [])  # nothing on disk: still the defaults
     assert store.generation == 0

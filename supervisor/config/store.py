@@ -1,7 +1,8 @@
 """The config store: loads every layer, keeps the last good config, and edits the persisted files.
 
 Layers, later wins (maps merge; lists and scalars replace):
-  shipped defaults -> cloud-config.d/*.yml (by name) -> cloud-config.yml -> private.yml
+  shipped defaults -> the image's defaults (/usr/share/corral/cloud-config.d/*.yml, by name)
+  -> cloud-config.d/*.yml (by name) -> cloud-config.yml -> private.yml
   -> kernel command line -> datasources (user-data, then meta-data; in the order listed).
 A config with any invalid layer is rejected whole; the last good one stays in force.
 
@@ -333,6 +334,12 @@ class ConfigStore:
             layer, errors = check_text(entry.read_text(encoding="utf-8"), str(entry), self._validator)
             if layer is None:
                 raise ValueError("shipped config defaults are invalid: " + "; ".join(map(str, errors)))
+            layers.append(layer)
+        image_dir = self.paths.image_config_dir
+        for path in sorted(image_dir.glob("*.yml")) if image_dir.is_dir() else ():
+            layer, errors = check_text(path.read_text(encoding="utf-8"), str(path), self._validator)
+            if layer is None:
+                raise ValueError("the image's config defaults are invalid: " + "; ".join(map(str, errors)))
             layers.append(layer)
         return layers
 
