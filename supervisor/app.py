@@ -90,6 +90,7 @@ class Supervisor:
         self._stoppers: list[Stopper] = []  # in start order; shutdown walks it backwards
         self._final: asyncio.Future[str] | None = None
         self.control: Any = None
+        self.acpi: Any = None
 
     # ---- life cycle ----------------------------------------------------------------------
     async def run(self) -> str:
@@ -127,8 +128,9 @@ class Supervisor:
         await self._phase("units", self._units)
         self.state.ready = True
         self.state.phase = "ready"
-        self.journal.console_mirror = self.options.sandbox  # the sandbox's terminal is its journal view
+        # Said while the console still mirrors the journal: a console (or a test harness) waits for it.
         log.info(f"corral {__version__} ready", boot_seconds=round(time.time() - self.state.started, 3))
+        self.journal.console_mirror = self.options.sandbox  # the sandbox's terminal is its journal view
 
     async def _phase(self, name: str, body: Callable[[], Awaitable[None]], fatal: bool = False) -> None:
         self.state.phase = name
@@ -273,6 +275,24 @@ class Supervisor:
         timer = Timer(self.bus, "status", STATUS_INTERVAL)
         timer.start()
         self.timers.append(timer)
+        if not self.options.sandbox:  # the host's power button is not the sandbox's
+            self._power_button()
+
+    def _power_button(self) -> None:
+        """ACPI power button -> poweroff, as `corral poweroff` does."""
+        from supervisor.sources.acpi import AcpiSource, act_on_power_events
+
+        acpi = AcpiSource(self.bus)
+        acpi.start()
+        self.acpi = acpi
+        task = spawn_task(act_on_power_events(self.bus, self.request), name="power-button")
+
+        async def stop() -> None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await acpi.stop()
+
+        self._stoppers.append(Stopper("acpi", stop))
 
     async def _system_docker(self) -> None:
         """Start the system dockerd (kept running and watched by SystemDockerd) and the events source of
