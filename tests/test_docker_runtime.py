@@ -173,3 +173,24 @@ def test_cli_runs_debian_docker_with_the_system_socket(monkeypatch: pytest.Monke
     assert seen["argv"] == ["/usr/bin/docker", "-H", f"unix://{tmp_path}/run/system-docker.sock", "ps", "-a",
                             "--format", "{{.Names}}"]
     assert "DOCKER_HOST" not in seen["env"]
+
+
+INITRAMFS_MOUNTINFO = """\
+1 1 0:2 / / rw shared:1 - rootfs rootfs rw,size=747712k,nr_inodes=186928
+22 1 0:21 / /proc rw,nosuid,nodev,noexec,relatime shared:2 - proc proc rw
+23 1 0:5 / /dev rw,nosuid shared:3 - devtmpfs devtmpfs rw,size=4096k
+"""
+DISK_MOUNTINFO = """\
+25 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+26 25 0:5 / /dev rw,nosuid shared:2 - devtmpfs udev rw
+"""
+
+
+def test_dockerd_on_an_initramfs_root_is_told_it_cannot_pivot_root(tmp_path: Path) -> None:
+    from units.system_dockerd import root_fstype_of
+
+    assert root_fstype_of(INITRAMFS_MOUNTINFO) == "rootfs"
+    assert root_fstype_of(DISK_MOUNTINFO) == "ext4"
+    layout = DockerdLayout.system(Paths.sandbox(tmp_path), sandbox=True)
+    assert layout.env(root_fstype="rootfs")["DOCKER_RAMDISK"] == "true"
+    assert "DOCKER_RAMDISK" not in layout.env(root_fstype="ext4")

@@ -149,10 +149,37 @@ class DockerdLayout:
             args += ["--dns", self.dns]
         return args + list(self.extra_args)
 
-    def env(self) -> dict[str, str]:
+    def env(self, root_fstype: str | None = None) -> dict[str, str]:
+        """dockerd's environment. On an initramfs root (``rootfs``) runc cannot pivot_root out of it:
+        ``DOCKER_RAMDISK=true`` makes it move-mount and chroot instead. ``root_fstype`` is read from
+        /proc/self/mountinfo when not given."""
         env = {"PATH": PATH_ENV, "HOME": "/root", "LANG": "C.UTF-8"}
         env.update({k: v for k in PASSED_ENV if (v := os.environ.get(k))})
+        fstype = root_fstype if root_fstype is not None else _root_fstype()
+        if fstype in RAMDISK_FSTYPES:
+            env.setdefault("DOCKER_RAMDISK", "true")
         return env
+
+
+RAMDISK_FSTYPES = ("rootfs", "ramfs")
+
+
+def root_fstype_of(mountinfo: str) -> str | None:
+    """The filesystem type of the mount at / that is in force (the last one listed), from mountinfo text."""
+    fstype = None
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if len(fields) > 4 and fields[4] == "/" and " - " in line:
+            fstype = line.split(" - ", 1)[1].split()[0]
+    return fstype
+
+
+def _root_fstype() -> str | None:
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8") as f:
+            return root_fstype_of(f.read())
+    except OSError:
+        return None
 
 
 # ---- dockerd's log lines ------------------------------------------------------------------------
