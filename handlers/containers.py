@@ -16,6 +16,13 @@ then:
    parallel and are awaited; ``Wait.until`` becomes a ``loop.call_later`` that publishes
    ``TimerFired(name="containers")``. After a wave it looks again at once, for the dependents.
 
+Units that require mounts (``io.corral.requires-mount``): a ``MountChanged`` from the storage handler
+only marks the reconciler dirty; each reconcile then observes the required paths (the mount table, and
+the storage handler's own view of its rules' paths: ``storage_rules``), holds or releases the units'
+policies (``units.mounts.sync_mounts``) and lets ``units.plan.plan`` stop, start or restart them. The
+journal gets one line per path naming its units (``mount gone; stopping the units that require it``,
+``mount is here; starting the units that require it``...) and one line per unit (with ``unit=``).
+
 Restart latency is the point: a ``die`` reaches the bus ~20 ms after the exit, the reconcile costs one
 listing call, the first restart is immediate, the start ~60 ms. Docker's own policy waits 100 ms before
 its first restart (bench/restart_latency.py compares the two).
@@ -42,11 +49,23 @@ import structlog
 from supervisor.bus import Bus
 from supervisor.events import ConfigChanged, Event, TimerFired
 from supervisor.sources.docker_events import ContainerEvent, DockerdState
+from supervisor.sources.udev_events import MountChanged
+from supervisor.storage.observe import read_mountinfo
 from supervisor.tasks import spawn_task
 from units.graph import UnitGraph
 from units.loader import load_units
 from units.logs import UnitLogs
 from units.model import LABEL_HASH, LABEL_UNIT, SCOPES, Scope, Unit, Volume
+from units.mounts import (
+    MountNews,
+    MountState,
+    RuleMount,
+    mount_ids,
+    observe_mounts,
+    required_paths,
+    sync_mounts,
+    units_requiring,
+)
 from units.plan import (
     ACTIVE,
     Action,
@@ -54,6 +73,7 @@ from units.plan import (
     ObservedContainer,
     Recreate,
     Remove,
+    Restart,
     Start,
     Stop,
     Wait,
@@ -66,6 +86,7 @@ from units.policy import (
     PENDING,
     RUNNING,
     STOPPED,
+    WAITING,
     Decision,
     UnitPolicy,
     remembered_stops,
@@ -131,8 +152,9 @@ def observed_from_summary(raw: Mapping[str, Any], scope: Scope) -> ObservedConta
 
 def localize(unit: Unit, prefix: Path | None) -> Unit:
     """The unit as the sandbox under ``prefix`` runs it: bind sources below ``SANDBOX_ROOTS`` moved under
-    the prefix (``/var/run`` is ``/run``). None (a real host): the unit unchanged."""
-    if prefix is None or not unit.volumes:
+    the prefix (``/var/run`` is ``/run``), and every required mount's path (as the storage handler
+    roots its rules' paths there). None (a real host): the unit unchanged."""
+    if prefix is None or not (unit.volumes or unit.requires_mounts):
         return unit
 
     def moved(source: str | None) -> str | None:
@@ -145,7 +167,8 @@ def localize(unit: Unit, prefix: Path | None) -> Unit:
         return source
 
     volumes = tuple(Volume(v.target, moved(v.source), v.options) for v in unit.volumes)
-    return replace(unit, volumes=volumes)
+    requires = tuple(sorted(str(prefix / p.lstrip("/")) for p in unit.requires_mounts))
+    return replace(unit, volumes=volumes, requires_mounts=requires)
 
 
 def _current(containers: Sequence[ObservedContainer]) -> ObservedContainer:
@@ -163,6 +186,23 @@ def current_containers(units: Mapping[str, Unit], observed: Iterable[ObservedCon
     return {name: _current(cs) for name, cs in mine.items()}
 
 
+def storage_rule_mounts(storage: Any) -> dict[str, RuleMount]:
+    """The storage handler's view of its rules' paths (``handlers.storage.StorageHandler``: its
+    ``rules`` and the mounts it made, ``known``), for ``units.mounts.observe_mounts``. None: {}."""
+    if storage is None:
+        return {}
+    known: Mapping[str, Any] = getattr(storage, "known", {}) or {}
+    view: dict[str, RuleMount] = {}
+    for rule in getattr(storage, "rules", ()) or ():
+        k = known.get(rule.path)
+        view[rule.path] = RuleMount(rule.path, k is not None, getattr(rule, "on_remove", "stop"),
+                                    getattr(k, "devname", None), getattr(k, "diskseq", None))
+    for path, k in known.items():  # mounted by a rule that is gone (unmounted at its next reconcile)
+        view.setdefault(path, RuleMount(path, True, getattr(k, "on_remove", "stop"),
+                                        getattr(k, "devname", None), getattr(k, "diskseq", None)))
+    return view
+
+
 def _key(action: Action) -> str:
     return f"remove:{action.container_id}" if isinstance(action, Remove) else action.unit
 
@@ -170,7 +210,8 @@ def _key(action: Action) -> str:
 # ---- the reconciler ----------------------------------------------------------------------------------
 class ContainersHandler:
     name = NAME
-    kinds: tuple[type[Event], ...] = (ContainerEvent, ConfigChanged, DockerdState, TimerFired, ImagesChanged)
+    kinds: tuple[type[Event], ...] = (ContainerEvent, ConfigChanged, DockerdState, TimerFired, ImagesChanged,
+                                      MountChanged)
 
     def __init__(
         self,
@@ -189,6 +230,8 @@ class ContainersHandler:
         wall: Callable[[], float] = time.time,
         runtime_factory: Callable[[Path], Runtime] = Runtime,
         follow_events: Callable[[Scope], None] | None = None,
+        storage_rules: Callable[[], Mapping[str, RuleMount]] = dict,
+        mountinfo: Path = Path("/proc/self/mountinfo"),
     ) -> None:
         self.bus = bus
         self.daemons = dict(daemons)
@@ -203,6 +246,9 @@ class ContainersHandler:
         self.wall = wall
         self.runtime_factory = runtime_factory
         self.follow_events = follow_events  # start an events source for a dockerd (the user's), once
+        self.storage_rules = storage_rules  # the storage handler's rules' paths (see storage_rule_mounts)
+        self.mountinfo = mountinfo
+        self._mounts: dict[str, MountState] = {}  # the paths units require, as last observed
         self.units: dict[str, Unit] = {}
         self.graph: UnitGraph | None = None
         self.policies: dict[str, UnitPolicy] = {}
@@ -315,6 +361,7 @@ class ContainersHandler:
         observed = self._with_exits(await self._observe())
         if "system" not in self._reachable:
             return  # nothing to do until it answers: its `up` comes with a resync
+        self._mounts = await self._observe_mounts()
         desired = {n: u for n, u in self.units.items() if u.scope in self._reachable}
         graph = self._graph_for(desired)
         await self._refresh_images(desired)
@@ -324,8 +371,10 @@ class ContainersHandler:
         idle = {n: u for n, u in desired.items() if n not in busy}
         for name, decision in sync_policies(idle, observed, self.policies, now).items():
             self._report_exit(name, decision)
+        news = sync_mounts(idle, self.policies, self._mounts)
         actions = self._due(plan(desired, observed, self.policies, image_ids=self._image_ids, now=now,
-                                 graph=graph), now)
+                                 graph=graph, mounts=self._mounts), now)
+        self._log_mounts(news, actions, busy)
         self._waiting = {a.unit: a.reason for a in actions if isinstance(a, Wait)}
         self._follow_logs(busy)
         self._check_first_wave()
@@ -333,6 +382,58 @@ class ContainersHandler:
         dues = [a.until for a in actions if isinstance(a, Wait) and a.until is not None]
         self._schedule_wake(min(dues) if dues else None)
         self._check_first_wave()
+
+    # ---- required mounts ----------------------------------------------------------------------------
+    async def _observe_mounts(self) -> dict[str, MountState]:
+        """The state of every path a unit requires (nothing read when no unit requires one)."""
+        paths = required_paths(self.units.values())
+        if not paths:
+            return {}
+        try:
+            table = await asyncio.to_thread(read_mountinfo, self.mountinfo)
+        except OSError as exc:
+            log.error("mount table not read; units that require mounts keep their state",
+                      file=str(self.mountinfo), error=str(exc))
+            return self._mounts
+        return observe_mounts(paths, self.storage_rules(), table)
+
+    def _log_mounts(self, news: Mapping[str, MountNews], actions: Sequence[Action], busy: set[str]) -> None:
+        """One line per path whose units changed (naming them), one per unit (with ``unit=``)."""
+        stopping = {a.unit for a in actions if isinstance(a, Stop) and a.mounts}
+        for path, changed in sorted(news.items()):
+            state = self._mounts.get(path) or MountState(path, False)
+            if changed.held:
+                stopped = [n for n in changed.held if n in stopping]
+                running = [n for n in changed.held if n not in stopping and n in self._current
+                           and self._current[n].state in ACTIVE]
+                waiting = [n for n in changed.held if n not in stopped and n not in running]
+                if stopped:
+                    log.warning("mount gone; stopping the units that require it", path=path, units=stopped,
+                                on_remove=state.on_remove)
+                if running:
+                    log.warning("mount gone; the units that require it keep running", path=path,
+                                units=running, on_remove=state.on_remove)
+                if waiting:
+                    log.info("units wait for their mount", path=path, units=waiting)
+                for name in changed.held:
+                    log.info("unit waits for its mount", unit=name, path=path,
+                             running=name in running, stopping=name in stopped)
+            if changed.released:
+                log.info("mount is here; starting the units that require it", path=path,
+                         units=changed.released)
+                for name in changed.released:
+                    log.info("unit's mounts are here; it may start", unit=name, path=path)
+        restarts: dict[str, list[str]] = {}
+        for action in actions:
+            if isinstance(action, Restart) and action.unit not in busy:
+                for path in action.mounts:
+                    restarts.setdefault(path, []).append(action.unit)
+        for path, names in sorted(restarts.items()):
+            log.info("mount replaced; restarting the units that ran on the old one", path=path, units=names)
+
+    def dependents(self, path: str) -> list[str]:
+        """The units that require ``path`` (``io.corral.requires-mount``)."""
+        return units_requiring(self.units, path)
 
     # ---- desired -----------------------------------------------------------------------------------
     def _load(self) -> None:
@@ -585,9 +686,16 @@ class ContainersHandler:
             await _stop_quietly(runtime, action.container_id, grace)
             await _remove_quietly(runtime, action.container_id)
         elif isinstance(action, Stop):
-            log.info("stopping unit", unit=action.unit, container=action.container_id[:12], grace=grace)
+            why = {"mount_gone": list(action.mounts)} if action.mounts else {}
+            log.info("stopping unit", unit=action.unit, container=action.container_id[:12], grace=grace,
+                     **why)
             await _stop_quietly(runtime, action.container_id, grace)
-            log.info("unit stopped", unit=action.unit)
+            log.info("unit stopped", unit=action.unit, **why)
+        elif isinstance(action, Restart):
+            log.info("restarting unit: a mount it requires was replaced", unit=action.unit,
+                     container=action.container_id[:12], mounts=list(action.mounts))
+            await _stop_quietly(runtime, action.container_id, grace)
+            await self._start(runtime, action.unit, action.scope)
         elif isinstance(action, Recreate):
             log.info("recreating unit", unit=action.unit, old=action.old_id[:12])
             await _stop_quietly(runtime, action.old_id, grace)
@@ -611,8 +719,9 @@ class ContainersHandler:
         await runtime.start(name)
         now = self.clock()
         policy = self.policies.get(name)
+        unit = self.units.get(name)
         if policy is not None:
-            policy.on_started(now)
+            policy.on_started(now, mount_ids(unit, self._mounts) if unit and unit.requires_mounts else None)
         self._errors.pop(name, None)
         self._missing_image.discard(name)
         current = self._current.get(name)
@@ -647,6 +756,8 @@ class ContainersHandler:
                   **fields)
         elif decision.state == STOPPED:
             log.info("unit exited (stopped by the user)", **fields)
+        elif decision.state == WAITING:
+            log.info("unit exited; waiting for its mount", mounts=list(policy.waiting_for), **fields)
         elif decision.state == FAILED:
             what = "oneshot failed" if unit.oneshot else "unit failed; not restarting"
             log.warning(what, restart=str(unit.restart), **fields)
@@ -693,7 +804,7 @@ class ContainersHandler:
             return True
         if unit.createonly:
             return name in self._current or name in self._errors
-        return policy.attempted or policy.finished or policy.stopped
+        return policy.attempted or policy.finished or policy.stopped or policy.held
 
     def _check_first_wave(self) -> None:
         if self._first_wave.is_set() or self.graph is None:
@@ -876,6 +987,8 @@ class ContainersHandler:
         return {
             **status,
             "after": sorted(self.graph.deps.get(name, ())) if self.graph is not None else [],
+            "requires_mounts": [(self._mounts.get(p) or MountState(p, False)).to_dict()
+                                for p in unit.requires_mounts],
             "source": unit.source,
             "create": create_request(unit, self._image_ids.get(unit.image)),
             "image_id": self._image_ids.get(unit.image),
@@ -954,6 +1067,7 @@ async def start_units(sup: Supervisor) -> ContainersHandler | None:
         prefix=paths.prefix if sup.options.sandbox else None,
         on_reload=reload,
         follow_events=follow_events,
+        storage_rules=lambda: storage_rule_mounts(sup.storage.storage),
     )
     sup.units = handler
     tuning = sup.setting("handlers", {}) or {}

@@ -31,7 +31,12 @@ def build_control_server(sup: Supervisor) -> ControlServer:
 
 def _storage_status(sup: Supervisor) -> Any:
     async def status(args: dict[str, Any]) -> Any:
-        return sup.storage.status()
+        result = sup.storage.status()
+        # units requiring each mount (io.corral.requires-mount): "dependents" per mount and rule
+        from units.mounts import annotate_dependents
+
+        annotate_dependents(result, sup.units.units if sup.units is not None else {})
+        return result
 
     return status
 

@@ -17,6 +17,7 @@ problem is rejected whole: ``load_units`` then returns no units, and the caller 
 from __future__ import annotations
 
 import difflib
+import posixpath
 import re
 import shlex
 from collections.abc import Callable, Mapping, Sequence
@@ -36,6 +37,7 @@ from units.model import (
     LABEL_CREATEONLY,
     LABEL_ONESHOT,
     LABEL_RELOADCONFIG,
+    LABEL_REQUIRES_MOUNT,
     LABEL_SCOPE,
     RANCHER_ALIASES,
     RANCHER_DETACH,
@@ -535,6 +537,19 @@ def _corral_labels(c: _Checker, name: str, labels: Mapping[str, str]) -> dict[st
             return None
         return frozenset(items)
 
+    def mount_paths(text: str, label: str) -> tuple[str, ...] | None:
+        items = [part.strip() for part in text.split(",")]
+        items = [i for i in items if i]
+        if not items:
+            c.bad(("labels", label), f"label {label} needs one or more absolute paths, got {text!r}")
+            return None
+        relative = [i for i in items if not i.startswith("/")]
+        if relative:
+            c.bad(("labels", label), f"label {label} needs absolute paths (comma-separated): "
+                                     f"{relative[0]!r} is relative")
+            return None
+        return tuple(sorted({posixpath.normpath(i).replace("//", "/") for i in items}))
+
     interpret: dict[str, tuple[str, Callable[[str, str], Any]]] = {
         LABEL_SCOPE: ("scope", scope),
         LABEL_AFTER: ("after", names),
@@ -542,6 +557,7 @@ def _corral_labels(c: _Checker, name: str, labels: Mapping[str, str]) -> dict[st
         LABEL_ONESHOT: ("oneshot", boolean),
         LABEL_CREATEONLY: ("createonly", boolean),
         LABEL_RELOADCONFIG: ("reloadconfig", boolean),
+        LABEL_REQUIRES_MOUNT: ("requires_mounts", mount_paths),
     }
     out: dict[str, Any] = {}
     given_by: dict[str, str] = {}

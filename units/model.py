@@ -30,8 +30,10 @@ LABEL_BEFORE = "io.corral.before"
 LABEL_ONESHOT = "io.corral.oneshot"
 LABEL_CREATEONLY = "io.corral.createonly"
 LABEL_RELOADCONFIG = "io.corral.reloadconfig"
+LABEL_REQUIRES_MOUNT = "io.corral.requires-mount"
 
-CORRAL_LABELS = (LABEL_SCOPE, LABEL_AFTER, LABEL_BEFORE, LABEL_ONESHOT, LABEL_CREATEONLY, LABEL_RELOADCONFIG)
+CORRAL_LABELS = (LABEL_SCOPE, LABEL_AFTER, LABEL_BEFORE, LABEL_ONESHOT, LABEL_CREATEONLY, LABEL_RELOADCONFIG,
+                 LABEL_REQUIRES_MOUNT)
 RESERVED_LABELS = (LABEL_UNIT, LABEL_HASH)
 
 RANCHER_DETACH = "io.rancher.os.detach"
@@ -150,6 +152,8 @@ class Unit:
     oneshot: bool = False
     createonly: bool = False
     reloadconfig: bool = False
+    # Absolute paths that must be mount points for the unit to run (io.corral.requires-mount), sorted.
+    requires_mounts: tuple[str, ...] = ()
     restart: RestartSpec = RestartSpec()
     command: tuple[str, ...] | None = None
     entrypoint: tuple[str, ...] | None = None

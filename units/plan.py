@@ -22,6 +22,12 @@ Rules:
 - Create, Recreate and Start happen only once the unit's dependencies have settled (see
   ``units.graph``); until then the unit gets a ``Wait`` naming them.
 - A deliberately stopped unit's running container is stopped, and nothing else is done for it.
+- A unit that requires mounts (``io.corral.requires-mount``; ``mounts`` says which are there, see
+  ``units.mounts``) is neither created nor started while one is missing: it gets a ``Wait`` naming the
+  paths; if it is running, it is stopped when a missing path's ``on_remove`` is ``stop`` (a path
+  never seen counts as ``stop``), and left alone when it is ``ignore``. A unit running on a mount that
+  has since been replaced (its policy's ``started_on`` differs from ``mounts``) is restarted. For the
+  ordering, a unit held for a mount counts as settled: its dependents do not wait for the mount.
 
 Nothing changed, nothing pending: no actions."""
 
@@ -34,6 +40,7 @@ from typing import Any
 
 from units.graph import UnitGraph
 from units.model import LABEL_HASH, LABEL_UNIT, Scope, Unit
+from units.mounts import MountState, missing_mounts, stale_mounts, stopping_mounts
 from units.policy import Decision, UnitPolicy
 from units.spec import config_hash, create_request
 
@@ -134,9 +141,22 @@ class Start:
 
 @dataclass(frozen=True)
 class Stop:
+    """Stop the unit's container: the user stopped it, or (``mounts`` given) a mount it requires is gone."""
+
     unit: str
     scope: Scope
     container_id: str
+    mounts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Restart:
+    """Stop the unit's running container and start it again: the ``mounts`` it runs on were replaced."""
+
+    unit: str
+    scope: Scope
+    container_id: str
+    mounts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -159,7 +179,7 @@ class Wait:
     until: float | None = None
 
 
-Action = Create | Recreate | Start | Stop | Remove | Wait
+Action = Create | Recreate | Start | Stop | Restart | Remove | Wait
 
 
 # ----------------------------------------------------------------------------------------------- plan
@@ -240,13 +260,16 @@ def plan(
     image_ids: Mapping[str, str] | None = None,
     now: float = 0.0,
     graph: UnitGraph | None = None,
+    mounts: Mapping[str, MountState] | None = None,
 ) -> list[Action]:
     """The actions that bring the containers to the desired units. ``image_ids`` maps an image
     reference to its current id (when known: a re-pulled image then recreates its units); ``now`` is on
-    the policies' clock. Order: removals, stops, then units in start order (Create/Recreate before
-    Start of the same unit), then waits. Starts in one plan are independent of each other."""
+    the policies' clock; ``mounts`` the state of the paths units require (a path not in it is not
+    mounted). Order: removals, stops, then units in start order (Create/Recreate before Start of the
+    same unit), then waits. Starts in one plan are independent of each other."""
     policies = policies or {}
     image_ids = image_ids or {}
+    mounts = mounts or {}
     graph = graph or UnitGraph.of(desired)
     removals: list[Action] = []
     stops: list[Action] = []
@@ -276,7 +299,10 @@ def plan(
         c = current.get(name)
         policy = policies.get(name) or _fresh(unit)
         up_to_date[name] = c is not None and c.state != "dead" and _same(unit, c, image_ids)
-        if unit.createonly:
+        if policy.held:  # waits for a mount: settled, as far as the order goes
+            started.add(name)
+            finished.add(name)
+        elif unit.createonly:
             if up_to_date[name]:
                 started.add(name)
         elif unit.oneshot:
@@ -293,6 +319,15 @@ def plan(
             if policy.stopped:
                 if c is not None and c.state in ACTIVE:
                     stops.append(Stop(name, unit.scope, c.id))
+                continue
+            missing = missing_mounts(unit, mounts)
+            if missing:
+                active = c is not None and c.state in ACTIVE
+                stopping = stopping_mounts(missing, mounts)
+                if c is not None and active and stopping:
+                    stops.append(Stop(name, unit.scope, c.id, stopping))
+                elif not active:
+                    waits.append(Wait(name, f"waiting for mount {', '.join(missing)}"))
                 continue
             blocked = graph.blocking(name, started, finished)
             if c is None or not up_to_date[name]:
@@ -321,6 +356,9 @@ def plan(
                     waits.append(Wait(name, "restart scheduled", policy.next_start))
                 continue
             if unit.createonly or c.state in (*ACTIVE, "removing"):
+                stale = stale_mounts(unit, policy.started_on, mounts)
+                if stale and not unit.createonly and c.state in ACTIVE:
+                    work.append(Restart(name, unit.scope, c.id, stale))
                 continue
             # created or exited, definition unchanged
             if policy.start_due(now):

@@ -13,6 +13,9 @@ stopped runs again. One class, using ``supervisor.backoff.Backoff`` (the one bac
   delay (which reaches the 30 s cap), and stays ``crash-looping`` until it runs for 10 s.
 - A deliberate stop (``corral service down``) is never undone by the policy; ``resume`` (``corral
   service up``) forgets it and the backoff.
+- A unit whose required mount is missing is *held* (``hold``): it is ``waiting``, not started, and an
+  exit meanwhile (the stop corral made because the mount went) is neither a failure nor a restart.
+  ``release`` (the mount is back) makes a waiting unit pending again: it is started as at boot.
 
 The caller feeds events in (``on_started``, ``on_exit``, ``on_start_failed``) and reads ``next_start``
 (when a restart is due) and ``status``. Times come from the injectable ``clock`` unless passed."""
@@ -41,7 +44,8 @@ CRASH_LOOPING = "crash-looping"  # restarting too often; still retried at the ba
 FAILED = "failed"  # stopped with a failure and will not be restarted
 EXITED = "exited"  # stopped with exit code 0 and will not be restarted (a finished oneshot)
 STOPPED = "stopped"  # stopped deliberately by the user
-STATES = (PENDING, RUNNING, RESTARTING, CRASH_LOOPING, FAILED, EXITED, STOPPED)
+WAITING = "waiting"  # a mount it requires is missing: started when it is there (not a failure)
+STATES = (PENDING, RUNNING, RESTARTING, CRASH_LOOPING, FAILED, EXITED, STOPPED, WAITING)
 
 
 @dataclass(frozen=True)
@@ -82,18 +86,22 @@ class UnitPolicy:
         self.started_at: float | None = None
         self.attempted = False  # a start was made (or failed) in this supervisor's life
         self.finished = False  # it has stopped at least once (exit or failed start): oneshot dependents go
+        self.waiting_for: tuple[str, ...] = ()  # required mounts that are missing (held while non-empty)
+        self.started_on: dict[str, str] | None = None  # the required mounts it was started on (path -> id)
         self._state = STOPPED if stopped else PENDING
         self._crash_looping = False
         self._recent: deque[float] = deque()
 
     # -- events ---------------------------------------------------------------------------------------
 
-    def on_started(self, now: float | None = None) -> None:
-        """The container started."""
+    def on_started(self, now: float | None = None, mounts: dict[str, str] | None = None) -> None:
+        """The container started; ``mounts`` are the identities of the required mounts it started on
+        (None: not known; ``units.mounts.sync_mounts`` then takes the current ones)."""
         now = self.clock() if now is None else now
         self.attempted = True
         self.started_at = now
         self.next_start = None
+        self.started_on = mounts
         if self._state != STOPPED:
             self._state = RUNNING
 
@@ -109,6 +117,8 @@ class UnitPolicy:
             self._recent.clear()
         if self._state == STOPPED:
             return self._settle(STOPPED)
+        if self.waiting_for:
+            return self._settle(WAITING)
         failed = exitcode != 0
         name = self.restart.name
         if name in ("always", "unless-stopped") or (name == "on-failure" and failed):
@@ -125,6 +135,8 @@ class UnitPolicy:
         self.started_at = None
         if self._state == STOPPED:
             return self._settle(STOPPED)
+        if self.waiting_for:
+            return self._settle(WAITING)
         return self._schedule(0.0, now)
 
     def deliberately_stopped(self) -> None:
@@ -133,12 +145,27 @@ class UnitPolicy:
         self.next_start = None
 
     def resume(self) -> None:
-        """The user started the unit again: forget the stop, the backoff and the crash loop."""
+        """The user started the unit again: forget the stop, the backoff and the crash loop. (A unit
+        held for a mount stays waiting for it.)"""
         self.backoff.reset()
         self._recent.clear()
         self._crash_looping = False
         self.next_start = None
-        self._state = PENDING
+        self._state = WAITING if self.waiting_for else PENDING
+
+    def hold(self, missing: tuple[str, ...]) -> None:
+        """Required mounts are missing: never start (nor restart) the unit until ``release``. A running
+        unit keeps running here (stopping it is the plan's call); its exit then makes it ``waiting``."""
+        self.waiting_for = tuple(missing)
+        if self._state in (PENDING, RESTARTING, FAILED, EXITED):
+            self._state = WAITING
+            self.next_start = None
+
+    def release(self) -> None:
+        """The required mounts are all there: a waiting unit is pending again (started as at boot)."""
+        self.waiting_for = ()
+        if self._state == WAITING:
+            self._state = PENDING
 
     # -- reading --------------------------------------------------------------------------------------
 
@@ -146,6 +173,11 @@ class UnitPolicy:
     def stopped(self) -> bool:
         """Deliberately stopped by the user."""
         return self._state == STOPPED
+
+    @property
+    def held(self) -> bool:
+        """Held for a missing mount (``hold``)."""
+        return bool(self.waiting_for)
 
     @property
     def fresh(self) -> bool:

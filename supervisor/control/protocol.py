@@ -350,7 +350,8 @@ COMMANDS: dict[str, Command] = _commands(
     Command("net.confirm", "Keep the network config being tried: persisted, no rollback.",
             "the confirmed try"),
     Command("storage.status", "udev source, devices, state partition and mount rules.",
-            '{"udev", "devices", "state", "storage"}'),
+            '{"udev", "devices", "state", "storage"}; each storage mount and rule has "dependents" '
+            '(the units requiring its path)'),
     Command("service.list", "Every unit: state, restarts, uptime, last exit.", "[UnitStatus] by name"),
     Command(
         "service.inspect",
