@@ -48,7 +48,8 @@ def add_parser(subparsers: Subparsers) -> None:
         summary="every unit: state, restarts, uptime, last exit",
         description=(
             "Every unit by name: scope (system or user dockerd), state (pending, running, restarting,\n"
-            "crash-looping, exited, failed, stopped; created for createonly units), restarts since the\n"
+            "crash-looping, exited, failed, stopped, waiting for a mount; created for createonly\n"
+            "units), restarts since the\n"
             "supervisor started, uptime, the last exit code and, for a unit that is not running, why\n"
             "(a scheduled restart, the units it waits for, the last start error)."
         ),
@@ -176,6 +177,8 @@ def render_inspect(unit: Any) -> str:
             lines.append(f"{key + ':':<17}{unit[key]}")
     if unit.get("after"):
         lines.append(f"{'after:':<17}{', '.join(unit['after'])}")
+    if unit.get("requires_mounts"):
+        lines.append(f"{'requires mounts:':<17}{', '.join(unit['requires_mounts'])}")
     create = unit.get("create") or {}
     if create.get("Cmd"):
         lines.append(f"{'command:':<17}{' '.join(str(c) for c in create['Cmd'])}")
