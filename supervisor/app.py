@@ -37,6 +37,7 @@ from supervisor.tasks import running_tasks, spawn_task
 if TYPE_CHECKING:
     from handlers.containers import ContainersHandler
     from supervisor.sources.docker import DockerEventsSource
+    from supervisor.udevd import Udevd
     from units.system_dockerd import SystemDockerd
 
 log = structlog.get_logger("supervisor")
@@ -91,6 +92,7 @@ class Supervisor:
         self._final: asyncio.Future[str] | None = None
         self.control: Any = None
         self.acpi: Any = None
+        self.udevd: Udevd | None = None  # corral.udev (the devices phase)
 
     # ---- life cycle ----------------------------------------------------------------------
     async def run(self) -> str:
@@ -113,6 +115,7 @@ class Supervisor:
         return action
 
     async def boot(self) -> None:
+        log.info(f"corral {__version__} starting", pid=os.getpid())
         await self._phase("mounts", self._mounts, fatal=True)
         await self._phase("config", self._load_config)
         await self._phase("devices", self._devices)
@@ -151,6 +154,7 @@ class Supervisor:
             return
         self.state.phases[name] = round(time.monotonic() - started, 6)
         self.bus.publish(Phase(name=name, state="done"))
+        log.info("boot phase done", phase=name, seconds=self.state.phases[name])
 
     def request(self, action: str) -> None:
         """Ask for poweroff, reboot or halt. The first request wins."""
@@ -213,7 +217,11 @@ class Supervisor:
 
         # The sandbox shares the host's kernel: it must not load modules into it.
         modprobe = ("modprobe", "--dry-run") if self.options.sandbox else ("modprobe",)
+        from supervisor.udevd import start_udevd
+
+        udevd = await start_udevd(self)  # first: the udev source then opens on udevd's events
         await start_devices(self, self.storage, modprobe=modprobe)
+        udevd.attach(self.storage.udev)
 
     async def _state(self) -> None:
         """The state partition: found (or a zeroed candidate formatted), mounted, the persistent
@@ -271,7 +279,8 @@ class Supervisor:
         self._stoppers.append(Stopper("control socket", self.control.stop))
 
     async def _handlers(self) -> None:
-        self.add_handler(HandlerRunner(self.bus, self.keeper, self._handler_backoff()))
+        if self.keeper.name not in self.runners:  # corral.udev starts it in the devices phase
+            self.add_handler(HandlerRunner(self.bus, self.keeper, self._handler_backoff()))
         timer = Timer(self.bus, "status", STATUS_INTERVAL)
         timer.start()
         self.timers.append(timer)
@@ -420,6 +429,7 @@ class Supervisor:
                 "preload": self.preload_result,
             },
             "units": None if self.units is None else self.units.status(),
+            "udevd": None if self.udevd is None else self.udevd.status(),
         }
 
 

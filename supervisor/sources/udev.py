@@ -8,10 +8,14 @@ enumeration too: handlers are idempotent). Coldplug publishes one ``add`` event 
 
 The monitor listens to the ``kernel`` netlink group when udevd is not running (no ``/run/udev/control``)
 and to udevd's ``udev`` group when it is; kernel events carry no ``ID_FS_*`` (handlers probe with
-blkid). Its receive buffer is 32 MiB (libudev sets it with SO_RCVBUFFORCE, which needs
-CAP_NET_ADMIN). When the kernel could not queue an event (ENOBUFS: the buffer overflowed) or the
-socket fails, the monitor is closed, a new one is opened and the devices are enumerated again, which
-ends in a ``Resync`` for the handlers.
+blkid). When corral runs udevd itself (supervisor/udevd.py) it tells the source which group to use with
+``use()``: the monitor is reopened on the other group and the devices enumerated again (a ``Resync``),
+so nothing is missed across the switch, whichever way it goes.
+
+Its receive buffer is 32 MiB (libudev sets it with SO_RCVBUFFORCE, which needs CAP_NET_ADMIN). When
+the kernel could not queue an event (ENOBUFS: the buffer overflowed) or the socket fails, the monitor
+is closed, a new one is opened and the devices are enumerated again, which ends in a ``Resync`` for
+the handlers.
 
 pyudev is imported lazily: its import runs ldconfig, which needs /dev."""
 
@@ -63,6 +67,11 @@ def pick_source(requested: str | None, run_dir: Path = UDEV_RUN) -> str:
             raise ValueError(f"udev source must be kernel or udev, not {requested!r}")
         return requested
     return "udev" if udevd_running(run_dir) else "kernel"
+
+
+def switch_needed(current: str, is_open: bool, wanted: str) -> bool:
+    """Reopen the monitor when it listens to another group than the wanted one, or is closed."""
+    return wanted != current or not is_open
 
 
 def keep_properties(props: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
@@ -145,6 +154,7 @@ class _Stats:
     overflows: int = 0
     errors: int = 0
     reopens: int = 0
+    switches: int = 0
     last_error: str | None = None
     last_seqnum: int | None = None
     coldplug_seconds: float | None = None
@@ -178,6 +188,9 @@ class UdevSource:
         self._recovering = False
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
+        self._switching = asyncio.Lock()
+        # Set by the udevd runner: its status, shown with the source's (``corral storage status``).
+        self.udevd_status: Callable[[], Mapping[str, object]] | None = None
 
     # ---- life cycle ----------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -196,6 +209,32 @@ class UdevSource:
     @property
     def running(self) -> bool:
         return self._monitor is not None
+
+    async def use(self, source: str, reason: str) -> bool:
+        """Listen to ``source`` (``kernel`` or ``udev``) from now on. When that changes the group, the
+        monitor is reopened on it first and the devices are enumerated again (ending in a ``Resync``).
+        The last call wins; returns whether this call reopened the monitor."""
+        pick_source(source)  # validates
+        self.requested = source
+        if self._loop is None or self._stopped:
+            self.source = source  # not started: start() opens on it
+            return False
+        async with self._switching:
+            if self._recovering or self.requested != source:
+                return False  # the recovery (or a later call) opens on the requested group
+            if not switch_needed(self.source, self._monitor is not None, source):
+                return False
+            previous = self.source
+            self._close()
+            try:
+                self._open()
+            except OSError as exc:
+                self._lost(f"cannot open the {source} monitor: {exc}", overflow=False)
+                return False
+            self.stats.switches += 1
+            log.info("udev source switched", source=source, previous=previous, reason=reason)
+            await self._coldplug(f"switched to {source}: {reason}")
+            return True
 
     def _open(self) -> None:
         import pyudev
@@ -281,6 +320,13 @@ class UdevSource:
                 return
         finally:
             self._recovering = False
+            if (not self._stopped and self._monitor is not None and self.requested is not None
+                    and self.source != self.requested):  # use() was called while this ran
+                self._task = spawn_task(self._switch_to(self.requested, "asked for while recovering"),
+                                        name="udev:switch")
+
+    async def _switch_to(self, source: str, reason: str) -> None:
+        await self.use(source, reason)
 
     # ---- coldplug --------------------------------------------------------------------------------------
     async def _coldplug(self, reason: str) -> None:
@@ -306,4 +352,6 @@ class UdevSource:
             "received": s.received, "coldplugs": s.coldplugs, "coldplug_devices": s.coldplug_devices,
             "coldplug_seconds": s.coldplug_seconds, "overflows": s.overflows, "errors": s.errors,
             "reopens": s.reopens, "last_error": s.last_error, "last_seqnum": s.last_seqnum,
+            "requested": self.requested, "switches": s.switches,
+            "udevd": dict(self.udevd_status()) if self.udevd_status is not None else None,
         }
