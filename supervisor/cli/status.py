@@ -117,6 +117,17 @@ def render_status(status: Any) -> str:
         if rows:
             lines.extend(table(["NAME", "STATE", "RESTARTS", "FAILURES", "LAST ERROR"], rows, indent=INDENT))
 
+    udevd = get("udevd")
+    if isinstance(udevd, dict):
+        text = str(udevd.get("state", "?"))
+        if udevd.get("pid"):
+            text += f", pid {udevd['pid']}"
+        if udevd.get("restarts"):
+            text += f", {_plural(int(udevd['restarts']), 'restart')}"
+        if udevd.get("reason"):
+            text += f": {udevd['reason']}"
+        lines.append(f"udevd:     {text}")
+
     processes = get("processes")
     if isinstance(processes, dict):
         children = processes.get("children") or []
