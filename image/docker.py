@@ -30,7 +30,7 @@ import sys
 import tarfile
 import tempfile
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -78,6 +78,8 @@ class Rootfs:
     files: dict[str, Path] = field(default_factory=dict)
     links: dict[str, str] = field(default_factory=dict)
     root: Path = Path("/")
+    generated: dict[str, bytes] = field(default_factory=lambda: dict(ETC))  # written by the builder, 0644
+    base_dirs: tuple[str, ...] = DIRECTORIES  # directories the image has even when empty
 
     def add(self, path: str | Path) -> None:
         """Add a path of the build machine (under ``root``): a file, or a symlink and what it points to,
@@ -99,8 +101,8 @@ class Rootfs:
             raise FileNotFoundError(f"{host}: not in the build machine (install the package that ships it)")
 
     def directories(self) -> list[str]:
-        found = set(DIRECTORIES)
-        for name in [*self.files, *self.links]:
+        found = set(self.base_dirs)
+        for name in [*self.files, *self.links, *self.generated]:
             parts = Path(name).parts[:-1]
             for i in range(1, len(parts) + 1):
                 found.add(str(Path(*parts[:i])))
@@ -182,7 +184,7 @@ def write_layer(out: io.BufferedIOBase, fs: Rootfs, mtime: int) -> None:
                 link = _info(name, tarfile.SYMTYPE, 0o777, mtime)
                 link.linkname = source
                 tar.addfile(link)
-        for name, blob in sorted(ETC.items()):
+        for name, blob in sorted(fs.generated.items()):
             info = _info(name, tarfile.REGTYPE, 0o644, mtime)
             info.size = len(blob)
             tar.addfile(info, io.BytesIO(blob))
@@ -215,8 +217,10 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_archive(dest: Path, tags: Sequence[str] = DEFAULT_TAGS, fs: Rootfs | None = None) -> str:
-    """Write the ``docker save`` archive to ``dest`` (atomically); returns the image id (sha256:...)."""
+def write_archive(dest: Path, tags: Sequence[str] = DEFAULT_TAGS, fs: Rootfs | None = None,
+                  config_for: Callable[[str, str], bytes] = image_config) -> str:
+    """Write the ``docker save`` archive to ``dest`` (atomically); returns the image id (sha256:...).
+    ``config_for(layer_digest, created)`` gives the image config (another image reuses this writer)."""
     fs = fs or collect()
     when = max(int(p.stat().st_mtime) for p in fs.inputs())
     created = datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -226,7 +230,7 @@ def write_archive(dest: Path, tags: Sequence[str] = DEFAULT_TAGS, fs: Rootfs | N
         with layer_path.open("wb") as out:
             write_layer(out, fs, when)
         layer_hex = _sha256(layer_path)
-        config = image_config(f"sha256:{layer_hex}", created)
+        config = config_for(f"sha256:{layer_hex}", created)
         config_hex = hashlib.sha256(config).hexdigest()
         manifest = json.dumps([{"Config": f"{config_hex}.json", "RepoTags": list(tags),
                                 "Layers": [f"{layer_hex}/layer.tar"]}], separators=(",", ":")).encode()

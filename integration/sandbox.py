@@ -44,7 +44,7 @@ class Sandbox:
         dropin.write_text(f"corral:\n  system_docker:\n    enabled: {enabled}\n")
         user_docker = "true" if USER_DOCKER_DEFAULT else "false"
         (dropins / "00-test-user-docker.yml").write_text(
-            f"corral:\n  services_include:\n    docker: {user_docker}\n")
+            f"corral:\n  services_include:\n    docker: {user_docker}\n    console: false\n")
         self.console = directory / "console.log"
         self._console_file = open(self.console, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(sandbox_mod.argv(directory, emergency_shell), stdin=subprocess.DEVNULL,

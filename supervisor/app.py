@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from handlers.authorized_keys import AuthorizedKeysWriter
 from handlers.processes import ProcessKeeper
 from handlers.runner import HandlerRunner
 from supervisor import __version__, signals
@@ -281,6 +282,8 @@ class Supervisor:
     async def _handlers(self) -> None:
         if self.keeper.name not in self.runners:  # corral.udev starts it in the devices phase
             self.add_handler(HandlerRunner(self.bus, self.keeper, self._handler_backoff()))
+        keys = AuthorizedKeysWriter(self.paths, lambda: self.config.current)  # the console's ssh keys
+        self.add_handler(HandlerRunner(self.bus, keys, self._handler_backoff()))
         timer = Timer(self.bus, "status", STATUS_INTERVAL)
         timer.start()
         self.timers.append(timer)
