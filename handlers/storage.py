@@ -2,7 +2,11 @@
 
 Level-triggered: any block uevent (or a config change, or a resync) marks it dirty; a reconcile
 observes block devices (sysfs, with filesystem facts from udev's database or blkid), the mount table
-(/proc/self/mountinfo), plans (``supervisor.storage.plan``, pure) and applies the plan:
+(/proc/self/mountinfo), plans (``supervisor.storage.plan``, pure) and applies the plan. What it
+observes: after block uevents only, the devices they named (read again from sysfs; probed only if their
+medium is new or a ``change`` uevent named them) plus the mount table, every other device as last seen;
+at startup, on a resync and on a config change, every device. The handler keeps its own subscription
+of the events for this (the runner only says "dirty"). The plan is applied:
 
 - ``Unmount``: lazily (MNT_DETACH) when the device was removed or its medium changed, else a normal
   unmount (lazily only if busy); then the handler observes and plans again before mounting anything
@@ -14,7 +18,12 @@ observes block devices (sysfs, with filesystem facts from udev's database or blk
 
 Every mount change is published as ``MountChanged(path, state, device)`` (the units handler reacts to
 it) and written to the journal. A failed mount is not retried until its device's medium or the rules
-change; neither is a mount someone unmounted by hand."""
+change; neither is a mount someone unmounted by hand.
+
+On request (the control socket: ``corral storage mount|unmount NAME``): ``request_unmount`` unmounts a
+rule's mount and *suppresses* the rule until ``request_mount`` or the device is re-plugged (it leaves,
+or its medium changes); ``request_mount`` lifts that (and a failed mount's hold), mounts a ``noauto``
+rule too, and reconciles at once. Requests and reconciles take turns (one lock)."""
 
 from __future__ import annotations
 
@@ -35,13 +44,37 @@ from supervisor.bus import Bus
 from supervisor.events import ConfigChanged, Event
 from supervisor.process import ProcessManager
 from supervisor.sources.udev_events import BlockEvent, MountChanged
-from supervisor.storage.observe import Observer, Prober
-from supervisor.storage.plan import Adopt, Forget, Fsck, Held, Known, Mount, Plan, Unmount, plan
+from supervisor.storage.observe import BlockDevice, Observed, Observer, Prober
+from supervisor.storage.plan import Adopt, Forget, Fsck, Held, Known, Mount, Plan, Unmount, assign, plan
+from supervisor.storage.resolve import (
+    DeviceSpec,
+    find_devices,
+    find_rule,
+    parse_device_spec,
+    resolve_path,
+)
 from supervisor.storage.rules import MS_RDONLY, MountRule, StorageRules, parse_storage
 
 log = structlog.get_logger("handlers.storage")
 
 MAX_PASSES = 4
+UNMOUNT_REQUESTED = "unmounted by request"
+
+
+class StorageRequestError(Exception):
+    """A ``mount``/``unmount``/``dev`` request cannot be done; the message says why, for a person."""
+
+
+@dataclass(frozen=True)
+class Suppressed:
+    """A rule's mount unmounted on request: not mounted again until asked, or until ``device`` (with
+    ``diskseq``) leaves or changes medium."""
+
+    rule: str
+    device: str
+    diskseq: int | None
+    major: int
+    minor: int
 
 
 def detach(path: str) -> None:
@@ -55,6 +88,8 @@ def detach(path: str) -> None:
 class StorageStats:
     reconciles: int = 0
     passes: int = 0
+    full_observations: int = 0
+    partial_observations: int = 0
     mounts: int = 0
     unmounts: int = 0
     failures: int = 0
@@ -87,8 +122,13 @@ class StorageHandler:
         self.rule_errors: list[str] = []
         self.known: dict[str, Known] = {}
         self.held: dict[Held, str] = {}  # (path, device, diskseq) -> why
+        self.suppressed: dict[str, Suppressed] = {}  # rule path -> the mount unmounted on request
+        self.requested: set[str] = set()  # noauto rule paths mounted on request
         self.stats = StorageStats()
         self._config_seen: object = None
+        self._lock = asyncio.Lock()
+        self._events = bus.subscribe("storage:devices", *self.kinds, maxsize=4096)
+        self._stale = True  # the next reconcile observes everything
         if config is not None:
             self._load_rules()
 
@@ -98,6 +138,9 @@ class StorageHandler:
         if rules != self.rules:
             self.rules = rules
             self.held.clear()
+            paths = {r.path for r in rules}
+            self.suppressed = {p: s for p, s in self.suppressed.items() if p in paths}
+            self.requested &= paths
 
     def _load_rules(self) -> None:
         assert self.config is not None
@@ -121,28 +164,82 @@ class StorageHandler:
 
     # ---- reconcile --------------------------------------------------------------------------------------
     async def reconcile(self, full: bool) -> None:
+        async with self._lock:
+            await self._reconcile(full)
+
+    def _drain(self) -> tuple[set[str], set[str], bool]:
+        """The kernel names the pending block uevents named, the devnames ``change`` uevents named (their
+        contents may have changed: probe again), and whether anything asks for a full observation (a
+        resync, a config change, a uevent without a device)."""
+        names: set[str] = set()
+        changed: set[str] = set()
+        everything = False
+        while (event := self._events.get_nowait()) is not None:
+            if isinstance(event, BlockEvent) and (event.devpath or event.devname):
+                names.add((event.devpath or event.devname or "").rsplit("/", 1)[-1])
+                if event.action == "change" and not event.coldplug and event.devname:
+                    changed.add(event.devname)
+            else:
+                everything = True
+        return names, changed, everything
+
+    async def _reconcile(self, full: bool) -> None:
         self.stats.reconciles += 1
-        if self.config is not None:
-            self._load_rules()
-        if full:
-            self.observer.prober.clear()  # observe everything afresh
+        names, changed, everything = self._drain()
+        if self.config is not None and (full or everything):
+            self._load_rules()  # rules change only with the config (reading it copies it whole)
         if not self.rules and not self.known:
+            self._stale = True  # events were not looked at: look at everything next time
             return  # no rules, nothing of ours mounted: nothing to look at
+        full = full or everything or self._stale
+        self._stale = False
+        if full:
+            self.observer.prober.forget_unproven()
+        for devname in changed:
+            self.observer.prober.forget(devname)
+        await self._converge(full, names)
+
+    async def _converge(self, full: bool, names: set[str]) -> None:
         for _ in range(MAX_PASSES):
             self.stats.passes += 1
-            observed = await self.observer.observe()
-            the_plan = plan(self.rules, observed.devices, observed.mounts, self.known, self.held)
+            observed = await self._observe(full, names)
+            full = False  # another pass only re-reads what this one changed
+            the_plan = self._plan(observed)
             self._note(the_plan)
             if not the_plan.actions:
                 return
             unmounted = await self._apply_bookkeeping_and_unmounts(the_plan)
             if unmounted:
+                names = set(unmounted)
                 continue  # observe again before mounting: see the module doc
             await self._apply_mounts(the_plan)
-            if not any(isinstance(a, Mount | Fsck) for a in the_plan.actions):
-                return
+            return  # what it mounted is known; a mount that failed is held
         # still not converged: the next event (or this poke) tries again
         log.debug("storage plan not converged after passes", passes=MAX_PASSES)
+
+    async def _observe(self, full: bool, names: set[str]) -> Observed:
+        if full or not self.observer.complete:
+            self.stats.full_observations += 1
+            observed = await self.observer.observe()
+        else:
+            self.stats.partial_observations += 1
+            observed = await self.observer.observe_named(names)
+        self._lift_suppressions(observed.devices)
+        return observed
+
+    def _plan(self, observed: Observed) -> Plan:
+        rules = tuple(replace(r, options=replace(r.options, auto=True)) if r.path in self.requested else r
+                      for r in self.rules)
+        return plan(rules, observed.devices, observed.mounts, self.known, self.held, self.suppressed)
+
+    def _lift_suppressions(self, devices: Sequence[BlockDevice]) -> None:
+        """A device unmounted on request that left, or whose medium changed, was re-plugged."""
+        present = {(d.major, d.minor): d.diskseq for d in devices}
+        for path, s in list(self.suppressed.items()):
+            devno = (s.major, s.minor)
+            if devno not in present or present[devno] != s.diskseq:
+                del self.suppressed[path]
+                log.info("device re-plugged; the rule mounts again", path=path, device=s.device, rule=s.rule)
 
     def _note(self, the_plan: Plan) -> None:
         self.stats.last_plan = [_describe(a) for a in the_plan.actions]
@@ -151,8 +248,9 @@ class StorageHandler:
                 log.warning("storage", note=note)
         self.stats.notes = list(the_plan.notes)
 
-    async def _apply_bookkeeping_and_unmounts(self, the_plan: Plan) -> int:
-        unmounted = 0
+    async def _apply_bookkeeping_and_unmounts(self, the_plan: Plan) -> list[str]:
+        """Applies Adopt, Forget and Unmount; returns the kernel names of the devices unmounted."""
+        unmounted: list[str] = []
         for action in the_plan.actions:
             if isinstance(action, Adopt):
                 k = action.known
@@ -166,28 +264,32 @@ class StorageHandler:
                                               rule=action.rule, reason=action.reason))
             elif isinstance(action, Unmount):
                 await self._unmount(action)
-                unmounted += 1
+                unmounted.append(action.device.rsplit("/", 1)[-1])
         return unmounted
 
-    async def _unmount(self, action: Unmount) -> None:
+    async def _unmount(self, action: Unmount, lazy_if_busy: bool = True) -> OSError | None:
+        """Unmounts (see the module doc); returns the error when the mount is still there."""
         started = time.monotonic()
         known = self.known.pop(action.path, None)
         try:
             if action.lazy:
                 await asyncio.to_thread(detach, action.path)
             else:
-                await asyncio.to_thread(sysmounts.umount, Path(action.path))
+                await asyncio.to_thread(sysmounts.umount, Path(action.path), lazy_if_busy)
         except OSError as exc:
             if exc.errno not in (errno.EINVAL, errno.ENOENT):  # EINVAL: not mounted any more
                 self.stats.failures += 1
                 log.error("unmount failed", path=action.path, device=action.device, error=str(exc))
                 if known is not None:
                     self.known[action.path] = known
-                return
+                return exc
         took = time.monotonic() - started
         self.stats.unmounts += 1
         self.observer.prober.forget(action.device)
-        if action.lazy:
+        if action.reason == UNMOUNT_REQUESTED:
+            log.info(UNMOUNT_REQUESTED, path=action.path, device=action.device, rule=action.rule,
+                     seconds=round(took, 4))
+        elif action.lazy:
             log.warning(f"{action.reason}; lazily unmounted", path=action.path, device=action.device,
                         rule=action.rule, seconds=round(took, 4))
         else:
@@ -197,6 +299,7 @@ class StorageHandler:
                                       fstype=known.fstype if known else None, rule=action.rule,
                                       reason=action.reason, on_remove=action.on_remove,
                                       seconds=round(took, 4)))
+        return None
 
     async def _apply_mounts(self, the_plan: Plan) -> None:
         fsck_failed: set[str] = set()
@@ -239,11 +342,12 @@ class StorageHandler:
                 try:
                     await asyncio.to_thread(sysmounts.mount, spec, Path(action.path))
                 except OSError as exc2:
-                    self._failed(action, str(exc2), time.monotonic() - started)
+                    await self._mount_failed(action, str(exc2), time.monotonic() - started)
                     return
-                log.warning("device is read-only; mounted read-only", device=action.device, path=action.path)
+                log.warning("device is read-only; mounted read-only", device=action.device, path=action.path,
+                            error=os.strerror(exc.errno or 0))
             else:
-                self._failed(action, str(exc), time.monotonic() - started)
+                await self._mount_failed(action, str(exc), time.monotonic() - started)
                 return
         took = time.monotonic() - started
         self.known[action.path] = Known(action.path, action.device, action.major, action.minor,
@@ -255,6 +359,17 @@ class StorageHandler:
                                       fstype=action.fstype, rule=action.rule, on_remove=action.on_remove,
                                       seconds=round(took, 4)))
 
+    async def _mount_failed(self, action: Mount, reason: str, took: float) -> None:
+        """A mount that failed because the medium changed under it (between probe and mount) is not a
+        failure of the new medium: the change's uevent brings another look."""
+        seen = [d for d in self.observer.devices.values() if d.devname == action.device]
+        moved = await asyncio.to_thread(self.observer.medium_moved_on, seen) if seen else set()
+        if moved:
+            log.info("medium changed while it was being mounted; looking again", path=action.path,
+                     device=action.device, error=reason)
+            return
+        self._failed(action, reason, took)
+
     def _failed(self, action: Mount, reason: str, took: float) -> None:
         self.stats.failures += 1
         self.held[(action.path, action.device, action.diskseq)] = reason
@@ -263,6 +378,131 @@ class StorageHandler:
         self.bus.publish(MountChanged(path=action.path, state="failed", device=action.device,
                                       fstype=action.fstype, rule=action.rule, reason=reason,
                                       on_remove=action.on_remove, seconds=round(took, 4)))
+
+    # ---- requests (the control socket) --------------------------------------------------------------
+    async def request_mount(self, name: str) -> dict[str, object]:
+        """Mount a rule (named by key or path, or by a device it matches) now: lifts an unmount on request
+        and a failed mount's hold, and mounts a ``noauto`` rule too. StorageRequestError when it is not
+        mounted afterwards, saying why."""
+        async with self._lock:
+            rule = await self._rule_to_mount(name)
+            if self.suppressed.pop(rule.path, None) is not None:
+                log.info("mount requested; the unmount on request is lifted", path=rule.path, rule=rule.key)
+            for key in [k for k in self.held if k[0] == rule.path]:
+                del self.held[key]
+            if not rule.auto:
+                self.requested.add(rule.path)
+            full = self._stale or not self.observer.complete
+            self._stale = False
+            await self._converge(full, set())
+            return self._mounted_or_why(rule)
+
+    async def request_unmount(self, name: str) -> dict[str, object]:
+        """Unmount a rule's mount (named by the rule's key or path, or by its device) and keep it unmounted
+        until ``request_mount`` or until the device is re-plugged. Never lazily: a busy mount stays, and
+        StorageRequestError says so."""
+        async with self._lock:
+            await self._current()
+            rule = self._rule_to_unmount(name)
+            k = self.known.get(rule.path)
+            if k is None:
+                if rule.path in self.suppressed:
+                    s = self.suppressed[rule.path]
+                    return {"rule": rule.key, "path": rule.path, "state": "unmounted", "device": s.device}
+                raise StorageRequestError(f"{rule.key}: nothing is mounted at {rule.path}")
+            error = await self._unmount(Unmount(k.rule, k.path, k.devname, UNMOUNT_REQUESTED, lazy=False,
+                                                on_remove=k.on_remove), lazy_if_busy=False)
+            if error is not None:
+                why = error.strerror or str(error)
+                raise StorageRequestError(f"{rule.key}: cannot unmount {rule.path}: {why}")
+            self.suppressed[rule.path] = Suppressed(rule.key, k.devname, k.diskseq, k.major, k.minor)
+            self.requested.discard(rule.path)
+            return {"rule": rule.key, "path": rule.path, "state": "unmounted", "device": k.devname}
+
+    async def resolve_device(self, text: str) -> dict[str, object]:
+        """``LABEL=``/``UUID=``/``PARTUUID=``/``PARTLABEL=`` or a path -> the devices it names (by name).
+        StorageRequestError when none."""
+        try:
+            spec = parse_device_spec(text)
+        except ValueError as exc:
+            raise StorageRequestError(str(exc)) from None
+        async with self._lock:
+            devices, devno = await self._devices_of(spec)
+        if not devices:
+            if devno is not None:
+                raise StorageRequestError(f"{spec} is a block device ({devno[0]}:{devno[1]}) with no medium")
+            raise StorageRequestError(f"no device has {spec}")
+        return {"spec": str(spec), "devices": [d.to_dict() for d in devices]}
+
+    async def _current(self) -> Observed:
+        """The devices and mounts now (every device the first time and after ignored events)."""
+        full = self._stale or not self.observer.complete
+        self._stale = False
+        return await self._observe(full, set())
+
+    async def _devices_of(self, spec: DeviceSpec) -> tuple[list[BlockDevice], tuple[int, int] | None]:
+        devno = None
+        if spec.kind == "path":
+            try:
+                devno = await asyncio.to_thread(resolve_path, spec.value)
+            except ValueError as exc:
+                raise StorageRequestError(str(exc)) from None
+        observed = await self._current()
+        return find_devices(spec, observed.devices, devno), devno
+
+    async def _rule_to_mount(self, name: str) -> MountRule:
+        rule = find_rule(name, self.rules, str(self.root))
+        if rule is not None:
+            return rule
+        devices = await self._named_devices(name)
+        for key, devs in assign(self.rules, devices).items():
+            if devs:
+                return next(r for r in self.rules if r.key == key)
+        names = ", ".join(d.devname for d in devices)
+        raise StorageRequestError(f"no mounts: rule matches {names}; corral mounts devices only by rule")
+
+    def _rule_to_unmount(self, name: str) -> MountRule:
+        rule = find_rule(name, self.rules, str(self.root))
+        if rule is not None:
+            return rule
+        try:
+            spec = parse_device_spec(name)
+        except ValueError:
+            spec = None
+        for k in self.known.values():
+            if spec is not None and spec.kind == "path" and spec.value == k.devname:
+                return next(r for r in self.rules if r.path == k.path)
+        raise StorageRequestError(f"{name!r} is neither a mounts: rule (its key or path) nor a device "
+                                  "a rule has mounted")
+
+    async def _named_devices(self, name: str) -> list[BlockDevice]:
+        try:
+            spec = parse_device_spec(name)
+        except ValueError:
+            spec = None
+        if spec is None or (spec.kind == "path" and not name.startswith("/") and "[" in name):
+            raise StorageRequestError(f"{name!r} is neither a mounts: rule (its key or path) nor a device")
+        try:
+            devices, _ = await self._devices_of(spec)
+        except StorageRequestError:
+            devices = []
+        if not devices:
+            raise StorageRequestError(f"{name!r} is neither a mounts: rule (its key or path) nor a device")
+        return devices
+
+    def _mounted_or_why(self, rule: MountRule) -> dict[str, object]:
+        k = self.known.get(rule.path)
+        if k is not None:
+            return {"rule": rule.key, "path": rule.path, "state": "mounted", "device": k.devname,
+                    "fstype": k.fstype}
+        for (path, device, _), why in self.held.items():
+            if path == rule.path:
+                raise StorageRequestError(f"{rule.key}: mounting {device} at {rule.path} failed: {why}")
+        for note in self.stats.notes:
+            if note.startswith(f"{rule.key}:"):
+                raise StorageRequestError(note)
+        raise StorageRequestError(f"{rule.key}: no device to mount at {rule.path} ({rule.match.describe()} "
+                                  "matches none that is not mounted already); it is mounted when one appears")
 
     # ---- reporting ---------------------------------------------------------------------------------------
     def status(self) -> dict[str, object]:
@@ -277,12 +517,18 @@ class StorageHandler:
                         "diskseq": k.diskseq} for k in sorted(self.known.values(), key=lambda k: k.path)],
             "held": [{"path": p, "device": d, "diskseq": q, "reason": why}
                      for (p, d, q), why in self.held.items()],
+            "suppressed": [{"path": p, "rule": x.rule, "device": x.device, "diskseq": x.diskseq,
+                            "reason": UNMOUNT_REQUESTED} for p, x in sorted(self.suppressed.items())],
+            "requested": sorted(self.requested),
             "notes": list(s.notes),
             "last_plan": list(s.last_plan),
-            "counters": {"reconciles": s.reconciles, "passes": s.passes, "mounts": s.mounts,
+            "counters": {"reconciles": s.reconciles, "passes": s.passes,
+                         "full_observations": s.full_observations,
+                         "partial_observations": s.partial_observations, "mounts": s.mounts,
                          "unmounts": s.unmounts, "failures": s.failures, "fscks": s.fscks,
                          "blkid_probes": probes.probes, "blkid_cached": probes.cached,
                          "blkid_failures": probes.failures},
+            "probed": list(probes.recent),  # the last devices probed (not from udev's database)
         }
 
 

@@ -26,6 +26,9 @@ def build_control_server(sup: Supervisor) -> ControlServer:
 
     register_net(server, sup)
     server.register("storage.status", _storage_status(sup))
+    from supervisor.storage.api import register as register_storage
+
+    register_storage(server, sup)
     return server
 
 

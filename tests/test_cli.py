@@ -425,7 +425,7 @@ def test_every_command_is_found() -> None:
         "debug spawn", "debug publish", "system-docker",
         "service", "service list", "service inspect", "service up", "service down", "service restart",
         "service enable", "service disable", "service logs", "net", "net status", "net plan", "net apply",
-        "net try", "net confirm", "storage", "storage status",
+        "net try", "net confirm", "storage", "storage status", "storage mount", "storage unmount", "dev",
     }  # fmt: skip
 
 

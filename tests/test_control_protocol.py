@@ -102,6 +102,7 @@ def test_catalogue() -> None:
         "debug.publish",
         "service.list", "service.inspect", "service.up", "service.down", "service.restart", "service.enable",
         "service.disable", "storage.status", "net.status", "net.plan", "net.apply", "net.try", "net.confirm",
+        "storage.mount", "storage.unmount", "dev",
     ])  # fmt: skip
     assert COMMANDS["events"].streams == "always" and COMMANDS["logs"].streams == "follow"
 

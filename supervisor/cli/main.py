@@ -16,6 +16,7 @@ from supervisor import __version__
 from supervisor.cli import (
     config,
     debug,
+    dev,
     events,
     logs,
     net,
@@ -48,7 +49,7 @@ class CommandGroup(Protocol):
 
 # In the order `corral --help` lists them.
 COMMAND_MODULES: tuple[CommandGroup, ...] = (
-    status, config, logs, events, service, net, storage, power, debug, sandbox, system_docker,
+    status, config, logs, events, service, net, storage, dev, power, debug, sandbox, system_docker,
 )
 
 

@@ -1,7 +1,9 @@
-"""`corral storage status`: the state partition, the mount rules and what they mounted, the udev source.
+"""`corral storage status | mount | unmount`: the state partition, the mount rules and what they mounted.
 
-Calls the control command ``storage.status``, which returns ``StorageServices.status()``
-(supervisor/storage/boot.py): ``{"udev": ..., "devices": ..., "state": ..., "storage": ...}``."""
+``status`` calls the control command ``storage.status``, which returns ``StorageServices.status()``
+(supervisor/storage/boot.py): ``{"udev": ..., "devices": ..., "state": ..., "storage": ...}``.
+``mount NAME`` and ``unmount NAME`` call ``storage.mount`` / ``storage.unmount`` (NAME: a rule's key
+such as ``mounts[0]``, its path, or a device); both answer ``{"rule", "path", "state", "device"}``."""
 
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ def add_parser(subparsers: Subparsers) -> None:
         "storage",
         summary="storage: the state partition, mount rules, mounted devices",
         description="Storage: the state partition, the mounts: rules and what they mounted.",
-        examples=[("corral storage status", "")],
+        examples=[("corral storage status", ""),
+                  ("corral storage unmount /mnt/data", "and keep it unmounted")],
     )
     commands = group.add_subparsers(dest="storage_command", metavar="COMMAND", required=True)
     add_command(
@@ -45,6 +48,42 @@ def add_parser(subparsers: Subparsers) -> None:
         parents=[client_options()],
         run=run,
     )
+    mount = add_command(
+        commands,
+        "mount",
+        summary="mount a rule's device now (undoes `unmount`)",
+        description=(
+            "Mount what a mounts: rule matches now. NAME is the rule's key (mounts[0]), its path, or a\n"
+            "device the rule matches (/dev/sdb1, LABEL=DATA). Undoes `corral storage unmount`, retries a\n"
+            "mount that failed, and mounts a noauto rule too. Fails (exit 1) with the reason when nothing\n"
+            "could be mounted: no device matches, the path is occupied, the mount failed."
+        ),
+        examples=[
+            ("corral storage mount mounts[0]", "by the rule's key"),
+            ("corral storage mount /mnt/data", "by its path"),
+        ],
+        parents=[client_options()],
+        run=run_mount,
+    )
+    mount.add_argument("name", metavar="NAME", help="a rule's key or path, or a device it matches")
+    unmount = add_command(
+        commands,
+        "unmount",
+        summary="unmount a rule's mount and keep it unmounted",
+        description=(
+            "Unmount what a mounts: rule mounted (never lazily: a busy mount stays, exit 1) and keep it\n"
+            "unmounted: corral does not mount it again until `corral storage mount NAME`, or until the\n"
+            "device is re-plugged (it goes away, or its medium changes). `corral storage status` shows it\n"
+            "as unmounted by request. NAME is the rule's key (mounts[0]), its path or its device."
+        ),
+        examples=[
+            ("corral storage unmount /mnt/usb", "before pulling the stick"),
+            ("corral storage unmount /dev/sdb1", "by the device"),
+        ],
+        parents=[client_options()],
+        run=run_unmount,
+    )
+    unmount.add_argument("name", metavar="NAME", help="a rule's key or path, or the device it mounted")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,6 +93,32 @@ def run(args: argparse.Namespace) -> int:
     else:
         out(render(result))
     return EXIT_OK
+
+
+def run_mount(args: argparse.Namespace) -> int:
+    return _request(args, "storage.mount")
+
+
+def run_unmount(args: argparse.Namespace) -> int:
+    return _request(args, "storage.unmount")
+
+
+def _request(args: argparse.Namespace, cmd: str) -> int:
+    result = call(args, cmd, name=args.name)
+    if args.output == "json":
+        print_json(result)
+    else:
+        out(render_request(result))
+    return EXIT_OK
+
+
+def render_request(result: Any) -> str:
+    if not isinstance(result, dict):
+        return str(result)
+    if result.get("state") == "mounted":
+        return f"{result.get('rule')}: {result.get('device')} mounted on {result.get('path')}"
+    return (f"{result.get('rule')}: {result.get('path')} unmounted ({result.get('device')}); not mounted "
+            f"again until `corral storage mount {result.get('rule')}` or the device is re-plugged")
 
 
 def render(status: Any) -> str:
@@ -75,6 +140,7 @@ def render(status: Any) -> str:
     storage = status.get("storage") or {}
     mounted = {m.get("path"): m for m in storage.get("mounts") or []}
     held = {h.get("path"): h for h in storage.get("held") or []}
+    suppressed = {h.get("path"): h for h in storage.get("suppressed") or []}
     rules = storage.get("rules") or []
     lines.append(f"rules:    {len(rules)}")
     rows = []
@@ -82,6 +148,9 @@ def render(status: Any) -> str:
         path = rule.get("path")
         if path in mounted:
             now = f"mounted: {mounted[path].get('device')}"
+        elif path in suppressed:
+            now = (f"unmounted by request ({suppressed[path].get('device')}): "
+                   f"`corral storage mount {rule.get('key')}` mounts it again")
         elif path in held:
             now = f"held: {held[path].get('reason')}"
         elif not rule.get("auto", True):

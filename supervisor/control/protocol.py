@@ -352,6 +352,24 @@ COMMANDS: dict[str, Command] = _commands(
     Command("storage.status", "udev source, devices, state partition and mount rules.",
             '{"udev", "devices", "state", "storage"}; each storage mount and rule has "dependents" '
             '(the units requiring its path)'),
+    Command(
+        "storage.mount",
+        "Mount a mounts: rule now: undoes storage.unmount, retries a failed mount, mounts a noauto rule.",
+        '{"rule", "path", "state": "mounted", "device", "fstype"}; an error says why when not mounted',
+        (Arg("name", (str,), "a rule's key (mounts[0]) or path, or a device it matches", required=True),),
+    ),
+    Command(
+        "storage.unmount",
+        "Unmount a rule's mount and keep it unmounted until storage.mount or the device is re-plugged.",
+        '{"rule", "path", "state": "unmounted", "device"}; an error when busy or not mounted',
+        (Arg("name", (str,), "a rule's key (mounts[0]) or path, or the device it mounted", required=True),),
+    ),
+    Command(
+        "dev",
+        "The devices a LABEL=, UUID=, PARTUUID=, PARTLABEL= or path names.",
+        '{"spec": str, "devices": [BlockDevice]}; error "no device has SPEC" when none',
+        (Arg("spec", (str,), "LABEL=x, UUID=x, PARTUUID=x, PARTLABEL=x or a path", required=True),),
+    ),
     Command("service.list", "Every unit: state, restarts, uptime, last exit.", "[UnitStatus] by name"),
     Command(
         "service.inspect",
@@ -462,6 +480,7 @@ class StatusResult(TypedDict, total=False):
     memory: dict[str, int]  # {"rss_kib", "max_rss_kib"}
     mounts: list[str]
     units: dict[str, Any] | None  # {"units", "states": {state: count}, "reachable", "reconciles", ...}
+    udevd: dict[str, Any] | None  # corral.udev: {"state", "pid", "restarts", "reason", ...}; None when off
 
 
 class UnitStatus(TypedDict):

@@ -11,7 +11,7 @@ medium (diskseq) they were made from. A known mount whose device is gone, or who
 unmounted lazily (MNT_DETACH); one whose rule is gone or no longer matches is unmounted (lazily only if
 busy). A known mount someone else unmounted is forgotten and held: not mounted again until the device
 or the rules change (a deliberate unmount is honoured). ``held`` also keeps failed mounts from being
-retried on every event."""
+retried on every event. ``suppressed`` rule paths (``corral storage unmount``) are left alone."""
 
 from __future__ import annotations
 
@@ -146,11 +146,37 @@ def match_rank(match: Match, dev: BlockDevice) -> tuple[int, int] | None:
 
 
 def assign(rules: Sequence[MountRule], devices: Iterable[BlockDevice]) -> dict[str, list[BlockDevice]]:
-    """Each device to its best rule (see the module doc); per rule, devices sorted by name."""
+    """Each device to its best rule (see the module doc); per rule, devices sorted by name.
+
+    Rules with an exact ``device``, a ``uuid`` or a ``label`` are looked up by that value (they cannot
+    match any other device); only the others are tried on every device."""
     out: dict[str, list[BlockDevice]] = {r.key: [] for r in rules}
+    by_device: dict[str, list[tuple[int, MountRule]]] = {}
+    by_uuid: dict[str, list[tuple[int, MountRule]]] = {}
+    by_label: dict[str, list[tuple[int, MountRule]]] = {}
+    everywhere: list[tuple[int, MountRule]] = []
+    for index, rule in enumerate(rules):
+        m = rule.match
+        if m.device is not None and not m.device_is_glob:
+            by_device.setdefault(m.device, []).append((index, rule))
+        elif m.uuid is not None:
+            by_uuid.setdefault(m.uuid.lower(), []).append((index, rule))
+        elif m.label is not None:
+            by_label.setdefault(m.label, []).append((index, rule))
+        else:
+            everywhere.append((index, rule))
     for dev in devices:
+        candidates = list(everywhere)
+        for name in (dev.devname, *dev.links):
+            candidates.extend(by_device.get(name, ()))
+        fs = dev.fs
+        if fs is not None:
+            if fs.uuid is not None:
+                candidates.extend(by_uuid.get(fs.uuid.lower(), ()))
+            if fs.label is not None:
+                candidates.extend(by_label.get(fs.label, ()))
         best: tuple[tuple[int, int, int], MountRule] | None = None
-        for index, rule in enumerate(rules):
+        for index, rule in candidates:
             rank = match_rank(rule.match, dev)
             if rank is None:
                 continue
@@ -173,8 +199,11 @@ def top_mounts(mounts: Iterable[MountEntry]) -> dict[str, MountEntry]:
 
 
 def plan(rules: Sequence[MountRule], devices: Sequence[BlockDevice], mounts: Sequence[MountEntry],
-         known: Mapping[str, Known], held: Iterable[Held] = ()) -> Plan:
+         known: Mapping[str, Known], held: Iterable[Held] = (), suppressed: Iterable[str] = ()) -> Plan:
+    """``suppressed``: rule paths unmounted on request: nothing is mounted (or adopted) there, and the
+    devices their rules match stay theirs (they are not mounted by another rule either)."""
     held_set = set(held)
+    suppressed_paths = set(suppressed)
     active = [r for r in rules if r.auto]
     by_path = {r.path: r for r in active}
     present = {d.devno: d for d in devices}
@@ -212,7 +241,7 @@ def plan(rules: Sequence[MountRule], devices: Sequence[BlockDevice], mounts: Seq
     # 2. each rule: satisfied, adoptable, occupied, or to be mounted
     assignment = assign(active, devices)
     for rule in active:
-        if rule.path in settled or rule.path in busy_paths:
+        if rule.path in settled or rule.path in busy_paths or rule.path in suppressed_paths:
             continue
         m = visible.get(rule.path)
         devs = assignment[rule.key]

@@ -22,7 +22,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from supervisor.config.errors import ConfigError, Problems
+from supervisor.config.errors import ConfigError
+from supervisor.config.errors import Problems as Problems  # re-exported: the state tests use it
 from supervisor.config.keypath import KeyPath, format_path
 from supervisor.mounts import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RELATIME
 
