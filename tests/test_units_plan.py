@@ -336,8 +336,9 @@ def test_container_created_without_a_known_image_id_is_not_recreated_forever() -
     units = units_from("web:\n  image: nginx\n")
     made = container(units["web"], digest=config_hash(units["web"], None))
     assert plan(units, [made], running_policies(units)) == []
-    # once the runtime knows the image id, it is recreated once with it
-    assert kinds(plan(units, [made], running_policies(units), image_ids={"nginx": IMAGE_ID})) == [
+    # once the runtime knows the image id: kept if it runs that image, recreated if it runs another
+    assert plan(units, [made], running_policies(units), image_ids={"nginx": IMAGE_ID}) == []
+    assert kinds(plan(units, [made], running_policies(units), image_ids={"nginx": "sha256:2222"})) == [
         ("Recreate", "web"), ("Start", "web"),
     ]
 

@@ -244,11 +244,14 @@ def _by_unit(
 def _same(unit: Unit, c: ObservedContainer, image_ids: Mapping[str, str]) -> bool:
     """Whether the container was made from this definition (and image). When the unit's image id is
     not known, the container's own image id stands in, and a container created without knowing it
-    matches too: only a known, different image id recreates."""
+    matches too: only a known, different image id recreates. (A container created before the image id
+    was known -- its image loaded while the unit was being created -- is the same when it runs that
+    image: recreating it would restart a unit that just started.)"""
     label = c.labels.get(LABEL_HASH)
     known = image_ids.get(unit.image)
     if known is not None:
-        return label == config_hash(unit, known)
+        return label == config_hash(unit, known) or (
+            c.image_id == known and label == config_hash(unit, None))
     return label in (config_hash(unit, c.image_id), config_hash(unit, None))
 
 

@@ -33,9 +33,11 @@ import aiohttp
 T = TypeVar("T")
 
 LABEL_UNIT = "io.corral.unit"
-DEFAULT_TIMEOUT = 10.0  # seconds for one API call
+# Seconds for one API call. Generous on purpose: a create or start took over 10 s on a guest under QEMU's
+# TCG, and a frozen dockerd is caught by the /_ping watchdog (units/system_dockerd.py), not by this.
+DEFAULT_TIMEOUT = 30.0
 CONNECT_TIMEOUT = 3.0  # seconds to connect to the socket
-LOAD_RATE = 20 << 20  # bytes/s assumed (pessimistically) when sizing an image load's deadline
+LOAD_RATE = 1 << 20  # bytes/s assumed (pessimistically: 20 MB took 25 s under TCG) for a load's deadline
 
 
 class DockerUnavailable(Exception):
