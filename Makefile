@@ -16,7 +16,7 @@ MYPY_STRICT := integration/netns.py integration/dockerd.py integration/conftest.
 export DEBIAN_FRONTEND := noninteractive
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help sysdeps venv lint test run bench clean distclean
+.PHONY: help sysdeps venv lint test run bench clean distclean image
 
 help:
 	@echo "make venv       Debian packages (when missing) + $(VENV) with corral[test], editable"
@@ -24,6 +24,7 @@ help:
 	@echo "make test       venv + lint + pytest over tests/ and integration/"
 	@echo "make run        corral sandbox --dir run-state [--config \$$CONFIG]"
 	@echo "make bench      run every bench/*.py"
+	@echo "make image      build the OS image: .cache/image/out/{vmlinuz,initrd,manifest.json} [COMPRESSION=xz]"
 	@echo "make clean      caches and build output; make distclean also removes $(VENV) and .cache"
 
 sysdeps:
@@ -51,6 +52,11 @@ test: venv lint
 
 run: venv
 	$(VENV)/bin/corral sandbox --dir $(CURDIR)/run-state $(if $(CONFIG),--config $(abspath $(CONFIG)))
+
+# The OS image (docs/image.md); COMPRESSION=none|zstd|xz (default zstd).
+COMPRESSION ?= zstd
+image: venv
+	$(PY) -m image build --compression $(COMPRESSION)
 
 bench: venv
 	@shopt -s nullglob; ran=0; \

@@ -11,7 +11,7 @@ PACKAGES=(
   python3-venv python3-dev iproute2 util-linux procps docker.io dnsmasq busybox-static e2fsprogs kmod
   iptables
   # the OS image (issue 6): build it (cpio, compressors), boot it (QEMU under TCG), reach it (ssh client)
-  cpio zstd xz-utils qemu-system-x86 openssh-client
+  cpio zstd xz-utils binutils qemu-system-x86 openssh-client
   # udevd as a process corral supervises (`corral.udev: true`)
   udev
 )

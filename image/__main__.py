@@ -1,0 +1,53 @@
+"""``corral-image`` / ``python -m image``: ``build`` the OS image, ``run`` it in QEMU."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def build_main(argv: Sequence[str]) -> int:
+    from image import build, definition, initramfs
+
+    parser = argparse.ArgumentParser(prog="corral-image build",
+                                     description=(build.__doc__ or "").split("\n\n")[0])
+    parser.add_argument("-o", "--output", type=Path, default=build.DEFAULT_OUT,
+                        help="directory for vmlinuz, initrd and manifest.json (default: .cache/image/out)")
+    parser.add_argument("--compression", choices=list(initramfs.COMPRESSORS), default="zstd",
+                        help="initrd compression (default: zstd; xz is the smallest, and slow to make)")
+    parser.add_argument("--definition", type=Path, default=definition.DEFAULT_PATH,
+                        help="image definition YAML (default: image/definition.yml)")
+    parser.add_argument("--update-lock", action="store_true",
+                        help="resolve the packages again and rewrite the lock files")
+    args = parser.parse_args(list(argv))
+    try:
+        data = build.build(definition.load(args.definition), args.output.resolve(), args.compression,
+                           update_lock=args.update_lock)
+    except (build.BuildError, definition.DefinitionError, OSError, RuntimeError) as exc:
+        print(f"corral-image build: {exc}", file=sys.stderr)
+        return 1
+    print(build.summary(data))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    usage = "usage: corral-image {build,run} [options]  (corral-image COMMAND --help for more)"
+    if not args or args[0] in ("-h", "--help"):
+        print(usage)
+        return 0 if args else 2
+    command, rest = args[0], args[1:]
+    if command == "build":
+        return build_main(rest)
+    if command == "run":
+        from image import run  # the QEMU side: imported only when asked for
+
+        return run.main(rest)
+    print(f"corral-image: unknown command {command!r}\n{usage}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
