@@ -32,7 +32,8 @@ BUSYBOX = Path("usr/bin/busybox")
 DIRECTORIES = {"proc": 0o555, "sys": 0o555, "dev": 0o755, "run": 0o755, "tmp": 0o1777, "root": 0o700,
                "mnt": 0o755, "home": 0o755, "var": 0o755, "var/lib": 0o755, "var/log": 0o755,
                "var/cache": 0o755, "etc/corral": 0o755, "usr/share/corral/images": 0o755,
-               "usr/share/corral/cloud-config.d": 0o755}
+               "usr/share/corral/cloud-config.d": 0o755,
+               "etc/corral/seed": 0o755}  # the seed datasource's directory: present, so never "not found"
 INIT_LINKS = {"var/run": "../run", "var/lock": "../run/lock", "etc/mtab": "../proc/self/mounts"}
 
 
