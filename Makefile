@@ -6,7 +6,9 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.corral-installed
-# `make run CONFIG=path/to/cloud-config.yml`; empty: the shipped defaults.
+# `make run CONFIG=path/to/cloud-config.yml` (also `make sandbox`); empty: the image's defaults.
+# `make run APPEND=...`: the booted OS's extra kernel command line. The default gives the local dev VM a
+# known password for `rancher` (its ssh port is on 127.0.0.1 only); set APPEND= to boot with none.
 CONFIG ?=
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS='-k netns -x'`.
 PYTEST_ARGS ?=
@@ -16,13 +18,16 @@ MYPY_STRICT := integration/netns.py integration/dockerd.py integration/conftest.
 export DEBIAN_FRONTEND := noninteractive
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help sysdeps venv lint test run bench clean distclean image
+APPEND ?= corral.password=rancher
+.PHONY: help sysdeps venv lint test run sandbox bench clean distclean image
 
 help:
 	@echo "make venv       Debian packages (when missing) + $(VENV) with corral[test], editable"
 	@echo "make lint       ruff check . ; mypy"
 	@echo "make test       venv + lint + pytest over tests/ and integration/"
-	@echo "make run        corral sandbox --dir run-state [--config \$$CONFIG]"
+	@echo "make run        build the OS image and boot it in QEMU (serial console here; Ctrl-A X quits)"
+	@echo "                [CONFIG=cloud-config.yml] [APPEND='corral.password=secret']"
+	@echo "make sandbox    corral as PID 1 in namespaces on this host: corral sandbox --dir run-state"
 	@echo "make bench      run every bench/*.py"
 	@echo "make image      build the OS image: .cache/image/out/{vmlinuz,initrd,manifest.json} [COMPRESSION=xz]"
 	@echo "make clean      caches and build output; make distclean also removes $(VENV) and .cache"
@@ -50,7 +55,10 @@ test: venv lint
 	@rc=0; $(PY) -m pytest -q -p no:cacheprovider --durations=15 tests integration $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no test"; exit 0; fi; exit $$rc
 
-run: venv
+run: image
+	$(PY) -m image run $(if $(CONFIG),--config $(abspath $(CONFIG))) $(if $(APPEND),--append '$(APPEND)')
+
+sandbox: venv
 	$(VENV)/bin/corral sandbox --dir $(CURDIR)/run-state $(if $(CONFIG),--config $(abspath $(CONFIG)))
 
 # The OS image (docs/image.md); COMPRESSION=none|zstd|xz (default zstd).
