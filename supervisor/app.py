@@ -123,6 +123,9 @@ class Supervisor:
         await self._phase("state", self._state, fatal=True)
         await self._phase("storage", self._storage)
         await self._phase("hostname", self._hostname)
+        # dockerd takes the longest to come up (25 s under QEMU's TCG): it starts now and comes up while
+        # the network is configured; "system-docker" then waits for it.
+        await self._phase("system-docker-start", self._system_docker_start)
         await self._phase("loopback", self._loopback)
         await self._phase("network", self._network)
         await self._phase("control", self._control, fatal=True)
@@ -306,9 +309,9 @@ class Supervisor:
 
         self._stoppers.append(Stopper("acpi", stop))
 
-    async def _system_docker(self) -> None:
-        """Start the system dockerd (kept running and watched by SystemDockerd) and the events source of
-        its socket; wait until it answers. Not answering in time degrades boot, and it keeps trying."""
+    async def _system_docker_start(self) -> None:
+        """Spawn the system dockerd (kept running and watched by SystemDockerd); ``_system_docker`` waits
+        until it answers."""
         if not (self.setting("system_docker", {}) or {}).get("enabled", True):
             log.info("system docker disabled by corral.system_docker.enabled")
             return
@@ -325,13 +328,19 @@ class Supervisor:
         grace = float(self.setting("shutdown_grace", 10))
         dockerd.start()
         self._stoppers.append(Stopper("system dockerd", lambda: dockerd.stop(grace)))
-        if not await dockerd.wait_ready(SYSTEM_DOCKER_READY_TIMEOUT):
-            events.start()
-            self._stoppers.append(Stopper("docker events", events.stop))
-            raise RuntimeError(f"system dockerd not answering after {SYSTEM_DOCKER_READY_TIMEOUT:g} s; "
-                               "still trying")
+
+    async def _system_docker(self) -> None:
+        """Wait until the system dockerd answers, then start the events source of its socket. Not
+        answering in time degrades boot, and it keeps trying."""
+        dockerd, events = self.system_docker, self.docker_events
+        if dockerd is None or events is None:
+            return
+        ready = await dockerd.wait_ready(SYSTEM_DOCKER_READY_TIMEOUT)
         events.start()
         self._stoppers.append(Stopper("docker events", events.stop))
+        if not ready:
+            raise RuntimeError(f"system dockerd not answering after {SYSTEM_DOCKER_READY_TIMEOUT:g} s; "
+                               "still trying")
 
     async def _preload_images(self) -> None:
         if self.system_docker is None or not self.system_docker.ready:
