@@ -49,6 +49,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.failed:
         for d in getattr(item, "_corral_dockerds", ()):
             report.sections.append((f"dockerd log ({d.root})", d.log_tail(60)))
+        for value in getattr(item, "funcargs", {}).values():  # guests (integration/guest.py): serial logs
+            if hasattr(value, "report_sections"):
+                report.sections.extend(value.report_sections())
     return report
 
 
@@ -119,3 +122,36 @@ def sandbox(tmp_path: Path) -> Iterator[Any]:
     from integration.sandbox import sandbox_factory  # imported here: it needs the supervisor package
 
     yield from sandbox_factory(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def guest_image() -> Path:
+    """The OS image's build output (``python -m image build``, seconds from cache); skipped (failed under
+    CI=true) when QEMU or the image cannot be had."""
+    from integration import guest
+
+    reason = guest.unavailable_reason()
+    if reason:
+        unavailable(reason)
+    out, why = guest.build_image()
+    if out is None:
+        unavailable(f"the OS image could not be built: {why}")
+    return out
+
+
+@pytest.fixture(scope="session")
+def guest_ssh_key(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """An ed25519 key pair the guest tests log in with (passed in the guests' ssh_authorized_keys)."""
+    from integration import guest
+
+    return guest.make_ssh_key(tmp_path_factory.mktemp("guest-ssh"))
+
+
+@pytest.fixture
+def make_guest(guest_image: Path, guest_ssh_key: Any, tmp_path: Path) -> Iterator[Any]:
+    """``make_guest(GuestSpec(...), name=None) -> Guest``: the OS image booted in QEMU to "ready" (hard
+    timeout, one retry); stopped after the test; serial logs attached to a failed test's report."""
+    from integration import guest
+
+    with guest.guest_factory(tmp_path, guest_ssh_key, guest_image) as factory:
+        yield factory
