@@ -40,7 +40,7 @@ MARKERS: dict[str, dict[str, re.Pattern[str]]] = {
     "corral": {
         "init": re.compile(r"Run /init as init process"),
         "pid1": re.compile(r"corral \S+ starting"),
-        "dockerd": re.compile(r"boot phase done.*phase=system-docker"),
+        "dockerd": re.compile(r"boot phase done.*phase=system-docker\b(?!-)"),
         "units": re.compile(r"boot phase done.*phase=units"),
         "ready": re.compile(r"corral \S+ ready"),
     },

@@ -88,6 +88,23 @@ def test_mirror_only_warnings_after_ready() -> None:
     assert [r["event"] for r in journal.query()] == ["booting", "ready and quiet", "still shown"]
 
 
+def test_childrens_output_reaches_the_console_only_from_warning_up() -> None:
+    """A serial console at 115200 baud drains ~11 KB/s: dockerd's start-up chatter mirrored line by line
+    held the boot back. It stays in the journal (corral logs -u NAME)."""
+    out = io.StringIO()
+    journal = setup(console=out, console_format="json")
+    try:
+        journal.log("loading plugin", logger="dockerd", unit="system-docker", stream="stderr")
+        journal.log("IPSEC modules missing", level="warning", logger="dockerd", unit="system-docker",
+                    stream="stderr")
+        structlog.get_logger("supervisor").info("boot phase done", phase="units")
+    finally:
+        reset()
+    shown = [json.loads(line)["event"] for line in out.getvalue().splitlines()]
+    assert shown == ["IPSEC modules missing", "boot phase done"]
+    assert len(journal.query()) == 3
+
+
 def test_no_console() -> None:
     journal = setup(console=None)
     try:

@@ -112,7 +112,8 @@ class Journal:
         console = self.console
         if console is None:
             return
-        if not self.console_mirror and level_rank(record.get("level")) < LEVELS["warning"]:
+        quiet = not self.console_mirror or "stream" in record  # a child's output line (dockerd, a unit)
+        if quiet and level_rank(record.get("level")) < LEVELS["warning"]:
             return
         try:
             console.write(self._render(record) + "\n")
