@@ -47,6 +47,25 @@ class Collector:
         return [e for e in self.seen if isinstance(e, ContainerEvent) and e.container_id == cid]
 
 
+def stop_and_wait(pid: int, timeout: float = 10) -> None:
+    """SIGSTOP, then wait until every thread is stopped: kill(2) only queues the stop, and on a loaded
+    machine one of dockerd's threads could still answer a request sent right after it."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = []
+        for task in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{task}/stat") as f:
+                    states.append(f.read().rsplit(")", 1)[1].split()[0])
+            except FileNotFoundError:
+                continue  # a thread that just exited
+        if states and all(state == "T" for state in states):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} not stopped after {timeout} s")
+
+
 def is_stream(state: str) -> Callable[[Event], bool]:
     return lambda e: isinstance(e, EventStreamState) and e.state == state
 
@@ -218,7 +237,7 @@ async def test_runtime_container_life_cycle_and_logs(dockerd: Dockerd) -> None:
 async def test_runtime_calls_to_a_frozen_dockerd_time_out(dockerd: Dockerd) -> None:
     async with Runtime(dockerd.socket, timeout=0.5) as rt:
         assert await rt.ping()
-        os.kill(dockerd.pid, signal.SIGSTOP)
+        stop_and_wait(dockerd.pid)
         try:
             started = time.monotonic()
             assert not await rt.ping(timeout=0.3)
