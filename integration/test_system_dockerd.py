@@ -24,6 +24,7 @@ import integration.sandbox
 from image import busybox
 from integration.dockerd import Dockerd, unavailable_reason
 from integration.sandbox import CORRAL, Sandbox
+from integration.units_helpers import wait_for
 from supervisor.paths import Paths
 from units.images import preload, read_stamps, stamp_path
 from units.runtime import Runtime
@@ -56,20 +57,6 @@ def with_preload(directory: Path) -> None:
     preload_dir = directory / "var/lib/corral/preload"
     preload_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(busybox.ensure(), preload_dir / "busybox.tar")
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0, every: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-            if last:
-                return last
-        except Exception as exc:  # not yet
-            last = exc
-        time.sleep(every)
-    raise AssertionError(f"{what}: not within {timeout} s (last: {last!r})")
 
 
 def docker_status(sb: Sandbox) -> dict[str, Any]:
