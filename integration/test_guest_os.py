@@ -34,12 +34,9 @@ STATE_SIZE = "1G"  # a state disk (/dev/vda, formatted at boot): without one the
 BOOT_CONFIG: dict[str, Any] = {
     "hostname": "corral-guest",
     "mounts": [{"match": {"label": DATA_LABEL}, "path": DATA_PATH}],
-    # Loading `bonding` by hand makes it create a bond0 of its own (max_bonds=1), which corral's
-    # `create bond bond0` then meets as EEXIST (and uses in its default mode, balance-rr).
-    # The state disk: virtio_blk is loaded by MODALIAS during the devices phase, so /dev/vda may appear
-    # only after the state phase first looks (then "/dev/vda absent": from RAM, degraded): wait for it.
-    "corral": {"modules": ["bonding max_bonds=0"],
-               "state": {"autoformat": ["/dev/vda"], "wait": 10}},
+    # The state disk: the image loads virtio_blk before coldplug, but the disk's probe can still be
+    # in flight when the state phase first looks: give it the time a slow TCG boot may need.
+    "corral": {"state": {"autoformat": ["/dev/vda"], "wait": 10}},
 }
 
 
@@ -236,49 +233,64 @@ def test_nic_hotplug_dhcp_static_and_forgotten(guest: Guest) -> None:
 
 # ---- netconf in the guest's kernel ----------------------------------------------------------------------
 
+USER_CONFIG = "/var/lib/corral/conf/cloud-config.yml"  # what `corral config set/merge` persist
+
+NETPLAN: dict[str, Any] = {
+    "version": 2,
+    "ethernets": {
+        "uplinks-eth": {"match": {"name": "eth*"}, "dhcp4": True},  # as before: every NIC (ssh's too)
+        "uplinks-en": {"match": {"name": "en*"}, "dhcp4": True},
+        "bond-a": {"match": {"macaddress": BOND_MACS[0]}},
+        "bond-b": {"match": {"macaddress": BOND_MACS[1]}},
+    },
+    "bonds": {"bond0": {"interfaces": ["bond-a", "bond-b"],
+                        "parameters": {"mode": "active-backup", "mii-monitor-interval": 100}}},
+    "vlans": {"bond0.100": {"id": 100, "link": "bond0", "addresses": ["198.18.71.2/24"]}},
+    "bridges": {"br0": {"addresses": ["198.18.72.1/24"]}},
+    "dummy-devices": {"corral-dm0": {"addresses": ["198.18.73.1/24"]}},
+}
+
+
 def test_bond_vlan_bridge_dummy_then_removed_live(guest: Guest) -> None:
-    guest.host("busybox ip link add corral-dm0 type dummy")
-    try:
-        merge_config(guest, {"corral": {"network": {"interfaces": {
-            f"mac={BOND_MACS[0]}": {"bond": "bond0"},
-            f"mac={BOND_MACS[1]}": {"bond": "bond0"},
-            "bond0": {"bond_opts": {"mode": "active-backup", "miimon": "100"}, "vlans": "100"},
-            "bond0.100": {"address": "198.18.71.2/24"},
-            "br0": {"bridge": True, "address": "198.18.72.1/24"},
-            "corral-dm0": {"address": "198.18.73.1/24"},
-        }}}})
+    # netplan (the only format with dummy devices) in place of the RancherOS interfaces set before
+    merge_config(guest, {"corral": {"network": {"interfaces": None}}, "network": NETPLAN})
 
-        def built() -> bool:
-            return (
-                (sysfs(guest, "bond0/bonding/mode") or "").startswith("active-backup")
-                and len((sysfs(guest, "bond0/bonding/slaves") or "").split()) == 2
-                and sysfs(guest, "bond0.100/operstate") is not None
-                and sysfs(guest, "br0/bridge/stp_state") is not None
-                and "198.18.71.2/24" in addresses(net_links(guest)["bond0.100"])
-                and "198.18.72.1/24" in addresses(net_links(guest)["br0"])
-                and "198.18.73.1/24" in addresses(net_links(guest)["corral-dm0"])
-            )
-
-        guest.wait_until(built, timeout=120, what="bond0 (active-backup, 2 members), bond0.100, br0, dummy")
+    def built() -> bool:
         links = net_links(guest)
-        assert links["bond0"]["kind"] == "bond" and links["bond0.100"]["kind"] == "vlan"
-        assert links["br0"]["kind"] == "bridge"
-        assert len([x for x in links.values() if x["master"] == "bond0"]) == 2
 
-        # the config changes live: no interfaces configured any more → what corral made goes away
-        guest.sudo("corral config set corral.network.interfaces null")
+        def has(name: str, address: str) -> bool:
+            return name in links and address in addresses(links[name])
 
-        def removed() -> bool:
-            names = link_names(guest)
-            dm = net_links(guest).get("corral-dm0")
-            return (not {"bond0", "bond0.100", "br0"} & names and dm is not None
-                    and "198.18.73.1/24" not in addresses(dm))
+        return (
+            (sysfs(guest, "bond0/bonding/mode") or "").startswith("active-backup")
+            and len((sysfs(guest, "bond0/bonding/slaves") or "").split()) == 2
+            and sysfs(guest, "bond0.100/operstate") is not None
+            and sysfs(guest, "br0/bridge/stp_state") is not None
+            and has("bond0.100", "198.18.71.2/24")
+            and has("br0", "198.18.72.1/24")
+            and has("corral-dm0", "198.18.73.1/24")
+        )
 
-        guest.wait_until(removed, timeout=120, what="bond0, bond0.100, br0 and the dummy's address removed")
-        assert "corral-dm0" in link_names(guest)  # not corral's: left alone, only its address went
-        assert not guest.corral("net", "status")["failures"]
-    finally:
-        guest.host("busybox ip link del corral-dm0", check=False)
+    guest.wait_until(built, timeout=120, what="bond0 (active-backup, 2 members), bond0.100, br0, dummy")
+    links = net_links(guest)
+    assert links["bond0"]["kind"] == "bond" and links["bond0.100"]["kind"] == "vlan"
+    assert links["br0"]["kind"] == "bridge" and links["corral-dm0"]["kind"] == "dummy"
+    assert len([x for x in links.values() if x["master"] == "bond0"]) == 2
+
+    # the config changes live: the netplan document goes (no interfaces configured: the default rules,
+    # DHCP on eth*/en*) → what corral made goes away. `config set` cannot delete a key: edit the file.
+    user = yaml.safe_load(guest.host(f"busybox cat {USER_CONFIG}").stdout)
+    del user["network"]
+    new = f"{USER_CONFIG}.new"
+    guest.host(f"busybox sh -c 'busybox cat > {new} && busybox mv {new} {USER_CONFIG}'",
+               input="#cloud-config\n" + yaml.safe_dump(user))
+    guest.sudo("corral reload")
+
+    def removed() -> bool:
+        return not {"bond0", "bond0.100", "br0", "corral-dm0"} & link_names(guest)
+
+    guest.wait_until(removed, timeout=120, what="bond0, bond0.100, br0 and corral-dm0 removed")
+    assert not guest.corral("net", "status")["failures"]
 
 
 def test_journal_has_no_unexpected_errors_after_everything(guest: Guest) -> None:

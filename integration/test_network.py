@@ -270,8 +270,8 @@ def test_config_change_replaces_address_and_route_and_drops_a_bridge(
     sb.assert_clean_journal()
 
 
-@pytest.mark.parametrize("kind", ["bond", "vlan", "dummy"])
-def test_bond_vlan_dummy_need_kernel_support(kind: str, testns: NetNS) -> None:
+@pytest.mark.parametrize("kind", ["bond", "vlan"])
+def test_bond_vlan_need_kernel_support(kind: str, testns: NetNS) -> None:
     if not kernel_supports(kind, testns):
         pytest.skip(f"this kernel cannot create {kind} links (EOPNOTSUPP): corral's {kind} support is "
                     "planned and tested purely (tests/test_netconf_sim.py), not against this kernel")

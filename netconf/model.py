@@ -1,9 +1,9 @@
 """The desired network state: one typed model that both input formats parse into.
 
 ``NetworkConfig`` holds *rules* (``Interface``): each says which links it applies to (``Match``) and
-what those links should look like. Virtual links (bridges, bonds, VLANs) are rules too, matched by
-their exact name, and corral creates them. The RancherOS parser (``netconf.rancher``) and the netplan
-v2 parser (``netconf.netplan``) both produce this model; ``parse_config`` picks between them.
+what those links should look like. Virtual links (bridges, bonds, VLANs, dummies) are rules too,
+matched by their exact name, and corral creates them. The RancherOS parser (``netconf.rancher``) and
+the netplan v2 parser (``netconf.netplan``) both produce this model; ``parse_config`` picks between them.
 
 The second half of this module holds what both parsers share: ``Problems`` (errors as data, naming the
 key) and field parsers (addresses, routes, hooks, bond options) that report into it. Nothing here does
@@ -28,7 +28,9 @@ IPAddress: TypeAlias = IPv4Address | IPv6Address
 IPNetwork: TypeAlias = IPv4Network | IPv6Network
 Argv: TypeAlias = tuple[str, ...]
 OptionValue: TypeAlias = int | str | tuple[str, ...]
-Kind: TypeAlias = Literal["link", "bridge", "bond", "vlan"]
+Kind: TypeAlias = Literal["link", "bridge", "bond", "vlan", "dummy"]
+VirtualKind: TypeAlias = Literal["bridge", "bond", "vlan", "dummy"]
+"""The kinds of link corral creates (``IFLA_INFO_KIND``)."""
 Scope: TypeAlias = Literal["global", "link", "host"]
 
 MAIN_TABLE = 254
@@ -106,7 +108,7 @@ class LinkSpec:
     value is another link's *name*, resolved to its ifindex when applied (``link`` of a VLAN,
     ``bond_primary``); a ref whose link does not exist is left out."""
 
-    kind: Literal["bridge", "bond", "vlan"]
+    kind: VirtualKind
     options: tuple[tuple[str, OptionValue], ...] = ()
     refs: tuple[tuple[str, str], ...] = ()
 
@@ -744,3 +746,7 @@ def bridge_spec(options: Mapping[str, OptionValue]) -> LinkSpec:
 
 def vlan_spec(vlan_id: int, parent: str) -> LinkSpec:
     return LinkSpec("vlan", (("vlan_id", vlan_id),), (("link", parent),))
+
+
+DUMMY_SPEC = LinkSpec("dummy")
+"""A dummy link (``kind=dummy``): no options; what a ``kind == "dummy"`` rule creates."""

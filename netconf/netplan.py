@@ -1,11 +1,13 @@
 """netplan v2 (= cloud-init network-config v2) into the model.
 
 The document is the top-level ``network:`` key of the config: ``{version: 2, ethernets, bonds, bridges,
-vlans}``. Each definition's key is its *id*. An ethernet without ``match`` applies to the link named
-like its id; with ``match: {name, macaddress, driver}`` it applies to the links for which every given
-field matches (``name`` and ``driver`` may be globs), and ``set-name`` renames the link. Bonds, bridges
-and VLANs are created under their id; ``interfaces:`` of a bond or bridge and ``link:`` of a VLAN refer
-to other definitions by id.
+vlans, dummy-devices}``. Each definition's key is its *id*. An ethernet without ``match`` applies to
+the link named like its id; with ``match: {name, macaddress, driver}`` it applies to the links for
+which every given field matches (``name`` and ``driver`` may be globs), and ``set-name`` renames the
+link. Bonds, bridges, VLANs and dummy devices are created under their id (and deleted when they leave
+the config); ``interfaces:`` of a bond or bridge and ``link:`` of a VLAN refer to other definitions
+by id. A dummy device takes only the properties common to all device types (addresses, routes, mtu,
+nameservers, dhcp4/6...), as in netplan.
 
 Accepted and ignored: ``renderer`` (corral renders everything itself), ``optional`` (corral never waits
 for a link at boot). ``gateway4``/``gateway6`` are deprecated by netplan but accepted. Keys netplan has
@@ -56,7 +58,7 @@ from netconf.model import (
 from supervisor.config.errors import Problems
 from supervisor.config.keypath import KeyPath, format_path
 
-SECTIONS = ("ethernets", "bonds", "bridges", "vlans")
+SECTIONS = ("ethernets", "bonds", "bridges", "vlans", "dummy-devices")
 TOP_KEYS = ("version", "renderer", *SECTIONS)
 _NOT_YET = "is not supported yet"
 TOP_UNSUPPORTED = {
@@ -64,7 +66,6 @@ TOP_UNSUPPORTED = {
     "tunnels": "tunnels are not supported yet",
     "vrfs": "VRFs are not supported yet",
     "modems": "modems are not supported yet",
-    "dummy-devices": "dummy devices are not supported yet",
     "virtual-ethernets": "virtual ethernets (veth pairs) are not supported yet",
     "nm-devices": "nm-devices are for NetworkManager only",
 }
@@ -183,7 +184,13 @@ BRIDGE_UNSUPPORTED = {
 }
 
 
-_KINDS: dict[str, Kind] = {"bonds": "bond", "bridges": "bridge", "vlans": "vlan"}
+_KINDS: dict[str, Kind] = {"bonds": "bond", "bridges": "bridge", "vlans": "vlan", "dummy-devices": "dummy"}
+_EXTRA_KEYS: dict[str, tuple[str, ...]] = {
+    "bonds": ("interfaces", "parameters"),
+    "bridges": ("interfaces", "parameters"),
+    "vlans": ("id", "link"),
+    "dummy-devices": (),  # netplan: only the properties of all device types
+}
 
 
 @dataclass(frozen=True)
@@ -222,7 +229,8 @@ def parse_netplan(data: Any, path: KeyPath, problems: Problems, exclusive: bool 
         as_str(top["renderer"], (*path, "renderer"), problems)
     defs: dict[str, _Def] = {}
     for section in (k for k in top if k in SECTIONS):
-        body = as_map(top[section], (*path, section), problems, f"a map of id to {section[:-1]} settings")
+        what = "dummy device" if section == "dummy-devices" else section[:-1]
+        body = as_map(top[section], (*path, section), problems, f"a map of id to {what} settings")
         for ident, item in (body or {}).items():
             def_path = (*path, section, str(ident))
             if not isinstance(ident, str):
@@ -261,7 +269,7 @@ def _definition(d: _Def, order: int, problems: Problems, exclusive: bool) -> Int
             if "match" not in data:
                 problems.error((*path, "set-name"), "'set-name' needs 'match' (which link to rename)")
     else:
-        extra = ("interfaces", "parameters") if d.section in ("bonds", "bridges") else ("id", "link")
+        extra = _EXTRA_KEYS[d.section]
         check_keys(data, path, (*COMMON_KEYS, *extra), problems, COMMON_UNSUPPORTED, HINTS)
         if not valid_ifname(d.id):
             problems.error(
@@ -465,7 +473,9 @@ def _link_members(defs: dict[str, _Def], problems: Problems) -> None:
                 target = defs.get(member) if isinstance(member, str) else None
                 if target is None:
                     problems.error(
-                        mpath, f"{show(member)} is not defined (list ids of ethernets, bonds or vlans)"
+                        mpath,
+                        f"{show(member)} is not defined "
+                        "(list ids of ethernets, bonds, vlans or dummy-devices)",
                     )
                 elif member == d.id:
                     problems.error(mpath, f"{d.id} cannot contain itself")
@@ -486,7 +496,8 @@ def _link_members(defs: dict[str, _Def], problems: Problems) -> None:
             if parent is None or parent.id == d.id:
                 problems.error(
                     (*d.path, "link"),
-                    f"{d.rule.vlan.link!r} is not defined (give the id of an ethernet, bond or bridge)",
+                    f"{d.rule.vlan.link!r} is not defined "
+                    "(give the id of an ethernet, bond, bridge or dummy device)",
                 )
                 d.rule = None
 
@@ -565,6 +576,10 @@ SCHEMA_DEFS: dict[str, Any] = {
             "bonds": {"type": "object", "additionalProperties": {"$ref": "#/$defs/network_netplan_bond"}},
             "bridges": {"type": "object", "additionalProperties": {"$ref": "#/$defs/network_netplan_bridge"}},
             "vlans": {"type": "object", "additionalProperties": {"$ref": "#/$defs/network_netplan_vlan"}},
+            "dummy-devices": {
+                "type": "object",
+                "additionalProperties": {"$ref": "#/$defs/network_netplan_dummy"},
+            },
             **{k: _UNSUPPORTED for k in TOP_UNSUPPORTED},
         },
     },
@@ -642,5 +657,10 @@ SCHEMA_DEFS: dict[str, Any] = {
         "type": ["object", "null"],
         "additionalProperties": False,
         "properties": {**_COMMON, "id": {"type": "integer"}, "link": _STR},
+    },
+    "network_netplan_dummy": {
+        "type": ["object", "null"],
+        "additionalProperties": False,
+        "properties": {**_COMMON},
     },
 }

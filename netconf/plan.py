@@ -40,6 +40,7 @@ from typing import Literal, TypeAlias
 
 from netconf.match import match
 from netconf.model import (
+    DUMMY_SPEC,
     Argv,
     DhcpOptions,
     Dns,
@@ -50,6 +51,7 @@ from netconf.model import (
     NetworkConfig,
     OptionValue,
     Route,
+    VirtualKind,
     valid_ifname,
     vlan_spec,
 )
@@ -61,7 +63,7 @@ Phase: TypeAlias = Literal["pre", "post", "pre_up", "post_up"]
 @dataclass(frozen=True)
 class CreateLink:
     name: str
-    kind: Literal["bridge", "bond", "vlan"]
+    kind: VirtualKind
     options: tuple[tuple[str, OptionValue], ...] = ()
     refs: tuple[tuple[str, str], ...] = ()
 
@@ -271,6 +273,8 @@ class _Planner:
                 yield name, rule.bridge
             elif rule.kind == "bond" and rule.bond is not None:
                 yield name, rule.bond
+            elif rule.kind == "dummy":
+                yield name, DUMMY_SPEC
             elif rule.kind == "vlan" and rule.vlan is not None:
                 parent_rule = self.d.rule(rule.vlan.link)
                 parents = [n for n, r in current.items() if parent_rule is not None and r == parent_rule]

@@ -104,3 +104,10 @@ def test_kernel_command_line_keys_reach_the_parser() -> None:
     parsed = parse_config(layer.data, "cmdline")
     assert parsed.config is not None
     assert [(r.id, r.dhcp4) for r in parsed.config.interfaces] == [("eth0", True), ("eth2", True)]
+
+
+def test_shipped_schema_carries_the_parsers_network_definitions() -> None:
+    """schema.json holds a copy of the parsers' fragments; a key added to a parser must reach it too."""
+    doc = json.loads(resources.files("supervisor.config").joinpath("schema.json").read_text())
+    for name, definition in {**rancher.SCHEMA_DEFS, **netplan.SCHEMA_DEFS}.items():
+        assert doc["$defs"].get(name) == definition, name

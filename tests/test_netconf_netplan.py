@@ -193,13 +193,15 @@ vlans: {vlan15: {id: 15, link: mainif, addresses: [10.3.99.5/24]}}
 """)
     assert got["vlan15"].kind == "vlan" and got["vlan15"].vlan == Vlan(15, "mainif")
     assert errors("{version: 2, vlans: {v: {id: 5, link: nowhere}}}") == [
-        "network.vlans.v.link: 'nowhere' is not defined (give the id of an ethernet, bond or bridge)"
+        "network.vlans.v.link: 'nowhere' is not defined (give the id of an ethernet, bond, bridge or dummy "
+        "device)"
     ]
 
 
 def test_membership_errors() -> None:
     assert errors("{version: 2, bridges: {br0: {interfaces: [eth9]}}}") == [
-        "network.bridges.br0.interfaces[0]: 'eth9' is not defined (list ids of ethernets, bonds or vlans)"
+        "network.bridges.br0.interfaces[0]: 'eth9' is not defined (list ids of ethernets, bonds, vlans or "
+        "dummy-devices)"
     ]
     [msg] = errors(
         "{version: 2, ethernets: {e: {}}, bonds: {b: {interfaces: [e]}}, bridges: {r: {interfaces: [e]}}}"
@@ -225,3 +227,50 @@ def test_addresses_with_options_are_not_supported_yet() -> None:
     assert errors("{version: 2, ethernets: {e: {addresses: [{10.0.0.2/24: {lifetime: 0}}]}}}") == [
         "network.ethernets.e.addresses[0]: addresses with options (lifetime, label) is not supported yet"
     ]
+
+
+def test_dummy_devices_are_created_under_their_id_with_the_common_properties() -> None:
+    got = rules("""
+version: 2
+dummy-devices:
+  dm0:
+    addresses: [10.1.2.3/24, "2001:cafe::1/64"]
+    routes: [{to: 10.9.0.0/16, via: 10.1.2.254}]
+    mtu: 9000
+    nameservers: {addresses: [10.1.2.53]}
+  dm1: null
+""")
+    dm0 = got["dm0"]
+    assert dm0.kind == "dummy" and dm0.match == Match(name="dm0") and dm0.key == "network.dummy-devices.dm0"
+    assert dm0.addresses == (ip_interface("10.1.2.3/24"), ip_interface("2001:cafe::1/64"))
+    assert dm0.routes == (Route(ip_network("10.9.0.0/16"), ip_address("10.1.2.254")),)
+    assert dm0.mtu == 9000 and dm0.nameservers == (ip_address("10.1.2.53"),)
+    assert got["dm1"].kind == "dummy" and got["dm1"].addresses == ()
+
+
+def test_a_dummy_device_can_be_a_bridge_port_and_a_vlan_parent() -> None:
+    got = rules("""
+version: 2
+dummy-devices: {dm0: {}, dm1: {}}
+bridges: {br0: {interfaces: [dm0]}}
+vlans: {dm1.7: {id: 7, link: dm1}}
+""")
+    assert got["dm0"].master == "br0" and got["dm1.7"].vlan == Vlan(7, "dm1")
+
+
+def test_dummy_device_errors_name_the_key() -> None:
+    assert errors("{version: 2, dummy-devices: {dm0: {match: {name: x}}}}") == [
+        "network.dummy-devices.dm0.match: unknown key"
+    ]
+    assert errors("{version: 2, dummy-devices: {dm0: {parameters: {}}}}") == [
+        "network.dummy-devices.dm0.parameters: unknown key"
+    ]
+    assert errors("{version: 2, dummy-devices: {'dm 0': {}}}") == [
+        "network.dummy-devices[\"dm 0\"]: 'dm 0' is not a valid interface name (1 to 15 characters, no "
+        "spaces, '/' or ':')"
+    ]
+    assert errors("{version: 2, dummy-devices: [dm0]}") == [
+        "network.dummy-devices: expected a map of id to dummy device settings, got a list"
+    ]
+    [msg] = errors("{version: 2, ethernets: {dm0: {}}, dummy-devices: {dm0: {}}}")
+    assert msg == "network.dummy-devices.dm0: 'dm0' is already defined in ethernets"

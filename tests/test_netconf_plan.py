@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from test_netconf_sim import LO, config, converge, nics, simulate
 
-from netconf.model import Dns, Route
+from netconf.model import Dns, LinkSpec, Route
 from netconf.observed import (
     RTPROT_BOOT,
     RTPROT_DHCP,
@@ -389,3 +389,66 @@ def test_nothing_to_do_is_an_empty_plan() -> None:
     _, state = converge(desired, Observed(links=nics("eth0", "eth1")))
     assert plan(desired, state) == []
     assert simulate(state, []) == state
+
+
+DUMMY = """
+network:
+  version: 2
+  ethernets: {eth0: {addresses: [10.0.0.2/24]}}
+  dummy-devices:
+    dm0: {addresses: [10.1.2.3/24], routes: [{to: 10.9.0.0/16, via: 10.1.2.254}], mtu: 9000}
+"""
+
+
+def test_a_dummy_device_is_created_configured_and_deleted_when_it_leaves_the_config() -> None:
+    ops, state = converge(config(DUMMY), Observed(links=(LO, *nics("eth0", up=True))))
+    before(
+        ops,
+        CreateLink("dm0", "dummy"),
+        SetMtu("dm0", 9000),
+        SetUp("dm0"),
+        AddAddress("dm0", ip("10.1.2.3/24")),
+        AddRoute("dm0", route("10.9.0.0/16", "10.1.2.254")),
+    )
+    assert state.link("dm0") is not None and state.link("dm0").kind == "dummy"  # type: ignore[union-attr]
+    assert dict(state.owned.links) == {"dm0": LinkSpec("dummy")}
+    assert Owned.from_json(json.loads(json.dumps(state.owned.to_json()))) == state.owned
+
+    without = config("network: {version: 2, ethernets: {eth0: {addresses: [10.0.0.2/24]}}}")
+    ops, final = converge(without, state)
+    assert ops == [
+        RemoveRoute("dm0", route("10.9.0.0/16", "10.1.2.254")),
+        RemoveAddress("dm0", ip("10.1.2.3/24")),
+        DeleteLink("dm0"),
+    ]
+    assert final.link("dm0") is None and final.owned.links == frozenset()
+    assert final.addresses == state.addresses[:1]  # eth0's address stays
+
+
+def test_a_dummy_device_as_a_bridge_port_is_created_before_it_is_enslaved() -> None:
+    desired = config("""
+network:
+  version: 2
+  dummy-devices: {dm0: {}}
+  bridges: {br0: {interfaces: [dm0], addresses: [10.1.3.1/24]}}
+""")
+    ops, state = converge(desired, Observed(links=(LO,)))
+    before(ops, CreateLink("dm0", "dummy"), Enslave("dm0", "br0"), SetUp("br0"))
+    before(ops, CreateLink("br0", "bridge", (("br_stp_state", 1),)), Enslave("dm0", "br0"))
+    ops, final = converge(config("network: {config: disabled}"), state)
+    assert set(ops) == {RemoveAddress("br0", ip("10.1.3.1/24")), DeleteLink("dm0"), DeleteLink("br0")}
+    assert {link.name for link in final.links} == {"lo"}
+
+
+def test_an_existing_dummy_is_adopted_not_owned_and_a_nic_under_its_name_is_left_alone() -> None:
+    foreign = Observed(links=(LO, Link(9, "dm0", kind="dummy")))
+    ops, state = converge(config(DUMMY), foreign)
+    assert not any(isinstance(op, CreateLink) for op in ops)
+    assert AddAddress("dm0", ip("10.1.2.3/24")) in ops and state.owned.links == frozenset()
+    ops, final = converge(config("network: {config: disabled}"), state)
+    assert DeleteLink("dm0") not in ops and RemoveAddress("dm0", ip("10.1.2.3/24")) in ops
+    assert final.link("dm0") is not None  # not corral's: only what corral added on it went
+
+    nic = Observed(links=(LO, *nics("eth0"), Link(9, "dm0", mac="52:54:00:00:00:09", driver="virtio_net")))
+    ops, _ = converge(config(DUMMY), nic)
+    assert not any(op for op in ops if getattr(op, "link", getattr(op, "name", None)) == "dm0")

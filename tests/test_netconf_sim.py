@@ -334,6 +334,17 @@ network:
       dhcp6: true
       dhcp4-overrides: {route-metric: 50}
 """,
+    "netplan-dummy-devices": """
+network:
+  version: 2
+  dummy-devices:
+    dm0: {addresses: [10.1.2.3/24, "2001:cafe::1/64"], routes: [{to: 10.9.0.0/16, via: 10.1.2.254}]}
+    dm1: {mtu: 9000}
+  bridges:
+    br0: {interfaces: [dm1], addresses: [10.1.3.1/24]}
+  vlans:
+    dm0.7: {id: 7, link: dm0, addresses: [10.1.7.1/24]}
+""",
     "default-dhcp": "{}",
 }
 
