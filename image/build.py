@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from image import debs, initramfs, manifest, modules, rootfs
+from image import debs, initramfs, manifest, modules, repeats, rootfs
 from image.definition import Definition
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -181,7 +181,7 @@ def build_base(definition: Definition, packages: Sequence[debs.Package], deb_pat
     progress.note(f"{len(definition.requirements)} Python requirements installed "
                   f"({mib(saved)} of symbols stripped)")
     rootfs.strip(root, definition.strip)  # what the wheels brought (tests, .pyi, C sources)
-    rootfs.compile_python(root, PYTHON_DIRS)
+    rootfs.compile_python(root, PYTHON_DIRS, sourceless=definition.python_sources == "corral")
     rootfs.index_libraries(root)
     (tmp / "owners.json").write_text(json.dumps(owners, sort_keys=True))
     size = rootfs.tree_size(root)
@@ -217,11 +217,8 @@ def _docker_image(images_dir: Path, base_root: Path, base_key: str) -> Path:
 
     key = _hash(base_key, Path(docker.__file__).read_bytes())
     dest = images_dir / f"docker-{key}.tar"
-    files = images_dir / f"docker-{key}.files.json"  # the root files it repeats: see archive_order
-    if not dest.exists() or not files.exists():
-        fs = docker.collect(root=base_root)
-        docker.write_archive(dest, fs=fs)
-        files.write_text(json.dumps(sorted(fs.files)))
+    if not dest.exists():
+        docker.write_archive(dest, fs=docker.collect(root=base_root))
     return dest
 
 
@@ -294,22 +291,24 @@ def build_root(definition: Definition, base: Path, kernel: Path, images: dict[st
 
 
 def archive_order(images: dict[str, Path], root: Path) -> list[str]:
-    """Paths the initrd holds last, in this order (see ``initramfs.split_around``): the root's copies of
-    the docker image's files, split around the image archive so that each repeat is at most about half
-    the image's size away from its first copy (inside zstd's 128 MiB window and xz's dictionary), then
-    the other archives."""
+    """Paths the initrd holds last, in this order (see ``initramfs.split_around``): for each image, the
+    root's copies of the files it repeats (``repeats.repeated``) split around its archive, so that each
+    repeat is at most about half those files' size away from its first copy (inside zstd's 128 MiB window
+    and xz's dictionary); then whatever else is in the images directory."""
     order: list[str] = []
-    if "docker" in images:
-        files = images["docker"].with_name(images["docker"].stem + ".files.json")
-        layer = [rel for rel in json.loads(files.read_text()) if (root / rel).is_file()]
+    claimed: set[str] = set()
+    for name, archive in sorted(images.items()):
+        layer = [rel for rel in repeats.repeated(archive, root) if rel not in claimed]
+        claimed.update(layer)
         before, after = initramfs.split_around(layer, {rel: (root / rel).stat().st_size for rel in layer})
-        order += [*before, f"{IMAGES_DIR}/docker.tar", *after]
+        order += [*before, f"{IMAGES_DIR}/{name}.tar", *after]
     return [*order, IMAGES_DIR]
 
 
 def inputs_hash(definition: Definition, base_key: str, kernel: Path, images: dict[str, Path],
                 corral_src: Path, compression: str, epoch: int) -> str:
-    builder = _files_hash([IMAGE_DIR / n for n in ("build.py", "initramfs.py", "manifest.py", "modules.py")],
+    builder = _files_hash([IMAGE_DIR / n for n in ("build.py", "initramfs.py", "manifest.py", "modules.py",
+                                                      "repeats.py")],
                           IMAGE_DIR)
     config = _files_hash(definition.config_dir.glob("*.yml"), definition.config_dir) \
         if definition.config_dir.is_dir() else ""
@@ -344,7 +343,8 @@ def _build(definition: Definition, out: Path, compression: str, update_lock: boo
 
     progress.stage("base")
     base_key = _hash(json.dumps([definition.packages, definition.exclude, definition.requirements,
-                                 definition.strip, definition.links]), LOCK.read_bytes(),
+                                 definition.strip, definition.links, definition.python_sources]),
+                     LOCK.read_bytes(),
                      _files_hash([IMAGE_DIR / n for n in BUILDER_FILES], IMAGE_DIR))
     base = build_base(definition, packages, deb_paths, base_key, progress)
 

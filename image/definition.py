@@ -30,6 +30,9 @@ class Definition:
     strip: list[str]
     links: dict[str, str] = field(default_factory=dict)
     components: dict[str, list[str]] = field(default_factory=dict)
+    # Python sources kept next to the .pyc: "all", or "corral" (only corral's: the stdlib and the wheels
+    # ship sourceless .pyc; their tracebacks show file and line but not the line's text).
+    python_sources: str = "all"
 
     @property
     def all_packages(self) -> list[str]:
@@ -71,6 +74,9 @@ def parse(data: Any, path: Path) -> Definition:
     if unknown:
         raise DefinitionError(f"{path}: images: unknown image(s) {', '.join(unknown)} "
                               "(known: docker, console)")
+    sources = python.get("sources", "all")
+    if sources not in ("all", "corral"):
+        raise DefinitionError(f"{path}: python.sources: expected 'all' or 'corral', not {sources!r}")
     config = data.get("config", "config")
     if not isinstance(config, str):
         raise DefinitionError(f"{path}: config: expected a directory name relative to the definition")
@@ -80,7 +86,7 @@ def parse(data: Any, path: Path) -> Definition:
         requirements=_strings(python, "requirements", path, "python."),
         corral=bool(python.get("corral", True)), modules=_strings(data, "modules", path), images=images,
         config_dir=(path.parent / config), strip=_strings(data, "strip", path), links=dict(links),
-        components={k: list(v) for k, v in components.items()})
+        components={k: list(v) for k, v in components.items()}, python_sources=sources)
 
 
 def load(path: Path = DEFAULT_PATH) -> Definition:

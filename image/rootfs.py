@@ -186,13 +186,21 @@ def strip_symbols(root: Path, directory: Path) -> int:
     return before - sum(p.stat().st_size for p in objects)
 
 
-def compile_python(root: Path, directories: Sequence[Path]) -> None:
+def compile_python(root: Path, directories: Sequence[Path], sourceless: bool = False) -> None:
     """``.pyc`` for every module under ``directories`` (relative to ``root``), compiled with the build
-    machine's python as the image will import them: paths as in the image, hashes not checked."""
+    machine's python as the image will import them: paths as in the image, hashes not checked.
+    ``sourceless``: each ``X.pyc`` goes next to its ``X.py`` (where Python imports it without a source)
+    and the ``.py`` is removed."""
     present = [os.fspath(root / d) for d in directories if (root / d).is_dir()]
-    if present:
-        _run([HOST_PYTHON, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash",
-              "-s", os.fspath(root), "-p", "/", *present])
+    if not present:
+        return
+    _run([HOST_PYTHON, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash",
+          *(["-b"] if sourceless else []), "-s", os.fspath(root), "-p", "/", *present])
+    if sourceless:
+        for directory in present:
+            for source in Path(directory).rglob("*.py"):
+                if source.with_suffix(".pyc").is_file() and not source.is_symlink():
+                    source.unlink()
 
 
 def index_libraries(root: Path) -> None:

@@ -17,6 +17,7 @@ def test_shipped_definition_loads() -> None:
     assert {"virtio_blk", "button", "evdev", "overlay"} <= set(definition.modules)
     assert definition.images == ["docker", "console"]
     assert set(definition.components) >= {"modules", "python", "docker", "corral", "images"}
+    assert definition.python_sources == "corral"  # the stdlib and wheels ship sourceless
 
 
 @pytest.mark.parametrize(("data", "message"), [
@@ -27,6 +28,7 @@ def test_shipped_definition_loads() -> None:
      "python.requirements: expected a list of strings"),
     ({"kernel": {"package": "k"}, "images": ["docker", "nginx"]}, "images: unknown image"),
     ({"kernel": {"package": "k"}, "links": {"usr/sbin/iptables": 3}}, "links: expected path: target"),
+    ({"kernel": {"package": "k"}, "python": {"sources": "none"}}, "python.sources: expected 'all' or"),
 ])
 def test_errors_name_file_and_key(data: object, message: str) -> None:
     with pytest.raises(DefinitionError, match=message) as info:

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
-from image.rootfs import add_busybox_applets, etc_files, install_config, matches, strip
+from image.rootfs import (
+    HOST_PYTHON,
+    add_busybox_applets,
+    compile_python,
+    etc_files,
+    install_config,
+    matches,
+    strip,
+)
 
 RULES = ["usr/share/doc", "**/*.a", "usr/lib/python3.11/test", "usr/lib/python3.11/lib-dynload/_test*"]
 
@@ -57,3 +66,26 @@ def test_install_config_copies_yml_verbatim_or_nothing(tmp_path: Path) -> None:
     assert install_config(root, src) == ["10-image.yml"]
     copied = root / "usr/share/corral/cloud-config.d/10-image.yml"
     assert copied.read_text() == "#cloud-config\ncorral: {}\n"
+
+
+def _package(root: Path) -> Path:
+    pkg = root / "usr/lib/python3/dist-packages/demo"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("VALUE = 42\n")
+    (pkg / "data.txt").write_text("not python\n")
+    return pkg
+
+
+def test_sourceless_compile_keeps_only_pyc_that_imports(tmp_path: Path) -> None:
+    pkg = _package(tmp_path)
+    compile_python(tmp_path, [Path("usr/lib/python3/dist-packages")], sourceless=True)
+    assert sorted(p.name for p in pkg.iterdir()) == ["__init__.pyc", "data.txt"]
+    out = subprocess.run([HOST_PYTHON, "-c", "import demo; print(demo.VALUE)"], capture_output=True,
+                         text=True, env={"PYTHONPATH": str(pkg.parent)}, timeout=60)
+    assert out.stdout.strip() == "42", out.stderr
+
+
+def test_compile_keeps_sources_by_default(tmp_path: Path) -> None:
+    pkg = _package(tmp_path)
+    compile_python(tmp_path, [Path("usr/lib/python3/dist-packages")])
+    assert (pkg / "__init__.py").exists() and list((pkg / "__pycache__").glob("__init__.*.pyc"))
