@@ -20,9 +20,11 @@ COMPRESSORS: dict[str, list[str] | None] = {
     # zstd's long-distance matching over 128 MiB, the largest window the kernel's decoder accepts (a
     # 256 MiB one fails as "ZSTD-compressed data is probably corrupt"): it reaches the repeats
     # ``split_around`` places. xz: the x86 branch filter first (2.7 % smaller on dockerd; the kernel has
-    # CONFIG_XZ_DEC_X86), a 64 MiB dictionary, and the CRC32 check (the kernel has no CRC64).
+    # CONFIG_XZ_DEC_X86), a 64 MiB dictionary, and the CRC32 check (the kernel has no CRC64). One
+    # thread: -T0 cuts the archive into independent blocks (3 x 64 MiB), which loses the repeats across
+    # a cut (1.6 % larger); "e" (extreme) is 0.4 % smaller again. About 6 min on this machine.
     "zstd": ["zstd", "-q", "-T0", "-3", "--long=27", "--stdout"],
-    "xz": ["xz", "-q", "--check=crc32", "--x86", "--lzma2=preset=9", "-T0", "--stdout"],
+    "xz": ["xz", "-q", "--check=crc32", "--x86", "--lzma2=preset=9e", "-T1", "--stdout"],
 }
 
 
