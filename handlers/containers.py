@@ -23,6 +23,10 @@ policies (``units.mounts.sync_mounts``) and lets ``units.plan.plan`` stop, start
 journal gets one line per path naming its units (``mount gone; stopping the units that require it``,
 ``mount is here; starting the units that require it``...) and one line per unit (with ``unit=``).
 
+``not_up`` says which units are not up yet (running for less than ``UP_AFTER`` seconds, pending,
+restarting, crash-looping, failed); ``wait_all_up``, looked at again after each reconcile, is what the
+supervisor's ``corral <version> ready`` line waits for.
+
 Restart latency is the point: a ``die`` reaches the bus ~20 ms after the exit, the reconcile costs one
 listing call, the first restart is immediate, the start ~60 ms. Docker's own policy waits 100 ms before
 its first restart (bench/restart_latency.py compares the two).
@@ -82,8 +86,10 @@ from units.plan import (
 )
 from units.policy import (
     CRASH_LOOPING,
+    EXITED,
     FAILED,
     PENDING,
+    RESET_AFTER,
     RUNNING,
     STOPPED,
     WAITING,
@@ -104,6 +110,12 @@ NAME = "containers"
 IMAGE_REFRESH = 30.0  # seconds: image ids are looked up again at least this often (on any reconcile)
 FIRST_WAVE_TIMEOUT = 60.0  # seconds the `units` boot phase waits for the first wave
 IMAGE_EVENT_RETRY = 5.0  # seconds before watching a dockerd's image events again after a failure
+UP_AFTER = 1.0  # seconds a unit must have been running to count as up (one that dies at once is not)
+UP_RECHECK = 5.0  # seconds `wait_all_up` waits at most before it looks again without a reconcile
+CREATED = "created"  # a createonly unit's state once its container exists
+# States that count as up whatever the time: a finished oneshot, a unit the user stopped, one that waits
+# for a missing mount (not a failure), a createonly unit whose container exists.
+UP_STATES = frozenset({EXITED, STOPPED, WAITING, CREATED})
 # In the sandbox, bind sources below these are taken from under its directory (see ``localize``).
 SANDBOX_ROOTS = ("/var", "/run", "/home", "/root", "/srv", "/opt", "/mnt", "/media", "/tmp")
 _EXIT = re.compile(r"\((-?\d+)\)")
@@ -203,6 +215,36 @@ def storage_rule_mounts(storage: Any) -> dict[str, RuleMount]:
     return view
 
 
+def not_up(statuses: Iterable[Mapping[str, Any]], stable: float = UP_AFTER) -> dict[str, str]:
+    """The units that are not up, name -> state, from ``ContainersHandler.unit_status`` entries. Up:
+    running for ``stable`` seconds or more, or in ``UP_STATES``. Not up: pending, restarting,
+    crash-looping, failed, and running for less than ``stable`` seconds (it may be about to die)."""
+    missing: dict[str, str] = {}
+    for status in statuses:
+        state = str(status["state"])
+        uptime = status.get("uptime")
+        if state in UP_STATES or (state == RUNNING and uptime is not None and uptime >= stable):
+            continue
+        missing[str(status["name"])] = state
+    return missing
+
+
+def up_in(statuses: Iterable[Mapping[str, Any]], stable: float = UP_AFTER) -> float | None:
+    """Seconds until time alone may bring a unit up (no event, no reconcile): a running unit reaching
+    ``stable`` seconds, a crash-looping one that runs reaching ``RESET_AFTER`` (it is running then).
+    None: nothing changes by time alone."""
+    due: list[float] = []
+    for status in statuses:
+        uptime = status.get("uptime")
+        if uptime is None:
+            continue
+        if status["state"] == RUNNING and uptime < stable:
+            due.append(stable - uptime)
+        elif status["state"] == CRASH_LOOPING:
+            due.append(max(0.0, max(RESET_AFTER, stable) - uptime))
+    return min(due) if due else None
+
+
 def _key(action: Action) -> str:
     return f"remove:{action.container_id}" if isinstance(action, Remove) else action.unit
 
@@ -276,6 +318,7 @@ class ContainersHandler:
         self._wake_at: float | None = None
         self._lock = asyncio.Lock()
         self._first_wave = asyncio.Event()
+        self._reconciled = asyncio.Event()  # set after each reconcile: `wait_all_up` looks again
         self._stopping = False
         self._died: dict[str, int | None] = {}  # container id -> exit code, from `die` events
         self._tap: asyncio.Task[None] | None = None
@@ -350,7 +393,10 @@ class ContainersHandler:
             return
         async with self._lock:
             started = time.monotonic()
-            await self._reconcile(full)
+            try:
+                await self._reconcile(full)
+            finally:
+                self._reconciled.set()
             self.reconciles += 1
             self.last_seconds = round(time.monotonic() - started, 6)
 
@@ -820,6 +866,35 @@ class ContainersHandler:
             return False
         return True
 
+    # ---- every unit up ---------------------------------------------------------------------------------
+    def not_up(self) -> dict[str, str]:
+        """The units that are not up now, name -> state (see ``not_up``)."""
+        return not_up(self.list_status(), UP_AFTER)
+
+    async def wait_all_up(self, timeout: float | None = None) -> dict[str, str]:
+        """Return {} once every unit is up, or the units that are not (name -> state) after ``timeout``
+        seconds (None: no limit). Looked at again after each reconcile, and when time alone may bring a
+        unit up (``up_in``; ``UP_RECHECK`` at most)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            self._reconciled.clear()
+            statuses = self.list_status()
+            missing = not_up(statuses, UP_AFTER)
+            if not missing:
+                return {}
+            waits = [UP_RECHECK]
+            soon = up_in(statuses, UP_AFTER)
+            if soon is not None:
+                waits.append(soon)
+            if deadline is not None:
+                left = deadline - loop.time()
+                if left <= 0:
+                    return missing
+                waits.append(left)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._reconciled.wait(), min(waits))
+
     # ---- the user's commands -------------------------------------------------------------------------
     def _policy(self, name: str) -> UnitPolicy:
         policy = self.policies.get(name)
@@ -948,7 +1023,7 @@ class ContainersHandler:
         c = self._current.get(name)
         state = status.state
         if unit.createonly:
-            state = "created" if c is not None else PENDING
+            state = CREATED if c is not None else PENDING
         uptime = None
         if policy.started_at is not None and status.state in (RUNNING, CRASH_LOOPING):
             uptime = round(max(0.0, now - policy.started_at), 3)

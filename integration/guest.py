@@ -345,7 +345,8 @@ class Guest:
         return done
 
     def wait_ssh(self, timeout: float = SSH_TIMEOUT) -> float:
-        """Retry until sshd lets us in (the console unit may come up just after "ready"); seconds taken."""
+        """Retry until sshd lets us in (the console unit is up before "ready", but its sshd may need a
+        moment more to listen); seconds taken."""
         start = time.monotonic()
         last = ""
         while time.monotonic() - start < timeout:

@@ -45,6 +45,7 @@ log = structlog.get_logger("supervisor")
 
 STATUS_INTERVAL = 60.0
 SYSTEM_DOCKER_READY_TIMEOUT = 60.0
+NOT_UP_WARNING_AFTER = 60.0  # seconds after boot before one warning names the units that are not up
 
 
 class FatalStartup(Exception):
@@ -135,6 +136,33 @@ class Supervisor:
         await self._phase("units", self._units)
         self.state.ready = True
         self.state.phase = "ready"
+        self._announce_ready()
+
+    def _announce_ready(self) -> None:
+        """``corral <version> ready`` once every unit is up (at once when there are none to wait for, or
+        the system dockerd is off); the boot phases are done already (status says "ready")."""
+        units = self.units
+        if units is None or not units.not_up():
+            self._say_ready()
+            return
+        task = spawn_task(self._ready_when_units_up(units), name="ready")
+
+        async def stop() -> None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+        self._stoppers.append(Stopper("ready line", stop))
+
+    async def _ready_when_units_up(self, units: ContainersHandler) -> None:
+        missing = await units.wait_all_up(NOT_UP_WARNING_AFTER)
+        if missing and not self.state.stopping:
+            log.warning("not every unit is up; ready when they are", units=missing,
+                        after_seconds=NOT_UP_WARNING_AFTER)
+            await units.wait_all_up()
+        if not self.state.stopping:  # a shutdown began: never "ready"
+            self._say_ready()
+
+    def _say_ready(self) -> None:
         # Said while the console still mirrors the journal: a console (or a test harness) waits for it.
         log.info(f"corral {__version__} ready", boot_seconds=round(time.time() - self.state.started, 3))
         self.journal.console_mirror = self.options.sandbox  # the sandbox's terminal is its journal view
