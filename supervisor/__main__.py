@@ -24,9 +24,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from supervisor import prefetch
-
-    prefetch.start()  # first: the heavy imports overlap the boot's waits (see supervisor/prefetch.py)
     args = parse_args(argv)
     os.environ.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
     if args.sandbox is not None:

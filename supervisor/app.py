@@ -19,7 +19,7 @@ import structlog
 from handlers.authorized_keys import AuthorizedKeysWriter
 from handlers.processes import ProcessKeeper
 from handlers.runner import HandlerRunner
-from supervisor import __version__, signals
+from supervisor import __version__, prefetch, signals
 from supervisor.backoff import Backoff
 from supervisor.bus import Bus
 from supervisor.config.store import ConfigStore
@@ -118,6 +118,7 @@ class Supervisor:
 
     async def boot(self) -> None:
         log.info(f"corral {__version__} starting", pid=os.getpid())
+        prefetch.start()  # the heavy imports overlap the phases' waits (see supervisor/prefetch.py)
         await self._phase("mounts", self._mounts, fatal=True)
         await self._phase("config", self._load_config)
         await self._phase("devices", self._devices)

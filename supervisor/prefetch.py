@@ -2,9 +2,11 @@
 
 Under QEMU's TCG, ``import pyroute2`` takes about 4 s (its package imports every netlink family it
 has) and aiohttp/aiodocker about as long. Imported where first used, they held the boot up: the system
-dockerd's bridge (pyroute2) came 5 s late, and dockerd with it. A thread started first thing imports
-them while the main thread waits on mounts, modprobe and fsck; the main thread's own import of the
-same module then finds it done, or waits on the module's import lock until it is.
+dockerd's bridge (pyroute2) came 5 s late, and dockerd with it. A thread started when the boot phases
+begin imports them while the main thread waits on modprobe, fsck and mounts; the main thread's own
+import of the same module then finds it done, or waits on the module's import lock until it is.
+Started any earlier, it only competes for the GIL with the supervisor's own imports (5 s under TCG),
+which delays everything by as much.
 
 Only third-party libraries go here (they never import corral's modules, so the two threads cannot take
 module locks in opposite orders). A failure is left for the real import to report."""

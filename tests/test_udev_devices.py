@@ -8,16 +8,24 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
 
-from handlers.devices import DevicesHandler, ModuleSpec, parse_modules, plan_aliases
+from handlers.devices import (
+    NO_MODULE,
+    DevicesHandler,
+    ModuleSpec,
+    parse_modules,
+    plan_aliases,
+    split_by_lookup,
+)
 from handlers.runner import HandlerRunner
 from supervisor.backoff import Backoff
 from supervisor.bus import Bus
 from supervisor.events import Resync
+from supervisor.kmod import Lookup
 from supervisor.process import ProcessManager
 from supervisor.sources.udev import event_from_properties, parse_uevent_message
 from tests.test_udev_events import LOOP_ATTACH, PCI_ADD, USB_IFACE_ADD
@@ -30,6 +38,7 @@ USB_SECOND_ADD = USB_IFACE_ADD.replace(b"1-2", b"1-3").replace(b"SEQNUM=4711", b
 # The kernel ends the cpu's MODALIAS with a newline (captured on the development host).
 CPU_ADD = (b"add@/devices/system/cpu/cpu0\x00ACTION=add\x00DEVPATH=/devices/system/cpu/cpu0\x00"
            b"SUBSYSTEM=cpu\x00MODALIAS=cpu:type:x86,ven0002fam0019mod0001:feature:,0000,0001\n\x00SEQNUM=9260\x00")
+CPU_ALIAS = "cpu:type:x86,ven0002fam0019mod0001:feature:,0000,0001"
 
 
 class FakeModprobe:
@@ -154,3 +163,40 @@ def test_parse_modules_errors_name_the_key() -> None:
                       "corral.modules[2]: expected a module name, got ''",
                       "corral.modules[3]: '-r' is not a module name",
                       "corral.modules[4]: '../x' is not a module name"]
+
+
+# ---- libkmod lookups: modprobe only for aliases that resolve to a module not in the kernel --------------
+def test_split_by_lookup_is_pure() -> None:
+    found = {"none": Lookup((), False), "builtin": Lookup(("button",), True),
+             "module": Lookup(("virtio_net",), False)}
+    spawn, settled = split_by_lookup(["none", "builtin", "module", "unlooked"], found)
+    assert spawn == ["module", "unlooked"]  # a failed lookup: modprobe decides
+    assert settled["none"].returncode == 1 and settled["none"].error == NO_MODULE
+    assert settled["builtin"].returncode == 0
+    assert split_by_lookup(["a", "b"], None) == (["a", "b"], {})  # no libkmod: modprobe for each
+
+
+async def test_aliases_without_a_module_spawn_no_modprobe(tmp_path: Path) -> None:
+    bus = Bus()
+    pm = ProcessManager(bus.publish)
+    pm.attach(asyncio.get_running_loop())
+    fake = FakeModprobe(tmp_path)
+    looked: list[list[str]] = []
+
+    def resolve(aliases: Sequence[str]) -> dict[str, Lookup]:
+        looked.append(list(aliases))
+        return {USB_ALIAS: Lookup(("usb_storage",), False), PCI_ALIAS: Lookup((), False),
+                CPU_ALIAS: Lookup(("kvm_amd",), True)}
+
+    handler = DevicesHandler(pm, bus, modprobe=[str(fake.path)], resolve=resolve)
+    try:
+        publish(bus, USB_IFACE_ADD, PCI_ADD, CPU_ADD)
+        await handler.reconcile(full=False)
+        assert fake.calls() == [f"-b {USB_ALIAS}"]  # the only alias with a module not loaded
+        assert sorted(looked[0]) == sorted([USB_ALIAS, PCI_ALIAS, CPU_ALIAS])
+        status = handler.status()
+        assert status["aliases"] == 3 and status["loaded"] == 2 and status["failed"] == 1
+    finally:
+        handler.close()
+        await pm.stop_all(1.0)
+        asyncio.get_running_loop().remove_signal_handler(signal.SIGCHLD)

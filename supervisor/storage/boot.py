@@ -66,9 +66,10 @@ async def start_devices(sup: Supervisor, services: StorageServices, *,
                         modprobe: tuple[str, ...] = ("modprobe",), udev_source: str | None = None) -> None:
     """Boot phase "devices": the devices handler (subscribed first, so it sees the coldplug events),
     ``corral.modules``, then the udev source (monitor, then coldplug)."""
+    from supervisor import kmod
     from supervisor.app import Stopper
 
-    devices = DevicesHandler(sup.processes, sup.bus, modprobe=modprobe)
+    devices = DevicesHandler(sup.processes, sup.bus, modprobe=modprobe, resolve=kmod.lookup_many)
     services.devices = devices
     _runner(sup, devices, initial_full=False)  # the source's coldplug resync is its first reconcile
     specs, errors = parse_modules(sup.setting("modules", None))
