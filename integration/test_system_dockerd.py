@@ -7,6 +7,7 @@ check that the host sees none of it (its /run, its mounts; the session fixture c
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -27,7 +28,7 @@ from integration.sandbox import CORRAL, Sandbox
 from integration.units_helpers import wait_for
 from supervisor.paths import Paths
 from units.images import preload, read_stamps, stamp_path
-from units.runtime import Runtime
+from units.runtime import LoadResult, Runtime
 from units.system_dockerd import DockerdLayout, remove_cgroups
 
 pytestmark = pytest.mark.docker
@@ -265,3 +266,29 @@ async def test_preload_loads_each_archive_once_and_again_when_it_changes(make_do
         fourth = await preload(rt, paths)  # stamp matches, but the images are gone (a wiped data root)
         assert fourth.loaded == [str(archive)]
         assert await rt.image_exists("corral/busybox:latest")
+
+
+async def test_preload_loads_the_archives_side_by_side(make_dockerd: Any, tmp_path: Path) -> None:
+    """Each load waits until every load has begun: one after the other, this would never finish."""
+    d: Dockerd = make_dockerd(load_image=False)
+    paths = Paths.sandbox(tmp_path / "prefix")
+    shipped = paths.under("/usr/share/corral/images")
+    shipped.mkdir(parents=True)
+    archives = [shipped / "a.tar", shipped / "b.tar"]
+    for archive in archives:
+        shutil.copyfile(busybox.ensure(), archive)
+    begun: list[Path] = []
+    all_begun = asyncio.Event()
+
+    class Recording(Runtime):
+        async def load_image(self, archive: Path, *, timeout: float | None = None) -> LoadResult:
+            begun.append(archive)
+            if len(begun) == len(archives):
+                all_begun.set()
+            await asyncio.wait_for(all_begun.wait(), 30)
+            return await super().load_image(archive, timeout=timeout)
+
+    async with Recording(d.socket) as rt:
+        result = await preload(rt, paths)
+    assert sorted(begun) == archives and result.loaded == [str(a) for a in archives] and not result.failed
+    assert set(read_stamps(stamp_path(paths))) == {str(a) for a in archives}

@@ -5,10 +5,10 @@ Archives (``*.tar``, ``*.tar.gz``/``*.tgz``, ``*.tar.xz``, ``*.tar.bz2``: what `
 are taken from ``/usr/share/corral/images/`` (shipped) and ``/var/lib/corral/preload/`` (the user's),
 under the Paths prefix. Each is streamed to dockerd through the API (``POST /images/load``), and its
 stamp (size, mtime in nanoseconds, the images it held, when) is recorded in
-``/var/lib/corral/preload.json``, rewritten atomically after each archive. An archive is skipped while
-its stamp matches and the images it held still exist; a changed size or mtime (a replaced archive) or a
-missing image (a wiped data root) loads it again. Each load is reported in the journal: file, size,
-seconds, images. ``plan_loads`` is the pure decision."""
+``/var/lib/corral/preload.json``, rewritten atomically once the archives (loaded side by side) are in.
+An archive is skipped while its stamp matches and the images it held still exist; a changed size or
+mtime (a replaced archive) or a missing image (a wiped data root) loads it again. Each load is reported
+in the journal: file, size, seconds, images. ``plan_loads`` is the pure decision."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import structlog
 
 from supervisor.atomic import write_atomic
 from supervisor.paths import Paths
-from units.runtime import DockerAPIError, DockerUnavailable, Runtime
+from units.runtime import DockerAPIError, DockerUnavailable, LoadResult, Runtime
 
 log = structlog.get_logger("units.images")
 
@@ -136,6 +136,20 @@ def write_stamps(path: Path, stamps: Mapping[str, Stamp]) -> None:
     write_atomic(path, (json.dumps(data, indent=2) + "\n").encode())
 
 
+async def _load(runtime: Runtime, archive: Archive) -> LoadResult | str:
+    """Load one archive: what dockerd loaded, or why it did not (logged)."""
+    log.info("loading image archive", file=str(archive.path), size=archive.size)
+    try:
+        loaded = await runtime.load_image(archive.path)
+    except (DockerUnavailable, DockerAPIError, OSError) as exc:
+        log.error("image archive not loaded", file=str(archive.path), error=str(exc))
+        return str(exc)
+    log.info("image archive loaded", file=str(archive.path), size=archive.size,
+             seconds=round(loaded.seconds, 3), images=list(loaded.images),
+             mib_per_s=round(archive.size / (1 << 20) / max(loaded.seconds, 1e-6), 1))
+    return loaded
+
+
 async def preload(runtime: Runtime, paths: Paths, *,
                   directories: Sequence[Path] | None = None) -> PreloadResult:
     """One pass: load what is new or changed, skip the rest. Failures are reported per archive and do
@@ -154,21 +168,18 @@ async def preload(runtime: Runtime, paths: Paths, *,
     for archive in to_skip:
         result.skipped.append(str(archive.path))
         log.info("image archive already loaded", file=str(archive.path), size=archive.size)
-    for archive in to_load:
-        log.info("loading image archive", file=str(archive.path), size=archive.size)
-        try:
-            loaded = await runtime.load_image(archive.path)
-        except (DockerUnavailable, DockerAPIError, OSError) as exc:
-            result.failed[str(archive.path)] = str(exc)
-            log.error("image archive not loaded", file=str(archive.path), error=str(exc))
+    # Side by side: dockerd unpacks the archives concurrently (under TCG a 30 KB archive alone took 2 s
+    # after a 19 MiB one). The stamps are written once, after all of them.
+    outcomes = await asyncio.gather(*(_load(runtime, archive) for archive in to_load))
+    for archive, outcome in zip(to_load, outcomes, strict=True):
+        if isinstance(outcome, str):
+            result.failed[str(archive.path)] = outcome
             continue
-        stamps[str(archive.path)] = Stamp(archive.size, archive.mtime_ns, loaded.images, time.time())
-        await asyncio.to_thread(write_stamps, stamps_file, stamps)
+        stamps[str(archive.path)] = Stamp(archive.size, archive.mtime_ns, outcome.images, time.time())
         result.loaded.append(str(archive.path))
-        result.images.extend(loaded.images)
-        log.info("image archive loaded", file=str(archive.path), size=archive.size,
-                 seconds=round(loaded.seconds, 3), images=list(loaded.images),
-                 mib_per_s=round(archive.size / (1 << 20) / max(loaded.seconds, 1e-6), 1))
+        result.images.extend(outcome.images)
+    if result.loaded:
+        await asyncio.to_thread(write_stamps, stamps_file, stamps)
     # Stamps of archives that are gone are dropped, so a file put back later is loaded again.
     present = {str(a.path) for a in archives}
     if set(stamps) - present:
