@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 
+from supervisor import clib
+
 # enum kmod_module_initstate (libkmod.h); a negative value: not in the kernel
 BUILTIN, LIVE, COMING, GOING = 0, 1, 2, 3
 
@@ -29,12 +31,8 @@ class Lookup:
 
 @cache
 def _library() -> ctypes.CDLL | None:
-    try:
-        lib = ctypes.CDLL("libkmod.so.2")  # by soname: find_library would spawn ldconfig
-    except OSError:
-        return None
     vp, i, cp = ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p
-    signatures: dict[str, tuple[list[type], type | None]] = {
+    return clib.load("libkmod.so.2", {
         "kmod_new": ([cp, vp], vp),
         "kmod_unref": ([vp], vp),
         "kmod_load_resources": ([vp], i),
@@ -45,15 +43,7 @@ def _library() -> ctypes.CDLL | None:
         "kmod_module_get_initstate": ([vp], i),
         "kmod_module_unref": ([vp], vp),
         "kmod_module_unref_list": ([vp], i),
-    }
-    try:
-        for fn, (args, res) in signatures.items():
-            func = getattr(lib, fn)
-            func.argtypes = args
-            func.restype = res
-    except AttributeError:
-        return None
-    return lib
+    })
 
 
 def available() -> bool:

@@ -8,10 +8,11 @@ PART_ENTRY_UUID, PART_ENTRY_NAME...). ``probe`` blocks (it reads the device): ru
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 from functools import cache
+
+from supervisor import clib
 
 # superblocks probing flags (blkid.h)
 SUBLKS_LABEL = 1 << 1
@@ -29,13 +30,8 @@ FOUND, NOTHING, AMBIVALENT = 0, 2, 8
 
 @cache
 def _library() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("blkid") or "libblkid.so.1"
-    try:
-        lib = ctypes.CDLL(name, use_errno=True)
-    except OSError:
-        return None
     vp, i, cp = ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p
-    signatures: dict[str, tuple[list[type], type | None]] = {
+    return clib.load("libblkid.so.1", {
         "blkid_new_probe_from_filename": ([cp], vp),
         "blkid_free_probe": ([vp], None),
         "blkid_probe_enable_superblocks": ([vp, i], i),
@@ -46,15 +42,7 @@ def _library() -> ctypes.CDLL | None:
         "blkid_probe_numof_values": ([vp], i),
         "blkid_probe_get_value": ([vp, i, ctypes.POINTER(cp), ctypes.POINTER(cp),
                                    ctypes.POINTER(ctypes.c_size_t)], i),
-    }
-    try:
-        for fn, (args, res) in signatures.items():
-            func = getattr(lib, fn)
-            func.argtypes = args
-            func.restype = res
-    except AttributeError:
-        return None
-    return lib
+    }, use_errno=True)
 
 
 def available() -> bool:

@@ -1,0 +1,25 @@
+"""C libraries through ctypes (libblkid, libkmod): loaded by soname, with the signatures of the functions
+used declared up front. By soname, not ``ctypes.util.find_library``: that runs ``ldconfig -p`` (a
+process) to learn a name we know. ``None`` when the library or one of the functions is missing: the
+callers then fall back to the command line tool."""
+
+from __future__ import annotations
+
+import ctypes
+
+Signatures = dict[str, tuple[list[type], type | None]]
+
+
+def load(soname: str, signatures: Signatures, *, use_errno: bool = False) -> ctypes.CDLL | None:
+    try:
+        lib = ctypes.CDLL(soname, use_errno=use_errno)
+    except OSError:
+        return None
+    try:
+        for fn, (args, res) in signatures.items():
+            func = getattr(lib, fn)
+            func.argtypes = args
+            func.restype = res
+    except AttributeError:
+        return None
+    return lib
