@@ -73,9 +73,13 @@ def test_initrd_holds_what_the_os_boots_with(built: tuple[Path, Any]) -> None:
                      "usr/sbin/iptables", "usr/bin/kmod", "usr/sbin/mkfs.ext4", "usr/bin/mount",
                      "usr/lib/systemd/systemd-udevd", "etc/ld.so.cache", "etc/os-release", "etc/passwd",
                      "usr/lib/python3/dist-packages/supervisor/__main__.py", CORRAL_PYC,
-                     "usr/lib/python3/dist-packages/pyroute2/__init__.py",
+                     "usr/lib/python3/dist-packages/pyroute2/__init__.pyc",  # sourceless (python.sources)
+                     "usr/lib/python3.11/asyncio/base_events.pyc",
                      "usr/share/corral/images/docker.tar"):
         assert required in names, required
+    # the stdlib and the wheels ship without their sources; corral keeps its own
+    assert "usr/lib/python3/dist-packages/pyroute2/__init__.py" not in names
+    assert "usr/lib/python3.11/asyncio/base_events.py" not in names
     assert not any(n.startswith(("usr/share/doc/", "usr/share/man/", "usr/lib/python3.11/test/",
                                  "usr/lib/python3.11/idlelib/")) for n in names)
     modules = [n for n in names if n.startswith("usr/lib/modules/") and n.endswith(".ko")]
