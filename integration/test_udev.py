@@ -104,6 +104,33 @@ async def test_coldplug_enumerates_every_device_then_resyncs(source: list[UdevSo
     print(f"coldplug: {len(cold)} devices in {udev.status()['coldplug_seconds']} s")
 
 
+async def test_background_coldplug_returns_first_and_is_awaited(source: list[UdevSource]) -> None:
+    """At boot the coldplug runs on while the next phases do: start returns with the monitor open,
+    before the enumeration (held here by the hook); ``coldplugged`` returns once its events are out."""
+    need_root_and_tools()
+    bus = Bus()
+    sub = bus.subscribe("test", UEvent, maxsize=100_000)
+    release = asyncio.Event()
+
+    async def hold(stage: str) -> None:
+        if stage == "enumerating":
+            await release.wait()
+
+    udev = UdevSource(bus, coldplug_hook=hold)
+    source.append(udev)
+    await asyncio.wait_for(udev.start(background=True), 10)
+    assert udev.status()["open"] and udev.status()["coldplugs"] == 0
+    waiting = asyncio.ensure_future(udev.coldplugged())
+    await asyncio.sleep(0.2)
+    assert not waiting.done() and not drain(sub)
+    release.set()
+    await asyncio.wait_for(waiting, 30)
+    events = drain(sub)
+    assert udev.status()["coldplugs"] == 1
+    assert any(isinstance(e, Resync) and e.source == "udev" for e in events)
+    assert any(isinstance(e, UEvent) and e.coldplug for e in events)
+
+
 async def test_overflow_reopens_the_monitor_and_resyncs(loops: Loops, source: list[UdevSource]) -> None:
     bus = Bus()
     sub = bus.subscribe("test", UEvent, UdevMonitorState, maxsize=100_000)

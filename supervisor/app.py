@@ -253,7 +253,8 @@ class Supervisor:
         from supervisor.udevd import start_udevd
 
         udevd = await start_udevd(self)  # first: the udev source then opens on udevd's events
-        await start_devices(self, self.storage, modprobe=modprobe)
+        # The coldplug runs on through state .. system-docker-start; `network` waits for it.
+        await start_devices(self, self.storage, modprobe=modprobe, background_coldplug=True)
         udevd.attach(self.storage.udev)
 
     async def _state(self) -> None:
@@ -302,6 +303,8 @@ class Supervisor:
     async def _network(self) -> None:
         from handlers.network import start_network
 
+        if self.storage.udev is not None:
+            await self.storage.udev.coldplugged()  # NICs' modules come from their MODALIAS
         await start_network(self)
 
     async def _control(self) -> None:

@@ -187,20 +187,35 @@ class UdevSource:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._recovering = False
         self._task: asyncio.Task[None] | None = None
+        self._coldplug_task: asyncio.Task[None] | None = None
         self._stopped = False
         self._switching = asyncio.Lock()
         # Set by the udevd runner: its status, shown with the source's (``corral storage status``).
         self.udevd_status: Callable[[], Mapping[str, object]] | None = None
 
     # ---- life cycle ----------------------------------------------------------------------------------
-    async def start(self) -> None:
-        """Open the monitor, then coldplug. Returns once the coldplug's Resync is published."""
+    async def start(self, background: bool = False) -> None:
+        """Open the monitor, then coldplug. Returns once the coldplug's Resync is published, or with
+        ``background`` at once, the coldplug running on (``coldplugged`` waits for it): at boot the
+        state partition and the system dockerd need no coldplug (the storage observer reads sysfs
+        itself), and under QEMU's TCG enumerating some 200 devices takes seconds."""
         self._loop = asyncio.get_running_loop()
         self._open()
-        await self._coldplug("start")
+        if background:
+            self._coldplug_task = spawn_task(self._coldplug("start"), name="udev:coldplug")
+        else:
+            await self._coldplug("start")
+
+    async def coldplugged(self) -> None:
+        """Wait until the first coldplug has published its events (at once when it has)."""
+        if self._coldplug_task is not None:
+            await asyncio.gather(self._coldplug_task, return_exceptions=True)
 
     async def stop(self) -> None:
         self._stopped = True
+        if self._coldplug_task is not None:
+            self._coldplug_task.cancel()
+            await asyncio.gather(self._coldplug_task, return_exceptions=True)
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)

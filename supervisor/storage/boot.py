@@ -63,9 +63,11 @@ def _runner(sup: Supervisor, reconciler: DevicesHandler | StorageHandler,
 
 
 async def start_devices(sup: Supervisor, services: StorageServices, *,
-                        modprobe: tuple[str, ...] = ("modprobe",), udev_source: str | None = None) -> None:
+                        modprobe: tuple[str, ...] = ("modprobe",), udev_source: str | None = None,
+                        background_coldplug: bool = False) -> None:
     """Boot phase "devices": the devices handler (subscribed first, so it sees the coldplug events),
-    ``corral.modules``, then the udev source (monitor, then coldplug)."""
+    ``corral.modules``, then the udev source (monitor, then coldplug; with ``background_coldplug`` the
+    coldplug runs on while the next phases do: ``services.udev.coldplugged()`` waits for it)."""
     from supervisor import kmod
     from supervisor.app import Stopper
 
@@ -78,7 +80,7 @@ async def start_devices(sup: Supervisor, services: StorageServices, *,
     results = await devices.load_modules(specs)
     udev = UdevSource(sup.bus, source=udev_source)
     services.udev = udev
-    await udev.start()
+    await udev.start(background=background_coldplug)
     sup._stoppers.append(Stopper("udev source", udev.stop))
     failed = [name for name, code in results.items() if code != 0]
     if failed:
