@@ -343,20 +343,18 @@ class Supervisor:
 
     async def _system_docker_start(self) -> None:
         """Spawn the system dockerd (kept running and watched by SystemDockerd); ``_system_docker`` waits
-        until it answers."""
+        until it answers. Only the spawn is on this phase's path: the API client (aiodocker, seconds to
+        import under TCG) is first needed to ping it."""
         if not (self.setting("system_docker", {}) or {}).get("enabled", True):
             log.info("system docker disabled by corral.system_docker.enabled")
             return
-        from supervisor.sources.docker import DockerEventsSource
         from units.system_dockerd import DOCKERD, DockerdLayout, SystemDockerd
 
         if not DOCKERD.exists():
             raise RuntimeError(f"{DOCKERD} missing: the system docker cannot run")
         layout = DockerdLayout.system(self.paths, self.options.sandbox)
         dockerd = SystemDockerd(self.processes, self.bus, layout, journal=self.journal)
-        events = DockerEventsSource(self.bus, layout.socket, daemon="system")
-        dockerd.on_up.append(events.wake)
-        self.system_docker, self.docker_events = dockerd, events
+        self.system_docker = dockerd
         grace = float(self.setting("shutdown_grace", 10))
         dockerd.start()
         self._stoppers.append(Stopper("system dockerd", lambda: dockerd.stop(grace)))
@@ -364,9 +362,14 @@ class Supervisor:
     async def _system_docker(self) -> None:
         """Wait until the system dockerd answers, then start the events source of its socket. Not
         answering in time degrades boot, and it keeps trying."""
-        dockerd, events = self.system_docker, self.docker_events
-        if dockerd is None or events is None:
+        dockerd = self.system_docker
+        if dockerd is None:
             return
+        from supervisor.sources.docker import DockerEventsSource
+
+        events = DockerEventsSource(self.bus, dockerd.layout.socket, daemon="system")
+        dockerd.on_up.append(events.wake)
+        self.docker_events = events
         ready = await dockerd.wait_ready(SYSTEM_DOCKER_READY_TIMEOUT)
         events.start()
         self._stoppers.append(Stopper("docker events", events.stop))

@@ -20,3 +20,15 @@ def test_the_boot_modules_are_the_heavy_third_party_ones_and_import() -> None:
     thread, done = prefetch.start()
     thread.join(60)
     assert done == dict.fromkeys(prefetch.BOOT_MODULES, True)
+
+
+def test_spawning_the_system_dockerd_needs_neither_aiodocker_nor_aiohttp() -> None:
+    """The system-docker-start phase imports units.system_dockerd: spawning must not wait for the API
+    client's import (seconds under TCG; the prefetch thread brings it in meanwhile)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, units.system_dockerd\n"
+            "print(sorted(m for m in ('aiodocker', 'aiohttp') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"

@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -53,7 +53,9 @@ from supervisor.paths import Paths
 from supervisor.process import PIPE, Child, ProcessManager
 from supervisor.sources.docker_events import DockerdState
 from supervisor.tasks import spawn_task
-from units.runtime import DockerAPIError, DockerUnavailable, LineSink, Runtime, watch_liveness
+
+if TYPE_CHECKING:  # units.runtime imports aiodocker (seconds under TCG): imported where it is used, after
+    from units.runtime import LineSink, Runtime  # the spawn (see Supervisor._system_docker_start)
 
 log = structlog.get_logger("units.system_dockerd")
 
@@ -293,6 +295,8 @@ class SystemDockerd:
     async def _stop_containers(self, grace: float) -> None:
         """Stop every running container at once (SIGTERM, SIGKILL after ``grace``). The units handler
         stops units in order before this; this is the safety net."""
+        from units.runtime import DockerAPIError, DockerUnavailable, Runtime
+
         t = max(0, int(grace))
         try:
             async with Runtime(self.layout.socket, timeout=self.watchdog.timeout) as runtime:
@@ -351,6 +355,8 @@ class SystemDockerd:
         for reader, stream in ((child.stdout, "stdout"), (child.stderr, "stderr")):
             if reader is not None:
                 spawn_task(self._pump(reader, stream), name=f"dockerd:{self.daemon}:{stream}:{child.pid}")
+        from units.runtime import Runtime
+
         runtime = Runtime(self.layout.socket, timeout=self.watchdog.timeout)
         try:
             if not await self._await_ping(child, runtime):
@@ -390,6 +396,8 @@ class SystemDockerd:
 
     async def _watch(self, child: Child, runtime: Runtime) -> str:
         """Wait until dockerd exits or stops answering; the reason, once either happened."""
+        from units.runtime import watch_liveness
+
         exited = spawn_task(child.wait(), name=f"dockerd:{self.daemon}:wait")
         w = self.watchdog
         frozen = spawn_task(
