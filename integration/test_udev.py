@@ -124,11 +124,27 @@ async def test_background_coldplug_returns_first_and_is_awaited(source: list[Ude
     await asyncio.sleep(0.2)
     assert not waiting.done() and not drain(sub)
     release.set()
-    await asyncio.wait_for(waiting, 30)
+    assert await asyncio.wait_for(waiting, 30) is None
     events = drain(sub)
     assert udev.status()["coldplugs"] == 1
     assert any(isinstance(e, Resync) and e.source == "udev" for e in events)
     assert any(isinstance(e, UEvent) and e.coldplug for e in events)
+
+
+async def test_a_failed_background_coldplug_is_reported_to_whoever_waits(source: list[UdevSource]) -> None:
+    """The boot's `network` phase waits for the coldplug and degrades `devices` when it failed."""
+    need_root_and_tools()
+
+    async def fail(stage: str) -> None:
+        if stage == "enumerating":
+            raise OSError("sysfs unreadable")
+
+    udev = UdevSource(Bus(), coldplug_hook=fail)
+    source.append(udev)
+    await udev.start(background=True)
+    failed = await asyncio.wait_for(udev.coldplugged(), 30)
+    assert isinstance(failed, OSError) and "sysfs unreadable" in str(failed)
+    assert udev.status()["open"]  # the monitor stays: hotplug still works
 
 
 async def test_overflow_reopens_the_monitor_and_resyncs(loops: Loops, source: list[UdevSource]) -> None:

@@ -303,8 +303,10 @@ class Supervisor:
     async def _network(self) -> None:
         from handlers.network import start_network
 
-        if self.storage.udev is not None:
-            await self.storage.udev.coldplugged()  # NICs' modules come from their MODALIAS
+        if self.storage.udev is not None:  # NICs' modules come from their MODALIAS
+            failed = await self.storage.udev.coldplugged()
+            if failed is not None:  # the devices phase's own failure, found late: boot goes on degraded
+                self.state.degrade("devices", f"coldplug failed: {failed!r}")
         await start_network(self)
 
     async def _control(self) -> None:

@@ -206,10 +206,13 @@ class UdevSource:
         else:
             await self._coldplug("start")
 
-    async def coldplugged(self) -> None:
-        """Wait until the first coldplug has published its events (at once when it has)."""
-        if self._coldplug_task is not None:
-            await asyncio.gather(self._coldplug_task, return_exceptions=True)
+    async def coldplugged(self) -> BaseException | None:
+        """Wait until the first coldplug has published its events (at once when it has); what it
+        failed with, if it did (the task's failure is logged where it ends)."""
+        if self._coldplug_task is None:
+            return None
+        [outcome] = await asyncio.gather(self._coldplug_task, return_exceptions=True)
+        return outcome if isinstance(outcome, BaseException) else None
 
     async def stop(self) -> None:
         self._stopped = True
