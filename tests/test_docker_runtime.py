@@ -115,6 +115,16 @@ def test_logrus_lines() -> None:
     assert "traceback" not in parse_logrus('level=info msg=x traceback=y')[2]
 
 
+def test_containerd_going_away_is_an_error_unless_we_stop_dockerd() -> None:
+    line = ('time="2026-11-27T03:53:09Z" level=error msg="Failed to get event" error="rpc error: code = '
+            'Unavailable desc = transport is closing" module=libcontainerd namespace=moby')
+    assert parse_logrus(line)[0] == "error"
+    assert parse_logrus(line, stopping=True)[:2] == ("info", "Failed to get event")
+    other = 'level=error msg="Failed to get event" error="rpc error: code = Internal" module=libcontainerd'
+    assert parse_logrus(other, stopping=True)[0] == "error"
+    assert parse_logrus('level=error msg="boom" module=libcontainerd', stopping=True)[0] == "error"
+
+
 def test_layout_on_a_host() -> None:
     layout = DockerdLayout.system(Paths(), sandbox=False)
     argv = layout.argv()

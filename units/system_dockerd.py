@@ -192,9 +192,11 @@ _RESERVED = frozenset({"ts", "level", "logger", "event", "unit", "stream", "time
                        "exc_info"})
 
 
-def parse_logrus(line: str) -> tuple[str, str, dict[str, str]]:
+def parse_logrus(line: str, *, stopping: bool = False) -> tuple[str, str, dict[str, str]]:
     """A dockerd (logrus text) line as (level, message, other fields). Lines that are not logrus text
-    come back whole at level info. gRPC's connection chatter (``module=grpc``) is demoted to debug."""
+    come back whole at level info. gRPC's connection chatter (``module=grpc``) is demoted to debug.
+    While we are stopping dockerd (``stopping``), libcontainerd's lost event stream is demoted to info:
+    dockerd reports its own containerd's shutdown as an error (moby/moby#22010)."""
     fields: dict[str, str] = {}
     for key, raw in _LOGFMT.findall(line):
         fields[key] = _unquote(raw)
@@ -204,8 +206,15 @@ def parse_logrus(line: str) -> tuple[str, str, dict[str, str]]:
     message = fields.pop("msg")
     if fields.get("module") == "grpc" and level in ("info", "warning"):
         level = "debug"
+    if stopping and level == "error" and _containerd_closing(message, fields):
+        level = "info"
     extras = {k: v for k, v in fields.items() if k not in _RESERVED}
     return level, message, extras
+
+
+def _containerd_closing(message: str, fields: dict[str, str]) -> bool:
+    return (fields.get("module") == "libcontainerd" and message.lower() == "failed to get event"
+            and "code = Unavailable" in fields.get("error", ""))
 
 
 def _unquote(raw: str) -> str:
@@ -429,7 +438,7 @@ class SystemDockerd:
             text = line.decode("utf-8", errors="replace").rstrip("\r\n")
             if not text:
                 continue
-            level, message, extras = parse_logrus(text)
+            level, message, extras = parse_logrus(text, stopping=self._stopping)
             if self.journal is not None:
                 self.journal.log(message, level=level, logger="dockerd", unit=self.unit, stream=stream,
                                  **extras)
