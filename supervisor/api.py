@@ -53,6 +53,7 @@ class Commands:
         server.register("status", self.status)
         server.register("config.get", self.config_get)
         server.register("config.set", self.config_set)
+        server.register("config.unset", self.config_unset)
         server.register("config.export", self.config_export)
         server.register("config.merge", self.config_merge)
         server.register("config.validate", self.config_validate)
@@ -78,6 +79,10 @@ class Commands:
 
     async def config_set(self, args: dict[str, Any]) -> Any:
         errors = await asyncio.to_thread(self.sup.config.set, args["key"], args["value"])
+        return await self._applied(errors)
+
+    async def config_unset(self, args: dict[str, Any]) -> Any:
+        errors = await asyncio.to_thread(self.sup.config.unset, args["key"])
         return await self._applied(errors)
 
     async def config_merge(self, args: dict[str, Any]) -> Any:

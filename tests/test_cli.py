@@ -71,8 +71,8 @@ class FakeSupervisor:
         self.user_config: dict[str, Any] = {"corral": {"hostname": "edge-1", "network": {"dns": ["1.1.1.1"]}}}
 
     def register(self, server: ControlServer) -> None:
-        for name in ("status", "config.get", "config.set", "config.export", "config.merge", "config.validate",
-                     "config.schema", "reload", "poweroff", "reboot"):  # fmt: skip
+        for name in ("status", "config.get", "config.set", "config.unset", "config.export", "config.merge",
+                     "config.validate", "config.schema", "reload", "poweroff", "reboot"):  # fmt: skip
             server.register(name, self._handler(name))
         server.register_stream("logs", self.logs)
         server.register_stream("events", self.events)
@@ -94,7 +94,7 @@ class FakeSupervisor:
                     raise ControlError(f"no such key: {args['key']}")
                 node = node[part]
             return node
-        if name in ("config.set", "config.merge", "reload"):
+        if name in ("config.set", "config.unset", "config.merge", "reload"):
             return {"generation": 4, "changed": ["corral.hostname"] if name != "reload" else []}
         if name == "config.export":
             exported = json.loads(json.dumps(self.user_config))
@@ -231,6 +231,12 @@ async def test_config_set_sends_the_value_as_yaml_text(
     assert calls(fake)[-1] == ("config.set", {"key": "corral.network.dns", "value": "[8.8.8.8, 1.1.1.1]"})
     r = await corral("config", "set", "corral.hostname", "x", "-o", "json")
     assert r.json() == {"generation": 4, "changed": ["corral.hostname"]}
+
+
+async def test_config_unset_sends_the_key(corral: Any, fake: tuple[FakeSupervisor, Path]) -> None:
+    r = await corral("config", "unset", "corral.hostname")
+    assert (r.code, r.out) == (0, "config generation 4; changed: corral.hostname\n")
+    assert calls(fake)[-1] == ("config.unset", {"key": "corral.hostname"})
 
 
 async def test_config_export(corral: Any, fake: tuple[FakeSupervisor, Path]) -> None:
@@ -420,8 +426,9 @@ def all_commands() -> list[list[str]]:
 def test_every_command_is_found() -> None:
     names = {" ".join(c) for c in all_commands()}
     assert names == {
-        "status", "config", "config get", "config set", "config export", "config merge", "config validate",
-        "config schema", "logs", "events", "reload", "poweroff", "reboot", "sandbox", "debug", "debug fail",
+        "status", "config", "config get", "config set", "config unset", "config export", "config merge",
+        "config validate", "config schema", "logs", "events", "reload", "poweroff", "reboot", "sandbox",
+        "debug", "debug fail",
         "debug spawn", "debug publish", "system-docker",
         "service", "service list", "service inspect", "service up", "service down", "service restart",
         "service enable", "service disable", "service logs", "net", "net status", "net plan", "net apply",

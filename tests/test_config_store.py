@@ -232,6 +232,66 @@ def test_set_validates_the_whole_resulting_config(paths: Paths) -> None:
     assert not store.cloud_config_path.exists()
 
 
+# -- unset -----------------------------------------------------------------------------------------
+
+
+def test_unset_removes_the_key_and_the_layers_under_it_count_again(paths: Paths) -> None:
+    (paths.config_dir / "cloud-config.d").mkdir(parents=True)
+    (paths.config_dir / "cloud-config.d" / "10.yml").write_text("corral: {modules: [nbd]}\n")
+    store = ConfigStore(paths, cmdline_text="")
+    assert store.set("hostname", "edge-1") == []
+    assert store.set("corral.modules", "[btrfs]") == []
+    assert store.set("corral.network.interfaces.eth1", "{dhcp: true}") == []
+    assert store.reload().ok
+    assert store.unset("corral.modules") == []
+    assert store.unset("rancher.network.interfaces.eth1") == []  # the alias works, empty maps go
+    assert persisted(store) == {"hostname": "edge-1"}
+    assert store.reload().ok
+    assert store.get("corral.modules") == ["nbd"]  # the drop-in's value again
+    assert store.unset("hostname") == []
+    assert persisted(store) is None
+    assert store.reload() == ([], ["hostname"])
+    assert store.get("hostname") == "corral"
+
+
+def test_unset_a_secret_rewrites_the_private_file(store: ConfigStore) -> None:
+    assert store.set("corral.password", "hunter2") == []
+    assert store.set("hostname", "h") == []
+    assert store.unset("corral.password") == []
+    assert not store.private_path.exists()
+    assert persisted(store) == {"hostname": "h"}
+
+
+@pytest.mark.parametrize(
+    ("key", "fragment"),
+    [
+        ("hostname", "its value comes from"),
+        ("corral.log.level", "its value comes from"),
+        ("corral.nosuch", "not in the config at all"),
+        ("write_files[0]", "list element"),
+        ("corral..log", "empty key segment"),
+    ],
+)
+def test_unset_of_a_key_the_user_did_not_set_is_an_error_and_writes_nothing(
+    store: ConfigStore, key: str, fragment: str
+) -> None:
+    assert store.set("corral.debug", "true") == []
+    before = store.cloud_config_path.read_text()
+    errors = store.unset(key)
+    assert len(errors) == 1 and fragment in errors[0].message, errors
+    assert errors[0].file == "<unset>"
+    assert store.cloud_config_path.read_text() == before
+
+
+def test_unset_refuses_when_the_result_would_not_load(paths: Paths) -> None:
+    store = ConfigStore(paths, cmdline_text="corral.log.level=loud")
+    paths.config_dir.mkdir(parents=True)
+    store.cloud_config_path.write_text("hostname: h\n")
+    errors = store.unset("hostname")
+    assert [(e.file, e.key) for e in errors] == [("cmdline", "corral.log.level")]
+    assert store.cloud_config_path.read_text() == "hostname: h\n"
+
+
 # -- merge -----------------------------------------------------------------------------------------
 
 

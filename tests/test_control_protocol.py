@@ -97,8 +97,9 @@ def test_kind_matches() -> None:
 
 def test_catalogue() -> None:
     assert sorted(COMMANDS) == sorted([
-        "status", "config.get", "config.set", "config.export", "config.merge", "config.validate",
-        "config.schema", "logs", "events", "reload", "poweroff", "reboot", "debug.fail", "debug.spawn",
+        "status", "config.get", "config.set", "config.unset", "config.export", "config.merge",
+        "config.validate", "config.schema", "logs", "events", "reload", "poweroff", "reboot",
+        "debug.fail", "debug.spawn",
         "debug.publish",
         "service.list", "service.inspect", "service.up", "service.down", "service.restart", "service.enable",
         "service.disable", "storage.status", "net.status", "net.plan", "net.apply", "net.try", "net.confirm",

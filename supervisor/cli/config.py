@@ -1,4 +1,4 @@
-"""`corral config get | set | export | merge | validate | schema`."""
+"""`corral config get | set | unset | export | merge | validate | schema`."""
 
 from __future__ import annotations
 
@@ -80,6 +80,25 @@ def add_parser(subparsers: Subparsers) -> None:
     )
     set_.add_argument("key", metavar="KEY", help="dotted key path")
     set_.add_argument("value", metavar="VALUE", help="new value, as YAML text")
+
+    unset = add_command(
+        sub,
+        "unset",
+        summary="remove a key from the user's config",
+        description=(
+            "Remove KEY (and everything under it) from the user's config, the one that set and merge\n"
+            "persist, so that the shipped defaults and cloud-config.d count again. It is applied live; the\n"
+            "new config generation and the changed keys are printed. A key that the user's config does\n"
+            "not hold is an error that says where its value comes from."
+        ),
+        examples=[
+            ("corral config unset hostname", "back to the default hostname"),
+            ("corral config unset corral.network.interfaces.eth1", "forget one interface's settings"),
+        ],
+        parents=options,
+        run=run_unset,
+    )
+    unset.add_argument("key", metavar="KEY", help="dotted key path")
 
     export = add_command(
         sub,
@@ -195,6 +214,11 @@ def run_get(args: argparse.Namespace) -> int:
 
 def run_set(args: argparse.Namespace) -> int:
     result = call(args, "config.set", key=args.key, value=args.value)
+    return _emit(args, result, render_applied(result))
+
+
+def run_unset(args: argparse.Namespace) -> int:
+    result = call(args, "config.unset", key=args.key)
     return _emit(args, result, render_applied(result))
 
 

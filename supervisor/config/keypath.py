@@ -106,6 +106,27 @@ def get_path(data: Any, path: Sequence[Segment]) -> Any:
     return cur
 
 
+def without(data: Any, path: Sequence[Segment]) -> Any:
+    """A copy of ``data`` without the key at ``path`` (string segments only), and without the maps
+    that this leaves empty; KeyError (naming the path) when it is absent."""
+    get_path(data, path)
+    if not path:
+        return {}
+    head, rest = path[0], path[1:]
+    if not isinstance(head, str) or not isinstance(data, dict):
+        raise ValueError("a list element cannot be removed on its own: set the whole list")
+    out = dict(data)
+    if rest:
+        inner = without(data[head], rest)
+        if inner == {}:
+            del out[head]
+        else:
+            out[head] = inner
+    else:
+        del out[head]
+    return out
+
+
 def nested(path: Sequence[Segment], value: Any) -> Any:
     """A document holding ``value`` at ``path`` (string segments only: lists are replaced whole)."""
     for seg in reversed(path):

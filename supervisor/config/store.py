@@ -26,7 +26,7 @@ from supervisor.atomic import remove_durably, write_atomic
 from supervisor.config.cmdline import parse_cmdline
 from supervisor.config.datasources import DatasourceContext, DatasourceRegistry, default_registry
 from supervisor.config.errors import DOCUMENT, ConfigError
-from supervisor.config.keypath import KeyPath, format_path, get_path, nested, parse_path
+from supervisor.config.keypath import KeyPath, format_path, get_path, nested, parse_path, without
 from supervisor.config.layers import ALIAS, CORRAL, Layer, check_document, check_text
 from supervisor.config.merge import changed_keys, diff, merge, merge_layers
 from supervisor.config.schema import Schema
@@ -41,6 +41,7 @@ DROPIN_DIR = "cloud-config.d"
 PRIVATE = "private.yml"
 HEADER = "#cloud-config\n"
 SET_SOURCE = "<set>"
+UNSET_SOURCE = "<unset>"
 MERGE_SOURCE = "<merge>"
 DATASOURCES_KEY: KeyPath = ("corral", "cloud_init", "datasources")
 
@@ -375,6 +376,36 @@ class ConfigStore:
             return errors
         return self._persist(layer.data)
 
+    def unset(self, key_path: str) -> list[ConfigError]:
+        """Remove one key from the persisted user config (cloud-config.yml, private.yml), so that what
+        the layers under it say (defaults, cloud-config.d) counts again; ``reload`` puts it in force.
+        A key the user's config does not hold is an error naming where its value comes from."""
+        try:
+            path = self._parse_key(key_path)
+            if not path or not all(isinstance(seg, str) for seg in path):
+                raise ValueError("a list element cannot be removed on its own: set the whole list")
+        except ValueError as exc:
+            return [ConfigError(UNSET_SOURCE, key_path, str(exc))]
+
+        def remove(persisted: dict[str, Any]) -> dict[str, Any]:
+            return dict(without(persisted, path))
+
+        try:
+            return self._rewrite(remove)
+        except KeyError:
+            key = format_path(path)
+            source = _attribute(key, self.provenance) if self._has(path) else None
+            where = f"its value comes from {source}" if source else "it is not in the config at all"
+            return [ConfigError(UNSET_SOURCE, key, f"not set in the user's config ({where})")]
+
+    def _has(self, path: KeyPath) -> bool:
+        with self._lock:
+            try:
+                get_path(self._current, path)
+            except KeyError:
+                return False
+            return True
+
     def _persisted_layers(self) -> tuple[list[Layer], list[Layer], list[ConfigError]]:
         """``(below, user, errors)``: the layers under cloud-config.yml (defaults, cloud-config.d) and
         the persisted user layers (cloud-config.yml, private.yml), as the files are now."""
@@ -402,13 +433,20 @@ class ConfigStore:
                 )
                 for p in placeholders
             ]
+        return self._rewrite(lambda persisted: merge(persisted, overlay))
+
+    def _rewrite(self, change: Callable[[dict[str, Any]], dict[str, Any]]) -> list[ConfigError]:
+        """Write cloud-config.yml (and private.yml) so that they hold ``change`` of the old persisted
+        config, minus whatever the defaults and cloud-config.d already say; nothing is written when the
+        result does not load. KeyError from ``change`` passes through."""
         with self._lock:
             below, user, errors = self._persisted_layers()
             if errors:
                 return errors
             base, _ = merge_layers((lay.source, lay.data) for lay in below)
             persisted, _ = merge_layers((lay.source, lay.data) for lay in user)
-            wanted = merge(merge(base, persisted), overlay)
+            changed = change(persisted)
+            wanted = merge(base, changed)
             public, private = split_secrets(diff(wanted, base))
             cc_text = _dump(public)
             private_text = _dump(private) if private else None

@@ -251,6 +251,13 @@ COMMANDS: dict[str, Command] = _commands(
         ),
     ),
     Command(
+        "config.unset",
+        "Remove one key from the user's config, so that the defaults (or cloud-config.d) count again; "
+        "persisted and applied live.",
+        _APPLIED,
+        (Arg("key", (str,), "dotted key path", required=True),),
+    ),
+    Command(
         "config.export",
         "The user's config (what `set` and `merge` persisted), secrets left out unless asked for.",
         "the config as a JSON object",
