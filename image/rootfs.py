@@ -204,8 +204,8 @@ def compile_python(root: Path, directories: Sequence[Path], sourceless: bool = F
 
 
 def index_libraries(root: Path) -> None:
-    """``/etc/ld.so.cache``: pyudev finds libudev with ctypes.util.find_library, which asks
-    ``ldconfig -p``; the cache is made at build time (``ldconfig -r`` chroots into the root)."""
+    """``/etc/ld.so.cache``: the dynamic loader finds libraries by soname in it (corral's ctypes loads
+    too); it is made at build time (``ldconfig -r`` chroots into the root)."""
     if not (root / "etc/ld.so.conf").exists():
         _put(root / "etc/ld.so.conf", b"include /etc/ld.so.conf.d/*.conf\n")
     _run(["ldconfig", "-r", os.fspath(root)])

@@ -6,6 +6,9 @@ callers then fall back to the command line tool."""
 from __future__ import annotations
 
 import ctypes
+import functools
+
+LIBC = "libc.so.6"
 
 Signatures = dict[str, tuple[list[type], type | None]]
 
@@ -23,3 +26,9 @@ def load(soname: str, signatures: Signatures, *, use_errno: bool = False) -> cty
     except AttributeError:
         return None
     return lib
+
+
+@functools.cache
+def libc() -> ctypes.CDLL:
+    """The C library, errno kept (``ctypes.get_errno()``)."""
+    return ctypes.CDLL(LIBC, use_errno=True)

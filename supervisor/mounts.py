@@ -7,13 +7,14 @@ the mount(8) binary may not exist yet this early."""
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
+
+from supervisor import clib
 
 log = structlog.get_logger("supervisor.mounts")
 
@@ -26,7 +27,7 @@ MS_REC = 16384
 MS_RELATIME = 1 << 21
 MNT_DETACH = 2
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc = clib.libc()
 
 
 @dataclass(frozen=True)

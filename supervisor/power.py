@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
+
+from supervisor import clib
 
 RB_AUTOBOOT = 0x01234567
 RB_HALT_SYSTEM = 0xCDEF0123
@@ -15,7 +16,7 @@ COMMANDS = {"reboot": RB_AUTOBOOT, "halt": RB_HALT_SYSTEM, "poweroff": RB_POWER_
 
 def reboot_syscall(action: str) -> None:
     """Never returns on success."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc = clib.libc()
     os.sync()
     if libc.reboot(ctypes.c_int(COMMANDS[action])) != 0:
         err = ctypes.get_errno()

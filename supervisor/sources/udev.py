@@ -17,7 +17,8 @@ the kernel could not queue an event (ENOBUFS: the buffer overflowed) or the sock
 is closed, a new one is opened and the devices are enumerated again, which ends in a ``Resync`` for
 the handlers.
 
-pyudev is imported lazily: its import runs ldconfig, which needs /dev."""
+pyudev is imported lazily, when the source starts; its contexts come from ``libudev.context()``, which
+keeps pyudev from running ldconfig."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ import structlog
 from supervisor.backoff import Backoff
 from supervisor.bus import Bus
 from supervisor.events import Resync
+from supervisor.sources import libudev
 from supervisor.sources.udev_events import BlockEvent, UdevMonitorState, UEvent
 from supervisor.tasks import spawn_task
 
@@ -128,10 +130,7 @@ def parse_uevent_message(data: bytes) -> dict[str, str]:
 def enumerate_devices() -> list[dict[str, str]]:
     """Every device in sysfs as its properties (with udevd, its database's too). Blocking: a thread.
     Uses its own pyudev Context (libudev contexts must not be shared between threads)."""
-    import pyudev
-
-    context = pyudev.Context()
-    return [dict(device.properties) for device in context.list_devices()]
+    return [dict(device.properties) for device in libudev.context().list_devices()]
 
 
 def _rcvbuf(fd: int) -> int | None:
@@ -259,7 +258,7 @@ class UdevSource:
 
         self.source = pick_source(self.requested, self.run_dir)
         if self._context is None:
-            self._context = pyudev.Context()
+            self._context = libudev.context()
         monitor = pyudev.Monitor.from_netlink(self._context, source=self.source)
         try:
             monitor.set_receive_buffer_size(self.buffer_size)
