@@ -52,7 +52,7 @@ def _serve(args: argparse.Namespace, paths: Paths, mount_root: Path) -> str:
     from supervisor.app import Options, Supervisor
     from supervisor.tasks import loop_exception_handler
 
-    journal = journal_mod.setup(console=sys.stderr, console_format=args.console_format)
+    journal = journal_mod.setup(console=sys.stderr, console_format=args.console_format, console_thread=True)
     journal.console_mirror = True  # everything goes to the console while booting
     options = Options(paths=paths, mount_root=mount_root, sandbox=args.sandbox is not None,
                       emergency_shell=tuple(shlex.split(args.emergency_shell)))

@@ -108,6 +108,7 @@ class Supervisor:
         except FatalStartup as exc:
             self.state.emergency = str(exc)
             console = None if self.options.sandbox else open_console()
+            await asyncio.to_thread(self.journal.drain_console)  # the reason is on screen before the shell
             await emergency_shell(self.processes, str(exc), self.options.emergency_shell, console=console,
                                   respawn=not self.options.sandbox)
             if not self._final.done():

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from supervisor.journal.console import ConsoleFormat, make_renderer
+from supervisor.journal.console_writer import ConsoleWriter
 from supervisor.journal.follow import DEFAULT_FOLLOW_QUEUE, Follower
 from supervisor.journal.query import RecordFilter, select
 from supervisor.journal.records import (
@@ -29,6 +30,7 @@ from supervisor.journal.redact import redact_value
 from supervisor.journal.storage import DEFAULT_KEEP, DEFAULT_MAX_BYTES, RotatingFile, Snapshot
 
 DEFAULT_RING_SIZE = 10000
+CONSOLE_DRAIN = 5.0  # seconds the console is given to catch up before the emergency shell or reboot(2)
 LOGGER = "supervisor.journal"
 
 
@@ -36,7 +38,9 @@ class Journal:
     """Keeps records in a bounded ring until :meth:`attach_storage`, then appends them to rotating files.
 
     ``console_mirror`` is True while booting (every record goes to the console); the supervisor sets it
-    to False when ready, after which only warnings and worse reach the console."""
+    to False when ready, after which only warnings and worse reach the console. ``console_thread``:
+    console lines are queued for a thread of their own (``ConsoleWriter``), so that emitting never waits
+    for a slow console; PID 1 wants that, tests reading a StringIO do not."""
 
     def __init__(
         self,
@@ -44,6 +48,7 @@ class Journal:
         console: TextIO | None = None,
         console_format: ConsoleFormat = "auto",
         ring_size: int = DEFAULT_RING_SIZE,
+        console_thread: bool = False,
     ) -> None:
         if ring_size < 0:
             raise ValueError("ring_size must be >= 0")
@@ -52,6 +57,7 @@ class Journal:
         self.console = console
         self.console_format = console_format
         self._render = make_renderer(console_format, console)
+        self._writer = ConsoleWriter(console) if console is not None and console_thread else None
         self.console_mirror = True
         self.ring_size = ring_size
         self._ring: deque[Record] = deque(maxlen=ring_size)
@@ -115,11 +121,25 @@ class Journal:
         quiet = not self.console_mirror or "stream" in record  # a child's output line (dockerd, a unit)
         if quiet and level_rank(record.get("level")) < LEVELS["warning"]:
             return
+        line = self._render(record) + "\n"
+        if self._writer is not None:
+            self._writer.write(line)
+            return
         try:
-            console.write(self._render(record) + "\n")
+            console.write(line)
             console.flush()
         except (OSError, ValueError):  # console gone or closed: the journal itself must go on
             pass
+
+    def drain_console(self, timeout: float = CONSOLE_DRAIN) -> bool:
+        """Wait until the queued console lines are written (at most ``timeout`` s); True if they were.
+        Before something else takes the console (the emergency shell) and at shutdown."""
+        return self._writer.drain(timeout) if self._writer is not None else True
+
+    @property
+    def console_dropped(self) -> int:
+        """Console lines dropped because the console could not keep up (the journal has them)."""
+        return self._writer.dropped_total if self._writer is not None else 0
 
     def _storage_failed(self, exc: OSError, record: Record) -> None:
         """A write failed (disk full, I/O error): keep records in memory again, and say so."""
@@ -186,7 +206,8 @@ class Journal:
                     self._store.sync()
 
     def close(self) -> None:
-        """Shutdown: detach storage and end every follower's iteration."""
+        """Shutdown: detach storage, end every follower's iteration, and let the console catch up."""
+        self.drain_console()
         with self._lock:
             self.detach_storage()
             followers = list(self._followers)

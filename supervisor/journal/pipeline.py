@@ -218,6 +218,7 @@ def setup(
     console: TextIO | _Stderr | None = STDERR,
     console_format: ConsoleFormat = "auto",
     ring_size: int = DEFAULT_RING_SIZE,
+    console_thread: bool = False,
 ) -> Journal:
     """Configure structlog and stdlib logging to feed a new Journal, and return it.
 
@@ -226,7 +227,8 @@ def setup(
     global _current
     stream = sys.stderr if console is STDERR else console
     assert not isinstance(stream, _Stderr)
-    journal = Journal(level=level, console=stream, console_format=console_format, ring_size=ring_size)
+    journal = Journal(level=level, console=stream, console_format=console_format, ring_size=ring_size,
+                      console_thread=console_thread)
     with _setup_lock:
         previous, _current = _current, journal
         structlog.configure(
