@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from image import debs, initramfs, manifest, modules, repeats, rootfs
+from image import debs, elf, initramfs, manifest, modules, repeats, rootfs
 from image.definition import Definition
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -183,6 +183,9 @@ def build_base(definition: Definition, packages: Sequence[debs.Package], deb_pat
     rootfs.strip(root, definition.strip)  # what the wheels brought (tests, .pyi, C sources)
     rootfs.compile_python(root, PYTHON_DIRS, sourceless=definition.python_sources == "corral")
     rootfs.index_libraries(root)
+    broken = elf.unresolved(root)
+    if broken:  # a strip or an excluded package took a library something still links
+        raise BuildError("libraries missing from the root:\n  " + "\n  ".join(broken))
     (tmp / "owners.json").write_text(json.dumps(owners, sort_keys=True))
     size = rootfs.tree_size(root)
     stage.commit(tmp)

@@ -25,17 +25,12 @@ import tempfile
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, cast
-
-from elftools.common.exceptions import ELFError
-from elftools.elf.dynamic import DynamicSection
-from elftools.elf.elffile import ELFFile
-from elftools.elf.segments import InterpSegment
 
 from image import debs
 from image.busybox import applets
 from image.docker import MERGED, PATH_ENV, Rootfs
 from image.docker import write_archive as write_save_archive
+from image.elf import LIBRARY_DIRS, elf_needs, find_library
 
 IMAGE = "corral/console:latest"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -106,7 +101,6 @@ GENERATED = {
 }
 BASE_DIRS = ("dev", "etc", "home", "proc", "root", "run", "sys", "var", "var/lib", "var/lib/corral",
              "var/log", "usr/local/bin")
-LIBRARY_DIRS = ("usr/lib/x86_64-linux-gnu", "usr/lib64", "usr/lib", "lib/x86_64-linux-gnu")
 _GOARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 
 _lock = threading.Lock()
@@ -114,41 +108,6 @@ _lock = threading.Lock()
 
 class ConsoleImageError(RuntimeError):
     """A file the console needs is not in the root (the message names it and the root)."""
-
-
-def elf_needs(path: Path) -> tuple[str | None, list[str], list[str]]:
-    """(program interpreter, DT_NEEDED names, DT_RUNPATH/DT_RPATH dirs) of an ELF file; (None, [], []) for
-    anything else (a script, a static binary with no dynamic section)."""
-    try:
-        with path.open("rb") as f:
-            elf = ELFFile(f)
-            interp = None
-            for segment in elf.iter_segments():
-                if isinstance(segment, InterpSegment):
-                    interp = segment.get_interp_name()
-            needed: list[str] = []
-            runpath: list[str] = []
-            for section in elf.iter_sections():
-                if isinstance(section, DynamicSection):
-                    for tag in section.iter_tags():
-                        kind = tag.entry.d_tag
-                        value: Any = cast(Any, tag)  # pyelftools sets .needed/.runpath/.rpath per tag
-                        if kind == "DT_NEEDED":
-                            needed.append(str(value.needed))
-                        elif kind in ("DT_RUNPATH", "DT_RPATH"):
-                            text = value.runpath if kind == "DT_RUNPATH" else value.rpath
-                            runpath += str(text).split(":")
-            return interp, needed, runpath
-    except ELFError:
-        return None, [], []
-
-
-def _find_library(root: Path, name: str, search: Iterable[str]) -> str | None:
-    for directory in search:
-        candidate = root / directory.lstrip("/") / name
-        if candidate.exists():
-            return "/" + str(candidate.relative_to(root))
-    return None
 
 
 def add_with_libraries(fs: Rootfs, paths: Iterable[str]) -> None:
@@ -171,7 +130,7 @@ def add_with_libraries(fs: Rootfs, paths: Iterable[str]) -> None:
         origin = "/" + str(Path(path).parent).lstrip("/")
         search = [d.replace("$ORIGIN", origin).replace("${ORIGIN}", origin) for d in runpath]
         for name in needed:
-            found = _find_library(fs.root, name, [*search, *LIBRARY_DIRS])
+            found = find_library(fs.root, name, [*search, *LIBRARY_DIRS])
             if found is None:
                 raise ConsoleImageError(f"{path} needs {name}: not in {fs.root} "
                                         "(is its package in PACKAGES?)")

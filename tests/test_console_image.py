@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from image.console import FILES_DIR, ConsoleImageError, add_with_libraries, collect, elf_needs
+from image.console import FILES_DIR, ConsoleImageError, add_with_libraries, collect
 from image.docker import Rootfs
+from image.elf import elf_needs
 
 BUSYBOX = Path("/usr/bin/busybox")
 HOST_LIBS = Path("/usr/lib/x86_64-linux-gnu")
