@@ -404,6 +404,10 @@ class ContainersHandler:
         self._load()
         if full:
             self._images_stale = True
+        # A unit whose action was in flight at any moment of the listing is left alone this time: a start
+        # that ends while the listing is on its way would otherwise meet a listing from before it (the
+        # container still `created`) and be taken for an exit. Its task's end asks for another reconcile.
+        in_flight = self._in_flight()
         observed = self._with_exits(await self._observe())
         if "system" not in self._reachable:
             return  # nothing to do until it answers: its `up` comes with a resync
@@ -413,7 +417,7 @@ class ContainersHandler:
         await self._refresh_images(desired)
         now = self.clock()
         self._current = current_containers(desired, observed)
-        busy = {k for k, t in self._busy.items() if not t.done()}
+        busy = in_flight | self._in_flight()
         idle = {n: u for n, u in desired.items() if n not in busy}
         for name, decision in sync_policies(idle, observed, self.policies, now).items():
             self._report_exit(name, decision)
@@ -682,6 +686,9 @@ class ContainersHandler:
         return result
 
     # ---- acting ------------------------------------------------------------------------------------
+    def _in_flight(self) -> set[str]:
+        return {k for k, t in self._busy.items() if not t.done()}
+
     def _execute(self, actions: list[Action], busy: set[str]) -> None:
         """Each unit's actions run as a task of their own (removals each on their own): a unit's stop
         grace or a slow start never holds up the next reconcile, so a `die` elsewhere is acted on at

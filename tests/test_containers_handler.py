@@ -228,6 +228,56 @@ async def test_die_event_restarts_at_once_even_before_the_listing_shows_it(tmp_p
     await handler.close()
 
 
+class GatedRuntime(FakeRuntime):
+    """Starts wait for ``start_gate``; a listing, once ``hold_listing`` is set, is taken at once and
+    returned only when ``list_gate`` opens (a slow dockerd answering with what it saw)."""
+
+    def __init__(self, docker: FakeDocker, gates: dict[str, asyncio.Event]) -> None:
+        super().__init__(docker)
+        self.gates = gates
+
+    async def start(self, container: str) -> None:
+        await self.gates["start"].wait()
+        await super().start(container)
+
+    async def list_summaries(self, *, label: str | None = LABEL_UNIT,
+                             all: bool = True) -> list[dict[str, Any]]:
+        listed = await super().list_summaries(label=label, all=all)
+        if self.gates["hold_listing"].is_set():
+            self.gates["listing_taken"].set()
+            await self.gates["list"].wait()
+        return listed
+
+
+async def test_a_listing_taken_before_a_start_ended_is_not_an_exit(tmp_path: Path) -> None:
+    """A reconcile lists (the unit still `created`), the unit's start ends meanwhile, then the reconcile
+    goes on: the stale listing must not count as the unit's exit (seen in CI: a restart, exit_code None,
+    4 ms after "unit started")."""
+    docker = FakeDocker()
+    gates = {name: asyncio.Event() for name in ("start", "list", "hold_listing", "listing_taken")}
+    state = {"config": {"corral": {"services": {"web": svc(restart="always")}}}, "generation": 1}
+    handler = ContainersHandler(
+        Bus(), {"system": Daemon("system", tmp_path / "docker.sock", lambda: True)},
+        config=lambda: state["config"], generation=lambda: 1, stops_file=tmp_path / "stops.json",
+        clock=Clock(), runtime_factory=lambda _socket: GatedRuntime(docker, gates),  # type: ignore[arg-type,return-value]
+    )
+    await handler.reconcile(True)  # create, then start (held)
+    assert list(handler._busy) == ["web"]  # its create and start: a task in flight
+    gates["hold_listing"].set()
+    stale = asyncio.create_task(handler.reconcile(False))
+    await gates["listing_taken"].wait()  # it saw `created`
+    gates["start"].set()
+    await asyncio.gather(*handler._busy.values())  # the start ended: no task in flight any more
+    gates["list"].set()
+    await stale
+    gates["hold_listing"].clear()
+    await settle(handler)
+    status = handler.unit_status("web")
+    assert status["restarts"] == 0 and status["state"] == "running", status
+    assert docker.calls.count(("start", "web")) == 1
+    await handler.close()
+
+
 async def test_on_failure_exit_0_stays_down_and_on_failure_n_gives_up(tmp_path: Path) -> None:
     clock = Clock()
     services = {"ok": svc(restart="on-failure"), "three": svc(restart="on-failure:3")}
