@@ -52,17 +52,16 @@ def find_library(root: Path, name: str, search: Iterable[str]) -> str | None:
     return None
 
 
-def unresolved(root: Path, skip: Iterable[str] = ()) -> list[str]:
-    """``"PATH needs NAME"`` for every ``DT_NEEDED`` of every ELF file under ``root`` (except the
-    ``skip`` prefixes) that no file in ``root`` provides: what a strip or an excluded package broke."""
+def unresolved(root: Path) -> list[str]:
+    """``"PATH needs NAME"`` for every ``DT_NEEDED`` of every ELF file under ``root`` that no file in
+    ``root`` provides: what a strip or an excluded package broke."""
     root = root.resolve()
-    prefixes = tuple(p.strip("/") + "/" for p in skip)
     problems: list[str] = []
     for dirpath, _dirnames, filenames in os.walk(root):
         for name in filenames:
             path = Path(dirpath) / name
             rel = str(path.relative_to(root))
-            if rel.startswith(prefixes) or not _is_elf(path):
+            if not _is_elf(path):
                 continue
             interp, needed, runpath = elf_needs(path)
             origin = "/" + str(Path(rel).parent)

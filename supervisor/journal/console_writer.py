@@ -34,12 +34,6 @@ class ConsoleWriter:
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
 
-    def isatty(self) -> bool:
-        try:
-            return self.stream.isatty()
-        except (AttributeError, ValueError, OSError):
-            return False
-
     def write(self, text: str) -> None:
         """Queue ``text`` (one or more whole lines); never blocks on the console."""
         with self._cond:
@@ -56,9 +50,6 @@ class ConsoleWriter:
                 self._thread = threading.Thread(target=self._run, name="console-writer", daemon=True)
                 self._thread.start()
             self._cond.notify_all()
-
-    def flush(self) -> None:
-        """Nothing to do here: the thread flushes after each line (``drain`` waits for it)."""
 
     @property
     def pending(self) -> int:

@@ -136,11 +136,6 @@ class Journal:
         Before something else takes the console (the emergency shell) and at shutdown."""
         return self._writer.drain(timeout) if self._writer is not None else True
 
-    @property
-    def console_dropped(self) -> int:
-        """Console lines dropped because the console could not keep up (the journal has them)."""
-        return self._writer.dropped_total if self._writer is not None else 0
-
     def _storage_failed(self, exc: OSError, record: Record) -> None:
         """A write failed (disk full, I/O error): keep records in memory again, and say so."""
         store, self._store = self._store, None
