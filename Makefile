@@ -19,6 +19,12 @@ export DEBIAN_FRONTEND := noninteractive
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 APPEND ?= corral.password=rancher
+# The image's lock files (image/*.lock) record what a build used. A pin Debian's archive no longer has (a
+# security update replaced it) moves to the archive's current version and the lock is rewritten, saying
+# which pins moved. `make image LOCK=frozen` fails instead, naming them (release builds);
+# `make image LOCK=update` resolves every package again.
+LOCK ?=
+LOCK_FLAG := $(if $(filter frozen,$(LOCK)),--frozen,$(if $(filter update,$(LOCK)),--update-lock,))
 .PHONY: help sysdeps venv lint test run sandbox bench clean distclean image
 
 help:
@@ -30,6 +36,7 @@ help:
 	@echo "make sandbox    corral as PID 1 in namespaces on this host: corral sandbox --dir run-state"
 	@echo "make bench      run every bench/*.py"
 	@echo "make image      build the OS image: .cache/image/out/{vmlinuz,initrd,manifest.json} [COMPRESSION=xz]"
+	@echo "                [LOCK=frozen: fail on a pin the archive dropped | LOCK=update: resolve all again]"
 	@echo "make clean      caches and build output; make distclean also removes $(VENV) and .cache"
 
 sysdeps:
@@ -64,7 +71,7 @@ sandbox: venv
 # The OS image (docs/image.md); COMPRESSION=none|zstd|xz (default zstd).
 COMPRESSION ?= zstd
 image: venv
-	$(PY) -m image build --compression $(COMPRESSION)
+	$(PY) -m image build --compression $(COMPRESSION) $(LOCK_FLAG)
 
 bench: venv
 	@shopt -s nullglob; ran=0; \

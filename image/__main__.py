@@ -19,12 +19,25 @@ def build_main(argv: Sequence[str]) -> int:
                         help="initrd compression (default: zstd; xz is the smallest, and slow to make)")
     parser.add_argument("--definition", type=Path, default=definition.DEFAULT_PATH,
                         help="image definition YAML (default: image/definition.yml)")
-    parser.add_argument("--update-lock", action="store_true",
-                        help="resolve the packages again and rewrite the lock files")
+    locks = parser.add_mutually_exclusive_group()
+    locks.add_argument("--update-lock", action="store_true",
+                       help="resolve every package again and rewrite the lock files")
+    locks.add_argument("--frozen", action="store_true",
+                       help="build exactly what the lock files pin: fail, naming them, when the archive no "
+                            "longer has a pinned version (default: move such pins to the archive's current "
+                            "version, say which, and rewrite the lock)")
+    parser.add_argument("--lock", type=Path, default=build.LOCK,
+                        help="the image's package lock (default: image/packages.lock)")
+    parser.add_argument("--console-lock", type=Path, default=build.CONSOLE_LOCK,
+                        help="the console image's package lock (default: image/console.lock)")
+    parser.add_argument("--python-lock", type=Path, default=build.PYTHON_LOCK,
+                        help="the image's Python requirements lock (default: image/python.lock)")
     args = parser.parse_args(list(argv))
     try:
         data = build.build(definition.load(args.definition), args.output.resolve(), args.compression,
-                           update_lock=args.update_lock)
+                           locks=build.Locks(args.lock.resolve(), args.console_lock.resolve(),
+                                             args.python_lock.resolve(),
+                                             update=args.update_lock, frozen=args.frozen))
     except (build.BuildError, definition.DefinitionError, OSError, RuntimeError) as exc:
         print(f"corral-image build: {exc}", file=sys.stderr)
         return 1

@@ -22,12 +22,12 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from image import debs, elf, initramfs, manifest, modules, repeats, rootfs
+from image import debs, elf, initramfs, manifest, modules, repeats, rootfs, wheels
 from image.definition import Definition
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -36,12 +36,13 @@ CACHE = REPO_ROOT / ".cache" / "image"
 DEFAULT_OUT = CACHE / "out"
 LOCK = IMAGE_DIR / "packages.lock"
 CONSOLE_LOCK = IMAGE_DIR / "console.lock"
+PYTHON_LOCK = IMAGE_DIR / "python.lock"
 INIT = IMAGE_DIR / "init"
 IMAGES_DIR = "usr/share/corral/images"
 # Python directories compiled to .pyc in the base stage (corral's own are compiled in the root stage).
 PYTHON_DIRS = (Path("usr/lib/python3.11"), rootfs.DIST_PACKAGES)
 CORRAL_DIRS = tuple(rootfs.DIST_PACKAGES / p for p in rootfs.CORRAL_PACKAGES)
-BUILDER_FILES = ("debs.py", "rootfs.py", "definition.py")
+BUILDER_FILES = ("debs.py", "rootfs.py", "definition.py", "wheels.py")
 
 
 class BuildError(RuntimeError):
@@ -159,7 +160,7 @@ def _unpack_debs(paths: Sequence[Path], root: Path) -> dict[str, str]:
 
 
 def build_base(definition: Definition, packages: Sequence[debs.Package], deb_paths: Sequence[Path],
-               key: str, progress: Progress) -> Path:
+               wheel_paths: Sequence[Path], key: str, progress: Progress) -> Path:
     stage = Stage("base", key)
     if stage.ready():
         progress.done(f"cached ({stage.path.name})")
@@ -176,9 +177,9 @@ def build_base(definition: Definition, packages: Sequence[debs.Package], deb_pat
                              check=True, timeout=60).stdout.split()
     added = rootfs.add_busybox_applets(root, applets)
     progress.note(f"{len(added)} busybox applets linked")
-    rootfs.install_python(root, definition.requirements)
+    rootfs.install_python(root, wheel_paths)
     saved = rootfs.strip_symbols(root, rootfs.DIST_PACKAGES)
-    progress.note(f"{len(definition.requirements)} Python requirements installed "
+    progress.note(f"{len(wheel_paths)} Python requirements installed "
                   f"({mib(saved)} of symbols stripped)")
     rootfs.strip(root, definition.strip)  # what the wheels brought (tests, .pyi, C sources)
     rootfs.compile_python(root, PYTHON_DIRS, sourceless=definition.python_sources == "corral")
@@ -225,19 +226,20 @@ def _docker_image(images_dir: Path, base_root: Path, base_key: str) -> Path:
     return dest
 
 
-def _console_image(images_dir: Path, update_lock: bool) -> Path:
+def _console_image(images_dir: Path, locks: Locks, progress: Progress) -> Path:
     from image import console, docker
 
-    packages = debs.resolve(list(console.PACKAGES), CONSOLE_LOCK,
-                            exclude=list(getattr(console, "EXCLUDE", ())), update=update_lock)
-    paths = debs.download(packages)
+    resolution, paths = debs.fetch(list(console.PACKAGES), locks.console,
+                                   exclude=list(getattr(console, "EXCLUDE", ())), update=locks.update,
+                                   frozen=locks.frozen)
+    _report_moves(locks.console, resolution, progress)
     sources = [Path(console.__file__), Path(docker.__file__)]  # console's archive uses docker's writer
     if (IMAGE_DIR / "console").is_dir():
         sources += list((IMAGE_DIR / "console").rglob("*"))
-    key = _hash(CONSOLE_LOCK.read_text(), _files_hash(sources, IMAGE_DIR))
+    key = _hash(locks.console.read_text(), _files_hash(sources, IMAGE_DIR))
     dest = images_dir / f"console-{key}.tar"
     if not dest.exists():
-        stage = Stage("console-root", _hash(CONSOLE_LOCK.read_text()))
+        stage = Stage("console-root", _hash(locks.console.read_text()))
         if not stage.ready():
             tmp = stage.begin()
             debs.unpack(paths, tmp / "root")
@@ -246,7 +248,7 @@ def _console_image(images_dir: Path, update_lock: bool) -> Path:
     return dest
 
 
-def build_images(definition: Definition, base_root: Path, base_key: str, update_lock: bool,
+def build_images(definition: Definition, base_root: Path, base_key: str, locks: Locks,
                  progress: Progress) -> dict[str, Path]:
     """The archives to preload, each cached as ``CACHE/images/<name>-<key>.tar``."""
     out: dict[str, Path] = {}
@@ -255,7 +257,7 @@ def build_images(definition: Definition, base_root: Path, base_key: str, update_
     if "docker" in definition.images:
         out["docker"] = _docker_image(images_dir, base_root, base_key)
     if "console" in definition.images:
-        out["console"] = _console_image(images_dir, update_lock)
+        out["console"] = _console_image(images_dir, locks, progress)
     for name, path in sorted(out.items()):
         for old in images_dir.glob(f"{name}-*"):
             if not old.name.startswith(path.stem):
@@ -320,8 +322,49 @@ def inputs_hash(definition: Definition, base_key: str, kernel: Path, images: dic
                  INIT.read_bytes(), config, builder, compression, str(epoch))
 
 
+@dataclass(frozen=True)
+class Locks:
+    """The lock files a build reads and (unless ``frozen``) rewrites when a pin moved (image/debs.py)."""
+
+    packages: Path = LOCK
+    console: Path = CONSOLE_LOCK
+    python: Path = PYTHON_LOCK
+    update: bool = False  # resolve everything again (--update-lock)
+    frozen: bool = False  # a pin the archive no longer has fails the build instead (--frozen)
+
+
+def _report_moves(lock: Path, resolution: debs.Resolution, progress: Progress) -> None:
+    if resolution.moves:
+        shown = lock.relative_to(REPO_ROOT) if lock.is_relative_to(REPO_ROOT) else lock
+        progress.note(f"{shown}: {len(resolution.moves)} pin(s) moved (the archive no longer has "
+                      "the locked version, or the package list changed); lock rewritten:")
+        for move in resolution.moves:
+            progress.note(f"  {move}")
+
+
+def check_frozen(definition: Definition, locks: Locks) -> None:
+    """A frozen build checks every lock before it fetches anything, and names every pin gone at once."""
+    from image import console
+
+    gone: list[str] = []
+    checks: list[Callable[[], object]] = [
+        lambda: debs.resolve(definition.all_packages, locks.packages, exclude=definition.exclude,
+                             frozen=True),
+        lambda: wheels.pin(definition.requirements, locks.python, frozen=True)]
+    if "console" in definition.images:
+        checks.append(lambda: debs.resolve(list(console.PACKAGES), locks.console,
+                                           exclude=list(console.EXCLUDE), frozen=True))
+    for check in checks:
+        try:
+            check()
+        except debs.DebsError as exc:
+            gone.append(str(exc))
+    if gone:
+        raise BuildError("--frozen: " + "\n  ".join(gone))
+
+
 def build(definition: Definition, out: Path = DEFAULT_OUT, compression: str = "zstd",
-          update_lock: bool = False, progress: Progress | None = None) -> dict[str, Any]:
+          locks: Locks | None = None, progress: Progress | None = None) -> dict[str, Any]:
     """Build (or find up to date) ``out``/{vmlinuz,initrd,manifest.json}; returns the manifest. One
     build at a time per cache: a second waits for the first (they share the stages)."""
     if compression not in initramfs.COMPRESSORS:
@@ -329,33 +372,41 @@ def build(definition: Definition, out: Path = DEFAULT_OUT, compression: str = "z
     CACHE.mkdir(parents=True, exist_ok=True)
     with (CACHE / ".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return _build(definition, out, compression, update_lock, progress or Progress())
+        return _build(definition, out, compression, locks or Locks(), progress or Progress())
 
 
-def _build(definition: Definition, out: Path, compression: str, update_lock: bool,
+def _build(definition: Definition, out: Path, compression: str, locks: Locks,
            progress: Progress) -> dict[str, Any]:
 
     progress.stage("resolve", f"{len(definition.all_packages)} packages listed")
-    packages = debs.resolve(definition.all_packages, LOCK, exclude=definition.exclude, update=update_lock)
-    progress.done(f"{len(packages)} packages pinned in {LOCK.relative_to(REPO_ROOT)}")
+    if locks.frozen:
+        check_frozen(definition, locks)
+    resolution, deb_paths = debs.fetch(definition.all_packages, locks.packages, exclude=definition.exclude,
+                                       update=locks.update, frozen=locks.frozen)
+    packages = resolution.packages
+    _report_moves(locks.packages, resolution, progress)
+    progress.done(f"{len(packages)} packages pinned in {locks.packages}")
 
-    progress.stage("fetch")
-    deb_paths = debs.download(packages)
+    progress.stage("fetch", f"{len(definition.requirements)} Python requirements")
+    pins, moves = wheels.pin(definition.requirements, locks.python, update=locks.update, frozen=locks.frozen)
+    _report_moves(locks.python, debs.Resolution([], moves), progress)
+    wheel_paths = wheels.wheels(pins)
+    progress.note(f"{len(wheel_paths)} wheels pinned in {locks.python}")
     progress.done(f"{len(deb_paths)} .debs, {mib(sum(p.stat().st_size for p in deb_paths))} "
                   f"in {debs.DEFAULT_CACHE.relative_to(REPO_ROOT)}")
 
     progress.stage("base")
     base_key = _hash(json.dumps([definition.packages, definition.exclude, definition.requirements,
                                  definition.strip, definition.links, definition.python_sources]),
-                     LOCK.read_bytes(),
+                     locks.packages.read_bytes(), locks.python.read_bytes(),
                      _files_hash([IMAGE_DIR / n for n in BUILDER_FILES], IMAGE_DIR))
-    base = build_base(definition, packages, deb_paths, base_key, progress)
+    base = build_base(definition, packages, deb_paths, wheel_paths, base_key, progress)
 
     progress.stage("kernel")
     kernel = build_kernel(packages, deb_paths, progress)
 
     progress.stage("images", ", ".join(definition.images) or "none")
-    images = build_images(definition, base / "root", base_key, update_lock, progress)
+    images = build_images(definition, base / "root", base_key, locks, progress)
 
     epoch = source_date_epoch()
     corral_src = rootfs.copy_corral_sources(REPO_ROOT, CACHE / "corral-src")
@@ -384,7 +435,8 @@ def _build(definition: Definition, out: Path, compression: str, update_lock: boo
         initrd_bytes=sizes.compressed, initrd_raw_bytes=sizes.raw,
         kernel_bytes=(out / "vmlinuz").stat().st_size,
         components=components, packages=[(p.name, p.version, p.arch) for p in packages],
-        python=definition.requirements, modules=[modules.module_name(p) for p in closure.paths],
+        python=[f"{n}=={v}" for n, v in sorted(pins.items())],
+        modules=[modules.module_name(p) for p in closure.paths],
         images={name: p.stat().st_size for name, p in images.items()}, input_hash=key)
     manifest.write(out / "manifest.json", data)
     progress.done(f"initrd {mib(sizes.compressed)} ({compression}; {mib(sizes.raw)} raw), "

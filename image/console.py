@@ -193,9 +193,9 @@ def write_archive(dest: Path, root: Path, tags: Sequence[str] = (IMAGE,)) -> str
 def unpack_packages(root: Path, lock: Path | None = DEFAULT_LOCK, cache_dir: Path = debs.DEFAULT_CACHE,
                     update: bool = False) -> list[debs.Package]:
     """Resolve (pinned by ``lock``), download (cached) and unpack ``PACKAGES`` into ``root``."""
-    packages = debs.resolve(PACKAGES, lock, exclude=EXCLUDE, update=update)
-    debs.unpack(debs.download(packages, cache_dir), root)
-    return packages
+    resolution, paths = debs.fetch(PACKAGES, lock, exclude=EXCLUDE, update=update, cache_dir=cache_dir)
+    debs.unpack(paths, root)
+    return resolution.packages
 
 
 def inputs() -> list[Path]:

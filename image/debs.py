@@ -7,9 +7,18 @@ chosen; a virtual package becomes its first provider. Names in ``exclude`` are n
 file (``name version arch`` per line) whose header holds a hash of the request, so the same request reads
 the same versions back; a changed request (or ``update=True``) resolves again and rewrites it.
 
+The lock records what a build used; it must not make the build impossible once Debian's archive moves on
+(a security update replaces a version, and the old one is gone from the archive). So before a lock is
+used, its pins are checked against apt's lists (``apt-cache madison``, after one ``apt-get update`` when
+a pin is missing from them). A pin the archive no longer has *moves*: the closure is walked again, every
+pin still available is kept, the rest take apt's candidate version, and the lock is rewritten; the moves
+(``name old -> new``) are returned and logged. With ``frozen=True`` (release builds) a missing pin is an
+error naming every one, and nothing is rewritten.
+
 ``download`` runs ``apt-get download name=version`` for what ``cache_dir`` lacks (apt checks the hashes
-against the signed index), so a build whose packages are cached is offline. ``unpack`` is ``dpkg -x`` of
-each, then merges ``/bin``, ``/sbin``, ``/lib``, ``/lib64`` into ``/usr`` as Debian 12 does."""
+against the signed index), so a build whose packages are cached is offline. ``fetch`` is resolve +
+download, moving pins that the download found gone. ``unpack`` is ``dpkg -x`` of each, then merges
+``/bin``, ``/sbin``, ``/lib``, ``/lib64`` into ``/usr`` as Debian 12 does."""
 
 from __future__ import annotations
 
@@ -205,23 +214,165 @@ def candidates(names: Sequence[str]) -> list[Package]:
     return [found[n] for n in names]
 
 
+def parse_madison(text: str) -> dict[str, set[str]]:
+    """``apt-cache madison`` output -> {name: every version apt's lists offer} (binary packages only)."""
+    found: dict[str, set[str]] = {}
+    for line in text.splitlines():
+        fields = [f.strip() for f in line.split("|")]
+        if len(fields) == 3 and fields[2].endswith("Packages"):
+            found.setdefault(fields[0], set()).add(fields[1])
+    return found
+
+
+def _apt_versions(names: Sequence[str]) -> dict[str, set[str]]:
+    return parse_madison(_run(["apt-cache", "madison", *names])) if names else {}
+
+
+_refreshed = False
+
+
+def refresh_lists() -> bool:
+    """``apt-get update`` once per process (root only): apt's lists may be older than the archive. False
+    when it could not run (not root, or it failed: the lists stay as they were)."""
+    global _refreshed
+    if _refreshed:
+        return True
+    if os.geteuid() != 0:
+        log.warning("apt lists not refreshed: not root")
+        return False
+    log.info("refreshing apt lists (apt-get update)")
+    try:
+        _run(["apt-get", "update", "-qq", "-o", "DPkg::Lock::Timeout=300"])
+    except DebsError as exc:
+        log.warning("apt-get update failed; using the lists as they are", error=str(exc))
+        return False
+    _refreshed = True
+    return True
+
+
+VersionsLookup = Callable[[Sequence[str]], dict[str, set[str]]]
+
+
+@dataclass(frozen=True)
+class Move:
+    """A pin that changed: ``old`` None for a package new to the closure, ``new`` None for one that left."""
+
+    name: str
+    old: str | None
+    new: str | None
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.old or '(new)'} -> {self.new or '(gone)'}"
+
+
+@dataclass(frozen=True)
+class Resolution:
+    packages: list[Package]
+    moves: list[Move]  # empty when the lock was used as it was
+
+
+class PinsGone(DebsError):
+    """A frozen build's lock pins versions the archive no longer has (the message names every one)."""
+
+
+def diff(old: Iterable[Package], new: Iterable[Package]) -> list[Move]:
+    before = {p.name: p.version for p in old}
+    after = {p.name: p.version for p in new}
+    return [Move(n, before.get(n), after.get(n)) for n in sorted(before.keys() | after.keys())
+            if before.get(n) != after.get(n)]
+
+
+def missing_pins(packages: Sequence[Package], versions: VersionsLookup | None = None,
+                 refresh: Callable[[], bool] | None = None) -> list[Package]:
+    """The pins apt's lists do not offer; when there are any, the lists are refreshed once (``refresh``)
+    and asked again, so a stale list neither moves a pin nor fails a frozen build."""
+    lookup = versions or _apt_versions
+
+    def gone() -> list[Package]:
+        offered = lookup(sorted({p.name for p in packages}))
+        return [p for p in packages if p.version not in offered.get(p.name, set())]
+
+    missing = gone()
+    if missing and (refresh or refresh_lists)():
+        missing = gone()
+    return missing
+
+
 def resolve(names: Sequence[str], lock: Path | None, *, exclude: Sequence[str] = (),
-            update: bool = False) -> list[Package]:
-    """The pinned dependency closure of ``names``: read from ``lock`` when it was written for the same
-    request (names and exclude), else resolved with apt and written there."""
+            update: bool = False, frozen: bool = False, depends: DependsLookup | None = None,
+            versions: VersionsLookup | None = None, candidate: Callable[[Sequence[str]], list[Package]]
+            | None = None, refresh: Callable[[], bool] | None = None) -> Resolution:
+    """The pinned dependency closure of ``names``: ``lock`` as it is when it was written for the same
+    request (names and exclude) and apt still offers every pin; pins it no longer offers move (see the
+    module's doc) and the lock is rewritten; no lock, another request or ``update`` resolves it all
+    again. ``frozen`` never rewrites: a lock that is missing, for another request or with a pin gone
+    raises (PinsGone names every such pin). ``depends``, ``versions``, ``candidate`` and ``refresh``
+    stand in for apt (tests)."""
+    if frozen and update:
+        raise DebsError("--frozen and --update-lock contradict each other")
+    choose_candidates = candidate or candidates
     request = request_hash(names, exclude)
-    if lock is not None and lock.exists() and not update:
-        locked_request, packages = read_lock(lock)
-        if locked_request == request:
-            return packages
-        log.info("lock is for another request: resolving again", lock=str(lock))
-    packages = sorted(candidates(closure(names, exclude)))
+    where = str(lock) if lock is not None else "(no lock)"
+    locked: list[Package] = []
+    if lock is not None and lock.exists():
+        locked_request, locked = read_lock(lock)
+        if locked_request != request:
+            if frozen:
+                raise DebsError(f"{where} was written for another package list: build without --frozen "
+                                "to resolve it again")
+            log.info("lock is for another request: resolving again", lock=where)
+            update = True
+    elif frozen:
+        raise DebsError(f"{where}: no lock to build from (--frozen)")
+    if update or not locked:
+        packages = sorted(choose_candidates(closure(names, exclude, depends)))
+    else:
+        gone = missing_pins(locked, versions, refresh)
+        if not gone:
+            return Resolution(locked, [])
+        if frozen:
+            raise PinsGone(f"{where} pins versions the archive no longer has: "
+                           + ", ".join(f"{p.name} {p.version}" for p in gone)
+                           + " (build without --frozen to move them to the archive's current versions)")
+        keep = {p.name: p for p in locked if p not in gone}
+        wanted = closure(names, exclude, depends)
+        packages = sorted([keep[n] for n in wanted if n in keep]
+                          + choose_candidates([n for n in wanted if n not in keep]))
+    moves = diff(locked, packages)
     if lock is not None:
         write_lock(lock, packages, request)
-    return packages
+    if locked and moves:
+        log.warning("lock pins moved", lock=where, moves=[str(m) for m in moves])
+    return Resolution(packages, moves)
 
 
 # --- download and unpack -----------------------------------------------------------------------------------
+
+def fetch(names: Sequence[str], lock: Path | None, *, exclude: Sequence[str] = (), update: bool = False,
+          frozen: bool = False, cache_dir: Path = DEFAULT_CACHE) -> tuple[Resolution, list[Path]]:
+    """``resolve`` + ``download``. apt's lists may still offer a version the archive has dropped (they
+    are older than the archive): when the download fails, the lists are refreshed and the pins checked
+    again (moving the dropped ones, or naming them when ``frozen``) before a second and last try."""
+    resolution = resolve(names, lock, exclude=exclude, update=update, frozen=frozen)
+    try:
+        return resolution, download(resolution.packages, cache_dir)
+    except DebsError as exc:
+        if _refreshed or not refresh_lists():
+            raise
+        log.warning("download failed; trying again with refreshed apt lists", error=str(exc))
+    again = resolve(names, lock, exclude=exclude, frozen=frozen)
+    return Resolution(again.packages, chain(resolution.moves, again.moves)), \
+        download(again.packages, cache_dir)
+
+
+def chain(first: Iterable[Move], second: Iterable[Move]) -> list[Move]:
+    """The moves of two resolutions one after the other, as one."""
+    merged = {m.name: m for m in first}
+    for m in second:
+        prev = merged.get(m.name)
+        merged[m.name] = Move(m.name, prev.old if prev else m.old, m.new)
+    return [m for _, m in sorted(merged.items()) if m.old != m.new]
+
 
 def download(pkgs: Sequence[Package], cache_dir: Path = DEFAULT_CACHE) -> list[Path]:
     """The .deb file of each package, fetched with ``apt-get download`` when not cached."""

@@ -127,13 +127,14 @@ def add_busybox_applets(root: Path, applets: Iterable[str]) -> list[str]:
 
 # --- python --------------------------------------------------------------------------------------------
 
-def install_python(root: Path, requirements: Sequence[str]) -> None:
-    """Install pinned ``requirements`` into the image's dist-packages with the build machine's pip."""
-    if not requirements:
+def install_python(root: Path, wheels: Sequence[Path]) -> None:
+    """Install ``wheels`` (files: image/wheels.py fetched them) into the image's dist-packages with the
+    build machine's pip, offline."""
+    if not wheels:
         return
-    _run([HOST_PYTHON, "-m", "pip", "install", "--quiet", "--no-deps", "--no-compile", "--only-binary",
-          ":all:", "--disable-pip-version-check", "--target", os.fspath(root / DIST_PACKAGES),
-          *requirements])
+    _run([HOST_PYTHON, "-m", "pip", "install", "--quiet", "--no-deps", "--no-compile", "--no-index",
+          "--disable-pip-version-check", "--target", os.fspath(root / DIST_PACKAGES),
+          *(os.fspath(w) for w in wheels)])
     _drop_pip_leftovers(root)
 
 

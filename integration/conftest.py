@@ -135,7 +135,7 @@ def guest_image() -> Path:
         unavailable(reason)
     out, why = guest.build_image()
     if out is None:
-        unavailable(f"the OS image could not be built: {why}")
+        unavailable(f"the OS image could not be built: {why}", "the build itself failed; its output is above")
     return out
 
 

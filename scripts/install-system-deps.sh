@@ -54,7 +54,10 @@ printf '#!/bin/sh\n# corral install-system-deps: start no service while installi
   | "${sudo[@]}" tee "$policy" >/dev/null
 "${sudo[@]}" chmod 755 "$policy"
 
-apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -y -q -o Dpkg::Use-Pty=0)
+# Another apt-get or dpkg (unattended-upgrades, a second make) may hold dpkg's lock: wait for it, bounded,
+# rather than fail at once (apt's own wait; it covers the lists lock of `update` too).
+apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -y -q -o Dpkg::Use-Pty=0
+     -o DPkg::Lock::Timeout="${CORRAL_APT_LOCK_TIMEOUT:-600}")
 "${apt[@]}" update -qq
 "${apt[@]}" install -qq --no-install-recommends "${missing[@]}"
 

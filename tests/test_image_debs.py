@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from image.debs import (
     DebsError,
+    Move,
     Package,
+    PinsGone,
+    Resolution,
+    VersionsLookup,
+    chain,
     choose,
     closure,
     format_lock,
     merged_path,
     parse_depends,
     parse_lock,
+    parse_madison,
     parse_show,
+    read_lock,
     request_hash,
     resolve,
     usr_merge,
@@ -91,11 +99,107 @@ def test_lock_error_names_file_and_line() -> None:
         parse_lock("# request x\nbroken line here too\n", "packages.lock")
 
 
+def _offered(table: dict[str, set[str]]) -> VersionsLookup:
+    return lambda names: {n: table[n] for n in names if n in table}
+
+
 def test_resolve_reads_a_lock_written_for_the_same_request(tmp_path: Path) -> None:
     lock = tmp_path / "packages.lock"
     pkgs = [Package("busybox-static", "1:1.35.0-4", "amd64")]
     lock.write_text(format_lock(pkgs, request_hash(["busybox-static"], ["dpkg"])))
-    assert resolve(["busybox-static"], lock, exclude=["dpkg"]) == pkgs  # no apt call
+    got = resolve(["busybox-static"], lock, exclude=["dpkg"],
+                  versions=_offered({"busybox-static": {"1:1.35.0-4"}}))
+    assert got == Resolution(pkgs, [])
+
+
+GRAPH = {"linux-image-cloud-amd64": [["linux-image-6.1.0-57-cloud-amd64"]], "busybox-static": [],
+         "linux-image-6.1.0-57-cloud-amd64": [], "linux-image-6.1.0-56-cloud-amd64": []}
+NOW = {"busybox-static": Package("busybox-static", "1:1.35.0-4", "amd64"),
+       "linux-image-cloud-amd64": Package("linux-image-cloud-amd64", "6.1.192-3", "amd64"),
+       "linux-image-6.1.0-57-cloud-amd64": Package("linux-image-6.1.0-57-cloud-amd64", "6.1.192-3", "amd64")}
+OLD = [Package("busybox-static", "1:1.35.0-4", "amd64"),
+       Package("linux-image-6.1.0-56-cloud-amd64", "6.1.192-2", "amd64"),
+       Package("linux-image-cloud-amd64", "6.1.192-2", "amd64")]
+NAMES = ["busybox-static", "linux-image-cloud-amd64"]
+
+
+def _resolve(lock: Path, refreshed: list[bool] | None = None, frozen: bool = False) -> Resolution:
+    """resolve() with apt stood in for by GRAPH (depends), NOW (candidates and what the lists offer)."""
+    def depends(names: Sequence[str]) -> dict[str, list[list[str]]]:
+        return {n: GRAPH[n] for n in names}
+
+    def refresh() -> bool:
+        (refreshed if refreshed is not None else []).append(True)
+        return True
+
+    return resolve(NAMES, lock, frozen=frozen, depends=depends,
+                   candidate=lambda names: [NOW[n] for n in names],
+                   versions=_offered({n: {p.version} for n, p in NOW.items()}), refresh=refresh)
+
+
+def test_a_pin_the_archive_dropped_moves_and_the_lock_is_rewritten(tmp_path: Path) -> None:
+    """A kernel security update replaced 6.1.192-2 (and its ABI package): the pins move to what the
+    archive has, the closure follows the new meta package, busybox keeps its pin, the lock is rewritten."""
+    lock = tmp_path / "packages.lock"
+    lock.write_text(format_lock(OLD, request_hash(NAMES)))
+    refreshed: list[bool] = []
+    got = _resolve(lock, refreshed)
+    assert [str(m) for m in got.moves] == ["linux-image-6.1.0-56-cloud-amd64 6.1.192-2 -> (gone)",
+                                           "linux-image-6.1.0-57-cloud-amd64 (new) -> 6.1.192-3",
+                                           "linux-image-cloud-amd64 6.1.192-2 -> 6.1.192-3"]
+    assert got.packages == sorted(NOW.values())
+    assert read_lock(lock) == (request_hash(NAMES), sorted(NOW.values()))
+    assert refreshed == [True]  # the lists were refreshed before a pin was called gone
+
+
+def test_frozen_names_every_pin_gone_and_rewrites_nothing(tmp_path: Path) -> None:
+    lock = tmp_path / "packages.lock"
+    text = format_lock(OLD, request_hash(NAMES))
+    lock.write_text(text)
+    with pytest.raises(PinsGone) as caught:
+        _resolve(lock, frozen=True)
+    assert "linux-image-6.1.0-56-cloud-amd64 6.1.192-2" in str(caught.value)
+    assert "linux-image-cloud-amd64 6.1.192-2" in str(caught.value)
+    assert "busybox-static" not in str(caught.value)
+    assert lock.read_text() == text
+
+
+def test_stale_lists_refreshed_first_move_nothing(tmp_path: Path) -> None:
+    """apt's lists are older than the lock: after the refresh they offer the pins, which stay."""
+    lock = tmp_path / "packages.lock"
+    pins = sorted(NOW.values())
+    lock.write_text(format_lock(pins, request_hash(NAMES)))
+    lists = {"stale": True}
+
+    def versions(names: Sequence[str]) -> dict[str, set[str]]:
+        return {} if lists["stale"] else {n: {NOW[n].version} for n in names}
+
+    got = resolve(NAMES, lock, versions=versions, refresh=lambda: not lists.update(stale=False))
+    assert got == Resolution(pins, [])
+
+
+def test_frozen_refuses_a_lock_for_another_request_and_no_lock(tmp_path: Path) -> None:
+    lock = tmp_path / "packages.lock"
+    with pytest.raises(DebsError, match="no lock to build from"):
+        _resolve(lock, frozen=True)
+    lock.write_text(format_lock(OLD, "another"))
+    with pytest.raises(DebsError, match="another package list"):
+        _resolve(lock, frozen=True)
+
+
+def test_parse_madison_keeps_binary_versions() -> None:
+    text = ("linux-image-cloud-amd64 |  6.1.192-3 | http://deb.debian.org/debian-security "
+            "bookworm-security/main amd64 Packages\n"
+            "linux-image-cloud-amd64 |  6.1.176-1 | http://deb.debian.org/debian bookworm/main amd64 "
+            "Packages\n"
+            "linux-signed-amd64 | 6.1.176-1 | http://deb.debian.org/debian bookworm/main Sources\n")
+    assert parse_madison(text) == {"linux-image-cloud-amd64": {"6.1.192-3", "6.1.176-1"}}
+
+
+def test_chain_joins_two_resolutions_moves() -> None:
+    first = [Move("a", "1", "2"), Move("b", "1", "2")]
+    second = [Move("a", "2", "3"), Move("b", "2", "1"), Move("c", None, "1")]
+    assert chain(first, second) == [Move("a", "1", "3"), Move("c", None, "1")]
 
 
 def test_request_hash_ignores_order_but_not_content() -> None:
