@@ -59,7 +59,7 @@ from supervisor.tasks import spawn_task
 from units.graph import UnitGraph
 from units.loader import load_units
 from units.logs import UnitLogs
-from units.model import LABEL_HASH, LABEL_UNIT, SCOPES, Scope, Unit, Volume
+from units.model import LABEL_HASH, LABEL_UNIT, SCOPES, USER_DOCKERD_UNIT, Scope, Unit, Volume
 from units.mounts import (
     MountNews,
     MountState,
@@ -573,10 +573,12 @@ class ContainersHandler:
         self._images_stale = True
 
     def _wants(self, scope: Scope) -> bool:
+        """Whether to watch ``scope``'s dockerd: always the system one; the user's when units run there,
+        or when the unit that *is* the user dockerd is configured (its images are preloaded)."""
         if scope == "system":
             return True
         return any(u.scope == scope for u in self.units.values()) or any(
-            c.scope == scope for c in self._current.values())
+            c.scope == scope for c in self._current.values()) or USER_DOCKERD_UNIT in self.units
 
     async def _observe(self) -> list[ObservedContainer]:
         observed: list[ObservedContainer] = []
@@ -584,6 +586,10 @@ class ContainersHandler:
         for scope in SCOPES:
             if not self._wants(scope):
                 continue
+            if scope != "system" and self.follow_events is not None:
+                # From now on, not from when it first answers: its events source retries by itself, so
+                # the daemon's coming up is seen even when no reconcile happens to look at that moment.
+                self.follow_events(scope)
             runtime = self._runtime(scope)
             if runtime is None:
                 continue
@@ -596,8 +602,6 @@ class ContainersHandler:
             observed += [observed_from_summary(raw, scope) for raw in listed]
             reachable.add(scope)
             self._watch_images(scope, runtime)
-            if scope != "system" and self.follow_events is not None:
-                self.follow_events(scope)
         self._reachable = reachable
         return observed
 
@@ -1108,6 +1112,7 @@ async def start_units(sup: Supervisor) -> ContainersHandler | None:
     """Start the units reconciler (when the system dockerd is on) with a full first reconcile, and wait
     until the first wave of units is up or has failed (``FIRST_WAVE_TIMEOUT`` at most)."""
     from handlers.runner import HandlerRunner
+    from handlers.user_images import UserImagesHandler
     from supervisor.app import Stopper
     from supervisor.backoff import Backoff
     from units.stops import stops_path
@@ -1137,6 +1142,11 @@ async def start_units(sup: Supervisor) -> ContainersHandler | None:
 
     def reload() -> None:
         spawn_task(sup.reload(), name="units:reloadconfig")
+
+    user_images = UserImagesHandler(user_socket, paths,
+                                    lambda: "user" in sources and sources["user"].stats.connected)
+    sup.add_handler(HandlerRunner(sup.bus, user_images, sup._handler_backoff()))
+    sup.user_images = user_images
 
     handler = ContainersHandler(
         sup.bus, daemons,

@@ -39,6 +39,8 @@ CONSOLE_LOCK = IMAGE_DIR / "console.lock"
 PYTHON_LOCK = IMAGE_DIR / "python.lock"
 INIT = IMAGE_DIR / "init"
 IMAGES_DIR = "usr/share/corral/images"
+USER_IMAGES_DIR = "usr/share/corral/user-images"  # preloaded into the user dockerd (units/images.py USER)
+USER_PREFIX = "user/"  # an image name with it is the user dockerd's: "user/busybox"
 # Python directories compiled to .pyc in the base stage (corral's own are compiled in the root stage).
 PYTHON_DIRS = (Path("usr/lib/python3.11"), rootfs.DIST_PACKAGES)
 CORRAL_DIRS = tuple(rootfs.DIST_PACKAGES / p for p in rootfs.CORRAL_PACKAGES)
@@ -216,6 +218,24 @@ def build_kernel(packages: Sequence[debs.Package], deb_paths: Sequence[Path], pr
     return stage.path
 
 
+def image_dest(name: str) -> str:
+    """Where an image's archive is in the root: the system's images, or the user dockerd's."""
+    if name.startswith(USER_PREFIX):
+        return f"{USER_IMAGES_DIR}/{name.removeprefix(USER_PREFIX)}.tar"
+    return f"{IMAGES_DIR}/{name}.tar"
+
+
+def _busybox_image(images_dir: Path, base_root: Path, base_key: str) -> Path:
+    """busybox:latest for the user dockerd, from the root's own busybox-static (no registry needed)."""
+    from image import busybox
+
+    key = _hash(base_key, Path(busybox.__file__).read_bytes())
+    dest = images_dir / f"user-busybox-{key}.tar"
+    if not dest.exists():
+        busybox.write_archive(dest, tags=busybox.USER_TAGS, busybox=base_root / rootfs.BUSYBOX)
+    return dest
+
+
 def _docker_image(images_dir: Path, base_root: Path, base_key: str) -> Path:
     from image import docker
 
@@ -250,7 +270,8 @@ def _console_image(images_dir: Path, locks: Locks, progress: Progress) -> Path:
 
 def build_images(definition: Definition, base_root: Path, base_key: str, locks: Locks,
                  progress: Progress) -> dict[str, Path]:
-    """The archives to preload, each cached as ``CACHE/images/<name>-<key>.tar``."""
+    """The archives to preload (the user dockerd's named ``user/...``), each cached as
+    ``CACHE/images/<name>-<key>.tar``."""
     out: dict[str, Path] = {}
     images_dir = CACHE / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
@@ -258,8 +279,10 @@ def build_images(definition: Definition, base_root: Path, base_key: str, locks: 
         out["docker"] = _docker_image(images_dir, base_root, base_key)
     if "console" in definition.images:
         out["console"] = _console_image(images_dir, locks, progress)
+    if "busybox" in definition.user_images:
+        out[f"{USER_PREFIX}busybox"] = _busybox_image(images_dir, base_root, base_key)
     for name, path in sorted(out.items()):
-        for old in images_dir.glob(f"{name}-*"):
+        for old in images_dir.glob(f"{name.replace('/', '-')}-*"):
             if not old.name.startswith(path.stem):
                 old.unlink(missing_ok=True)
     progress.done(", ".join(f"{name} {mib(p.stat().st_size)}" for name, p in out.items()) or "none")
@@ -282,7 +305,7 @@ def build_root(definition: Definition, base: Path, kernel: Path, images: dict[st
     progress.note(f"{len(closure.paths)} kernel modules "
                   f"({len(closure.builtin)} of those listed are built in)")
     for name, archive in images.items():
-        dest = root / IMAGES_DIR / f"{name}.tar"
+        dest = root / image_dest(name)
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(archive, dest)
     copied = rootfs.install_config(root, definition.config_dir)
@@ -306,8 +329,8 @@ def archive_order(images: dict[str, Path], root: Path) -> list[str]:
         layer = [rel for rel in repeats.repeated(archive, root) if rel not in claimed]
         claimed.update(layer)
         before, after = initramfs.split_around(layer, {rel: (root / rel).stat().st_size for rel in layer})
-        order += [*before, f"{IMAGES_DIR}/{name}.tar", *after]
-    return [*order, IMAGES_DIR]
+        order += [*before, image_dest(name), *after]
+    return [*order, IMAGES_DIR, USER_IMAGES_DIR]
 
 
 def inputs_hash(definition: Definition, base_key: str, kernel: Path, images: dict[str, Path],
@@ -405,7 +428,8 @@ def _build(definition: Definition, out: Path, compression: str, locks: Locks,
     progress.stage("kernel")
     kernel = build_kernel(packages, deb_paths, progress)
 
-    progress.stage("images", ", ".join(definition.images) or "none")
+    shipped = [*definition.images, *(USER_PREFIX + i for i in definition.user_images)]
+    progress.stage("images", ", ".join(shipped) or "none")
     images = build_images(definition, base / "root", base_key, locks, progress)
 
     epoch = source_date_epoch()

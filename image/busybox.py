@@ -32,6 +32,7 @@ BUSYBOX = Path("/bin/busybox")
 IMAGE = "corral/busybox:latest"
 TEST_ALIAS = "corral-test/busybox:latest"
 DEFAULT_TAGS = (IMAGE, TEST_ALIAS)
+USER_TAGS = ("busybox:latest",)  # in the OS's user dockerd: `docker run --rm busybox echo hi`
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = REPO_ROOT / ".cache" / "images" / "busybox.tar"
 PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -26,6 +26,7 @@ class Definition:
     corral: bool
     modules: list[str]
     images: list[str]
+    user_images: list[str]
     config_dir: Path
     strip: list[str]
     links: dict[str, str] = field(default_factory=dict)
@@ -70,6 +71,10 @@ def parse(data: Any, path: Path) -> Definition:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise DefinitionError(f"{path}: components.{name}: expected a list of package names or paths")
     images = _strings(data, "images", path)
+    user_images = _strings(data, "user_images", path)
+    if set(user_images) - {"busybox"}:
+        raise DefinitionError(f"{path}: user_images: unknown image(s) "
+                              f"{', '.join(sorted(set(user_images) - {'busybox'}))} (known: busybox)")
     unknown = sorted(set(images) - {"docker", "console"})
     if unknown:
         raise DefinitionError(f"{path}: images: unknown image(s) {', '.join(unknown)} "
@@ -85,6 +90,7 @@ def parse(data: Any, path: Path) -> Definition:
         exclude=_strings(data, "exclude", path),
         requirements=_strings(python, "requirements", path, "python."),
         corral=bool(python.get("corral", True)), modules=_strings(data, "modules", path), images=images,
+        user_images=user_images,
         config_dir=(path.parent / config), strip=_strings(data, "strip", path), links=dict(links),
         components={k: list(v) for k, v in components.items()}, python_sources=sources)
 

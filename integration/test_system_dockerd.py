@@ -292,3 +292,33 @@ async def test_preload_loads_the_archives_side_by_side(make_dockerd: Any, tmp_pa
         result = await preload(rt, paths)
     assert sorted(begun) == archives and result.loaded == [str(a) for a in archives] and not result.failed
     assert set(read_stamps(stamp_path(paths))) == {str(a) for a in archives}
+
+
+async def test_user_images_reach_the_user_dockerd_and_come_back_after_a_wipe(make_dockerd: Any,
+                                                                             tmp_path: Path) -> None:
+    """The OS's busybox archive (tagged busybox:latest) lands in a real dockerd standing in for the user's,
+    only while its event stream is connected; `docker run --rm busybox echo hi` then works with no
+    registry; a reconcile that finds it loaded loads nothing; removed, it is loaded again."""
+    from handlers.user_images import UserImagesHandler
+    from units.images import USER
+
+    d: Dockerd = make_dockerd(load_image=False)
+    paths = Paths.sandbox(tmp_path / "prefix")
+    shipped = paths.under(USER.dirs[0])
+    shipped.mkdir(parents=True)
+    busybox.write_archive(shipped / "busybox.tar", tags=busybox.USER_TAGS)
+    connected = {"now": False}
+    handler = UserImagesHandler(d.socket, paths, lambda: connected["now"])
+    await handler.reconcile(full=True)
+    assert handler.status() is None  # the user dockerd is not up: nothing tried
+    connected["now"] = True
+    await handler.reconcile(full=False)
+    assert handler.status() is not None and handler.status()["images"] == ["busybox:latest"]
+    assert d.docker(["run", "--rm", "busybox", "echo", "hi"]).stdout == "hi\n"
+    await handler.reconcile(full=False)
+    assert handler.status()["loaded"] == [] and handler.status()["skipped"] == [str(shipped / "busybox.tar")]
+    assert read_stamps(paths.state_dir / USER.stamp_file)  # its own stamps, apart from the system's
+    assert not stamp_path(paths).exists()
+    d.docker(["rmi", "busybox:latest"])
+    await handler.reconcile(full=False)
+    assert handler.status()["loaded"] == [str(shipped / "busybox.tar")]

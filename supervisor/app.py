@@ -37,6 +37,7 @@ from supervisor.tasks import running_tasks, spawn_task
 
 if TYPE_CHECKING:
     from handlers.containers import ContainersHandler
+    from handlers.user_images import UserImagesHandler
     from supervisor.sources.docker import DockerEventsSource
     from supervisor.udevd import Udevd
     from units.system_dockerd import SystemDockerd
@@ -90,6 +91,7 @@ class Supervisor:
         self.docker_events: DockerEventsSource | None = None
         self.preload_result: dict[str, Any] | None = None
         self.units: ContainersHandler | None = None  # the units reconciler (the `units` boot phase)
+        self.user_images: UserImagesHandler | None = None  # preloads the user dockerd (`units` phase)
         self._stoppers: list[Stopper] = []  # in start order; shutdown walks it backwards
         self._final: asyncio.Future[str] | None = None
         self.control: Any = None
@@ -478,6 +480,7 @@ class Supervisor:
                 "events": self.docker_events.status() if self.docker_events is not None else None,
                 "preload": self.preload_result,
             },
+            "user_docker": None if self.user_images is None else {"preload": self.user_images.status()},
             "units": None if self.units is None else self.units.status(),
             "udevd": None if self.udevd is None else self.udevd.status(),
         }

@@ -23,7 +23,7 @@ from handlers.containers import (
 from supervisor.bus import Bus
 from supervisor.sources.docker_events import ContainerEvent
 from units.loader import build_units, parse_unit_text
-from units.model import LABEL_HASH, LABEL_UNIT
+from units.model import LABEL_HASH, LABEL_UNIT, USER_DOCKERD_UNIT
 from units.runtime import ContainerState, LogLine, NotFound
 
 IMAGE = "corral/busybox:latest"
@@ -379,3 +379,28 @@ def test_parse_log_timestamps() -> None:
         1714564800123456789, "hello world")
     assert parse_timestamp("2024-05-01T12:00:00Z x") == (1714564800000000000, "x")
     assert parse_timestamp("no stamp here") == (None, "no stamp here")
+
+
+async def test_the_user_dockerd_is_followed_from_when_its_unit_is_configured(tmp_path: Path) -> None:
+    """With the user dockerd's unit configured, its events source starts at the first reconcile, before
+    its socket answers: the source retries by itself, so its coming up (and the preload of its images
+    that follows) never waits for some later reconcile to look."""
+    docker = FakeDocker()
+    followed: list[str] = []
+    handler = ContainersHandler(
+        Bus(), {"system": Daemon("system", tmp_path / "docker.sock", lambda: True),
+                "user": Daemon("user", tmp_path / "user.sock", lambda: False)},
+        config=lambda: {"corral": {"services": {USER_DOCKERD_UNIT: svc()}}}, generation=lambda: 1,
+        stops_file=tmp_path / "stops.json", clock=Clock(), follow_events=followed.append,
+        runtime_factory=lambda _socket: FakeRuntime(docker),  # type: ignore[arg-type,return-value]
+    )
+    await settle(handler)
+    assert followed and set(followed) == {"user"}
+    await handler.close()
+
+    followed.clear()
+    other, _, _ = make(tmp_path, {"web": svc()})
+    other.follow_events = followed.append
+    await settle(other)
+    assert followed == []  # no user dockerd configured, no user units: not followed
+    await other.close()

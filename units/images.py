@@ -35,6 +35,23 @@ STAMP_VERSION = 1
 
 
 @dataclass(frozen=True)
+class Target:
+    """Which dockerd a preload feeds: the directories its archives come from (under the Paths prefix)
+    and the stamp file (in the state directory) that remembers what was loaded into it."""
+
+    name: str
+    dirs: tuple[str, ...]
+    stamp_file: str
+
+
+SYSTEM = Target("system", IMAGE_DIRS, STAMP_FILE)
+# The user's dockerd gets images of its own: the OS ships busybox (`docker run --rm busybox echo hi` works
+# with no registry), and the user may drop archives in /var/lib/corral/user-preload.
+USER = Target("user", ("/usr/share/corral/user-images", "/var/lib/corral/user-preload"),
+              "user-preload.json")
+
+
+@dataclass(frozen=True)
 class Archive:
     path: Path
     size: int
@@ -63,12 +80,12 @@ class PreloadResult:
         return asdict(self)
 
 
-def image_dirs(paths: Paths) -> list[Path]:
-    return [paths.under(d) for d in IMAGE_DIRS]
+def image_dirs(paths: Paths, target: Target = SYSTEM) -> list[Path]:
+    return [paths.under(d) for d in target.dirs]
 
 
-def stamp_path(paths: Paths) -> Path:
-    return paths.state_dir / STAMP_FILE
+def stamp_path(paths: Paths, target: Target = SYSTEM) -> Path:
+    return paths.state_dir / target.stamp_file
 
 
 def find_archives(directories: Iterable[Path]) -> list[Archive]:
@@ -136,26 +153,26 @@ def write_stamps(path: Path, stamps: Mapping[str, Stamp]) -> None:
     write_atomic(path, (json.dumps(data, indent=2) + "\n").encode())
 
 
-async def _load(runtime: Runtime, archive: Archive) -> LoadResult | str:
+async def _load(runtime: Runtime, archive: Archive, target: Target) -> LoadResult | str:
     """Load one archive: what dockerd loaded, or why it did not (logged)."""
-    log.info("loading image archive", file=str(archive.path), size=archive.size)
+    log.info("loading image archive", file=str(archive.path), size=archive.size, dockerd=target.name)
     try:
         loaded = await runtime.load_image(archive.path)
     except (DockerUnavailable, DockerAPIError, OSError) as exc:
-        log.error("image archive not loaded", file=str(archive.path), error=str(exc))
+        log.error("image archive not loaded", file=str(archive.path), error=str(exc), dockerd=target.name)
         return str(exc)
-    log.info("image archive loaded", file=str(archive.path), size=archive.size,
+    log.info("image archive loaded", file=str(archive.path), size=archive.size, dockerd=target.name,
              seconds=round(loaded.seconds, 3), images=list(loaded.images),
              mib_per_s=round(archive.size / (1 << 20) / max(loaded.seconds, 1e-6), 1))
     return loaded
 
 
-async def preload(runtime: Runtime, paths: Paths, *,
-                  directories: Sequence[Path] | None = None) -> PreloadResult:
-    """One pass: load what is new or changed, skip the rest. Failures are reported per archive and do
-    not stop the pass."""
-    dirs = list(directories) if directories is not None else image_dirs(paths)
-    stamps_file = stamp_path(paths)
+async def preload(runtime: Runtime, paths: Paths, *, directories: Sequence[Path] | None = None,
+                  target: Target = SYSTEM) -> PreloadResult:
+    """One pass into ``target``'s dockerd: load what is new or changed, skip the rest. Failures are
+    reported per archive and do not stop the pass."""
+    dirs = list(directories) if directories is not None else image_dirs(paths, target)
+    stamps_file = stamp_path(paths, target)
     archives = await asyncio.to_thread(find_archives, dirs)
     stamps = await asyncio.to_thread(read_stamps, stamps_file)
     result = PreloadResult()
@@ -167,10 +184,11 @@ async def preload(runtime: Runtime, paths: Paths, *,
     to_load, to_skip = plan_loads(archives, stamps, missing)
     for archive in to_skip:
         result.skipped.append(str(archive.path))
-        log.info("image archive already loaded", file=str(archive.path), size=archive.size)
+        log.info("image archive already loaded", file=str(archive.path), size=archive.size,
+                 dockerd=target.name)
     # Side by side: dockerd unpacks the archives concurrently (under TCG a 30 KB archive alone took 2 s
     # after a 19 MiB one). The stamps are written once, after all of them.
-    outcomes = await asyncio.gather(*(_load(runtime, archive) for archive in to_load))
+    outcomes = await asyncio.gather(*(_load(runtime, archive, target) for archive in to_load))
     for archive, outcome in zip(to_load, outcomes, strict=True):
         if isinstance(outcome, str):
             result.failed[str(archive.path)] = outcome

@@ -13,6 +13,7 @@ from typing import Literal
 
 Scope = Literal["system", "user"]
 SCOPES: tuple[Scope, ...] = ("system", "user")
+USER_DOCKERD_UNIT = "docker"  # the system unit that runs the user's dockerd (units/defaults/docker.yml)
 
 RestartName = Literal["no", "always", "unless-stopped", "on-failure"]
 
