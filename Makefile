@@ -10,6 +10,9 @@ STAMP := $(VENV)/.corral-installed
 # `make run APPEND=...`: the booted OS's extra kernel command line. The default gives the local dev VM a
 # known password for `rancher` (its ssh port is on 127.0.0.1 only); set APPEND= to boot with none.
 CONFIG ?=
+# `make run`'s persistent state disk (the guest's /var/lib, /home, the user's config: formatted at the first
+# boot, kept across runs); `make run STATE=` boots with none (state in RAM, and `corral status` says so).
+STATE ?= .cache/image/state.img
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS='-k netns -x'`.
 PYTEST_ARGS ?=
 # The test fixtures are checked strictly on their own (the project's mypy run covers the packages).
@@ -32,7 +35,7 @@ help:
 	@echo "make lint       ruff check . ; mypy"
 	@echo "make test       venv + lint + pytest over tests/ and integration/"
 	@echo "make run        build the OS image and boot it in QEMU (serial console here; Ctrl-A X quits)"
-	@echo "                [CONFIG=cloud-config.yml] [APPEND='corral.password=secret']"
+	@echo "                [CONFIG=cloud-config.yml] [APPEND='corral.password=secret'] [STATE=disk.img | STATE=]"
 	@echo "make sandbox    corral as PID 1 in namespaces on this host: corral sandbox --dir run-state"
 	@echo "make bench      run every bench/*.py"
 	@echo "make image      build the OS image: .cache/image/out/{vmlinuz,initrd,manifest.json} [COMPRESSION=xz]"
@@ -63,7 +66,8 @@ test: venv lint
 	if [ $$rc -eq 5 ]; then echo "pytest collected no test"; exit 0; fi; exit $$rc
 
 run: image
-	$(PY) -m image run $(if $(CONFIG),--config $(abspath $(CONFIG))) $(if $(APPEND),--append '$(APPEND)')
+	$(PY) -m image run $(if $(CONFIG),--config $(abspath $(CONFIG))) $(if $(APPEND),--append '$(APPEND)') \
+		$(if $(STATE),--state-disk $(abspath $(STATE)))
 
 sandbox: venv
 	$(VENV)/bin/corral sandbox --dir $(CURDIR)/run-state $(if $(CONFIG),--config $(abspath $(CONFIG)))

@@ -36,6 +36,7 @@ DEFAULT_RUN_DIR = REPO_ROOT / ".cache" / "image" / "run"
 DEFAULT_MEMORY = "1536M"
 MIN_MEMORY_MIB = 1024
 DEFAULT_SSH_PORT = 2222
+DEFAULT_STATE_SIZE = "2G"
 QEMU = "qemu-system-x86_64"
 # Where --config lands in the guest: the image's datasource is the NoCloud-style directory
 # `file:/etc/corral/seed` (image/config/10-image.yml), which reads its `user-data` file.
@@ -182,6 +183,7 @@ class Options:
     run_dir: Path = DEFAULT_RUN_DIR
     disks: list[str] = field(default_factory=list)
     state_disk: str | None = None
+    state_size: str = DEFAULT_STATE_SIZE
     nics: int = 0  # extra NICs, beyond the boot NIC
     append: str = ""
     config: Path | None = None
@@ -191,14 +193,22 @@ class Options:
     serial: str = "mon:stdio"
 
 
-def _state_disk(spec: str, run_dir: Path) -> Path:
-    """``--state-disk``: a size makes a fresh zeroed image in the run dir; anything else is a path."""
+def _state_disk(spec: str, run_dir: Path, new_size: str = DEFAULT_STATE_SIZE) -> Path:
+    """``--state-disk``: a size makes a fresh zeroed image in the run dir; anything else is a path, to an
+    image kept from earlier runs, or made (sparse, zeroed, ``new_size``) when it does not exist yet: the
+    guest formats a zeroed state disk at its first boot and keeps it from then on."""
     if _SIZE.match(spec):
         return make_disk(run_dir / "state.img", parse_size(spec, "--state-disk"))
     path = Path(spec).resolve()
-    if not path.exists():
-        raise RunError(f"--state-disk: {spec} is neither a size (like 1G) nor an existing image file")
-    return path
+    if path.exists():
+        if not path.is_file():
+            raise RunError(f"--state-disk: {spec} is not a disk image file")
+        return path
+    if not path.parent.is_dir():
+        raise RunError(f"--state-disk: {spec}: no directory {path.parent} to make it in")
+    print(f"corral-image run: new state disk {path} ({new_size}; the guest formats it at its first boot)",
+          file=sys.stderr)
+    return make_disk(path, parse_size(new_size, "--state-size"))
 
 
 def prepare(opts: Options) -> Machine:
@@ -216,7 +226,7 @@ def prepare(opts: Options) -> Machine:
     run_dir.mkdir(parents=True, exist_ok=True)
     disks: list[Disk] = []
     if opts.state_disk is not None:
-        disks.append(Disk(_state_disk(opts.state_disk, run_dir), STATE_DISK_SERIAL))
+        disks.append(Disk(_state_disk(opts.state_disk, run_dir, opts.state_size), STATE_DISK_SERIAL))
     for i, size in enumerate(opts.disks):
         path = make_disk(run_dir / f"disk{i}.img", parse_size(size, f"--disk #{i + 1}"))
         disks.append(Disk(path, f"{DISK_SERIAL_PREFIX}{i}"))
@@ -240,7 +250,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--disk", action="append", default=[], metavar="SIZE", dest="disks",
                    help="an extra empty raw disk of SIZE (e.g. 1G), repeatable: /dev/vdb, /dev/vdc...")
     p.add_argument("--state-disk", metavar="SIZE|PATH",
-                   help="the state disk as /dev/vda: a new zeroed image of SIZE, or an existing image file")
+                   help="the state disk as /dev/vda: a new zeroed image of SIZE for this run, or an image "
+                        "file kept across runs (made, zeroed, at --state-size when it does not exist)")
+    p.add_argument("--state-size", default=DEFAULT_STATE_SIZE, metavar="SIZE",
+                   help=f"size of a new state disk for --state-disk PATH (default {DEFAULT_STATE_SIZE})")
     p.add_argument("--nic", type=int, default=0, metavar="N", dest="nics",
                    help="N extra NICs on QEMU's user network (MACs " + nic_mac(1) + ", ...)")
     p.add_argument("--append", default="", metavar="ARGS",
@@ -260,7 +273,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     opts = Options(out=args.out, run_dir=args.run_dir, disks=args.disks, state_disk=args.state_disk,
-                   nics=args.nics, append=args.append, config=args.config,
+                   state_size=args.state_size, nics=args.nics, append=args.append, config=args.config,
                    ssh_port=args.ssh_port or None, memory=args.memory, qmp=args.qmp)
     try:
         machine = prepare(opts)

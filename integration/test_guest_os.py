@@ -31,12 +31,10 @@ STATIC_NIC_ADDR = "198.18.70.2/24"
 HOTPLUG_NET = "10.0.3.0/24"  # the hot-plugged NICs' own QEMU user network (its DHCP server leases .15)
 STATE_SIZE = "1G"  # a state disk (/dev/vda, formatted at boot): without one the OS runs from RAM, degraded
 
+# No corral.state here: the image's own defaults format and mount the zeroed state disk, as on `make run`.
 BOOT_CONFIG: dict[str, Any] = {
     "hostname": "corral-guest",
     "mounts": [{"match": {"label": DATA_LABEL}, "path": DATA_PATH}],
-    # The state disk: the image loads virtio_blk before coldplug, but the disk's probe can still be
-    # in flight when the state phase first looks: give it the time a slow TCG boot may need.
-    "corral": {"state": {"autoformat": ["/dev/vda"], "wait": 10}},
 }
 
 
@@ -127,6 +125,17 @@ def test_system_and_user_docker_answer(guest: Guest) -> None:
     system_names = guest.sudo("system-docker ps --format '{{.Names}}'").stdout.split()
     assert "console" in system_names
     assert "console" not in guest.sudo("docker ps -a --format '{{.Names}}'").stdout.split()
+
+
+def test_busybox_ships_in_the_user_dockerd(guest: Guest) -> None:
+    """docs/console.md's first command works with no registry: the OS preloads busybox:latest into the user
+    dockerd once it answers (handlers/user_images.py)."""
+    deadline = time.monotonic() + 120
+    while guest.sudo("docker image inspect busybox:latest", check=False).returncode != 0:
+        assert time.monotonic() < deadline, guest.corral("status").get("user_docker")
+        time.sleep(2)
+    assert guest.sudo("docker run --rm busybox echo hi", timeout=180).stdout == "hi\n"
+    assert guest.corral("status")["user_docker"]["preload"]["failed"] == {}
 
 
 def test_user_container_runs(guest: Guest) -> None:

@@ -81,8 +81,22 @@ def test_state_disk_path_is_used_as_it_is(tmp_path: Path) -> None:
     disk.write_bytes(b"x" * 4096)
     m = run.prepare(run.Options(out=fake_out(tmp_path), run_dir=tmp_path / "run", state_disk=os.fspath(disk)))
     assert m.disks[0].path == disk
-    with pytest.raises(run.RunError, match="--state-disk"):
-        run.prepare(run.Options(out=tmp_path / "out", run_dir=tmp_path / "run", state_disk="/nonexistent"))
+    with pytest.raises(run.RunError, match="--state-disk: .*no directory"):
+        run.prepare(run.Options(out=tmp_path / "out", run_dir=tmp_path / "run",
+                                state_disk=os.fspath(tmp_path / "nodir" / "state.img")))
+
+
+def test_a_state_disk_path_is_made_once_and_then_kept(tmp_path: Path) -> None:
+    """`make run`'s state disk: made zeroed (sparse) at the first run, the same file with its data after."""
+    disk = tmp_path / "state.img"
+    opts = run.Options(out=fake_out(tmp_path), run_dir=tmp_path / "run", state_disk=os.fspath(disk),
+                       state_size="64M")
+    assert run.prepare(opts).disks[0].path == disk
+    assert disk.stat().st_size == 64 << 20 and disk.stat().st_blocks == 0
+    with disk.open("r+b") as f:
+        f.write(b"formatted by the guest")
+    run.prepare(opts)
+    assert disk.read_bytes().startswith(b"formatted by the guest")
 
 
 @pytest.mark.skipif(shutil.which("cpio") is None, reason="cpio missing")
