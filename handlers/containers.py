@@ -113,6 +113,7 @@ IMAGE_EVENT_RETRY = 5.0  # seconds before watching a dockerd's image events agai
 UP_AFTER = 1.0  # seconds a unit must have been running to count as up (one that dies at once is not)
 UP_RECHECK = 5.0  # seconds `wait_all_up` waits at most before it looks again without a reconcile
 CREATED = "created"  # a createonly unit's state once its container exists
+REMOVING = "removing"  # a unit no longer configured whose container is still there
 # States that count as up whatever the time: a finished oneshot, a unit the user stopped, one that waits
 # for a missing mount (not a failure), a createonly unit whose container exists.
 UP_STATES = frozenset({EXITED, STOPPED, WAITING, CREATED})
@@ -308,6 +309,9 @@ class ContainersHandler:
         self._image_watch: dict[Scope, tuple[int, asyncio.Task[None]]] = {}
         self._image_watch_failed: dict[Scope, float] = {}
         self._current: dict[str, ObservedContainer] = {}
+        # Containers of units no longer configured, until their removal is seen done: `service list`
+        # shows them as "removing" rather than as gone while they still exist.
+        self._leaving: dict[str, ObservedContainer] = {}
         self._reachable: set[Scope] = set()
         self._waiting: dict[str, str] = {}
         self._errors: dict[str, str] = {}
@@ -417,6 +421,8 @@ class ContainersHandler:
         await self._refresh_images(desired)
         now = self.clock()
         self._current = current_containers(desired, observed)
+        self._leaving = {c.unit: c for c in observed
+                         if c.unit is not None and c.unit not in self.units and c.scope in self._reachable}
         busy = in_flight | self._in_flight()
         idle = {n: u for n, u in desired.items() if n not in busy}
         for name, decision in sync_policies(idle, observed, self.policies, now).items():
@@ -1059,7 +1065,17 @@ class ContainersHandler:
         }
 
     def list_status(self) -> list[dict[str, Any]]:
-        return [self.unit_status(name) for name in sorted(self.units)]
+        """Every configured unit, and every container of a unit no longer configured that is still there
+        (state "removing", until a reconcile sees it gone)."""
+        rows = {name: self.unit_status(name) for name in self.units}
+        for name, c in self._leaving.items():
+            if name not in rows:
+                rows[name] = {"name": name, "scope": c.scope, "state": REMOVING, "restarts": 0,
+                              "failures": 0, "uptime": None, "last_exit": None, "next_start_in": None,
+                              "restart": None, "image": None, "container": c.id[:12],
+                              "container_state": c.state, "oneshot": False, "createonly": False,
+                              "waiting": None, "error": "no longer configured; container being removed"}
+        return [rows[name] for name in sorted(rows)]
 
     async def inspect(self, name: str) -> dict[str, Any]:
         status = self.unit_status(name)

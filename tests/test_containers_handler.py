@@ -404,3 +404,34 @@ async def test_the_user_dockerd_is_followed_from_when_its_unit_is_configured(tmp
     await settle(other)
     assert followed == []  # no user dockerd configured, no user units: not followed
     await other.close()
+
+
+async def test_a_unit_taken_out_of_the_config_is_listed_as_removing_until_its_container_is_gone(
+        tmp_path: Path) -> None:
+    """`service disable` (or a config change) must not make a unit vanish from `service list` while its
+    container still exists: it shows as `removing` until a reconcile sees the container gone."""
+    handler, docker, state = make(tmp_path, {"web": svc(), "extra": svc()})
+    await settle(handler)
+    gate = asyncio.Event()
+    real_remove = FakeRuntime.remove
+
+    async def slow_remove(self: FakeRuntime, container: str, *, force: bool = False,
+                          volumes: bool = False) -> None:
+        await gate.wait()
+        await real_remove(self, container, force=force, volumes=volumes)
+
+    FakeRuntime.remove = slow_remove  # type: ignore[method-assign]
+    try:
+        state["config"] = {"corral": {"services": {"web": svc()}}}
+        state["generation"] = 2
+        await handler.reconcile(False)
+        rows = {u["name"]: u for u in handler.list_status()}
+        assert rows["extra"]["state"] == "removing" and rows["extra"]["container"] is not None
+        assert rows["web"]["state"] == "running"
+        gate.set()
+        await settle(handler)
+        assert [u["name"] for u in handler.list_status()] == ["web"]
+        assert not any(c["Names"] == ["/extra"] for c in docker.containers.values())
+    finally:
+        FakeRuntime.remove = real_remove  # type: ignore[method-assign]
+        await handler.close()

@@ -49,7 +49,8 @@ def add_parser(subparsers: Subparsers) -> None:
         description=(
             "Every unit by name: scope (system or user dockerd), state (pending, running, restarting,\n"
             "crash-looping, exited, failed, stopped, waiting for a mount; created for createonly\n"
-            "units), restarts since the\n"
+            "units; removing for a unit no longer configured whose container is still there), restarts\n"
+            "since the\n"
             "supervisor started, uptime, the last exit code and, for a unit that is not running, why\n"
             "(a scheduled restart, the units it waits for, the last start error)."
         ),
