@@ -62,7 +62,7 @@ lint: venv
 
 # pytest's exit status 5 means it collected no test: say so rather than fail.
 test: venv lint
-	@rc=0; $(PY) -m pytest -q -p no:cacheprovider --durations=15 tests integration $(PYTEST_ARGS) || rc=$$?; \
+	@rc=0; $(PY) -m pytest -q -rs -p no:cacheprovider --durations=15 tests integration $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no test"; exit 0; fi; exit $$rc
 
 run: image
