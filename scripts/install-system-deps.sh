@@ -9,7 +9,7 @@ set -euo pipefail
 
 PACKAGES=(
   python3-venv python3-dev iproute2 util-linux procps docker.io dnsmasq busybox-static e2fsprogs kmod
-  iptables
+  iptables jq   # jq: the docs test runs the docs' `corral ... | jq` examples as written
   # the OS image (issue 6): build it (cpio, compressors), boot it (QEMU under TCG), reach it (ssh client)
   cpio zstd xz-utils binutils qemu-system-x86 openssh-client
   # udevd as a process corral supervises (`corral.udev: true`)
