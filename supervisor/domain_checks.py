@@ -8,6 +8,7 @@ same."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from netconf.model import parse_config
@@ -18,12 +19,15 @@ from supervisor.storage.rules import parse_storage
 from units.loader import load_units
 
 Found = tuple[Sequence[ConfigError], Sequence[ConfigError]]
+FROM_CONFIG = "<config>"  # the units loader's name for the config, replaced by the file that gave each key
 
 
 def domain_checks(paths: Paths) -> list[DomainCheck]:
     def units(config: Mapping[str, Any], source: Source) -> Found:
-        loaded = load_units(config, unit_dirs=[paths.units_dir], source=source("corral.services"))
-        return loaded.errors, ()
+        loaded = load_units(config, unit_dirs=[paths.units_dir], source=FROM_CONFIG)
+        # each error on a key of the config names the file that gave that key (a unit file's own
+        # errors name the unit file)
+        return [replace(e, file=source(e.key)) if e.file == FROM_CONFIG else e for e in loaded.errors], ()
 
     def network(config: Mapping[str, Any], source: Source) -> Found:
         parsed = parse_config(config, source)

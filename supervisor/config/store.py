@@ -206,11 +206,7 @@ class ConfigStore:
         (their kinds are checked). Changes nothing."""
         layer, errors = check_text(text, filename, self._validator)
         layers = [*self._default_layers, *([layer] if layer is not None else [])]
-        warnings: list[ConfigError] = []
-        if layer is not None:
-            so_far, provenance = merge_layers((lay.source, lay.data) for lay in layers)
-            errors.extend(e for e in self._datasource_specs(so_far, provenance) if isinstance(e, ConfigError))
-        return self._judge(layers, errors, warnings)
+        return self._judge(layers, errors, [])
 
     def validate_text(self, text: str, filename: str = "<text>") -> list[ConfigError]:
         """The errors of ``verdict``."""
@@ -300,6 +296,8 @@ class ConfigStore:
         if not errors:
             for err in self._validator.validate(Document("merged", config)):
                 errors.append(ConfigError(_attribute(err.key, provenance), err.key, err.message))
+        if not errors:  # every datasource listed, also one a datasource lists (read, but not followed)
+            errors.extend(e for e in self._datasource_specs(config, provenance) if isinstance(e, ConfigError))
         if not errors:
             for check in self._checks:
                 found_errors, found_warnings = check(config, lambda key: _attribute(key, provenance))
@@ -375,8 +373,7 @@ class ConfigStore:
         ctx = DatasourceContext(self.paths, cmdline_text)
         for source in self._datasource_specs(so_far, provenance):
             if isinstance(source, ConfigError):
-                errors.append(source)
-                continue
+                continue  # _judge reports it, once the layers are all read
             fetched = source.fetch(ctx)
             errors.extend(fetched.errors)
             warnings.extend(fetched.warnings)
@@ -625,4 +622,16 @@ def _attribute(key: str, provenance: Mapping[str, str]) -> str:
     for leaf in provenance:
         if key.startswith((leaf + ".", leaf + "[")) and len(leaf) > len(best):
             best = leaf
-    return provenance[best] if best else "merged"
+    if best:
+        return provenance[best]
+    # a key nothing gave (a required key that is missing): the one source of its nearest map
+    try:
+        path = parse_path(key)
+    except ValueError:
+        return "merged"
+    for end in range(len(path) - 1, 0, -1):
+        outer = format_path(path[:end])
+        sources = {src for leaf, src in provenance.items() if leaf.startswith((outer + ".", outer + "["))}
+        if sources:
+            return sources.pop() if len(sources) == 1 else "merged"
+    return "merged"
