@@ -157,6 +157,7 @@ def test_without_a_supervisor_validate_and_schema_work_as_a_program(tmp_path: Pa
     )  # fmt: skip
     assert run("config", "validate").returncode == 2  # usage: FILE is missing
     assert run("config", "validate", "--bogus", str(good)).returncode == 2
+    assert run("config", "validate", "--socket", "/nowhere", str(good)).returncode == 0  # taken, unused
     r = run("config", "schema")
     assert r.returncode == 0 and json.loads(r.stdout)["$schema"].endswith("2020-12/schema")
     assert run("status").returncode == 3  # what needs the supervisor still says it is not there

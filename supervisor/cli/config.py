@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -198,6 +199,10 @@ def output_option() -> argparse.ArgumentParser:
         choices=("text", "json"),
         default="text",
         help="text for people (default) or json for programs",
+    )
+    # accepted where every other command takes it, and unused: these commands never call the supervisor
+    parent.add_argument(
+        "--socket", type=Path, metavar="PATH", default=argparse.SUPPRESS, help=argparse.SUPPRESS
     )
     return parent
 
