@@ -28,7 +28,10 @@ USER_DOCKER_DEFAULT = False
 
 class Sandbox:
     def __init__(self, directory: Path, config: dict[str, Any] | None = None, cmdline: str = "",
-                 emergency_shell: str | None = None, setup: Callable[[Path], None] | None = None) -> None:
+                 emergency_shell: str | None = None, setup: Callable[[Path], None] | None = None,
+                 default_units: bool = False) -> None:
+        """``default_units``: keep the shipped units (docker, console) included as on a real host;
+        they are never started while the system dockerd is off, but the config checks see them."""
         self.dir = directory
         config_file = None
         if config is not None:
@@ -42,9 +45,10 @@ class Sandbox:
         enabled = "true" if SYSTEM_DOCKER_DEFAULT else "false"
         dropin = dropins / "00-test-system-docker.yml"
         dropin.write_text(f"corral:\n  system_docker:\n    enabled: {enabled}\n")
-        user_docker = "true" if USER_DOCKER_DEFAULT else "false"
-        (dropins / "00-test-user-docker.yml").write_text(
-            f"corral:\n  services_include:\n    docker: {user_docker}\n    console: false\n")
+        if not default_units:
+            user_docker = "true" if USER_DOCKER_DEFAULT else "false"
+            (dropins / "00-test-user-docker.yml").write_text(
+                f"corral:\n  services_include:\n    docker: {user_docker}\n    console: false\n")
         self.console = directory / "console.log"
         self._console_file = open(self.console, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(sandbox_mod.argv(directory, emergency_shell), stdin=subprocess.DEVNULL,
@@ -154,8 +158,10 @@ def sandbox_factory(tmp_path: Path) -> Iterator[Any]:
     started: list[Sandbox] = []
 
     def start(config: dict[str, Any] | None = None, cmdline: str = "", emergency_shell: str | None = None,
-              setup: Callable[[Path], None] | None = None, name: str = "sb") -> Sandbox:
-        sb = Sandbox(tmp_path / f"{name}{len(started)}", config, cmdline, emergency_shell, setup)
+              setup: Callable[[Path], None] | None = None, name: str = "sb", default_units: bool = False,
+              ) -> Sandbox:
+        sb = Sandbox(tmp_path / f"{name}{len(started)}", config, cmdline, emergency_shell, setup,
+                     default_units=default_units)
         started.append(sb)
         return sb
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -138,3 +140,84 @@ def test_cli_invalid_set_is_refused_and_changes_nothing(sandbox: Any) -> None:
     assert (sb.paths.config_dir / "cloud-config.yml").read_text() == before
     assert sb.request("status")["state"] == "ready"
     assert sb.stop() == 0
+
+
+CMDLINE_SECRET = "cmdline-pw-never-shown"
+IMAGE_DEFAULTS = Path(__file__).resolve().parents[1] / "image" / "config" / "10-image.yml"
+
+
+def booted_like_make_run(directory: Path) -> None:
+    """The layout `make run CONFIG=seed.yml` gives the booted image: the image's defaults (which list
+    the datasource file:/etc/corral/seed) and the given file as that seed's user-data."""
+    image_dir = directory / "usr" / "share" / "corral" / "cloud-config.d"
+    image_dir.mkdir(parents=True)
+    shutil.copyfile(IMAGE_DEFAULTS, image_dir / IMAGE_DEFAULTS.name)
+    seed = directory / "etc" / "corral" / "seed"
+    seed.mkdir(parents=True)
+    (seed / "user-data").write_text("#cloud-config\nhostname: from-seed\ncorral:\n  environment: {ZONE: a}\n")
+
+
+def test_config_set_of_a_key_a_higher_layer_gives_is_refused_naming_it(sandbox: Any) -> None:
+    sb: Sandbox = sandbox({"hostname": "users-own"}, setup=booted_like_make_run,
+                          cmdline=f"corral.password={CMDLINE_SECRET} corral.log.level=debug")
+    sb.wait_ready()
+    user_data = sb.dir / "etc" / "corral" / "seed" / "user-data"
+    cloud_config = sb.paths.config_dir / "cloud-config.yml"
+    before = cloud_config.read_text()
+    assert sb.request("status")["hostname"] == "from-seed"  # the datasource wins over cloud-config.yml
+
+    r = sb.cli("config", "set", "hostname", "edge-9", check=False)
+    assert (r.returncode, r.stdout) == (1, "")
+    assert r.stderr == (
+        f"corral: <set>: hostname: not changed: hostname is set by {user_data} (datasource "
+        "file:/etc/corral/seed), which wins over the user's config; change it there\n"
+    )
+    r = sb.cli("config", "set", "corral.log.level", "warning", check=False)
+    assert r.returncode == 1
+    assert "corral.log.level is set by the kernel command line (cmdline)" in r.stderr
+    r = sb.cli("config", "set", "corral.password", "other-pw", check=False)
+    assert r.returncode == 1 and "the kernel command line (cmdline)" in r.stderr
+    r = sb.cli("config", "unset", "hostname", check=False)  # cloud-config.yml holds it; the seed wins
+    assert r.returncode == 1 and f"hostname is set by {user_data}" in r.stderr
+    merge_file = sb.dir.parent / "override.yml"
+    merge_file.write_text("corral:\n  environment: {ZONE: b, RACK: r1}\n")
+    r = sb.cli("config", "merge", str(merge_file), check=False)
+    assert r.returncode == 1 and "<merge>: corral.environment.ZONE: not changed" in r.stderr
+    assert "RACK" not in r.stderr  # only the key that a higher layer gives
+    # nothing was written, nothing changed
+    assert cloud_config.read_text() == before and not (sb.paths.config_dir / "private.yml").exists()
+    assert sb.cli("config", "get", "hostname").stdout == "from-seed\n"
+    assert sb.cli("config", "get", "corral.environment", "-o", "json").stdout.strip() == '{\n  "ZONE": "a"\n}'
+
+    # what no higher layer gives still changes, and says so
+    applied = json.loads(sb.cli("config", "set", "corral.environment.RACK", "r1", "-o", "json").stdout)
+    assert applied["changed"] == ["corral.environment"]
+    assert sb.cli("config", "get", "corral.environment.RACK").stdout == "r1\n"
+
+
+def test_config_views_keep_secrets_and_tell_unset_keys_from_unknown_ones(sandbox: Any) -> None:
+    sb: Sandbox = sandbox(cmdline=f"corral.password={CMDLINE_SECRET}")
+    sb.wait_ready()
+    assert sb.cli("config", "get", "corral.password").stdout == "<redacted>\n"
+    whole = json.loads(sb.cli("config", "get", "corral", "-o", "json").stdout)
+    assert whole["password"] == "<redacted>" and whole["log"]["level"] == "info"
+    assert CMDLINE_SECRET not in sb.cli("config", "get", "corral").stdout
+    assert sb.cli("config", "get", "corral.password", "--secrets").stdout == f"{CMDLINE_SECRET}\n"
+    assert sb.cli("config", "get", "corral.password", "--private").stdout == f"{CMDLINE_SECRET}\n"
+
+    r = sb.cli("config", "get", "corral.network", check=False)  # docs/cli.md's example
+    assert (r.returncode, r.stdout) == (4, "")
+    assert r.stderr == (
+        "corral: corral.network: not set (a known key; no layer of the config in force gives it a value)\n"
+    )
+    r = sb.cli("config", "get", "corral.network", "-o", "json", check=False)
+    assert (r.returncode, r.stdout) == (4, "null\n")
+    r = sb.cli("config", "get", "corral.netwrk", check=False)
+    assert r.returncode == 1
+    assert r.stderr == (
+        "corral: no such key: corral.netwrk (corral.netwrk: unknown key; did you mean 'corral.network'?)\n"
+    )
+    sb.cli("poweroff")
+    assert sb.wait_exit(60) == 0
+    journal_text = "".join(p.read_text() for p in sb.paths.log_dir.glob("current.jsonl*"))
+    assert CMDLINE_SECRET not in journal_text and CMDLINE_SECRET not in sb.console_text()

@@ -8,7 +8,8 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from supervisor.control.protocol import ControlError, kind_matches
+from supervisor.config.store import verdict_reply
+from supervisor.control.protocol import NOT_SET, ControlError, kind_matches
 from supervisor.control.server import ControlServer
 from supervisor.events import TimerFired
 
@@ -72,10 +73,19 @@ class Commands:
 
     # ---- config ----------------------------------------------------------------------------
     async def config_get(self, args: dict[str, Any]) -> Any:
+        key = args["key"]
         try:
-            return self.sup.config.get(args["key"])
-        except KeyError as exc:
-            raise ControlError(f"no such key: {args['key']}") from exc
+            return self.sup.config.get(key, include_secrets=bool(args.get("secrets")))
+        except ValueError as exc:
+            raise ControlError(f"bad key {key!r}: {exc}") from None
+        except KeyError:
+            pass
+        unknown = self.sup.config.missing(key)
+        if unknown is not None:
+            raise ControlError(f"no such key: {key} ({unknown})")
+        raise ControlError(
+            f"{key}: not set (a known key; no layer of the config in force gives it a value)", NOT_SET
+        )
 
     async def config_set(self, args: dict[str, Any]) -> Any:
         errors = await asyncio.to_thread(self.sup.config.set, args["key"], args["value"])
@@ -101,8 +111,10 @@ class Commands:
         return self.sup.config.export(include_secrets=bool(args.get("secrets")), user_only=True)
 
     async def config_validate(self, args: dict[str, Any]) -> Any:
-        errors = self.sup.config.validate_text(args["yaml"], args.get("filename") or "<stdin>")
-        return {"valid": not errors, "errors": [e.to_dict() for e in errors]}
+        verdict = await asyncio.to_thread(
+            self.sup.config.verdict, args["yaml"], args.get("filename") or "<stdin>"
+        )
+        return verdict_reply(verdict)
 
     async def config_schema(self, args: dict[str, Any]) -> Any:
         return self.sup.config.schema()

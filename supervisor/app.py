@@ -22,8 +22,7 @@ from handlers.runner import HandlerRunner
 from supervisor import __version__, prefetch, signals
 from supervisor.backoff import Backoff
 from supervisor.bus import Bus
-from supervisor.config.store import ConfigStore
-from supervisor.domain_checks import domain_checks
+from supervisor.domain_checks import config_store
 from supervisor.emergency import emergency_shell, open_console
 from supervisor.events import ConfigChanged, Phase, SignalReceived
 from supervisor.journal import Journal
@@ -79,8 +78,7 @@ class Supervisor:
         self.paths = self.options.paths
         self.processes = ProcessManager(self.bus.publish)
         self.mounts = MountTable(self.options.mount_root)
-        self.config = ConfigStore(self.paths, cmdline_text=self.options.cmdline,
-                                  checks=domain_checks(self.paths))
+        self.config = config_store(self.paths, self.options.cmdline)
         self.config_errors: list[str] = []
         self.config_warnings: list[str] = []
         self.runners: dict[str, HandlerRunner] = {}

@@ -21,7 +21,8 @@ from structlog.testing import capture_logs
 
 from supervisor.cli import logs as logs_cli
 from supervisor.cli.main import build_parser, main
-from supervisor.control.protocol import COMMANDS, ControlError
+from supervisor.config.schema import Schema
+from supervisor.control.protocol import COMMANDS, NOT_SET, ControlError
 from supervisor.control.server import ControlServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,6 +89,8 @@ class FakeSupervisor:
         if name == "status":
             return STATUS
         if name == "config.get":
+            if args["key"] == "corral.state":
+                raise ControlError("corral.state: not set (a known key; ...)", NOT_SET)
             node: Any = self.user_config
             for part in args["key"].split("."):
                 if not isinstance(node, dict) or part not in node:
@@ -215,12 +218,29 @@ async def test_config_get(corral: Any, fake: tuple[FakeSupervisor, Path]) -> Non
     assert r.out == "dns:\n- 1.1.1.1\n"
     r = await corral("config", "get", "corral.network", "-o", "json")
     assert r.json() == {"dns": ["1.1.1.1"]}
-    assert calls(fake)[-1] == ("config.get", {"key": "corral.network"})
+    assert calls(fake)[-1] == ("config.get", {"key": "corral.network", "secrets": False})
+
+
+async def test_config_get_asks_for_secrets_only_with_secrets_or_private(
+    corral: Any, fake: tuple[FakeSupervisor, Path]
+) -> None:
+    for flag in ("--secrets", "--private"):
+        assert (await corral("config", "get", "corral.hostname", flag)).code == 0
+        assert calls(fake)[-1] == ("config.get", {"key": "corral.hostname", "secrets": True})
+    assert (await corral("config", "export", "--private")).code == 0
+    assert calls(fake)[-1] == ("config.export", {"secrets": True})
 
 
 async def test_config_get_missing_key_fails_with_one_line(corral: Any) -> None:
     r = await corral("config", "get", "corral.nope")
     assert (r.code, r.out, r.err) == (1, "", "corral: no such key: corral.nope\n")
+
+
+async def test_config_get_of_a_known_key_without_value_exits_4(corral: Any) -> None:
+    r = await corral("config", "get", "corral.state")
+    assert (r.code, r.out, r.err) == (4, "", "corral: corral.state: not set (a known key; ...)\n")
+    r = await corral("config", "get", "corral.state", "-o", "json")
+    assert (r.code, r.out) == (4, "null\n")
 
 
 async def test_config_set_sends_the_value_as_yaml_text(
@@ -270,27 +290,34 @@ async def test_config_merge_of_a_missing_file(corral: Any, sockdir: Path) -> Non
     assert r.err == f"corral: cannot read {sockdir / 'absent.yml'}: No such file or directory\n"
 
 
-async def test_config_validate(corral: Any, fake: tuple[FakeSupervisor, Path], sockdir: Path) -> None:
+async def test_config_validate_runs_here_not_in_the_supervisor(
+    corral: Any, fake: tuple[FakeSupervisor, Path], sockdir: Path
+) -> None:
     good, bad = sockdir / "good.yml", sockdir / "bad.yml"
     good.write_text("corral: {}\n")
-    bad.write_text("corral:\n  log: {level: bad}\n")
+    bad.write_text("corral:\n  log: {level: bad}\n  lgo: {}\n")
     r = await corral("config", "validate", str(good))
     assert (r.code, r.out) == (0, f"{good}: valid\n")
-    assert calls(fake)[-1] == ("config.validate", {"yaml": "corral: {}\n", "filename": str(good)})
     r = await corral("config", "validate", str(bad))
     assert r.code == 1
     assert r.out.splitlines() == [
-        f"{bad}: corral.log.level: 'bad' is not a level",
-        f"{bad}: (document): second problem",
+        f"{bad}: corral.log.level: 'bad' is not one of: debug, info, warning, error (line 2)",
+        f"{bad}: corral.lgo: unknown key; did you mean 'corral.log'? (line 3)",
     ]
     r = await corral("config", "validate", str(bad), "-o", "json")
     assert r.code == 1 and r.json()["valid"] is False and len(r.json()["errors"]) == 2
+    assert r.json()["errors"][1] == {
+        "file": str(bad), "key": "corral.lgo", "message": "unknown key; did you mean 'corral.log'? (line 3)",
+        "line": 3,
+    }  # fmt: skip
+    assert not [c for c in calls(fake) if c[0] == "config.validate"]
 
 
-async def test_config_schema(corral: Any) -> None:
+async def test_config_schema_runs_here(corral: Any, fake: tuple[FakeSupervisor, Path]) -> None:
     for argv in (("config", "schema"), ("config", "schema", "-o", "json")):
         r = await corral(*argv)
-        assert r.code == 0 and r.json() == SCHEMA
+        assert r.code == 0 and r.json() == Schema().copy()
+    assert not [c for c in calls(fake) if c[0] == "config.schema"]
 
 
 # --- logs and events --------------------------------------------------------------------------

@@ -326,7 +326,8 @@ def test_secrets_go_to_a_0600_private_file(store: ConfigStore) -> None:
     assert "hunter2" not in store.cloud_config_path.read_text()
     assert persisted(store) == {"hostname": "edge"}
     assert store.reload().ok
-    assert store.get("corral.password") == "hunter2"
+    assert store.get("corral.password") == "<redacted>"  # as in export: secrets only when asked for
+    assert store.get("corral.password", include_secrets=True) == "hunter2"
     assert store.provenance["corral.password"] == str(store.private_path)
     assert store.export()["corral"]["password"] == "<redacted>"
     assert "hunter2" not in repr(store.export())
@@ -438,3 +439,138 @@ def test_merged_config_validates_against_the_schema_as_json(store: ConfigStore) 
     assert store.merge((Path(__file__).parent / "config_corpus/valid/corral-full.yml").read_text()) == []
     assert store.reload().ok
     jsonschema.validate(store.export(include_secrets=True), store.schema())
+
+
+# -- views keep secrets ------------------------------------------------------------------------------
+
+
+def test_get_redacts_secrets_like_export(store: ConfigStore) -> None:
+    assert store.set("corral.password", "hunter2") == []
+    assert store.set("corral.environment.DB_PASSWORD", "pw2") == []
+    assert store.set("corral.environment.TZ", "UTC") == []
+    assert store.reload().ok
+    assert store.get("corral.password") == "<redacted>"
+    assert store.get("corral.environment.DB_PASSWORD") == "<redacted>"
+    whole = store.get("corral")
+    assert whole["password"] == "<redacted>"
+    assert whole["environment"] == {"DB_PASSWORD": "<redacted>", "TZ": "UTC"}
+    assert "hunter2" not in str(whole) and "pw2" not in str(whole)
+    assert store.get("corral", include_secrets=True)["password"] == "hunter2"
+    assert store.get("corral.environment.TZ") == "UTC"
+
+
+@pytest.mark.parametrize(
+    ("key", "why"),
+    [
+        ("corral.network", None),  # known to the schema, nothing sets it
+        ("corral.state.dev", None),
+        ("corral.environment.ANY_NAME", None),  # a free-form map: any name is a key
+        ('corral.sysctl["net.ipv4.ip_forward"]', None),
+        ("network", None),
+        ("write_files[3].path", None),
+        ("rancher.network", None),
+        ("corral.netwrk", "corral.netwrk: unknown key; did you mean 'corral.network'?"),
+        (
+            "corral.network.interfaces.eth0.adress",
+            "corral.network.interfaces.eth0.adress: unknown key; did you mean "
+            "'corral.network.interfaces.eth0.address'?",
+        ),
+        ("hostnme", "hostnme: unknown key; did you mean 'hostname'?"),
+        ("nosuch.deeper", "nosuch: unknown key"),
+        ("corral.log.levl", "corral.log.levl: unknown key; did you mean 'corral.log.level'?"),
+    ],
+)
+def test_missing_tells_a_known_key_without_value_from_an_unknown_key(
+    store: ConfigStore, key: str, why: str | None
+) -> None:
+    with pytest.raises(KeyError):
+        store.get(key)
+    found = store.missing(key)
+    if why is None:
+        assert found is None
+    else:
+        assert found is not None and found.startswith(why), found
+
+
+# -- a change a higher layer would undo is refused -------------------------------------------------
+
+
+def seeded(
+    paths: Paths, cmdline: str = "", user_data: str | None = None, meta_data: str | None = None
+) -> ConfigStore:
+    seed = paths.under("/seed")
+    seed.mkdir(parents=True, exist_ok=True)
+    if user_data is not None:
+        (seed / "user-data").write_text(user_data)
+    if meta_data is not None:
+        (seed / "meta-data").write_text(meta_data)
+    store = ConfigStore(paths, cmdline_text=f"corral.cloud_init.datasources=[file:/seed] {cmdline}")
+    assert store.reload().ok
+    return store
+
+
+def test_set_of_a_key_the_cmdline_gives_is_refused_naming_it(paths: Paths) -> None:
+    store = seeded(paths, "corral.log.level=debug corral.password=rancher")
+    errors = store.set("corral.log.level", "warning")
+    assert [str(e) for e in errors] == [
+        "<set>: corral.log.level: not changed: corral.log.level is set by the kernel command line "
+        "(cmdline), which wins over the user's config; change it in the boot loader's kernel parameters"
+    ]
+    errors = store.set("corral.password", "other")
+    assert [(e.file, e.key) for e in errors] == [("<set>", "corral.password")]
+    assert "other" not in str(errors)
+    assert not store.cloud_config_path.exists() and not store.private_path.exists()
+    assert store.set("corral.log.level", "debug") == []  # what is in force already: nothing undone
+    assert store.set("corral.log.keep", "3") == []  # a sibling the cmdline does not give
+
+
+def test_set_of_a_key_a_datasource_gives_is_refused_naming_the_file(paths: Paths) -> None:
+    store = seeded(paths, user_data="#cloud-config\nhostname: from-seed\ncorral: {modules: [nbd]}\n")
+    user_data = paths.under("/seed") / "user-data"
+    errors = store.set("hostname", "mine")
+    assert [str(e) for e in errors] == [
+        f"<set>: hostname: not changed: hostname is set by {user_data} (datasource file:/seed), "
+        "which wins over the user's config; change it there"
+    ]
+    assert not store.cloud_config_path.exists()
+    errors = store.merge("hostname: a\ncorral: {modules: [zfs], debug: true}\n")
+    assert [(e.file, e.key) for e in errors] == [("<merge>", "hostname"), ("<merge>", "corral.modules")]
+    assert not store.cloud_config_path.exists()
+    assert store.merge("corral: {debug: true}\n") == []
+
+
+def test_meta_data_overrides_name_the_meta_data_file(paths: Paths) -> None:
+    store = seeded(paths, meta_data="local-hostname: from-meta\n")
+    errors = store.set("hostname", "mine")
+    meta_data = paths.under("/seed") / "meta-data"
+    assert len(errors) == 1 and f"set by {meta_data} (datasource file:/seed)" in errors[0].message
+
+
+def test_set_of_a_map_names_each_overridden_key(paths: Paths) -> None:
+    store = seeded(paths, "corral.log.level=debug corral.udev.enabled=false")
+    errors = store.set("corral.log", "{level: warning, keep: 3}")
+    assert [e.key for e in errors] == ["corral.log.level"]
+    errors = store.set("corral.udev", "true")  # the cmdline's map under it replaces the boolean
+    assert [e.key for e in errors] == ["corral.udev"]
+    assert "corral.udev.enabled is set by the kernel command line" in errors[0].message
+
+
+def test_unset_of_a_key_a_higher_layer_gives_is_refused(paths: Paths) -> None:
+    paths.config_dir.mkdir(parents=True)
+    (paths.config_dir / "cloud-config.yml").write_text("hostname: mine\ncorral: {debug: true}\n")
+    store = seeded(paths, "corral.debug=false", user_data="hostname: from-seed\n")
+    errors = store.unset("hostname")
+    assert [(e.file, e.key) for e in errors] == [("<unset>", "hostname")]
+    assert "(datasource file:/seed)" in errors[0].message
+    # false by default and on the cmdline: after the unset the value in force is what the layers under
+    # the user's config give, so the change does happen
+    assert store.unset("corral.debug") == []
+    assert persisted(store) == {"hostname": "mine"}
+
+
+def test_unset_of_a_key_the_user_does_not_hold_still_says_where_it_comes_from(paths: Paths) -> None:
+    store = seeded(paths, "corral.log.level=debug")
+    paths.config_dir.mkdir(parents=True, exist_ok=True)
+    store.cloud_config_path.write_text("hostname: h\n")
+    errors = store.unset("corral.log.level")
+    assert [e.message for e in errors] == ["not set in the user's config (its value comes from cmdline)"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import shutil
 import tempfile
 import time
@@ -51,6 +52,14 @@ STATUS: dict[str, Any] = {
 }  # fmt: skip
 
 
+def status_now() -> dict[str, Any]:
+    """STATUS with the lease expiring an hour from now: the CLI prints the time left, and the module
+    may have been imported minutes before the test runs (in a full run)."""
+    status = copy.deepcopy(STATUS)
+    status["links"][1]["dhcp"][0]["lease"]["expires"] = time.time() + 3600
+    return status
+
+
 DOC = "corral:\n  network:\n    interfaces:\n      eth0: {address: 198.18.1.2/24}\n"
 
 
@@ -66,7 +75,7 @@ class FakeNet:
         async def handle(args: dict[str, Any]) -> Any:
             self.calls.append((name, args))
             if name == "net.status":
-                return STATUS
+                return status_now()
             if name == "net.plan":
                 return {"changes": ["add address 198.18.1.2/24 to eth0"] if args.get("yaml") else [],
                         "format": "rancher"}

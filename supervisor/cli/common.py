@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeAlias
 
+from supervisor.config.errors import ConfigError
+from supervisor.config.yamlload import MAX_BYTES, decode_config, read_config_file
 from supervisor.control.client import SyncClient
 from supervisor.control.protocol import DEFAULT_SOCKET, SOCKET_ENV
 
@@ -20,9 +22,11 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # the supervisor refused the command, a file could not be read, a config is invalid
 EXIT_USAGE = 2  # bad command line (argparse)
 EXIT_UNAVAILABLE = 3  # the supervisor could not be reached or refused the connection
+EXIT_NOT_SET = 4  # config get: the key is known to the schema but has no value in the config in force
 EXIT_INTERRUPTED = 130
 
 Runner = Callable[[argparse.Namespace], int]
+STDIN = "<stdin>"  # how errors name a document read from stdin
 
 
 class CliError(Exception):
@@ -105,16 +109,27 @@ def stream(args: argparse.Namespace, cmd: str, **kwargs: Any) -> Iterator[Any]:
     return client(args).stream(cmd, **kwargs)
 
 
-def read_input(name: str) -> str:
-    """The text of a file named on the command line, or of stdin for "-"."""
+def read_config_input(name: str) -> tuple[str | None, list[ConfigError]]:
+    """A config document named on the command line, or stdin for "-", read bounded (at most 1 MiB of
+    UTF-8): ``(text, [])``, or ``(None, [the problem, naming FILE and the line])``. A file that cannot
+    be opened is a CliError."""
     if name == "-":
-        return sys.stdin.read()
+        raw = getattr(sys.stdin, "buffer", None)  # bytes, so that a non-UTF-8 byte gets its line
+        data = raw.read(MAX_BYTES + 1) if raw is not None else sys.stdin.read(MAX_BYTES + 1).encode()
+        return decode_config(data, STDIN)
     try:
-        return Path(name).read_text(encoding="utf-8")
+        return read_config_file(Path(name), name)
     except OSError as exc:
         raise CliError(f"cannot read {name}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise CliError(f"cannot read {name}: not UTF-8 text") from None
+
+
+def read_input(name: str) -> str:
+    """The text of a config document named on the command line, or of stdin for "-"; any problem
+    reading it (missing, too large, not UTF-8) is a CliError."""
+    text, errors = read_config_input(name)
+    if text is None:
+        raise CliError("; ".join(str(e) for e in errors))
+    return text
 
 
 # --- printing ---------------------------------------------------------------------------------

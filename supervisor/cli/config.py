@@ -3,21 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from supervisor.cli.common import (
     EXIT_FAILED,
+    EXIT_NOT_SET,
     EXIT_OK,
+    STDIN,
+    CliError,
     Subparsers,
     add_command,
     call,
     client_options,
     out,
     print_json,
+    read_config_input,
     read_input,
 )
+from supervisor.config.schema import Schema
+from supervisor.config.store import ConfigStore, LoadResult, verdict_reply
+from supervisor.control.protocol import NOT_SET, ControlError
+from supervisor.domain_checks import config_store
+from supervisor.paths import Paths
 
 
 def add_parser(subparsers: Subparsers) -> None:
@@ -30,10 +41,10 @@ def add_parser(subparsers: Subparsers) -> None:
             "corral.network.dns.nameservers (rancher.* is accepted as an alias of corral.*). Changes are\n"
             "validated by the supervisor, persisted (only the difference from the defaults; secrets in a\n"
             "private file) and applied live; an invalid change is rejected whole and the config in force\n"
-            "stays."
+            "stays. validate and schema work without a supervisor (on a laptop, in CI)."
         ),
         examples=[
-            ("corral config get corral.network", "one subtree, as YAML"),
+            ("corral config get corral.log", "one subtree, as YAML"),
             ("corral config set corral.network.dns.nameservers '[1.1.1.1, 8.8.8.8]'", "set a list"),
             ("corral config validate my.yml", "check a file before merging it"),
             ("corral config merge my.yml", "merge a cloud-config file"),
@@ -51,16 +62,20 @@ def add_parser(subparsers: Subparsers) -> None:
         summary="print the value at a key",
         description=(
             "Print the value at KEY in the config in force: scalars as they are, maps and lists as YAML\n"
-            "(-o json: as JSON). Fails with 'no such key' when KEY is absent."
+            "(-o json: as JSON). Secret values (passwords, private keys; see docs/config.md) are shown as\n"
+            "<redacted> unless --secrets is given. A key the schema knows but nothing sets prints nothing\n"
+            "(-o json: null), says so on stderr and exits 4; a key the schema does not know exits 1."
         ),
         examples=[
-            ("corral config get corral.network.dns.nameservers", ""),
+            ("corral config get corral.log.level", ""),
             ("corral config get corral -o json", "the whole corral: section as JSON"),
+            ("corral config get corral.password --secrets", "a secret, in clear"),
         ],
         parents=options,
         run=run_get,
     )
     get.add_argument("key", metavar="KEY", help="dotted key path")
+    _secrets_option(get, "show secret values in clear")
 
     set_ = add_command(
         sub,
@@ -116,7 +131,7 @@ def add_parser(subparsers: Subparsers) -> None:
         parents=options,
         run=run_export,
     )
-    export.add_argument("--secrets", action="store_true", help="include secret values")
+    _secrets_option(export, "include secret values")
 
     merge = add_command(
         sub,
@@ -141,15 +156,18 @@ def add_parser(subparsers: Subparsers) -> None:
         "validate",
         summary="check a cloud-config file without applying it",
         description=(
-            "Check the cloud-config document in FILE (- for stdin) against the schema. The CLI reads the\n"
-            "file and the supervisor checks it, so the result is what a merge would meet. Prints\n"
-            "'FILE: valid', or one 'file: key.path: reason' line per problem and exits 1."
+            "Check the cloud-config document in FILE (- for stdin) as the machine's only config over the\n"
+            "defaults: the schema and every domain check (units, network, storage), with the messages\n"
+            "boot, merge and reload give. Needs no supervisor: it runs here, on a laptop or in CI. Prints\n"
+            "'FILE: valid' (exit 0), or one 'file: key.path: reason' line per problem (exit 1); warnings\n"
+            "go to stderr and do not fail. A file that cannot be read exits 1; bad usage exits 2."
         ),
         examples=[
             ("corral config validate cloud-config.yml", ""),
             ("corral config validate - < user-data", "from stdin"),
+            ("corral config validate -o json my.yml | jq .errors", "as data"),
         ],
-        parents=options,
+        parents=[output_option()],
         run=run_validate,
     )
     validate.add_argument("file", metavar="FILE", help="cloud-config YAML file, or - for stdin")
@@ -158,11 +176,35 @@ def add_parser(subparsers: Subparsers) -> None:
         sub,
         "schema",
         summary="print the JSON Schema of the config",
-        description="Print the JSON Schema that every config is checked against (JSON in both output modes).",
+        description=(
+            "Print the JSON Schema (draft 2020-12) that every config is checked against (JSON in both\n"
+            "output modes). Needs no supervisor."
+        ),
         examples=[("corral config schema | jq '.properties | keys'", "top-level keys")],
-        parents=options,
+        parents=[output_option()],
         run=run_schema,
     )
+
+
+def _secrets_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument("--secrets", "--private", dest="secrets", action="store_true", help=help_text)
+
+
+def output_option() -> argparse.ArgumentParser:
+    """-o for the commands that run here, without the supervisor."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "-o",
+        "--output",
+        choices=("text", "json"),
+        default="text",
+        help="text for people (default) or json for programs",
+    )
+    # accepted where every other command takes it, and unused: these commands never call the supervisor
+    parent.add_argument(
+        "--socket", type=Path, metavar="PATH", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
+    return parent
 
 
 def render_value(value: Any) -> str:
@@ -208,7 +250,15 @@ def _emit(args: argparse.Namespace, result: Any, text: str) -> int:
 
 
 def run_get(args: argparse.Namespace) -> int:
-    result = call(args, "config.get", key=args.key)
+    try:
+        result = call(args, "config.get", key=args.key, secrets=args.secrets)
+    except ControlError as exc:
+        if exc.code != NOT_SET:
+            raise
+        if args.output == "json":
+            print_json(None)
+        print(f"corral: {exc.reason}", file=sys.stderr, flush=True)
+        return EXIT_NOT_SET
     return _emit(args, result, render_value(result))
 
 
@@ -238,18 +288,33 @@ def run_merge(args: argparse.Namespace) -> int:
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    filename = "<stdin>" if args.file == "-" else args.file
-    result = call(args, "config.validate", yaml=read_input(args.file), filename=filename)
-    valid = isinstance(result, dict) and bool(result.get("valid"))
-    errors = (result.get("errors") or []) if isinstance(result, dict) else []
-    if valid:
-        text = f"{filename}: valid"
+    """Here, without the supervisor: the verdict boot, merge and reload give (``ConfigStore.verdict``)."""
+    filename = STDIN if args.file == "-" else args.file
+    text, errors = read_config_input(args.file)
+    if text is None:
+        result = verdict_reply(LoadResult({}, errors))
     else:
-        text = "\n".join(render_problem(e, filename) for e in errors) or f"{filename}: invalid"
-    _emit(args, result, text)
+        result = verdict_reply(_offline_store().verdict(text, filename))
+    valid = bool(result["valid"])
+    if args.output == "json":
+        print_json(result)
+    else:
+        problems = [render_problem(e, filename) for e in result["errors"]]
+        out(f"{filename}: valid" if valid else "\n".join(problems))
+        for warning in result["warnings"]:
+            print(f"warning: {render_problem(warning, filename)}", file=sys.stderr, flush=True)
     return EXIT_OK if valid else EXIT_FAILED
 
 
 def run_schema(args: argparse.Namespace) -> int:
-    print_json(call(args, "config.schema"))
+    print_json(Schema().copy())
     return EXIT_OK
+
+
+def _offline_store() -> ConfigStore:
+    """The store the supervisor of this machine would build (its defaults, unit files and domain
+    checks), reading no kernel command line."""
+    try:
+        return config_store(Paths(), cmdline_text="")
+    except ValueError as exc:  # the image's defaults on this machine are broken
+        raise CliError(str(exc)) from None

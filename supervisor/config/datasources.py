@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from supervisor.config.cmdline import param_value
 from supervisor.config.errors import DOCUMENT, ConfigError
-from supervisor.config.yamlload import load_document
+from supervisor.config.yamlload import load_document, read_config_file
 from supervisor.paths import Paths
 
 
@@ -109,12 +109,11 @@ class FileDatasource:
 
 def _read(path: Path, out: Fetched) -> str | None:
     try:
-        return path.read_text(encoding="utf-8")
+        text, errors = read_config_file(path)
     except FileNotFoundError:
         return None
-    except (OSError, UnicodeDecodeError) as exc:
-        out.errors.append(ConfigError(str(path), DOCUMENT, f"cannot read: {exc}"))
-        return None
+    out.errors.extend(errors)
+    return text
 
 
 def _add_user_data(source: str, text: str, out: Fetched) -> None:

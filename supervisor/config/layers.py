@@ -66,8 +66,10 @@ def check_document(doc: Document, validator: Validator) -> tuple[Layer | None, l
 
 
 def _unfold(error: ConfigError) -> ConfigError:
+    """The error as the user wrote the keys: ``rancher.``, also in a "did you mean 'corral.x'"."""
     if error.key == CORRAL or error.key.startswith((CORRAL + ".", CORRAL + "[")):
-        return replace(error, key=ALIAS + error.key[len(CORRAL) :])
+        message = error.message.replace(f"'{CORRAL}.", f"'{ALIAS}.")
+        return replace(error, key=ALIAS + error.key[len(CORRAL) :], message=message)
     return error
 
 

@@ -6,6 +6,14 @@ Layers, later wins (maps merge; lists and scalars replace):
   -> kernel command line -> datasources (user-data, then meta-data; in the order listed).
 A config with any invalid layer is rejected whole; the last good one stays in force.
 
+One verdict: boot and ``reload`` (``load``), ``set``/``unset``/``merge`` (``_rewrite``, which loads the
+candidate files) and ``verdict`` (one document on its own over the defaults: ``config validate``, also
+offline) all check each layer with ``check_text``/``check_document`` and the whole with ``_judge``.
+
+``set``/``unset``/``merge`` write the user's config (cloud-config.yml, private.yml). A value there is
+overridden by the kernel command line and by datasources; a change that such a layer would undo is
+refused (nothing written), naming the layer and the key, instead of being persisted to no effect.
+
 Everything here is synchronous (the supervisor runs ``reload`` in a thread); a lock serialises
 ``reload``/``set``/``merge`` so that the control socket and a reload cannot interleave."""
 
@@ -23,16 +31,17 @@ from typing import Any, NamedTuple
 import yaml
 
 from supervisor.atomic import remove_durably, write_atomic
+from supervisor.config.cmdline import SOURCE as CMDLINE
 from supervisor.config.cmdline import parse_cmdline
-from supervisor.config.datasources import DatasourceContext, DatasourceRegistry, default_registry
+from supervisor.config.datasources import Datasource, DatasourceContext, DatasourceRegistry, default_registry
 from supervisor.config.errors import DOCUMENT, ConfigError
 from supervisor.config.keypath import KeyPath, format_path, get_path, nested, parse_path, without
 from supervisor.config.layers import ALIAS, CORRAL, Layer, check_document, check_text
-from supervisor.config.merge import changed_keys, diff, merge, merge_layers
+from supervisor.config.merge import changed_keys, diff, merge, merge_layers, same
 from supervisor.config.schema import Schema
 from supervisor.config.secrets import REDACTED, redact, secret_paths, split_secrets
 from supervisor.config.validate import Validator
-from supervisor.config.yamlload import Document, parse_yaml
+from supervisor.config.yamlload import Document, parse_yaml, read_config_file
 from supervisor.events import ConfigChanged
 from supervisor.paths import Paths
 
@@ -57,6 +66,8 @@ class LoadResult:
     warnings: list[ConfigError] = field(default_factory=list)
     provenance: dict[str, str] = field(default_factory=dict)
     changed: list[str] = field(default_factory=list)
+    overriding: dict[str, str] = field(default_factory=dict)
+    """The sources above the user's config (cmdline, datasource files) -> what that layer is."""
 
     @property
     def ok(self) -> bool:
@@ -147,12 +158,30 @@ class ConfigStore:
         with self._lock:
             return dict(self._provenance)
 
-    def get(self, key_path: str) -> Any:
-        """The value in force at ``key_path`` (``corral.log.level``); KeyError when absent, ValueError
-        when the path is malformed."""
+    def get(self, key_path: str, include_secrets: bool = False) -> Any:
+        """The value in force at ``key_path`` (``corral.log.level``), secrets replaced by
+        ``"<redacted>"`` unless asked for (as ``export``); KeyError when absent (``missing`` says
+        why), ValueError when the path is malformed."""
         path = self._parse_key(key_path)
         with self._lock:
-            return copy.deepcopy(get_path(self._current, path))
+            value = copy.deepcopy(get_path(self._current, path))
+        return value if include_secrets else redact(value, path)
+
+    def missing(self, key_path: str) -> str | None:
+        """Why ``get`` finds nothing at ``key_path``: None when the schema knows the key (it just has
+        no value in the config in force), else the schema's "unknown key" message (with a "did you
+        mean"). ValueError when the path is malformed."""
+        path = self._parse_key(key_path)
+        names: list[str] = []
+        for seg in path:  # up to the first list index: the schema's own "unknown key" on a probe
+            if not isinstance(seg, str):
+                break
+            names.append(seg)
+        prefixes = {format_path(names[:n]) for n in range(1, len(names) + 1)}
+        for error in self._validator.validate(Document("<get>", nested(names, None))):
+            if error.key in prefixes and error.message.startswith("unknown key"):
+                return f"{error.key}: {error.message}"
+        return None
 
     def export(self, include_secrets: bool = False, *, user_only: bool = False) -> dict[str, Any]:
         """The config in force (merged), secrets replaced by ``"<redacted>"`` unless asked for.
@@ -170,15 +199,26 @@ class ConfigStore:
         """The JSON Schema (draft 2020-12) every document is validated against."""
         return self._schema.copy()
 
+    def verdict(self, text: str, filename: str = "<text>") -> LoadResult:
+        """The verdict on one cloud-config document as the user's whole config: the document checked
+        on its own, then over the defaults (schema and every domain check), exactly as boot, reload
+        and merge check it. Nothing else is read: no cmdline, no drop-ins, no datasource is fetched
+        (their kinds are checked). Changes nothing."""
+        layer, errors = check_text(text, filename, self._validator)
+        layers = [*self._default_layers, *([layer] if layer is not None else [])]
+        return self._judge(layers, errors, [])
+
     def validate_text(self, text: str, filename: str = "<text>") -> list[ConfigError]:
-        """Problems with one cloud-config document on its own (not merged with anything)."""
-        return check_text(text, filename, self._validator)[1]
+        """The errors of ``verdict``."""
+        return self.verdict(text, filename).errors
 
     def validate_file(self, path: str | Path) -> list[ConfigError]:
         try:
-            text = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            return [ConfigError(str(path), DOCUMENT, f"cannot read: {exc}")]
+            text, errors = read_config_file(Path(path))
+        except FileNotFoundError as exc:
+            return [ConfigError(str(path), DOCUMENT, f"cannot read: {exc.strerror}")]
+        if text is None:
+            return errors
         return self.validate_text(text, str(path))
 
     # -- loading -----------------------------------------------------------------------------------------
@@ -227,6 +267,7 @@ class ConfigStore:
             if layer is not None:
                 layers.append(layer)
                 warnings.extend(self._file_warnings(path, layer, overrides))
+        overriding: dict[str, str] = {}
         cmdline_text = self.cmdline_text()
         cmd_doc, errs = parse_cmdline(cmdline_text, self._schema)
         errors.extend(errs)
@@ -234,15 +275,29 @@ class ConfigStore:
         errors.extend(errs)
         if cmd_layer is not None:
             layers.append(cmd_layer)
+            overriding[cmd_layer.source] = "the kernel command line"
         so_far, provenance = merge_layers((lay.source, lay.data) for lay in layers)
         ds_layers, errs, warns = self._datasource_layers(so_far, provenance, cmdline_text)
         errors.extend(errs)
         warnings.extend(warns)
-        layers.extend(ds_layers)
+        for spec, layer in ds_layers:
+            layers.append(layer)
+            overriding[layer.source] = f"datasource {spec}"
+        result = self._judge(layers, errors, warnings)
+        return replace(result, overriding=overriding)
+
+    def _judge(
+        self, layers: Sequence[Layer], errors: list[ConfigError], warnings: list[ConfigError]
+    ) -> LoadResult:
+        """Merge ``layers`` (each already checked on its own: ``errors``, ``warnings``) and, when
+        they are all valid, check the whole: the schema (cross-layer problems), then each domain
+        check. Every path to a config in force, and ``verdict``, ends here."""
         config, provenance = merge_layers((lay.source, lay.data) for lay in layers)
-        if not errors:  # each layer is valid; check the whole too (cross-layer problems)
+        if not errors:
             for err in self._validator.validate(Document("merged", config)):
                 errors.append(ConfigError(_attribute(err.key, provenance), err.key, err.message))
+        if not errors:  # every datasource listed, also one a datasource lists (read, but not followed)
+            errors.extend(e for e in self._datasource_specs(config, provenance) if isinstance(e, ConfigError))
         if not errors:
             for check in self._checks:
                 found_errors, found_warnings = check(config, lambda key: _attribute(key, provenance))
@@ -261,11 +316,11 @@ class ConfigStore:
             text = overrides[path]
         else:
             try:
-                text = path.read_text(encoding="utf-8")
+                text, errors = read_config_file(path)
             except FileNotFoundError:
-                text = None
-            except (OSError, UnicodeDecodeError) as exc:
-                return None, [ConfigError(str(path), DOCUMENT, f"cannot read: {exc}")]
+                return None, []
+            if text is None:
+                return None, errors
         if text is None:
             return None, []
         return check_text(text, str(path), self._validator)
@@ -291,26 +346,34 @@ class ConfigStore:
             for p in secret_paths(layer.data)
         ]
 
-    def _datasource_layers(
-        self, so_far: dict[str, Any], provenance: dict[str, str], cmdline_text: str
-    ) -> tuple[list[Layer], list[ConfigError], list[ConfigError]]:
-        layers: list[Layer] = []
-        errors: list[ConfigError] = []
-        warnings: list[ConfigError] = []
+    def _datasource_specs(
+        self, so_far: Mapping[str, Any], provenance: Mapping[str, str]
+    ) -> list[Datasource | ConfigError]:
+        """The datasources ``so_far`` lists, or for a spec that no datasource kind takes, an error."""
         try:
             specs = get_path(so_far, DATASOURCES_KEY)
         except KeyError:
-            return layers, errors, warnings
-        ctx = DatasourceContext(self.paths, cmdline_text)
+            return []
+        found: list[Datasource | ConfigError] = []
         for i, spec in enumerate(specs):
-            key = format_path((*DATASOURCES_KEY, i))
             try:
-                source = self._registry.create(spec)
+                found.append(self._registry.create(spec))
             except ValueError as exc:
-                errors.append(
-                    ConfigError(provenance.get(format_path(DATASOURCES_KEY), "config"), key, str(exc))
-                )
-                continue
+                source = provenance.get(format_path(DATASOURCES_KEY), "config")
+                found.append(ConfigError(source, format_path((*DATASOURCES_KEY, i)), str(exc)))
+        return found
+
+    def _datasource_layers(
+        self, so_far: dict[str, Any], provenance: dict[str, str], cmdline_text: str
+    ) -> tuple[list[tuple[str, Layer]], list[ConfigError], list[ConfigError]]:
+        """``([(spec, layer)], errors, warnings)``: what the listed datasources give, fetched now."""
+        layers: list[tuple[str, Layer]] = []
+        errors: list[ConfigError] = []
+        warnings: list[ConfigError] = []
+        ctx = DatasourceContext(self.paths, cmdline_text)
+        for source in self._datasource_specs(so_far, provenance):
+            if isinstance(source, ConfigError):
+                continue  # _judge reports it, once the layers are all read
             fetched = source.fetch(ctx)
             errors.extend(fetched.errors)
             warnings.extend(fetched.warnings)
@@ -318,12 +381,12 @@ class ConfigStore:
                 layer, errs = check_text(text, name, self._validator)
                 errors.extend(errs)
                 if layer is not None:
-                    layers.append(layer)
+                    layers.append((source.spec, layer))
             for name, data in fetched.metadata:
                 layer, errs = check_document(Document(name, data), self._validator)
                 errors.extend(errs)
                 if layer is not None:
-                    layers.append(layer)
+                    layers.append((source.spec, layer))
         return layers, errors, warnings
 
     def _load_defaults(self) -> list[Layer]:
@@ -366,7 +429,7 @@ class ConfigStore:
         layer, errors = check_document(doc, self._validator)
         if layer is None:
             return errors
-        return self._persist(layer.data)
+        return self._persist(layer.data, SET_SOURCE)
 
     def merge(self, yaml_text: str) -> list[ConfigError]:
         """Merge a cloud-config document into the persisted config (validated first); ``reload`` puts
@@ -374,7 +437,7 @@ class ConfigStore:
         layer, errors = check_text(yaml_text, MERGE_SOURCE, self._validator)
         if layer is None:
             return errors
-        return self._persist(layer.data)
+        return self._persist(layer.data, MERGE_SOURCE)
 
     def unset(self, key_path: str) -> list[ConfigError]:
         """Remove one key from the persisted user config (cloud-config.yml, private.yml), so that what
@@ -391,7 +454,7 @@ class ConfigStore:
             return dict(without(persisted, path))
 
         try:
-            return self._rewrite(remove)
+            return self._rewrite(remove, [path], UNSET_SOURCE)
         except KeyError:
             key = format_path(path)
             source = _attribute(key, self.provenance) if self._has(path) else None
@@ -419,26 +482,29 @@ class ConfigStore:
                 (below if path.parent == self.dropin_dir else user).append(layer)
         return below, user, errors
 
-    def _persist(self, overlay: dict[str, Any]) -> list[ConfigError]:
+    def _persist(self, overlay: dict[str, Any], source: str) -> list[ConfigError]:
         """Write cloud-config.yml (and private.yml) so that they hold the old persisted config plus
         ``overlay``, minus whatever the defaults and cloud-config.d already say."""
         placeholders = [p for p in secret_paths(overlay) if get_path(overlay, p) == REDACTED]
         if placeholders:
             return [
                 ConfigError(
-                    MERGE_SOURCE,
+                    source,
                     format_path(p),
                     f"{REDACTED!r} is the placeholder of an export "
                     "without secrets, not a value: give the secret or leave the key out",
                 )
                 for p in placeholders
             ]
-        return self._rewrite(lambda persisted: merge(persisted, overlay))
+        return self._rewrite(lambda persisted: merge(persisted, overlay), _leaves(overlay), source)
 
-    def _rewrite(self, change: Callable[[dict[str, Any]], dict[str, Any]]) -> list[ConfigError]:
+    def _rewrite(
+        self, change: Callable[[dict[str, Any]], dict[str, Any]], touched: Sequence[KeyPath], source: str
+    ) -> list[ConfigError]:
         """Write cloud-config.yml (and private.yml) so that they hold ``change`` of the old persisted
         config, minus whatever the defaults and cloud-config.d already say; nothing is written when the
-        result does not load. KeyError from ``change`` passes through."""
+        result does not load, or when a layer above the user's config (cmdline, a datasource) would
+        undo the change at one of the ``touched`` key paths. KeyError from ``change`` passes through."""
         with self._lock:
             below, user, errors = self._persisted_layers()
             if errors:
@@ -453,6 +519,9 @@ class ConfigStore:
             result = self._load({self.cloud_config_path: cc_text, self.private_path: private_text})
             if result.errors:
                 return result.errors
+            errors = _overridden(wanted, result, touched, source)
+            if errors:
+                return errors
             self.paths.config_dir.mkdir(parents=True, exist_ok=True)
             if private_text is not None:  # secrets first: a crash in between loses nothing
                 write_atomic(self.private_path, private_text.encode(), mode=0o600)
@@ -466,6 +535,74 @@ class ConfigStore:
         if path[:1] == (ALIAS,):
             path = (CORRAL, *path[1:])
         return self._schema.join_free_keys(path)
+
+
+def verdict_reply(result: LoadResult) -> dict[str, Any]:
+    """``verdict`` as data, as `config validate` prints it and the control socket sends it."""
+    return {
+        "valid": result.ok,
+        "errors": [e.to_dict() for e in result.errors],
+        "warnings": [w.to_dict() for w in result.warnings],
+    }
+
+
+def _leaves(data: Mapping[str, Any], path: KeyPath = ()) -> list[KeyPath]:
+    """The key paths of a document's leaves: scalars, lists and empty maps."""
+    found: list[KeyPath] = []
+    for key, value in data.items():
+        if isinstance(value, Mapping) and value:
+            found.extend(_leaves(value, (*path, key)))
+        else:
+            found.append((*path, key))
+    return found
+
+
+def _overridden(
+    wanted: Mapping[str, Any], result: LoadResult, touched: Sequence[KeyPath], source: str
+) -> list[ConfigError]:
+    """A change is undone where the config that would come into force (``result``) differs from what
+    the layers up to the user's config say (``wanted``) at a touched key path: a layer above (the
+    kernel command line, a datasource) gives that key. One error per such key, naming the layer."""
+    errors: list[ConfigError] = []
+    for path in touched:
+        if same(_value_at(wanted, path), _value_at(result.config, path)):
+            continue
+        key = format_path(path)
+        # the leaves of the overriding layer at, under or above the key
+        givers = [
+            (leaf, giver)
+            for leaf, giver in result.provenance.items()
+            if giver in result.overriding and (_within(leaf, key) or _within(key, leaf))
+        ]
+        if not givers:  # cannot happen while only those layers come after the user's; say so anyway
+            givers = [(key, _attribute(key, result.provenance))]
+        leaf, giver = givers[0]
+        layer = result.overriding.get(giver, "a layer above the user's config")
+        where = f"{layer} ({giver})" if giver == CMDLINE else f"{giver} ({layer})"
+        fix = "change it in the boot loader's kernel parameters" if giver == CMDLINE else "change it there"
+        errors.append(
+            ConfigError(
+                source,
+                key,
+                f"not changed: {leaf} is set by {where}, which wins over the user's config; {fix}",
+            )
+        )
+    return errors
+
+
+def _within(key: str, outer: str) -> bool:
+    """``key`` is ``outer`` or a key under it (formatted key paths)."""
+    return key == outer or key.startswith((outer + ".", outer + "["))
+
+
+_ABSENT = object()
+
+
+def _value_at(config: Mapping[str, Any], path: KeyPath) -> Any:
+    try:
+        return get_path(config, path)
+    except KeyError:
+        return _ABSENT
 
 
 def _dump(data: dict[str, Any]) -> str:
@@ -485,4 +622,16 @@ def _attribute(key: str, provenance: Mapping[str, str]) -> str:
     for leaf in provenance:
         if key.startswith((leaf + ".", leaf + "[")) and len(leaf) > len(best):
             best = leaf
-    return provenance[best] if best else "merged"
+    if best:
+        return provenance[best]
+    # a key nothing gave (a required key that is missing): the one source of its nearest map
+    try:
+        path = parse_path(key)
+    except ValueError:
+        return "merged"
+    for end in range(len(path) - 1, 0, -1):
+        outer = format_path(path[:end])
+        sources = {src for leaf, src in provenance.items() if leaf.startswith((outer + ".", outer + "["))}
+        if sources:
+            return sources.pop() if len(sources) == 1 else "merged"
+    return "merged"

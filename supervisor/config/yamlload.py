@@ -8,6 +8,7 @@ is a trap: ``validate`` does that with the schema."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -18,6 +19,12 @@ from supervisor.config.keypath import KeyPath, format_path
 
 MAX_NODES = 100_000
 """Upper bound on nodes visited per document (stops alias "billion laughs" expansion)."""
+
+MAX_DEPTH = 64
+"""Upper bound on nesting (maps and lists inside each other); deeper input is an error, not a crash."""
+
+MAX_BYTES = 1 << 20
+"""Upper bound on the size of one config document (1 MiB): files, stdin and text sent to the supervisor."""
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
@@ -65,6 +72,18 @@ class StrictLoader(yaml.SafeLoader):
         super().__init__(stream)
         self.node_info: dict[KeyPath, NodeInfo] = {}
         self._visited = 0
+        self._depth = 0
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+        # PyYAML composes recursively: bound the depth before Python's recursion limit is hit.
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise YamlProblem((), f"nested more than {MAX_DEPTH} levels deep", int(mark.line) + 1)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_document(self, node: Node) -> Any:
         self._inspect(node, (), ())
@@ -131,8 +150,9 @@ def _plain_literal(node: Node) -> str | None:
 
 def parse_yaml(text: str, source: str) -> tuple[Any, dict[KeyPath, NodeInfo], list[ConfigError]]:
     """Parse one YAML document of any shape: ``(value, node info, errors)``; value is None on errors."""
-    loader = StrictLoader(text)
+    loader: StrictLoader | None = None
     try:
+        loader = StrictLoader(text)  # the reader checks every character here
         return loader.get_single_data(), loader.node_info, []
     except YamlProblem as exc:
         message = (
@@ -148,16 +168,33 @@ def parse_yaml(text: str, source: str) -> tuple[Any, dict[KeyPath, NodeInfo], li
         if "expected a single document" in (exc.context or ""):
             message = f"more than one YAML document (---){where}: give one document per file"
         return None, {}, [ConfigError(source, DOCUMENT, message, line)]
+    except yaml.reader.ReaderError as exc:
+        line, column = _position(text, exc.position)
+        what = f"character #x{exc.character:04x}" if isinstance(exc.character, int) else "byte"
+        message = f"YAML syntax error at line {line}, column {column}: unacceptable {what}: {exc.reason}"
+        return None, {}, [ConfigError(source, DOCUMENT, message, line)]
     except yaml.YAMLError as exc:
         return None, {}, [ConfigError(source, DOCUMENT, f"YAML error: {exc}")]
+    except ValueError as exc:  # a constructor's own limit, such as an integer with thousands of digits
+        return None, {}, [ConfigError(source, DOCUMENT, f"cannot read a value: {exc}")]
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
+
+
+def _position(text: str, offset: int) -> tuple[int, int]:
+    """1-based line and column of a character offset."""
+    line = text.count("\n", 0, offset) + 1
+    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
 
 
 def load_document(text: str, source: str) -> tuple[Document | None, list[ConfigError]]:
     """Parse one cloud-config document. An empty document is an empty mapping; a top level that is
     not a mapping, a syntax error or a duplicate key are errors on the key path ``(document)`` or on
-    the duplicated key."""
+    the duplicated key. A document larger than ``MAX_BYTES`` is an error."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_BYTES:
+        return None, [ConfigError(source, DOCUMENT, too_large(size))]
     data, nodes, errors = parse_yaml(text, source)
     if errors:
         return None, errors
@@ -169,3 +206,39 @@ def load_document(text: str, source: str) -> tuple[Document | None, list[ConfigE
             ConfigError(source, DOCUMENT, f"the top level must be a mapping of keys, got {kind} (line 1)", 1)
         ]
     return Document(source, data, nodes), []
+
+
+def too_large(size: int | None = None) -> str:
+    got = f" ({size} bytes)" if size is not None else ""
+    return f"too large{got}: a config document is at most {MAX_BYTES} bytes (1 MiB)"
+
+
+def decode_config(data: bytes, source: str) -> tuple[str | None, list[ConfigError]]:
+    """The text of a config document read as bytes: UTF-8 and at most ``MAX_BYTES``, else an error
+    naming the line of the first byte that is not UTF-8."""
+    if len(data) > MAX_BYTES:
+        return None, [ConfigError(source, DOCUMENT, too_large())]
+    try:
+        return data.decode("utf-8"), []
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        message = (
+            f"not UTF-8 text: byte 0x{data[exc.start]:02x} at line {line}, column {column} ({exc.reason}); "
+            "save the file as UTF-8"
+        )
+        return None, [ConfigError(source, DOCUMENT, message, line)]
+
+
+def read_config_file(path: Path, source: str | None = None) -> tuple[str | None, list[ConfigError]]:
+    """Read a config file, bounded (``decode_config``); errors name ``source`` (default: the path).
+    FileNotFoundError passes through: a missing file is for the caller to judge."""
+    name = str(path) if source is None else source
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        return None, [ConfigError(name, DOCUMENT, f"cannot read: {exc.strerror or exc}")]
+    return decode_config(data, name)

@@ -5,7 +5,8 @@ Wire format (every message is one line of UTF-8 JSON terminated by ``\\n``):
 * Request: ``{"cmd": "status", "args": {...}}``. ``args`` may be omitted (same as ``{}``); other fields
   are ignored. A request line is at most ``MAX_REQUEST`` bytes; a longer one gets an error and the
   connection is closed. Several unary requests may be sent one after another on one connection.
-* Reply: ``{"ok": true, "result": <any JSON>}`` or ``{"ok": false, "error": "<one-line reason>"}``.
+* Reply: ``{"ok": true, "result": <any JSON>}`` or ``{"ok": false, "error": "<one-line reason>"}``; an
+  error a client may want to tell apart from others also has ``"code"`` (``ERROR_CODES``).
 * Streaming commands (``events``; ``logs`` with ``follow``) first reply ``{"ok": true, "stream": true}``,
   then send one ``{"item": <any JSON>}`` line per item. The stream lasts until the client disconnects.
   If the server ends it, the last line is ``{"end": true}`` (ended normally) or
@@ -40,14 +41,20 @@ PERMISSION_DENIED = "permission denied: the control socket is root-only"
 LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
+NOT_SET = "not-set"
+ERROR_CODES = {NOT_SET: "config.get: the key is known to the schema but has no value in the config in force"}
+
+
 class ControlError(Exception):
-    """A command failed; ``reason`` is one line meant for a person.
+    """A command failed; ``reason`` is one line meant for a person, ``code`` (one of ``ERROR_CODES``,
+    or None) tells programs which failure it is.
 
     Handlers raise it for expected failures (``no such key: corral.foo``); the client raises it
     when the server replied ``ok: false``."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, code: str | None = None) -> None:
         self.reason = one_line(reason)
+        self.code = code
         super().__init__(self.reason)
 
 
@@ -108,8 +115,11 @@ def ok_reply(result: Any) -> dict[str, Any]:
     return {"ok": True, "result": result}
 
 
-def error_reply(reason: str) -> dict[str, Any]:
-    return {"ok": False, "error": one_line(reason)}
+def error_reply(reason: str, code: str | None = None) -> dict[str, Any]:
+    reply: dict[str, Any] = {"ok": False, "error": one_line(reason)}
+    if code is not None:
+        reply["code"] = code
+    return reply
 
 
 STREAM_START: dict[str, Any] = {"ok": True, "stream": True}
@@ -158,7 +168,8 @@ def parse_reply(message: Mapping[str, Any]) -> Any:
         reason = str(message.get("error") or "unknown error")
         if reason == PERMISSION_DENIED:
             raise ControlUnavailable(reason)
-        raise ControlError(reason)
+        code = message.get("code")
+        raise ControlError(reason, code if isinstance(code, str) else None)
     raise ControlUnavailable(f"unexpected reply from the supervisor: {one_line(json.dumps(message), 200)}")
 
 
@@ -237,13 +248,18 @@ COMMANDS: dict[str, Command] = _commands(
     ),
     Command(
         "config.get",
-        "One value of the config in force.",
-        "the value at the key (any JSON); error 'no such key: KEY' when absent",
-        (Arg("key", (str,), "dotted key path, e.g. corral.network.dns.nameservers", required=True),),
+        "One value of the config in force, secrets shown as '<redacted>' unless asked for.",
+        "the value at the key (any JSON); when absent, error 'KEY: not set ...' with code 'not-set' for a "
+        "key the schema knows, else error 'no such key: KEY (unknown key ...)'",
+        (
+            Arg("key", (str,), "dotted key path, e.g. corral.network.dns.nameservers", required=True),
+            Arg("secrets", (bool,), "show secret values", default=False),
+        ),
     ),
     Command(
         "config.set",
-        "Set one key; persisted (only the difference from the defaults) and applied live.",
+        "Set one key; persisted (only the difference from the defaults) and applied live. Refused, nothing "
+        "written, when a layer above the user's config (kernel command line, datasource) sets the key.",
         _APPLIED,
         (
             Arg("key", (str,), "dotted key path", required=True),
@@ -253,7 +269,7 @@ COMMANDS: dict[str, Command] = _commands(
     Command(
         "config.unset",
         "Remove one key from the user's config, so that the defaults (or cloud-config.d) count again; "
-        "persisted and applied live.",
+        "persisted and applied live. Refused like config.set when a layer above the user's config sets it.",
         _APPLIED,
         (Arg("key", (str,), "dotted key path", required=True),),
     ),
@@ -265,14 +281,17 @@ COMMANDS: dict[str, Command] = _commands(
     ),
     Command(
         "config.merge",
-        "Merge a cloud-config document into the user's config, persist and apply it.",
+        "Merge a cloud-config document into the user's config, persist and apply it. Refused like "
+        "config.set when a layer above the user's config sets one of its keys.",
         _APPLIED,
         (Arg("yaml", (str,), "cloud-config YAML text", required=True),),
     ),
     Command(
         "config.validate",
-        "Check a cloud-config document against the schema without applying it.",
-        '{"valid": bool, "errors": [ConfigProblem]}',
+        "Check a cloud-config document as the only config over the defaults (schema and domain checks, "
+        "as boot, merge and reload do) without applying it; `corral config validate` does the same "
+        "without the supervisor.",
+        '{"valid": bool, "errors": [ConfigProblem], "warnings": [ConfigProblem]}',
         (
             Arg("yaml", (str,), "cloud-config YAML text", required=True),
             Arg("filename", (str,), "name used in error messages", default="<stdin>"),
