@@ -81,7 +81,7 @@ def test_state_disk_path_is_used_as_it_is(tmp_path: Path) -> None:
     disk.write_bytes(b"x" * 4096)
     m = run.prepare(run.Options(out=fake_out(tmp_path), run_dir=tmp_path / "run", state_disk=os.fspath(disk)))
     assert m.disks[0].path == disk
-    with pytest.raises(run.RunError, match="--state-disk: .*no directory"):
+    with pytest.raises(run.RunError, match=r"--state-disk: .*no directory"):
         run.prepare(run.Options(out=tmp_path / "out", run_dir=tmp_path / "run",
                                 state_disk=os.fspath(tmp_path / "nodir" / "state.img")))
 
