@@ -434,7 +434,7 @@ def test_documented_logs_commands_are_all_found() -> None:
         (["--since", "5 min ago"], {"level": "info", "since": 300}),
         (["--since", "-2 hours", "--until", "-1h"], {"level": "info", "since": 7200, "until": 3600}),
         (["-U", "-30s"], {"level": "info", "until": 30}),
-        (["-g", "link (up|down)"], {"level": "info", "grep": "link (up|down)"}),
+        (["-g", "unit (started|stopped)"], {"level": "info", "grep": "unit (started|stopped)"}),
         (["-r", "-n", "20"], {"level": "info", "reverse": True, "limit": 20}),
         (["-b"], {"level": "info", "boot": 0}),
         (["-b", "-1"], {"level": "info", "boot": -1}),

@@ -38,7 +38,7 @@ EXAMPLES = [
     ("corral logs -u docker -p debug", "with debug records (kept when corral.log.level is debug)"),
     ("corral logs --since -5m", "the last five minutes"),
     ("corral logs --since today --until -1h", "from midnight (UTC) to an hour ago"),
-    ("corral logs -g 'link (up|down)'", "messages matching a pattern"),
+    ("corral logs -g 'unit (started|stopped)'", "messages matching a pattern"),
     ("corral logs -b", "this boot only"),
     ("corral logs -b -1 -p error", "errors of the boot before"),
     ("corral logs -r -n 20", "the newest 20, newest first"),
