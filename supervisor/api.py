@@ -5,6 +5,7 @@ The protocol (names, arguments, result shapes) is in supervisor.control.protocol
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -128,11 +129,12 @@ class Commands:
         journal = self.sup.journal
         filters = {"since": args["since"], "unit": args["unit"], "level": args["level"], "grep": args["grep"]}
         if not args["follow"]:
+            records = journal.stream(limit=args["limit"], until=args["until"], boot=args["boot"],
+                                     reverse=args["reverse"], **filters)
             try:
-                records = journal.stream(limit=args["limit"], until=args["until"], boot=args["boot"],
-                                         reverse=args["reverse"], **filters)
-                async for record in records:
-                    yield record
+                async with contextlib.aclosing(records):  # closes the files when the client goes away
+                    async for record in records:
+                        yield record
             except LookupError as exc:  # -b -N: the journal holds no such boot
                 raise ControlError(str(exc)) from None
             return

@@ -210,3 +210,23 @@ def test_batches_close_while_a_batch_is_being_read() -> None:
     assert [r["n"] for r in batch] == [0, 1, 2, 3, 4]
     assert closed == ["iterator", "source"]
     assert asyncio.run(batches.next_batch()) == []
+
+
+async def test_stream_reads_in_batches_and_closes_the_files(journal: Journal, tmp_path: Path) -> None:
+    """What `corral logs` without -f is served by: closing the stream early closes the files too."""
+    journal.attach_storage(tmp_path)
+    log = structlog.get_logger("supervisor.test")
+    for n in range(1000):
+        log.info("stored", n=n, unit="a" if n % 2 else "b")
+    writer_only = len(open_files(tmp_path))
+    assert [r["n"] async for r in journal.stream(unit="a", limit=3)] == [995, 997, 999]
+    assert [r["n"] async for r in journal.stream(reverse=True, limit=2)] == [999, 998]
+    assert len(open_files(tmp_path)) == writer_only
+    records = journal.stream()
+    assert (await anext(records))["n"] == 0
+    assert len(open_files(tmp_path)) == writer_only + 1
+    await records.aclose()
+    assert len(open_files(tmp_path)) == writer_only
+    with pytest.raises(LookupError, match="no boot -1"):
+        [r async for r in journal.stream(boot=-1)]
+    assert len(open_files(tmp_path)) == writer_only

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 
 from supervisor.journal.records import Record
 
@@ -69,7 +69,7 @@ class Batches:
 
 async def stream_records(
     records: Iterator[Record], on_close: Callable[[], None] | None = None, size: int = BATCH
-) -> AsyncIterator[Record]:
+) -> AsyncGenerator[Record, None]:
     """``records`` as an async iterator, read in a worker thread ``size`` at a time; closed (and
     ``on_close`` run) when exhausted, and when the async iterator is closed or cancelled."""
     batches = Batches(records, on_close, size)

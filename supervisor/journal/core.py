@@ -9,7 +9,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
@@ -249,22 +249,39 @@ class Journal:
         ``since``/``until`` are epoch seconds (see :func:`parse_since`), ``unit`` one unit or several,
         ``level`` a minimum level, ``grep`` a pattern for the message (see ``query.compile_grep``),
         ``boot`` 0 for this boot, -1 for the one before...; ``limit`` keeps the newest N. Reads files
-        lazily, a block at a time (memory stays bounded): from async code, use :meth:`stream`. Raises
-        ValueError for a bad level or pattern, LookupError for a boot the journal does not hold."""
+        lazily, a block at a time (memory stays bounded), and closes them when exhausted or closed: from
+        async code, use :meth:`stream`. Raises ValueError for a bad level or pattern, LookupError for a
+        boot the journal does not hold."""
+        source, records = self._open(since, unit, limit, level, until, grep, boot, reverse)
+        try:
+            yield from records
+        finally:
+            source.close()
+
+    def _open(
+        self,
+        since: float | None,
+        unit: str | Sequence[str] | None,
+        limit: int | None,
+        level: str | None,
+        until: float | None,
+        grep: str | None,
+        boot: int | None,
+        reverse: bool,
+    ) -> tuple[RecordSource, Iterator[Record]]:
+        """What is stored now, and the records of it that match (read when iterated); the caller closes
+        the source. Raises ValueError at once for a bad level or pattern."""
         selector = RecordFilter(since=since, unit=unit, level=level, until=until, grep=grep)
         with self._lock:
             source = self._source()
-        return self._read(source, selector, limit, reverse, boot)
+        return source, self._read(source, selector, limit, reverse, boot)
 
     def _read(
         self, source: RecordSource, selector: RecordFilter, limit: int | None, reverse: bool, boot: int | None
     ) -> Iterator[Record]:
-        try:
-            if boot is not None:
-                selector = replace(selector, boot=boot_at(source, boot, self.boot_id))
-            yield from read(source, selector, limit, reverse)
-        finally:
-            source.close()
+        if boot is not None:
+            selector = replace(selector, boot=boot_at(source, boot, self.boot_id))
+        yield from read(source, selector, limit, reverse)
 
     def query(
         self,
@@ -283,12 +300,18 @@ class Journal:
         unit: str | Sequence[str] | None = None,
         limit: int | None = None,
         level: str | None = None,
-        **more: Any,
-    ) -> AsyncIterator[Record]:
-        """:meth:`records` for async code: read in a worker thread, a batch at a time."""
-        records = self.records(since, unit, limit, level, **more)  # raises at once for a bad argument
-        async for record in stream_records(records):
-            yield record
+        *,
+        until: float | None = None,
+        grep: str | None = None,
+        boot: int | None = None,
+        reverse: bool = False,
+    ) -> AsyncGenerator[Record, None]:
+        """:meth:`records` for async code: read in a worker thread, a batch at a time; the files are
+        closed when the records are exhausted or the iteration is closed or cancelled."""
+        source, records = self._open(since, unit, limit, level, until, grep, boot, reverse)
+        async with contextlib.aclosing(stream_records(records, on_close=source.close)) as batched:
+            async for record in batched:
+                yield record
 
     async def aquery(
         self,
