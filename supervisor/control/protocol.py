@@ -551,6 +551,7 @@ class LogRecord(TypedDict, total=False):
     level: str
     logger: str  # e.g. supervisor.net
     event: str
+    boot: str  # which run of PID 1 logged it (12 hex digits); absent on records of older corrals
     unit: str  # set on lines of a unit's output
     traceback: str
     # any other keys: structured fields, rendered key=value
