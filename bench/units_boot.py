@@ -38,7 +38,7 @@ def boot_once(base: Path, n: int, run: int) -> tuple[float, float]:
     try:
         sb.wait_ready(180)
         def journal() -> list[dict[str, Any]]:  # through the control socket: wherever the files are
-            return list(sb.request("logs", follow=False, since=spawned - 1))
+            return sb.logs(since=spawned - 1)
 
         records = wait_for("all started", lambda: (r := journal()) and len(
             {x["unit"] for x in r if x.get("event") == "unit started"}) == n and r, 120)

@@ -22,6 +22,7 @@ import structlog
 from supervisor.backoff import Backoff
 from supervisor.bus import Bus
 from supervisor.events import Event, ProcessExited, TimerFired
+from supervisor.journal.lines import parse_line
 from supervisor.process import INHERIT, PIPE, Child, ProcessManager
 from supervisor.tasks import spawn_task
 
@@ -188,4 +189,6 @@ async def _pump(reader: asyncio.StreamReader, unit: str, stream: str) -> None:
     while line := await reader.readline():
         text = line.decode(errors="replace").rstrip()
         if text:
-            log.info(text, unit=unit, stream=stream)
+            parsed = parse_line(text)
+            fields = {k: v for k, v in parsed.fields.items() if k not in ("unit", "stream")}
+            getattr(log, parsed.level)(parsed.message, unit=unit, stream=stream, **fields)

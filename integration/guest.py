@@ -377,8 +377,8 @@ class Guest:
         return json.loads(out)
 
     def journal(self) -> list[dict[str, Any]]:
-        """Every journal record since boot (``corral logs -n HUGE -o json``)."""
-        out = self.sudo("corral logs -n 1000000 -o json", timeout=120).stdout
+        """Every journal record since boot (``corral logs -p debug -n HUGE -o json``: debug records too)."""
+        out = self.sudo("corral logs -p debug -n 1000000 -o json", timeout=120).stdout
         return [json.loads(line) for line in out.splitlines() if line.strip()]
 
     def wait_until(self, check: Callable[[], Any], timeout: float = 60, what: str = "condition",

@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Any
 import yaml
 
 from supervisor import sandbox as sandbox_mod
-from supervisor.control.client import request_sync
+from supervisor.control.client import request_sync, stream_sync
 from supervisor.paths import Paths
 
 CORRAL = str(Path(sys.executable).with_name("corral"))
@@ -88,6 +90,10 @@ class Sandbox:
     def request(self, cmd: str, **args: Any) -> Any:
         return request_sync(self.paths.control_socket, cmd, **args)
 
+    def logs(self, **args: Any) -> list[dict[str, Any]]:
+        """Journal records through the control socket (the `logs` stream, ended after the stored ones)."""
+        return list(stream_sync(self.paths.control_socket, "logs", **args))
+
     def cli(self, *argv: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
         env = dict(os.environ, CORRAL_SOCKET=str(self.paths.control_socket))
         result = subprocess.run([CORRAL, *argv], env=env, capture_output=True, text=True, timeout=timeout)
@@ -153,15 +159,85 @@ class Sandbox:
         return self.returncode
 
 
+class Follow:
+    """A following CLI (`logs -f`, `events -f`) whose output lines a thread collects. Use it in a
+    ``with``: it is killed at the end if still running."""
+
+    def __init__(self, sb: Sandbox, *argv: str) -> None:
+        env = dict(os.environ, CORRAL_SOCKET=str(sb.paths.control_socket))
+        self.argv = argv
+        self.proc = subprocess.Popen([CORRAL, *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line)
+
+    def next_line(self, timeout: float) -> str | None:
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        self.seen.append(line)
+        return line
+
+    def until(self, fragment: str, timeout: float = 15) -> str:
+        """Read lines until one contains ``fragment``; return it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.next_line(0.2)
+            if line is not None and fragment in line:
+                return line
+        raise AssertionError(f"corral {' '.join(self.argv)}: {fragment!r} not seen; got:\n"
+                             + "".join(self.seen[-20:]))
+
+    def stop(self, grace: float = 20) -> int:
+        """SIGINT, as Ctrl-C; the exit code. Fails when the CLI is still running ``grace`` s later."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            code = self.proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+            raise AssertionError(f"corral {' '.join(self.argv)}: still running {grace} s after SIGINT"
+                                 ) from None
+        self._reader.join(5)
+        while self.next_line(0) is not None:  # keep what it printed last in `seen`
+            pass
+        return code
+
+    def __enter__(self) -> Follow:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._reader.join(5)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
 def sandbox_factory(tmp_path: Path) -> Iterator[Any]:
-    """Yields ``start(config=None, cmdline="", emergency_shell=None) -> Sandbox``; stops them all after."""
+    """Yields ``start(config=None, cmdline="", emergency_shell=None, ..., again=None) -> Sandbox``; stops
+    them all after. ``again``: a sandbox that has exited, to boot again in its directory (its config,
+    state and journal kept, as across a reboot)."""
     started: list[Sandbox] = []
 
     def start(config: dict[str, Any] | None = None, cmdline: str = "", emergency_shell: str | None = None,
               setup: Callable[[Path], None] | None = None, name: str = "sb", default_units: bool = False,
-              ) -> Sandbox:
-        sb = Sandbox(tmp_path / f"{name}{len(started)}", config, cmdline, emergency_shell, setup,
-                     default_units=default_units)
+              again: Sandbox | None = None) -> Sandbox:
+        if again is not None and again.proc.poll() is None:
+            raise AssertionError("boot a sandbox again only once it has exited")
+        directory = again.dir if again is not None else tmp_path / f"{name}{len(started)}"
+        sb = Sandbox(directory, config, cmdline, emergency_shell, setup, default_units=default_units)
         started.append(sb)
         return sb
 

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import queue
 import shutil
-import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -15,45 +13,9 @@ from typing import Any
 
 import yaml
 
-from integration.sandbox import CORRAL, Sandbox
+from integration.sandbox import Follow, Sandbox
 
 SECRET = "hunter2-never-logged"
-
-
-class Follow:
-    """A following CLI (`logs -f`, `events -f`) whose lines a thread collects."""
-
-    def __init__(self, sb: Sandbox, *argv: str) -> None:
-        env = dict(os.environ, CORRAL_SOCKET=str(sb.paths.control_socket))
-        self.proc = subprocess.Popen([CORRAL, *argv], env=env, stdout=subprocess.PIPE, text=True)
-        self.lines: queue.Queue[str] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line)
-
-    def until(self, fragment: str, timeout: float = 15) -> None:
-        seen = []
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            seen.append(line)
-            if fragment in line:
-                return
-        raise AssertionError(f"{fragment!r} not seen; got:\n{''.join(seen[-20:])}")
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGINT)
-        self.proc.wait(10)
-        self._reader.join(5)
-        assert self.proc.stdout is not None
-        self.proc.stdout.close()
 
 
 def test_cli_round_trips_against_real_pid1(sandbox: Any) -> None:
@@ -67,9 +29,8 @@ def test_cli_round_trips_against_real_pid1(sandbox: Any) -> None:
 
     # config get / set / export / merge / validate / schema
     assert sb.cli("config", "get", "hostname").stdout.strip() == "cli-test"
-    logs_f = Follow(sb, "logs", "-f", "-o", "json")
-    events_f = Follow(sb, "events", "-f", "-o", "json")
-    try:
+    with (Follow(sb, "logs", "-f", "-o", "json") as logs_f,
+          Follow(sb, "events", "-f", "-o", "json") as events_f):
         time.sleep(0.5)
         applied = sb.cli("config", "set", "hostname", "renamed", "-o", "json").stdout
         assert "hostname" in json.loads(applied)["changed"]
@@ -77,9 +38,7 @@ def test_cli_round_trips_against_real_pid1(sandbox: Any) -> None:
         # logs -f follows: the reload's line arrives live; events -f shows the bus event.
         logs_f.until("config changed")
         events_f.until("config.changed")
-    finally:
-        logs_f.stop()
-        events_f.stop()
+        assert (logs_f.stop(), events_f.stop()) == (130, 130)
     persisted = yaml.safe_load((sb.paths.config_dir / "cloud-config.yml").read_text())
     assert persisted == {"hostname": "renamed"}  # only the difference from the defaults
 
@@ -113,6 +72,7 @@ def test_cli_round_trips_against_real_pid1(sandbox: Any) -> None:
     logs = sb.cli("logs", "-n", "500", "-o", "json").stdout
     assert "config changed" in logs
     assert sb.cli("logs", "--level", "error").returncode == 0
+    assert sb.cli("logs", "-p", "error", "--since", "-5m").returncode == 0
     sb.cli("poweroff")
     assert sb.wait_exit(60) == 0
 
@@ -120,6 +80,47 @@ def test_cli_round_trips_against_real_pid1(sandbox: Any) -> None:
     journal_text = "".join(p.read_text() for p in sb.paths.log_dir.glob("current.jsonl*"))
     assert SECRET not in journal_text and SECRET not in sb.console_text()
     sb.assert_clean_journal()
+
+
+def test_ctrl_c_ends_logs_follow_at_once(sandbox: Any) -> None:
+    """`corral logs -f` was still running 10 s after SIGINT under load (a SIGINT that came just before
+    its recv did not interrupt it: tests/test_control_client.py). Ctrl-C, while the follower waits for a
+    record that does not come and while it prints under load, ends it with 130 before the grace runs
+    out."""
+    sb: Sandbox = sandbox()
+    sb.wait_ready()
+    for _ in range(3):  # waiting: nothing matches, the journal stays quiet for it
+        with Follow(sb, "logs", "-f", "-g", "no record says this") as waiting:
+            time.sleep(0.3)
+            assert waiting.stop() == 130
+            assert waiting.seen == []
+
+    busy = threading.Event()
+    stop = threading.Event()
+
+    def keep_logging() -> None:  # two records (config changed, hostname set) per round
+        n = 0
+        while not stop.is_set():
+            sb.request("config.set", key="hostname", value=f"busy-{n % 2}")
+            n += 1
+            busy.set()
+
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    logger = threading.Thread(target=keep_logging)
+    logger.start()
+    try:
+        assert busy.wait(20)
+        for backlog in ("1", "10", "200", "200", "1000"):
+            with Follow(sb, "logs", "-f", "-n", backlog, "-o", "json") as printing:
+                printing.until("hostname set")  # printing live records as they come
+                assert printing.stop() == 130
+    finally:
+        stop.set()
+        logger.join(30)
+        for burner in burners:
+            burner.kill()
+            burner.wait(10)
+    assert sb.stop() == 0
 
 
 def test_cli_reboot(sandbox: Any) -> None:
@@ -221,3 +222,15 @@ def test_config_views_keep_secrets_and_tell_unset_keys_from_unknown_ones(sandbox
     assert sb.wait_exit(60) == 0
     journal_text = "".join(p.read_text() for p in sb.paths.log_dir.glob("current.jsonl*"))
     assert CMDLINE_SECRET not in journal_text and CMDLINE_SECRET not in sb.console_text()
+
+
+def test_logs_refuses_what_does_not_combine_with_follow(sandbox: Any) -> None:
+    sb: Sandbox = sandbox()
+    sb.wait_ready()
+    for argv in (["-f", "-r"], ["-f", "--until", "-5m"], ["-f", "-b", "-1"]):
+        result = sb.cli("logs", *argv, check=False)
+        assert result.returncode == 2 and "cannot be combined with -f/--follow" in result.stderr
+    result = sb.cli("logs", "-b", "-1", check=False)  # the first boot of this journal
+    assert result.returncode == 1
+    assert result.stderr.startswith("corral: the journal has no boot -1 (it holds records of 1 boot)")
+    assert sb.stop() == 0

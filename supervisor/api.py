@@ -5,6 +5,7 @@ The protocol (names, arguments, result shapes) is in supervisor.control.protocol
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -136,14 +137,21 @@ class Commands:
 
     # ---- streams -----------------------------------------------------------------------------
     async def logs(self, args: dict[str, Any]) -> AsyncIterator[Any]:
+        """Stored records (read a batch at a time in a worker thread), then with follow the live ones."""
         journal = self.sup.journal
-        since, unit, level = args.get("since"), args.get("unit"), args.get("level")
-        if not args.get("follow"):
-            for record in await journal.aquery(since=since, unit=unit, level=level, limit=args.get("limit")):
-                yield record
+        filters = {"since": args["since"], "unit": args["unit"], "level": args["level"], "grep": args["grep"]}
+        if not args["follow"]:
+            records = journal.stream(limit=args["limit"], until=args["until"], boot=args["boot"],
+                                     reverse=args["reverse"], **filters)
+            try:
+                async with contextlib.aclosing(records):  # closes the files when the client goes away
+                    async for record in records:
+                        yield record
+            except LookupError as exc:  # -b -N: the journal holds no such boot
+                raise ControlError(str(exc)) from None
             return
-        backlog = args.get("limit") or 0
-        async with journal.follow(unit=unit, level=level, since=since, backlog=backlog) as follower:
+        follower = journal.follow(backlog=args["limit"] or 0, this_boot=args["boot"] is not None, **filters)
+        async with follower:
             async for record in follower:
                 yield record
 

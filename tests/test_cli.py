@@ -7,6 +7,7 @@ import asyncio
 import io
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -333,10 +334,7 @@ async def test_logs_text(corral: Any, fake: tuple[FakeSupervisor, Path]) -> None
         "    Traceback (most recent call last):",
         "    OSError",
     ]
-    assert calls(fake)[-1] == (
-        "logs",
-        {"since": None, "unit": None, "limit": None, "level": None, "follow": False},
-    )
+    assert calls(fake)[-1] == ("logs", {**NO_FILTERS, "level": "info"})
 
 
 async def test_logs_json_and_filters(corral: Any, fake: tuple[FakeSupervisor, Path]) -> None:
@@ -344,18 +342,22 @@ async def test_logs_json_and_filters(corral: Any, fake: tuple[FakeSupervisor, Pa
     assert r.code == 0 and r.json_lines() == RECORDS
     name, args = calls(fake)[-1]
     assert name == "logs"
-    assert (args["unit"], args["limit"], args["level"], args["follow"]) == ("docker", 5, "warning", False)
+    assert (args["unit"], args["limit"], args["level"], args["follow"]) == (["docker"], 5, "warning", False)
     assert abs(args["since"] - (time.time() - 600)) < 60
+    r = await corral("logs", "--json", "-u", "a", "-u", "b", "-p", "err", "-g", "Link", "-r", "-b", "-1",
+                     "--since", "-1h", "--until", "-5m")
+    assert r.code == 0 and r.json_lines() == RECORDS
+    args = calls(fake)[-1][1]
+    assert (args["unit"], args["level"], args["grep"], args["reverse"], args["boot"]) == (
+        ["a", "b"], "error", "Link", True, -1)
+    assert args["until"] - args["since"] == pytest.approx(3300, abs=5)
 
 
 async def test_logs_follow_streams(corral: Any, fake: tuple[FakeSupervisor, Path]) -> None:
     r = await corral("logs", "-f", "-o", "json")
     assert r.code == 0
     assert [rec["event"] for rec in r.json_lines()] == ["link up", "exited", "live"]
-    assert calls(fake)[-1] == (
-        "logs",
-        {"since": None, "unit": None, "limit": 10, "level": None, "follow": True},
-    )
+    assert calls(fake)[-1] == ("logs", {**NO_FILTERS, "level": "info", "limit": 10, "follow": True})
     r = await corral("logs", "--follow", "-n", "3")
     assert r.out.splitlines()[-1] == "2024-05-01T12:00:02.000000Z info    [x] live"
     assert calls(fake)[-1][1]["limit"] == 3
@@ -364,6 +366,124 @@ async def test_logs_follow_streams(corral: Any, fake: tuple[FakeSupervisor, Path
 async def test_logs_bad_since_is_a_usage_error(corral: Any) -> None:
     r = await corral("logs", "--since", "last tuesday")
     assert r.code == 2 and "--since" in r.err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["-f", "-r"], "corral: -r/--reverse cannot be combined with -f/--follow"),
+        (["-f", "--until", "-5m"], "corral: -U/--until cannot be combined with -f/--follow"),
+        (["-f", "-b", "-1"], "corral: -b with an earlier boot cannot be combined with -f/--follow"),
+    ],
+)
+async def test_logs_options_that_do_not_combine_with_follow(
+    corral: Any, fake: tuple[FakeSupervisor, Path], argv: list[str], message: str
+) -> None:
+    r = await corral("logs", *argv)
+    assert (r.code, r.err.strip()) == (2, message)
+    assert calls(fake) == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["-p", "loud"], "argument -p/--priority/--level: unknown level 'loud'"),
+        (["-p", "8"], "unknown level '8'"),
+        (["-g", "a(b"], "not a valid regular expression"),
+        (["-b", "1"], "use 0 (this boot) or a negative offset"),
+        (["-n", "0"], "must be 1 or more"),
+        (["--until", "soon"], "cannot read time 'soon'"),
+        (["--since"], "expected one argument"),
+    ],
+)
+async def test_logs_bad_values_are_usage_errors(corral: Any, argv: list[str], error: str) -> None:
+    r = await corral("logs", *argv)
+    assert r.code == 2 and error in r.err
+
+
+NO_FILTERS = {"since": None, "until": None, "unit": None, "limit": None, "level": None, "grep": None,
+              "boot": None, "reverse": False, "follow": False}
+
+
+def logs_request(*argv: str) -> dict[str, Any]:
+    """What `corral logs ARGV` asks the supervisor for (the times as seconds before now)."""
+    args = build_parser().parse_args(["logs", *argv])
+    query = logs_cli.query_args(args, args.units)
+    now = time.time()
+    for key in ("since", "until"):
+        if query[key] is not None:
+            query[key] = round(now - query[key])
+    return query
+
+
+def documented_logs_commands() -> list[str]:
+    """Every `corral logs ...` line in docs/journal.md and docs/cli.md (comments cut), and the examples of
+    `corral logs --help`."""
+    found = [command for command, _ in logs_cli.EXAMPLES]
+    for doc in ("journal.md", "cli.md"):
+        for line in (REPO / "docs" / doc).read_text().splitlines():
+            line = line.split(" # ")[0].strip().removeprefix("$ ")
+            if line.startswith("corral logs") and "[" not in line:
+                found.append(line.split(" | ")[0])
+    return found
+
+
+@pytest.mark.parametrize("command", documented_logs_commands())
+def test_every_documented_logs_command_parses(command: str) -> None:
+    argv = shlex.split(command)[2:]
+    query = logs_request(*argv)
+    assert query["level"] in ("debug", "info", "warning", "error", "critical")
+    if "-f" in argv or "--follow" in argv:
+        assert query["follow"] and not query["reverse"] and query["until"] is None
+
+
+def test_documented_logs_commands_are_all_found() -> None:
+    commands = documented_logs_commands()
+    for fragment in ("-p warning", "--since -5m", "--since=-5m", "-o json", "--json", "-u docker -u network",
+                     "-g ", "-r", "-b -1", "-f", "--until"):
+        assert any(fragment in c for c in commands), fragment
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        ([], {"level": "info"}),
+        (["-p", "warning"], {"level": "warning"}),
+        (["--priority", "3"], {"level": "error"}),
+        (["--level", "debug"], {"level": "debug"}),  # the old name
+        (["-p", "notice"], {"level": "info"}),
+        (["-p", "crit"], {"level": "critical"}),
+        (["-u", "docker"], {"level": "info", "unit": ["docker"]}),
+        (["-u", "docker", "--unit", "network"], {"level": "info", "unit": ["docker", "network"]}),
+        (["--since", "-5m"], {"level": "info", "since": 300}),  # two words
+        (["--since=-5m"], {"level": "info", "since": 300}),
+        (["-S", "-1h30m"], {"level": "info", "since": 5400}),
+        (["--since", "5 min ago"], {"level": "info", "since": 300}),
+        (["--since", "-2 hours", "--until", "-1h"], {"level": "info", "since": 7200, "until": 3600}),
+        (["-U", "-30s"], {"level": "info", "until": 30}),
+        (["-g", "unit (started|stopped)"], {"level": "info", "grep": "unit (started|stopped)"}),
+        (["-r", "-n", "20"], {"level": "info", "reverse": True, "limit": 20}),
+        (["-b"], {"level": "info", "boot": 0}),
+        (["-b", "-1"], {"level": "info", "boot": -1}),
+        (["--boot=-2", "-n", "3"], {"level": "info", "boot": -2, "limit": 3}),
+        (["-b", "-f"], {"level": "info", "boot": 0, "follow": True, "limit": 10}),
+        (["-f", "-n", "3", "-u", "x", "-p", "error", "-g", "y", "--since", "-1m"],
+         {"level": "error", "follow": True, "limit": 3, "unit": ["x"], "grep": "y", "since": 60}),
+        (["--", "-5m"], None),  # nothing after -- is glued (and logs takes no positional)
+    ],
+)
+def test_logs_options(argv: list[str], expected: dict[str, Any] | None) -> None:
+    if expected is None:
+        with pytest.raises(SystemExit):
+            logs_request(*argv)
+        return
+    assert logs_request(*argv) == {**NO_FILTERS, **expected}
+
+
+def test_json_output_options() -> None:
+    for argv in (["--json"], ["-o", "json"], ["--output=json"]):
+        assert build_parser().parse_args(["logs", *argv]).output == "json"
+    assert build_parser().parse_args(["logs"]).output == "text"
 
 
 def test_since_forms() -> None:

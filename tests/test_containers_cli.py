@@ -146,8 +146,16 @@ async def test_service_logs_is_logs_of_the_unit(corral: Any, fake: tuple[Fake, P
     assert code == 0
     assert out.splitlines()[0].endswith("[ntp] unit started logger=units restarts=3")
     assert out.splitlines()[1].endswith("[ntp] synchronised logger=corral stream=stdout")
-    assert fake[0].calls == [("logs", {"since": None, "unit": "ntp", "limit": 5, "level": None,
+    assert fake[0].calls == [("logs", {"since": None, "until": None, "unit": ["ntp"], "limit": 5,
+                                       "level": "info", "grep": None, "boot": None, "reverse": False,
                                        "follow": False})]
+    # the options of `corral logs`, -u aside
+    code, _, _ = await corral("service", "logs", "-p", "debug", "--since", "-5m", "-g", "sync", "-b", "ntp")
+    assert code == 0
+    args = fake[0].calls[-1][1]
+    assert (args["unit"], args["level"], args["grep"], args["boot"]) == (["ntp"], "debug", "sync", 0)
+    code, _, err = await corral("service", "logs", "-u", "x", "ntp")
+    assert code == 2 and "unrecognized arguments: -u" in err
 
 
 def test_render_list_of_nothing() -> None:

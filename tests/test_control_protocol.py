@@ -68,13 +68,22 @@ def test_check_args_defaults_and_types() -> None:
     assert protocol.check_args("config.export", {}) == {"secrets": False}
     assert protocol.check_args("config.validate", {"yaml": "a: 1"}) == {"yaml": "a: 1", "filename": "<stdin>"}
     assert protocol.check_args("logs", {"since": 3}) == {
-        "since": 3.0, "unit": None, "limit": None, "level": None, "follow": False,
+        "since": 3.0, "until": None, "unit": None, "limit": None, "level": None, "grep": None, "boot": None,
+        "reverse": False, "follow": False,
     }  # fmt: skip
+    assert protocol.check_args("logs", {"unit": ["a", "b"], "boot": -1})["unit"] == ["a", "b"]
     assert protocol.check_args("events", {"kinds": ["a", "b"]}) == {"kinds": ["a", "b"]}
     assert protocol.check_args("not.catalogued", {"anything": 1}) == {"anything": 1}
     for cmd, args in [
         ("logs", {"limit": True}),
         ("logs", {"since": "yesterday"}),
+        ("logs", {"unit": [1]}),
+        ("logs", {"limit": -1}),
+        ("logs", {"boot": 1}),
+        ("logs", {"grep": "("}),
+        ("logs", {"follow": True, "reverse": True}),
+        ("logs", {"follow": True, "until": 5}),
+        ("logs", {"follow": True, "boot": -1}),
         ("events", {"kinds": "config"}),
         ("events", {"kinds": [1]}),
         ("config.set", {"key": "a"}),
@@ -83,6 +92,29 @@ def test_check_args_defaults_and_types() -> None:
     ]:
         with pytest.raises(ControlError):
             protocol.check_args(cmd, args)
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        ({"limit": -1}, "argument 'limit' of 'logs' must be 0 or more"),
+        ({"boot": 2}, "argument 'boot' of 'logs' must be 0 (this boot) or negative (-1: the boot before)"),
+        ({"grep": "a(b"}, "argument 'grep' of 'logs' is not a valid regular expression: missing ), "
+                          "unterminated subpattern at position 1"),
+        ({"follow": True, "reverse": True}, "argument 'reverse' of 'logs' cannot be used with 'follow'"),
+        ({"follow": True, "until": 1.0}, "argument 'until' of 'logs' cannot be used with 'follow'"),
+        ({"follow": True, "boot": -1},
+         "argument 'boot' of 'logs' must be 0 with 'follow' (only this boot has new records)"),
+        ({"unit": "a", "level": "loud"}, "argument 'level' of 'logs' must be one of debug, info, warning, "
+                                         "error, critical"),
+        ({"unit": [1]}, "argument 'unit' of 'logs' must be a string or a list of strings, not [1]"),
+    ],
+)
+def test_logs_argument_rules(args: dict[str, object], reason: str) -> None:
+    with pytest.raises(ControlError) as caught:
+        protocol.check_args("logs", args)
+    assert caught.value.reason == reason
+    assert protocol.check_args("logs", {"follow": True, "boot": 0, "limit": 0})["boot"] == 0
 
 
 def test_kind_matches() -> None:
@@ -105,7 +137,8 @@ def test_catalogue() -> None:
         "service.disable", "storage.status", "net.status", "net.plan", "net.apply", "net.try", "net.confirm",
         "storage.mount", "storage.unmount", "dev",
     ])  # fmt: skip
-    assert COMMANDS["events"].streams == "always" and COMMANDS["logs"].streams == "follow"
+    # logs always streams: the records go out as they are read, never as one reply holding them all
+    assert COMMANDS["events"].streams == "always" and COMMANDS["logs"].streams == "always"
 
 
 def test_docs_describe_every_command_and_argument() -> None:

@@ -96,21 +96,27 @@ async def test_several_requests_on_one_connection(server: ControlServer) -> None
 async def test_catalogued_arguments_are_checked_and_completed(server: ControlServer) -> None:
     seen: list[dict[str, Any]] = []
 
-    async def logs(args: dict[str, Any]) -> Any:
+    async def logs(args: dict[str, Any]) -> AsyncIterator[Any]:
         seen.append(args)
-        return []
+        yield {"event": "x"}
 
-    server.register("logs", logs)
-    await client.request(server.socket_path, "logs", unit="docker", since=5)
-    assert seen == [{"since": 5.0, "unit": "docker", "limit": None, "level": None, "follow": False}]
+    async def items(**args: Any) -> list[Any]:
+        return [item async for item in client.stream(server.socket_path, "logs", **args)]
+
+    server.register_stream("logs", logs)
+    assert await items(unit="docker", since=5) == [{"event": "x"}]
+    assert seen == [{"since": 5.0, "until": None, "unit": "docker", "limit": None, "level": None,
+                     "grep": None, "boot": None, "reverse": False, "follow": False}]
     with pytest.raises(ControlError, match="argument 'limit' of 'logs' must be an integer"):
-        await client.request(server.socket_path, "logs", limit="ten")
+        await items(limit="ten")
     with pytest.raises(ControlError, match="argument 'follow' of 'logs' must be a boolean"):
-        await client.request(server.socket_path, "logs", follow=1)
+        await items(follow=1)
     with pytest.raises(ControlError, match="unknown argument 'colour'"):
-        await client.request(server.socket_path, "logs", colour=True)
+        await items(colour=True)
     with pytest.raises(ControlError, match="'level' of 'logs' must be one of"):
-        await client.request(server.socket_path, "logs", level="loud")
+        await items(level="loud")
+    with pytest.raises(ControlError, match="'reverse' of 'logs' cannot be used with 'follow'"):
+        await items(follow=True, reverse=True)
     server.register("config.get", echo)
     with pytest.raises(ControlError, match=r"'config\.get' needs the argument 'key'"):
         await client.request(server.socket_path, "config.get")
@@ -243,7 +249,9 @@ async def test_live_bus_events_reach_a_stream(server: ControlServer) -> None:
     assert bus.stats()["subscribers"] == {}
 
 
-async def test_logs_with_only_a_stream_handler_answers_a_list_without_follow(server: ControlServer) -> None:
+async def test_logs_streams_with_and_without_follow(server: ControlServer) -> None:
+    """Without follow, the stream ends after the stored records: they go out one by one as they are read,
+    never gathered into one reply (the journal can be ~55 MB)."""
     follows: list[bool] = []
 
     async def logs(args: dict[str, Any]) -> AsyncIterator[Any]:
@@ -253,10 +261,12 @@ async def test_logs_with_only_a_stream_handler_answers_a_list_without_follow(ser
             yield {"event": "live"}
 
     server.register_stream("logs", logs)
-    assert await client.request(server.socket_path, "logs") == [{"event": "old"}]
+    assert [i async for i in client.stream(server.socket_path, "logs")] == [{"event": "old"}]
     items = [i async for i in client.stream(server.socket_path, "logs", follow=True)]
     assert items == [{"event": "old"}, {"event": "live"}]
     assert follows == [False, True]
+    with pytest.raises(ControlUnavailable, match="answered 'logs' with a stream"):
+        await client.request(server.socket_path, "logs")
 
 
 async def test_stream_handler_failure_ends_the_stream_with_an_error(server: ControlServer) -> None:

@@ -14,7 +14,7 @@ from supervisor.cli.system_docker import derived_socket
 from supervisor.paths import Paths
 from units import runtime
 from units.runtime import ContainerState, DockerAPIError, LogLine, Runtime, watch_liveness
-from units.system_dockerd import DockerdLayout, Watchdog, parse_logrus, system_socket
+from units.system_dockerd import DockerdLayout, Watchdog, system_socket
 
 INSPECT: dict[str, Any] = {
     "Id": "abc123",
@@ -101,28 +101,6 @@ async def test_calls_to_a_socket_that_does_not_answer_time_out(tmp_path: Path) -
                 await rt.inspect("x")
     finally:
         server.close()
-
-
-def test_logrus_lines() -> None:
-    line = ('time="2024-05-01T12:00:00Z" level=warning msg="failed to load plugin \\"x\\"" '
-            'error="devmapper not configured" module=libcontainerd')
-    assert parse_logrus(line) == ("warning", 'failed to load plugin "x"',
-                                  {"error": "devmapper not configured", "module": "libcontainerd"})
-    assert parse_logrus('level=info msg="[core] Channel" module=grpc')[0] == "debug"
-    assert parse_logrus("level=error msg=boom")[:2] == ("error", "boom")
-    assert parse_logrus("level=fatal msg=dead")[0] == "critical"
-    assert parse_logrus("plain text from a child") == ("info", "plain text from a child", {})
-    assert "traceback" not in parse_logrus('level=info msg=x traceback=y')[2]
-
-
-def test_containerd_going_away_is_an_error_unless_we_stop_dockerd() -> None:
-    line = ('time="2026-11-27T03:53:09Z" level=error msg="Failed to get event" error="rpc error: code = '
-            'Unavailable desc = transport is closing" module=libcontainerd namespace=moby')
-    assert parse_logrus(line)[0] == "error"
-    assert parse_logrus(line, stopping=True)[:2] == ("info", "Failed to get event")
-    other = 'level=error msg="Failed to get event" error="rpc error: code = Internal" module=libcontainerd'
-    assert parse_logrus(other, stopping=True)[0] == "error"
-    assert parse_logrus('level=error msg="boom" module=libcontainerd', stopping=True)[0] == "error"
 
 
 def test_layout_on_a_host() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import pytest
 import structlog
 
 from supervisor.journal import Journal, reset, setup
+from supervisor.journal.batches import Batches
 from supervisor.tasks import spawn_task
 
 
@@ -122,3 +124,109 @@ async def test_close_ends_iteration(journal: Journal) -> None:
     journal.close()
     got = await asyncio.wait_for(take(follower, 2), 2)  # ends after 1
     assert [r["event"] for r in got] == ["queued"]
+
+
+async def test_follow_with_filters_backlog_and_live(journal: Journal, tmp_path: Path) -> None:
+    """`logs -f -u a -u b -p warning -g link -b -n 2`: the filters pick the backlog and the live records."""
+    journal.attach_storage(tmp_path)
+    log = structlog.get_logger("supervisor.test")
+    for n in range(6):
+        log.warning("link flap", n=n, unit="a" if n % 2 else "b")
+    log.warning("link flap", n=6, unit="c")
+    log.info("link up", n=7, unit="a")
+    async with journal.follow(unit=["a", "b"], level="warning", grep="link", backlog=2, this_boot=True) as f:
+        log.warning("link flap", n=8, unit="c")
+        log.warning("route lost", n=9, unit="a")
+        log.error("Link down", n=10, unit="b")
+        got = await asyncio.wait_for(take(f, 3), 2)
+    assert [r["n"] for r in got] == [4, 5, 10]
+
+
+async def test_a_long_backlog_is_read_in_batches(journal: Journal, tmp_path: Path) -> None:
+    journal.attach_storage(tmp_path, max_bytes=20_000, keep=50)
+    log = structlog.get_logger("supervisor.test")
+    for n in range(2000):
+        log.info("stored", n=n)
+    async with journal.follow(backlog=1500) as follower:
+        log.info("live", n=2000)
+        got = await asyncio.wait_for(take(follower, 1501), 10)
+    assert [r["n"] for r in got] == list(range(500, 2001))
+
+
+async def test_closing_during_the_backlog_closes_the_files(journal: Journal, tmp_path: Path) -> None:
+    journal.attach_storage(tmp_path)
+    log = structlog.get_logger("supervisor.test")
+    for n in range(1000):
+        log.info("stored", n=n)
+    writer_only = len(open_files(tmp_path))  # the journal's own append handle
+    follower = journal.follow(backlog=1000)
+    assert len(open_files(tmp_path)) == writer_only + 1
+    got = await asyncio.wait_for(take(follower, 3), 2)
+    assert [r["n"] for r in got] == [0, 1, 2]
+    follower.close()
+    assert len(open_files(tmp_path)) == writer_only
+    rest = await asyncio.wait_for(take(follower, 1000), 2)  # the batch already read, then the end
+    assert [r["n"] for r in rest] == list(range(3, 3 + len(rest))) and len(rest) < 997
+    assert journal.follower_count == 0
+
+
+def open_files(directory: Path) -> list[str]:
+    fds = Path("/proc/self/fd")
+    targets = []
+    for fd in fds.iterdir():
+        try:
+            targets.append(os.readlink(fd))
+        except OSError:
+            continue
+    return [t for t in targets if t.startswith(str(directory))]
+
+
+def test_batches_close_while_a_batch_is_being_read() -> None:
+    """close() from the loop while the worker reads: the worker closes the iterator when done."""
+    started, release = threading.Event(), threading.Event()
+    closed: list[str] = []
+
+    def records() -> Iterator[dict[str, object]]:
+        try:
+            for n in range(10):
+                if n == 1:
+                    started.set()
+                    release.wait(5)
+                yield {"n": n}
+        finally:
+            closed.append("iterator")
+
+    batches = Batches(records(), on_close=lambda: closed.append("source"), size=5)
+
+    async def main() -> list[dict[str, object]]:
+        reading = asyncio.ensure_future(batches.next_batch())
+        await asyncio.to_thread(started.wait, 5)
+        batches.close()  # the worker holds the lock: closing is left to it
+        assert closed == []
+        release.set()
+        return await reading
+
+    batch = asyncio.run(main())
+    assert [r["n"] for r in batch] == [0, 1, 2, 3, 4]
+    assert closed == ["iterator", "source"]
+    assert asyncio.run(batches.next_batch()) == []
+
+
+async def test_stream_reads_in_batches_and_closes_the_files(journal: Journal, tmp_path: Path) -> None:
+    """What `corral logs` without -f is served by: closing the stream early closes the files too."""
+    journal.attach_storage(tmp_path)
+    log = structlog.get_logger("supervisor.test")
+    for n in range(1000):
+        log.info("stored", n=n, unit="a" if n % 2 else "b")
+    writer_only = len(open_files(tmp_path))
+    assert [r["n"] async for r in journal.stream(unit="a", limit=3)] == [995, 997, 999]
+    assert [r["n"] async for r in journal.stream(reverse=True, limit=2)] == [999, 998]
+    assert len(open_files(tmp_path)) == writer_only
+    records = journal.stream()
+    assert (await anext(records))["n"] == 0
+    assert len(open_files(tmp_path)) == writer_only + 1
+    await records.aclose()
+    assert len(open_files(tmp_path)) == writer_only
+    with pytest.raises(LookupError, match="no boot -1"):
+        [r async for r in journal.stream(boot=-1)]
+    assert len(open_files(tmp_path)) == writer_only

@@ -1,6 +1,7 @@
 """Units' output into the journal: one follower per unit, copying its container's stdout and stderr
 with ``unit=`` and ``stream=`` bound (as ``units.runtime.pump_logs`` does), so ``corral logs -u NAME``
-shows the container's lines next to the supervisor's own lines about the unit.
+shows the container's lines next to the supervisor's own lines about the unit. Each line is recorded at
+the level ``supervisor.journal.lines`` reads in it (a logrus ``level=warning`` line as a warning).
 
 dockerd ends a log stream when the container stops (and when dockerd goes away), so a follower runs one
 stream per run of the container and then waits to be woken: by ``started`` (corral is starting the
@@ -22,6 +23,7 @@ from datetime import datetime
 
 import structlog
 
+from supervisor.journal.lines import log_line
 from supervisor.tasks import spawn_task
 from units.runtime import DockerAPIError, DockerUnavailable, LineSink, Runtime
 
@@ -138,5 +140,5 @@ class UnitLogs:
                 if stamp <= f.last_ns:
                     continue  # written already (by an overlapping stream)
                 f.last_ns = stamp
-            self.sink.log(text, unit=f.unit, stream=line.stream)
+            log_line(self.sink, text, unit=f.unit, stream=line.stream)
             f.lines += 1

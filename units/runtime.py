@@ -25,10 +25,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import aiodocker
 import aiohttp
+
+from supervisor.journal.lines import LineSink as LineSink  # where unit output goes (re-exported)
+from supervisor.journal.lines import log_line
 
 T = TypeVar("T")
 
@@ -127,12 +130,6 @@ class LoadResult:
     images: tuple[str, ...]  # "repo:tag", or "sha256:..." for untagged images
     size: int
     seconds: float
-
-
-class LineSink(Protocol):
-    """What log lines go to: ``supervisor.journal.Journal`` has this ``log``."""
-
-    def log(self, event: str, level: str = "info", logger: str = "corral", **fields: Any) -> None: ...
 
 
 class Runtime:
@@ -417,7 +414,7 @@ async def pump_logs(runtime: Runtime, container: str, unit: str, sink: LineSink,
     number of lines. Cancel it to stop following."""
     count = 0
     async for line in runtime.follow_logs(container, since=since, tail=tail):
-        sink.log(line.text, unit=unit, stream=line.stream)
+        log_line(sink, line.text, unit=unit, stream=line.stream)
         count += 1
     return count
 

@@ -25,7 +25,8 @@ a timeout, polls spaced by a small Backoff) until it answers, then publish ``Doc
 first, the process exiting or the watchdog (``units.runtime.watch_liveness``: ``/_ping`` every 2 s under
 a 3 s timeout, 2 misses) giving up on it. A dockerd that does not answer is SIGKILLed (SIGKILL ends a
 SIGSTOPped process too); ``DockerdState(down)`` is published and dockerd started again after the one
-Backoff's delay. Its stdout and stderr go to the journal (``unit=system-docker``) with logrus's levels."""
+Backoff's delay. Its stdout and stderr go to the journal (``unit=system-docker``) at the levels
+``supervisor.journal.lines`` reads in them (logrus's own; gRPC's chatter at debug)."""
 
 from __future__ import annotations
 
@@ -33,9 +34,7 @@ import asyncio
 import contextlib
 import hashlib
 import ipaddress
-import json
 import os
-import re
 import signal
 import time
 from collections.abc import Callable
@@ -49,6 +48,7 @@ from supervisor.atomic import write_atomic
 from supervisor.backoff import Backoff
 from supervisor.bus import Bus
 from supervisor.events import Resync
+from supervisor.journal.lines import log_line
 from supervisor.paths import Paths
 from supervisor.process import PIPE, Child, ProcessManager
 from supervisor.sources.docker_events import DockerdState
@@ -182,48 +182,6 @@ def _root_fstype() -> str | None:
             return root_fstype_of(f.read())
     except OSError:
         return None
-
-
-# ---- dockerd's log lines ------------------------------------------------------------------------
-_LOGFMT = re.compile(r'(\w[\w.-]*)=("(?:[^"\\]|\\.)*"|\S*)')
-_LEVELS = {"trace": "debug", "debug": "debug", "info": "info", "warning": "warning", "warn": "warning",
-           "error": "error", "fatal": "critical", "panic": "critical"}
-_RESERVED = frozenset({"ts", "level", "logger", "event", "unit", "stream", "time", "msg", "traceback",
-                       "exc_info"})
-
-
-def parse_logrus(line: str, *, stopping: bool = False) -> tuple[str, str, dict[str, str]]:
-    """A dockerd (logrus text) line as (level, message, other fields). Lines that are not logrus text
-    come back whole at level info. gRPC's connection chatter (``module=grpc``) is demoted to debug.
-    While we are stopping dockerd (``stopping``), libcontainerd's lost event stream is demoted to info:
-    dockerd reports its own containerd's shutdown as an error (moby/moby#22010)."""
-    fields: dict[str, str] = {}
-    for key, raw in _LOGFMT.findall(line):
-        fields[key] = _unquote(raw)
-    if "msg" not in fields or "level" not in fields:
-        return "info", line, {}
-    level = _LEVELS.get(fields.pop("level"), "info")
-    message = fields.pop("msg")
-    if fields.get("module") == "grpc" and level in ("info", "warning"):
-        level = "debug"
-    if stopping and level == "error" and _containerd_closing(message, fields):
-        level = "info"
-    extras = {k: v for k, v in fields.items() if k not in _RESERVED}
-    return level, message, extras
-
-
-def _containerd_closing(message: str, fields: dict[str, str]) -> bool:
-    return (fields.get("module") == "libcontainerd" and message.lower() == "failed to get event"
-            and "code = Unavailable" in fields.get("error", ""))
-
-
-def _unquote(raw: str) -> str:
-    if len(raw) >= 2 and raw[0] == raw[-1] == '"':
-        try:
-            return str(json.loads(raw))
-        except ValueError:
-            return raw[1:-1]
-    return raw
 
 
 # ---- the supervisor of one dockerd --------------------------------------------------------------
@@ -438,10 +396,9 @@ class SystemDockerd:
             text = line.decode("utf-8", errors="replace").rstrip("\r\n")
             if not text:
                 continue
-            level, message, extras = parse_logrus(text, stopping=self._stopping)
             if self.journal is not None:
-                self.journal.log(message, level=level, logger="dockerd", unit=self.unit, stream=stream,
-                                 **extras)
+                log_line(self.journal, text, logger="dockerd", stopping=self._stopping, unit=self.unit,
+                         stream=stream)
 
     # ---- reporting -----------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -16,7 +17,7 @@ from supervisor.config.yamlload import MAX_BYTES, decode_config, read_config_fil
 from supervisor.control.client import SyncClient
 from supervisor.control.protocol import DEFAULT_SOCKET, SOCKET_ENV
 
-Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+Subparsers: TypeAlias = "argparse._SubParsersAction[Parser]"
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the supervisor refused the command, a file could not be read, a config is invalid
@@ -38,13 +39,90 @@ class CliError(Exception):
         self.code = code
 
 
+# A word that is a value although it starts with "-": a relative time (-5m, -1h30m, "-5 min").
+_DASH_VALUE = re.compile(r"-\s*[0-9]")
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, plus two kinds of options argparse alone gets wrong, fixed up in the words
+    before parsing (every subcommand's parser is of this class: ``add_subparsers`` makes its parsers of
+    the parent's class):
+
+    * options whose value may start with "-" (``--since -5m``: argparse takes ``-5m`` for an option),
+      marked with :func:`dash_value`;
+    * options with an optional integer value (``-b``, ``-b -1``) before a positional argument
+      (``service logs -b docker``: argparse takes ``docker`` for -b's value), marked with
+      :func:`optional_integer`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.dash_value_options: set[str] = set()
+        self.optional_integer_options: dict[str, str] = {}  # option -> its value when none is given
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if args is not None and (self.dash_value_options or self.optional_integer_options):
+            args = glue_values(list(args), self.dash_value_options, self.optional_integer_options)
+        return super().parse_known_args(args, namespace)
+
+
+def _parser_of(parser: argparse.ArgumentParser) -> Parser:
+    if not isinstance(parser, Parser):
+        raise TypeError("this option needs a supervisor.cli.common.Parser")
+    return parser
+
+
+def dash_value(parser: argparse.ArgumentParser, action: argparse.Action) -> argparse.Action:
+    """Let ``action``'s value start with "-" and a digit in a word of its own: ``--since -5m`` is read
+    as ``--since=-5m``."""
+    _parser_of(parser).dash_value_options.update(action.option_strings)
+    return action
+
+
+def optional_integer(parser: argparse.ArgumentParser, action: argparse.Action) -> argparse.Action:
+    """``action`` (``nargs="?"``) takes the next word only when it is an integer (``-b -1``), and
+    stands alone otherwise (``-b docker``: its ``const``, and ``docker`` is left to the positionals)."""
+    for option in action.option_strings:
+        _parser_of(parser).optional_integer_options[option] = str(action.const)
+    return action
+
+
+def glue_values(args: list[str], dash_values: set[str], optional_integers: dict[str, str]) -> list[str]:
+    """``--since -5m`` -> ``--since=-5m``; ``-b -1`` -> ``-b=-1`` and ``-b docker`` -> ``-b=0 docker``
+    for the options named; nothing after ``--`` changes."""
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        word = args[i]
+        following = args[i + 1] if i + 1 < len(args) else None
+        if word == "--":
+            out.extend(args[i:])
+            break
+        if word in dash_values and following is not None and _DASH_VALUE.match(following):
+            out.append(f"{word}={following}")
+            i += 2
+        elif word in optional_integers:
+            if following is not None and _INTEGER.fullmatch(following):
+                out.append(f"{word}={following}")
+                i += 2
+            else:
+                out.append(f"{word}={optional_integers[word]}")
+                i += 1
+        else:
+            out.append(word)
+            i += 1
+    return out
+
+
 def default_socket() -> Path:
     return Path(os.environ.get(SOCKET_ENV) or DEFAULT_SOCKET)
 
 
-def client_options() -> argparse.ArgumentParser:
+def client_options() -> Parser:
     """Options of every command that talks to the supervisor (a parent parser)."""
-    parent = argparse.ArgumentParser(add_help=False)
+    parent = Parser(add_help=False)
     group = parent.add_argument_group("output and connection")
     group.add_argument(
         "-o",
@@ -67,9 +145,9 @@ def add_command(
     summary: str,
     description: str,
     examples: Sequence[tuple[str, str]] = (),
-    parents: Sequence[argparse.ArgumentParser] = (),
+    parents: Sequence[Parser] = (),
     run: Runner | None = None,
-) -> argparse.ArgumentParser:
+) -> Parser:
     """A subcommand with a one-line summary (for the parent's help), a description and examples."""
     parser = subparsers.add_parser(
         name,

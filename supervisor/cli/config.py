@@ -15,6 +15,7 @@ from supervisor.cli.common import (
     EXIT_OK,
     STDIN,
     CliError,
+    Parser,
     Subparsers,
     add_command,
     call,
@@ -190,9 +191,9 @@ def _secrets_option(parser: argparse.ArgumentParser, help_text: str) -> None:
     parser.add_argument("--secrets", "--private", dest="secrets", action="store_true", help=help_text)
 
 
-def output_option() -> argparse.ArgumentParser:
+def output_option() -> Parser:
     """-o for the commands that run here, without the supervisor."""
-    parent = argparse.ArgumentParser(add_help=False)
+    parent = Parser(add_help=False)
     parent.add_argument(
         "-o",
         "--output",

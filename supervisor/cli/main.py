@@ -34,6 +34,7 @@ from supervisor.cli.common import (
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
     CliError,
+    Parser,
     Subparsers,
     default_socket,
     format_examples,
@@ -64,7 +65,7 @@ def _seconds(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="corral",
         description=(
             "Control corral, the container OS: its state, config, journal and events. Talks to the\n"

@@ -17,7 +17,6 @@ from supervisor.cli.common import (
     print_json,
     table,
 )
-from supervisor.control.protocol import LEVELS
 
 
 def add_parser(subparsers: Subparsers) -> None:
@@ -96,19 +95,16 @@ def add_parser(subparsers: Subparsers) -> None:
         summary="a unit's output and the supervisor's lines about it",
         description=(
             "The journal records of one unit: its container's stdout and stderr, and what the supervisor\n"
-            "logged about it (started, exited, restarting), oldest first; like `corral logs -u NAME`."
+            "logged about it (started, exited, restarting), oldest first; `corral logs -u NAME`, with\n"
+            "the same options."
         ),
-        examples=[("corral service logs -f docker", "follow"), ("corral service logs -n 20 ntp", "")],
+        examples=[("corral service logs -f docker", "follow"), ("corral service logs -n 20 ntp", ""),
+                  ("corral service logs -p debug docker", "with its debug records (gRPC chatter...)")],
         parents=options,
         run=run_logs,
     )
     logs.add_argument("name", metavar="NAME", help="unit name")
-    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new records")
-    logs.add_argument("--since", type=logs_cli._since, metavar="TIME",
-                      help="only records from TIME on (as for corral logs)")
-    logs.add_argument("-n", "--lines", dest="limit", type=logs_cli._positive, metavar="N",
-                      help="only the last N records")
-    logs.add_argument("--level", choices=LEVELS, help="only records at this level or above")
+    logs_cli.add_filter_options(logs, units=False)
 
 
 # ---- commands ---------------------------------------------------------------------------------------
@@ -139,7 +135,7 @@ def _runner(name: str) -> Any:
 
 
 def run_logs(args: argparse.Namespace) -> int:
-    args.unit = args.name
+    args.units = [args.name]
     return logs_cli.run(args)
 
 

@@ -9,7 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import math
+import os
+import select
+import signal
 import socket
+import threading
+import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -137,32 +143,131 @@ async def stream(socket_path: Path | str, cmd: str, /, **args: Any) -> AsyncIter
 # --- blocking, for the CLI --------------------------------------------------------------------
 
 
+class SignalWakeup:
+    """While in use (in the main thread), a signal that has a Python handler also makes :attr:`fd`
+    readable (``signal.set_wakeup_fd``).
+
+    A blocking ``recv`` cannot be relied on to end at Ctrl-C: if SIGINT arrives after Python last looked
+    for signals and before the ``recv`` system call starts, the call is not interrupted, and the
+    KeyboardInterrupt waits until data comes, which for a quiet ``logs -f`` may be never. Waiting in
+    ``poll`` on the socket *and* this fd closes that window: the signal's byte is there even when it
+    came before the wait began. Elsewhere than in the main thread (no Python signal handlers run
+    there), :attr:`fd` is None."""
+
+    def __init__(self) -> None:
+        self.fd: int | None = None
+        self._write_fd: int | None = None
+        self._previous = -1
+
+    def __enter__(self) -> SignalWakeup:
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        read_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            self._previous = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        except (ValueError, OSError):
+            os.close(read_fd)
+            os.close(write_fd)
+            return self
+        self.fd, self._write_fd = read_fd, write_fd
+        return self
+
+    def drain(self) -> None:
+        if self.fd is None:
+            return
+        with contextlib.suppress(BlockingIOError, InterruptedError):
+            while os.read(self.fd, 512):
+                pass
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is None or self._write_fd is None:
+            return
+        signal.set_wakeup_fd(self._previous)
+        os.close(self.fd)
+        os.close(self._write_fd)
+        self.fd = self._write_fd = None
+
+
+class LineReader:
+    """Reads newline-terminated replies from a socket, waiting in ``poll`` so that a signal (Ctrl-C)
+    always ends the wait (see :class:`SignalWakeup`). ``timeout`` (seconds, None: no limit) bounds each
+    wait for a whole line."""
+
+    def __init__(self, sock: socket.socket, wakeup: SignalWakeup, limit: int = protocol.MAX_REPLY) -> None:
+        self.sock = sock
+        self.wakeup = wakeup
+        self.limit = limit
+        self._buffer = bytearray()
+        self._scanned = 0  # bytes of the buffer known to hold no newline
+        self._eof = False
+        self._poll = select.poll()
+        self._poll.register(sock.fileno(), select.POLLIN)
+        if wakeup.fd is not None:
+            self._poll.register(wakeup.fd, select.POLLIN)
+
+    def readline(self, timeout: float | None) -> bytes:
+        """One line, newline included; b"" at the end of the stream (a last line without its newline
+        comes as it is). Raises TimeoutError, ConnectionError, or ValueError past ``limit`` bytes."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            end = self._buffer.find(b"\n", self._scanned)
+            if end >= 0:
+                line = bytes(self._buffer[: end + 1])
+                del self._buffer[: end + 1]
+                self._scanned = 0
+                return line
+            self._scanned = len(self._buffer)
+            if self._scanned > self.limit:
+                raise ValueError("line too long")
+            if self._eof:
+                line = bytes(self._buffer)
+                self._buffer.clear()
+                self._scanned = 0
+                return line
+            self._fill(deadline)
+
+    def _fill(self, deadline: float | None) -> None:
+        while True:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            events = self._poll.poll(None if wait is None else math.ceil(wait * 1000))
+            if not events:
+                raise TimeoutError
+            if any(fd == self.wakeup.fd for fd, _ in events):
+                self.wakeup.drain()  # the signal's handler runs now (Ctrl-C: KeyboardInterrupt)
+            if any(fd == self.sock.fileno() for fd, _ in events):
+                chunk = self.sock.recv(1 << 16)
+                if not chunk:
+                    self._eof = True
+                self._buffer += chunk
+                return
+
+
 class SyncClient:
-    """Blocking client: one connection per call. ``timeout`` bounds connecting and unary replies."""
+    """Blocking client: one connection per call. ``timeout`` bounds connecting and unary replies.
+    Ctrl-C ends any wait for the supervisor at once, a stream's too (see :class:`SignalWakeup`)."""
 
     def __init__(self, socket_path: Path | str, timeout: float | None = DEFAULT_TIMEOUT) -> None:
         self.socket_path = Path(socket_path)
         self.timeout = timeout
 
     def request(self, cmd: str, /, **args: Any) -> Any:
-        with self._connect(cmd, args) as (_, lines):
-            reply = self._read(lines)
+        with self._connect(cmd, args) as lines:
+            reply = self._read(lines, self.timeout)
             if reply.get("stream") is True:
                 raise ControlUnavailable(f"the supervisor answered {cmd!r} with a stream")
             return protocol.parse_reply(reply)
 
     def stream(self, cmd: str, /, **args: Any) -> Iterator[Any]:
-        with self._connect(cmd, args) as (sock, lines):
-            _stream_header(cmd, self._read(lines))
-            sock.settimeout(None)  # a stream may be quiet for as long as it likes
-            while True:
-                more, item = _stream_message(self._read(lines))
+        with self._connect(cmd, args) as lines:
+            _stream_header(cmd, self._read(lines, self.timeout))
+            while True:  # a stream may be quiet for as long as it likes
+                more, item = _stream_message(self._read(lines, None))
                 if not more:
                     return
                 yield item
 
     @contextlib.contextmanager
-    def _connect(self, cmd: str, args: Mapping[str, Any]) -> Iterator[tuple[socket.socket, Any]]:
+    def _connect(self, cmd: str, args: Mapping[str, Any]) -> Iterator[LineReader]:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.settimeout(self.timeout)
@@ -176,22 +281,24 @@ class SyncClient:
                 raise connect_error(self.socket_path, exc) from None
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 sock.sendall(protocol.encode_request(cmd, args))
-            with sock.makefile("rb") as lines:
-                yield sock, lines
+            with SignalWakeup() as wakeup:
+                yield LineReader(sock, wakeup)
         finally:
             sock.close()
 
-    def _read(self, lines: Any) -> dict[str, Any]:
+    def _read(self, lines: LineReader, timeout: float | None) -> dict[str, Any]:
         try:
-            line = lines.readline(protocol.MAX_REPLY + 1)
+            line = lines.readline(timeout)
         except TimeoutError:
             raise ControlUnavailable(f"the supervisor did not answer within {self.timeout:g} s") from None
         except ConnectionError:
             raise _closed() from None
+        except ValueError:
+            raise ControlUnavailable("reply from the supervisor is too long") from None
         if not line:
             raise _closed()
         if not line.endswith(b"\n"):
-            raise ControlUnavailable("reply from the supervisor is too long or cut short")
+            raise ControlUnavailable("reply from the supervisor was cut short")
         try:
             return protocol.decode_line(line)
         except ControlError as exc:

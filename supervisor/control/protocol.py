@@ -7,7 +7,7 @@ Wire format (every message is one line of UTF-8 JSON terminated by ``\\n``):
   connection is closed. Several unary requests may be sent one after another on one connection.
 * Reply: ``{"ok": true, "result": <any JSON>}`` or ``{"ok": false, "error": "<one-line reason>"}``; an
   error a client may want to tell apart from others also has ``"code"`` (``ERROR_CODES``).
-* Streaming commands (``events``; ``logs`` with ``follow``) first reply ``{"ok": true, "stream": true}``,
+* Streaming commands (``events``, ``logs``) first reply ``{"ok": true, "stream": true}``,
   then send one ``{"item": <any JSON>}`` line per item. The stream lasts until the client disconnects.
   If the server ends it, the last line is ``{"end": true}`` (ended normally) or
   ``{"ok": false, "error": "..."}`` (failed); then the server closes the connection. The client sends
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypedDict
@@ -176,6 +176,7 @@ def parse_reply(message: Mapping[str, Any]) -> Any:
 # --- the command catalogue --------------------------------------------------------------------
 
 _TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list"}
+_PLURAL_NAMES = {bool: "booleans", int: "integers", float: "numbers", str: "strings", list: "lists"}
 
 
 @dataclass(frozen=True)
@@ -198,7 +199,7 @@ class Arg:
         if not ok:
             wanted = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in self.types)
             if self.item_type is not None:
-                wanted += f" of {_TYPE_NAMES.get(self.item_type, self.item_type.__name__)}s"
+                wanted += f" of {_PLURAL_NAMES.get(self.item_type, self.item_type.__name__ + 's')}"
             raise ControlError(f"argument {self.name!r} of {cmd!r} must be {wanted}, not {json.dumps(value)}")
         if float in self.types and isinstance(value, int):
             return float(value)
@@ -213,6 +214,7 @@ class Command:
     args: tuple[Arg, ...] = ()
     streams: Literal["never", "follow", "always"] = "never"
     choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    check: Callable[[Mapping[str, Any]], None] | None = None  # rules across arguments; raises ControlError
 
     def check_args(self, args: Mapping[str, Any]) -> dict[str, Any]:
         known = {a.name for a in self.args}
@@ -229,7 +231,31 @@ class Command:
                 raise ControlError(
                     f"argument {arg.name!r} of {self.name!r} must be one of {', '.join(allowed)}"
                 )
+        if self.check is not None:
+            self.check(checked)
         return checked
+
+
+def _check_logs(args: Mapping[str, Any]) -> None:
+    """What the types alone do not say about ``logs``'s arguments."""
+    if args["limit"] is not None and args["limit"] < 0:
+        raise ControlError("argument 'limit' of 'logs' must be 0 or more")
+    if args["boot"] is not None and args["boot"] > 0:
+        raise ControlError("argument 'boot' of 'logs' must be 0 (this boot) or negative "
+                           "(-1: the boot before)")
+    if args["grep"] is not None:
+        try:
+            re.compile(args["grep"])
+        except re.error as exc:
+            raise ControlError(f"argument 'grep' of 'logs' is not a valid regular expression: {exc}"
+                               ) from None
+    if args["follow"]:
+        for name, value in (("until", args["until"]), ("reverse", args["reverse"] or None)):
+            if value is not None:
+                raise ControlError(f"argument {name!r} of 'logs' cannot be used with 'follow'")
+        if args["boot"]:
+            raise ControlError("argument 'boot' of 'logs' must be 0 with 'follow' "
+                               "(only this boot has new records)")
 
 
 def _commands(*commands: Command) -> dict[str, Command]:
@@ -300,17 +326,24 @@ COMMANDS: dict[str, Command] = _commands(
     Command("config.schema", "The JSON Schema of the config.", "the JSON Schema (a JSON object)"),
     Command(
         "logs",
-        "Journal records, oldest first; with follow, a stream that goes on with new records.",
-        "[LogRecord] (follow: a stream of LogRecord)",
+        "Journal records, oldest first, as a stream: it ends after the stored records, or with follow goes "
+        "on with new records as they come.",
+        "a stream of LogRecord",
         (
             Arg("since", (float,), "only records at or after this time (Unix seconds)"),
-            Arg("unit", (str,), "only records of this unit"),
+            Arg("until", (float,), "only records at or before this time (Unix seconds); not with follow"),
+            Arg("unit", (str, list), "only records of this unit, or of any of these units", item_type=str),
             Arg("limit", (int,), "only the last N matching records (follow: of the backlog)"),
             Arg("level", (str,), "only records at this level or above"),
-            Arg("follow", (bool,), "stream: after the backlog, send new records as they come", default=False),
+            Arg("grep", (str,), "only records whose message matches this regular expression (Python re; "
+                "case-insensitive unless it has a capital letter)"),
+            Arg("boot", (int,), "only records of this boot: 0 this one, -1 the one before... (follow: 0)"),
+            Arg("reverse", (bool,), "newest first; not with follow", default=False),
+            Arg("follow", (bool,), "after the backlog, send new records as they come", default=False),
         ),
-        streams="follow",
+        streams="always",
         choices={"level": LEVELS},
+        check=_check_logs,
     ),
     Command(
         "events",
@@ -537,6 +570,7 @@ class LogRecord(TypedDict, total=False):
     level: str
     logger: str  # e.g. supervisor.net
     event: str
+    boot: str  # which run of PID 1 logged it (12 hex digits); absent on records of older corrals
     unit: str  # set on lines of a unit's output
     traceback: str
     # any other keys: structured fields, rendered key=value

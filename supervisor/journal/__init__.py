@@ -3,7 +3,8 @@
 Boot: ``journal = setup()`` first thing (structlog + stdlib logging feed it; records are kept in a
 bounded in-memory ring and mirrored to the console); ``journal.attach_storage(paths.log_dir)`` once
 ``/var/log`` is writable; ``journal.console_mirror = False`` when ready; ``journal.close()`` at shutdown.
-``corral logs`` is served by ``journal.query(...)``/``aquery`` and ``journal.follow(...)``."""
+``corral logs`` is served by ``journal.stream(...)`` (the stored records, read a batch at a time) and
+``journal.follow(...)``; ``supervisor.journal.lines`` decides the level of a line a child printed."""
 
 from supervisor.journal.console import ConsoleFormat, render_json, render_plain
 from supervisor.journal.core import Journal

@@ -9,7 +9,7 @@ from typing import Any, Literal, TextIO
 
 from structlog.dev import ConsoleRenderer
 
-from supervisor.journal.records import HEAD_KEYS, Record
+from supervisor.journal.records import BOOT_KEY, HEAD_KEYS, Record
 
 ConsoleFormat = Literal["auto", "pretty", "plain", "json"]
 Renderer = Callable[[Record], str]
@@ -29,13 +29,13 @@ def _plain_value(value: Any) -> str:
 
 def render_plain(record: Record) -> str:
     """``2024-05-01T12:00:00.000000Z warning [supervisor.net] link down iface=eth0``, then the traceback
-    (if any) indented on the following lines."""
+    (if any) indented on the following lines. The ``boot`` field (the same on every line) is left out."""
     head = f"{record.get('ts', '-')} {record.get('level', 'info'):<7} [{record.get('logger', '-')}] "
     parts = [head + str(record.get("event", ""))]
     parts.extend(
         f"{key}={_plain_value(value)}"
         for key, value in record.items()
-        if key not in HEAD_KEYS and key != "traceback"
+        if key not in HEAD_KEYS and key not in ("traceback", BOOT_KEY)
     )
     line = " ".join(parts)
     tb = record.get("traceback")
@@ -54,6 +54,7 @@ def make_pretty(colors: bool) -> Renderer:
 
     def render(record: Record) -> str:
         event_dict = dict(record)
+        event_dict.pop(BOOT_KEY, None)
         tb = event_dict.pop("traceback", None)
         if tb:
             event_dict["exception"] = str(tb).rstrip("\n")

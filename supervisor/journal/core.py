@@ -3,19 +3,22 @@ mirror, followers. Thread-safe (stdlib logging and ``await log.ainfo`` emit from
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import secrets
 import threading
 import time
 import weakref
 from collections import deque
+from collections.abc import AsyncGenerator, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
+from supervisor.journal.batches import Batches, stream_records
 from supervisor.journal.console import ConsoleFormat, make_renderer
 from supervisor.journal.console_writer import ConsoleWriter
 from supervisor.journal.follow import DEFAULT_FOLLOW_QUEUE, Follower
-from supervisor.journal.query import RecordFilter, select
+from supervisor.journal.query import MemorySource, RecordFilter, RecordSource, boot_at, read
 from supervisor.journal.records import (
     LEVELS,
     Record,
@@ -25,11 +28,13 @@ from supervisor.journal.records import (
     level_rank,
     normalize_level,
     ordered,
+    stamped,
 )
 from supervisor.journal.redact import redact_value
-from supervisor.journal.storage import DEFAULT_KEEP, DEFAULT_MAX_BYTES, RotatingFile, Snapshot
+from supervisor.journal.storage import DEFAULT_KEEP, DEFAULT_MAX_BYTES, RotatingFile
 
 DEFAULT_RING_SIZE = 10000
+BOOT_ID_BYTES = 6  # 12 hex digits in each record's "boot" field
 CONSOLE_DRAIN = 5.0  # seconds the console is given to catch up before the emergency shell or reboot(2)
 LOGGER = "supervisor.journal"
 
@@ -40,7 +45,10 @@ class Journal:
     ``console_mirror`` is True while booting (every record goes to the console); the supervisor sets it
     to False when ready, after which only warnings and worse reach the console. ``console_thread``:
     console lines are queued for a thread of their own (``ConsoleWriter``), so that emitting never waits
-    for a slow console; PID 1 wants that, tests reading a StringIO do not."""
+    for a slow console; PID 1 wants that, tests reading a StringIO do not.
+
+    ``boot_id`` (random unless given) is stamped on every record as its ``boot`` field: it tells the
+    records of this run of PID 1 (``corral logs -b``) from those of earlier boots in the same files."""
 
     def __init__(
         self,
@@ -49,9 +57,11 @@ class Journal:
         console_format: ConsoleFormat = "auto",
         ring_size: int = DEFAULT_RING_SIZE,
         console_thread: bool = False,
+        boot_id: str | None = None,
     ) -> None:
         if ring_size < 0:
             raise ValueError("ring_size must be >= 0")
+        self.boot_id = boot_id or secrets.token_hex(BOOT_ID_BYTES)
         self._level = normalize_level(level)
         self._rank = LEVELS[self._level]
         self.console = console
@@ -84,7 +94,9 @@ class Journal:
     # -- emitting ------------------------------------------------------------------------------------
 
     def emit(self, record: Record) -> None:
-        """Store, mirror and publish one finished record (already redacted and JSON-safe)."""
+        """Store, mirror and publish one finished record (already redacted and JSON-safe); its ``boot``
+        field is set here."""
+        record = stamped(record, self.boot_id)
         with self._lock:
             if self._store is not None:
                 try:
@@ -212,58 +224,131 @@ class Journal:
 
     # -- reading -------------------------------------------------------------------------------------
 
-    def _snapshot(self) -> Snapshot | list[Record]:
+    def _source(self) -> RecordSource:
         """Everything stored right now: open files (consistent under rotation) or a copy of the ring.
         Caller holds the lock."""
         if self._store is not None:
             return self._store.snapshot()
-        return list(self._ring)
+        return MemorySource(list(self._ring))
+
+    def records(
+        self,
+        since: float | None = None,
+        unit: str | Sequence[str] | None = None,
+        limit: int | None = None,
+        level: str | None = None,
+        *,
+        until: float | None = None,
+        grep: str | None = None,
+        boot: int | None = None,
+        reverse: bool = False,
+    ) -> Iterator[Record]:
+        """Stored records, oldest first (newest first with ``reverse``): from the files when storage is
+        attached, else from the ring, as they were when this is called.
+
+        ``since``/``until`` are epoch seconds (see :func:`parse_since`), ``unit`` one unit or several,
+        ``level`` a minimum level, ``grep`` a pattern for the message (see ``query.compile_grep``),
+        ``boot`` 0 for this boot, -1 for the one before...; ``limit`` keeps the newest N. Reads files
+        lazily, a block at a time (memory stays bounded), and closes them when exhausted or closed: from
+        async code, use :meth:`stream`. Raises ValueError for a bad level or pattern, LookupError for a
+        boot the journal does not hold."""
+        source, records = self._open(since, unit, limit, level, until, grep, boot, reverse)
+        try:
+            yield from records
+        finally:
+            source.close()
+
+    def _open(
+        self,
+        since: float | None,
+        unit: str | Sequence[str] | None,
+        limit: int | None,
+        level: str | None,
+        until: float | None,
+        grep: str | None,
+        boot: int | None,
+        reverse: bool,
+    ) -> tuple[RecordSource, Iterator[Record]]:
+        """What is stored now, and the records of it that match (read when iterated); the caller closes
+        the source. Raises ValueError at once for a bad level or pattern."""
+        selector = RecordFilter(since=since, unit=unit, level=level, until=until, grep=grep)
+        with self._lock:
+            source = self._source()
+        return source, self._read(source, selector, limit, reverse, boot)
+
+    def _read(
+        self, source: RecordSource, selector: RecordFilter, limit: int | None, reverse: bool, boot: int | None
+    ) -> Iterator[Record]:
+        if boot is not None:
+            selector = replace(selector, boot=boot_at(source, boot, self.boot_id))
+        yield from read(source, selector, limit, reverse)
 
     def query(
         self,
         since: float | None = None,
-        unit: str | None = None,
+        unit: str | Sequence[str] | None = None,
         limit: int | None = None,
         level: str | None = None,
+        **more: Any,
     ) -> list[Record]:
-        """Records oldest first: from the files when storage is attached, else from the ring.
+        """:meth:`records` as a list (for tests and small journals: it holds every matching record)."""
+        return list(self.records(since, unit, limit, level, **more))
 
-        ``since`` is epoch seconds (see :func:`parse_since`), ``unit`` matches the ``unit`` field,
-        ``level`` is a minimum level, ``limit`` keeps the newest N. Reads files: from async code, use
-        :meth:`aquery`."""
-        selector = RecordFilter(since=since, unit=unit, level=level)
-        with self._lock:
-            source = self._snapshot()
-        records = source.records() if isinstance(source, Snapshot) else source
-        return select(records, selector, limit)
+    async def stream(
+        self,
+        since: float | None = None,
+        unit: str | Sequence[str] | None = None,
+        limit: int | None = None,
+        level: str | None = None,
+        *,
+        until: float | None = None,
+        grep: str | None = None,
+        boot: int | None = None,
+        reverse: bool = False,
+    ) -> AsyncGenerator[Record, None]:
+        """:meth:`records` for async code: read in a worker thread, a batch at a time; the files are
+        closed when the records are exhausted or the iteration is closed or cancelled."""
+        source, records = self._open(since, unit, limit, level, until, grep, boot, reverse)
+        async with contextlib.aclosing(stream_records(records, on_close=source.close)) as batched:
+            async for record in batched:
+                yield record
 
     async def aquery(
         self,
         since: float | None = None,
-        unit: str | None = None,
+        unit: str | Sequence[str] | None = None,
         limit: int | None = None,
         level: str | None = None,
+        **more: Any,
     ) -> list[Record]:
-        """:meth:`query` in a worker thread, so the event loop is not blocked by reading files."""
-        return await asyncio.to_thread(self.query, since, unit, limit, level)
+        """:meth:`query` without blocking the event loop."""
+        return [record async for record in self.stream(since, unit, limit, level, **more)]
 
     def follow(
         self,
-        unit: str | None = None,
+        unit: str | Sequence[str] | None = None,
         level: str | None = None,
         backlog: int = 0,
         maxsize: int = DEFAULT_FOLLOW_QUEUE,
         since: float | None = None,
+        *,
+        grep: str | None = None,
+        this_boot: bool = False,
     ) -> Follower:
         """Subscribe now; iterate (``async for``) to receive records as they are emitted.
 
         ``backlog`` first yields up to that many stored records (newest, matching), with no gap or
-        overlap between them and the live ones. Call ``close()`` (or use ``async with``) to stop.
-        Must be called with a running event loop."""
-        selector = RecordFilter(since=since, unit=unit, level=level)
+        overlap between them and the live ones. ``this_boot``: only records of this boot (the live
+        ones all are). Call ``close()`` (or use ``async with``) to stop. Must be called with a running
+        event loop. Raises ValueError for a bad level or pattern."""
+        selector = RecordFilter(since=since, unit=unit, level=level, grep=grep,
+                                boot=self.boot_id if this_boot else None)
         with self._lock:
-            snapshot = self._snapshot() if backlog > 0 else None
-            follower = Follower(selector, maxsize, self._unsubscribe, backlog=snapshot, backlog_limit=backlog)
+            batches = None
+            if backlog > 0:
+                source = self._source()
+                batches = Batches(read(source, selector, backlog), on_close=source.close)
+            follower = Follower(selector, maxsize, self._unsubscribe, backlog=batches)
             if self._closed:
                 follower.close()
             else:

@@ -14,9 +14,9 @@ from collections import deque
 from collections.abc import Callable
 from types import TracebackType
 
-from supervisor.journal.query import RecordFilter, select
+from supervisor.journal.batches import Batches
+from supervisor.journal.query import RecordFilter
 from supervisor.journal.records import Record, format_ts
-from supervisor.journal.storage import Snapshot
 
 DEFAULT_FOLLOW_QUEUE = 1000
 
@@ -39,8 +39,7 @@ class Follower:
         selector: RecordFilter,
         maxsize: int,
         unsubscribe: Callable[[Follower], None],
-        backlog: Snapshot | list[Record] | None = None,
-        backlog_limit: int = 0,
+        backlog: Batches | None = None,
     ) -> None:
         if maxsize < 2:
             raise ValueError("a follower's queue holds at least 2 records")
@@ -55,9 +54,8 @@ class Follower:
         self.skipped_total = 0
         self._wakeup = asyncio.Event()
         self._closed = False
-        self._backlog = backlog
-        self._backlog_limit = backlog_limit
-        self._backlog_records: deque[Record] | None = None
+        self._backlog = backlog  # the stored records to yield first, read a batch at a time
+        self._backlog_records: deque[Record] = deque()
 
     def offer(self, record: Record) -> None:
         """Queue ``record`` if it matches; never blocks. Called by the journal from any thread."""
@@ -93,8 +91,12 @@ class Follower:
         return self
 
     async def __anext__(self) -> Record:
-        if self._backlog_records is None:
-            self._backlog_records = deque(await self._read_backlog())
+        while not self._backlog_records and self._backlog is not None:
+            batch = await self._backlog.next_batch()
+            if batch:
+                self._backlog_records.extend(batch)
+            else:
+                self._backlog = None
         if self._backlog_records:
             return self._backlog_records.popleft()
         while True:
@@ -109,25 +111,14 @@ class Follower:
             self._wakeup.clear()
             await self._wakeup.wait()
 
-    async def _read_backlog(self) -> list[Record]:
-        backlog, self._backlog = self._backlog, None
-        if backlog is None or self._backlog_limit <= 0:
-            if isinstance(backlog, Snapshot):
-                backlog.close()
-            return []
-        if isinstance(backlog, Snapshot):
-            return await asyncio.to_thread(select, backlog.records(), self.selector, self._backlog_limit)
-        return select(backlog, self.selector, self._backlog_limit)
-
     def close(self) -> None:
         """Stop following: records already queued are still yielded, then iteration ends."""
         if self._closed:
             return
         self._closed = True
         self._unsubscribe(self)
-        if isinstance(self._backlog, Snapshot):
+        if self._backlog is not None:
             self._backlog.close()
-            self._backlog = None
         self._wake()
 
     @property

@@ -11,8 +11,11 @@ from typing import Any
 Record = dict[str, Any]
 
 LEVELS: dict[str, int] = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
-_ALIASES = {"warn": "warning", "exception": "error", "fatal": "critical", "err": "error", "crit": "critical"}
+# Other programs' names (logrus, syslog/journalctl) for our levels.
+_ALIASES = {"warn": "warning", "exception": "error", "fatal": "critical", "err": "error", "crit": "critical",
+            "trace": "debug", "notice": "info", "panic": "critical", "alert": "critical", "emerg": "critical"}
 HEAD_KEYS = ("ts", "level", "logger", "event")
+BOOT_KEY = "boot"  # which run of PID 1 logged the record; right after the head keys on disk
 _MAX_DEPTH = 16
 
 
@@ -74,6 +77,14 @@ def jsonable(value: Any, depth: int = 0) -> Any:
 def ordered(record: Mapping[str, Any]) -> Record:
     """The record with the head keys first (the order they appear in on disk)."""
     out: Record = {k: record[k] for k in HEAD_KEYS if k in record}
+    out.update((k, v) for k, v in record.items() if k not in out)
+    return out
+
+
+def stamped(record: Mapping[str, Any], boot: str) -> Record:
+    """The record with the head keys first, then ``boot`` (replacing any field of that name)."""
+    out: Record = {k: record[k] for k in HEAD_KEYS if k in record}
+    out[BOOT_KEY] = boot
     out.update((k, v) for k, v in record.items() if k not in out)
     return out
 

@@ -37,39 +37,69 @@ def log_files(log_dir: Path) -> list[Path]:
     return files
 
 
-class Snapshot:
-    """The journal files as they were at one instant; reading it later is unaffected by rotation."""
+Position = tuple[int, int]  # (index of the file in the snapshot, byte offset of a line in it)
+BLOCK = 64 * 1024  # bytes read at a time when reading a file backwards
 
-    def __init__(self, handles: list[tuple[BinaryIO, int | None]]) -> None:
+
+class Snapshot:
+    """The journal files as they were at one instant; reading it later is unaffected by rotation.
+
+    Each file is read up to the size it had at that instant, forwards (:meth:`forward`) or backwards
+    (:meth:`backward`, newest first, a block at a time), as often as needed until :meth:`close`. Both
+    see the same lines at the same :data:`Position`, so a backward pass can find where a forward pass
+    starts (``corral logs -n N`` reads the tail twice instead of the whole journal once). Memory stays
+    bounded by one block plus the longest line."""
+
+    def __init__(self, handles: list[tuple[BinaryIO, int]]) -> None:
         self._handles = handles
 
     @classmethod
     def of_files(cls, files: list[Path], current_size: int | None = None) -> Snapshot:
-        """Open ``files`` (oldest first); the last is read up to ``current_size`` bytes if given."""
-        handles: list[tuple[BinaryIO, int | None]] = []
+        """Open ``files`` (oldest first); the last is read up to ``current_size`` bytes if given, every
+        other file up to its size now."""
+        handles: list[tuple[BinaryIO, int]] = []
         for i, path in enumerate(files):
             try:
                 fh = path.open("rb")
             except FileNotFoundError:  # rotated away between listing and opening
                 continue
-            handles.append((fh, current_size if i == len(files) - 1 else None))
+            end = os.fstat(fh.fileno()).st_size
+            if current_size is not None and i == len(files) - 1:
+                end = min(end, current_size)
+            handles.append((fh, end))
         return cls(handles)
 
+    def forward(self, start: Position | None = None) -> Iterator[tuple[Position, Record]]:
+        """Every parseable record from ``start`` (or the oldest) on, oldest first, with its position;
+        torn or foreign lines are skipped."""
+        first, offset = start if start is not None else (0, 0)
+        for index in range(first, len(self._handles)):
+            fh, end = self._handles[index]
+            pos = offset if index == first else 0
+            fh.seek(pos)
+            while pos < end:
+                line = fh.readline(end - pos)
+                if not line:
+                    break
+                record = decode(line)
+                if record is not None:
+                    yield (index, pos), record
+                pos += len(line)
+
+    def backward(self) -> Iterator[tuple[Position, Record]]:
+        """Every parseable record, newest first, with the same positions as :meth:`forward`."""
+        for index in range(len(self._handles) - 1, -1, -1):
+            fh, end = self._handles[index]
+            for pos, line in _lines_backward(fh, end):
+                record = decode(line)
+                if record is not None:
+                    yield (index, pos), record
+
     def records(self) -> Iterator[Record]:
-        """Every parseable record, oldest first; torn or foreign lines are skipped. Closes the files."""
+        """Every parseable record, oldest first; closes the files when done."""
         try:
-            for fh, limit in self._handles:
-                consumed = 0
-                for line in fh:
-                    if limit is not None:
-                        if consumed >= limit:
-                            break
-                        consumed += len(line)
-                        if consumed > limit:  # a line being written right now
-                            break
-                    record = decode(line)
-                    if record is not None:
-                        yield record
+            for _, record in self.forward():
+                yield record
         finally:
             self.close()
 
@@ -77,6 +107,27 @@ class Snapshot:
         for fh, _ in self._handles:
             fh.close()
         self._handles = []
+
+
+def _lines_backward(fh: BinaryIO, end: int) -> Iterator[tuple[int, bytes]]:
+    """The lines of ``fh``'s first ``end`` bytes, last first, each with its offset (newline kept as
+    :meth:`Snapshot.forward` sees it: a line cut by ``end`` comes without)."""
+    pos = end
+    tail = b""  # the start of the line that follows the block read last
+    while pos > 0:
+        size = min(BLOCK, pos)
+        pos -= size
+        fh.seek(pos)
+        buf = fh.read(size) + tail
+        cut = buf.rfind(b"\n", 0, len(buf) - 1) if buf.endswith(b"\n") else buf.rfind(b"\n")
+        stop = len(buf)
+        while cut >= 0:
+            yield pos + cut + 1, buf[cut + 1 : stop]
+            stop = cut + 1
+            cut = buf.rfind(b"\n", 0, cut)
+        tail = buf[:stop]
+    if tail:
+        yield 0, tail
 
 
 class RotatingFile:
