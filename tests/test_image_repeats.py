@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from image.build import IMAGES_DIR, archive_order
+from image.build import IMAGES_DIR, USER_IMAGES_DIR, archive_order, image_dest
 from image.docker import Rootfs, write_archive
 from image.repeats import repeated
 
@@ -43,9 +43,17 @@ def test_archive_order_puts_the_repeats_around_their_archive(tmp_path: Path) -> 
     images = {"console": _image(tmp_path, root, "console")}
     order = archive_order(images, root)
     at = order.index(f"{IMAGES_DIR}/console.tar")
-    assert set(order[:at] + order[at + 1:-1]) == {"usr/bin/busybox", "usr/lib/libc.so.6"}
-    assert order[-1] == IMAGES_DIR
+    assert set(order[:at] + order[at + 1:-2]) == {"usr/bin/busybox", "usr/lib/libc.so.6"}
+    assert order[-2:] == [IMAGES_DIR, USER_IMAGES_DIR]
     assert 0 < at < 3  # split: one before, one after
+
+
+def test_the_user_dockerd_images_go_to_their_own_directory(tmp_path: Path) -> None:
+    root = _root(tmp_path)
+    order = archive_order({"user/busybox": _image(tmp_path, root, "busybox")}, root)
+    assert f"{USER_IMAGES_DIR}/busybox.tar" in order
+    assert image_dest("user/busybox") == "usr/share/corral/user-images/busybox.tar"
+    assert image_dest("console") == "usr/share/corral/images/console.tar"
 
 
 def test_a_file_repeated_by_two_images_is_placed_once(tmp_path: Path) -> None:
