@@ -140,6 +140,26 @@ def test_containerd_going_away_is_an_error_unless_corral_stops_dockerd() -> None
     assert parse_line('level=error msg="boom" module=libcontainerd', stopping=True).level == "error"
 
 
+def test_dockerd_restarting_its_containerd_at_start_is_a_warning_only_while_dockerd_starts() -> None:
+    """What the system dockerd printed in a guest boot under load (TCG, both cores busy): its containerd
+    did not answer in time, so dockerd killed and restarted it, then came up. While dockerd starts that is
+    its routine (warning); at any other time it stays an error."""
+    failed = ('time="2026-12-07T06:53:32.232372Z" level=error msg="failed connecting to containerd" '
+              'error="failed to dial \\"/run/system-docker/containerd/containerd.sock\\": connection error: '
+              'desc = \\"transport: error while dialing: dial unix '
+              '/run/system-docker/containerd/containerd.sock: '
+              'connect: connection refused\\"" module=libcontainerd')
+    killed = ('time="2026-12-07T06:53:32.406779Z" level=error msg="containerd did not exit successfully" '
+              'error="signal: killed" module=libcontainerd')
+    for line in (failed, killed):
+        assert parse_line(line).level == "error"
+        assert parse_line(line, stopping=True).level == "error"
+        assert parse_line(line, starting=True).level == "warning"
+    other = 'level=error msg="failed to start daemon" error="boom" module=libcontainerd'
+    assert parse_line(other, starting=True).level == "error"
+    assert parse_line('level=error msg="failed connecting to containerd"', starting=True).level == "error"
+
+
 def test_log_line_stores_chatter_only_at_debug(journal: Journal) -> None:
     """At the default level (info) gRPC's chatter is not stored; with corral.log.level debug it is,
     with its unit, so `corral logs -u docker -p debug` shows it."""

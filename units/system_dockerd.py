@@ -397,8 +397,8 @@ class SystemDockerd:
             if not text:
                 continue
             if self.journal is not None:
-                log_line(self.journal, text, logger="dockerd", stopping=self._stopping, unit=self.unit,
-                         stream=stream)
+                log_line(self.journal, text, logger="dockerd", stopping=self._stopping,
+                         starting=self.stats.state == "starting", unit=self.unit, stream=stream)
 
     # ---- reporting -----------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

@@ -11,9 +11,15 @@ Every program corral runs writes its output into the journal line by line: the s
 Other lines are recorded whole at info. Library chatter that says nothing to the person reading the
 journal goes to debug (kept only when ``corral.log.level`` is debug): gRPC's connection-state lines
 (dockerd tags them ``module=grpc``; grpc-go's ``[core]``/``[transport]`` prefixes) and containerd's
-list of the plugins it loads or skips at each start. Errors are never demoted, except libcontainerd's
-"Failed to get event" while corral itself is stopping dockerd (``stopping``): dockerd reports its own
-containerd's shutdown as an error (moby/moby#22010)."""
+list of the plugins it loads or skips at each start. Errors are never demoted, except two of dockerd's
+reports about its own containerd at the ends of dockerd's life, where they are dockerd's routine:
+
+* while corral itself is stopping dockerd (``stopping``), libcontainerd's "Failed to get event": dockerd
+  reports its own containerd's shutdown as an error (moby/moby#22010);
+* while dockerd is starting and has not answered yet (``starting``), libcontainerd's "failed connecting
+  to containerd" and "containerd did not exit successfully": dockerd kills and restarts a containerd
+  that does not answer soon enough (on a loaded machine, under TCG) and goes on. They become warnings;
+  should dockerd not come up after all, corral's own error says so."""
 
 from __future__ import annotations
 
@@ -51,20 +57,20 @@ class ChildLine:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
-def parse_line(text: str, *, stopping: bool = False) -> ChildLine:
+def parse_line(text: str, *, stopping: bool = False, starting: bool = False) -> ChildLine:
     """The level, message and other fields of one line a child printed (see the module's doc)."""
     parsed = _parse_logfmt(text) or _parse_terminal(text) or _parse_json(text)
     if parsed is None:
         return ChildLine("info", text)
-    level = _demoted(parsed, stopping)
+    level = _demoted(parsed, stopping, starting)
     return ChildLine(level, parsed.message, parsed.fields)
 
 
 def log_line(sink: LineSink, text: str, *, logger: str = "corral", stopping: bool = False,
-             **context: Any) -> None:
+             starting: bool = False, **context: Any) -> None:
     """Write one line a child printed to ``sink`` at its own level, with ``context`` (``unit=``,
     ``stream=``) and the line's own fields."""
-    line = parse_line(text, stopping=stopping)
+    line = parse_line(text, stopping=stopping, starting=starting)
     fields = {k: v for k, v in line.fields.items() if k not in context}
     sink.log(line.message, level=line.level, logger=logger, **context, **fields)
 
@@ -109,11 +115,13 @@ def _parse_json(text: str) -> ChildLine | None:
     return ChildLine(_level(value["level"]), message, fields)
 
 
-def _demoted(line: ChildLine, stopping: bool) -> str:
+def _demoted(line: ChildLine, stopping: bool, starting: bool = False) -> str:
     if line.level in _DEMOTABLE and _is_chatter(line):
         return "debug"
     if stopping and line.level == "error" and _containerd_closing(line):
         return "info"
+    if starting and line.level == "error" and _containerd_restarted(line):
+        return "warning"
     return line.level
 
 
@@ -126,6 +134,13 @@ def _is_chatter(line: ChildLine) -> bool:
 def _containerd_closing(line: ChildLine) -> bool:
     return (line.fields.get("module") == "libcontainerd" and line.message.lower() == "failed to get event"
             and "code = Unavailable" in str(line.fields.get("error", "")))
+
+
+_CONTAINERD_RESTART = frozenset({"failed connecting to containerd", "containerd did not exit successfully"})
+
+
+def _containerd_restarted(line: ChildLine) -> bool:
+    return line.fields.get("module") == "libcontainerd" and line.message.lower() in _CONTAINERD_RESTART
 
 
 def _unquote(raw: str) -> str:
