@@ -31,8 +31,11 @@ STATIC_NIC_ADDR = "198.18.70.2/24"
 HOTPLUG_NET = "10.0.3.0/24"  # the hot-plugged NICs' own QEMU user network (its DHCP server leases .15)
 STATE_SIZE = "1G"  # a state disk (/dev/vda, formatted at boot): without one the OS runs from RAM, degraded
 
-# No corral.state here: the image's own defaults format and mount the zeroed state disk, as on `make run`.
-BOOT_CONFIG: dict[str, Any] = {
+# The boot's user-data (a datasource: it wins over `corral config set/merge`, which refuse to change what
+# it gives) holds nothing the tests change. No corral.state: the image's own defaults format and mount
+# the zeroed state disk, as on `make run`. What the tests build on is set live once the guest is up.
+BOOT_CONFIG: dict[str, Any] = {}
+LIVE_CONFIG: dict[str, Any] = {
     "hostname": "corral-guest",
     "mounts": [{"match": {"label": DATA_LABEL}, "path": DATA_PATH}],
 }
@@ -46,6 +49,7 @@ def guest(guest_image: Path, guest_ssh_key: SshKey,
              guest_ssh_key)
     try:
         g.wait_ssh()
+        g.sudo("corral config merge -", input=yaml.safe_dump(LIVE_CONFIG))
         yield g
     finally:
         g.stop()
@@ -296,6 +300,36 @@ def test_bond_vlan_bridge_dummy_then_removed_live(guest: Guest) -> None:
 
     guest.wait_until(removed, timeout=120, what="bond0, bond0.100, br0 and corral-dm0 removed")
     assert not guest.corral("net", "status")["failures"]
+
+
+def test_docs_examples_that_need_the_booted_os_run_as_shown(guest: Guest, tmp_path: Path) -> None:
+    """The examples of README.md and docs/*.md that need the OS (the console's `sudo corral ...`, docker,
+    system-docker, disks: integration/docs_examples.py) run in the guest as rancher would type them over
+    ssh, each with the exit status its doc shows. What they name is set up first, as the docs assume: a USB
+    stick (label USB) whose rule is mounts[0] (docs/storage.md), a user container (docs/units.md's
+    `docker rm -f $(docker ps -qa)`)."""
+    from integration.docs_examples import all_examples
+
+    examples = [e for e in all_examples() if e.guest]
+    assert examples
+    stick = make_ext4(tmp_path / "usb.img", "USB")
+    merge_config(guest, {"mounts": [{"match": {"label": "USB"}, "path": "/mnt/usb"},
+                                    {"match": {"label": DATA_LABEL}, "path": DATA_PATH}]})
+    guest.qmp("add_disk", "usbstick", stick.resolve(), "usb-stick")
+    guest.wait_until(lambda: "/mnt/usb" in guest.sudo("cat /proc/1/mountinfo").stdout.split(), timeout=60,
+                     what="/mnt/usb mounted")
+    guest.sudo("docker run -d --name docs-example busybox sleep 600", timeout=180)
+    failures = []
+    for example in examples:
+        command = f"timeout -s INT 3 {example.command}" if example.follows else example.command
+        done = guest.ssh(command, check=False, timeout=240)
+        status = 0 if example.follows and done.returncode in (0, 124, 130) else done.returncode
+        if status != example.exits:
+            failures.append(f"{example.where}: `{example.command}` exited {done.returncode} "
+                            f"(the doc shows {example.exits}): {done.stderr.strip()[-600:]}")
+    guest.qmp("remove_disk", "usbstick")
+    assert not failures, f"{len(failures)} of {len(examples)} doc examples fail in the guest:\n" + \
+        "\n".join(failures)
 
 
 def test_journal_has_no_unexpected_errors_after_everything(guest: Guest) -> None:
