@@ -47,7 +47,7 @@ PACKAGES = (
     "sudo",
     "login",  # login (agetty runs it), nologin
     "passwd",  # chpasswd
-    "util-linux",  # agetty, nsenter
+    "util-linux",  # agetty, nsenter, setsid
     "libpam-modules",  # pam_unix, pam_deny, pam_permit
     "libpam-modules-bin",  # unix_chkpwd
     "busybox-static",  # the shell (/bin/sh) and small tools
@@ -69,6 +69,7 @@ BINARIES = (
     "/usr/sbin/nologin",
     "/usr/sbin/agetty",
     "/usr/bin/nsenter",
+    "/usr/bin/setsid",  # the getty's session (--wait, which busybox's setsid lacks)
     "/usr/sbin/chpasswd",
     "/usr/sbin/unix_chkpwd",  # pam_unix's helper (setgid shadow)
     "/usr/bin/tini",

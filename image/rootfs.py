@@ -21,6 +21,8 @@ from pathlib import Path
 
 import structlog
 
+from handlers.hostname import hostname_file, hosts_file
+
 log = structlog.get_logger(__name__)
 
 HOST_PYTHON = "/usr/bin/python3"  # the build machine's python: the same 3.11.2 as the image's
@@ -229,8 +231,8 @@ def etc_files(version: str, hostname: str = "corral") -> dict[str, bytes]:
         "etc/passwd": b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
         "etc/group": b"root:x:0:\ndocker:x:999:\nnogroup:x:65534:\n",
         "etc/shadow": b"root:*:1::::::\nnobody:*:1::::::\n",
-        "etc/hostname": f"{hostname}\n".encode(),
-        "etc/hosts": f"127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n::1\tlocalhost ip6-localhost\n".encode(),
+        "etc/hostname": hostname_file(hostname),  # as the hostname reconciler writes them (at each boot)
+        "etc/hosts": hosts_file(hostname),
         "etc/nsswitch.conf": b"passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n",
         "etc/resolv.conf": b"",
         "usr/lib/os-release": (

@@ -46,6 +46,7 @@ READY = re.compile(rb"corral (\S+) ready")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # the console's colours, left out of report tails
 USER = "rancher"
 PASSWORD = "corral-test-pw"  # the serial login's password, given on the kernel command line
+SHELL_PROMPT = re.compile(rb"\$ ")  # the console's busybox sh, as rancher ("~ $ ")
 # Under TCG on a shared 2-core machine: "ready" came at about 30 s; allow for a slow CI neighbour.
 BOOT_TIMEOUT = float(os.environ.get("CORRAL_GUEST_BOOT_TIMEOUT", "300"))
 ATTEMPTS = 2
@@ -319,6 +320,28 @@ class Guest:
             return self.serial.wait_for(pattern, timeout, start, alive=self.alive)
         except GuestError as exc:
             raise GuestError(f"{exc}\n--- serial console (tail) ---\n{self.serial.tail()}") from None
+
+    def serial_login(self, user: str = USER, password: str = PASSWORD, timeout: float = 120) -> str:
+        """Log in on the serial console's getty (login and PAM are slow under TCG); returns what the
+        console printed from the password to the shell's first prompt (motd, the shell's warnings)."""
+        start = self.serial.size
+        self.serial_write("\n")
+        self.wait_serial(rb"login: ", timeout=60, start=start)
+        start = self.serial.size
+        self.serial_write(f"{user}\n")
+        self.wait_serial(re.compile(rb"[Pp]assword: "), timeout=timeout, start=start)
+        start = self.serial.size
+        self.serial_write(f"{password}\n")
+        self.wait_serial(SHELL_PROMPT, timeout=timeout, start=start)
+        return self.serial.text(start)
+
+    def serial_type(self, text: str, expect: bytes | re.Pattern[bytes] = b"",
+                    timeout: float = 60) -> re.Match[bytes] | None:
+        """Type ``text`` on the serial console (a command line ending in "\\n", or control bytes such as
+        "\\x03", Ctrl-C) and, when ``expect`` is given, wait for it in what the console prints after."""
+        start = self.serial.size
+        self.serial_write(text)
+        return self.wait_serial(expect, timeout=timeout, start=start) if expect else None
 
     # ---- ssh ----------------------------------------------------------------------------------------
     def ssh_argv(self, command: str, key: SshKey | None = None) -> list[str]:

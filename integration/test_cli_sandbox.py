@@ -34,7 +34,15 @@ def test_cli_round_trips_against_real_pid1(sandbox: Any) -> None:
         time.sleep(0.5)
         applied = sb.cli("config", "set", "hostname", "renamed", "-o", "json").stdout
         assert "hostname" in json.loads(applied)["changed"]
+        # the hostname reconciler: the kernel's name (the sandbox's UTS namespace) and every file naming it
+        sb.wait_journal(lambda r: r.get("event") == "hostname files written"
+                        and r.get("hostname") == "renamed")
         assert sb.request("status")["hostname"] == "renamed"
+        assert sb.nsenter(["hostname"]).stdout.strip() == "renamed"
+        for hosts in ("etc/hosts", "var/lib/corral/console/hosts"):
+            assert "\n127.0.1.1\trenamed\n" in (sb.dir / hosts).read_text(), hosts
+        for name in ("etc/hostname", "var/lib/corral/console/hostname"):
+            assert (sb.dir / name).read_text() == "renamed\n", name
         # logs -f follows: the reload's line arrives live; events -f shows the bus event.
         logs_f.until("config changed")
         events_f.until("config.changed")

@@ -2,7 +2,8 @@
 sandboxed supervisor's system dockerd, in the sandbox's own network namespace. ssh with a key from
 `ssh_authorized_keys` (written by handlers/authorized_keys.py, read live by sshd), passwordless sudo,
 password login with `corral.password=` from the command line, a key change applied without a restart,
-and the host-command wrappers. The serial getty can only be tried in the booted guest."""
+a host name change that reaches the console's /etc/hosts and /etc/hostname live, and the host-command
+wrappers. The serial getty can only be tried in the booted guest."""
 
 from __future__ import annotations
 
@@ -201,6 +202,18 @@ def test_console_ssh_keys_sudo_password_and_host_commands(sandbox: Any, archive:
     sb.cli("config", "set", "ssh_authorized_keys", json.dumps([other_public]))
     wait_for("the new key works", lambda: ssh(sb, "true", key=other).returncode == 0, timeout=30, every=0.5)
     assert ssh(sb, "true", key=key).returncode == 255
+    assert units(sb)["console"]["restarts"] == 0
+
+    # The host name: the console's /etc/hosts and /etc/hostname are links to the files corral keeps in the
+    # state directory (handlers/hostname.py), so a change reaches them live and sudo resolves the new name.
+    assert ssh(sb, "readlink /etc/hosts; readlink /etc/hostname", key=other).stdout.split() == [
+        "/var/lib/corral/console/hosts", "/var/lib/corral/console/hostname"]
+    sb.cli("config", "set", "hostname", "console-renamed")
+    renamed = "console-renamed\nconsole-renamed\n127.0.1.1\tconsole-renamed\n"
+    names = "hostname; cat /etc/hostname; grep ^127.0.1.1 /etc/hosts; sudo true"
+    view = wait_for("the console names the new host name",
+                    lambda: (r := ssh(sb, names, key=other)).stdout == renamed and r, timeout=30, every=0.5)
+    assert view.stderr == "", view  # no "sudo: unable to resolve host"
     assert units(sb)["console"]["restarts"] == 0
 
     # Homes persist in the host's /home (under the sandbox's prefix); host keys in the state directory.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,16 @@ import pytest
 import yaml
 
 from image import busybox
-from integration.guest import PASSWORD, USER, Guest, GuestSpec, SshKey, boot, make_ext4, make_ssh_key
+from integration.guest import (
+    SHELL_PROMPT,
+    USER,
+    Guest,
+    GuestSpec,
+    SshKey,
+    boot,
+    make_ext4,
+    make_ssh_key,
+)
 
 pytestmark = pytest.mark.timeout(1800)  # the boot (with its one retry) happens in the first test's setup
 
@@ -176,19 +186,71 @@ def test_ssh_with_key_from_config(guest: Guest, tmp_path: Path) -> None:
 
 
 def test_serial_login_with_password_from_cmdline(guest: Guest) -> None:
-    start = guest.serial.size
-    guest.serial_write("\n")
-    guest.wait_serial(rb"login: ", timeout=60, start=start)
-    start = guest.serial.size
-    guest.serial_write(f"{USER}\n")
-    # login(1) and PAM are slow under TCG
-    guest.wait_serial(re.compile(rb"[Pp]assword: "), timeout=120, start=start)
-    start = guest.serial.size
-    guest.serial_write(f"{PASSWORD}\n")
-    guest.wait_serial(re.compile(rb"\$ "), timeout=120, start=start)  # the shell's prompt
-    guest.serial_write("echo serial-$((6*7))-$(id -un)\n")
-    guest.wait_serial(f"serial-42-{USER}".encode(), timeout=60, start=start)
-    guest.serial_write("exit\n")
+    shown = guest.serial_login()
+    assert "job control turned off" not in shown, shown  # the getty gave the shell a controlling tty
+    guest.serial_type("echo serial-$((6*7))-$(id -un) $(tty)\n", f"serial-42-{USER} /dev/ttyS0".encode())
+    guest.serial_type("exit\n")
+
+
+def running(guest: Guest, pattern: str) -> list[str]:
+    """Processes of the host (the console shares its pid namespace) whose command line matches the
+    busybox ``grep -E`` pattern (python's show as ``{corral} /usr/bin/python3 /usr/bin/corral ...``)."""
+    done = guest.ssh(f"ps -o pid,args | grep -E {shlex.quote(pattern)} | grep -v grep", check=False)
+    return done.stdout.splitlines()
+
+
+def test_ctrl_c_on_the_serial_console_interrupts_the_command(guest: Guest) -> None:
+    """Issue 11: the serial shell has a controlling terminal, so Ctrl-C interrupts the foreground job
+    (sleep), and through the `corral` wrapper (sudo, nsenter) the host's corral."""
+    guest.serial_login()
+    for command, pattern in (("sleep 100", "^ *[0-9]+ sleep 100$"),
+                             ("corral logs -f -n 1", "corral logs -f -n 1$")):
+        guest.serial_type(f"{command}\n")
+        guest.wait_until(lambda p=pattern: running(guest, p), timeout=60, what=f"{command!r} running")
+        guest.serial_type("\x03", SHELL_PROMPT, timeout=30)  # the prompt is back long before sleep's 100 s
+        guest.serial_type("echo status=$?\n", b"status=130")  # 128 + SIGINT
+        assert not running(guest, pattern), f"{command!r} still running after Ctrl-C"
+    guest.serial_type("exit\n")
+
+
+def test_a_signal_to_a_host_command_wrapper_reaches_the_command(guest: Guest) -> None:
+    """`corral` in the console (sudo, then nsenter into PID 1's namespaces): SIGTERM or SIGHUP to the
+    wrapper's pid ends the host's `corral logs -f` (nothing is left behind) and the wrapper's status is
+    the command's (128 + the signal)."""
+    follow = "corral logs -f -n 0"
+    for prefix, signal_name, status in (("", "TERM", 143), ("", "HUP", 129), ("sudo ", "TERM", 143)):
+        script = (f"{prefix}{follow} >/dev/null 2>&1 & w=$!; "
+                  f"until ps -o args | grep -q '^[{{]corral[}}].*{follow}$'; do sleep 0.2; done; "
+                  f"kill -{signal_name} $w; wait $w; echo status=$?")
+        done = guest.ssh(script, timeout=120)
+        assert done.stdout.strip() == f"status={status}", (prefix, signal_name, done)
+        assert not running(guest, f"{follow}$"), f"{prefix}{follow} left behind after SIG{signal_name}"
+
+
+def test_hostname_changes_live_everywhere(guest: Guest) -> None:
+    """Issue 11: `corral config set hostname` reaches the kernel, the host's /etc/hostname and /etc/hosts
+    and the console's, without a restart; sudo resolves the name all along (it warned "unable to resolve
+    host" before)."""
+    new = "corral-renamed"
+    console_restarts = {u["name"]: u for u in guest.corral("service", "list")}["console"]["restarts"]
+    # sudo in a loop in the console while the name changes: not one warning
+    done = guest.ssh(f"(i=0; while [ $(hostname) != {new} ] && [ $i -lt 1000 ]; do sudo true; i=$((i+1)); "
+                     f"done; sudo true) 2>/tmp/sudo.err & sudo corral config set hostname {new}; wait; "
+                     "cat /tmp/sudo.err", timeout=300)
+    assert "changed: hostname" in done.stdout and "unable to resolve" not in done.stdout + done.stderr, done
+
+    def console_view() -> str:
+        return guest.ssh("hostname; cat /etc/hostname; grep ^127.0.1.1 /etc/hosts").stdout
+
+    expected = f"{new}\n{new}\n127.0.1.1\t{new}\n"
+    guest.wait_until(lambda: console_view() == expected, timeout=60, what="the console names the new name")
+    host = guest.host("busybox sh -c 'busybox hostname; busybox cat /etc/hostname; "
+                      "busybox grep ^127.0.1.1 /etc/hosts'").stdout
+    assert host == expected
+    sudo = guest.ssh("sudo true")
+    assert sudo.stderr == "", sudo.stderr
+    assert guest.corral("status")["hostname"] == new
+    assert {u["name"]: u for u in guest.corral("service", "list")}["console"]["restarts"] == console_restarts
 
 
 # ---- hotplug -------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from handlers.authorized_keys import AuthorizedKeysWriter
+from handlers.hostname import HostnameKeeper
 from handlers.processes import ProcessKeeper
 from handlers.runner import HandlerRunner
 from supervisor import __version__, prefetch, signals
@@ -293,10 +294,14 @@ class Supervisor:
                                 int(settings.get("max_bytes", 10 << 20)), int(settings.get("keep", 5)))
 
     async def _hostname(self) -> None:
-        name = self.config.current.get("hostname")
-        if name and name != socket.gethostname():
-            socket.sethostname(str(name))
-            log.info("hostname set", hostname=name)
+        """The host name's reconciler (handlers/hostname.py): applied now, before the system dockerd and
+        DHCP (which sends it), then kept by its runner on every config change, a failure now included."""
+        keeper = HostnameKeeper(self.paths, lambda: self.config.current)
+        runner = HandlerRunner(self.bus, keeper, self._handler_backoff())
+        try:
+            await keeper.reconcile(full=True)
+        finally:
+            self.add_handler(runner)
 
     async def _loopback(self) -> None:
         await asyncio.to_thread(_loopback_up)
@@ -428,7 +433,6 @@ class Supervisor:
         if changed:
             log.info("config changed", changed=list(changed), generation=self.config.generation)
             self._apply_log_settings()
-            await self._hostname()
             self.bus.publish(ConfigChanged(generation=self.config.generation, changed=tuple(changed)))
         return {"applied": True, "changed": list(changed), "generation": self.config.generation}
 

@@ -54,6 +54,8 @@ def test_etc_names_the_os_and_root() -> None:
     files = etc_files("1.2.3")
     assert b'PRETTY_NAME="corral 1.2.3"' in files["usr/lib/os-release"]
     assert files["etc/passwd"].startswith(b"root:x:0:0:")
+    assert files["etc/hostname"] == b"corral\n"
+    assert b"\n127.0.1.1\tcorral\n" in files["etc/hosts"]  # the reconciler's render: sudo finds the name
 
 
 def test_install_config_copies_yml_verbatim_or_nothing(tmp_path: Path) -> None:

@@ -170,6 +170,11 @@ class Validator:
             wanted = err.schema.get("description") or f"the pattern {err.validator_value}"
             yield Problem(path, f"{_describe(instance)} is not valid: expected {wanted}")
             return
+        if kind in ("minLength", "maxLength") and isinstance(instance, str):
+            word = "at most" if kind == "maxLength" else "at least"
+            yield Problem(path, f"{_describe(instance)} has {len(instance)} characters: "
+                                f"{word} {err.validator_value} here")
+            return
         if kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
             word = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}[kind]
             yield Problem(path, f"{instance!r} must be {word} {err.validator_value}")
