@@ -15,7 +15,7 @@ from bench._stats import rss_kib
 
 IMPORT_ALL = (
     "import aiodocker, pyudev, pyroute2, yaml, structlog, jsonschema; "
-    "import supervisor.app, supervisor.api, supervisor.cli.main; "
+    "import supervisor.app, supervisor.commands.core, supervisor.cli.main; "
     "from pathlib import Path; import time; time.sleep(0.2); "
     "print([l for l in Path('/proc/self/status').read_text().splitlines() if l.startswith('VmRSS')][0])"
 )

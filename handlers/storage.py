@@ -2,7 +2,7 @@
 
 Level-triggered: any block uevent (or a config change, or a resync) marks it dirty; a reconcile
 observes block devices (sysfs, with filesystem facts from udev's database or blkid), the mount table
-(/proc/self/mountinfo), plans (``supervisor.storage.plan``, pure) and applies the plan. What it
+(/proc/self/mountinfo), plans (``storage.plan``, pure) and applies the plan. What it
 observes: after block uevents only, the devices they named (read again from sysfs; probed only if their
 medium is new or a ``change`` uevent named them) plus the mount table, every other device as last seen;
 at startup, on a resync and on a config change, every device. The handler keeps its own subscription
@@ -39,21 +39,21 @@ from typing import Any
 
 import structlog
 
-from supervisor import mounts as sysmounts
-from supervisor.bus import Bus
-from supervisor.events import ConfigChanged, Event
-from supervisor.process import ProcessManager
-from supervisor.sources.udev_events import BlockEvent, MountChanged
-from supervisor.storage.observe import BlockDevice, Observed, Observer, Prober
-from supervisor.storage.plan import Adopt, Forget, Fsck, Held, Known, Mount, Plan, Unmount, assign, plan
-from supervisor.storage.resolve import (
+from storage.observe import BlockDevice, Observed, Observer, Prober
+from storage.plan import Adopt, Forget, Fsck, Held, Known, Mount, Plan, Unmount, assign, plan
+from storage.resolve import (
     DeviceSpec,
     find_devices,
     find_rule,
     parse_device_spec,
     resolve_path,
 )
-from supervisor.storage.rules import MS_RDONLY, MountRule, StorageRules, parse_storage
+from storage.rules import MS_RDONLY, MountRule, StorageRules, parse_storage
+from supervisor import mounts as sysmounts
+from supervisor.bus import Bus
+from supervisor.events import ConfigChanged, Event
+from supervisor.process import ProcessManager
+from supervisor.sources.udev_events import BlockEvent, MountChanged
 
 log = structlog.get_logger("handlers.storage")
 

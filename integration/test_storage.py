@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from supervisor.storage.observe import MountEntry, parse_mountinfo
+from storage.observe import MountEntry, parse_mountinfo
 
 REPO = Path(__file__).resolve().parent.parent
 LOOP_CHANGE_FD = 0x4C06
@@ -483,16 +483,16 @@ def _emit(msg: dict[str, Any]) -> None:
 async def _child(config: dict[str, Any]) -> None:
     from handlers.runner import HandlerRunner
     from handlers.storage import StorageHandler
+    from storage.observe import Observer, Prober
+    from storage.rules import Problems as RuleProblems
+    from storage.rules import parse_state, parse_storage
+    from storage.state import bind_persistent, prepare_state
     from supervisor.backoff import Backoff
     from supervisor.bus import Bus
     from supervisor.events import Resync
     from supervisor.process import ProcessManager
     from supervisor.sources.udev import UdevSource
     from supervisor.sources.udev_events import BlockEvent, MountChanged, UdevMonitorState
-    from supervisor.storage.observe import Observer, Prober
-    from supervisor.storage.rules import Problems as RuleProblems
-    from supervisor.storage.rules import parse_state, parse_storage
-    from supervisor.storage.state import bind_persistent, prepare_state
     from supervisor.tasks import spawn_task
 
     loop = asyncio.get_running_loop()

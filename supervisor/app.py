@@ -22,6 +22,7 @@ from handlers.processes import ProcessKeeper
 from handlers.runner import HandlerRunner
 from supervisor import __version__, prefetch, signals
 from supervisor.backoff import Backoff
+from supervisor.boot.storage import StorageServices
 from supervisor.bus import Bus
 from supervisor.domain_checks import config_store
 from supervisor.emergency import emergency_shell, open_console
@@ -32,7 +33,6 @@ from supervisor.paths import Paths
 from supervisor.process import ProcessManager
 from supervisor.sources.timer import Timer
 from supervisor.state import SupervisorState
-from supervisor.storage.boot import StorageServices
 from supervisor.tasks import running_tasks, spawn_task
 
 if TYPE_CHECKING:
@@ -248,7 +248,7 @@ class Supervisor:
 
     async def _devices(self) -> None:
         """udev source (monitor, then coldplug), MODALIAS module loading, corral.modules."""
-        from supervisor.storage.boot import start_devices
+        from supervisor.boot.storage import start_devices
 
         # The sandbox shares the host's kernel: it must not load modules into it.
         modprobe = ("modprobe", "--dry-run") if self.options.sandbox else ("modprobe",)
@@ -263,8 +263,8 @@ class Supervisor:
         """The state partition: found (or a zeroed candidate formatted), mounted, the persistent
         directories bound from it, and the config read again from it. Missing and not required: run
         from RAM, said loudly; missing and required: the emergency shell."""
-        from supervisor.storage.boot import StateEmergency, start_storage
-        from supervisor.storage.state import STATE_MOUNT, bind_persistent
+        from storage.state import STATE_MOUNT, bind_persistent
+        from supervisor.boot.storage import StateEmergency, start_storage
 
         if self.options.sandbox and not self.setting("state", None):
             # The sandbox sees the host's disks: it looks for a state partition only when told to.
@@ -316,7 +316,7 @@ class Supervisor:
         await start_network(self)
 
     async def _control(self) -> None:
-        from supervisor.api import build_control_server
+        from supervisor.commands.core import build_control_server
 
         self.control = build_control_server(self)
         await self.control.start()

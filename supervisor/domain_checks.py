@@ -12,10 +12,10 @@ from dataclasses import replace
 from typing import Any
 
 from netconf.model import parse_config
+from storage.rules import parse_storage
 from supervisor.config.errors import ConfigError
 from supervisor.config.store import ConfigStore, DomainCheck, Source
 from supervisor.paths import Paths
-from supervisor.storage.rules import parse_storage
 from units.loader import load_units
 
 Found = tuple[Sequence[ConfigError], Sequence[ConfigError]]

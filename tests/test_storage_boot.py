@@ -1,4 +1,4 @@
-"""The boot wiring (supervisor/storage/boot.py) on a real Supervisor object: the devices phase (modules,
+"""The boot wiring (supervisor/boot/storage.py) on a real Supervisor object: the devices phase (modules,
 udev source, coldplug) and the state phase (no state device here: RAM), with a recording modprobe."""
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from storage.observe import Observer, Prober
 from supervisor.app import Options, Supervisor
+from supervisor.boot.storage import StorageServices, start_devices, start_storage
 from supervisor.cli.storage import render
 from supervisor.journal import Journal
 from supervisor.paths import Paths
-from supervisor.storage.boot import StorageServices, start_devices, start_storage
-from supervisor.storage.observe import Observer, Prober
 from tests.test_udev_devices import FakeModprobe, sysfs_aliases
 
 CONFIG = """#cloud-config

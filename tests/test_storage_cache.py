@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 
 from handlers.storage import StorageHandler, Suppressed
+from storage import libblkid
+from storage.observe import BlockDevice, FsFacts, Observer, ProbeCache, Prober
+from storage.plan import Mount
+from storage.rules import parse_storage
 from supervisor.bus import Bus
 from supervisor.events import ConfigChanged, Resync
 from supervisor.process import ProcessManager
 from supervisor.sources.udev_events import BlockEvent
-from supervisor.storage import libblkid
-from supervisor.storage.observe import BlockDevice, FsFacts, Observer, ProbeCache, Prober
-from supervisor.storage.plan import Mount
-from supervisor.storage.rules import parse_storage
 
 
 def dev(name: str = "loop1", diskseq: int | None = 11, size: int = 32768, minor: int = 1) -> BlockDevice:

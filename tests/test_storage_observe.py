@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.bus import Bus
-from supervisor.process import ProcessManager
-from supervisor.storage.observe import (
+from storage.observe import (
     BlockDevice,
     FsFacts,
     Prober,
@@ -23,6 +21,8 @@ from supervisor.storage.observe import (
     parse_udev_db,
     read_block_devices,
 )
+from supervisor.bus import Bus
+from supervisor.process import ProcessManager
 
 MOUNTINFO = (
     "22 27 0:21 / /proc rw,relatime - proc proc rw\n"

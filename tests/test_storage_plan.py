@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from supervisor.storage.observe import BlockDevice, FsFacts, MountEntry
-from supervisor.storage.plan import (
+from storage.observe import BlockDevice, FsFacts, MountEntry
+from storage.plan import (
     Adopt,
     Forget,
     Fsck,
@@ -16,7 +16,7 @@ from supervisor.storage.plan import (
     match_rank,
     plan,
 )
-from supervisor.storage.rules import Match, MountRule, parse_storage
+from storage.rules import Match, MountRule, parse_storage
 
 
 def dev(name: str, minor: int, *, label: str | None = None, uuid: str | None = None,

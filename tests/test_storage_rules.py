@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 
-from supervisor.mounts import MS_NODEV, MS_NOEXEC, MS_NOSUID
-from supervisor.storage.rules import (
+from storage.rules import (
     MS_NOATIME,
     MS_RDONLY,
     Match,
@@ -15,6 +14,7 @@ from supervisor.storage.rules import (
     StateRule,
     parse_storage,
 )
+from supervisor.mounts import MS_NODEV, MS_NOEXEC, MS_NOSUID
 
 
 def errors(parsed: Parsed) -> dict[str, str]:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.storage.observe import BlockDevice, FsFacts
-from supervisor.storage.rules import Problems, StateRule, parse_state
-from supervisor.storage.state import (
+from storage.observe import BlockDevice, FsFacts
+from storage.rules import Problems, StateRule, parse_state
+from storage.state import (
     CheckZero,
     Emergency,
     Format,

@@ -1,7 +1,7 @@
 """`corral storage status | mount | unmount`: the state partition, the mount rules and what they mounted.
 
 ``status`` calls the control command ``storage.status``, which returns ``StorageServices.status()``
-(supervisor/storage/boot.py): ``{"udev": ..., "devices": ..., "state": ..., "storage": ...}``.
+(supervisor/boot/storage.py): ``{"udev": ..., "devices": ..., "state": ..., "storage": ...}``.
 ``mount NAME`` and ``unmount NAME`` call ``storage.mount`` / ``storage.unmount`` (NAME: a rule's key
 such as ``mounts[0]``, its path, or a device); both answer ``{"rule", "path", "state", "device"}``."""
 

@@ -12,8 +12,8 @@ import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from supervisor.storage.observe import BlockDevice
-from supervisor.storage.rules import MountRule
+from storage.observe import BlockDevice
+from storage.rules import MountRule
 
 SPEC_KINDS = ("LABEL", "UUID", "PARTUUID", "PARTLABEL")
 

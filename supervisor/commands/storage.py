@@ -5,7 +5,7 @@ calls the storage handler (handlers.storage), whose ``StorageRequestError`` beco
 - ``storage.unmount {name}`` -> ``{rule, path, state: "unmounted", device}``
 - ``dev {spec}`` -> ``{spec, devices: [BlockDevice.to_dict()]}``
 
-(``storage.status`` is registered by supervisor.api.)"""
+(``storage.status`` is registered by supervisor.commands.core.)"""
 
 from __future__ import annotations
 

@@ -21,14 +21,14 @@ if TYPE_CHECKING:
 def build_control_server(sup: Supervisor) -> ControlServer:
     server = ControlServer(sup.paths.control_socket)
     Commands(sup).register(server)
-    from supervisor.service_api import register as register_service
+    from supervisor.commands.units import register as register_service
 
     register_service(server, sup)
-    from supervisor.net_api import register as register_net
+    from supervisor.commands.net import register as register_net
 
     register_net(server, sup)
     server.register("storage.status", _storage_status(sup))
-    from supervisor.storage.api import register as register_storage
+    from supervisor.commands.storage import register as register_storage
 
     register_storage(server, sup)
     return server

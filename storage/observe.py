@@ -26,10 +26,10 @@ from pathlib import Path
 
 import structlog
 
+from storage import libblkid
 from supervisor.process import ProcessManager
-from supervisor.storage import libblkid
 
-log = structlog.get_logger("supervisor.storage")
+log = structlog.get_logger("storage")
 
 SECTOR = 512
 
@@ -330,7 +330,7 @@ class ProberStats:
 
 class Prober:
     """The low-level probe of ``blkid -p``, cached per medium (``ProbeCache``): with libblkid in a worker
-    thread (``supervisor.storage.libblkid``) when the library is there and ``blkid`` is the default,
+    thread (``storage.libblkid``) when the library is there and ``blkid`` is the default,
     else ``blkid -p -o export DEV`` through the ProcessManager."""
 
     def __init__(self, processes: ProcessManager, blkid: Sequence[str] = ("blkid",), concurrency: int = 8,

@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from supervisor.storage.observe import BlockDevice, MountEntry
-from supervisor.storage.rules import Match, MountRule, glob_match
+from storage.observe import BlockDevice, MountEntry
+from storage.rules import Match, MountRule, glob_match
 
 RANK_DEVICE = 6
 RANK_UUID = 5

@@ -29,15 +29,15 @@ from pathlib import Path
 
 import structlog
 
+from storage.observe import BlockDevice, Observer
+from storage.plan import match_rank
+from storage.rules import StateRule
 from supervisor.bus import Bus
 from supervisor.mounts import MS_BIND, MountSpec, mount, mount_raw
 from supervisor.process import ProcessManager
 from supervisor.sources.udev_events import BlockEvent, StateStorage
-from supervisor.storage.observe import BlockDevice, Observer
-from supervisor.storage.plan import match_rank
-from supervisor.storage.rules import StateRule
 
-log = structlog.get_logger("supervisor.storage.state")
+log = structlog.get_logger("storage.state")
 
 ZERO_CHECK_BYTES = 1 << 20
 STATE_MOUNT = Path("/run/corral/state")

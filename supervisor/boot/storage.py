@@ -23,15 +23,15 @@ import structlog
 from handlers.devices import DevicesHandler, parse_modules
 from handlers.runner import HandlerRunner
 from handlers.storage import StorageHandler
+from storage.observe import Observer, Prober
+from storage.rules import StateRule, parse_storage
+from storage.state import STATE_MOUNT, StateResult, prepare_state
 from supervisor.sources.udev import UdevSource
-from supervisor.storage.observe import Observer, Prober
-from supervisor.storage.rules import StateRule, parse_storage
-from supervisor.storage.state import STATE_MOUNT, StateResult, prepare_state
 
 if TYPE_CHECKING:
     from supervisor.app import Supervisor
 
-log = structlog.get_logger("supervisor.storage")
+log = structlog.get_logger("storage")
 
 
 class StateEmergency(RuntimeError):

@@ -1,0 +1,1 @@
+"""Boot wiring: what each boot phase starts, given a small typed context (see context.py)."""
