@@ -53,8 +53,8 @@ import structlog
 from storage.observe import read_mountinfo
 from supervisor.bus import Bus
 from supervisor.events import ConfigChanged, Event, TimerFired
-from supervisor.sources.docker_events import ContainerEvent, DockerdState
-from supervisor.sources.udev_events import MountChanged
+from supervisor.events.docker import ContainerEvent, DockerdState
+from supervisor.events.udev import MountChanged
 from supervisor.tasks import spawn_task
 from units.graph import UnitGraph
 from units.loader import load_units

@@ -23,9 +23,9 @@ import structlog
 
 from supervisor.bus import Bus
 from supervisor.events import Event, Resync
+from supervisor.events.udev import UEvent
 from supervisor.kmod import Lookup
 from supervisor.process import ProcessManager
-from supervisor.sources.udev_events import UEvent
 
 log = structlog.get_logger("handlers.devices")
 

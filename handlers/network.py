@@ -43,8 +43,8 @@ from supervisor.atomic import write_atomic
 from supervisor.backoff import Backoff
 from supervisor.bus import Bus
 from supervisor.events import ConfigChanged, Event
+from supervisor.events.netlink import NETWORK_EVENTS, NetworkApplied, NetworkPoke, NetworkTry
 from supervisor.sources.netlink import NetlinkSource
-from supervisor.sources.netlink_events import NETWORK_EVENTS, NetworkApplied, NetworkPoke, NetworkTry
 from supervisor.tasks import spawn_task
 
 if TYPE_CHECKING:

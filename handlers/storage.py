@@ -52,8 +52,8 @@ from storage.rules import MS_RDONLY, MountRule, StorageRules, parse_storage
 from supervisor import mounts as sysmounts
 from supervisor.bus import Bus
 from supervisor.events import ConfigChanged, Event
+from supervisor.events.udev import BlockEvent, MountChanged
 from supervisor.process import ProcessManager
-from supervisor.sources.udev_events import BlockEvent, MountChanged
 
 log = structlog.get_logger("handlers.storage")
 

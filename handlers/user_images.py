@@ -18,8 +18,8 @@ from typing import Any
 import structlog
 
 from supervisor.events import Event
+from supervisor.events.docker import EventStreamState
 from supervisor.paths import Paths
-from supervisor.sources.docker_events import EventStreamState
 from units.images import USER, PreloadResult, preload
 from units.runtime import Runtime
 

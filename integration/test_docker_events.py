@@ -17,8 +17,8 @@ from integration.dockerd import TEST_IMAGE, Dockerd
 from supervisor.backoff import Backoff
 from supervisor.bus import Bus, Subscription
 from supervisor.events import Event, Resync
+from supervisor.events.docker import ContainerEvent, EventStreamState
 from supervisor.sources.docker import DockerEventsSource, since_param
-from supervisor.sources.docker_events import ContainerEvent, EventStreamState
 from units.runtime import LABEL_UNIT, DockerUnavailable, LogLine, NotFound, Runtime, pump_logs
 
 pytestmark = pytest.mark.docker

@@ -490,9 +490,9 @@ async def _child(config: dict[str, Any]) -> None:
     from supervisor.backoff import Backoff
     from supervisor.bus import Bus
     from supervisor.events import Resync
+    from supervisor.events.udev import BlockEvent, MountChanged, UdevMonitorState
     from supervisor.process import ProcessManager
     from supervisor.sources.udev import UdevSource
-    from supervisor.sources.udev_events import BlockEvent, MountChanged, UdevMonitorState
     from supervisor.tasks import spawn_task
 
     loop = asyncio.get_running_loop()

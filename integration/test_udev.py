@@ -19,9 +19,9 @@ from integration.test_storage import Loops, need_root_and_tools
 from supervisor.backoff import Backoff
 from supervisor.bus import Bus, Subscription
 from supervisor.events import Event, Resync
+from supervisor.events.udev import BlockEvent, UdevMonitorState, UEvent
 from supervisor.process import ProcessManager
 from supervisor.sources.udev import UdevSource
-from supervisor.sources.udev_events import BlockEvent, UdevMonitorState, UEvent
 from tests.test_udev_devices import FakeModprobe, sysfs_aliases
 
 

@@ -51,7 +51,7 @@ from netconf.netlink import Netlink
 from netconf.observed import DhcpClient, DhcpLease, Link
 from supervisor.atomic import remove_durably, write_atomic
 from supervisor.bus import Bus
-from supervisor.sources.netlink_events import DhcpLeaseChanged
+from supervisor.events.netlink import DhcpLeaseChanged
 from supervisor.tasks import spawn_task
 
 log = structlog.get_logger("netconf.dhcp")

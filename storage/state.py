@@ -33,9 +33,9 @@ from storage.observe import BlockDevice, Observer
 from storage.plan import match_rank
 from storage.rules import StateRule
 from supervisor.bus import Bus
+from supervisor.events.udev import BlockEvent, StateStorage
 from supervisor.mounts import MS_BIND, MountSpec, mount, mount_raw
 from supervisor.process import ProcessManager
-from supervisor.sources.udev_events import BlockEvent, StateStorage
 
 log = structlog.get_logger("storage.state")
 

@@ -21,7 +21,7 @@ from handlers.containers import (
     observed_from_summary,
 )
 from supervisor.bus import Bus
-from supervisor.sources.docker_events import ContainerEvent
+from supervisor.events.docker import ContainerEvent
 from units.loader import build_units, parse_unit_text
 from units.model import LABEL_HASH, LABEL_UNIT, USER_DOCKERD_UNIT
 from units.runtime import ContainerState, LogLine, NotFound

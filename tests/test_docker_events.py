@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from supervisor.bus import Bus
+from supervisor.events.docker import ContainerEvent
 from supervisor.sources.docker import (
     DockerEventsSource,
     Seen,
@@ -16,7 +17,6 @@ from supervisor.sources.docker import (
     since_param,
     view_of,
 )
-from supervisor.sources.docker_events import ContainerEvent
 from units.runtime import ContainerState
 
 

@@ -22,7 +22,7 @@ from netconf.netlink import Snapshot, route_kwargs
 from netconf.observed import RTPROT_KERNEL, RTPROT_STATIC, Address, DhcpClient, DhcpLease, Link, RouteEntry
 from netconf.plan import AddAddress, AddRoute, CreateLink, RemoveAddress, RenameLink, SetMtu, SetUp, WriteDns
 from supervisor.bus import Bus
-from supervisor.sources.netlink_events import NetworkApplied, NetworkPoke, NetworkTry
+from supervisor.events.netlink import NetworkApplied, NetworkPoke, NetworkTry
 
 
 def ip(text: str) -> Any:

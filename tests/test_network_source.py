@@ -9,9 +9,9 @@ from typing import Any
 
 from supervisor.bus import Bus
 from supervisor.events import Resync
+from supervisor.events.netlink import AddressChanged, LinkChanged, RouteChanged
 from supervisor.sources import netlink as src
 from supervisor.sources.netlink import NetlinkSource, decode, rcvbuf_from_env
-from supervisor.sources.netlink_events import AddressChanged, LinkChanged, RouteChanged
 
 
 def _attr(kind: int, payload: bytes) -> bytes:

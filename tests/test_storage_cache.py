@@ -21,8 +21,8 @@ from storage.plan import Mount
 from storage.rules import parse_storage
 from supervisor.bus import Bus
 from supervisor.events import ConfigChanged, Resync
+from supervisor.events.udev import BlockEvent
 from supervisor.process import ProcessManager
-from supervisor.sources.udev_events import BlockEvent
 
 
 def dev(name: str = "loop1", diskseq: int | None = 11, size: int = 32768, minor: int = 1) -> BlockDevice:

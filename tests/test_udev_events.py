@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from supervisor.events.udev import BlockEvent, UEvent
 from supervisor.sources.udev import event_from_properties, parse_uevent_message, pick_source
-from supervisor.sources.udev_events import BlockEvent, UEvent
 
 # Captured on the development host (kernel 6.18, no udevd) with a NETLINK_KOBJECT_UEVENT socket.
 LOOP_ATTACH = (b"change@/devices/virtual/block/loop0\x00ACTION=change\x00"

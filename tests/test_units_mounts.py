@@ -350,6 +350,6 @@ async def test_handler_waits_starts_stops_and_restarts_with_the_mount(tmp_path: 
 
 def test_handler_listens_to_mount_events() -> None:
     from handlers.containers import ContainersHandler
-    from supervisor.sources.udev_events import MountChanged
+    from supervisor.events.udev import MountChanged
 
     assert MountChanged in ContainersHandler.kinds

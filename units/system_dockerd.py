@@ -48,10 +48,10 @@ from supervisor.atomic import write_atomic
 from supervisor.backoff import Backoff
 from supervisor.bus import Bus
 from supervisor.events import Resync
+from supervisor.events.docker import DockerdState
 from supervisor.journal.lines import log_line
 from supervisor.paths import Paths
 from supervisor.process import PIPE, Child, ProcessManager
-from supervisor.sources.docker_events import DockerdState
 from supervisor.tasks import spawn_task
 
 if TYPE_CHECKING:  # units.runtime imports aiodocker (seconds under TCG): imported where it is used, after

@@ -27,7 +27,7 @@ import structlog
 from supervisor.backoff import Backoff
 from supervisor.bus import Bus
 from supervisor.events import Resync
-from supervisor.sources.docker_events import CONTAINER_ACTIONS, ContainerEvent, EventStreamState
+from supervisor.events.docker import CONTAINER_ACTIONS, ContainerEvent, EventStreamState
 from supervisor.tasks import spawn_task
 from units.runtime import (
     LABEL_UNIT,

@@ -30,7 +30,7 @@ import structlog
 
 from supervisor.bus import Bus
 from supervisor.events import Event, Resync
-from supervisor.sources.netlink_events import AddressChanged, LinkChanged, RouteChanged
+from supervisor.events.netlink import AddressChanged, LinkChanged, RouteChanged
 
 log = structlog.get_logger("supervisor.sources.netlink")
 

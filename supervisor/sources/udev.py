@@ -38,8 +38,8 @@ import structlog
 from supervisor.backoff import Backoff
 from supervisor.bus import Bus
 from supervisor.events import Resync
+from supervisor.events.udev import BlockEvent, UdevMonitorState, UEvent
 from supervisor.sources import libudev
-from supervisor.sources.udev_events import BlockEvent, UdevMonitorState, UEvent
 from supervisor.tasks import spawn_task
 
 log = structlog.get_logger("supervisor.sources.udev")
