@@ -50,11 +50,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import structlog
 
-from storage.observe import read_mountinfo
 from supervisor.bus import Bus
 from supervisor.events import ConfigChanged, Event, TimerFired
 from supervisor.events.docker import ContainerEvent, DockerdState
 from supervisor.events.udev import MountChanged
+from supervisor.mountinfo import read_mountinfo
 from supervisor.tasks import spawn_task
 from units.graph import UnitGraph
 from units.loader import load_units

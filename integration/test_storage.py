@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from storage.observe import MountEntry, parse_mountinfo
+from supervisor.mountinfo import MountEntry, parse_mountinfo
 
 REPO = Path(__file__).resolve().parent.parent
 LOOP_CHANGE_FD = 0x4C06

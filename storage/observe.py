@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -27,6 +26,7 @@ from pathlib import Path
 import structlog
 
 from storage import libblkid
+from supervisor.mountinfo import MountEntry, read_mountinfo
 from supervisor.process import ProcessManager
 
 log = structlog.get_logger("storage")
@@ -91,56 +91,12 @@ class BlockDevice:
 
 
 @dataclass(frozen=True)
-class MountEntry:
-    """One line of /proc/self/mountinfo."""
-
-    mount_id: int
-    parent_id: int
-    major: int
-    minor: int
-    root: str
-    target: str
-    options: str
-    fstype: str
-    source: str
-    super_options: str = ""
-
-    @property
-    def devno(self) -> tuple[int, int]:
-        return (self.major, self.minor)
-
-
-@dataclass(frozen=True)
 class Observed:
     devices: tuple[BlockDevice, ...]
     mounts: tuple[MountEntry, ...]
 
 
 # ---- pure parsers ----------------------------------------------------------------------------------------
-_OCTAL = re.compile(r"\\([0-7]{3})")
-
-
-def _unescape(text: str) -> str:
-    return _OCTAL.sub(lambda m: chr(int(m.group(1), 8)), text)
-
-
-def parse_mountinfo(text: str) -> tuple[MountEntry, ...]:
-    entries = []
-    for line in text.splitlines():
-        fields = line.split(" ")
-        try:
-            sep = fields.index("-", 6)
-            major, minor = fields[2].split(":")
-            entries.append(MountEntry(
-                mount_id=int(fields[0]), parent_id=int(fields[1]), major=int(major), minor=int(minor),
-                root=_unescape(fields[3]), target=_unescape(fields[4]), options=fields[5],
-                fstype=fields[sep + 1], source=_unescape(fields[sep + 2]),
-                super_options=fields[sep + 3] if len(fields) > sep + 3 else ""))
-        except (ValueError, IndexError):
-            continue
-    return tuple(entries)
-
-
 def parse_blkid_export(text: str) -> dict[str, str]:
     """``blkid -p -o export`` output (KEY=value lines) as a dict."""
     out = {}
@@ -269,10 +225,6 @@ def read_block_devices(sys_root: Path = Path("/sys"), udev_data: Path | None = P
         if props is not None:
             udev_props[dev.devname] = props
     return tuple(devices), udev_props
-
-
-def read_mountinfo(path: Path = Path("/proc/self/mountinfo")) -> tuple[MountEntry, ...]:
-    return parse_mountinfo(path.read_text())
 
 
 # ---- blkid ----------------------------------------------------------------------------------------------

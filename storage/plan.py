@@ -18,8 +18,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from storage.observe import BlockDevice, MountEntry
+from storage.observe import BlockDevice
 from storage.rules import Match, MountRule, glob_match
+from supervisor.mountinfo import MountEntry
 
 RANK_DEVICE = 6
 RANK_UUID = 5

@@ -15,6 +15,7 @@ from pathlib import Path
 import structlog
 
 from supervisor import clib
+from supervisor.mountinfo import mounted_targets
 
 log = structlog.get_logger("supervisor.mounts")
 
@@ -65,16 +66,6 @@ def cgroup_mounts(filesystems: str, cgroups: str) -> tuple[MountSpec, ...]:
         if len(fields) >= 4 and fields[3] == "1":
             specs.append(MountSpec("cgroup", f"/sys/fs/cgroup/{fields[0]}", "cgroup", flags, fields[0]))
     return tuple(specs)
-
-
-def mounted_targets(mountinfo: str) -> set[str]:
-    """Mount points listed in a /proc/self/mountinfo text (octal escapes decoded)."""
-    targets = set()
-    for line in mountinfo.splitlines():
-        fields = line.split()
-        if len(fields) > 4:
-            targets.add(fields[4].encode().decode("unicode_escape"))
-    return targets
 
 
 def mount(spec: MountSpec, target: Path) -> None:

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import structlog
 
-from supervisor.mounts import MS_BIND, MS_MOVE, MS_NODEV, MS_NOSUID, mount_raw, mounted_targets
+from supervisor.mountinfo import mounted_targets
+from supervisor.mounts import MS_BIND, MS_MOVE, MS_NODEV, MS_NOSUID, mount_raw
 
 log = structlog.get_logger("supervisor.udevd")
 

@@ -1,4 +1,5 @@
-from supervisor.mounts import cgroup_mounts, mounted_targets
+from supervisor.mountinfo import mounted_targets
+from supervisor.mounts import cgroup_mounts
 
 FS_V2 = "nodev\tsysfs\nnodev\tcgroup\nnodev\tcgroup2\n"
 FS_V1 = "nodev\tsysfs\nnodev\tcgroup\n"

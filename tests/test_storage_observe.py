@@ -17,11 +17,11 @@ from storage.observe import (
     facts_from_blkid,
     facts_from_udev,
     parse_blkid_export,
-    parse_mountinfo,
     parse_udev_db,
     read_block_devices,
 )
 from supervisor.bus import Bus
+from supervisor.mountinfo import parse_mountinfo
 from supervisor.process import ProcessManager
 
 MOUNTINFO = (

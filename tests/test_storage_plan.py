@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from storage.observe import BlockDevice, FsFacts, MountEntry
+from storage.observe import BlockDevice, FsFacts
 from storage.plan import (
     Adopt,
     Forget,
@@ -17,6 +17,7 @@ from storage.plan import (
     plan,
 )
 from storage.rules import Match, MountRule, parse_storage
+from supervisor.mountinfo import MountEntry
 
 
 def dev(name: str, minor: int, *, label: str | None = None, uuid: str | None = None,

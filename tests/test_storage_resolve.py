@@ -7,10 +7,11 @@ from dataclasses import replace
 
 import pytest
 
-from storage.observe import BlockDevice, FsFacts, MountEntry, facts_from_blkid, parse_blkid_export
+from storage.observe import BlockDevice, FsFacts, facts_from_blkid, parse_blkid_export
 from storage.plan import Mount, plan
 from storage.resolve import DeviceSpec, find_devices, find_rule, parse_device_spec
 from storage.rules import parse_storage
+from supervisor.mountinfo import MountEntry
 
 UUID = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
 PARTUUID = "5F2C9A1E-0000-4000-8000-00000000CAFE"

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from handlers.containers import localize, storage_rule_mounts
-from storage.observe import MountEntry
+from supervisor.mountinfo import MountEntry
 from tests.test_containers_handler import make, settle, svc
 from tests.test_units_plan import container
 from units.loader import build_units, parse_unit_text

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from storage.observe import MountEntry
+from supervisor.mountinfo import MountEntry
 from units.model import Unit
 from units.policy import UnitPolicy
 
