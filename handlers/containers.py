@@ -46,7 +46,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import structlog
 
@@ -100,9 +100,6 @@ from units.policy import (
 from units.runtime import DockerAPIError, DockerUnavailable, LineSink, NotFound, Runtime
 from units.spec import create_request
 from units.stops import read_stops, write_stops
-
-if TYPE_CHECKING:
-    from supervisor.app import Supervisor
 
 log = structlog.get_logger("units")
 
@@ -1121,86 +1118,3 @@ async def _stop_quietly(runtime: Runtime, container: str, grace: int) -> None:
 async def _remove_quietly(runtime: Runtime, container: str) -> None:
     with contextlib.suppress(NotFound):
         await runtime.remove(container, force=True)
-
-
-# ---- the `units` boot phase -------------------------------------------------------------------------
-async def start_units(sup: Supervisor) -> ContainersHandler | None:
-    """Start the units reconciler (when the system dockerd is on) with a full first reconcile, and wait
-    until the first wave of units is up or has failed (``FIRST_WAVE_TIMEOUT`` at most)."""
-    from handlers.runner import HandlerRunner
-    from handlers.user_images import UserImagesHandler
-    from supervisor.app import Stopper
-    from supervisor.backoff import Backoff
-    from units.stops import stops_path
-
-    dockerd = sup.system_docker
-    if dockerd is None:
-        log.info("units not started: the system dockerd is off")
-        return None
-    paths = sup.paths
-    daemons: dict[Scope, Daemon] = {
-        "system": Daemon("system", dockerd.layout.socket, lambda: dockerd.ready,
-                         lambda: dockerd.stats.starts),
-    }
-    user_socket = paths.under("/run/docker.sock")
-    daemons["user"] = Daemon("user", user_socket, user_socket.exists)
-    sources: dict[Scope, Any] = {}
-
-    def follow_events(scope: Scope) -> None:
-        """The user's dockerd's container events (its units' `die`), from the first time it answers."""
-        from supervisor.sources.docker import DockerEventsSource
-
-        if scope in sources:
-            return
-        source = sources[scope] = DockerEventsSource(sup.bus, daemons[scope].socket, daemon=scope)
-        source.start()
-        sup._stoppers.append(Stopper(f"{scope} docker events", source.stop))
-
-    def reload() -> None:
-        spawn_task(sup.reload(), name="units:reloadconfig")
-
-    user_images = UserImagesHandler(user_socket, paths,
-                                    lambda: "user" in sources and sources["user"].stats.connected)
-    sup.add_handler(HandlerRunner(sup.bus, user_images, sup._handler_backoff()))
-    sup.user_images = user_images
-
-    handler = ContainersHandler(
-        sup.bus, daemons,
-        config=lambda: sup.config.current,
-        generation=lambda: sup.config.generation,
-        unit_dirs=[paths.units_dir],
-        journal=sup.journal,
-        stops_file=stops_path(paths),
-        grace=lambda: float(sup.setting("shutdown_grace", 10)),
-        prefix=paths.prefix if sup.options.sandbox else None,
-        on_reload=reload,
-        follow_events=follow_events,
-        storage_rules=lambda: storage_rule_mounts(sup.storage.storage),
-    )
-    sup.units = handler
-    tuning = sup.setting("handlers", {}) or {}
-    backoff = Backoff(initial=float(tuning.get("backoff_initial", 0.1)),
-                      cap=float(tuning.get("backoff_cap", 30.0)))
-    runner = HandlerRunner(sup.bus, handler, backoff, queue_size=4096)
-    sup._stoppers.append(Stopper("units", lambda: handler.stop_all(float(sup.setting("shutdown_grace", 10)))))
-    handler._load()
-    graph = handler.graph
-    waves = graph.waves() if graph is not None else []
-    log.info("starting units", units=len(handler.units), waves=len(waves),
-             first_wave=waves[0] if waves else [])
-    started = time.monotonic()
-    handler.start_tap()
-    sup.add_handler(runner)
-    if not handler.units:
-        return handler
-    if not dockerd.ready:
-        log.warning("units will start when the system dockerd answers")
-        return handler
-    if not await handler.wait_first_wave(FIRST_WAVE_TIMEOUT):
-        raise RuntimeError(f"first wave of units not up after {FIRST_WAVE_TIMEOUT:g} s; still trying")
-    first = waves[0] if waves else []
-    states = {name: handler.unit_status(name)["state"] for name in first}
-    log.info("first wave of units up", seconds=round(time.monotonic() - started, 3),
-             running=sorted(n for n, s in states.items() if s == RUNNING),
-             other={n: s for n, s in states.items() if s != RUNNING})
-    return handler

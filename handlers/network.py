@@ -20,17 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
-from handlers.runner import HandlerRunner
 from netconf import dns as resolv
 from netconf.apply import ApplyResult, Failure, apply, describe, op_link
 from netconf.dhcp import DhcpManager
@@ -44,11 +42,7 @@ from supervisor.backoff import Backoff
 from supervisor.bus import Bus
 from supervisor.events import ConfigChanged, Event
 from supervisor.events.netlink import NETWORK_EVENTS, NetworkApplied, NetworkPoke, NetworkTry
-from supervisor.sources.netlink import NetlinkSource
 from supervisor.tasks import spawn_task
-
-if TYPE_CHECKING:
-    from supervisor.app import Supervisor
 
 log = structlog.get_logger("handlers.network")
 
@@ -524,81 +518,3 @@ def candidate_config(current: Mapping[str, Any], text: str, source: str = "<try>
     if not parsed.ok or parsed.config is None:
         raise NetworkError("; ".join(str(e) for e in parsed.errors))
     return parsed.config
-
-
-# ---- wiring into PID 1 ----------------------------------------------------------------------------------
-@dataclass
-class NetworkService:
-    source: NetlinkSource
-    netlink: Netlink
-    dhcp: DhcpManager
-    handler: NetworkHandler
-    runner: HandlerRunner
-
-    async def stop(self) -> None:
-        self.handler.close()
-        await self.source.stop()
-        await self.dhcp.close()
-        self.netlink.close()
-
-    def status(self) -> dict[str, Any]:
-        return {"source": self.source.status(), "handler": self.runner.status()}
-
-
-def network_of(sup: Supervisor) -> NetworkService | None:
-    service = getattr(sup, "network_service", None)
-    return service if isinstance(service, NetworkService) else None
-
-
-async def start_network(sup: Supervisor) -> NetworkService:
-    """The `network` boot phase: open the netlink source (before the first dump, so nothing slips in
-    between), start the network handler and wait (a little) for its first reconcile, so that static
-    config is in place before the services start. DHCP is not waited for."""
-    from supervisor.app import Stopper
-
-    paths = sup.paths
-    source = NetlinkSource(sup.bus)
-    source.start()
-    netlink = Netlink()
-    dhcp = DhcpManager(netlink, sup.bus, lease_dir=paths.state_dir / LEASE_DIR, hostname=socket.gethostname)
-    await dhcp.load()
-
-    async def run_hook(argv: Argv, link: str | None) -> int:
-        try:
-            status, out, err = await sup.processes.run(list(argv), name="net-hook", timeout=HOOK_TIMEOUT)
-        except FileNotFoundError:
-            log.warning("network hook not found", argv=list(argv), link=link)
-            return 127
-        except TimeoutError:
-            log.warning("network hook timed out", argv=list(argv), link=link, timeout=HOOK_TIMEOUT)
-            return 124
-        level = log.info if status.returncode == 0 else log.warning
-        level("network hook ran", argv=list(argv), link=link, status=status.describe(),
-              stdout=out.decode(errors="replace")[-2000:], stderr=err.decode(errors="replace")[-2000:])
-        return status.returncode
-
-    handler = NetworkHandler(
-        bus=sup.bus,
-        netlink=netlink,
-        dhcp=dhcp,
-        config=lambda: sup.config.current,
-        generation=lambda: sup.config.generation,
-        state_dir=paths.state_dir,
-        resolv_conf=paths.under("/etc/resolv.conf"),
-        run_hook=run_hook,
-    )
-    await handler.load()
-    tuning = sup.setting("handlers", {}) or {}
-    backoff = Backoff(initial=float(tuning.get("backoff_initial", 0.1)),
-                      cap=float(tuning.get("backoff_cap", 30.0)))
-    runner = HandlerRunner(sup.bus, handler, backoff, queue_size=4096)
-    service = NetworkService(source, netlink, dhcp, handler, runner)
-    sup.network_service = service  # type: ignore[attr-defined]
-    sup._stoppers.append(Stopper("network", service.stop))
-    sup.add_handler(runner)
-    try:
-        await asyncio.wait_for(handler.first_round.wait(), FIRST_ROUND_TIMEOUT)
-    except TimeoutError:
-        log.warning("network not configured yet; carrying on", waited=FIRST_ROUND_TIMEOUT)
-    return service
-

@@ -1,6 +1,6 @@
 """udevd as a process corral supervises (``corral.udev``), in the sandbox: a real systemd-udevd, child
 of the sandboxed PID 1, fenced off the host (its own rules directory, /dev overlaid, no .link files;
-supervisor/udevd_isolation.py). Loop devices on files in the test's directory only.
+handlers/udevd_isolation.py). Loop devices on files in the test's directory only.
 
 Also the udev source's switch between the kernel's and udevd's groups, against the real kernel."""
 

@@ -19,9 +19,8 @@ import structlog
 from handlers.authorized_keys import AuthorizedKeysWriter
 from handlers.hostname import HostnameKeeper
 from handlers.processes import ProcessKeeper
-from handlers.runner import HandlerRunner
 from supervisor import __version__, prefetch, signals
-from supervisor.backoff import Backoff
+from supervisor.boot.context import BootContext, Runners, StopRegistry
 from supervisor.boot.storage import StorageServices
 from supervisor.bus import Bus
 from supervisor.domain_checks import config_store
@@ -37,9 +36,12 @@ from supervisor.tasks import running_tasks, spawn_task
 
 if TYPE_CHECKING:
     from handlers.containers import ContainersHandler
+    from handlers.udevd import Udevd
     from handlers.user_images import UserImagesHandler
+    from supervisor.boot.network import NetworkService
+    from supervisor.control.server import ControlServer
+    from supervisor.sources.acpi import AcpiSource
     from supervisor.sources.docker import DockerEventsSource
-    from supervisor.udevd import Udevd
     from units.system_dockerd import SystemDockerd
 
 log = structlog.get_logger("supervisor")
@@ -63,12 +65,6 @@ class Options:
 
 
 @dataclass
-class Stopper:
-    name: str
-    stop: Callable[[], Awaitable[None]]
-
-
-@dataclass
 class Supervisor:
     options: Options
     journal: Journal
@@ -82,7 +78,13 @@ class Supervisor:
         self.config = config_store(self.paths, self.options.cmdline)
         self.config_errors: list[str] = []
         self.config_warnings: list[str] = []
-        self.runners: dict[str, HandlerRunner] = {}
+        self.stops = StopRegistry()  # in start order; shutdown walks it backwards
+        self.runners = Runners(self.bus, lambda: self.setting("handlers", {}) or {})
+        self.ctx = BootContext(
+            bus=self.bus, processes=self.processes, journal=self.journal, paths=self.paths,
+            sandbox=self.options.sandbox, config=lambda: self.config.current,
+            generation=lambda: self.config.generation, runners=self.runners, stops=self.stops,
+            reload=self.reload, degrade=self.state.degrade, clear=self.state.clear)
         self.timers: list[Timer] = []
         self.keeper = ProcessKeeper(self.processes, self.bus)
         self.storage = StorageServices()
@@ -91,10 +93,10 @@ class Supervisor:
         self.preload_result: dict[str, Any] | None = None
         self.units: ContainersHandler | None = None  # the units reconciler (the `units` boot phase)
         self.user_images: UserImagesHandler | None = None  # preloads the user dockerd (`units` phase)
-        self._stoppers: list[Stopper] = []  # in start order; shutdown walks it backwards
+        self.network: NetworkService | None = None  # the `network` boot phase
         self._final: asyncio.Future[str] | None = None
-        self.control: Any = None
-        self.acpi: Any = None
+        self.control: ControlServer | None = None
+        self.acpi: AcpiSource | None = None
         self.udevd: Udevd | None = None  # corral.udev (the devices phase)
 
     # ---- life cycle ----------------------------------------------------------------------
@@ -154,7 +156,7 @@ class Supervisor:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
-        self._stoppers.append(Stopper("ready line", stop))
+        self.stops.add("ready line", stop)
 
     async def _ready_when_units_up(self, units: ContainersHandler) -> None:
         missing = await units.wait_all_up(NOT_UP_WARNING_AFTER)
@@ -204,13 +206,8 @@ class Supervisor:
         grace = float(self.setting("shutdown_grace", 10))
         for timer in reversed(self.timers):
             await timer.stop()
-        for runner in reversed(list(self.runners.values())):
-            await runner.stop()
-        for stopper in reversed(self._stoppers):
-            try:
-                await stopper.stop()
-            except Exception as exc:
-                log.error("stop failed", what=stopper.name, error=str(exc))
+        await self.runners.stop_all()
+        await self.stops.stop_all()
         await self.processes.stop_all(grace)
         await asyncio.to_thread(os.sync)
         # A mount the journal still writes to is detached lazily; the journal is closed after this,
@@ -249,14 +246,14 @@ class Supervisor:
     async def _devices(self) -> None:
         """udev source (monitor, then coldplug), MODALIAS module loading, corral.modules."""
         from supervisor.boot.storage import start_devices
+        from supervisor.boot.udevd import start_udevd
 
         # The sandbox shares the host's kernel: it must not load modules into it.
         modprobe = ("modprobe", "--dry-run") if self.options.sandbox else ("modprobe",)
-        from supervisor.udevd import start_udevd
-
-        udevd = await start_udevd(self)  # first: the udev source then opens on udevd's events
+        # udevd first: the udev source then opens on udevd's events
+        self.udevd = udevd = await start_udevd(self.ctx, self.keeper)
         # The coldplug runs on through state .. system-docker-start; `network` waits for it.
-        await start_devices(self, self.storage, modprobe=modprobe, background_coldplug=True)
+        await start_devices(self.ctx, self.storage, modprobe=modprobe, background_coldplug=True)
         udevd.attach(self.storage.udev)
 
     async def _state(self) -> None:
@@ -269,10 +266,11 @@ class Supervisor:
         if self.options.sandbox and not self.setting("state", None):
             # The sandbox sees the host's disks: it looks for a state partition only when told to.
             log.info("no corral.state configured; the sandbox keeps its state in its directory")
-            await start_storage(self, self.storage, find_state=False)
+            await start_storage(self.ctx, self.storage, find_state=False)
             return
         try:
-            await start_storage(self, self.storage)
+            if await start_storage(self.ctx, self.storage):
+                self.mounts.mounted.append(STATE_MOUNT)  # unmounted at shutdown, after everything else
         except StateEmergency as exc:
             raise FatalStartup(f"state: {exc}") from exc
         state = self.storage.state
@@ -297,36 +295,33 @@ class Supervisor:
         """The host name's reconciler (handlers/hostname.py): applied now, before the system dockerd and
         DHCP (which sends it), then kept by its runner on every config change, a failure now included."""
         keeper = HostnameKeeper(self.paths, lambda: self.config.current)
-        runner = HandlerRunner(self.bus, keeper, self._handler_backoff())
         try:
             await keeper.reconcile(full=True)
         finally:
-            self.add_handler(runner)
+            self.ctx.add_handler(keeper)
 
     async def _loopback(self) -> None:
         await asyncio.to_thread(_loopback_up)
 
     async def _network(self) -> None:
-        from handlers.network import start_network
+        from supervisor.boot.network import start_network
 
         if self.storage.udev is not None:  # NICs' modules come from their MODALIAS
             failed = await self.storage.udev.coldplugged()
             if failed is not None:  # the devices phase's own failure, found late: boot goes on degraded
                 self.state.degrade("devices", f"coldplug failed: {failed!r}")
-        await start_network(self)
+        self.network = await start_network(self.ctx)
 
     async def _control(self) -> None:
         from supervisor.commands.core import build_control_server
 
-        self.control = build_control_server(self)
-        await self.control.start()
-        self._stoppers.append(Stopper("control socket", self.control.stop))
+        control = self.control = build_control_server(self)
+        await control.start()
+        self.stops.add("control socket", control.stop)
 
     async def _handlers(self) -> None:
-        if self.keeper.name not in self.runners:  # corral.udev starts it in the devices phase
-            self.add_handler(HandlerRunner(self.bus, self.keeper, self._handler_backoff()))
-        keys = AuthorizedKeysWriter(self.paths, lambda: self.config.current)  # the console's ssh keys
-        self.add_handler(HandlerRunner(self.bus, keys, self._handler_backoff()))
+        self.ctx.add_handler(self.keeper)  # (already running when the devices phase started udevd)
+        self.ctx.add_handler(AuthorizedKeysWriter(self.paths, lambda: self.config.current))  # console's keys
         timer = Timer(self.bus, "status", STATUS_INTERVAL)
         timer.start()
         self.timers.append(timer)
@@ -347,7 +342,7 @@ class Supervisor:
             await asyncio.gather(task, return_exceptions=True)
             await acpi.stop()
 
-        self._stoppers.append(Stopper("acpi", stop))
+        self.stops.add("acpi", stop)
 
     async def _system_docker_start(self) -> None:
         """Spawn the system dockerd (kept running and watched by SystemDockerd); ``_system_docker`` waits
@@ -365,7 +360,7 @@ class Supervisor:
         self.system_docker = dockerd
         grace = float(self.setting("shutdown_grace", 10))
         dockerd.start()
-        self._stoppers.append(Stopper("system dockerd", lambda: dockerd.stop(grace)))
+        self.stops.add("system dockerd", lambda: dockerd.stop(grace))
 
     async def _system_docker(self) -> None:
         """Wait until the system dockerd answers, then start the events source of its socket. Not
@@ -380,7 +375,7 @@ class Supervisor:
         self.docker_events = events
         ready = await dockerd.wait_ready(SYSTEM_DOCKER_READY_TIMEOUT)
         events.start()
-        self._stoppers.append(Stopper("docker events", events.stop))
+        self.stops.add("docker events", events.stop)
         if not ready:
             raise RuntimeError(f"system dockerd not answering after {SYSTEM_DOCKER_READY_TIMEOUT:g} s; "
                                "still trying")
@@ -401,13 +396,14 @@ class Supervisor:
     async def _units(self) -> None:
         """The units reconciler (handlers.containers): started with the system dockerd; waits until the
         first wave of units is up or failed. Its stopper, added after dockerd's, runs before it."""
-        from handlers.containers import start_units
+        if self.system_docker is None:
+            log.info("units not started: the system dockerd is off")
+            return
+        from supervisor.boot.units import start_units
 
-        await start_units(self)
-
-    def add_handler(self, runner: HandlerRunner) -> None:
-        self.runners[runner.name] = runner
-        runner.start()
+        booted = start_units(self.ctx, self.system_docker, lambda: self.storage.storage)
+        self.units, self.user_images = booted.handler, booted.user_images
+        await booted.wait_first_wave()
 
     # ---- reactions ---------------------------------------------------------------------------
     def _on_signal(self, signum: int, action: str) -> None:
@@ -440,11 +436,6 @@ class Supervisor:
         settings = self.setting("log", {}) or {}
         self.journal.set_level(str(settings.get("level", "info")))
 
-    def _handler_backoff(self) -> Backoff:
-        tuning = self.setting("handlers", {}) or {}
-        return Backoff(initial=float(tuning.get("backoff_initial", 0.1)),
-                       cap=float(tuning.get("backoff_cap", 30.0)))
-
     def setting(self, key: str, default: Any) -> Any:
         """A value under the `corral:` key of the config in force."""
         return (self.config.current.get("corral") or {}).get(key, default)
@@ -465,7 +456,7 @@ class Supervisor:
             "emergency": self.state.emergency,
             "config": {"generation": self.config.generation, "errors": list(self.config_errors),
                        "warnings": list(self.config_warnings)},
-            "handlers": [r.status() for r in self.runners.values()],
+            "handlers": self.runners.status(),
             "processes": {
                 "children": [{"name": c.name, "pid": c.pid} for c in self.processes.children()],
                 "spawned": self.processes.spawned,

@@ -38,10 +38,10 @@ async def test_boot_phases_wire_the_handlers(tmp_path: Path) -> None:
         sup.config.load()
         fake = FakeModprobe(tmp_path)
         services = StorageServices()
-        await start_devices(sup, services, modprobe=(str(fake.path),))
+        await start_devices(sup.ctx, services, modprobe=(str(fake.path),))
         observer = Observer(Prober(sup.processes), scope=lambda d: False)  # no host disk is looked at
-        await start_storage(sup, services, target=tmp_path / "state", observer=observer)
-        assert set(sup.runners) >= {"devices", "storage"}
+        assert not await start_storage(sup.ctx, services, target=tmp_path / "state", observer=observer)
+        assert set(sup.runners.by_name) >= {"devices", "storage"}
         for _ in range(500):
             status = services.status()
             if status["devices"]["running"] == 0 and len(fake.calls()) >= 2 + len(sysfs_aliases()):
@@ -58,9 +58,7 @@ async def test_boot_phases_wire_the_handlers(tmp_path: Path) -> None:
         assert [r["path"] for r in status["storage"]["rules"]] == [str(tmp_path / "mnt/never")]
         assert "running from RAM" in render(status)
     finally:
-        for runner in list(sup.runners.values()):
-            await runner.stop()
-        for stopper in reversed(sup._stoppers):
-            await stopper.stop()
+        await sup.runners.stop_all()
+        await sup.stops.stop_all()
         await sup.processes.stop_all(1.0)
         loop.remove_signal_handler(signal.SIGCHLD)

@@ -8,11 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.config.layers import check_text
-from supervisor.config.schema import Schema
-from supervisor.config.validate import Validator
-from supervisor.sources.udev import switch_needed
-from supervisor.udevd import (
+from handlers.udevd import (
     UDEVD_PATHS,
     Preflight,
     UdevdConfig,
@@ -26,7 +22,11 @@ from supervisor.udevd import (
     udevd_env,
     wanted_source,
 )
-from supervisor.udevd_isolation import direct_submounts, existing_dirs, run_is_the_sandboxes
+from handlers.udevd_isolation import direct_submounts, existing_dirs, run_is_the_sandboxes
+from supervisor.config.layers import check_text
+from supervisor.config.schema import Schema
+from supervisor.config.validate import Validator
+from supervisor.sources.udev import switch_needed
 
 VALIDATOR = Validator(Schema())
 

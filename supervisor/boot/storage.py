@@ -3,14 +3,15 @@
 The supervisor calls, in its boot phases (see docs/storage.md)::
 
     self.storage = StorageServices()
-    await self._phase("devices", lambda: start_devices(self, self.storage))         # coldplug
-    await self._phase("state", lambda: start_storage(self, self.storage))           # state + mounts:
+    await self._phase("devices", lambda: start_devices(self.ctx, self.storage))     # coldplug
+    await self._phase("state", lambda: start_storage(self.ctx, self.storage))       # state + mounts:
 
 ``start_devices`` subscribes the devices handler, loads ``corral.modules``, then starts the udev
 source (monitor opened, then coldplug). ``start_storage`` finds/mounts the state partition (raising
 ``StateEmergency`` when it is required and missing: make that phase fatal, or check
 ``services.state``), then starts the storage handler, which follows config changes. Both register
-their stop with the supervisor. ``services.status()`` is what ``storage.status`` returns."""
+what they start with the context (``ctx.add_handler``, ``ctx.stops``). ``services.status()`` is what
+``storage.status`` returns."""
 
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from handlers.devices import DevicesHandler, parse_modules
-from handlers.runner import HandlerRunner
 from handlers.storage import StorageHandler
 from storage.observe import Observer, Prober
 from storage.rules import StateRule, parse_storage
@@ -29,7 +29,7 @@ from storage.state import STATE_MOUNT, StateResult, prepare_state
 from supervisor.sources.udev import UdevSource
 
 if TYPE_CHECKING:
-    from supervisor.app import Supervisor
+    from supervisor.boot.context import BootContext
 
 log = structlog.get_logger("storage")
 
@@ -54,56 +54,48 @@ class StorageServices:
         }
 
 
-def _runner(sup: Supervisor, reconciler: DevicesHandler | StorageHandler,
-            initial_full: bool) -> HandlerRunner:
-    runner = HandlerRunner(sup.bus, reconciler, sup._handler_backoff())
-    sup.runners[runner.name] = runner
-    runner.start(initial_full=initial_full)
-    return runner
-
-
-async def start_devices(sup: Supervisor, services: StorageServices, *,
+async def start_devices(ctx: BootContext, services: StorageServices, *,
                         modprobe: tuple[str, ...] = ("modprobe",), udev_source: str | None = None,
                         background_coldplug: bool = False) -> None:
     """Boot phase "devices": the devices handler (subscribed first, so it sees the coldplug events),
     ``corral.modules``, then the udev source (monitor, then coldplug; with ``background_coldplug`` the
     coldplug runs on while the next phases do: ``services.udev.coldplugged()`` waits for it)."""
     from supervisor import kmod
-    from supervisor.app import Stopper
 
-    devices = DevicesHandler(sup.processes, sup.bus, modprobe=modprobe, resolve=kmod.lookup_many)
+    devices = DevicesHandler(ctx.processes, ctx.bus, modprobe=modprobe, resolve=kmod.lookup_many)
     services.devices = devices
-    _runner(sup, devices, initial_full=False)  # the source's coldplug resync is its first reconcile
-    specs, errors = parse_modules(sup.setting("modules", None))
+    ctx.add_handler(devices, initial_full=False)  # the source's coldplug resync is its first reconcile
+    specs, errors = parse_modules(ctx.setting("modules", None))
     for error in errors:
         log.error("config problem", error=error)
     results = await devices.load_modules(specs)
-    udev = UdevSource(sup.bus, source=udev_source)
+    udev = UdevSource(ctx.bus, source=udev_source)
     services.udev = udev
     await udev.start(background=background_coldplug)
-    sup._stoppers.append(Stopper("udev source", udev.stop))
+    ctx.stops.add("udev source", udev.stop)
     failed = [name for name, code in results.items() if code != 0]
     if failed:
         raise RuntimeError(f"modules not loaded: {', '.join(failed)}")
 
 
-async def start_storage(sup: Supervisor, services: StorageServices, *, target: Path = STATE_MOUNT,
-                        observer: Observer | None = None, find_state: bool = True) -> None:
+async def start_storage(ctx: BootContext, services: StorageServices, *, target: Path = STATE_MOUNT,
+                        observer: Observer | None = None, find_state: bool = True) -> bool:
     """Boot phase "state": find or make the state partition and mount it at ``target``; then the storage
     handler for ``mounts:``. Needs the udev source running (it waits for block uevents). ``observer``
-    (tests) limits the devices considered."""
-    parsed = parse_storage(sup.config.current)
+    (tests) limits the devices considered. True when a state partition was mounted at ``target`` (the
+    caller unmounts it at shutdown, after everything else)."""
+    parsed = parse_storage(ctx.config())
     state_rule = parsed.rules.state if parsed.rules is not None else StateRule()
     for error in parsed.errors:
         log.error("storage rules rejected", error=str(error))
-    observer = observer or Observer(Prober(sup.processes))
+    observer = observer or Observer(Prober(ctx.processes))
     if find_state:
-        services.state = await prepare_state(state_rule, observer, sup.processes, sup.bus, target)
-    if services.state is not None and services.state.outcome in ("found", "formatted"):
-        sup.mounts.mounted.append(target)  # unmounted at shutdown, after everything else
-    storage = StorageHandler(sup.processes, sup.bus, config=lambda: sup.config.current, observer=observer,
-                             root=sup.paths.prefix)
+        services.state = await prepare_state(state_rule, observer, ctx.processes, ctx.bus, target)
+    mounted = services.state is not None and services.state.outcome in ("found", "formatted")
+    storage = StorageHandler(ctx.processes, ctx.bus, config=ctx.config, observer=observer,
+                             root=ctx.paths.prefix)
     services.storage = storage
-    _runner(sup, storage, initial_full=True)
+    ctx.add_handler(storage, initial_full=True)
     if services.state is not None and services.state.outcome == "emergency":
         raise StateEmergency(services.state.reason)
+    return mounted

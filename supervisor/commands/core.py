@@ -175,7 +175,7 @@ class Commands:
     async def debug_fail(self, args: dict[str, Any]) -> Any:
         """Make a handler's next N reconciles raise, to prove crash isolation."""
         self._require_debug()
-        runner = self.sup.runners.get(str(args.get("handler")))
+        runner = self.sup.runners.by_name.get(str(args.get("handler")))
         if runner is None:
             raise ControlError(f"no such handler: {args.get('handler')}")
         runner.inject_failures(int(args.get("count", 1)))

@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from handlers.network import DEFAULT_TRY_TIMEOUT, NetworkError, NetworkService, candidate_config, network_of
+from handlers.network import DEFAULT_TRY_TIMEOUT, NetworkError, candidate_config
 from netconf.apply import describe
+from supervisor.boot.network import NetworkService
 from supervisor.control.protocol import ControlError
 from supervisor.control.server import ControlServer
 
@@ -42,7 +43,7 @@ class NetCommands:
         server.register("net.confirm", self.confirm)
 
     def _service(self) -> NetworkService:
-        service = network_of(self.sup)
+        service = self.sup.network
         if service is None:
             raise ControlError("the network is not managed (the network boot phase did not run)")
         return service

@@ -8,7 +8,7 @@ enumeration too: handlers are idempotent). Coldplug publishes one ``add`` event 
 
 The monitor listens to the ``kernel`` netlink group when udevd is not running (no ``/run/udev/control``)
 and to udevd's ``udev`` group when it is; kernel events carry no ``ID_FS_*`` (handlers probe with
-blkid). When corral runs udevd itself (supervisor/udevd.py) it tells the source which group to use with
+blkid). When corral runs udevd itself (handlers/udevd.py) it tells the source which group to use with
 ``use()``: the monitor is reopened on the other group and the devices enumerated again (a ``Resync``),
 so nothing is missed across the switch, whichever way it goes.
 

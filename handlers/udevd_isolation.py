@@ -25,7 +25,7 @@ import structlog
 from supervisor.mountinfo import mounted_targets
 from supervisor.mounts import MS_BIND, MS_MOVE, MS_NODEV, MS_NOSUID, mount_raw
 
-log = structlog.get_logger("supervisor.udevd")
+log = structlog.get_logger("handlers.udevd")
 
 MS_RDONLY = 1
 MS_REMOUNT = 32

@@ -16,7 +16,7 @@ udevd runs in the foreground (no ``--daemon``), without ``--debug``, with ``--re
 (``unit=udevd``). Its environment is minimal: nothing of PID 1's (no NOTIFY_SOCKET) reaches it.
 
 The sandbox shares the host's kernel and devices, so there udevd runs only with
-``corral.udev.rules_dir`` (tests): see supervisor/udevd_isolation.py. udevd kills the processes of
+``corral.udev.rules_dir`` (tests): see handlers/udevd_isolation.py. udevd kills the processes of
 its cgroup when it was started by PID 1 *and* systemd runs (``/run/systemd/system``): that directory
 must not exist, and corral refuses to start udevd if it does."""
 
@@ -42,10 +42,9 @@ from supervisor.process import Child, ProcessManager
 from supervisor.tasks import spawn_task
 
 if TYPE_CHECKING:
-    from supervisor.app import Supervisor
     from supervisor.sources.udev import UdevSource
 
-log = structlog.get_logger("supervisor.udevd")
+log = structlog.get_logger("handlers.udevd")
 
 NAME = "udevd"
 UDEVD_PATHS = ("/lib/systemd/systemd-udevd", "/usr/lib/systemd/systemd-udevd", "/sbin/udevd")
@@ -67,7 +66,7 @@ class UdevdConfig:
     trigger: tuple[str, ...] = ()  # more `udevadm trigger` arguments (match options: limit the coldplug)
     ready_timeout: float = 5.0
     settle_timeout: int = 30
-    rules_dir: str | None = None  # the sandbox only: see supervisor/udevd_isolation.py
+    rules_dir: str | None = None  # the sandbox only: see handlers/udevd_isolation.py
 
 
 def parse_udevd_config(value: Any) -> UdevdConfig:
@@ -237,7 +236,7 @@ class Udevd:
             return
         assert self.binary is not None
         if self.sandbox and self.cfg.rules_dir is not None and not self._fenced:
-            from supervisor.udevd_isolation import IsolationError, isolate
+            from handlers.udevd_isolation import IsolationError, isolate
 
             try:
                 await asyncio.to_thread(isolate, Path(self.cfg.rules_dir))
@@ -418,26 +417,3 @@ class Udevd:
 
 def off_status() -> dict[str, Any]:
     return {"state": "off"}
-
-
-async def start_udevd(sup: Supervisor) -> Udevd:
-    """Boot phase "devices", before the udev source: read ``corral.udev``, and when it is on, make sure
-    the ProcessKeeper's runner runs (it would otherwise start with the handlers phase), start udevd and
-    wait until it is ready. Call ``attach(source)`` on the result once the udev source exists."""
-    from handlers.runner import HandlerRunner
-    from supervisor.app import Stopper
-
-    cfg = parse_udevd_config(sup.setting("udev", None))
-    udevd = Udevd(sup.processes, sup.keeper, cfg, sandbox=sup.options.sandbox,
-                  degrade=sup.state.degrade, clear=sup.state.clear, config=lambda: sup.setting("udev", None))
-    sup.udevd = udevd
-    if sup.keeper.name not in sup.runners:
-        sup.add_handler(HandlerRunner(sup.bus, sup.keeper, sup._handler_backoff()))
-    runner = HandlerRunner(sup.bus, udevd, sup._handler_backoff())  # follows corral.udev changes
-    sup.runners[runner.name] = runner
-    runner.start(initial_full=False)
-    grace = float(sup.setting("shutdown_grace", 10))
-    sup._stoppers.append(Stopper("udevd", lambda: udevd.stop(grace)))
-    if cfg.enabled:
-        await udevd.start()
-    return udevd
