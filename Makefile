@@ -32,7 +32,7 @@ LOCK_FLAG := $(if $(filter frozen,$(LOCK)),--frozen,$(if $(filter update,$(LOCK)
 
 help:
 	@echo "make venv       Debian packages (when missing) + $(VENV) with corral[test], editable"
-	@echo "make lint       ruff check . ; mypy"
+	@echo "make lint       ruff check . ; mypy ; lint-imports (the layers: docs/architecture.md)"
 	@echo "make test       venv + lint + pytest over tests/ and integration/"
 	@echo "make run        build the OS image and boot it in QEMU (serial console here; Ctrl-A X quits)"
 	@echo "                [CONFIG=cloud-config.yml] [APPEND='corral.password=secret'] [STATE=disk.img | STATE=]"
@@ -58,6 +58,7 @@ $(STAMP): pyproject.toml | sysdeps
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/mypy --strict --follow-imports=silent $(MYPY_STRICT)
 
 # pytest's exit status 5 means it collected no test: say so rather than fail.

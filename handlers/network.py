@@ -33,9 +33,10 @@ from netconf import dns as resolv
 from netconf.apply import ApplyResult, Failure, apply, describe, op_link
 from netconf.dhcp import DhcpManager
 from netconf.match import match
-from netconf.model import Argv, Dns, Interface, NetworkConfig, parse_config
+from netconf.model import Argv, Dns, Interface, NetworkConfig
 from netconf.netlink import Netlink, Snapshot
 from netconf.observed import Link, Observed, Owned
+from netconf.parse import parse_config
 from netconf.plan import Op, RunHook, StartDhcp, StopDhcp, desired_dns, plan, record
 from supervisor.atomic import write_atomic
 from supervisor.backoff import Backoff

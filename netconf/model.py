@@ -3,7 +3,8 @@
 ``NetworkConfig`` holds *rules* (``Interface``): each says which links it applies to (``Match``) and
 what those links should look like. Virtual links (bridges, bonds, VLANs, dummies) are rules too,
 matched by their exact name, and corral creates them. The RancherOS parser (``netconf.rancher``) and
-the netplan v2 parser (``netconf.netplan``) both produce this model; ``parse_config`` picks between them.
+the netplan v2 parser (``netconf.netplan``) both produce this model; ``netconf.parse.parse_config``
+picks between them.
 
 The second half of this module holds what both parsers share: ``Problems`` (errors as data, naming the
 key) and field parsers (addresses, routes, hooks, bond options) that report into it. Nothing here does
@@ -15,7 +16,7 @@ import difflib
 import ipaddress
 import re
 import shlex
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
 from typing import Any, Literal, TypeAlias
@@ -235,62 +236,6 @@ def default_rules(exclusive: bool = False) -> tuple[Interface, ...]:
         Interface(id=p, key="(default)", match=Match(name=p), order=i, dhcp4=True, exclusive=exclusive)
         for i, p in enumerate(DEFAULT_PATTERNS)
     )
-
-
-NETPLAN_KEY: KeyPath = ("network",)
-RANCHER_KEY: KeyPath = ("corral", "network")
-
-
-def parse_config(config: Mapping[str, Any], source: str | Callable[[str], str] = "config") -> Parsed:
-    """The network part of a whole (merged) corral config.
-
-    RancherOS-style settings live in ``corral.network`` (``rancher.network`` is folded into it by the
-    config loader). A netplan v2 document is the top-level ``network:`` key, as in cloud-init's
-    network-config v2 and in netplan's own files, so a file from ``/etc/netplan`` can be dropped into
-    ``cloud-config.d/`` as it is. Interfaces may come from one of the two, not both;
-    ``corral.network.dns``, ``pre_cmds``, ``post_cmds``, ``dhcp_timeout`` and ``exclusive`` apply to
-    either. ``source`` names the file of each error: a string, or a function of the dotted key (the
-    config store's provenance)."""
-    from netconf.netplan import parse_netplan  # the parsers import this module
-    from netconf.rancher import parse_rancher
-
-    problems = Problems(source)
-    corral = config.get("corral")
-    raw_rancher = corral.get("network") if isinstance(corral, Mapping) else None
-    raw_netplan = config.get("network")
-    settings = parse_rancher(raw_rancher, RANCHER_KEY, problems)
-    netplan_rules: tuple[Interface, ...] | None = None
-    disabled = False
-    if raw_netplan is not None:
-        result = parse_netplan(raw_netplan, NETPLAN_KEY, problems, exclusive=settings.exclusive)
-        netplan_rules, disabled = result.interfaces, result.disabled
-        if settings.interfaces and (netplan_rules or disabled):
-            problems.error(
-                NETPLAN_KEY,
-                "interfaces are given both here (netplan) and in corral.network.interfaces (RancherOS "
-                "format): use one of the two",
-            )
-    if problems.errors:
-        return Parsed(None, tuple(problems.errors), tuple(problems.warnings))
-    fmt: Format
-    if disabled:
-        rules: tuple[Interface, ...] = ()
-        fmt = "disabled"
-    elif netplan_rules:
-        rules, fmt = netplan_rules, "netplan"
-    elif settings.interfaces:
-        rules, fmt = settings.interfaces, "rancher"
-    else:
-        rules, fmt = default_rules(settings.exclusive), "default"
-    net = NetworkConfig(
-        interfaces=rules,
-        dns=settings.dns,
-        pre_cmds=settings.pre_cmds,
-        post_cmds=settings.post_cmds,
-        dhcp_timeout=settings.dhcp_timeout,
-        format=fmt,
-    )
-    return Parsed(net, (), tuple(problems.warnings))
 
 
 # -- problems ----------------------------------------------------------------------------------------------

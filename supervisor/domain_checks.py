@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from netconf.model import parse_config
+from netconf.parse import parse_config
 from storage.rules import parse_storage
 from supervisor.config.errors import ConfigError
 from supervisor.config.store import ConfigStore, DomainCheck, Source

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from netconf import netplan, rancher
-from netconf.model import parse_config
+from netconf.parse import parse_config
 from supervisor.config.schema import Schema
 from supervisor.config.validate import Validator
 from supervisor.config.yamlload import load_document

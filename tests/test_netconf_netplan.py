@@ -6,7 +6,8 @@ from ipaddress import ip_address, ip_interface, ip_network
 
 import yaml
 
-from netconf.model import DhcpOptions, Interface, Match, NetworkConfig, Parsed, Route, Vlan, parse_config
+from netconf.model import DhcpOptions, Interface, Match, NetworkConfig, Parsed, Route, Vlan
+from netconf.parse import parse_config
 
 
 def parse(text: str) -> Parsed:

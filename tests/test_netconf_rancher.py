@@ -8,7 +8,8 @@ from typing import Any
 
 import yaml
 
-from netconf.model import Interface, Match, NetworkConfig, Parsed, VlanDef, parse_config
+from netconf.model import Interface, Match, NetworkConfig, Parsed, VlanDef
+from netconf.parse import parse_config
 
 
 def parse(text: str, source: Any = "cloud-config.yml") -> Parsed:

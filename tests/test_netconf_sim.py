@@ -14,7 +14,7 @@ from dataclasses import replace
 import pytest
 import yaml
 
-from netconf.model import DhcpOptions, NetworkConfig, Route, parse_config
+from netconf.model import DhcpOptions, NetworkConfig, Route
 from netconf.observed import (
     RTPROT_DHCP,
     RTPROT_KERNEL,
@@ -25,6 +25,7 @@ from netconf.observed import (
     Observed,
     RouteEntry,
 )
+from netconf.parse import parse_config
 from netconf.plan import (
     AddAddress,
     AddRoute,

@@ -15,10 +15,10 @@ from supervisor.control.server import ControlServer
 from supervisor.events import TimerFired
 
 if TYPE_CHECKING:
-    from supervisor.app import Supervisor
+    from supervisor.commands.host import Host
 
 
-def build_control_server(sup: Supervisor) -> ControlServer:
+def build_control_server(sup: Host) -> ControlServer:
     server = ControlServer(sup.paths.control_socket)
     Commands(sup).register(server)
     from supervisor.commands.units import register as register_service
@@ -34,7 +34,7 @@ def build_control_server(sup: Supervisor) -> ControlServer:
     return server
 
 
-def _storage_status(sup: Supervisor) -> Any:
+def _storage_status(sup: Host) -> Any:
     async def status(args: dict[str, Any]) -> Any:
         result = sup.storage.status()
         # units requiring each mount (io.corral.requires-mount): "dependents" per mount and rule
@@ -47,7 +47,7 @@ def _storage_status(sup: Supervisor) -> Any:
 
 
 class Commands:
-    def __init__(self, sup: Supervisor) -> None:
+    def __init__(self, sup: Host) -> None:
         self.sup = sup
         self._clients = 0
 

@@ -24,15 +24,15 @@ from supervisor.control.protocol import ControlError
 from supervisor.control.server import ControlServer
 
 if TYPE_CHECKING:
-    from supervisor.app import Supervisor
+    from supervisor.commands.host import Host
 
 
-def register(server: ControlServer, sup: Supervisor) -> None:
+def register(server: ControlServer, sup: Host) -> None:
     NetCommands(sup).register(server)
 
 
 class NetCommands:
-    def __init__(self, sup: Supervisor) -> None:
+    def __init__(self, sup: Host) -> None:
         self.sup = sup
 
     def register(self, server: ControlServer) -> None:

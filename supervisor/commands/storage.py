@@ -17,15 +17,15 @@ from supervisor.control.protocol import ControlError
 from supervisor.control.server import ControlServer
 
 if TYPE_CHECKING:
-    from supervisor.app import Supervisor
+    from supervisor.commands.host import Host
 
 
-def register(server: ControlServer, sup: Supervisor) -> None:
+def register(server: ControlServer, sup: Host) -> None:
     StorageCommands(sup).register(server)
 
 
 class StorageCommands:
-    def __init__(self, sup: Supervisor) -> None:
+    def __init__(self, sup: Host) -> None:
         self.sup = sup
 
     def register(self, server: ControlServer) -> None:

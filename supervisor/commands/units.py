@@ -21,15 +21,15 @@ from units.loader import SHIPPED_DIR, find_included
 
 if TYPE_CHECKING:
     from handlers.containers import ContainersHandler
-    from supervisor.app import Supervisor
+    from supervisor.commands.host import Host
 
 
-def register(server: ControlServer, sup: Supervisor) -> None:
+def register(server: ControlServer, sup: Host) -> None:
     ServiceCommands(sup).register(server)
 
 
 class ServiceCommands:
-    def __init__(self, sup: Supervisor) -> None:
+    def __init__(self, sup: Host) -> None:
         self.sup = sup
 
     def register(self, server: ControlServer) -> None:

@@ -1,0 +1,37 @@
+"""What the control commands see of PID 1: a narrow, typed view (the ``Supervisor`` satisfies it), so
+that the commands never import the composition root that builds them."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from handlers.containers import ContainersHandler
+    from supervisor.boot.context import Runners
+    from supervisor.boot.network import NetworkService
+    from supervisor.boot.storage import StorageServices
+    from supervisor.bus import Bus
+    from supervisor.config.store import ConfigStore
+    from supervisor.journal import Journal
+    from supervisor.paths import Paths
+    from supervisor.process import ProcessManager
+
+
+class Host(Protocol):
+    paths: Paths
+    bus: Bus
+    journal: Journal
+    processes: ProcessManager
+    config: ConfigStore
+    runners: Runners
+    storage: StorageServices
+    units: ContainersHandler | None
+    network: NetworkService | None
+
+    def request(self, action: str) -> None: ...  # poweroff | reboot | halt
+
+    async def reload(self) -> dict[str, Any]: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    def setting(self, key: str, default: Any) -> Any: ...
