@@ -108,6 +108,12 @@ def bus_events(sb: Sandbox, *kinds: str) -> Iterator[Callable[[], list[dict[str,
     argv = [CORRAL, "--socket", str(sb.paths.control_socket), "events", "-o", "json"]
     for kind in kinds:
         argv += ["--kind", kind]
+
+    def subscribers() -> set[str]:
+        return {name for name in sb.request("status")["bus"]["subscribers"]
+                if name.startswith("control:events")}
+
+    before = subscribers()
     with open(out, "wb") as sink:
         proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.DEVNULL)
 
@@ -115,7 +121,9 @@ def bus_events(sb: Sandbox, *kinds: str) -> Iterator[Callable[[], list[dict[str,
         return [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
 
     try:
-        time.sleep(0.3)  # subscribed
+        # subscribed: its stream's bus subscription exists (a fixed wait lost a `down` under load)
+        wait_for("the events stream subscribed", lambda: subscribers() - before or proc.poll() is not None)
+        assert proc.poll() is None, f"corral events exited {proc.returncode}"
         yield read
     finally:
         proc.terminate()

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from blockbuster import BlockBuster
 
 from handlers.hostname import (
     HOSTS_HEADER,
@@ -148,7 +149,9 @@ async def settle(runner: HandlerRunner) -> None:
             return
 
 
-async def test_kept_at_start_and_on_each_config_change(tmp_path: Path) -> None:
+async def test_kept_at_start_and_on_each_config_change(tmp_path: Path, blockbuster: BlockBuster) -> None:
+    # The fake kernel reads the files to record what they said at each set: the test's own I/O.
+    blockbuster.functions["io.BufferedReader.read"].can_block_in("tests/test_hostname.py", "set")
     config: dict[str, Any] = {"hostname": "first"}
     files = Files.under(Paths.sandbox(tmp_path))
     kernel = FakeKernel("(none)", files)

@@ -108,7 +108,7 @@ async def test_follower_gets_records_from_other_threads(journal: Journal) -> Non
 
 
 async def test_backlog_then_live_without_gap(journal: Journal, tmp_path: Path) -> None:
-    journal.attach_storage(tmp_path)
+    await asyncio.to_thread(journal.attach_storage, tmp_path)
     log = structlog.get_logger("supervisor.test")
     for n in range(5):
         log.info("stored", n=n)
@@ -128,7 +128,7 @@ async def test_close_ends_iteration(journal: Journal) -> None:
 
 async def test_follow_with_filters_backlog_and_live(journal: Journal, tmp_path: Path) -> None:
     """`logs -f -u a -u b -p warning -g link -b -n 2`: the filters pick the backlog and the live records."""
-    journal.attach_storage(tmp_path)
+    await asyncio.to_thread(journal.attach_storage, tmp_path)
     log = structlog.get_logger("supervisor.test")
     for n in range(6):
         log.warning("link flap", n=n, unit="a" if n % 2 else "b")
@@ -143,7 +143,7 @@ async def test_follow_with_filters_backlog_and_live(journal: Journal, tmp_path: 
 
 
 async def test_a_long_backlog_is_read_in_batches(journal: Journal, tmp_path: Path) -> None:
-    journal.attach_storage(tmp_path, max_bytes=20_000, keep=50)
+    await asyncio.to_thread(journal.attach_storage, tmp_path, max_bytes=20_000, keep=50)
     log = structlog.get_logger("supervisor.test")
     for n in range(2000):
         log.info("stored", n=n)
@@ -154,7 +154,7 @@ async def test_a_long_backlog_is_read_in_batches(journal: Journal, tmp_path: Pat
 
 
 async def test_closing_during_the_backlog_closes_the_files(journal: Journal, tmp_path: Path) -> None:
-    journal.attach_storage(tmp_path)
+    await asyncio.to_thread(journal.attach_storage, tmp_path)
     log = structlog.get_logger("supervisor.test")
     for n in range(1000):
         log.info("stored", n=n)
@@ -214,7 +214,7 @@ def test_batches_close_while_a_batch_is_being_read() -> None:
 
 async def test_stream_reads_in_batches_and_closes_the_files(journal: Journal, tmp_path: Path) -> None:
     """What `corral logs` without -f is served by: closing the stream early closes the files too."""
-    journal.attach_storage(tmp_path)
+    await asyncio.to_thread(journal.attach_storage, tmp_path)
     log = structlog.get_logger("supervisor.test")
     for n in range(1000):
         log.info("stored", n=n, unit="a" if n % 2 else "b")

@@ -3,6 +3,7 @@ files both ways in bounded memory, and the time forms."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import tracemalloc
@@ -76,7 +77,7 @@ def test_query_ring_before_storage(journal: Journal) -> None:
 
 async def test_aquery(journal: Journal, tmp_path: Path) -> None:
     write_fixture(tmp_path)
-    journal.attach_storage(tmp_path)
+    await asyncio.to_thread(journal.attach_storage, tmp_path)
     assert events(await journal.aquery(unit="docker", limit=1)) == ["e9"]
 
 

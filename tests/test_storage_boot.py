@@ -31,11 +31,12 @@ async def test_boot_phases_wire_the_handlers(tmp_path: Path) -> None:
     paths = Paths.sandbox(tmp_path)
     paths.config_dir.mkdir(parents=True)
     (paths.config_dir / "cloud-config.yml").write_text(CONFIG)
-    sup = Supervisor(Options(paths=paths, sandbox=True, cmdline=""), Journal())
+    # Built as PID 1 builds it, before its loop runs (the config store reads the schema from disk).
+    sup = await asyncio.to_thread(Supervisor, Options(paths=paths, sandbox=True, cmdline=""), Journal())
     loop = asyncio.get_running_loop()
     sup.processes.attach(loop)
     try:
-        sup.config.load()
+        await asyncio.to_thread(sup.config.load)
         fake = FakeModprobe(tmp_path)
         services = StorageServices()
         await start_devices(sup.ctx, services, modprobe=(str(fake.path),))

@@ -59,7 +59,7 @@ class NetCommands:
     async def plan(self, args: dict[str, Any]) -> Any:
         service = self._service()
         try:
-            candidate = self._candidate(args.get("yaml"), "<plan>")
+            candidate = await self._candidate(args.get("yaml"), "<plan>")
             ops, _, desired = await service.handler.preview(candidate)
         except NetworkError as exc:
             raise ControlError(str(exc)) from None
@@ -82,7 +82,7 @@ class NetCommands:
         if timeout <= 0:
             raise ControlError("timeout must be more than 0")
         try:
-            candidate = self._candidate(str(text), "<try>")
+            candidate = await self._candidate(str(text), "<try>")
             assert candidate is not None
             return await service.handler.try_config(candidate, str(text), timeout)
         except NetworkError as exc:
@@ -95,10 +95,11 @@ class NetCommands:
         except NetworkError as exc:
             raise ControlError(str(exc)) from None
 
-    def _candidate(self, text: Any, source: str) -> Any:
+    async def _candidate(self, text: Any, source: str) -> Any:
+        """The network config a candidate document gives; parsed and validated off the loop."""
         if not text:
             return None
-        return candidate_config(self.sup.config.current, str(text), source)
+        return await asyncio.to_thread(candidate_config, self.sup.config.current, str(text), source)
 
     async def _persist(self, text: str) -> None:
         errors = await asyncio.to_thread(self.sup.config.merge, text)

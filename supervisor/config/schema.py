@@ -7,6 +7,7 @@ is this map's key free-form."""
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -20,10 +21,15 @@ SchemaNode = dict[str, Any]
 SCALAR_TYPES = frozenset({"string", "integer", "number", "boolean", "null"})
 
 
+@functools.cache
+def _schema_text() -> str:
+    """schema.json as shipped, read once per process (PID 1 reads it before its loop runs)."""
+    return resources.files("supervisor.config").joinpath("schema.json").read_text(encoding="utf-8")
+
+
 def load_schema_document() -> SchemaNode:
     """A fresh copy of the shipped schema."""
-    text = resources.files("supervisor.config").joinpath("schema.json").read_text(encoding="utf-8")
-    doc = json.loads(text)
+    doc = json.loads(_schema_text())
     if not isinstance(doc, dict):
         raise ValueError("schema.json: top level is not an object")
     return doc

@@ -113,7 +113,7 @@ class ControlServer:
     async def start(self) -> None:
         if self._server is not None:
             raise RuntimeError("control server already started")
-        sock = self._bind()
+        sock = await asyncio.to_thread(self._bind)  # mkdir, bind, chmod: file system work, off the loop
         try:
             self._server = await asyncio.start_unix_server(self._accept, sock=sock, limit=self.max_request)
         except BaseException:
@@ -134,7 +134,7 @@ class ControlServer:
             task.cancel()
         await asyncio.gather(*connections, return_exceptions=True)
         await server.wait_closed()
-        self._unlink_own_socket()
+        await asyncio.to_thread(self._unlink_own_socket)
         log.info("control socket closed", path=str(self.socket_path))
 
     def _bind(self) -> socket.socket:

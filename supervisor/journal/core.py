@@ -3,6 +3,7 @@ mirror, followers. Thread-safe (stdlib logging and ``await log.ainfo`` emit from
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
 import threading
@@ -308,7 +309,9 @@ class Journal:
     ) -> AsyncGenerator[Record, None]:
         """:meth:`records` for async code: read in a worker thread, a batch at a time; the files are
         closed when the records are exhausted or the iteration is closed or cancelled."""
-        source, records = self._open(since, unit, limit, level, until, grep, boot, reverse)
+        # listing and opening the files is file system work: off the loop, like the reading
+        source, records = await asyncio.to_thread(self._open, since, unit, limit, level, until, grep, boot,
+                                                  reverse)
         async with contextlib.aclosing(stream_records(records, on_close=source.close)) as batched:
             async for record in batched:
                 yield record
