@@ -203,12 +203,12 @@ class Udevd:
         self.cfg = cfg
         self.sandbox = sandbox
         self.run_dir = run_dir
-        self.udevadm = udevadm or shutil.which("udevadm") or "udevadm"
+        self.udevadm = udevadm  # found on PATH (off the loop) when it is first needed
         self._degrade = degrade or (lambda key, reason: None)
         self._clear = clear or (lambda key: None)
         self._config = config
         self._exists = exists
-        self.binary = find_binary(cfg, exists)
+        self.binary: str | None = None  # found (off the loop) when udevd is started
         self._fenced = False
         self._listening = False
         self.state = "off"
@@ -224,6 +224,7 @@ class Udevd:
         """Start udevd and wait until it is ready and coldplugged (bounded). Never raises for udevd's own
         failures: they are states, a warning and a degraded reason; the source then follows the kernel."""
         systemd_running = await asyncio.to_thread(SYSTEMD_RUNNING.exists)
+        self.binary = await asyncio.to_thread(find_binary, self.cfg, self._exists)
         check = preflight(self.cfg, binary=self.binary, sandbox=self.sandbox, systemd_running=systemd_running)
         for warning in check.warnings:
             log.warning("config warning", unit=NAME, warning=warning)
@@ -352,6 +353,8 @@ class Udevd:
             self._settled.set()
             return
         first, self._first = self._first, False
+        if self.udevadm is None:
+            self.udevadm = await asyncio.to_thread(shutil.which, "udevadm") or "udevadm"
         await self._udevadm(trigger_argv(self.udevadm, self.cfg, first), "trigger")
         await self._udevadm(settle_argv(self.udevadm, self.cfg), "settle")
         if child is not self._child or not child.running:

@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _serve(args: argparse.Namespace, paths: Paths, mount_root: Path) -> str:
     from supervisor import journal as journal_mod
+    from supervisor import loopguard
     from supervisor.app import Options, Supervisor
     from supervisor.tasks import loop_exception_handler
 
@@ -61,7 +62,8 @@ def _serve(args: argparse.Namespace, paths: Paths, mount_root: Path) -> str:
     asyncio.set_event_loop(loop)
     loop.set_exception_handler(loop_exception_handler)
     try:
-        return loop.run_until_complete(supervisor.run())
+        with loopguard.from_environment():  # tests: a blocking call on the loop fails loudly
+            return loop.run_until_complete(supervisor.run())
     finally:
         journal.close()
 

@@ -353,7 +353,7 @@ class Supervisor:
             return
         from units.system_dockerd import DOCKERD, DockerdLayout, SystemDockerd
 
-        if not DOCKERD.exists():
+        if not await asyncio.to_thread(DOCKERD.exists):
             raise RuntimeError(f"{DOCKERD} missing: the system docker cannot run")
         layout = DockerdLayout.system(self.paths, self.options.sandbox)
         dockerd = SystemDockerd(self.processes, self.bus, layout, journal=self.journal)

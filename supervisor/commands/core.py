@@ -109,7 +109,9 @@ class Commands:
         return {"generation": result["generation"], "changed": result["changed"]}
 
     async def config_export(self, args: dict[str, Any]) -> Any:
-        return self.sup.config.export(include_secrets=bool(args.get("secrets")), user_only=True)
+        # it reads the user's files (cloud-config.yml, private.yml): off the loop
+        return await asyncio.to_thread(self.sup.config.export, include_secrets=bool(args.get("secrets")),
+                                       user_only=True)
 
     async def config_validate(self, args: dict[str, Any]) -> Any:
         verdict = await asyncio.to_thread(
