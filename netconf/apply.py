@@ -176,7 +176,7 @@ class _Runner:
             await nl.add_address(self.idx(op.link), op.address, replace=True, valid_lft=lifetime,
                                  preferred_lft=lifetime)
         elif isinstance(op, AddAddress):
-            await nl.add_address(self.idx(op.link), op.address)
+            await nl.add_address(self.idx(op.link), op.address, replace=op.replace)
         elif isinstance(op, RemoveAddress):
             await nl.remove_address(self.idx(op.link), op.address)
         elif isinstance(op, AddRoute) and op.lease:
@@ -227,6 +227,8 @@ def describe(op: Op) -> str:
         return f"set {op.link} down"
     if isinstance(op, AddAddress) and op.lease:
         return f"set address {op.address} on {op.link} for its DHCP lease"
+    if isinstance(op, AddAddress) and op.replace:
+        return f"make address {op.address} on {op.link} permanent"
     if isinstance(op, AddAddress):
         return f"add address {op.address} to {op.link}"
     if isinstance(op, RemoveAddress):

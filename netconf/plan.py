@@ -15,7 +15,8 @@ when it runs them:
 ``SetMtu(link, mtu)``            ``IPRoute.link("set", index=..., mtu=mtu)``
 ``SetUp``/``SetDown(link)``      ``IPRoute.link("set", index=..., state="up"/"down")``
 ``Add``/``RemoveAddress``        ``IPRoute.addr("add"/"del", index=..., address=ip, prefixlen=n)``; a
-                                 lease's: ``"replace"`` with ``valid_lft``/``preferred_lft`` until it ends
+                                 lease's: ``"replace"`` with ``valid_lft``/``preferred_lft`` until it ends;
+                                 ``replace``: ``"replace"`` without (permanent)
 ``Add``/``RemoveRoute``          ``IPRoute.route("add"/"del", dst=..., gateway=via, oif=..., priority=metric,
                                  table=..., scope=..., prefsrc=source, flags=onlink, proto="static")``;
                                  a lease's: ``"replace"``, ``proto="dhcp"``
@@ -35,8 +36,9 @@ takes away runs no hooks (hooks are about the config).
 What a lease brings to its link (``lease_address``, ``lease_route``, ``link_mtu``), config first:
 
 - its address, with the lease's end as the address's lifetime (the kernel drops it then, whatever
-  happens to corral), unless the config gives the link the same IP; an address whose lifetime is more
-  than ``LIFETIME_SLACK`` seconds off the lease's end (a renewal) is replaced;
+  happens to corral), unless the config gives the link the same IP (then that address is made
+  permanent if it is there with a lifetime); an address whose lifetime is more than ``LIFETIME_SLACK``
+  seconds off the lease's end (a renewal) is replaced;
 - a default route via its router, ``proto dhcp``, metric ``route-metric`` (``LEASE_ROUTE_METRIC`` by
   default), unless ``use-routes: false`` or the config gives the link a default route of that family
   in the same table;
@@ -142,12 +144,14 @@ class SetDown:
 @dataclass(frozen=True)
 class AddAddress:
     """``lease``: a DHCP lease's address, put in place (or replaced) with a lifetime that ends at
-    ``expires`` (``time.monotonic()`` seconds; None: it does not end)."""
+    ``expires`` (``time.monotonic()`` seconds; None: it does not end). ``replace``: a configured
+    address that is there with a lifetime (a lease's) is made permanent."""
 
     link: str
     address: IPInterface
     lease: bool = False
     expires: float | None = None
+    replace: bool = False
 
 
 @dataclass(frozen=True)
@@ -626,7 +630,11 @@ class _Planner:
         for n in topo_managed:
             rule = self.managed[n]
             present = {} if self.fresh(n) else {a.address: a for a in addresses if a.link == n}
-            adds.extend(AddAddress(n, a) for a in rule.addresses if a not in present)
+            for configured in rule.addresses:
+                if configured not in present:
+                    adds.append(AddAddress(n, configured))
+                elif present[configured].dynamic:  # there for a lease, say: the config wants it for good
+                    adds.append(AddAddress(n, configured, replace=True))
             for ip, lease in self.lease_addresses(n):
                 there = present.get(ip)
                 if lease.confirmed and (there is None or not lifetime_current(there, lease)):

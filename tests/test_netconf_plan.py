@@ -541,6 +541,12 @@ def test_config_wins_over_the_lease_in_the_plan() -> None:
     side_by_side = Desired(desired, (lease("10.0.0.6/24", mtu=1400, expires=1000.0),))
     ops, _ = converge(side_by_side, state)
     assert ops == [AddAddress("eth0", ip("10.0.0.6/24"), lease=True, expires=1000.0)]
+    # the lease's address became the config's: it stays, for good
+    _, leased = converge(Desired(config(DHCP), (lease(expires=1000.0),)), running("eth0"))
+    ops, after = converge(Desired(desired, (lease(expires=1000.0),)), leased)
+    assert AddAddress("eth0", ip("10.0.0.5/24"), replace=True) in ops
+    assert RemoveAddress("eth0", ip("10.0.0.5/24")) not in ops
+    assert [(a.address, a.dynamic) for a in after.addresses] == [(ip("10.0.0.5/24"), False)]
 
 
 def test_a_renewal_refreshes_the_lifetime_only_and_runs_no_hooks() -> None:

@@ -136,7 +136,7 @@ def simulate(observed: Observed, ops: Sequence[Op]) -> Observed:
         elif isinstance(op, AddAddress):
             need(op.link)
             there = [a for a in addresses if a.link == op.link and a.address == op.address]
-            if there and not op.lease:
+            if there and not (op.lease or op.replace):
                 raise Refused(f"{op.address} already on {op.link}")
             if there:
                 addresses.remove(there[0])

@@ -425,6 +425,10 @@ async def test_apply_puts_a_lease_address_in_place_with_its_lifetime() -> None:
     assert lease_lifetime(None, 0.0) == 0xFFFFFFFF and lease_lifetime(10.0, 20.0) == 1
     assert describe(ops[0]) == "set address 198.18.60.50/24 on eth0 for its DHCP lease"
     assert describe(ops[2]) == "add route 0.0.0.0/0 via 198.18.60.1 dev eth0 metric 1024 proto dhcp"
+    permanent = AddAddress("eth0", ip("198.18.60.50/24"), replace=True)
+    assert (await apply([permanent], k, snap, None)).ok  # type: ignore[arg-type]
+    assert ("eth0", ip("198.18.60.50/24")) not in k.expires  # no lifetime any more
+    assert describe(permanent) == "make address 198.18.60.50/24 on eth0 permanent"
 
 
 def test_describe_and_route_kwargs() -> None:
