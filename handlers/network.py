@@ -1,9 +1,11 @@
-"""The network reconciler: config (desired) vs kernel (observed) -> netconf.plan -> netconf.apply.
+"""The network reconciler: config and DHCP leases (desired) vs kernel (observed) -> netconf.plan ->
+netconf.apply. It is the one writer of the kernel's network state: the DHCP client only holds leases.
 
 Level-triggered, like every handler: a netlink event, a DHCP lease event, a config change or a resync
 only marks it dirty (the runner coalesces a storm into one reconcile). Each reconcile dumps links,
-addresses and routes, lets the DHCP clients follow the links' carrier, plans, applies, and records
-what corral now owns (``network-owned.json`` in the state directory, written atomically).
+addresses and routes, lets the DHCP clients follow the links' carrier, takes the leases they hold,
+plans, applies, and records what corral now owns (``network-owned.json`` in the state directory, written
+atomically).
 
 So, with no code path of its own for each case:
 
@@ -11,7 +13,8 @@ So, with no code path of its own for each case:
 - an address or route that someone deleted is put back (drift); one that someone added on a managed
   link is removed only when that link's rule is ``exclusive``;
 - a config change is applied as a difference: what is no longer wanted goes, what is new comes;
-- carrier down pauses a link's DHCP client, carrier up starts a new exchange.
+- carrier down pauses a link's DHCP client, carrier up starts a new exchange;
+- a lease bound, renewed, changed, released or expired changes what the plan wants on its link.
 
 `corral net try` applies a candidate config without persisting it and rolls it back unless
 `corral net confirm` comes in time; confirming persists it like `corral config merge`."""
@@ -33,11 +36,11 @@ from netconf import dns as resolv
 from netconf.apply import ApplyResult, Failure, apply, describe, op_link
 from netconf.dhcp import DhcpManager
 from netconf.match import match
-from netconf.model import Argv, Dns, Interface, NetworkConfig
+from netconf.model import Argv, Dns, NetworkConfig
 from netconf.netlink import Netlink, Snapshot
-from netconf.observed import Link, Observed, Owned
+from netconf.observed import DhcpLease, Link, Observed, Owned
 from netconf.parse import parse_config
-from netconf.plan import Op, RunHook, StartDhcp, StopDhcp, desired_dns, plan, record
+from netconf.plan import Desired, Op, RunHook, StartDhcp, StopDhcp, desired_dns, plan, record
 from supervisor.atomic import write_atomic
 from supervisor.backoff import Backoff
 from supervisor.bus import Bus
@@ -99,15 +102,12 @@ class _LinkDrift:
 class _Effects:
     """What the plan does besides netlink calls, for one round."""
 
-    def __init__(self, handler: NetworkHandler, snapshot: Snapshot, rules: Mapping[str, Interface]) -> None:
+    def __init__(self, handler: NetworkHandler, snapshot: Snapshot) -> None:
         self.h = handler
         self.snapshot = snapshot
-        self.rules = rules
 
     async def start_dhcp(self, op: StartDhcp, link: Link | None) -> None:
-        rule = self.rules.get(op.link)
-        use_mtu = rule is None or rule.mtu is None
-        await self.h.dhcp.start(link if link is not None else op.link, op.family, op.options, use_mtu=use_mtu)
+        await self.h.dhcp.start(link if link is not None else op.link, op.family, op.options)
 
     async def stop_dhcp(self, op: StopDhcp) -> None:
         exists = any(link.name == op.link for link in self.snapshot.links)
@@ -162,7 +162,7 @@ class NetworkHandler:
         self._failing: dict[str, float] = {}  # failure -> since when it fails in every round
         self._reported: set[str] = set()
         self.failures: list[str] = []
-        self._prev: tuple[Any, dict[str, int]] | None = None  # (desired config, link -> index)
+        self._prev: tuple[Desired, dict[str, int]] | None = None  # (desired, link -> index)
         self.drift: dict[str, _LinkDrift] = {}
         self.rounds = 0
         self.history: deque[tuple[int, Round]] = deque(maxlen=64)  # (round number, round) with changes
@@ -259,7 +259,6 @@ class NetworkHandler:
             addresses=snap.addresses,
             routes=snap.routes,
             dhcp=self.dhcp.clients(),
-            leases=self.dhcp.leases(),
             dns=self.dns_written,
             owned=self.owned.prune(names),
         )
@@ -275,19 +274,19 @@ class NetworkHandler:
         rnd.attempts = snap.attempts
         await self.dhcp.sync(snap.links)
         observed = await self._observe(snap)
-        ops = plan(desired, observed)
+        wanted = Desired(desired, self.dhcp.leases())
+        ops = plan(wanted, observed)
         rnd.planned = ops
         if ops:
-            rules = match(desired.interfaces, list(snap.links))
-            rnd.result = await apply(ops, self.netlink, snap, _Effects(self, snap, rules))
-            self._after_apply(desired, snap, rnd)
+            rnd.result = await apply(ops, self.netlink, snap, _Effects(self, snap))
+            self._after_apply(wanted, snap, rnd)
         else:
             self._note_failures([])
         owned = record(observed.owned, rnd.result.applied)
         if owned != self.owned:
             self.owned = owned
             await self._save_owned(owned)
-        self._prev = (desired, snap.index())
+        self._prev = (wanted, snap.index())
         rnd.took = time.monotonic() - t0
         self.rounds += 1
         self.last_round = rnd
@@ -297,7 +296,7 @@ class NetworkHandler:
         self.first_round.set()
         return rnd
 
-    def _after_apply(self, desired: NetworkConfig, snap: Snapshot, rnd: Round) -> None:
+    def _after_apply(self, desired: Desired, snap: Snapshot, rnd: Round) -> None:
         result = rnd.result
         applied = [describe(op) for op in result.applied]
         failed = [str(f) for f in result.failed]
@@ -307,19 +306,25 @@ class NetworkHandler:
         self._note_drift(desired, snap, result)
         self._note_failures(result.failed)
 
-    def _note_drift(self, desired: NetworkConfig, snap: Snapshot, result: ApplyResult) -> None:
-        """Changes on links that were there before, with the same config, put back what someone else
-        changed: that is drift."""
-        if self._prev is None or self._prev[0] != desired:
+    def _note_drift(self, desired: Desired, snap: Snapshot, result: ApplyResult) -> None:
+        """Changes on links that were there before, with the same config and the same leases, put back
+        what someone else changed: that is drift."""
+        if self._prev is None or self._prev[0].config != desired.config:
             return
         before = self._prev[1]
         now = snap.index()
+        leases_before, leases_now = _leases_by_link(self._prev[0]), _leases_by_link(desired)
         per_link: dict[str, list[str]] = {}
         for op in result.applied:
             if isinstance(op, StartDhcp | StopDhcp | RunHook):
                 continue
             link = op_link(op)
-            if link is not None and link in before and now.get(link) == before[link]:
+            if (
+                link is not None
+                and link in before
+                and now.get(link) == before[link]
+                and leases_before.get(link) == leases_now.get(link)
+            ):
                 per_link.setdefault(link, []).append(describe(op))
         for link, changes in per_link.items():
             d = self.drift.setdefault(link, _LinkDrift())
@@ -436,7 +441,7 @@ class NetworkHandler:
             raise NetworkError("no network config in force")
         snap = await self.netlink.observe()
         observed = await self._observe(snap)
-        return plan(desired, observed), observed, desired
+        return plan(Desired(desired, self.dhcp.leases()), observed), observed, desired
 
     async def status(self) -> dict[str, Any]:
         ops, observed, desired = await self.preview()
@@ -478,7 +483,7 @@ class NetworkHandler:
                 "drift": {"pending": pending.get(link.name, []), "corrected": drift.corrected,
                           "last": drift.last, "last_at": drift.last_at},
             })
-        wanted_dns = desired_dns(desired, observed)
+        wanted_dns = desired_dns(Desired(desired, self.dhcp.leases()), observed)
         return {
             "format": desired.format,
             "links": links,
@@ -496,6 +501,13 @@ class NetworkHandler:
                         "sockets_reopened": self.netlink.reopened},
             "dhcp_exchanges": self.dhcp.exchanges,
         }
+
+
+def _leases_by_link(desired: Desired) -> dict[str, list[DhcpLease]]:
+    out: dict[str, list[DhcpLease]] = {}
+    for lease in desired.leases:
+        out.setdefault(lease.link, []).append(lease)
+    return out
 
 
 def _dns_dict(dns: Dns) -> dict[str, Any]:

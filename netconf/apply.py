@@ -13,6 +13,7 @@ from, and kept up to date as links are created, renamed and deleted during the r
 from __future__ import annotations
 
 import errno
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -43,6 +44,8 @@ from netconf.plan import (
 )
 
 log = structlog.get_logger("netconf.apply")
+
+FOREVER = 0xFFFFFFFF
 
 
 class Effects(Protocol):
@@ -168,10 +171,16 @@ class _Runner:
             await nl.link("set", index=self.idx(op.link), state="up")
         elif isinstance(op, SetDown):
             await nl.link("set", index=self.idx(op.link), state="down")
+        elif isinstance(op, AddAddress) and op.lease:
+            lifetime = lease_lifetime(op.expires, time.monotonic())
+            await nl.add_address(self.idx(op.link), op.address, replace=True, valid_lft=lifetime,
+                                 preferred_lft=lifetime)
         elif isinstance(op, AddAddress):
-            await nl.add_address(self.idx(op.link), op.address)
+            await nl.add_address(self.idx(op.link), op.address, replace=op.replace)
         elif isinstance(op, RemoveAddress):
             await nl.remove_address(self.idx(op.link), op.address)
+        elif isinstance(op, AddRoute) and op.lease:
+            await nl.add_route(self.idx(op.link), op.route, proto="dhcp", replace=True)
         elif isinstance(op, AddRoute):
             await nl.add_route(self.idx(op.link), op.route)
         elif isinstance(op, RemoveRoute):
@@ -187,6 +196,14 @@ class _Runner:
             if code != 0:
                 return f"exited {code}"
         return None
+
+
+def lease_lifetime(expires: float | None, now: float) -> int:
+    """The kernel's lifetime (seconds) for a lease address ending at ``expires`` (monotonic): at least 1
+    (the lease goes at its end, and the plan then removes the address), FOREVER when it does not end."""
+    if expires is None:
+        return FOREVER
+    return max(1, min(FOREVER - 1, int(expires - now)))
 
 
 def describe(op: Op) -> str:
@@ -208,6 +225,10 @@ def describe(op: Op) -> str:
         return f"set {op.link} up"
     if isinstance(op, SetDown):
         return f"set {op.link} down"
+    if isinstance(op, AddAddress) and op.lease:
+        return f"set address {op.address} on {op.link} for its DHCP lease"
+    if isinstance(op, AddAddress) and op.replace:
+        return f"make address {op.address} on {op.link} permanent"
     if isinstance(op, AddAddress):
         return f"add address {op.address} to {op.link}"
     if isinstance(op, RemoveAddress):
@@ -226,6 +247,8 @@ def describe(op: Op) -> str:
             words.append("onlink")
         if r.source is not None:
             words.append(f"src {r.source}")
+        if isinstance(op, AddRoute) and op.lease:
+            words.append("proto dhcp")
         return " ".join(words)
     if isinstance(op, StartDhcp):
         return f"start DHCPv{op.family} on {op.link}"

@@ -2,21 +2,22 @@
 link, inside PID 1's loop.
 
 pyroute2 runs the protocol (DISCOVER/OFFER/REQUEST/ACK, renewal at T1, rebinding at T2, expiry,
-RELEASE); corral hooks into its triggers and configures the kernel itself:
+RELEASE); corral hooks into its triggers and only keeps the lease: it never changes the kernel. The
+leases held (``leases()``) are desired state for the network reconciler, beside the config; each change
+is published (``DhcpLeaseChanged``, which marks the reconciler dirty), and its plan decides what a lease
+brings (``netconf.plan``: the address with the lease's lifetime, the default route, the MTU, DNS;
+config first) and takes away again when the lease changes or goes:
 
-- bound, renewed, rebound: the leased address with the lease's lifetimes (so the kernel drops it when
-  the lease runs out, whatever happens to corral), the router as the default route with proto dhcp
-  (metric ``route-metric``, 1024 by default, so that a static default route wins), the MTU when the
-  server offers one and the config sets none; name servers and search domains go to resolv.conf
-  through the plan (``Observed.leases``);
-- unbound (released, or refused with a NAK) and expired: the address and the route are removed.
+- bound, renewed, rebound: the lease is held (a renewal moves its end, so its address's lifetime);
+- unbound (released, or refused with a NAK) and expired: the lease is gone.
 
 Carrier down pauses a client (no RELEASE, the address stays until its lifetime ends); carrier up starts
 a new exchange (a REQUEST for the lease held, else a DISCOVER). A link that disappears is forgotten.
 Stopping a client because the config no longer wants DHCP releases its lease. The hostname is sent
 (option 12). Leases are kept under the state directory, so that after a restart the client asks for
-the same address again. DHCPv6 is not implemented: such a client is recorded (so the plan is stable)
-and reported as unsupported.
+the same address again; until the server confirms it, such a lease is held unconfirmed (what it brought
+stays, nothing is added for it). DHCPv6 is not implemented: such a client is recorded (so the plan is
+stable) and reported as unsupported.
 
 How pyroute2's client is used, and why:
 
@@ -33,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import ipaddress
 import json
 import logging
@@ -46,8 +46,7 @@ from typing import Any
 
 import structlog
 
-from netconf.model import DhcpOptions, IPAddress, IPInterface, Route
-from netconf.netlink import Netlink
+from netconf.model import DhcpOptions, IPAddress, IPInterface
 from netconf.observed import DhcpClient, DhcpLease, Link
 from supervisor.atomic import remove_durably, write_atomic
 from supervisor.bus import Bus
@@ -56,7 +55,6 @@ from supervisor.tasks import spawn_task
 
 log = structlog.get_logger("netconf.dhcp")
 
-DEFAULT_ROUTE_METRIC = 1024
 FOREVER = 0xFFFFFFFF
 
 
@@ -90,9 +88,11 @@ class LeaseInfo:
     server: str | None = None
     lease_time: int | None = None
     obtained: float = 0.0
+    ends: float | None = None  # the lease's end in time.monotonic() seconds (None: it has none)
 
     @property
     def expires(self) -> float | None:
+        """The lease's end, Unix time (for people)."""
         return None if self.lease_time is None else self.obtained + self.lease_time
 
     def remaining(self, now: float | None = None) -> int | None:
@@ -100,9 +100,14 @@ class LeaseInfo:
             return None
         return max(0, int(self.expires - (time.time() if now is None else now)))
 
+    def held(self, link: str, family: int, confirmed: bool = True) -> DhcpLease:
+        """The lease as the plan takes it."""
+        return DhcpLease(link, family, self.address, self.gateway, self.nameservers, self.search,
+                         mtu=self.mtu, expires=self.ends, confirmed=confirmed)
+
 
 def lease_info(lease: Any) -> LeaseInfo:
-    """Read a pyroute2 ``Lease`` (or anything with its ``ack`` dict and ``obtained``)."""
+    """Read a pyroute2 ``Lease`` (or anything with its ``ack`` dict and ``obtained``, Unix time)."""
     options: dict[str, Any] = dict(lease.ack.get("options") or {})
     mask = options.get("subnet_mask")
     prefix = 32
@@ -129,6 +134,9 @@ def lease_info(lease: Any) -> LeaseInfo:
     lease_time = options.get("lease_time")
     if lease_time is not None and (int(lease_time) < 0 or int(lease_time) >= FOREVER):
         lease_time = None
+    ends = None  # the same end on the monotonic clock (as far as the wall clock can tell it)
+    if lease_time is not None:
+        ends = time.monotonic() + float(lease.obtained) + int(lease_time) - time.time()
     return LeaseInfo(
         address=address,
         gateway=gateway,
@@ -138,6 +146,7 @@ def lease_info(lease: Any) -> LeaseInfo:
         server=options.get("server_id"),
         lease_time=int(lease_time) if lease_time is not None else None,
         obtained=float(lease.obtained),
+        ends=ends,
     )
 
 
@@ -174,11 +183,11 @@ class _Client:
     link: str
     family: int
     options: DhcpOptions
-    use_mtu: bool = True
     state: str = "starting"  # starting | running | paused | unsupported | failed
     client: Any = None
     lease: Any = None  # pyroute2 Lease held (also while paused)
-    applied: LeaseInfo | None = None  # what is in the kernel
+    info: LeaseInfo | None = None  # what the lease held says (None: no lease)
+    confirmed: bool = True  # false for a lease stored before a restart, until the server confirms it
     dhcp_state: str | None = None  # pyroute2's FSM state name
     last_event: str | None = None
     expiry: asyncio.TimerHandle | None = None
@@ -188,17 +197,18 @@ class _Client:
 
 
 class DhcpManager:
-    """One pyroute2 DHCPv4 client per link. ``clients()``/``leases()`` feed the plan's observation."""
+    """One pyroute2 DHCPv4 client per link. ``clients()`` feeds the plan's observation, ``leases()`` its
+    desired state."""
 
-    def __init__(self, netlink: Netlink, bus: Bus, lease_dir: Path | None = None,
+    def __init__(self, bus: Bus, lease_dir: Path | None = None,
                  hostname: Callable[[], str] = socket.gethostname,
                  timeouts: dict[str, int] | None = None) -> None:
-        self.netlink = netlink
         self.bus = bus
         self.lease_dir = lease_dir
         self.hostname = hostname
         self._clients: dict[tuple[str, int], _Client] = {}
         self._stored: dict[str, dict[str, Any]] = {}  # link -> lease as persisted
+        self._kept: dict[str, LeaseInfo] = {}  # stored leases of links with no client (yet), after a restart
         self._lock = asyncio.Lock()
         self._timeouts = timeouts
         self.exchanges = 0
@@ -209,8 +219,14 @@ class DhcpManager:
         if self.lease_dir is None:
             return
         self._stored = await asyncio.to_thread(_read_leases, self.lease_dir)
+        for link in self._stored:
+            lease = self._stored_lease(link)
+            if lease is not None:
+                with contextlib.suppress(Exception):  # a damaged file: forget it
+                    self._kept[link] = lease_info(lease)
 
     async def _persist(self, link: str, lease: Any | None) -> None:
+        self._kept.pop(link, None)
         if self.lease_dir is None:
             return
         if lease is None:
@@ -241,26 +257,30 @@ class DhcpManager:
         return tuple(DhcpClient(c.link, c.family, c.options) for c in self._clients.values())
 
     def leases(self) -> tuple[DhcpLease, ...]:
+        """The leases held: each client's, and (after a restart) the stored ones of links whose client
+        has not started yet, unconfirmed."""
         out: list[DhcpLease] = []
         for c in self._clients.values():
-            info = c.applied
-            if info is None:
-                continue
-            out.append(DhcpLease(c.link, c.family, info.address, info.gateway, info.nameservers, info.search))
+            if c.info is not None:
+                out.append(c.info.held(c.link, c.family, c.confirmed))
+        now = time.monotonic()
+        for link, info in self._kept.items():
+            if (link, 4) not in self._clients and (info.ends is None or info.ends > now):
+                out.append(info.held(link, 4, confirmed=False))
         return tuple(out)
 
     def lease_of(self, link: str, family: int = 4) -> LeaseInfo | None:
         c = self._clients.get((link, family))
-        return None if c is None else c.applied
+        return None if c is None else c.info
 
     # ---- control ---------------------------------------------------------------------------------
-    async def start(self, link: Link | str, family: int, options: DhcpOptions, use_mtu: bool = True) -> None:
+    async def start(self, link: Link | str, family: int, options: DhcpOptions) -> None:
         name = link if isinstance(link, str) else link.name
         async with self._lock:
             old = self._clients.pop((name, family), None)
             if old is not None:
                 await self._close(old, release=False)
-            c = _Client(name, family, options, use_mtu=use_mtu)
+            c = _Client(name, family, options)
             if not isinstance(link, str):
                 c.mac = link.mac
             self._clients[(name, family)] = c
@@ -268,6 +288,11 @@ class DhcpManager:
                 c.state = "unsupported"
                 log.warning("DHCPv6 is not supported yet; the link gets no DHCPv6 address", link=name)
                 return
+            stored = self._stored_lease(name)
+            if stored is not None:  # held, unconfirmed, while the client asks for it again
+                with contextlib.suppress(Exception):  # a damaged file: start without it
+                    c.lease, c.info, c.confirmed = stored, lease_info(stored), False
+                    self._arm_expiry(c)
             carrier = True if isinstance(link, str) else link.carrier
             if carrier:
                 await self._run(c)
@@ -281,9 +306,7 @@ class DhcpManager:
             if c is None:
                 return
             await self._close(c, release=release)
-            if release and c.applied is not None:
-                await self._unapply(c, "released")
-            c.lease = None
+            c.lease, c.info = None, None
             await self._persist(link, None)
             self._event(c, "stopped")
 
@@ -297,7 +320,7 @@ class DhcpManager:
                 if link is None:
                     self._clients.pop(key, None)
                     await self._close(c, release=False)
-                    c.applied = None
+                    c.lease, c.info = None, None
                     await self._persist(c.link, None)
                     self._event(c, "stopped")
                     log.info("link gone; its DHCP client is forgotten", link=c.link)
@@ -399,9 +422,7 @@ class DhcpManager:
         if c.mac:
             client._sock.l2addr = c.mac
         self.exchanges += 1
-        if c.expiry is not None:
-            c.expiry.cancel()
-            c.expiry = None
+        self._arm_expiry(c)  # a lease asked for again has no timers in pyroute2's client until bound
         was_paused = c.state in ("paused", "failed")
         c.state = "running"
         self._event(c, "resumed" if was_paused else "started")
@@ -415,6 +436,7 @@ class DhcpManager:
         self._event(c, "paused")
 
     async def _close(self, c: _Client, release: bool) -> None:
+        self._disarm_expiry(c)
         client, c.client = c.client, None
         if client is None:
             return
@@ -426,76 +448,50 @@ class DhcpManager:
             log.debug("DHCP client stopped with an error", link=c.link, error=repr(exc))
 
     def _arm_expiry(self, c: _Client) -> None:
-        if c.expiry is not None:
-            c.expiry.cancel()
-            c.expiry = None
-        info = c.applied
-        if info is None or info.expires is None:
+        """The end of the lease held while pyroute2's client has no timers for it (paused, or asking
+        for it again after a restart or a pause): the lease goes then, unless bound again first."""
+        self._disarm_expiry(c)
+        info = c.info
+        if info is None or info.ends is None:
             return
-        delay = max(0.0, info.expires - time.time())
+        delay = max(0.0, info.ends - time.monotonic())
 
         def fire() -> None:
             c.expiry = None
-            spawn_task(self._expire_paused(c), name=f"dhcp-expire:{c.link}")
+            spawn_task(self._expire_held(c, info), name=f"dhcp-expire:{c.link}")
 
         c.expiry = asyncio.get_running_loop().call_later(delay, fire)
 
-    async def _expire_paused(self, c: _Client) -> None:
+    def _disarm_expiry(self, c: _Client) -> None:
+        if c.expiry is not None:
+            c.expiry.cancel()
+            c.expiry = None
+
+    async def _expire_held(self, c: _Client, info: LeaseInfo) -> None:
         async with self._lock:
-            if c.state != "paused" or self._clients.get((c.link, c.family)) is not c:
+            if self._clients.get((c.link, c.family)) is not c or c.info is not info:
                 return
-            c.lease = None
             await self._lost(c, "expired")
 
-    # ---- hooks: the kernel side of a lease -------------------------------------------------------
+    # ---- hooks: a lease held or gone (the plan does the rest) ----------------------------------------
     async def _bound(self, c: _Client, lease: Any, how: str) -> None:
         info = lease_info(lease)
-        c.lease = lease
-        index = await self.netlink.lookup(c.link)
-        if index is None:
-            return
-        old = c.applied
-        if old is not None and old.address != info.address:
-            await _quietly(self.netlink.remove_address(index, old.address))
-        remaining = info.remaining()
-        lifetime = FOREVER if remaining is None else max(1, remaining)
-        await self.netlink.add_address(index, info.address, replace=True, valid_lft=lifetime,
-                                       preferred_lft=lifetime)
-        if info.mtu is not None and c.use_mtu:
-            await _quietly(self.netlink.link("set", index=index, mtu=info.mtu))
-        old_route = _default_route(old, c.options) if old is not None else None
-        new_route = _default_route(info, c.options)
-        if old_route is not None and old_route != new_route:
-            await _quietly(self.netlink.remove_route(index, old_route))
-        if new_route is not None:
-            await self.netlink.add_route(index, new_route, proto="dhcp", replace=True)
-        c.applied = info
+        c.lease, c.info, c.confirmed = lease, info, True
+        self._disarm_expiry(c)  # pyroute2's client follows this lease's times now
         await self._persist(c.link, lease)
         log.info(f"DHCP lease {how}", link=c.link, address=str(info.address),
                  gateway=str(info.gateway) if info.gateway else None, lease_time=info.lease_time)
         self._event(c, how)
 
     async def _lost(self, c: _Client, how: str) -> None:
-        await self._unapply(c, how)
-        c.lease = None
+        c.lease, c.info = None, None
+        self._disarm_expiry(c)
         await self._persist(c.link, None)
         log.info(f"DHCP lease {how}", link=c.link)
         self._event(c, "expired" if how == "expired" else "released")
 
-    async def _unapply(self, c: _Client, how: str) -> None:
-        info, c.applied = c.applied, None
-        if info is None:
-            return
-        index = await self.netlink.lookup(c.link)
-        if index is None:
-            return
-        route = _default_route(info, c.options)
-        if route is not None:
-            await _quietly(self.netlink.remove_route(index, route))
-        await _quietly(self.netlink.remove_address(index, info.address))
-
     def _event(self, c: _Client, state: str) -> None:
-        info = c.applied
+        info = c.info
         c.last_event = state
         self.bus.publish(
             DhcpLeaseChanged(
@@ -514,7 +510,7 @@ class DhcpManager:
     def status(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
         for c in self._clients.values():
-            info = c.applied
+            info = c.info
             fsm = getattr(getattr(c.client, "state", None), "name", None)
             out[f"{c.link}/{c.family}"] = {
                 "link": c.link,
@@ -534,27 +530,10 @@ class DhcpManager:
                     "obtained": info.obtained,
                     "expires": info.expires,
                     "remaining": info.remaining(),
+                    "confirmed": c.confirmed,
                 },
             }
         return out
-
-
-def _default_route(info: LeaseInfo | None, options: DhcpOptions) -> Route | None:
-    if info is None or info.gateway is None or not options.use_routes:
-        return None
-    metric = options.route_metric if options.route_metric is not None else DEFAULT_ROUTE_METRIC
-    return Route(ipaddress.ip_network("0.0.0.0/0"), info.gateway, metric=metric).canonical()
-
-
-async def _quietly(call: Any) -> None:
-    """Removals that may find nothing to remove (the kernel dropped it already)."""
-    from pyroute2.netlink.exceptions import NetlinkError
-
-    try:
-        await call
-    except NetlinkError as exc:
-        if exc.code not in (errno.ESRCH, errno.EADDRNOTAVAIL, errno.ENODEV, errno.ENOENT, errno.EEXIST):
-            log.warning("DHCP: kernel refused a change", error=str(exc))
 
 
 def _died(client: Any) -> bool:

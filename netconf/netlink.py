@@ -21,6 +21,7 @@ import fcntl
 import ipaddress
 import socket
 import struct
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -38,6 +39,7 @@ NLM_F_DUMP_INTR = 0x10
 IFF_UP = 0x1
 IFF_LOWER_UP = 0x10000
 IFA_F_PERMANENT = 0x80
+INFINITY_LIFE_TIME = 0xFFFFFFFF
 RTNH_F_ONLINK = 0x4
 RTM_F_CLONED = 0x200
 RTN_UNICAST = 1
@@ -147,7 +149,8 @@ class Netlink:
                   attempts: int) -> Snapshot:
         names = {int(m["index"]): str(m.get("ifname")) for m in raw_links}
         links = tuple(self._link(m, names) for m in raw_links)
-        addresses = tuple(a for a in (_address(m, names) for m in raw_addrs) if a is not None)
+        now = time.monotonic()
+        addresses = tuple(a for a in (_address(m, names, now) for m in raw_addrs) if a is not None)
         routes = tuple(r for r in (_route(m, names) for m in raw_routes) if r is not None)
         live = {(link.index, link.name) for link in links}
         for key in [k for k in self._drivers if k not in live]:
@@ -250,7 +253,7 @@ async def _collect(messages: AsyncIterator[Any]) -> list[Any]:
     return out
 
 
-def _address(m: Any, names: dict[int, str]) -> Address | None:
+def _address(m: Any, names: dict[int, str], now: float) -> Address | None:
     name = names.get(int(m["index"]))
     if name is None:
         return None
@@ -263,8 +266,14 @@ def _address(m: Any, names: dict[int, str]) -> Address | None:
         address: IPInterface = ipaddress.ip_interface(f"{ip}/{int(m['prefixlen'])}")
     except ValueError:
         return None
-    return Address(link=name, address=address, dynamic=not flags & IFA_F_PERMANENT,
-                   proto=int(m.get("IFA_PROTO") or 0))
+    dynamic = not flags & IFA_F_PERMANENT
+    expires: float | None = None
+    cacheinfo = m.get("IFA_CACHEINFO")
+    if dynamic and cacheinfo is not None:
+        valid = int(cacheinfo.get("ifa_valid", INFINITY_LIFE_TIME))
+        expires = None if valid == INFINITY_LIFE_TIME else now + valid
+    return Address(link=name, address=address, dynamic=dynamic, proto=int(m.get("IFA_PROTO") or 0),
+                   expires=expires)
 
 
 def _route(m: Any, names: dict[int, str]) -> RouteEntry | None:

@@ -9,12 +9,15 @@ What the adapter should put in:
 - ``Link.kind`` is ``IFLA_INFO_KIND`` (None for a NIC), ``driver`` the ethtool/udev driver name,
   ``up`` is ``IFF_UP`` (administrative state), ``carrier`` is ``IFF_LOWER_UP``.
 - ``Address.dynamic`` is true when the address has a lifetime (no ``IFA_F_PERMANENT``: DHCP, SLAAC);
+  ``expires`` is when the kernel drops it (``time.monotonic()`` seconds, the clock of the kernel's
+  lifetimes: the dump's time plus ``IFA_CACHEINFO``'s ``ifa_valid``; None when it has no end);
   ``proto`` is ``IFA_PROTO`` (1 kernel_lo, 2 kernel_ra, 3 kernel_ll; 0 when unknown or not reported).
 - ``RouteEntry.route`` is canonical (metric, table and scope filled in as the kernel reports them);
   ``proto`` is ``rtm_protocol`` (2 kernel, 3 boot, 4 static, 9 ra, 16 dhcp). corral adds its static
-  routes with proto static; its DHCP client adds its routes with proto dhcp and its addresses with
+  routes with proto static, the routes of its DHCP leases with proto dhcp and their addresses with
   lifetimes.
-- ``dhcp`` lists corral's own DHCP clients that are running; ``leases`` what they hold.
+- ``dhcp`` lists corral's own DHCP clients that are running. What they hold (``DhcpLease``) is not
+  observed state: a lease is desired state, next to the config (``netconf.plan.Desired``).
 - ``dns`` is what corral last wrote to resolv.conf (None: nothing yet).
 - ``owned`` is what corral configured earlier, kept by the caller across reconciles
   (``netconf.plan.record`` updates it from the operations applied; ``Owned.to_json``/``from_json``)."""
@@ -54,6 +57,7 @@ class Address:
     address: IPInterface
     dynamic: bool = False
     proto: int = 0
+    expires: float | None = None
 
     @property
     def kernel_made(self) -> bool:
@@ -70,11 +74,8 @@ class RouteEntry:
 
     @property
     def untouchable(self) -> bool:
-        """Routes corral's static configuration never removes: the kernel's own, those in the local
-        table, and those of DHCP clients (corral's own clean up after themselves when stopped)."""
-        return (
-            self.proto in KERNEL_ROUTE_PROTOS or self.proto == RTPROT_DHCP or self.route.table == LOCAL_TABLE
-        )
+        """Routes corral never removes: the kernel's own and those in the local table."""
+        return self.proto in KERNEL_ROUTE_PROTOS or self.route.table == LOCAL_TABLE
 
 
 @dataclass(frozen=True)
@@ -86,12 +87,24 @@ class DhcpClient:
 
 @dataclass(frozen=True)
 class DhcpLease:
+    """What a DHCP lease held by corral's client on ``link`` offers. The plan takes leases as desired
+    state (config wins over a lease where both say something).
+
+    ``expires`` is the lease's end in ``time.monotonic()`` seconds (the clock of the kernel's address
+    lifetimes and of the client's timers, which a step of the wall clock does not move; None: it has
+    none): the address gets it as its lifetime.
+    ``confirmed`` is false for a lease kept from before a restart that the server has not confirmed
+    again yet (the client asks for it): what it brought stays, nothing is added for it."""
+
     link: str
     family: int
     address: IPInterface | None = None
     gateway: IPAddress | None = None
     nameservers: tuple[IPAddress, ...] = ()
     search: tuple[str, ...] = ()
+    mtu: int | None = None
+    expires: float | None = None
+    confirmed: bool = True
 
 
 @dataclass(frozen=True)
@@ -195,7 +208,6 @@ class Observed:
     addresses: tuple[Address, ...] = ()
     routes: tuple[RouteEntry, ...] = ()
     dhcp: tuple[DhcpClient, ...] = ()
-    leases: tuple[DhcpLease, ...] = ()
     dns: Dns | None = None
     owned: Owned = field(default_factory=Owned)
 

@@ -1,7 +1,10 @@
 """The network plan: desired model + observed state -> ordered operations. Pure.
 
-Each operation maps onto one pyroute2 call (or one action of the DHCP client, the resolv.conf writer,
-the hook runner); links are named, and the apply layer resolves names to ifindexes when it runs them:
+The desired state is the config and the DHCP leases corral's clients hold (``Desired``): a lease is
+desired state like the config, and the plan alone decides what it brings to the kernel (the DHCP client
+only talks DHCP). Each operation maps onto one pyroute2 call (or one action of the DHCP client, the
+resolv.conf writer, the hook runner); links are named, and the apply layer resolves names to ifindexes
+when it runs them:
 
 ==============================  =====================================================================
 ``CreateLink(name, kind, ...)``  ``IPRoute.link("add", ifname=name, kind=kind, **options, **refs)``
@@ -11,9 +14,12 @@ the hook runner); links are named, and the apply layer resolves names to ifindex
 ``Release(link)``                ``IPRoute.link("set", index=..., master=0)``
 ``SetMtu(link, mtu)``            ``IPRoute.link("set", index=..., mtu=mtu)``
 ``SetUp``/``SetDown(link)``      ``IPRoute.link("set", index=..., state="up"/"down")``
-``Add``/``RemoveAddress``        ``IPRoute.addr("add"/"del", index=..., address=ip, prefixlen=n)``
+``Add``/``RemoveAddress``        ``IPRoute.addr("add"/"del", index=..., address=ip, prefixlen=n)``; a
+                                 lease's: ``"replace"`` with ``valid_lft``/``preferred_lft`` until it ends;
+                                 ``replace``: ``"replace"`` without (permanent)
 ``Add``/``RemoveRoute``          ``IPRoute.route("add"/"del", dst=..., gateway=via, oif=..., priority=metric,
-                                 table=..., scope=..., prefsrc=source, flags=onlink, proto="static")``
+                                 table=..., scope=..., prefsrc=source, flags=onlink, proto="static")``;
+                                 a lease's: ``"replace"``, ``proto="dhcp"``
 ``Start``/``StopDhcp``           corral's DHCP client on that link and family
 ``WriteDns``                     resolv.conf
 ``RunHook(argv, phase, link)``   spawn argv (never through a shell) and wait
@@ -24,16 +30,37 @@ ports; delete links to be re-created; create links (lower layers first: a VLAN a
 MTUs; enslave (a bond member is set down first); set links up; add addresses; start DHCP; add routes;
 write DNS; delete virtual links that are no longer wanted (VLANs before what they sit on); network
 ``post`` hooks. A link's ``pre_up`` hooks run just before its first operation, ``post_up`` just after
-its last. With nothing to do the plan is empty, hooks included.
+its last. With nothing to do the plan is empty, hooks included. What a DHCP lease brings, renews or
+takes away runs no hooks (hooks are about the config).
+
+What a lease brings to its link (``lease_address``, ``lease_route``, ``link_mtu``), config first:
+
+- its address, with the lease's end as the address's lifetime (the kernel drops it then, whatever
+  happens to corral), unless the config gives the link the same IP (then that address is made
+  permanent if it is there with a lifetime); an address whose lifetime is more than ``LIFETIME_SLACK``
+  seconds off the lease's end (a renewal) is replaced;
+- a default route via its router, ``proto dhcp``, metric ``route-metric`` (``LEASE_ROUTE_METRIC`` by
+  default), unless ``use-routes: false`` or the config gives the link a default route of that family
+  in the same table;
+- its MTU, unless the config gives one;
+- its name servers and search domains, when the config gives none (``use-dns: false``: not these).
+
+A lease counts while the link's rule wants DHCP for its family and its client keeps running (a client
+the plan stops or restarts releases its lease). When a lease changes or goes (a new address, expiry,
+release, a config that no longer wants DHCP), what it brought and no longer brings is removed like any
+address or route corral owns. A lease not confirmed since a restart (``DhcpLease.confirmed``) keeps
+what it brought but adds nothing.
 
 Ownership: corral removes what it configured earlier (``Owned``) and the config no longer wants, and
 leaves everything else alone (docker0, container veths, links no rule matches, addresses others added),
 except on links whose rule is ``exclusive``, where foreign permanent addresses and static routes go
-too. Kernel-made addresses and routes, DHCP/SLAAC ones (with a lifetime or proto dhcp) and the local
-table are never touched. ``record`` turns applied operations into the new ``Owned``."""
+too. Kernel-made addresses and routes and the local table are never touched; addresses with a
+lifetime and routes with proto dhcp only when corral added them (its leases'), never for
+``exclusive``. ``record`` turns applied operations into the new ``Owned``."""
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal, TypeAlias
@@ -55,7 +82,7 @@ from netconf.model import (
     valid_ifname,
     vlan_spec,
 )
-from netconf.observed import Address, Link, Observed, Owned, RouteEntry
+from netconf.observed import RTPROT_DHCP, Address, DhcpLease, Link, Observed, Owned, RouteEntry
 
 Phase: TypeAlias = Literal["pre", "post", "pre_up", "post_up"]
 
@@ -116,8 +143,15 @@ class SetDown:
 
 @dataclass(frozen=True)
 class AddAddress:
+    """``lease``: a DHCP lease's address, put in place (or replaced) with a lifetime that ends at
+    ``expires`` (``time.monotonic()`` seconds; None: it does not end). ``replace``: a configured
+    address that is there with a lifetime (a lease's) is made permanent."""
+
     link: str
     address: IPInterface
+    lease: bool = False
+    expires: float | None = None
+    replace: bool = False
 
 
 @dataclass(frozen=True)
@@ -128,8 +162,11 @@ class RemoveAddress:
 
 @dataclass(frozen=True)
 class AddRoute:
+    """``lease``: a DHCP lease's route, put in place (or replaced) with proto dhcp."""
+
     link: str
     route: Route
+    lease: bool = False
 
 
 @dataclass(frozen=True)
@@ -196,18 +233,76 @@ _LINK_OPS = (
     StopDhcp,
 )
 _NEW = 1 << 30  # ifindex stand-in for links the plan creates: after every existing one
+LEASE_ROUTE_METRIC = 1024
+"""A lease's default route's metric unless ``route-metric`` says otherwise: a static one (0) wins."""
+LIFETIME_SLACK = 2.0
+"""Seconds a lease address's lifetime may be off the lease's end (the kernel counts whole seconds)."""
 
 
-def plan(desired: NetworkConfig, observed: Observed) -> list[Op]:
+@dataclass(frozen=True)
+class Desired:
+    """What the network should be: the config, and the DHCP leases corral's clients hold now."""
+
+    config: NetworkConfig
+    leases: tuple[DhcpLease, ...] = ()
+
+    @classmethod
+    def of(cls, desired: NetworkConfig | Desired) -> Desired:
+        """A config alone is a desired state without leases."""
+        return desired if isinstance(desired, Desired) else cls(desired)
+
+
+def plan(desired: NetworkConfig | Desired, observed: Observed) -> list[Op]:
     """The operations that turn ``observed`` into ``desired``; empty when they agree."""
-    return _Planner(desired, observed).run()
+    return _Planner(Desired.of(desired), observed).run()
 
 
-def desired_dns(desired: NetworkConfig, observed: Observed) -> Dns | None:
+def desired_dns(desired: NetworkConfig | Desired, observed: Observed) -> Dns | None:
     """The DNS settings the plan writes (None: leave resolv.conf alone)."""
-    planner = _Planner(desired, observed)
+    planner = _Planner(Desired.of(desired), observed)
     planner.project()
     return planner.dns()
+
+
+# -- what a lease brings: config first ---------------------------------------------------------------------
+
+
+def lease_address(rule: Interface, lease: DhcpLease) -> IPInterface | None:
+    """The lease's address, unless the config gives the link the same IP (config wins)."""
+    if lease.address is None or any(a.ip == lease.address.ip for a in rule.addresses):
+        return None
+    return lease.address
+
+
+def lease_route(rule: Interface, lease: DhcpLease) -> Route | None:
+    """The default route via the lease's router, with the config's metric (``route-metric``, else
+    ``LEASE_ROUTE_METRIC``); none with ``use-routes: false``, or when the config gives the link a
+    default route of that family in the same table (config wins)."""
+    options = rule.dhcp_options(lease.family)
+    if lease.gateway is None or not options.use_routes:
+        return None
+    default = ipaddress.ip_network("0.0.0.0/0" if lease.gateway.version == 4 else "::/0")
+    metric = LEASE_ROUTE_METRIC if options.route_metric is None else options.route_metric
+    route = Route(default, lease.gateway, metric=metric).canonical()
+    for configured in rule.all_routes():
+        c = configured.canonical()
+        if c.to == default and c.table == route.table:
+            return None
+    return route
+
+
+def link_mtu(rule: Interface, leases: Iterable[DhcpLease]) -> int | None:
+    """The config's MTU; without one, the first confirmed lease's that offers one."""
+    if rule.mtu is not None:
+        return rule.mtu
+    return next((le.mtu for le in leases if le.confirmed and le.mtu is not None), None)
+
+
+def lifetime_current(address: Address, lease: DhcpLease) -> bool:
+    """The address in the kernel already ends when the lease does (within ``LIFETIME_SLACK``)."""
+    if lease.expires is None or address.expires is None:
+        return lease.expires is None and address.expires is None
+    return abs(address.expires - lease.expires) <= LIFETIME_SLACK
 
 
 def hooks_argv(argv: Argv, link: str | None) -> Argv:
@@ -216,10 +311,11 @@ def hooks_argv(argv: Argv, link: str | None) -> Argv:
 
 
 class _Planner:
-    def __init__(self, desired: NetworkConfig, observed: Observed) -> None:
-        self.d = desired
+    def __init__(self, desired: Desired, observed: Observed) -> None:
+        self.d = desired.config
+        self.desired_leases = desired.leases
         self.o = observed
-        self.rules = desired.interfaces
+        self.rules = desired.config.interfaces
         self.renames: dict[str, str] = {}
         self.proj: dict[str, Link] = {}
         self.wanted: dict[str, LinkSpec] = {}
@@ -227,6 +323,7 @@ class _Planner:
         self.recreate: set[str] = set()
         self.conflicts: set[str] = set()
         self.managed: dict[str, Interface] = {}
+        self.leases: dict[str, list[DhcpLease]] = {}
         self.owned = observed.owned
 
     # -- projection: which links will exist, and which rule configures each --------------------------------
@@ -263,6 +360,21 @@ class _Planner:
         self.managed = {
             n: r for n, r in match(self.rules, list(self.proj.values())).items() if n not in self.conflicts
         }
+        self._project_leases()
+
+    def _project_leases(self) -> None:
+        """The leases that count, by link: the link's rule wants DHCP for the family, and the client
+        keeps running (one the plan stops or restarts with other options releases its lease)."""
+        clients = {(self._rn(c.link), c.family): c.options for c in self.o.dhcp}
+        for lease in self.desired_leases:
+            link = self._rn(lease.link) or lease.link
+            rule = self.managed.get(link)
+            if rule is None or self.fresh(link) or not rule.wants_dhcp(lease.family):
+                continue
+            options = clients.get((link, lease.family))
+            if options is not None and options != rule.dhcp_options(lease.family):
+                continue
+            self.leases.setdefault(link, []).append(lease)
 
     def _virtual(self, current: Mapping[str, Interface]) -> Iterable[tuple[str, LinkSpec]]:
         for rule in self.rules:
@@ -361,6 +473,18 @@ class _Planner:
             return ()
         return tuple(dict.fromkeys(r.canonical() for r in rule.all_routes()))
 
+    def lease_addresses(self, name: str) -> list[tuple[IPInterface, DhcpLease]]:
+        rule = self.managed.get(name)
+        if rule is None:
+            return []
+        return [(a, le) for le in self.leases.get(name, ()) if (a := lease_address(rule, le)) is not None]
+
+    def lease_routes(self, name: str) -> list[tuple[Route, DhcpLease]]:
+        rule = self.managed.get(name)
+        if rule is None:
+            return []
+        return [(r, le) for le in self.leases.get(name, ()) if (r := lease_route(rule, le)) is not None]
+
     def layer(self, name: str, seen: frozenset[str] = frozenset()) -> int:
         link = self.proj.get(name)
         if link is None or name in seen:
@@ -389,15 +513,9 @@ class _Planner:
             search.extend(rule.search)
         if not servers and not search:
             order = {n: i for i, n in enumerate(self.topo(self.managed))}
-            for lease in sorted(
-                self.o.leases, key=lambda le: (order.get(self._rn(le.link) or "", 1 << 40), le.family)
-            ):
-                owner = self.managed.get(self._rn(lease.link) or "")
-                if (
-                    owner is None
-                    or not owner.wants_dhcp(lease.family)
-                    or not owner.dhcp_options(lease.family).use_dns
-                ):
+            held = [(link, le) for link, leases in self.leases.items() for le in leases]
+            for link, lease in sorted(held, key=lambda x: (order.get(x[0], 1 << 40), x[1].family)):
+                if not self.managed[link].dhcp_options(lease.family).use_dns:
                     continue
                 servers.extend(lease.nameservers)
                 search.extend(lease.search)
@@ -436,12 +554,19 @@ class _Planner:
             else:
                 stops.append(StopDhcp(c.link, c.family))
 
-        rm_routes = [
-            RemoveRoute(e.link, e.route)
-            for e in routes
-            if e.link is not None and self._remove_route(e, owned)
-        ]
-        rm_addrs = [RemoveAddress(a.link, a.address) for a in addresses if self._remove_address(a, owned)]
+        by_lease: list[Op] = []  # what a lease brings or takes away: no hooks for these
+        rm_routes: list[Op] = []
+        for e in routes:
+            if e.link is not None and self._remove_route(e, owned):
+                rm_routes.append(RemoveRoute(e.link, e.route))
+                if e.proto == RTPROT_DHCP:
+                    by_lease.append(rm_routes[-1])
+        rm_addrs: list[Op] = []
+        for a in addresses:
+            if self._remove_address(a, owned):
+                rm_addrs.append(RemoveAddress(a.link, a.address))
+                if a.dynamic:
+                    by_lease.append(rm_addrs[-1])
 
         dropped = [
             n
@@ -480,9 +605,12 @@ class _Planner:
 
         mtus: list[Op] = []
         for n in topo_managed:
-            mtu = self.managed[n].mtu
+            rule = self.managed[n]
+            mtu = link_mtu(rule, self.leases.get(n, ()))
             if mtu is not None and (self.fresh(n) or self.proj[n].mtu != mtu):
                 mtus.append(SetMtu(n, mtu))
+                if rule.mtu is None:
+                    by_lease.append(mtus[-1])
 
         enslaves: list[Op] = []
         for n in topo_managed:
@@ -501,13 +629,26 @@ class _Planner:
         add_routes: list[Op] = []
         for n in topo_managed:
             rule = self.managed[n]
-            present = set() if self.fresh(n) else {a.address for a in addresses if a.link == n}
-            adds.extend(AddAddress(n, a) for a in rule.addresses if a not in present)
+            present = {} if self.fresh(n) else {a.address: a for a in addresses if a.link == n}
+            for configured in rule.addresses:
+                if configured not in present:
+                    adds.append(AddAddress(n, configured))
+                elif present[configured].dynamic:  # there for a lease, say: the config wants it for good
+                    adds.append(AddAddress(n, configured, replace=True))
+            for ip, lease in self.lease_addresses(n):
+                there = present.get(ip)
+                if lease.confirmed and (there is None or not lifetime_current(there, lease)):
+                    by_lease.append(AddAddress(n, ip, lease=True, expires=lease.expires))
+                    adds.append(by_lease[-1])
             for family in (4, 6):
                 if rule.wants_dhcp(family) and (n, family) not in running:
                     starts.append(StartDhcp(n, family, rule.dhcp_options(family)))
             have = set() if self.fresh(n) else {e.route for e in routes if e.link == n}
             add_routes.extend(AddRoute(n, r) for r in self.routes(n) if r not in have)
+            for r, lease in self.lease_routes(n):
+                if lease.confirmed and r not in have:
+                    by_lease.append(AddRoute(n, r, lease=True))
+                    add_routes.append(by_lease[-1])
 
         dns_ops: list[Op] = []
         dns = self.dns()
@@ -535,7 +676,7 @@ class _Planner:
         ]
         if not ops:
             return []
-        return self._with_hooks(ops)
+        return self._with_hooks(ops, by_lease)
 
     def _parents(self, name: str) -> list[str]:
         out: list[str] = []
@@ -546,12 +687,16 @@ class _Planner:
         return out
 
     def _remove_address(self, a: Address, owned: Owned) -> bool:
-        if a.kernel_made or a.dynamic or a.link not in self.proj or self.fresh(a.link):
+        if a.kernel_made or a.link not in self.proj or self.fresh(a.link):
             return False
         rule = self.managed.get(a.link)
         if rule is not None and a.address in rule.addresses:
             return False
-        return (a.link, a.address) in owned.addresses or (rule is not None and rule.exclusive)
+        if any(a.address == want for want, _ in self.lease_addresses(a.link)):
+            return False
+        if (a.link, a.address) in owned.addresses:
+            return True
+        return not a.dynamic and rule is not None and rule.exclusive
 
     def _remove_route(self, e: RouteEntry, owned: Owned) -> bool:
         if e.link is None or e.untouchable or e.link not in self.proj or self.fresh(e.link):
@@ -559,13 +704,20 @@ class _Planner:
         rule = self.managed.get(e.link)
         if rule is not None and e.route in self.routes(e.link):
             return False
-        return (e.link, e.route) in owned.routes or (rule is not None and rule.exclusive)
+        if any(e.route == want for want, _ in self.lease_routes(e.link)):
+            return False
+        if (e.link, e.route) in owned.routes:
+            return True
+        return e.proto != RTPROT_DHCP and rule is not None and rule.exclusive
 
-    def _with_hooks(self, ops: list[Op]) -> list[Op]:
+    def _with_hooks(self, ops: list[Op], by_lease: Sequence[Op] = ()) -> list[Op]:
+        skip = {id(op) for op in by_lease}
+        if all(id(op) in skip for op in ops):
+            return ops
         first: dict[str, int] = {}
         last: dict[str, int] = {}
         for i, op in enumerate(ops):
-            link = op.link if isinstance(op, _LINK_OPS) else None
+            link = op.link if isinstance(op, _LINK_OPS) and id(op) not in skip else None
             if link is not None and link in self.managed:
                 first.setdefault(link, i)
                 last[link] = i
@@ -628,10 +780,13 @@ def record(owned: Owned, ops: Sequence[Op]) -> Owned:
 
 
 __all__ = [
+    "LEASE_ROUTE_METRIC",
+    "LIFETIME_SLACK",
     "AddAddress",
     "AddRoute",
     "CreateLink",
     "DeleteLink",
+    "Desired",
     "Enslave",
     "Op",
     "Phase",
@@ -648,6 +803,10 @@ __all__ = [
     "WriteDns",
     "desired_dns",
     "hooks_argv",
+    "lease_address",
+    "lease_route",
+    "lifetime_current",
+    "link_mtu",
     "plan",
     "record",
 ]

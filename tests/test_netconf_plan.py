@@ -6,10 +6,11 @@ from __future__ import annotations
 import ipaddress
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 
 from test_netconf_sim import LO, config, converge, nics, simulate
 
-from netconf.model import Dns, LinkSpec, Route
+from netconf.model import DhcpOptions, Dns, Interface, LinkSpec, Route
 from netconf.observed import (
     RTPROT_BOOT,
     RTPROT_DHCP,
@@ -22,10 +23,13 @@ from netconf.observed import (
     RouteEntry,
 )
 from netconf.plan import (
+    LEASE_ROUTE_METRIC,
+    LIFETIME_SLACK,
     AddAddress,
     AddRoute,
     CreateLink,
     DeleteLink,
+    Desired,
     Enslave,
     Op,
     Release,
@@ -37,8 +41,13 @@ from netconf.plan import (
     SetMtu,
     SetUp,
     StartDhcp,
+    StopDhcp,
     WriteDns,
     desired_dns,
+    lease_address,
+    lease_route,
+    lifetime_current,
+    link_mtu,
     plan,
     record,
 )
@@ -251,17 +260,17 @@ LEASES = (
 
 def test_dns_from_dhcp_leases_when_the_config_gives_none() -> None:
     desired = config("network: {version: 2, ethernets: {eth0: {dhcp4: true}, eth1: {dhcp4: true}, eth2: {}}}")
-    obs = Observed(links=nics("eth0", "eth1", "eth2"), leases=LEASES)
-    ops = plan(desired, obs)
+    obs = Observed(links=nics("eth0", "eth1", "eth2"))
+    ops = plan(Desired(desired, LEASES), obs)
     assert ops[-1] == WriteDns((addr("10.0.0.53"), addr("10.1.0.53")), ("a.example", "b.example"))
     merged = Dns((addr("10.0.0.53"), addr("10.1.0.53")), ("a.example", "b.example"))
-    assert desired_dns(desired, obs) == merged
+    assert desired_dns(Desired(desired, LEASES), obs) == merged
     assert desired_dns(desired, Observed(links=nics("eth0"))) is None  # nothing known: leave resolv.conf
     no_dns = config(
         "network: {version: 2, ethernets: {eth0: {dhcp4: true, dhcp4-overrides: {use-dns: false}},"
         " eth1: {dhcp4: true}}}"
     )
-    assert plan(no_dns, obs)[-1] == WriteDns((addr("10.1.0.53"),), ("b.example",))
+    assert plan(Desired(no_dns, LEASES), obs)[-1] == WriteDns((addr("10.1.0.53"),), ("b.example",))
 
 
 def test_dns_from_config_wins_over_leases() -> None:
@@ -269,15 +278,12 @@ def test_dns_from_config_wins_over_leases() -> None:
 network: {version: 2, ethernets: {eth0: {dhcp4: true, nameservers: {addresses: [9.9.9.9]}}}}
 corral: {network: {dns: {nameservers: [1.1.1.1], search: [corp]}}}
 """)
-    obs = Observed(links=nics("eth0"), leases=LEASES)
-    assert plan(desired, obs)[-1] == WriteDns((addr("1.1.1.1"), addr("9.9.9.9")), ("corp",))
-    written = Observed(
-        links=nics("eth0", up=True),
-        dhcp=converge(desired, obs)[1].dhcp,
-        leases=LEASES,
-        dns=Dns((addr("1.1.1.1"), addr("9.9.9.9")), ("corp",)),
-    )
-    assert plan(desired, written) == []
+    wanted = Desired(desired, LEASES)
+    obs = Observed(links=nics("eth0"))
+    assert plan(wanted, obs)[-1] == WriteDns((addr("1.1.1.1"), addr("9.9.9.9")), ("corp",))
+    _, written = converge(wanted, obs)
+    assert written.dns == Dns((addr("1.1.1.1"), addr("9.9.9.9")), ("corp",))
+    assert plan(wanted, written) == []
 
 
 def test_hooks_wrap_a_links_operations_and_the_whole_plan() -> None:
@@ -452,3 +458,178 @@ def test_an_existing_dummy_is_adopted_not_owned_and_a_nic_under_its_name_is_left
     nic = Observed(links=(LO, *nics("eth0"), Link(9, "dm0", mac="52:54:00:00:00:09", driver="virtio_net")))
     ops, _ = converge(config(DUMMY), nic)
     assert not any(op for op in ops if getattr(op, "link", getattr(op, "name", None)) == "dm0")
+
+
+# -- DHCP leases: desired state beside the config, config first ------------------------------------------
+
+DHCP = "rancher: {network: {interfaces: {eth0: {dhcp: true}}}}"
+GW = addr("10.0.0.1")
+
+
+def lease(address: str = "10.0.0.5/24", gateway: str | None = "10.0.0.1", **kw: object) -> DhcpLease:
+    return DhcpLease("eth0", 4, ip(address), addr(gateway) if gateway else None, **kw)  # type: ignore[arg-type]
+
+
+def running(*names: str) -> Observed:
+    """Links up, each with its DHCPv4 client running (default options)."""
+    return converge(config(DHCP), Observed(links=nics(*names, up=True)))[1]
+
+
+def rule(text: str) -> Interface:
+    [first] = config(text).interfaces
+    return first
+
+
+def test_lease_precedence_with_plain_data() -> None:
+    plain = rule(DHCP)
+    held = lease(mtu=1400, expires=100.0)
+    assert lease_address(plain, held) == ip("10.0.0.5/24")
+    assert lease_route(plain, held) == route("0.0.0.0/0", "10.0.0.1", metric=LEASE_ROUTE_METRIC)
+    assert link_mtu(plain, [held]) == 1400
+    # the config's own address (same IP), gateway and MTU win
+    static = rule(
+        "rancher: {network: {interfaces: {eth0: {dhcp: true, address: 10.0.0.5/16, gateway: 10.0.0.254,"
+        " mtu: 9000}}}}"
+    )
+    assert lease_address(static, held) is None
+    assert lease_route(static, held) is None
+    assert link_mtu(static, [held]) == 9000
+    # another static address lives beside the lease's; a default route in another table does not count
+    beside = rule("network: {version: 2, ethernets: {eth0: {dhcp4: true, addresses: [10.0.9.2/24],"
+                  " routes: [{to: default, via: 10.0.9.1, table: 7}]}}}")
+    assert lease_address(beside, held) == ip("10.0.0.5/24") and lease_route(beside, held) is not None
+    netplan_default = rule("network: {version: 2, ethernets: {eth0: {dhcp4: true,"
+                           " routes: [{to: 0.0.0.0/0, via: 10.0.0.254}]}}}")
+    assert lease_route(netplan_default, held) is None
+    # the config's options shape the lease's route
+    overrides = "network: {version: 2, ethernets: {eth0: {dhcp4: true, dhcp4-overrides: {%s}}}}"
+    tuned = rule(overrides % "route-metric: 50")
+    assert lease_route(tuned, held) == route("0.0.0.0/0", "10.0.0.1", metric=50)
+    no_routes = rule(overrides % "use-routes: false")
+    assert lease_route(no_routes, held) is None
+    assert lease_route(plain, lease(gateway=None)) is None
+    # an unconfirmed lease's MTU is not taken; lifetimes match within the slack
+    assert link_mtu(plain, [lease(mtu=1400, confirmed=False)]) is None
+    there = Address("eth0", ip("10.0.0.5/24"), dynamic=True, expires=100.0 + LIFETIME_SLACK)
+    assert lifetime_current(there, held)
+    assert not lifetime_current(replace(there, expires=100.0 + LIFETIME_SLACK + 1), held)
+    assert not lifetime_current(replace(there, dynamic=False, expires=None), held)
+    assert lifetime_current(replace(there, dynamic=False, expires=None), lease(expires=None))
+
+
+def test_a_lease_brings_its_mtu_address_with_its_lifetime_and_default_route() -> None:
+    state = running("eth0")
+    held = lease(mtu=1400, expires=1000.0)
+    ops, after = converge(Desired(config(DHCP), (held,)), state)
+    default = route("0.0.0.0/0", "10.0.0.1", metric=1024)
+    assert ops == [
+        SetMtu("eth0", 1400),
+        AddAddress("eth0", ip("10.0.0.5/24"), lease=True, expires=1000.0),
+        AddRoute("eth0", default, lease=True),
+    ]
+    assert [(a.address, a.dynamic, a.expires) for a in after.addresses] == [(ip("10.0.0.5/24"), True, 1000.0)]
+    assert RouteEntry("eth0", default, RTPROT_DHCP) in after.routes
+    assert after.owned.addresses == {("eth0", ip("10.0.0.5/24"))}
+    assert after.owned.routes == {("eth0", default)}
+
+
+def test_config_wins_over_the_lease_in_the_plan() -> None:
+    desired = config("rancher: {network: {interfaces: {eth0: {dhcp: true, address: 10.0.0.5/24,"
+                     " gateway: 10.0.0.254, mtu: 9000}}}}")
+    state = converge(desired, Observed(links=nics("eth0", up=True)))[1]
+    assert plan(Desired(desired, (lease(mtu=1400, expires=1000.0),)), state) == []  # nothing of the lease's
+    side_by_side = Desired(desired, (lease("10.0.0.6/24", mtu=1400, expires=1000.0),))
+    ops, _ = converge(side_by_side, state)
+    assert ops == [AddAddress("eth0", ip("10.0.0.6/24"), lease=True, expires=1000.0)]
+    # the lease's address became the config's: it stays, for good
+    _, leased = converge(Desired(config(DHCP), (lease(expires=1000.0),)), running("eth0"))
+    ops, after = converge(Desired(desired, (lease(expires=1000.0),)), leased)
+    assert AddAddress("eth0", ip("10.0.0.5/24"), replace=True) in ops
+    assert RemoveAddress("eth0", ip("10.0.0.5/24")) not in ops
+    assert [(a.address, a.dynamic) for a in after.addresses] == [(ip("10.0.0.5/24"), False)]
+
+
+def test_a_renewal_refreshes_the_lifetime_only_and_runs_no_hooks() -> None:
+    desired = config("rancher: {network: {pre_cmds: [/bin/pre], interfaces: {eth0: {dhcp: true,"
+                     " post_up: [/bin/up]}}}}")
+    state = converge(desired, Observed(links=nics("eth0", up=True)))[1]
+    ops, state = converge(Desired(desired, (lease(expires=1000.0),)), state)
+    assert [type(op) for op in ops] == [AddAddress, AddRoute]  # what a lease brings runs no hooks
+    assert plan(Desired(desired, (lease(expires=1000.0 + LIFETIME_SLACK / 2),)), state) == []
+    ops, state = converge(Desired(desired, (lease(expires=1600.0),)), state)
+    assert ops == [AddAddress("eth0", ip("10.0.0.5/24"), lease=True, expires=1600.0)]
+    # someone made it permanent (or it went): put back with the lease's lifetime
+    made_permanent = tuple(replace(a, dynamic=False, expires=None) for a in state.addresses)
+    permanent = replace(state, addresses=made_permanent)
+    assert plan(Desired(desired, (lease(expires=1600.0),)), permanent) == ops
+    # a config change in the same round: the hooks wrap the config's operations
+    with_address = config("rancher: {network: {pre_cmds: [/bin/pre], interfaces: {eth0: {dhcp: true,"
+                          " address: 10.0.9.2/24, post_up: [/bin/up]}}}}")
+    ops = plan(Desired(with_address, (lease(expires=2200.0),)), state)
+    assert ops == [
+        RunHook(("/bin/pre",), "pre"),
+        AddAddress("eth0", ip("10.0.9.2/24")),
+        RunHook(("/bin/up",), "post_up", "eth0"),
+        AddAddress("eth0", ip("10.0.0.5/24"), lease=True, expires=2200.0),
+    ]
+
+
+def test_a_changed_lease_replaces_its_address_and_route() -> None:
+    _, state = converge(Desired(config(DHCP), (lease(expires=1000.0),)), running("eth0"))
+    ops, after = converge(Desired(config(DHCP), (lease("10.0.1.7/24", "10.0.1.1", expires=2000.0),)), state)
+    assert ops == [
+        RemoveRoute("eth0", route("0.0.0.0/0", "10.0.0.1", metric=1024)),
+        RemoveAddress("eth0", ip("10.0.0.5/24")),
+        AddAddress("eth0", ip("10.0.1.7/24"), lease=True, expires=2000.0),
+        AddRoute("eth0", route("0.0.0.0/0", "10.0.1.1", metric=1024), lease=True),
+    ]
+    assert after.owned.addresses == {("eth0", ip("10.0.1.7/24"))}
+
+
+def test_a_lease_that_goes_takes_what_it_brought_and_leaves_others_leases() -> None:
+    _, state = converge(Desired(config(DHCP), (lease(mtu=1400, expires=1000.0),)), running("eth0"))
+    foreign = replace(
+        state,
+        addresses=(*state.addresses, Address("eth0", ip("10.0.0.77/24"), dynamic=True, expires=50.0)),
+        routes=(*state.routes, RouteEntry("eth0", route("10.8.0.0/16", "10.0.0.9"), RTPROT_DHCP)),
+    )
+    ops, after = converge(config(DHCP), foreign)  # expired, or released: no lease any more
+    assert ops == [
+        RemoveRoute("eth0", route("0.0.0.0/0", "10.0.0.1", metric=1024)),
+        RemoveAddress("eth0", ip("10.0.0.5/24")),
+    ]
+    assert after.owned == Owned() and after.link("eth0").mtu == 1400  # type: ignore[union-attr]
+    assert [a.address for a in after.addresses] == [ip("10.0.0.77/24")]  # not corral's: left alone
+
+
+def test_dhcp_no_longer_wanted_stops_the_client_and_removes_its_lease_in_one_round() -> None:
+    _, state = converge(Desired(config(DHCP), (lease(expires=1000.0),)), running("eth0"))
+    static = config("rancher: {network: {interfaces: {eth0: {dhcp: false, gateway: 10.0.0.1}}}}")
+    ops, after = converge(Desired(static, (lease(expires=1000.0),)), state)  # not released yet
+    assert ops == [
+        StopDhcp("eth0", 4),
+        RemoveRoute("eth0", route("0.0.0.0/0", "10.0.0.1", metric=1024)),
+        RemoveAddress("eth0", ip("10.0.0.5/24")),
+        AddRoute("eth0", route("0.0.0.0/0", "10.0.0.1")),
+    ]
+    assert after.dhcp == () and after.owned.routes == {("eth0", route("0.0.0.0/0", "10.0.0.1"))}
+    # new options restart the client, which releases its lease: what it brought goes now
+    tuned = config(
+        "network: {version: 2, ethernets: {eth0: {dhcp4: true, dhcp4-overrides: {route-metric: 5}}}}"
+    )
+    ops = plan(Desired(tuned, (lease(expires=1000.0),)), state)  # the next round has no lease any more
+    assert ops == [
+        StopDhcp("eth0", 4),
+        RemoveRoute("eth0", route("0.0.0.0/0", "10.0.0.1", metric=1024)),
+        RemoveAddress("eth0", ip("10.0.0.5/24")),
+        StartDhcp("eth0", 4, DhcpOptions(route_metric=5)),
+    ]
+
+
+def test_an_unconfirmed_lease_keeps_what_it_brought_and_adds_nothing() -> None:
+    _, state = converge(Desired(config(DHCP), (lease(mtu=1400, expires=1000.0),)), running("eth0"))
+    kept = lease(mtu=1400, expires=900.0, confirmed=False)  # stored before a restart, asked for again
+    assert plan(Desired(config(DHCP), (kept,)), state) == []
+    assert plan(config(DHCP), state) != []  # without it, its address and route would go
+    rebooted = Observed(links=nics("eth0", up=True), dhcp=state.dhcp, owned=state.owned)
+    assert plan(Desired(config(DHCP), (kept,)), rebooted) == []  # nothing there: nothing added before an ACK

@@ -3,12 +3,13 @@ plan(desired, simulate(observed, plan(desired, observed))) == [].
 
 The simulator refuses what the kernel would refuse (a VLAN before its parent, enslaving to a missing
 master, a bond member that is up, renaming a link that is up, adding an address twice), so a plan
-applied in its order must be a valid order too. Other test modules import ``simulate`` and helpers."""
+applied in its order must be a valid order too. DHCP clients touch nothing in it (the plan puts in
+place what their leases bring). Other test modules import ``simulate`` and helpers."""
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 
 import pytest
@@ -18,6 +19,7 @@ from netconf.model import DhcpOptions, NetworkConfig, Route
 from netconf.observed import (
     RTPROT_DHCP,
     RTPROT_KERNEL,
+    RTPROT_STATIC,
     Address,
     DhcpClient,
     DhcpLease,
@@ -31,6 +33,7 @@ from netconf.plan import (
     AddRoute,
     CreateLink,
     DeleteLink,
+    Desired,
     Enslave,
     Op,
     Release,
@@ -53,19 +56,14 @@ class Refused(AssertionError):
     """The simulated kernel refuses an operation (the plan's order or content is wrong)."""
 
 
-def simulate(
-    observed: Observed, ops: Sequence[Op], leases: Mapping[str, DhcpLease] | None = None
-) -> Observed:
-    """``observed`` after ``ops``, with ``owned`` updated by ``record``. ``leases`` (by link) are what a
-    DHCP client started on that link obtains at once: its address (with a lifetime) and default route
-    (proto dhcp)."""
+def simulate(observed: Observed, ops: Sequence[Op]) -> Observed:
+    """``observed`` after ``ops``, with ``owned`` updated by ``record``. A lease's address or route
+    replaces one that is there (``ip addr/route replace``)."""
     links = {link.name: link for link in observed.links}
     addresses = list(observed.addresses)
     routes = list(observed.routes)
     clients = list(observed.dhcp)
-    held = list(observed.leases)
     dns = observed.dns
-    leases = leases or {}
 
     def need(name: str) -> Link:
         if name not in links:
@@ -73,7 +71,7 @@ def simulate(
         return links[name]
 
     def delete(name: str) -> None:
-        nonlocal addresses, routes, clients, held
+        nonlocal addresses, routes, clients
         links.pop(name)
         for child in [c.name for c in links.values() if c.parent == name and c.kind == "vlan"]:
             delete(child)
@@ -83,7 +81,6 @@ def simulate(
         addresses = [a for a in addresses if a.link != name]
         routes = [r for r in routes if r.link != name]
         clients = [c for c in clients if c.link != name]
-        held = [le for le in held if le.link != name]
 
     for op in ops:
         if isinstance(op, CreateLink):
@@ -138,9 +135,13 @@ def simulate(
             links[op.link] = replace(need(op.link), up=isinstance(op, SetUp))
         elif isinstance(op, AddAddress):
             need(op.link)
-            if any(a.link == op.link and a.address == op.address for a in addresses):
+            there = [a for a in addresses if a.link == op.link and a.address == op.address]
+            if there and not (op.lease or op.replace):
                 raise Refused(f"{op.address} already on {op.link}")
-            addresses.append(Address(op.link, op.address))
+            if there:
+                addresses.remove(there[0])
+                routes = [r for r in routes if not (r.link == op.link and r.route.to == op.address.network)]
+            addresses.append(Address(op.link, op.address, dynamic=op.expires is not None, expires=op.expires))
             routes.append(
                 RouteEntry(
                     op.link,
@@ -166,8 +167,10 @@ def simulate(
         elif isinstance(op, AddRoute):
             need(op.link)
             if any(r.link == op.link and r.route == op.route for r in routes):
-                raise Refused(f"route {op.route} exists")
-            routes.append(RouteEntry(op.link, op.route))
+                if not op.lease:
+                    raise Refused(f"route {op.route} exists")
+                routes = [r for r in routes if not (r.link == op.link and r.route == op.route)]
+            routes.append(RouteEntry(op.link, op.route, RTPROT_DHCP if op.lease else RTPROT_STATIC))
         elif isinstance(op, RemoveRoute):
             before = len(routes)
             routes = [r for r in routes if not (r.link == op.link and r.route == op.route)]
@@ -177,26 +180,8 @@ def simulate(
             if not need(op.link).up:
                 raise Refused(f"DHCP on {op.link} while it is down")
             clients.append(DhcpClient(op.link, op.family, op.options))
-            lease = leases.get(op.link)
-            if lease is not None and lease.family == op.family:
-                held.append(lease)
-                if lease.address is not None:
-                    addresses.append(Address(op.link, lease.address, dynamic=True))
-                if lease.gateway is not None:
-                    routes.append(
-                        RouteEntry(
-                            op.link,
-                            Route(ipaddress.ip_network("0.0.0.0/0"), lease.gateway).canonical(),
-                            RTPROT_DHCP,
-                        )
-                    )
         elif isinstance(op, StopDhcp):
             clients = [c for c in clients if (c.link, c.family) != (op.link, op.family)]
-            gone = [le for le in held if (le.link, le.family) == (op.link, op.family)]
-            held = [le for le in held if le not in gone]
-            for le in gone:
-                addresses = [a for a in addresses if not (a.link == le.link and a.address == le.address)]
-                routes = [r for r in routes if not (r.link == le.link and r.proto == RTPROT_DHCP)]
         elif isinstance(op, WriteDns):
             from netconf.model import Dns
 
@@ -211,18 +196,15 @@ def simulate(
         tuple(addresses),
         tuple(routes),
         tuple(clients),
-        tuple(held),
         dns,
         owned,
     )
 
 
-def converge(
-    desired: NetworkConfig, observed: Observed, leases: Mapping[str, DhcpLease] | None = None
-) -> tuple[list[Op], Observed]:
+def converge(desired: NetworkConfig | Desired, observed: Observed) -> tuple[list[Op], Observed]:
     """Plan, apply, and check that a second plan is empty. Returns the first plan and the result."""
     ops = plan(desired, observed)
-    after = simulate(observed, ops, leases)
+    after = simulate(observed, ops)
     again = plan(desired, after)
     assert again == [], f"not idempotent: {again}"
     return ops, after
@@ -368,7 +350,7 @@ def test_plan_is_idempotent(name: str) -> None:
     assert {link.name for link in final.links} >= {"lo", "docker0", "eth0"}
 
 
-def test_a_lease_arriving_later_writes_dns_once() -> None:
+def test_a_lease_arriving_later_brings_its_address_route_and_dns_once() -> None:
     desired = config("network: {version: 2, ethernets: {eth0: {dhcp4: true}}}")
     lease = DhcpLease(
         "eth0",
@@ -377,12 +359,18 @@ def test_a_lease_arriving_later_writes_dns_once() -> None:
         ipaddress.ip_address("10.9.0.1"),
         (ipaddress.ip_address("10.9.0.1"),),
         ("lan",),
+        expires=5000.0,
     )
-    ops = plan(desired, Observed(links=nics("eth0")))
-    state = simulate(Observed(links=nics("eth0")), ops, {"eth0": lease})  # the client got a lease at once
-    assert state.leases == (lease,)
-    ops, _ = converge(desired, state)
-    assert ops == [WriteDns((ipaddress.ip_address("10.9.0.1"),), ("lan",))]
+    _, state = converge(desired, Observed(links=nics("eth0")))
+    assert [c.link for c in state.dhcp] == ["eth0"]
+    ops, after = converge(Desired(desired, (lease,)), state)  # the client got a lease
+    default = Route(ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_address("10.9.0.1"), metric=1024)
+    assert ops == [
+        AddAddress("eth0", ipaddress.ip_interface("10.9.0.5/24"), lease=True, expires=5000.0),
+        AddRoute("eth0", default.canonical(), lease=True),
+        WriteDns((ipaddress.ip_address("10.9.0.1"),), ("lan",)),
+    ]
+    assert [a.expires for a in after.addresses] == [5000.0]
 
 
 def test_dhcp_options_change_restarts_the_client() -> None:

@@ -1,15 +1,21 @@
-"""resolv.conf rendering and parsing; reading a DHCP lease (pure parts of netconf.dns and netconf.dhcp)."""
+"""resolv.conf rendering and parsing; reading a DHCP lease and what it brings (pure parts of netconf.dns,
+netconf.dhcp and netconf.plan)."""
 
 from __future__ import annotations
 
 import ipaddress
 import stat
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
 from netconf import dns
-from netconf.dhcp import DEFAULT_ROUTE_METRIC, _default_route, decode_domain_search, lease_info
-from netconf.model import DhcpOptions, Dns
+from netconf.dhcp import DhcpManager, _Client, decode_domain_search, lease_info
+from netconf.model import DhcpOptions, Dns, Interface, Match
+from netconf.netlink import Netlink
+from netconf.plan import LEASE_ROUTE_METRIC, lease_route
+from supervisor.bus import Bus
+from supervisor.events.netlink import DhcpLeaseChanged
 
 
 def test_render_and_parse_round_trip() -> None:
@@ -72,11 +78,63 @@ def test_lease_info_without_mask_router_or_lease_time() -> None:
     assert info.mtu is None  # out of range: ignored
 
 
+def test_a_lease_as_the_plan_takes_it_ends_on_the_monotonic_clock() -> None:
+    now = time.time()
+    info = lease_info(SimpleNamespace(ack={"yiaddr": "198.18.60.57", "options": {
+        "subnet_mask": "255.255.255.0", "router": ["198.18.60.1"], "interface_mtu": 1400, "lease_time": 60}},
+        obtained=now - 10))
+    held = info.held("eth0", 4)
+    assert held.address == ipaddress.ip_interface("198.18.60.57/24") and held.mtu == 1400 and held.confirmed
+    assert held.expires is not None and abs(held.expires - (time.monotonic() + 50)) < 1
+    assert not info.held("eth0", 4, confirmed=False).confirmed
+    forever = lease_info(_lease(lease_time=-1)).held("eth0", 4)
+    assert forever.expires is None
+
+
 def test_default_route_metric_and_use_routes() -> None:
     info = lease_info(_lease(subnet_mask="255.255.255.0", router=["198.18.60.1"], lease_time=60))
-    route = _default_route(info, DhcpOptions())
-    assert route is not None and route.metric == DEFAULT_ROUTE_METRIC and str(route.via) == "198.18.60.1"
-    tuned = _default_route(info, DhcpOptions(route_metric=100))
+    lease = info.held("eth0", 4)
+
+    def rule(options: DhcpOptions) -> Interface:
+        return Interface("eth0", "test", Match(name="eth0"), dhcp4=True, dhcp4_options=options)
+
+    route = lease_route(rule(DhcpOptions()), lease)
+    assert route is not None and route.metric == LEASE_ROUTE_METRIC and str(route.via) == "198.18.60.1"
+    tuned = lease_route(rule(DhcpOptions(route_metric=100)), lease)
     assert tuned is not None and tuned.metric == 100
-    assert _default_route(info, DhcpOptions(use_routes=False)) is None
-    assert _default_route(None, DhcpOptions()) is None
+    assert lease_route(rule(DhcpOptions(use_routes=False)), lease) is None
+    assert lease_route(rule(DhcpOptions()), lease_info(_lease(lease_time=60)).held("eth0", 4)) is None
+
+
+async def test_the_client_only_holds_leases_and_says_when_they_change(tmp_path: Path) -> None:
+    """Bound: held, persisted, published; gone: forgotten, published. No kernel in sight (the network
+    reconciler writes what a lease brings). After a restart the stored lease is held unconfirmed."""
+    from pyroute2.dhcp.leases import JSONStdoutLease
+
+    bus = Bus()
+    events = bus.subscribe("test")
+    manager = DhcpManager(bus, lease_dir=tmp_path)
+    assert not any(isinstance(v, Netlink) for v in vars(manager).values())
+    client = _Client("eth0", 4, DhcpOptions())
+    manager._clients[("eth0", 4)] = client
+    ack = {"yiaddr": "198.18.60.57", "options": {"subnet_mask": "255.255.255.0", "router": ["198.18.60.1"],
+                                                 "interface_mtu": 1400, "lease_time": 120}}
+    lease = JSONStdoutLease(ack=ack, interface="eth0", server_mac="02:00:00:00:00:01", obtained=time.time())
+    await manager._bound(client, lease, "bound")
+    [held] = manager.leases()
+    assert held.confirmed and held.address == ipaddress.ip_interface("198.18.60.57/24") and held.mtu == 1400
+    assert held.expires is not None and 118 < held.expires - time.monotonic() <= 120
+    event = events.get_nowait()
+    assert isinstance(event, DhcpLeaseChanged) and event.state == "bound"
+    assert event.address == str(held.address)
+    assert (tmp_path / "eth0.json").exists()
+
+    restarted = DhcpManager(Bus(), lease_dir=tmp_path)
+    await restarted.load()
+    [kept] = restarted.leases()
+    assert not kept.confirmed and kept.address == held.address and kept.gateway == held.gateway
+
+    await manager._lost(client, "expired")
+    assert manager.leases() == () and not (tmp_path / "eth0.json").exists()
+    event = events.get_nowait()
+    assert isinstance(event, DhcpLeaseChanged) and event.state == "expired"

@@ -7,6 +7,7 @@ import asyncio
 import errno
 import ipaddress
 import json
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,19 @@ from pyroute2.netlink.exceptions import NetlinkError
 from structlog.testing import capture_logs
 
 from handlers.network import NetworkError, NetworkHandler, candidate_config
-from netconf.apply import apply, describe
+from netconf.apply import apply, describe, lease_lifetime
 from netconf.model import DhcpOptions, Dns, Route
 from netconf.netlink import Snapshot, route_kwargs
-from netconf.observed import RTPROT_KERNEL, RTPROT_STATIC, Address, DhcpClient, DhcpLease, Link, RouteEntry
+from netconf.observed import (
+    RTPROT_DHCP,
+    RTPROT_KERNEL,
+    RTPROT_STATIC,
+    Address,
+    DhcpClient,
+    DhcpLease,
+    Link,
+    RouteEntry,
+)
 from netconf.plan import AddAddress, AddRoute, CreateLink, RemoveAddress, RenameLink, SetMtu, SetUp, WriteDns
 from supervisor.bus import Bus
 from supervisor.events.netlink import NetworkApplied, NetworkPoke, NetworkTry
@@ -35,6 +45,8 @@ class FakeKernel:
     def __init__(self) -> None:
         self.links: dict[str, Link] = {}
         self.addresses: set[tuple[str, Any]] = set()
+        self.lifetimes: dict[tuple[str, Any], int] = {}  # valid_lft given, for addresses that have one
+        self.expires: dict[tuple[str, Any], float] = {}
         self.routes: dict[tuple[str, Route], int] = {}
         self.fail: dict[str, int] = {}  # call name -> errno to raise
         self.calls: list[str] = []
@@ -54,7 +66,8 @@ class FakeKernel:
             raise NetlinkError(self.fail[call], "injected")
 
     async def observe(self) -> Snapshot:
-        addrs = [Address(n, a) for n, a in sorted(self.addresses, key=str)]
+        addrs = [Address(n, a, dynamic=(n, a) in self.expires, expires=self.expires.get((n, a)))
+                 for n, a in sorted(self.addresses, key=str)]
         routes = [RouteEntry(n, r, p) for (n, r), p in self.routes.items()]
         for n, a in self.addresses:
             if self.links[n].up:
@@ -82,12 +95,17 @@ class FakeKernel:
         elif "mtu" in kw:
             self.links[name] = replace(self.links[name], mtu=kw["mtu"])
 
-    async def add_address(self, index: int, address: Any, **kw: Any) -> None:
+    async def add_address(self, index: int, address: Any, replace: bool = False, valid_lft: int | None = None,
+                          preferred_lft: int | None = None) -> None:
         self._check("add address")
         key = (self.name_of(index), address)
-        if key in self.addresses:
+        if key in self.addresses and not replace:
             raise NetlinkError(errno.EEXIST, "exists")
         self.addresses.add(key)
+        self.expires.pop(key, None)
+        if valid_lft is not None and valid_lft != 0xFFFFFFFF:
+            self.lifetimes[key] = valid_lft
+            self.expires[key] = time.monotonic() + valid_lft
 
     async def remove_address(self, index: int, address: Any) -> None:
         self._check("remove address")
@@ -95,10 +113,12 @@ class FakeKernel:
         if key not in self.addresses:
             raise NetlinkError(errno.EADDRNOTAVAIL, "gone")
         self.addresses.discard(key)
+        self.expires.pop(key, None)
 
     async def add_route(self, index: int, route: Route, proto: str = "static", replace: bool = False) -> None:
         self._check("add route")
-        self.routes[(self.name_of(index), route.canonical())] = RTPROT_STATIC
+        proto_number = RTPROT_DHCP if proto == "dhcp" else RTPROT_STATIC
+        self.routes[(self.name_of(index), route.canonical())] = proto_number
 
     async def remove_route(self, index: int | None, route: Route) -> None:
         self._check("remove route")
@@ -124,7 +144,7 @@ class FakeDhcp:
     async def sync(self, links: Any) -> None:
         self.synced += 1
 
-    async def start(self, link: Any, family: int, options: DhcpOptions, use_mtu: bool = True) -> None:
+    async def start(self, link: Any, family: int, options: DhcpOptions) -> None:
         self.running[(link if isinstance(link, str) else link.name, family)] = options
 
     async def stop(self, link: str, family: int, release: bool = True) -> None:
@@ -261,6 +281,39 @@ async def test_dhcp_is_started_stopped_and_leases_feed_dns(tmp_path: Path) -> No
     assert w.dhcp.running == {}
 
 
+async def test_the_reconciler_puts_a_lease_in_place_renews_it_and_removes_it(tmp_path: Path) -> None:
+    """The DHCP client only holds the lease; the reconciler writes what it brings to the kernel."""
+    w = World(tmp_path, rancher({"eth*": {"dhcp": True, "post_up": "touch /x/$iface"}}))
+    w.kernel.plug("eth1")
+    await w.handler.reconcile(full=True)
+    assert ("eth1", 4) in w.dhcp.running and w.hooks == [(("touch", "/x/eth1"), "eth1")]
+    k, ends = w.kernel, time.monotonic() + 60
+    bound = DhcpLease("eth1", 4, ip("198.18.60.50/24"), ipaddress.ip_address("198.18.60.1"),
+                      (ipaddress.ip_address("198.18.60.53"),), ("corp.example",), mtu=1400, expires=ends)
+    w.dhcp.held = [bound]
+    await w.handler.reconcile(full=False)
+    default = Route(ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_address("198.18.60.1"), metric=1024)
+    leased = ("eth1", ip("198.18.60.50/24"))
+    assert leased in k.addresses and 58 <= k.lifetimes[leased] <= 60
+    assert k.routes[("eth1", default.canonical())] == RTPROT_DHCP and k.links["eth1"].mtu == 1400
+    assert "nameserver 198.18.60.53" in (tmp_path / "etc" / "resolv.conf").read_text()
+    assert len(w.hooks) == 1  # what a lease brings runs no hooks
+    calls = len(k.calls)
+    await w.handler.reconcile(full=False)
+    assert len(k.calls) == calls  # nothing to do: the lifetime is current
+
+    w.dhcp.held = [replace(bound, expires=ends + 120)]  # renewed
+    k.calls.clear()
+    await w.handler.reconcile(full=False)
+    assert k.calls == ["add address"] and k.lifetimes[leased] >= 178
+    assert w.handler.drift == {}  # a lease's change is not drift
+
+    w.dhcp.held = []  # expired, or released
+    await w.handler.reconcile(full=False)
+    assert k.addresses == set() and not [r for r in k.routes if r[0] == "eth1"]
+    assert w.handler.owned.addresses == frozenset() and w.handler.owned.routes == frozenset()
+
+
 async def test_try_rolls_back_unless_confirmed(tmp_path: Path) -> None:
     w = World(tmp_path, rancher(ETH0))
     w.kernel.plug("eth0")
@@ -354,6 +407,28 @@ async def test_apply_counts_done_work_as_applied_and_reports_failures() -> None:
     assert result.failed[0].transient
     assert result.applied == [op for op in ops if not isinstance(op, SetMtu)]
     assert k.links["br0"].up and "lan0" in k.links and written
+
+
+async def test_apply_puts_a_lease_address_in_place_with_its_lifetime() -> None:
+    k = FakeKernel()
+    k.plug("eth0")
+    k.addresses.add(("eth0", ip("198.18.60.50/24")))
+    snap = await k.observe()
+    default = Route(ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_address("198.18.60.1"), metric=1024)
+    ops = [AddAddress("eth0", ip("198.18.60.50/24"), lease=True, expires=time.monotonic() + 30.5),
+           AddAddress("eth0", ip("198.18.61.50/24"), lease=True),
+           AddRoute("eth0", default, lease=True)]
+    result = await apply(ops, k, snap, None)  # type: ignore[arg-type]
+    assert result.ok and k.lifetimes[("eth0", ip("198.18.60.50/24"))] in (29, 30)  # replaced, not EEXIST
+    assert ("eth0", ip("198.18.61.50/24")) not in k.lifetimes  # a lease without an end: no lifetime
+    assert k.routes[("eth0", default.canonical())] == RTPROT_DHCP
+    assert lease_lifetime(None, 0.0) == 0xFFFFFFFF and lease_lifetime(10.0, 20.0) == 1
+    assert describe(ops[0]) == "set address 198.18.60.50/24 on eth0 for its DHCP lease"
+    assert describe(ops[2]) == "add route 0.0.0.0/0 via 198.18.60.1 dev eth0 metric 1024 proto dhcp"
+    permanent = AddAddress("eth0", ip("198.18.60.50/24"), replace=True)
+    assert (await apply([permanent], k, snap, None)).ok  # type: ignore[arg-type]
+    assert ("eth0", ip("198.18.60.50/24")) not in k.expires  # no lifetime any more
+    assert describe(permanent) == "make address 198.18.60.50/24 on eth0 permanent"
 
 
 def test_describe_and_route_kwargs() -> None:

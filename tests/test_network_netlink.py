@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -154,3 +155,20 @@ def _set(nl: Netlink, ipr: FakeIPR) -> FakeIPR:
 
 def test_driver_name_of_a_missing_link_is_none() -> None:
     assert nlmod.driver_name("no-such-link0") is None
+
+
+async def test_an_address_lifetime_is_its_end_on_the_monotonic_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(nlmod, "driver_name", lambda name: None)
+    leased = addr(2, "198.18.60.50", 24, flags=0)
+    leased.attrs["IFA_CACHEINFO"] = {"ifa_preferred": 30, "ifa_valid": 30, "cstamp": 0, "tstamp": 0}
+    forever = addr(2, "198.18.61.50", 24, flags=0)
+    forever.attrs["IFA_CACHEINFO"] = {"ifa_preferred": 0xFFFFFFFF, "ifa_valid": 0xFFFFFFFF}
+    static = addr(2, "198.18.0.2", 24)
+    static.attrs["IFA_CACHEINFO"] = {"ifa_valid": 0xFFFFFFFF}
+    nl = Netlink()
+    nl._ipr = FakeIPR([LINKS], [leased, forever, static], [])
+    before = time.monotonic()
+    snap = await nl.observe()
+    ends = [a.expires for a in snap.addresses]
+    assert ends[0] is not None and before + 30 <= ends[0] <= time.monotonic() + 30
+    assert ends[1:] == [None, None] and [a.dynamic for a in snap.addresses] == [True, True, False]

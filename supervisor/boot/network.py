@@ -47,7 +47,7 @@ async def start_network(ctx: BootContext) -> NetworkService:
     source = NetlinkSource(ctx.bus)
     source.start()
     netlink = Netlink()
-    dhcp = DhcpManager(netlink, ctx.bus, lease_dir=paths.state_dir / LEASE_DIR, hostname=socket.gethostname)
+    dhcp = DhcpManager(ctx.bus, lease_dir=paths.state_dir / LEASE_DIR, hostname=socket.gethostname)
     await dhcp.load()
 
     async def run_hook(argv: Argv, link: str | None) -> int:
