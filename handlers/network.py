@@ -34,13 +34,15 @@ import structlog
 
 from netconf import dns as resolv
 from netconf.apply import ApplyResult, Failure, apply, describe, op_link
+from netconf.desired import Desired
 from netconf.dhcp import DhcpManager
 from netconf.match import match
 from netconf.model import Argv, Dns, NetworkConfig
 from netconf.netlink import Netlink, Snapshot
 from netconf.observed import DhcpLease, Link, Observed, Owned
+from netconf.ops import Op, RunHook, StartDhcp, StopDhcp, record
 from netconf.parse import parse_config
-from netconf.plan import Desired, Op, RunHook, StartDhcp, StopDhcp, desired_dns, plan, record
+from netconf.plan import desired_dns, plan
 from supervisor.atomic import write_atomic
 from supervisor.backoff import Backoff
 from supervisor.bus import Bus

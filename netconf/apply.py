@@ -23,7 +23,7 @@ import structlog
 from netconf.model import Argv, Dns
 from netconf.netlink import Netlink, Snapshot
 from netconf.observed import Link
-from netconf.plan import (
+from netconf.ops import (
     AddAddress,
     AddRoute,
     CreateLink,

@@ -2,28 +2,7 @@
 
 The desired state is the config and the DHCP leases corral's clients hold (``Desired``): a lease is
 desired state like the config, and the plan alone decides what it brings to the kernel (the DHCP client
-only talks DHCP). Each operation maps onto one pyroute2 call (or one action of the DHCP client, the
-resolv.conf writer, the hook runner); links are named, and the apply layer resolves names to ifindexes
-when it runs them:
-
-==============================  =====================================================================
-``CreateLink(name, kind, ...)``  ``IPRoute.link("add", ifname=name, kind=kind, **options, **refs)``
-``DeleteLink(name)``             ``IPRoute.link("del", index=...)``
-``RenameLink(name, new_name)``   ``IPRoute.link("set", index=..., ifname=new_name)`` (the link is down)
-``Enslave(link, master)``        ``IPRoute.link("set", index=..., master=index(master))``
-``Release(link)``                ``IPRoute.link("set", index=..., master=0)``
-``SetMtu(link, mtu)``            ``IPRoute.link("set", index=..., mtu=mtu)``
-``SetUp``/``SetDown(link)``      ``IPRoute.link("set", index=..., state="up"/"down")``
-``Add``/``RemoveAddress``        ``IPRoute.addr("add"/"del", index=..., address=ip, prefixlen=n)``; a
-                                 lease's: ``"replace"`` with ``valid_lft``/``preferred_lft`` until it ends;
-                                 ``replace``: ``"replace"`` without (permanent)
-``Add``/``RemoveRoute``          ``IPRoute.route("add"/"del", dst=..., gateway=via, oif=..., priority=metric,
-                                 table=..., scope=..., prefsrc=source, flags=onlink, proto="static")``;
-                                 a lease's: ``"replace"``, ``proto="dhcp"``
-``Start``/``StopDhcp``           corral's DHCP client on that link and family
-``WriteDns``                     resolv.conf
-``RunHook(argv, phase, link)``   spawn argv (never through a shell) and wait
-==============================  =====================================================================
+only talks DHCP). The operations are ``netconf.ops``'s, each one pyroute2 call or one action.
 
 Order: network ``pre`` hooks; renames; stop unwanted DHCP clients; remove routes, then addresses; release
 ports; delete links to be re-created; create links (lower layers first: a VLAN after its parent);
@@ -60,196 +39,48 @@ lifetime and routes with proto dhcp only when corral added them (its leases'), n
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Literal, TypeAlias
+from dataclasses import replace
 
+from netconf.desired import Desired, lease_address, lease_route, lifetime_current, link_mtu
 from netconf.match import match
 from netconf.model import (
     DUMMY_SPEC,
     Argv,
-    DhcpOptions,
     Dns,
     Interface,
     IPAddress,
     IPInterface,
     LinkSpec,
     NetworkConfig,
-    OptionValue,
     Route,
-    VirtualKind,
     valid_ifname,
     vlan_spec,
 )
 from netconf.observed import RTPROT_DHCP, Address, DhcpLease, Link, Observed, Owned, RouteEntry
-
-Phase: TypeAlias = Literal["pre", "post", "pre_up", "post_up"]
-
-
-@dataclass(frozen=True)
-class CreateLink:
-    name: str
-    kind: VirtualKind
-    options: tuple[tuple[str, OptionValue], ...] = ()
-    refs: tuple[tuple[str, str], ...] = ()
-
-    @classmethod
-    def of(cls, name: str, spec: LinkSpec) -> CreateLink:
-        return cls(name, spec.kind, spec.options, spec.refs)
-
-    @property
-    def spec(self) -> LinkSpec:
-        return LinkSpec(self.kind, self.options, self.refs)
-
-
-@dataclass(frozen=True)
-class DeleteLink:
-    name: str
-
-
-@dataclass(frozen=True)
-class RenameLink:
-    name: str
-    new_name: str
-
-
-@dataclass(frozen=True)
-class Enslave:
-    link: str
-    master: str
-
-
-@dataclass(frozen=True)
-class Release:
-    link: str
-
-
-@dataclass(frozen=True)
-class SetMtu:
-    link: str
-    mtu: int
-
-
-@dataclass(frozen=True)
-class SetUp:
-    link: str
-
-
-@dataclass(frozen=True)
-class SetDown:
-    link: str
-
-
-@dataclass(frozen=True)
-class AddAddress:
-    """``lease``: a DHCP lease's address, put in place (or replaced) with a lifetime that ends at
-    ``expires`` (``time.monotonic()`` seconds; None: it does not end). ``replace``: a configured
-    address that is there with a lifetime (a lease's) is made permanent."""
-
-    link: str
-    address: IPInterface
-    lease: bool = False
-    expires: float | None = None
-    replace: bool = False
-
-
-@dataclass(frozen=True)
-class RemoveAddress:
-    link: str
-    address: IPInterface
-
-
-@dataclass(frozen=True)
-class AddRoute:
-    """``lease``: a DHCP lease's route, put in place (or replaced) with proto dhcp."""
-
-    link: str
-    route: Route
-    lease: bool = False
-
-
-@dataclass(frozen=True)
-class RemoveRoute:
-    link: str
-    route: Route
-
-
-@dataclass(frozen=True)
-class StartDhcp:
-    link: str
-    family: int
-    options: DhcpOptions = field(default_factory=DhcpOptions)
-
-
-@dataclass(frozen=True)
-class StopDhcp:
-    link: str
-    family: int
-
-
-@dataclass(frozen=True)
-class WriteDns:
-    nameservers: tuple[IPAddress, ...]
-    search: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class RunHook:
-    argv: Argv
-    phase: Phase
-    link: str | None = None
-
-
-Op: TypeAlias = (
-    CreateLink
-    | DeleteLink
-    | RenameLink
-    | Enslave
-    | Release
-    | SetMtu
-    | SetUp
-    | SetDown
-    | AddAddress
-    | RemoveAddress
-    | AddRoute
-    | RemoveRoute
-    | StartDhcp
-    | StopDhcp
-    | WriteDns
-    | RunHook
-)
-_LINK_OPS = (
+from netconf.ops import (
+    _LINK_OPS,
+    AddAddress,
+    AddRoute,
+    CreateLink,
+    DeleteLink,
     Enslave,
+    Op,
     Release,
+    RemoveAddress,
+    RemoveRoute,
+    RenameLink,
+    RunHook,
+    SetDown,
     SetMtu,
     SetUp,
-    SetDown,
-    AddAddress,
-    RemoveAddress,
-    AddRoute,
-    RemoveRoute,
     StartDhcp,
     StopDhcp,
+    WriteDns,
+    record,
 )
+
 _NEW = 1 << 30  # ifindex stand-in for links the plan creates: after every existing one
-LEASE_ROUTE_METRIC = 1024
-"""A lease's default route's metric unless ``route-metric`` says otherwise: a static one (0) wins."""
-LIFETIME_SLACK = 2.0
-"""Seconds a lease address's lifetime may be off the lease's end (the kernel counts whole seconds)."""
-
-
-@dataclass(frozen=True)
-class Desired:
-    """What the network should be: the config, and the DHCP leases corral's clients hold now."""
-
-    config: NetworkConfig
-    leases: tuple[DhcpLease, ...] = ()
-
-    @classmethod
-    def of(cls, desired: NetworkConfig | Desired) -> Desired:
-        """A config alone is a desired state without leases."""
-        return desired if isinstance(desired, Desired) else cls(desired)
 
 
 def plan(desired: NetworkConfig | Desired, observed: Observed) -> list[Op]:
@@ -262,47 +93,6 @@ def desired_dns(desired: NetworkConfig | Desired, observed: Observed) -> Dns | N
     planner = _Planner(Desired.of(desired), observed)
     planner.project()
     return planner.dns()
-
-
-# -- what a lease brings: config first ---------------------------------------------------------------------
-
-
-def lease_address(rule: Interface, lease: DhcpLease) -> IPInterface | None:
-    """The lease's address, unless the config gives the link the same IP (config wins)."""
-    if lease.address is None or any(a.ip == lease.address.ip for a in rule.addresses):
-        return None
-    return lease.address
-
-
-def lease_route(rule: Interface, lease: DhcpLease) -> Route | None:
-    """The default route via the lease's router, with the config's metric (``route-metric``, else
-    ``LEASE_ROUTE_METRIC``); none with ``use-routes: false``, or when the config gives the link a
-    default route of that family in the same table (config wins)."""
-    options = rule.dhcp_options(lease.family)
-    if lease.gateway is None or not options.use_routes:
-        return None
-    default = ipaddress.ip_network("0.0.0.0/0" if lease.gateway.version == 4 else "::/0")
-    metric = LEASE_ROUTE_METRIC if options.route_metric is None else options.route_metric
-    route = Route(default, lease.gateway, metric=metric).canonical()
-    for configured in rule.all_routes():
-        c = configured.canonical()
-        if c.to == default and c.table == route.table:
-            return None
-    return route
-
-
-def link_mtu(rule: Interface, leases: Iterable[DhcpLease]) -> int | None:
-    """The config's MTU; without one, the first confirmed lease's that offers one."""
-    if rule.mtu is not None:
-        return rule.mtu
-    return next((le.mtu for le in leases if le.confirmed and le.mtu is not None), None)
-
-
-def lifetime_current(address: Address, lease: DhcpLease) -> bool:
-    """The address in the kernel already ends when the lease does (within ``LIFETIME_SLACK``)."""
-    if lease.expires is None or address.expires is None:
-        return lease.expires is None and address.expires is None
-    return abs(address.expires - lease.expires) <= LIFETIME_SLACK
 
 
 def hooks_argv(argv: Argv, link: str | None) -> Argv:
@@ -736,77 +526,3 @@ class _Planner:
                     )
         out.extend(RunHook(hooks_argv(a, None), "post") for a in self.d.post_cmds)
         return out
-
-
-def record(owned: Owned, ops: Sequence[Op]) -> Owned:
-    """What corral owns after ``ops`` were applied (pass only those that succeeded)."""
-    addresses = set(owned.addresses)
-    routes = set(owned.routes)
-    links = dict(owned.links)
-    masters = dict(owned.masters)
-    for op in ops:
-        if isinstance(op, AddAddress):
-            addresses.add((op.link, op.address))
-        elif isinstance(op, RemoveAddress):
-            addresses.discard((op.link, op.address))
-        elif isinstance(op, AddRoute):
-            routes.add((op.link, op.route))
-        elif isinstance(op, RemoveRoute):
-            routes.discard((op.link, op.route))
-        elif isinstance(op, CreateLink):
-            links[op.name] = op.spec
-        elif isinstance(op, Enslave):
-            masters[op.link] = op.master
-        elif isinstance(op, Release):
-            masters.pop(op.link, None)
-        elif isinstance(op, DeleteLink):
-            links.pop(op.name, None)
-            addresses = {a for a in addresses if a[0] != op.name}
-            routes = {r for r in routes if r[0] != op.name}
-            masters = {k: v for k, v in masters.items() if op.name not in (k, v)}
-        elif isinstance(op, RenameLink):
-            old, new = op.name, op.new_name
-
-            def rn(name: str) -> str:
-                return new if name == old else name  # noqa: B023 - used at once, in this iteration
-
-            addresses = {(rn(n), a) for n, a in addresses}
-            routes = {(rn(n), r) for n, r in routes}
-            links = {rn(n): replace(s, refs=tuple((k, rn(v)) for k, v in s.refs)) for n, s in links.items()}
-            masters = {rn(k): rn(v) for k, v in masters.items()}
-    return Owned(
-        frozenset(addresses), frozenset(routes), frozenset(links.items()), frozenset(masters.items())
-    )
-
-
-__all__ = [
-    "LEASE_ROUTE_METRIC",
-    "LIFETIME_SLACK",
-    "AddAddress",
-    "AddRoute",
-    "CreateLink",
-    "DeleteLink",
-    "Desired",
-    "Enslave",
-    "Op",
-    "Phase",
-    "Release",
-    "RemoveAddress",
-    "RemoveRoute",
-    "RenameLink",
-    "RunHook",
-    "SetDown",
-    "SetMtu",
-    "SetUp",
-    "StartDhcp",
-    "StopDhcp",
-    "WriteDns",
-    "desired_dns",
-    "hooks_argv",
-    "lease_address",
-    "lease_route",
-    "lifetime_current",
-    "link_mtu",
-    "plan",
-    "record",
-]

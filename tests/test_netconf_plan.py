@@ -10,6 +10,15 @@ from dataclasses import replace
 
 from test_netconf_sim import LO, config, converge, nics, simulate
 
+from netconf.desired import (
+    LEASE_ROUTE_METRIC,
+    LIFETIME_SLACK,
+    Desired,
+    lease_address,
+    lease_route,
+    lifetime_current,
+    link_mtu,
+)
 from netconf.model import DhcpOptions, Dns, Interface, LinkSpec, Route
 from netconf.observed import (
     RTPROT_BOOT,
@@ -22,14 +31,11 @@ from netconf.observed import (
     Owned,
     RouteEntry,
 )
-from netconf.plan import (
-    LEASE_ROUTE_METRIC,
-    LIFETIME_SLACK,
+from netconf.ops import (
     AddAddress,
     AddRoute,
     CreateLink,
     DeleteLink,
-    Desired,
     Enslave,
     Op,
     Release,
@@ -43,14 +49,9 @@ from netconf.plan import (
     StartDhcp,
     StopDhcp,
     WriteDns,
-    desired_dns,
-    lease_address,
-    lease_route,
-    lifetime_current,
-    link_mtu,
-    plan,
     record,
 )
+from netconf.plan import desired_dns, plan
 
 ip = ipaddress.ip_interface
 addr = ipaddress.ip_address

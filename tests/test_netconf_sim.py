@@ -15,6 +15,7 @@ from dataclasses import replace
 import pytest
 import yaml
 
+from netconf.desired import Desired
 from netconf.model import DhcpOptions, NetworkConfig, Route
 from netconf.observed import (
     RTPROT_DHCP,
@@ -27,13 +28,11 @@ from netconf.observed import (
     Observed,
     RouteEntry,
 )
-from netconf.parse import parse_config
-from netconf.plan import (
+from netconf.ops import (
     AddAddress,
     AddRoute,
     CreateLink,
     DeleteLink,
-    Desired,
     Enslave,
     Op,
     Release,
@@ -47,9 +46,10 @@ from netconf.plan import (
     StartDhcp,
     StopDhcp,
     WriteDns,
-    plan,
     record,
 )
+from netconf.parse import parse_config
+from netconf.plan import plan
 
 
 class Refused(AssertionError):

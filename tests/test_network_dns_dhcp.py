@@ -10,10 +10,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from netconf import dns
+from netconf.desired import LEASE_ROUTE_METRIC, lease_route
 from netconf.dhcp import DhcpManager, _Client, decode_domain_search, lease_info
 from netconf.model import DhcpOptions, Dns, Interface, Match
 from netconf.netlink import Netlink
-from netconf.plan import LEASE_ROUTE_METRIC, lease_route
 from supervisor.bus import Bus
 from supervisor.events.netlink import DhcpLeaseChanged
 

@@ -30,7 +30,7 @@ from netconf.observed import (
     Link,
     RouteEntry,
 )
-from netconf.plan import AddAddress, AddRoute, CreateLink, RemoveAddress, RenameLink, SetMtu, SetUp, WriteDns
+from netconf.ops import AddAddress, AddRoute, CreateLink, RemoveAddress, RenameLink, SetMtu, SetUp, WriteDns
 from supervisor.bus import Bus
 from supervisor.events.netlink import NetworkApplied, NetworkPoke, NetworkTry
 
