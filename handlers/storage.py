@@ -101,6 +101,53 @@ class StorageStats:
 RulesSource = Callable[[], Mapping[str, Any]]
 
 
+def with_requested(rules: Sequence[MountRule], requested: set[str]) -> tuple[MountRule, ...]:
+    """The rules as the plan sees them: a ``noauto`` rule mounted on request counts as automatic."""
+    return tuple(replace(r, options=replace(r.options, auto=True)) if r.path in requested else r
+                 for r in rules)
+
+
+def replugged(suppressed: Mapping[str, Suppressed], devices: Sequence[BlockDevice]) -> dict[str, Suppressed]:
+    """The unmounts on request to lift: their device left, or its medium changed (it was re-plugged)."""
+    present = {(d.major, d.minor): d.diskseq for d in devices}
+    return {path: s for path, s in suppressed.items()
+            if (s.major, s.minor) not in present or present[(s.major, s.minor)] != s.diskseq}
+
+
+def rule_to_unmount(name: str, rules: Sequence[MountRule], known: Mapping[str, Known],
+                    root: Path) -> MountRule:
+    """The rule a request to unmount ``name`` means: by its key or path, or by a device it has mounted."""
+    rule = find_rule(name, rules, str(root))
+    if rule is not None:
+        return rule
+    try:
+        spec = parse_device_spec(name)
+    except ValueError:
+        spec = None
+    for k in known.values():
+        if spec is not None and spec.kind == "path" and spec.value == k.devname:
+            return next(r for r in rules if r.path == k.path)
+    raise StorageRequestError(f"{name!r} is neither a mounts: rule (its key or path) nor a device "
+                              "a rule has mounted")
+
+
+def mounted_or_why(rule: MountRule, known: Mapping[str, Known], held: Mapping[Held, str],
+                   notes: Sequence[str]) -> dict[str, object]:
+    """What a request to mount ``rule`` answers: the mount, or StorageRequestError saying why not."""
+    k = known.get(rule.path)
+    if k is not None:
+        return {"rule": rule.key, "path": rule.path, "state": "mounted", "device": k.devname,
+                "fstype": k.fstype}
+    for (path, device, _), why in held.items():
+        if path == rule.path:
+            raise StorageRequestError(f"{rule.key}: mounting {device} at {rule.path} failed: {why}")
+    for note in notes:
+        if note.startswith(f"{rule.key}:"):
+            raise StorageRequestError(note)
+    raise StorageRequestError(f"{rule.key}: no device to mount at {rule.path} ({rule.match.describe()} "
+                              "matches none that is not mounted already); it is mounted when one appears")
+
+
 class StorageHandler:
     name = "storage"
     kinds: tuple[type[Event], ...] = (BlockEvent, ConfigChanged)
@@ -204,7 +251,8 @@ class StorageHandler:
             self.stats.passes += 1
             observed = await self._observe(full, names)
             full = False  # another pass only re-reads what this one changed
-            the_plan = self._plan(observed)
+            the_plan = plan(with_requested(self.rules, self.requested), observed.devices, observed.mounts,
+                            self.known, self.held, self.suppressed)
             self._note(the_plan)
             if not the_plan.actions:
                 return
@@ -224,22 +272,10 @@ class StorageHandler:
         else:
             self.stats.partial_observations += 1
             observed = await self.observer.observe_named(names)
-        self._lift_suppressions(observed.devices)
+        for path, s in replugged(self.suppressed, observed.devices).items():
+            del self.suppressed[path]
+            log.info("device re-plugged; the rule mounts again", path=path, device=s.device, rule=s.rule)
         return observed
-
-    def _plan(self, observed: Observed) -> Plan:
-        rules = tuple(replace(r, options=replace(r.options, auto=True)) if r.path in self.requested else r
-                      for r in self.rules)
-        return plan(rules, observed.devices, observed.mounts, self.known, self.held, self.suppressed)
-
-    def _lift_suppressions(self, devices: Sequence[BlockDevice]) -> None:
-        """A device unmounted on request that left, or whose medium changed, was re-plugged."""
-        present = {(d.major, d.minor): d.diskseq for d in devices}
-        for path, s in list(self.suppressed.items()):
-            devno = (s.major, s.minor)
-            if devno not in present or present[devno] != s.diskseq:
-                del self.suppressed[path]
-                log.info("device re-plugged; the rule mounts again", path=path, device=s.device, rule=s.rule)
 
     def _note(self, the_plan: Plan) -> None:
         self.stats.last_plan = [_describe(a) for a in the_plan.actions]
@@ -395,7 +431,7 @@ class StorageHandler:
             full = self._stale or not self.observer.complete
             self._stale = False
             await self._converge(full, set())
-            return self._mounted_or_why(rule)
+            return mounted_or_why(rule, self.known, self.held, self.stats.notes)
 
     async def request_unmount(self, name: str) -> dict[str, object]:
         """Unmount a rule's mount (named by the rule's key or path, or by its device) and keep it unmounted
@@ -403,7 +439,7 @@ class StorageHandler:
         StorageRequestError says so."""
         async with self._lock:
             await self._current()
-            rule = self._rule_to_unmount(name)
+            rule = rule_to_unmount(name, self.rules, self.known, self.root)
             k = self.known.get(rule.path)
             if k is None:
                 if rule.path in self.suppressed:
@@ -461,20 +497,6 @@ class StorageHandler:
         names = ", ".join(d.devname for d in devices)
         raise StorageRequestError(f"no mounts: rule matches {names}; corral mounts devices only by rule")
 
-    def _rule_to_unmount(self, name: str) -> MountRule:
-        rule = find_rule(name, self.rules, str(self.root))
-        if rule is not None:
-            return rule
-        try:
-            spec = parse_device_spec(name)
-        except ValueError:
-            spec = None
-        for k in self.known.values():
-            if spec is not None and spec.kind == "path" and spec.value == k.devname:
-                return next(r for r in self.rules if r.path == k.path)
-        raise StorageRequestError(f"{name!r} is neither a mounts: rule (its key or path) nor a device "
-                                  "a rule has mounted")
-
     async def _named_devices(self, name: str) -> list[BlockDevice]:
         try:
             spec = parse_device_spec(name)
@@ -489,20 +511,6 @@ class StorageHandler:
         if not devices:
             raise StorageRequestError(f"{name!r} is neither a mounts: rule (its key or path) nor a device")
         return devices
-
-    def _mounted_or_why(self, rule: MountRule) -> dict[str, object]:
-        k = self.known.get(rule.path)
-        if k is not None:
-            return {"rule": rule.key, "path": rule.path, "state": "mounted", "device": k.devname,
-                    "fstype": k.fstype}
-        for (path, device, _), why in self.held.items():
-            if path == rule.path:
-                raise StorageRequestError(f"{rule.key}: mounting {device} at {rule.path} failed: {why}")
-        for note in self.stats.notes:
-            if note.startswith(f"{rule.key}:"):
-                raise StorageRequestError(note)
-        raise StorageRequestError(f"{rule.key}: no device to mount at {rule.path} ({rule.match.describe()} "
-                                  "matches none that is not mounted already); it is mounted when one appears")
 
     # ---- reporting ---------------------------------------------------------------------------------------
     def status(self) -> dict[str, object]:
