@@ -48,7 +48,6 @@ log = structlog.get_logger("supervisor")
 
 STATUS_INTERVAL = 60.0
 SYSTEM_DOCKER_READY_TIMEOUT = 60.0
-NOT_UP_WARNING_AFTER = 60.0  # seconds after boot before one warning names the units that are not up
 
 
 class FatalStartup(Exception):
@@ -132,7 +131,7 @@ class Supervisor:
         # dockerd takes the longest to come up (25 s under QEMU's TCG): it starts now and comes up while
         # the network is configured; "system-docker" then waits for it.
         await self._phase("system-docker-start", self._system_docker_start)
-        await self._phase("loopback", self._loopback)
+        await self._phase("loopback", lambda: asyncio.to_thread(_loopback_up))
         await self._phase("network", self._network)
         await self._phase("control", self._control, fatal=True)
         await self._phase("handlers", self._handlers, fatal=True)
@@ -141,36 +140,9 @@ class Supervisor:
         await self._phase("units", self._units)
         self.state.ready = True
         self.state.phase = "ready"
-        self._announce_ready()
+        from supervisor.boot.ready import announce_ready
 
-    def _announce_ready(self) -> None:
-        """``corral <version> ready`` once every unit is up (at once when there are none to wait for, or
-        the system dockerd is off); the boot phases are done already (status says "ready")."""
-        units = self.units
-        if units is None or not units.not_up():
-            self._say_ready()
-            return
-        task = spawn_task(self._ready_when_units_up(units), name="ready")
-
-        async def stop() -> None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-
-        self.stops.add("ready line", stop)
-
-    async def _ready_when_units_up(self, units: ContainersHandler) -> None:
-        missing = await units.wait_all_up(NOT_UP_WARNING_AFTER)
-        if missing and not self.state.stopping:
-            log.warning("not every unit is up; ready when they are", units=missing,
-                        after_seconds=NOT_UP_WARNING_AFTER)
-            await units.wait_all_up()
-        if not self.state.stopping:  # a shutdown began: never "ready"
-            self._say_ready()
-
-    def _say_ready(self) -> None:
-        # Said while the console still mirrors the journal: a console (or a test harness) waits for it.
-        log.info(f"corral {__version__} ready", boot_seconds=round(time.time() - self.state.started, 3))
-        self.journal.console_mirror = self.options.sandbox  # the sandbox's terminal is its journal view
+        announce_ready(self.ctx, self.units, self.state.started, lambda: self.state.stopping)
 
     async def _phase(self, name: str, body: Callable[[], Awaitable[None]], fatal: bool = False) -> None:
         self.state.phase = name
@@ -300,9 +272,6 @@ class Supervisor:
         finally:
             self.ctx.add_handler(keeper)
 
-    async def _loopback(self) -> None:
-        await asyncio.to_thread(_loopback_up)
-
     async def _network(self) -> None:
         from supervisor.boot.network import start_network
 
@@ -326,23 +295,9 @@ class Supervisor:
         timer.start()
         self.timers.append(timer)
         if not self.options.sandbox:  # the host's power button is not the sandbox's
-            self._power_button()
+            from supervisor.boot.power import start_power_button
 
-    def _power_button(self) -> None:
-        """ACPI power button -> poweroff, as `corral poweroff` does."""
-        from supervisor.sources.acpi import AcpiSource, act_on_power_events
-
-        acpi = AcpiSource(self.bus)
-        acpi.start()
-        self.acpi = acpi
-        task = spawn_task(act_on_power_events(self.bus, self.request), name="power-button")
-
-        async def stop() -> None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            await acpi.stop()
-
-        self.stops.add("acpi", stop)
+            self.acpi = start_power_button(self.ctx, self.request)
 
     async def _system_docker_start(self) -> None:
         """Spawn the system dockerd (kept running and watched by SystemDockerd); ``_system_docker`` waits

@@ -75,10 +75,10 @@ def test_query_ring_before_storage(journal: Journal) -> None:
     assert events(journal.query(level="info")) == ["inf", "err"]
 
 
-async def test_aquery(journal: Journal, tmp_path: Path) -> None:
+async def test_stream_reads_without_blocking_the_loop(journal: Journal, tmp_path: Path) -> None:
     write_fixture(tmp_path)
     await asyncio.to_thread(journal.attach_storage, tmp_path)
-    assert events(await journal.aquery(unit="docker", limit=1)) == ["e9"]
+    assert events([r async for r in journal.stream(unit="docker", limit=1)]) == ["e9"]
 
 
 def test_level_threshold_of_setup() -> None:

@@ -316,17 +316,6 @@ class Journal:
             async for record in batched:
                 yield record
 
-    async def aquery(
-        self,
-        since: float | None = None,
-        unit: str | Sequence[str] | None = None,
-        limit: int | None = None,
-        level: str | None = None,
-        **more: Any,
-    ) -> list[Record]:
-        """:meth:`query` without blocking the event loop."""
-        return [record async for record in self.stream(since, unit, limit, level, **more)]
-
     def follow(
         self,
         unit: str | Sequence[str] | None = None,

@@ -1,0 +1,52 @@
+"""The line ``corral <version> ready``: said once every system unit is up, after the boot phases."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import structlog
+
+from handlers.containers import ContainersHandler
+from supervisor import __version__
+from supervisor.boot.context import BootContext
+from supervisor.journal import Journal
+from supervisor.tasks import spawn_task
+
+log = structlog.get_logger("supervisor")
+
+NOT_UP_WARNING_AFTER = 60.0  # seconds after boot before one warning names the units that are not up
+
+
+def announce_ready(ctx: BootContext, units: ContainersHandler | None, started: float,
+                   stopping: Callable[[], bool]) -> None:
+    """Say ``corral <version> ready`` now when there are no units to wait for (or the system dockerd is
+    off), else once every unit is up (a warning names those that are not, after a minute); never once a
+    shutdown began. ``started`` is when PID 1 started (time.time())."""
+    if units is None or not units.not_up():
+        _say_ready(ctx.journal, started, ctx.sandbox)
+        return
+
+    async def when_units_up(units: ContainersHandler) -> None:
+        missing = await units.wait_all_up(NOT_UP_WARNING_AFTER)
+        if missing and not stopping():
+            log.warning("not every unit is up; ready when they are", units=missing,
+                        after_seconds=NOT_UP_WARNING_AFTER)
+            await units.wait_all_up()
+        if not stopping():  # a shutdown began: never "ready"
+            _say_ready(ctx.journal, started, ctx.sandbox)
+
+    task = spawn_task(when_units_up(units), name="ready")
+
+    async def stop() -> None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    ctx.stops.add("ready line", stop)
+
+
+def _say_ready(journal: Journal, started: float, sandbox: bool) -> None:
+    # Said while the console still mirrors the journal: a console (or a test harness) waits for it.
+    log.info(f"corral {__version__} ready", boot_seconds=round(time.time() - started, 3))
+    journal.console_mirror = sandbox  # the sandbox's terminal is its journal view
