@@ -5,9 +5,7 @@ for the config schema accepts every file the parser accepts."""
 
 from __future__ import annotations
 
-import copy
 import json
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +14,7 @@ import yaml
 
 from netconf import netplan, rancher
 from netconf.parse import parse_config
+from supervisor import gen_schema
 from supervisor.config.schema import Schema
 from supervisor.config.validate import Validator
 from supervisor.config.yamlload import load_document
@@ -56,18 +55,7 @@ def test_corpus_file(name: str) -> None:
     assert any(fragment in e.message for e in matching), [str(e) for e in matching]
 
 
-def merged_schema() -> Schema:
-    """The shipped config schema with the proposed network fragment pasted in."""
-    doc = json.loads(resources.files("supervisor.config").joinpath("schema.json").read_text())
-    doc = copy.deepcopy(doc)
-    doc["$defs"].update(rancher.SCHEMA_DEFS)
-    doc["$defs"].update(netplan.SCHEMA_DEFS)
-    doc["$defs"]["corral"]["properties"]["network"] = {"$ref": "#/$defs/network_rancher"}
-    doc["properties"]["network"] = {"$ref": "#/$defs/network_netplan"}
-    return Schema(doc)
-
-
-VALIDATOR = Validator(merged_schema())
+VALIDATOR = Validator(Schema())  # the shipped schema: its network part is generated from the parsers
 
 
 @pytest.mark.parametrize("name", [n for n in FILES if EXPECTED[n] is None])
@@ -106,8 +94,30 @@ def test_kernel_command_line_keys_reach_the_parser() -> None:
     assert [(r.id, r.dhcp4) for r in parsed.config.interfaces] == [("eth0", True), ("eth2", True)]
 
 
-def test_shipped_schema_carries_the_parsers_network_definitions() -> None:
-    """schema.json holds a copy of the parsers' fragments; a key added to a parser must reach it too."""
-    doc = json.loads(resources.files("supervisor.config").joinpath("schema.json").read_text())
+def test_shipped_schema_is_what_the_parsers_key_tables_generate() -> None:
+    """schema.json's network definitions are generated from the parsers' ``Keys`` tables, never edited
+    by hand: regenerating the committed file changes nothing."""
+    path = gen_schema.schema_path()
+    text = path.read_text()
+    assert gen_schema.generate(text) == text, "out of date: run python -m supervisor.gen_schema"
+    assert gen_schema.main(["--check"]) == 0
+    doc = json.loads(text)
     for name, definition in {**rancher.SCHEMA_DEFS, **netplan.SCHEMA_DEFS}.items():
-        assert doc["$defs"].get(name) == definition, name
+        assert doc["$defs"][name] == {"$comment": gen_schema.GENERATED, **definition}, name
+
+
+def test_schema_generation_replaces_stale_definitions_and_keeps_the_rest(tmp_path: Path) -> None:
+    text = gen_schema.schema_path().read_text()
+    doc = json.loads(text)
+    doc["$defs"]["network_rancher_interface"]["properties"].pop("mtu")  # a key added to a parser only
+    doc["$defs"]["network_gone"] = {"$comment": gen_schema.GENERATED, "type": "object"}  # a table removed
+    doc["$defs"]["file_mode"]["description"] = "written by hand"
+    stale = tmp_path / "schema.json"
+    stale.write_text(json.dumps(doc))
+    assert gen_schema.main(["--check", "--path", str(stale)]) == 1
+    assert gen_schema.main(["--path", str(stale)]) == 0
+    fresh = json.loads(stale.read_text())
+    assert "mtu" in fresh["$defs"]["network_rancher_interface"]["properties"]
+    assert "network_gone" not in fresh["$defs"]
+    assert fresh["$defs"]["file_mode"]["description"] == "written by hand"
+    assert gen_schema.main(["--check", "--path", str(stale)]) == 0

@@ -38,6 +38,10 @@ def test_version_is_required_and_must_be_2() -> None:
     assert errors("{version: 1, config: []}")[0].startswith(
         "network.version: network config version 1 is not"
     )
+    assert errors("{version: 2, config: disabled, ethernets: {eth0: {dhcp4: true}}}") == [
+        "network.config: cloud-init's 'config: disabled' stands alone (with 'version' at most): "
+        "remove it, or the other keys"
+    ]
 
 
 def test_unknown_keys_name_the_path() -> None:
@@ -45,7 +49,8 @@ def test_unknown_keys_name_the_path() -> None:
         "network.ethernets.eth0.dhcp: unknown key; netplan has 'dhcp4' and 'dhcp6'"
     ]
     assert errors("{version: 2, ethernets: {eth0: {routes: [{to: default, via: 10.0.0.1, weight: 3}]}}}") == [
-        "network.ethernets.eth0.routes[0].weight: unknown key"
+        "network.ethernets.eth0.routes[0].weight: unknown key "
+        "(known here: from, metric, on-link, scope, table, to, type, via)"
     ]
     assert errors("{version: 2, bonds: {bond0: {parameters: {mode: 802.3ad, miimon: 100}}}}") == [
         "network.bonds.bond0.parameters.miimon: unknown key; netplan calls it 'mii-monitor-interval'"
@@ -260,11 +265,15 @@ vlans: {dm1.7: {id: 7, link: dm1}}
 
 
 def test_dummy_device_errors_name_the_key() -> None:
+    known = (
+        " (known here: addresses, dhcp4, dhcp4-overrides, dhcp6, dhcp6-overrides, gateway4, gateway6, mtu, "
+        "nameservers, optional, renderer, routes)"
+    )
     assert errors("{version: 2, dummy-devices: {dm0: {match: {name: x}}}}") == [
-        "network.dummy-devices.dm0.match: unknown key"
+        "network.dummy-devices.dm0.match: unknown key" + known
     ]
     assert errors("{version: 2, dummy-devices: {dm0: {parameters: {}}}}") == [
-        "network.dummy-devices.dm0.parameters: unknown key"
+        "network.dummy-devices.dm0.parameters: unknown key" + known
     ]
     assert errors("{version: 2, dummy-devices: {'dm 0': {}}}") == [
         "network.dummy-devices[\"dm 0\"]: 'dm 0' is not a valid interface name (1 to 15 characters, no "
