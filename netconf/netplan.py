@@ -9,9 +9,10 @@ the config); ``interfaces:`` of a bond or bridge and ``link:`` of a VLAN refer t
 by id. A dummy device takes only the properties common to all device types (addresses, routes, mtu,
 nameservers, dhcp4/6...), as in netplan.
 
-Accepted and ignored: ``renderer`` (corral renders everything itself), ``optional`` (corral never waits
-for a link at boot). ``gateway4``/``gateway6`` are deprecated by netplan but accepted. Keys netplan has
-but corral does not implement (``routing-policy``, ``accept-ra``, Wi-Fi, tunnels, ...) are errors that
+Accepted and ignored: ``renderer`` (corral renders everything itself), ``optional`` and
+``optional-addresses`` (corral never waits for a link or an address at boot: every one is optional).
+``gateway4``/``gateway6`` are deprecated by netplan but accepted. Keys netplan has but corral does not
+implement (``routing-policy``, ``accept-ra``, Wi-Fi, tunnels, ...) are errors that
 say so; unknown keys are errors naming the key path.
 
 Also accepted: cloud-init's ``network: {config: disabled}``, which turns network configuration off."""
@@ -53,6 +54,7 @@ from supervisor.config.check import (
     SchemaNode,
     Unsupported,
     as_bool,
+    as_enum,
     as_int,
     as_ip_address,
     as_ip_interface,
@@ -112,6 +114,8 @@ TOP = Keys(
     },
     description="netplan v2 / cloud-init network-config v2; see docs/networking.md.",
 )
+OPTIONAL_ADDRESSES = ("ipv4-ll", "ipv6-ra", "dhcp4", "dhcp6", "static")
+"""netplan's address kinds a link is "online" without; corral waits for none (as for ``optional``)."""
 NAMESERVERS = Keys("network_netplan_nameservers", {"addresses": _STRS, "search": _STRS})
 COMMON: dict[str, SchemaNode | Unsupported] = {
     "renderer": _STR,
@@ -126,6 +130,7 @@ COMMON: dict[str, SchemaNode | Unsupported] = {
     "nameservers": NAMESERVERS.schema(),
     "routes": {"type": "array", "items": {"$ref": "#/$defs/network_route"}},
     "mtu": integer(*MTU),
+    "optional-addresses": {"type": "array", "items": {"enum": list(OPTIONAL_ADDRESSES)}},
     "routing-policy": Unsupported("routing-policy (policy routing rules) is not supported yet"),
     **_not_yet(
         "accept-ra",
@@ -135,7 +140,6 @@ COMMON: dict[str, SchemaNode | Unsupported] = {
         "ipv6-privacy",
         "link-local",
         "ignore-carrier",
-        "optional-addresses",
         "activation-mode",
         "ipv6-mtu",
         "ipv6-address-generation",
@@ -431,6 +435,10 @@ def _common(data: Mapping[str, Any], path: KeyPath, problems: Problems) -> dict[
     out["dhcp4"] = flag("dhcp4")
     out["dhcp6"] = flag("dhcp6")
     flag("optional")
+    if "optional-addresses" in data:  # checked, and nothing to do: corral waits for no address
+        key_path = (*path, "optional-addresses")
+        for i, item in enumerate(as_list(data["optional-addresses"], key_path, problems) or []):
+            as_enum(item, (*key_path, i), problems, OPTIONAL_ADDRESSES)
     if "renderer" in data:
         as_str(data["renderer"], (*path, "renderer"), problems)
     for family in (4, 6):
