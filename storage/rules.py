@@ -21,7 +21,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from supervisor.config.check import as_absolute, as_bool, as_enum, as_number, as_str, check_keys, describe
+from supervisor.config.check import (
+    Keys,
+    SchemaNode,
+    as_absolute,
+    as_bool,
+    as_enum,
+    as_number,
+    as_str,
+    check_keys,
+    describe,
+)
 from supervisor.config.errors import ConfigError, Source
 from supervisor.config.errors import Problems as Problems  # re-exported: the state tests use it
 from supervisor.config.keypath import KeyPath, format_path
@@ -69,6 +79,45 @@ _REFUSED_OPTIONS = {
     "loop": "loop devices are not set up by mounts: rules",
 }
 _FORBIDDEN_PATHS = ("/", "/proc", "/sys", "/dev", "/run")
+
+# The keys of each map, declared once: the parser checks against these tables, and schema.json's
+# definitions of `corral.state` and of a `mounts:` map entry are generated from them (python -m
+# supervisor.gen_schema). The schema says structure; the parser checks the values.
+_STR: SchemaNode = {"type": "string"}
+STATE = Keys(
+    "storage_state",
+    {
+        "dev": {"type": "string", "description": "Device, or LABEL=... / UUID=..."},
+        "fstype": _STR,
+        "required": {"type": "boolean", "description": "Drop to an emergency shell if it is missing."},
+        "autoformat": {
+            "type": "array", "items": _STR, "description": "Devices that may be formatted when blank."
+        },
+        "wait": {"type": "integer", "minimum": 0, "description": "Seconds to wait for the device."},
+    },
+    description="The persistent state partition.",
+)
+MATCH = Keys(
+    "storage_mount_match",
+    {name: _STR for name in ("label", "uuid", "fstype", "serial", "device")},
+    extra={"minProperties": 1},
+)
+MOUNT = Keys(
+    "storage_mount",
+    {
+        "match": MATCH.schema(),
+        "path": _STR,
+        "fstype": _STR,
+        "options": {"anyOf": [_STR, {"type": "array", "items": _STR}]},
+        "fsck": {"type": "boolean"},
+        "on_remove": {"enum": list(ON_REMOVE)},
+    },
+    hints={k: f"put it under 'match:' ({k}: ...)" for k in ("label", "uuid", "serial", "device")},
+    extra={"required": ["match", "path"]},
+)
+SCHEMA_DEFS: dict[str, SchemaNode] = {STATE.name: STATE.schema(), MOUNT.name: MOUNT.schema()}
+"""schema.json's definitions of ``corral.state`` and of a ``mounts:`` map entry (generated from the
+tables above by ``python -m supervisor.gen_schema``)."""
 
 
 # ---- model ---------------------------------------------------------------------------------------------
@@ -184,7 +233,7 @@ def parse_state(value: Any, path: KeyPath, problems: Problems) -> StateRule | No
         problems.error(path, f"expected a map, got {describe(value)}")
         return None
     before = len(problems.errors)
-    check_keys(value, path, problems, STATE_KEYS)
+    check_keys(value, path, problems, STATE)
     dev_text = DEFAULT_STATE_DEV
     dev: tuple[Match, ...] = StateRule().dev
     label = STATE_LABEL
@@ -307,15 +356,11 @@ def _parse_list_entry(entry: list[Any], here: KeyPath, problems: Problems) -> Mo
     return MountRule(key=key, match=match, path=target, fstype=fstype, options=options, fsck=fsck)
 
 
-STATE_KEYS = ("dev", "fstype", "required", "autoformat", "wait")
-MAP_KEYS = ("match", "path", "fstype", "options", "fsck", "on_remove")
-MATCH_KEYS = ("device", "label", "uuid", "fstype", "serial")
 
 
 def _parse_map_entry(entry: Mapping[Any, Any], here: KeyPath, problems: Problems) -> MountRule | None:
     before = len(problems.errors)
-    check_keys(entry, here, problems, MAP_KEYS,
-               hints={k: f"put it under 'match:' ({k}: ...)" for k in ("label", "uuid", "serial", "device")})
+    check_keys(entry, here, problems, MOUNT)
     match: Match | None = None
     raw_match = entry.get("match")
     if raw_match is None:
@@ -364,9 +409,9 @@ def _parse_map_entry(entry: Mapping[Any, Any], here: KeyPath, problems: Problems
 
 def _parse_match(raw: Mapping[Any, Any], here: KeyPath, problems: Problems) -> Match | None:
     before = len(problems.errors)
-    check_keys(raw, here, problems, MATCH_KEYS)
+    check_keys(raw, here, problems, MATCH)
     values: dict[str, str] = {}
-    for name in MATCH_KEYS:
+    for name in MATCH.known:
         if raw.get(name) is None:
             continue
         text = as_str(raw[name], (*here, name), problems)

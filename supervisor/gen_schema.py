@@ -1,10 +1,11 @@
 """schema.json's generated part: the domain parsers' key tables, written into the one config schema.
 
-The network keys are declared once, next to their parser (``Keys`` tables in netconf.rancher,
-netconf.netplan and netconf.model, gathered in ``netconf.parse.SCHEMA_DEFS``): the parser checks
-against them, and this writes them into ``supervisor/config/schema.json``'s ``$defs``, each marked
-with a ``$comment`` saying so. The rest of schema.json is written by hand; the whole file is kept in
-this module's layout, so that regenerating a committed schema.json changes nothing (a test checks)::
+The network and storage keys are declared once, next to their parser (``Keys`` tables in
+netconf.rancher, netconf.netplan and netconf.model, gathered in ``netconf.parse.SCHEMA_DEFS``; in
+storage.rules): the parser checks against them, and this writes them into
+``supervisor/config/schema.json``'s ``$defs``, each marked with a ``$comment`` saying so. The rest of
+schema.json is written by hand; the whole file is kept in this module's layout, so that regenerating
+a committed schema.json changes nothing (a test checks)::
 
     python -m supervisor.gen_schema          # rewrite schema.json after changing a key table
     python -m supervisor.gen_schema --check  # exit 1, saying what differs, when it is out of date
@@ -23,16 +24,17 @@ from pathlib import Path
 from typing import Any
 
 from netconf.parse import SCHEMA_DEFS as NETWORK_DEFS
+from storage.rules import SCHEMA_DEFS as STORAGE_DEFS
 from supervisor.config.check import SchemaNode
 
 WIDTH = 110
 """A map or list whose whole line fits in this many characters is written on one line."""
 GENERATED = (
-    "generated from the network parsers' key tables (netconf/): edit them, "
+    "generated from a domain parser's key tables (netconf/, storage/): edit them there, "
     "then run python -m supervisor.gen_schema"
 )
 
-DOMAIN_DEFS: Mapping[str, Mapping[str, SchemaNode]] = {"netconf": NETWORK_DEFS}
+DOMAIN_DEFS: Mapping[str, Mapping[str, SchemaNode]] = {"netconf": NETWORK_DEFS, "storage": STORAGE_DEFS}
 """Each domain's schema definitions, by the package that declares them."""
 
 

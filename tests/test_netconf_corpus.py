@@ -5,16 +5,13 @@ for the config schema accepts every file the parser accepts."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from netconf import netplan, rancher
 from netconf.parse import parse_config
-from supervisor import gen_schema
 from supervisor.config.schema import Schema
 from supervisor.config.validate import Validator
 from supervisor.config.yamlload import load_document
@@ -92,32 +89,3 @@ def test_kernel_command_line_keys_reach_the_parser() -> None:
     parsed = parse_config(layer.data, "cmdline")
     assert parsed.config is not None
     assert [(r.id, r.dhcp4) for r in parsed.config.interfaces] == [("eth0", True), ("eth2", True)]
-
-
-def test_shipped_schema_is_what_the_parsers_key_tables_generate() -> None:
-    """schema.json's network definitions are generated from the parsers' ``Keys`` tables, never edited
-    by hand: regenerating the committed file changes nothing."""
-    path = gen_schema.schema_path()
-    text = path.read_text()
-    assert gen_schema.generate(text) == text, "out of date: run python -m supervisor.gen_schema"
-    assert gen_schema.main(["--check"]) == 0
-    doc = json.loads(text)
-    for name, definition in {**rancher.SCHEMA_DEFS, **netplan.SCHEMA_DEFS}.items():
-        assert doc["$defs"][name] == {"$comment": gen_schema.GENERATED, **definition}, name
-
-
-def test_schema_generation_replaces_stale_definitions_and_keeps_the_rest(tmp_path: Path) -> None:
-    text = gen_schema.schema_path().read_text()
-    doc = json.loads(text)
-    doc["$defs"]["network_rancher_interface"]["properties"].pop("mtu")  # a key added to a parser only
-    doc["$defs"]["network_gone"] = {"$comment": gen_schema.GENERATED, "type": "object"}  # a table removed
-    doc["$defs"]["file_mode"]["description"] = "written by hand"
-    stale = tmp_path / "schema.json"
-    stale.write_text(json.dumps(doc))
-    assert gen_schema.main(["--check", "--path", str(stale)]) == 1
-    assert gen_schema.main(["--path", str(stale)]) == 0
-    fresh = json.loads(stale.read_text())
-    assert "mtu" in fresh["$defs"]["network_rancher_interface"]["properties"]
-    assert "network_gone" not in fresh["$defs"]
-    assert fresh["$defs"]["file_mode"]["description"] == "written by hand"
-    assert gen_schema.main(["--check", "--path", str(stale)]) == 0

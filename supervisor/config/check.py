@@ -88,7 +88,8 @@ class Keys:
     ``keys`` maps each key to the JSON Schema of its structure (types, names: the parser checks the
     values and words their messages), or to ``Unsupported``. ``hints`` answer keys that are not there
     but people write (``dhcp4`` in RancherOS's format). ``name`` is the schema definition (``$defs``
-    entry) made from the table; ``nullable`` lets the map be empty (``eth0:`` with nothing under it)."""
+    entry) made from the table; ``nullable`` lets the map be empty (``eth0:`` with nothing under it);
+    ``extra`` is more of the map's schema (``required``, ``minProperties``)."""
 
     def __init__(
         self,
@@ -98,12 +99,14 @@ class Keys:
         hints: Mapping[str, str] | None = None,
         nullable: bool = False,
         description: str | None = None,
+        extra: SchemaNode | None = None,
     ) -> None:
         self.name = name
         self.keys = dict(keys)
         self.hints = dict(hints or {})
         self.nullable = nullable
         self.description = description
+        self.extra = dict(extra or {})
         self.known = tuple(k for k, v in self.keys.items() if not isinstance(v, Unsupported))
         self.unsupported = {k: v.message for k, v in self.keys.items() if isinstance(v, Unsupported)}
 
@@ -114,6 +117,7 @@ class Keys:
         if self.description:
             node["description"] = self.description
         node["additionalProperties"] = False
+        node.update(self.extra)
         node["properties"] = {
             k: {"description": v.message} if isinstance(v, Unsupported) else v for k, v in self.keys.items()
         }
