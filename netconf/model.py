@@ -6,21 +6,36 @@ matched by their exact name, and corral creates them. The RancherOS parser (``ne
 the netplan v2 parser (``netconf.netplan``) both produce this model; ``netconf.parse.parse_config``
 picks between them.
 
-The second half of this module holds what both parsers share: ``Problems`` (errors as data, naming the
-key) and field parsers (addresses, routes, hooks, bond options) that report into it. Nothing here does
-I/O."""
+The second half of this module holds what both parsers share: field parsers for links, routes, hooks
+and bond options, in the style of core's typed helpers (``supervisor.config.check``: each reports into
+one ``Problems`` collector, naming the key), and the ``Keys`` table of a route. Nothing here does I/O."""
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import re
 import shlex
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, cast
 
+from supervisor.config.check import (
+    Keys,
+    SchemaNode,
+    Unsupported,
+    as_bool,
+    as_enum,
+    as_int,
+    as_ip_address,
+    as_list,
+    as_map,
+    as_str,
+    check_keys,
+    describe,
+    integer,
+    show,
+)
 from supervisor.config.errors import ConfigError, Problems
 from supervisor.config.keypath import KeyPath
 
@@ -238,120 +253,9 @@ def default_rules(exclusive: bool = False) -> tuple[Interface, ...]:
     )
 
 
-# -- problems ----------------------------------------------------------------------------------------------
-
-
-def show(value: Any) -> str:
-    """A value as written in messages: strings quoted, others as YAML would read them."""
-    if isinstance(value, str):
-        return repr(value)
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "a number"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, Mapping):
-        return "a map"
-    if isinstance(value, list | tuple):
-        return "a list"
-    return type(value).__name__
-
-
-def check_keys(
-    data: Mapping[Any, Any],
-    path: KeyPath,
-    known: Iterable[str],
-    problems: Problems,
-    unsupported: Mapping[str, str] | None = None,
-    hints: Mapping[str, str] | None = None,
-) -> None:
-    """Unknown keys are errors (with a did-you-mean); keys corral knows but does not implement get
-    their own message."""
-    known = list(known)
-    unsupported = unsupported or {}
-    hints = hints or {}
-    for key in data:
-        if not isinstance(key, str):
-            problems.error((*path, str(key)), f"key {show(key)} is not a string; quote it")
-        elif key in unsupported:
-            problems.error((*path, key), unsupported[key])
-        elif key not in known:
-            message = "unknown key"
-            close = difflib.get_close_matches(key, known, n=1)
-            if key in hints:
-                message += f"; {hints[key]}"
-            elif close:
-                message += f"; did you mean {close[0]!r}?"
-            problems.error((*path, key), message)
-
-
-def as_map(value: Any, path: KeyPath, problems: Problems, what: str = "a map") -> Mapping[Any, Any] | None:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        problems.error(path, f"expected {what}, got {type_name(value)}")
-        return None
-    return value
-
-
-def as_list(value: Any, path: KeyPath, problems: Problems) -> list[Any] | None:
-    if value is None:
-        return []
-    if not isinstance(value, list | tuple):
-        problems.error(path, f"expected a list, got {type_name(value)}")
-        return None
-    return list(value)
-
-
-def as_bool(value: Any, path: KeyPath, problems: Problems) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    problems.error(path, f"{show(value)} is not true or false")
-    return None
-
-
-def as_int(value: Any, path: KeyPath, problems: Problems, low: int, high: int, what: str = "") -> int | None:
-    number: int | None = None
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    elif isinstance(value, str) and value.strip().isdigit():
-        number = int(value.strip())
-    if number is None:
-        problems.error(path, f"{show(value)} is not a whole number{what}")
-        return None
-    if not low <= number <= high:
-        problems.error(path, f"{number} is out of range ({low} to {high}){what}")
-        return None
-    return number
-
-
-def as_str(value: Any, path: KeyPath, problems: Problems) -> str | None:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool) and value > 59:
-        problems.error(
-            path,
-            f"expected a string, got the number {value}: YAML 1.1 reads an unquoted "
-            "value such as 11:22:33 as a base-60 number; quote it",
-        )
-        return None
-    problems.error(path, f"expected a string, got {type_name(value)}")
-    return None
+# -- field parsers ---------------------------------------------------------------------------------------
+# The generic ones (maps, lists, strings, numbers, booleans, addresses, key tables) are core's
+# (supervisor.config.check); these know about links, routes and hooks.
 
 
 def is_glob(text: str) -> bool:
@@ -375,47 +279,14 @@ def as_ifname(value: Any, path: KeyPath, problems: Problems) -> str | None:
     return text
 
 
-def as_ip_interface(value: Any, path: KeyPath, problems: Problems) -> IPInterface | None:
-    if not isinstance(value, str):
-        problems.error(path, f"{show(value)} is not an IP interface (expected 10.0.0.2/24)")
-        return None
-    if "/" not in value:
-        try:
-            ipaddress.ip_address(value.strip())
-        except ValueError:
-            problems.error(path, f"{show(value)} is not an IP interface (expected 10.0.0.2/24)")
-        else:
-            problems.error(
-                path, f"{show(value)} has no prefix length (expected {value.strip()}/24 or similar)"
-            )
-        return None
-    try:
-        return ipaddress.ip_interface(value.strip())
-    except ValueError:
-        problems.error(path, f"{show(value)} is not an IP interface (expected 10.0.0.2/24)")
-        return None
-
-
-def as_ip_address(
-    value: Any, path: KeyPath, problems: Problems, family: int | None = None
-) -> IPAddress | None:
-    example = {4: "10.0.0.1", 6: "fe80::1", None: "10.0.0.1"}[family]
-    kind = {4: "an IPv4 address", 6: "an IPv6 address", None: "an IP address"}[family]
-    if not isinstance(value, str):
-        problems.error(path, f"{show(value)} is not {kind} (expected {example})")
-        return None
-    try:
-        address = ipaddress.ip_address(value.strip())
-    except ValueError:
-        problems.error(path, f"{show(value)} is not {kind} (expected {example})")
-        return None
-    if family is not None and address.version != family:
-        problems.error(path, f"{show(value)} is not {kind}")
-        return None
-    return address
-
-
 def as_mac(value: Any, path: KeyPath, problems: Problems, allow_glob: bool = False) -> str | None:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 59:
+        problems.error(
+            path,
+            f"expected a string, got the number {value}: YAML 1.1 reads an unquoted "
+            "value such as 11:22:33 as a base-60 number; quote it",
+        )
+        return None
     text = as_str(value, path, problems)
     if text is None:
         return None
@@ -433,8 +304,12 @@ def as_mac(value: Any, path: KeyPath, problems: Problems, allow_glob: bool = Fal
     return mac
 
 
+MTU = (68, 65535)
+"""The MTUs a link may be given (the kernel's IPv4 minimum; the largest a link takes)."""
+
+
 def as_mtu(value: Any, path: KeyPath, problems: Problems) -> int | None:
-    return as_int(value, path, problems, 68, 65535)
+    return as_int(value, path, problems, *MTU, strings=True)
 
 
 def as_argv(value: Any, path: KeyPath, problems: Problems) -> Argv | None:
@@ -455,7 +330,7 @@ def as_argv(value: Any, path: KeyPath, problems: Problems) -> Argv | None:
             problems.error(path, "a command given as a list must hold strings")
             return None
         return tuple(str(w) for w in value)
-    problems.error(path, f"expected a command (a string or a list of strings), got {type_name(value)}")
+    problems.error(path, f"expected a command (a string or a list of strings), got {describe(value)}")
     return None
 
 
@@ -499,11 +374,29 @@ def as_nameservers(value: Any, path: KeyPath, problems: Problems) -> tuple[IPAdd
     return tuple(out)
 
 
-ROUTE_KEYS = ("to", "via", "metric", "table", "on-link", "from", "scope", "type")
-ROUTE_UNSUPPORTED = {
-    k: f"route option {k!r} is not supported yet"
-    for k in ("mtu", "congestion-window", "advertised-receive-window", "advertised-mss")
-}
+METRIC = (0, 2**32 - 1)
+TABLE = (1, 2**32 - 1)
+SCOPES = ("global", "link", "host")
+ROUTE = Keys(
+    "network_route",
+    {
+        "to": {"type": "string"},
+        "via": {"type": "string"},
+        "metric": integer(*METRIC),
+        "table": integer(*TABLE),
+        "on-link": {"type": "boolean"},
+        "from": {"type": "string"},
+        "scope": {"enum": list(SCOPES)},
+        "type": {"type": "string"},
+        **{
+            k: Unsupported(f"route option {k!r} is not supported yet")
+            for k in ("mtu", "congestion-window", "advertised-receive-window", "advertised-mss")
+        },
+    },
+)
+"""A route in netplan's syntax, which both formats take (RancherOS's ``routes`` is corral's addition)."""
+SCHEMA_DEFS: dict[str, SchemaNode] = {ROUTE.name: ROUTE.schema()}
+"""The schema definitions both formats refer to (schema.json's are generated: supervisor.gen_schema)."""
 
 
 def as_route(value: Any, path: KeyPath, problems: Problems) -> Route | None:
@@ -513,7 +406,7 @@ def as_route(value: Any, path: KeyPath, problems: Problems) -> Route | None:
     if data is None:
         return None
     before = problems.count()
-    check_keys(data, path, ROUTE_KEYS, problems, ROUTE_UNSUPPORTED)
+    check_keys(data, path, problems, ROUTE)
     via = as_ip_address(data["via"], (*path, "via"), problems) if "via" in data else None
     raw_to = data.get("to")
     to: IPNetwork | None = None
@@ -543,18 +436,20 @@ def as_route(value: Any, path: KeyPath, problems: Problems) -> Route | None:
         problems.error((*path, "to"), f"{show(raw_to)} is not a network (expected 10.0.0.0/8)")
     if to is not None and via is not None and to.version != via.version:
         problems.error((*path, "via"), f"{via} is IPv{via.version} but 'to' {to} is IPv{to.version}")
-    metric = as_int(data["metric"], (*path, "metric"), problems, 0, 2**32 - 1) if "metric" in data else None
-    table = as_int(data["table"], (*path, "table"), problems, 1, 2**32 - 1) if "table" in data else None
+    metric = table = None
+    if "metric" in data:
+        metric = as_int(data["metric"], (*path, "metric"), problems, *METRIC, strings=True)
+    if "table" in data:
+        table = as_int(data["table"], (*path, "table"), problems, *TABLE, strings=True)
     if table in (0, LOCAL_TABLE):
         problems.error((*path, "table"), f"table {table} is reserved")
-    on_link = bool(as_bool(data["on-link"], (*path, "on-link"), problems)) if "on-link" in data else False
+    on_link = False
+    if "on-link" in data:
+        on_link = bool(as_bool(data["on-link"], (*path, "on-link"), problems, strings=True))
     source = as_ip_address(data["from"], (*path, "from"), problems) if "from" in data else None
     scope: Scope | None = None
     if "scope" in data:
-        if data["scope"] in ("global", "link", "host"):
-            scope = data["scope"]
-        else:
-            problems.error((*path, "scope"), f"{show(data['scope'])} is not one of: global, link, host")
+        scope = cast(Scope | None, as_enum(data["scope"], (*path, "scope"), problems, SCOPES))
     if "type" in data and data["type"] != "unicast":
         problems.error(
             (*path, "type"), f"route type {show(data['type'])} is not supported yet (only unicast)"
@@ -658,12 +553,12 @@ def bond_option(name: str, value: Any, path: KeyPath, problems: Problems) -> tup
         elif text.isdigit() and int(text) in table.values():
             number = int(text)
         else:
-            problems.error(path, f"{show(value)} is not one of: {', '.join(table)}")
+            as_enum(value, path, problems, table)  # not one of them: says so, with a "did you mean"
             return None
         return _BOND_KWARG.get(name, f"bond_{name}"), number
     if name in _BOND_INTS:
         low, high = _BOND_INTS[name]
-        number_ = as_int(value, path, problems, low, high)
+        number_ = as_int(value, path, problems, low, high, strings=True)
         return None if number_ is None else (_BOND_KWARG.get(name, f"bond_{name}"), number_)
     if name == "arp_ip_target":
         items = value.replace(",", " ").split() if isinstance(value, str) else value

@@ -9,9 +9,10 @@ the config); ``interfaces:`` of a bond or bridge and ``link:`` of a VLAN refer t
 by id. A dummy device takes only the properties common to all device types (addresses, routes, mtu,
 nameservers, dhcp4/6...), as in netplan.
 
-Accepted and ignored: ``renderer`` (corral renders everything itself), ``optional`` (corral never waits
-for a link at boot). ``gateway4``/``gateway6`` are deprecated by netplan but accepted. Keys netplan has
-but corral does not implement (``routing-policy``, ``accept-ra``, Wi-Fi, tunnels, ...) are errors that
+Accepted and ignored: ``renderer`` (corral renders everything itself), ``optional`` and
+``optional-addresses`` (corral never waits for a link or an address at boot: every one is optional).
+``gateway4``/``gateway6`` are deprecated by netplan but accepted. Keys netplan has but corral does not
+implement (``routing-policy``, ``accept-ra``, Wi-Fi, tunnels, ...) are errors that
 say so; unknown keys are errors naming the key path.
 
 Also accepted: cloud-init's ``network: {config: disabled}``, which turns network configuration off."""
@@ -24,6 +25,8 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 from netconf.model import (
+    METRIC,
+    MTU,
     DhcpOptions,
     Interface,
     IPInterface,
@@ -33,60 +36,103 @@ from netconf.model import (
     OptionValue,
     Route,
     Vlan,
-    as_bool,
     as_duration_ms,
     as_ifname,
-    as_int,
-    as_ip_address,
-    as_ip_interface,
-    as_list,
     as_mac,
-    as_map,
     as_mtu,
     as_nameservers,
     as_route,
     as_search,
-    as_str,
     bond_option,
     bond_spec,
     bridge_spec,
-    check_keys,
     is_glob,
-    show,
     valid_ifname,
+)
+from supervisor.config.check import (
+    Keys,
+    SchemaNode,
+    Unsupported,
+    as_bool,
+    as_enum,
+    as_int,
+    as_ip_address,
+    as_ip_interface,
+    as_list,
+    as_map,
+    as_str,
+    check_keys,
+    integer,
+    show,
 )
 from supervisor.config.errors import Problems
 from supervisor.config.keypath import KeyPath, format_path
 
 SECTIONS = ("ethernets", "bonds", "bridges", "vlans", "dummy-devices")
-TOP_KEYS = ("version", "renderer", *SECTIONS)
 _NOT_YET = "is not supported yet"
-TOP_UNSUPPORTED = {
-    "wifis": "Wi-Fi (wifis) is not supported yet",
-    "tunnels": "tunnels are not supported yet",
-    "vrfs": "VRFs are not supported yet",
-    "modems": "modems are not supported yet",
-    "virtual-ethernets": "virtual ethernets (veth pairs) are not supported yet",
-    "nm-devices": "nm-devices are for NetworkManager only",
-}
-COMMON_KEYS = (
-    "renderer",
-    "optional",
-    "dhcp4",
-    "dhcp6",
-    "dhcp4-overrides",
-    "dhcp6-overrides",
-    "addresses",
-    "gateway4",
-    "gateway6",
-    "nameservers",
-    "routes",
-    "mtu",
+
+
+def _not_yet(*keys: str) -> dict[str, Unsupported]:
+    return {k: Unsupported(f"{k!r} {_NOT_YET}") for k in keys}
+
+
+_STR: SchemaNode = {"type": "string"}
+_STRS: SchemaNode = {"type": "array", "items": _STR}
+_BOOL: SchemaNode = {"type": "boolean"}
+_TIME: SchemaNode = {"type": ["integer", "number", "string"]}
+_OVERRIDES: SchemaNode = {"$ref": "#/$defs/network_netplan_dhcp_overrides"}
+
+# The keys of each map, declared once: the parser checks against these tables, and schema.json's
+# definitions of the top-level `network` are generated from them (python -m supervisor.gen_schema).
+# The schema says structure only (types, names, plain ranges); the parser checks values and explains
+# the keys corral does not implement.
+TOP = Keys(
+    "network_netplan",
+    {
+        "version": {"type": "integer"},
+        "renderer": _STR,
+        "config": {"enum": ["disabled"], "description": "cloud-init: turn network configuration off"},
+        **{
+            section: {
+                "type": "object",
+                "additionalProperties": {"$ref": f"#/$defs/network_netplan_{name}"},
+            }
+            for section, name in (
+                ("ethernets", "ethernet"),
+                ("bonds", "bond"),
+                ("bridges", "bridge"),
+                ("vlans", "vlan"),
+                ("dummy-devices", "dummy"),
+            )
+        },
+        "wifis": Unsupported("Wi-Fi (wifis) is not supported yet"),
+        "tunnels": Unsupported("tunnels are not supported yet"),
+        "vrfs": Unsupported("VRFs are not supported yet"),
+        "modems": Unsupported("modems are not supported yet"),
+        "virtual-ethernets": Unsupported("virtual ethernets (veth pairs) are not supported yet"),
+        "nm-devices": Unsupported("nm-devices are for NetworkManager only"),
+    },
+    description="netplan v2 / cloud-init network-config v2; see docs/networking.md.",
 )
-COMMON_UNSUPPORTED = {
-    k: f"{k!r} {_NOT_YET}"
-    for k in (
-        "routing-policy",
+OPTIONAL_ADDRESSES = ("ipv4-ll", "ipv6-ra", "dhcp4", "dhcp6", "static")
+"""netplan's address kinds a link is "online" without; corral waits for none (as for ``optional``)."""
+NAMESERVERS = Keys("network_netplan_nameservers", {"addresses": _STRS, "search": _STRS})
+COMMON: dict[str, SchemaNode | Unsupported] = {
+    "renderer": _STR,
+    "optional": _BOOL,
+    "dhcp4": _BOOL,
+    "dhcp6": _BOOL,
+    "dhcp4-overrides": _OVERRIDES,
+    "dhcp6-overrides": _OVERRIDES,
+    "addresses": {"type": "array", "items": {"type": ["string", "object"]}},
+    "gateway4": _STR,
+    "gateway6": _STR,
+    "nameservers": NAMESERVERS.schema(),
+    "routes": {"type": "array", "items": {"$ref": "#/$defs/network_route"}},
+    "mtu": integer(*MTU),
+    "optional-addresses": {"type": "array", "items": {"enum": list(OPTIONAL_ADDRESSES)}},
+    "routing-policy": Unsupported("routing-policy (policy routing rules) is not supported yet"),
+    **_not_yet(
         "accept-ra",
         "macaddress",
         "critical",
@@ -94,53 +140,34 @@ COMMON_UNSUPPORTED = {
         "ipv6-privacy",
         "link-local",
         "ignore-carrier",
-        "optional-addresses",
         "activation-mode",
         "ipv6-mtu",
         "ipv6-address-generation",
         "ipv6-address-token",
         "neigh-suppress",
         "openvswitch",
-    )
+    ),
 }
-COMMON_UNSUPPORTED["routing-policy"] = "routing-policy (policy routing rules) is not supported yet"
+"""The properties every definition has (netplan's "common properties for all device types")."""
 HINTS = {
     "dhcp": "netplan has 'dhcp4' and 'dhcp6'",
     "address": "netplan has 'addresses' (a list)",
     "gateway": "netplan has 'gateway4' and 'gateway6', or routes: [{to: default, via: ...}]",
     "dns": "netplan has 'nameservers: {addresses, search}'",
 }
-PHYSICAL_KEYS = (*COMMON_KEYS, "match", "set-name")
-PHYSICAL_UNSUPPORTED = {
-    **COMMON_UNSUPPORTED,
-    **{
-        k: f"{k!r} {_NOT_YET}"
-        for k in (
-            "wakeonlan",
-            "emit-lldp",
-            "receive-checksum-offload",
-            "transmit-checksum-offload",
-            "tcp-segmentation-offload",
-            "tcp6-segmentation-offload",
-            "generic-segmentation-offload",
-            "generic-receive-offload",
-            "large-receive-offload",
-            "infiniband-mode",
-            "auth",
-            "virtual-function-count",
-            "embedded-switch-mode",
-            "delay-virtual-functions-rebind",
-        )
+MATCH = Keys(
+    "network_netplan_match",
+    {"name": _STR, "macaddress": _STR, "driver": {"type": ["string", "array"], "items": _STR}},
+)
+DHCP_OVERRIDES = Keys(
+    "network_netplan_dhcp_overrides",
+    {
+        "use-dns": _BOOL,
+        "use-routes": _BOOL,
+        "route-metric": integer(*METRIC),
+        **_not_yet("use-ntp", "send-hostname", "use-hostname", "use-mtu", "hostname", "use-domains"),
     },
-    "link": f"SR-IOV virtual functions ('link' on an ethernet) {_NOT_YET}",
-}
-MATCH_KEYS = ("name", "macaddress", "driver")
-DHCP_OVERRIDE_KEYS = ("use-dns", "use-routes", "route-metric")
-DHCP_OVERRIDE_UNSUPPORTED = {
-    k: f"{k!r} {_NOT_YET}"
-    for k in ("use-ntp", "send-hostname", "use-hostname", "use-mtu", "hostname", "use-domains")
-}
-NAMESERVER_KEYS = ("addresses", "search")
+)
 
 # netplan bond parameter -> (sysfs name, how the value is written)
 BOND_PARAMS: dict[str, tuple[str, str]] = {
@@ -168,7 +195,20 @@ BOND_PARAMS: dict[str, tuple[str, str]] = {
     "learn-packet-interval": ("lp_interval", "s"),
     "primary": ("primary", "ref"),
 }
-_BOND_HINTS = {sysfs: f"netplan calls it {name!r}" for name, (sysfs, _) in reversed(BOND_PARAMS.items())}
+_BOND_SCHEMA = {
+    "enum": {"type": ["string", "integer"]},
+    "int": {"type": ["string", "integer"]},
+    "ms": _TIME,
+    "s": _TIME,
+    "bool": _BOOL,
+    "list": _STRS,
+    "ref": _STR,
+}
+BOND_PARAMETERS = Keys(
+    "network_netplan_bond_parameters",
+    {name: _BOND_SCHEMA[how] for name, (_, how) in BOND_PARAMS.items()},
+    hints={sysfs: f"netplan calls it {name!r}" for name, (sysfs, _) in reversed(BOND_PARAMS.items())},
+)
 # netplan bridge parameter -> pyroute2 keyword; times are seconds in netplan, centiseconds in the kernel
 BRIDGE_TIMES = {
     "ageing-time": "br_ageing_time",
@@ -177,20 +217,82 @@ BRIDGE_TIMES = {
     "hello-time": "br_hello_time",
     "max-age": "br_max_age",
 }
-BRIDGE_KEYS = (*BRIDGE_TIMES, "priority", "stp")
-BRIDGE_UNSUPPORTED = {
-    k: f"bridge parameter {k!r} {_NOT_YET}"
-    for k in ("port-priority", "path-cost", "vlan-filtering", "vlan-default-pvid", "vlans", "port-vlans")
-}
+BRIDGE_PRIORITY = (0, 65535)
+BRIDGE_PARAMETERS = Keys(
+    "network_netplan_bridge_parameters",
+    {
+        **{k: _TIME for k in BRIDGE_TIMES},
+        "priority": integer(*BRIDGE_PRIORITY),
+        "stp": _BOOL,
+        **{
+            k: Unsupported(f"bridge parameter {k!r} {_NOT_YET}")
+            for k in (
+                "port-priority", "path-cost", "vlan-filtering", "vlan-default-pvid", "vlans", "port-vlans"
+            )
+        },
+    },
+)
+VLAN_ID = (0, 4094)
 
+DEFINITIONS: dict[str, Keys] = {
+    "ethernets": Keys(
+        "network_netplan_ethernet",
+        {
+            **COMMON,
+            "match": MATCH.schema(),
+            "set-name": _STR,
+            **_not_yet(
+                "wakeonlan",
+                "emit-lldp",
+                "receive-checksum-offload",
+                "transmit-checksum-offload",
+                "tcp-segmentation-offload",
+                "tcp6-segmentation-offload",
+                "generic-segmentation-offload",
+                "generic-receive-offload",
+                "large-receive-offload",
+                "infiniband-mode",
+                "auth",
+                "virtual-function-count",
+                "embedded-switch-mode",
+                "delay-virtual-functions-rebind",
+            ),
+            "link": Unsupported(f"SR-IOV virtual functions ('link' on an ethernet) {_NOT_YET}"),
+        },
+        hints=HINTS,
+        nullable=True,
+    ),
+    "bonds": Keys(
+        "network_netplan_bond",
+        {**COMMON, "interfaces": _STRS, "parameters": BOND_PARAMETERS.schema()},
+        hints=HINTS,
+        nullable=True,
+    ),
+    "bridges": Keys(
+        "network_netplan_bridge",
+        {**COMMON, "interfaces": _STRS, "parameters": BRIDGE_PARAMETERS.schema()},
+        hints=HINTS,
+        nullable=True,
+    ),
+    "vlans": Keys(
+        "network_netplan_vlan",
+        {**COMMON, "id": integer(*VLAN_ID), "link": _STR},
+        hints=HINTS,
+        nullable=True,
+    ),
+    # netplan: a dummy device has only the properties of all device types
+    "dummy-devices": Keys("network_netplan_dummy", COMMON, hints=HINTS, nullable=True),
+}
+"""Each section's definitions: their keys."""
+
+SCHEMA_DEFS: dict[str, SchemaNode] = {
+    TOP.name: TOP.schema(),
+    DHCP_OVERRIDES.name: DHCP_OVERRIDES.schema(),
+    **{keys.name: keys.schema() for keys in DEFINITIONS.values()},
+}
+"""schema.json's definitions for the top-level ``network`` (generated: supervisor.gen_schema)."""
 
 _KINDS: dict[str, Kind] = {"bonds": "bond", "bridges": "bridge", "vlans": "vlan", "dummy-devices": "dummy"}
-_EXTRA_KEYS: dict[str, tuple[str, ...]] = {
-    "bonds": ("interfaces", "parameters"),
-    "bridges": ("interfaces", "parameters"),
-    "vlans": ("id", "link"),
-    "dummy-devices": (),  # netplan: only the properties of all device types
-}
 
 
 @dataclass(frozen=True)
@@ -224,7 +326,13 @@ def parse_netplan(data: Any, path: KeyPath, problems: Problems, exclusive: bool 
         )
     elif version != 2:
         problems.error((*path, "version"), f"{show(version)} is not a supported version (only 2)")
-    check_keys(top, path, TOP_KEYS, problems, TOP_UNSUPPORTED)
+    check_keys(top, path, problems, TOP)
+    if "config" in top and version != 1:  # version 1's config (a list) is refused above
+        problems.error(
+            (*path, "config"),
+            "cloud-init's 'config: disabled' stands alone (with 'version' at most): "
+            "remove it, or the other keys",
+        )
     if "renderer" in top:
         as_str(top["renderer"], (*path, "renderer"), problems)
     defs: dict[str, _Def] = {}
@@ -255,7 +363,7 @@ def _definition(d: _Def, order: int, problems: Problems, exclusive: bool) -> Int
     set_name = None
     kind: Kind = "link"
     if d.section == "ethernets":
-        check_keys(data, path, PHYSICAL_KEYS, problems, PHYSICAL_UNSUPPORTED, HINTS)
+        check_keys(data, path, problems, DEFINITIONS[d.section])
         if "match" in data:
             match = _match(data["match"], (*path, "match"), problems) or match
         elif not valid_ifname(d.id) or is_glob(d.id):
@@ -269,8 +377,7 @@ def _definition(d: _Def, order: int, problems: Problems, exclusive: bool) -> Int
             if "match" not in data:
                 problems.error((*path, "set-name"), "'set-name' needs 'match' (which link to rename)")
     else:
-        extra = _EXTRA_KEYS[d.section]
-        check_keys(data, path, (*COMMON_KEYS, *extra), problems, COMMON_UNSUPPORTED, HINTS)
+        check_keys(data, path, problems, DEFINITIONS[d.section])
         if not valid_ifname(d.id):
             problems.error(
                 path, f"{d.id!r} is not a valid interface name (1 to 15 characters, no spaces, '/' or ':')"
@@ -299,8 +406,8 @@ def _match(value: Any, path: KeyPath, problems: Problems) -> Match | None:
     data = as_map(value, path, problems)
     if data is None:
         return None
-    check_keys(data, path, MATCH_KEYS, problems)
-    if not any(k in data for k in MATCH_KEYS):
+    check_keys(data, path, problems, MATCH)
+    if not any(k in data for k in MATCH.known):
         problems.error(path, "give at least one of: name, macaddress, driver")
         return None
     name = None
@@ -323,11 +430,15 @@ def _common(data: Mapping[str, Any], path: KeyPath, problems: Problems) -> dict[
     out: dict[str, Any] = {}
 
     def flag(key: str) -> bool:
-        return bool(as_bool(data[key], (*path, key), problems)) if key in data else False
+        return bool(as_bool(data[key], (*path, key), problems, strings=True)) if key in data else False
 
     out["dhcp4"] = flag("dhcp4")
     out["dhcp6"] = flag("dhcp6")
     flag("optional")
+    if "optional-addresses" in data:  # checked, and nothing to do: corral waits for no address
+        key_path = (*path, "optional-addresses")
+        for i, item in enumerate(as_list(data["optional-addresses"], key_path, problems) or []):
+            as_enum(item, (*key_path, i), problems, OPTIONAL_ADDRESSES)
     if "renderer" in data:
         as_str(data["renderer"], (*path, "renderer"), problems)
     for family in (4, 6):
@@ -361,7 +472,7 @@ def _common(data: Mapping[str, Any], path: KeyPath, problems: Problems) -> dict[
         ns_path = (*path, "nameservers")
         ns = as_map(data["nameservers"], ns_path, problems)
         if ns is not None:
-            check_keys(ns, ns_path, NAMESERVER_KEYS, problems)
+            check_keys(ns, ns_path, problems, NAMESERVERS)
             out["nameservers"] = as_nameservers(ns.get("addresses"), (*ns_path, "addresses"), problems)
             out["search"] = as_search(ns.get("search"), (*ns_path, "search"), problems)
     return out
@@ -371,15 +482,19 @@ def _dhcp_overrides(value: Any, path: KeyPath, problems: Problems) -> DhcpOption
     data = as_map(value, path, problems)
     if not data:
         return DhcpOptions()
-    check_keys(data, path, DHCP_OVERRIDE_KEYS, problems, DHCP_OVERRIDE_UNSUPPORTED)
+    check_keys(data, path, problems, DHCP_OVERRIDES)
     metric = (
-        as_int(data["route-metric"], (*path, "route-metric"), problems, 0, 2**32 - 1)
+        as_int(data["route-metric"], (*path, "route-metric"), problems, *METRIC, strings=True)
         if "route-metric" in data
         else None
     )
-    use_dns = as_bool(data["use-dns"], (*path, "use-dns"), problems) if "use-dns" in data else True
+    use_dns = (
+        as_bool(data["use-dns"], (*path, "use-dns"), problems, strings=True) if "use-dns" in data else True
+    )
     use_routes = (
-        as_bool(data["use-routes"], (*path, "use-routes"), problems) if "use-routes" in data else True
+        as_bool(data["use-routes"], (*path, "use-routes"), problems, strings=True)
+        if "use-routes" in data
+        else True
     )
     return DhcpOptions(metric, use_dns is not False, use_routes is not False)
 
@@ -387,7 +502,7 @@ def _dhcp_overrides(value: Any, path: KeyPath, problems: Problems) -> DhcpOption
 def _bridge(value: Any, path: KeyPath, problems: Problems) -> LinkSpec:
     """netplan's bridge ``parameters``. netplan turns STP on unless ``stp: false``; corral does too."""
     data = as_map(value, path, problems) or {}
-    check_keys(data, path, BRIDGE_KEYS, problems, BRIDGE_UNSUPPORTED)
+    check_keys(data, path, problems, BRIDGE_PARAMETERS)
     options: dict[str, OptionValue] = {"br_stp_state": 1}
     for key, item in data.items():
         if key in BRIDGE_TIMES:
@@ -395,17 +510,18 @@ def _bridge(value: Any, path: KeyPath, problems: Problems) -> LinkSpec:
             if ms is not None:
                 options[BRIDGE_TIMES[key]] = round(ms / 10)  # the kernel counts centiseconds
         elif key == "priority":
-            number = as_int(item, (*path, key), problems, 0, 65535)
+            number = as_int(item, (*path, key), problems, *BRIDGE_PRIORITY, strings=True)
             if number is not None:
                 options["br_priority"] = number
         elif key == "stp":
-            options["br_stp_state"] = 1 if as_bool(item, (*path, key), problems) is not False else 0
+            stp = as_bool(item, (*path, key), problems, strings=True)
+            options["br_stp_state"] = 1 if stp is not False else 0
     return bridge_spec(options)
 
 
 def _bond(value: Any, path: KeyPath, problems: Problems, primary: str | None) -> LinkSpec:
     data = as_map(value, path, problems) or {}
-    check_keys(data, path, BOND_PARAMS, problems, hints=_BOND_HINTS)
+    check_keys(data, path, problems, BOND_PARAMETERS)
     mode = 0
     options: dict[str, OptionValue] = {}
     for key, item in data.items():
@@ -424,7 +540,7 @@ def _bond(value: Any, path: KeyPath, problems: Problems, primary: str | None) ->
                 continue
             raw = max(1, round(ms / 1000))
         elif how == "bool":
-            flag = as_bool(item, (*path, key), problems)
+            flag = as_bool(item, (*path, key), problems, strings=True)
             if flag is None:
                 continue
             raw = int(flag)
@@ -443,7 +559,7 @@ def _vlan(rule: Interface, data: Mapping[str, Any], path: KeyPath, problems: Pro
     if "id" not in data:
         problems.error((*path, "id"), "required: the VLAN id (0 to 4094)")
     else:
-        vid = as_int(data["id"], (*path, "id"), problems, 0, 4094)
+        vid = as_int(data["id"], (*path, "id"), problems, *VLAN_ID, strings=True)
     link = None
     if "link" not in data:
         problems.error((*path, "link"), "required: the id of the definition the VLAN sits on")
@@ -529,138 +645,3 @@ def _primary(
     if name is None:
         problems.error(path, f"{target.id!r} has no fixed interface name (give it set-name)")
     return name
-
-
-# -- JSON Schema for the config loader -------------------------------------------------------------------
-# The top-level `network` is {"$ref": "#/$defs/network_netplan"}; these entries go into the root "$defs"
-# next to those of netconf.rancher.SCHEMA_DEFS (network_route is defined there). Structure only: the
-# parser checks values and explains the keys corral does not support, so those are let through.
-
-_UNSUPPORTED = {"description": "not supported yet (the network parser explains)"}
-_STR = {"type": "string"}
-_STRS = {"type": "array", "items": _STR}
-_COMMON = {
-    "renderer": _STR,
-    "optional": {"type": "boolean"},
-    "dhcp4": {"type": "boolean"},
-    "dhcp6": {"type": "boolean"},
-    "dhcp4-overrides": {"$ref": "#/$defs/network_netplan_dhcp_overrides"},
-    "dhcp6-overrides": {"$ref": "#/$defs/network_netplan_dhcp_overrides"},
-    "addresses": {"type": "array", "items": {"type": ["string", "object"]}},
-    "gateway4": _STR,
-    "gateway6": _STR,
-    "nameservers": {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {"addresses": _STRS, "search": _STRS},
-    },
-    "routes": {"type": "array", "items": {"$ref": "#/$defs/network_route"}},
-    "mtu": {"type": "integer"},
-    **{k: _UNSUPPORTED for k in COMMON_UNSUPPORTED},
-}
-_TIME = {"type": ["integer", "number", "string"]}
-
-SCHEMA_DEFS: dict[str, Any] = {
-    "network_netplan": {
-        "type": "object",
-        "description": "netplan v2 / cloud-init network-config v2; see docs/networking.md.",
-        "additionalProperties": False,
-        "properties": {
-            "version": {"type": "integer"},
-            "renderer": _STR,
-            "config": {"enum": ["disabled"], "description": "cloud-init: turn network configuration off"},
-            "ethernets": {
-                "type": "object",
-                "additionalProperties": {"$ref": "#/$defs/network_netplan_ethernet"},
-            },
-            "bonds": {"type": "object", "additionalProperties": {"$ref": "#/$defs/network_netplan_bond"}},
-            "bridges": {"type": "object", "additionalProperties": {"$ref": "#/$defs/network_netplan_bridge"}},
-            "vlans": {"type": "object", "additionalProperties": {"$ref": "#/$defs/network_netplan_vlan"}},
-            "dummy-devices": {
-                "type": "object",
-                "additionalProperties": {"$ref": "#/$defs/network_netplan_dummy"},
-            },
-            **{k: _UNSUPPORTED for k in TOP_UNSUPPORTED},
-        },
-    },
-    "network_netplan_dhcp_overrides": {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {
-            "use-dns": {"type": "boolean"},
-            "use-routes": {"type": "boolean"},
-            "route-metric": {"type": "integer"},
-            **{k: _UNSUPPORTED for k in DHCP_OVERRIDE_UNSUPPORTED},
-        },
-    },
-    "network_netplan_ethernet": {
-        "type": ["object", "null"],
-        "additionalProperties": False,
-        "properties": {
-            **_COMMON,
-            "match": {
-                "type": "object",
-                "additionalProperties": False,
-                "properties": {
-                    "name": _STR,
-                    "macaddress": _STR,
-                    "driver": {"type": ["string", "array"], "items": _STR},
-                },
-            },
-            "set-name": _STR,
-            **{k: _UNSUPPORTED for k in PHYSICAL_UNSUPPORTED},
-        },
-    },
-    "network_netplan_bond": {
-        "type": ["object", "null"],
-        "additionalProperties": False,
-        "properties": {
-            **_COMMON,
-            "interfaces": _STRS,
-            "parameters": {
-                "type": "object",
-                "additionalProperties": False,
-                "properties": {
-                    **{k: {"type": ["string", "integer"]} for k in BOND_PARAMS},
-                    "mii-monitor-interval": _TIME,
-                    "arp-interval": _TIME,
-                    "up-delay": _TIME,
-                    "down-delay": _TIME,
-                    "learn-packet-interval": _TIME,
-                    "all-slaves-active": {"type": "boolean"},
-                    "all-members-active": {"type": "boolean"},
-                    "arp-ip-targets": _STRS,
-                    "primary": _STR,
-                },
-            },
-        },
-    },
-    "network_netplan_bridge": {
-        "type": ["object", "null"],
-        "additionalProperties": False,
-        "properties": {
-            **_COMMON,
-            "interfaces": _STRS,
-            "parameters": {
-                "type": "object",
-                "additionalProperties": False,
-                "properties": {
-                    **{k: _TIME for k in BRIDGE_TIMES},
-                    "priority": {"type": "integer"},
-                    "stp": {"type": "boolean"},
-                    **{k: _UNSUPPORTED for k in BRIDGE_UNSUPPORTED},
-                },
-            },
-        },
-    },
-    "network_netplan_vlan": {
-        "type": ["object", "null"],
-        "additionalProperties": False,
-        "properties": {**_COMMON, "id": {"type": "integer"}, "link": _STR},
-    },
-    "network_netplan_dummy": {
-        "type": ["object", "null"],
-        "additionalProperties": False,
-        "properties": {**_COMMON},
-    },
-}

@@ -5,14 +5,21 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from netconf import model, netplan, rancher
 from netconf.model import Format, Interface, NetworkConfig, Parsed, default_rules
 from netconf.netplan import parse_netplan
 from netconf.rancher import parse_rancher
+from supervisor.config.check import SchemaNode
 from supervisor.config.errors import Problems
 from supervisor.config.keypath import KeyPath
 
 NETPLAN_KEY: KeyPath = ("network",)
 RANCHER_KEY: KeyPath = ("corral", "network")
+
+SCHEMA_DEFS: dict[str, SchemaNode] = {**rancher.SCHEMA_DEFS, **model.SCHEMA_DEFS, **netplan.SCHEMA_DEFS}
+"""schema.json's definitions of the network keys, made from the parsers' key tables: ``corral.network``
+is ``network_rancher``, the top-level ``network`` is ``network_netplan``. schema.json holds them as
+``python -m supervisor.gen_schema`` writes them; they are edited here, never there."""
 
 
 def parse_config(config: Mapping[str, Any], source: str | Callable[[str], str] = "config") -> Parsed:

@@ -30,6 +30,7 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 from netconf.model import (
+    MTU,
     Argv,
     Dns,
     Interface,
@@ -40,15 +41,9 @@ from netconf.model import (
     OptionValue,
     Route,
     VlanDef,
-    as_bool,
     as_hooks,
     as_ifname,
-    as_int,
-    as_ip_address,
-    as_ip_interface,
-    as_list,
     as_mac,
-    as_map,
     as_mtu,
     as_nameservers,
     as_route,
@@ -56,54 +51,122 @@ from netconf.model import (
     bond_option,
     bond_spec,
     bridge_spec,
-    check_keys,
     is_glob,
-    show,
     valid_ifname,
+)
+from supervisor.config.check import (
+    Keys,
+    SchemaNode,
+    Unsupported,
+    as_bool,
+    as_int,
+    as_ip_address,
+    as_ip_interface,
+    as_list,
+    as_map,
+    check_keys,
+    integer,
+    show,
 )
 from supervisor.config.errors import Problems
 from supervisor.config.keypath import KeyPath, format_path
 
-TOP_KEYS = ("interfaces", "dns", "pre_cmds", "post_cmds", "dhcp_timeout", "exclusive")
-TOP_UNSUPPORTED = {
-    "http_proxy": "proxy settings are not supported by corral; set HTTP_PROXY in corral.environment",
-    "https_proxy": "proxy settings are not supported by corral; set HTTPS_PROXY in corral.environment",
-    "no_proxy": "proxy settings are not supported by corral; set NO_PROXY in corral.environment",
-    "wifi_networks": "Wi-Fi is not supported yet",
-}
-IFACE_KEYS = (
-    "match",
-    "dhcp",
-    "dhcp6",
-    "dhcp_args",
-    "address",
-    "addresses",
-    "gateway",
-    "gateway_ipv6",
-    "mtu",
-    "bridge",
-    "bond",
-    "bond_opts",
-    "pre_up",
-    "post_up",
-    "vlans",
-    "routes",
-    "exclusive",
+DHCP_TIMEOUT = (1, 3600)
+_STR: SchemaNode = {"type": "string"}
+_BOOL: SchemaNode = {"type": "boolean"}
+_HOOKS: SchemaNode = {"$ref": "#/$defs/network_hooks"}
+
+# The keys of each map, declared once: the parser checks against these tables, and schema.json's
+# definitions of `corral.network` are generated from them (python -m supervisor.gen_schema). The
+# schema says structure only (types, names, plain ranges); the parser checks values (addresses,
+# names) and gives the messages for keys corral knows but does not implement.
+TOP = Keys(
+    "network_rancher",
+    {
+        "interfaces": {
+            "type": ["object", "null"],
+            "description": "Keyed by interface name, glob (eth*) or mac=aa:bb:cc:dd:ee:ff.",
+            "additionalProperties": {"$ref": "#/$defs/network_rancher_interface"},
+        },
+        "dns": {"$ref": "#/$defs/network_dns"},
+        "pre_cmds": _HOOKS,
+        "post_cmds": _HOOKS,
+        "dhcp_timeout": integer(*DHCP_TIMEOUT),
+        "exclusive": {"type": "boolean", "description": "Default for every interface (false)."},
+        "http_proxy": Unsupported(
+            "proxy settings are not supported by corral; set HTTP_PROXY in corral.environment"
+        ),
+        "https_proxy": Unsupported(
+            "proxy settings are not supported by corral; set HTTPS_PROXY in corral.environment"
+        ),
+        "no_proxy": Unsupported(
+            "proxy settings are not supported by corral; set NO_PROXY in corral.environment"
+        ),
+        "wifi_networks": Unsupported("Wi-Fi is not supported yet"),
+    },
+    description="Network configuration in RancherOS's format; see docs/networking.md.",
 )
-IFACE_UNSUPPORTED = {
-    "ipv4ll": "IPv4 link-local addressing (ipv4ll) is not supported yet",
-    "wifi_network": "Wi-Fi is not supported yet",
+_PER_HOST = "DNS servers are set for the whole host, under corral.network.dns"
+_HOST_HOOKS = "pre_cmds and post_cmds belong to corral.network itself; per interface use pre_up/post_up"
+IFACE = Keys(
+    "network_rancher_interface",
+    {
+        "match": _STR,
+        "dhcp": _BOOL,
+        "dhcp6": _BOOL,
+        "dhcp_args": {"type": "string", "description": "ignored (corral's DHCP client is built in)"},
+        "address": _STR,
+        "addresses": {"type": "array", "items": _STR},
+        "gateway": _STR,
+        "gateway_ipv6": _STR,
+        "mtu": integer(*MTU),
+        "bridge": {"type": ["boolean", "string"]},
+        "bond": _STR,
+        "bond_opts": {"type": "object", "additionalProperties": {"type": ["string", "integer"]}},
+        "pre_up": _HOOKS,
+        "post_up": _HOOKS,
+        "vlans": {"type": ["string", "integer", "array"]},
+        "routes": {"type": "array", "items": {"$ref": "#/$defs/network_route"}},
+        "exclusive": _BOOL,
+        "ipv4ll": Unsupported("IPv4 link-local addressing (ipv4ll) is not supported yet"),
+        "wifi_network": Unsupported("Wi-Fi is not supported yet"),
+    },
+    hints={
+        "dns": _PER_HOST,
+        "nameservers": _PER_HOST,
+        "dhcp4": "in this format DHCPv4 is 'dhcp'",
+        "gateway6": "in this format it is 'gateway_ipv6'",
+        "pre_cmds": _HOST_HOOKS,
+        "post_cmds": _HOST_HOOKS,
+    },
+    nullable=True,
+)
+DNS = Keys(
+    "network_dns",
+    {
+        "nameservers": {"type": ["array", "string"], "items": _STR},
+        "search": {"type": ["array", "string"], "items": _STR},
+        "domain": Unsupported("'domain' is not supported: list the domain under 'search'"),
+    },
+    nullable=True,
+)
+SCHEMA_DEFS: dict[str, SchemaNode] = {
+    TOP.name: TOP.schema(),
+    IFACE.name: IFACE.schema(),
+    DNS.name: DNS.schema(),
+    "network_hooks": {
+        "anyOf": [
+            {"type": "string"},
+            {
+                "type": "array",
+                "items": {
+                    "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": ["string", "number"]}}]
+                },
+            },
+        ],
+        "description": "Commands: a string is split into words (no shell).",
+    },
 }
-IFACE_HINTS = {
-    "dns": "DNS servers are set for the whole host, under corral.network.dns",
-    "nameservers": "DNS servers are set for the whole host, under corral.network.dns",
-    "dhcp4": "in this format DHCPv4 is 'dhcp'",
-    "gateway6": "in this format it is 'gateway_ipv6'",
-    "pre_cmds": "pre_cmds and post_cmds belong to corral.network itself; per interface use pre_up/post_up",
-    "post_cmds": "pre_cmds and post_cmds belong to corral.network itself; per interface use pre_up/post_up",
-}
-DNS_KEYS = ("nameservers", "search")
-DNS_UNSUPPORTED = {"domain": "'domain' is not supported: list the domain under 'search'"}
 
 
 @dataclass(frozen=True)
@@ -136,16 +199,18 @@ def parse_rancher(data: Any, path: KeyPath, problems: Problems) -> RancherSettin
     top = as_map(data, path, problems)
     if top is None:
         return RancherSettings()
-    check_keys(top, path, TOP_KEYS, problems, TOP_UNSUPPORTED)
+    check_keys(top, path, problems, TOP)
     exclusive = (
-        bool(as_bool(top["exclusive"], (*path, "exclusive"), problems)) if "exclusive" in top else False
+        bool(as_bool(top["exclusive"], (*path, "exclusive"), problems, strings=True))
+        if "exclusive" in top
+        else False
     )
     dns = _dns(top.get("dns"), (*path, "dns"), problems)
     pre = as_hooks(top.get("pre_cmds"), (*path, "pre_cmds"), problems)
     post = as_hooks(top.get("post_cmds"), (*path, "post_cmds"), problems)
     timeout = None
     if "dhcp_timeout" in top:
-        timeout = as_int(top["dhcp_timeout"], (*path, "dhcp_timeout"), problems, 1, 3600)
+        timeout = as_int(top["dhcp_timeout"], (*path, "dhcp_timeout"), problems, *DHCP_TIMEOUT, strings=True)
     interfaces: tuple[Interface, ...] = ()
     if top.get("interfaces") is not None:
         interfaces = _interfaces(top["interfaces"], (*path, "interfaces"), problems, exclusive)
@@ -156,7 +221,7 @@ def _dns(value: Any, path: KeyPath, problems: Problems) -> Dns:
     data = as_map(value, path, problems)
     if not data:
         return Dns()
-    check_keys(data, path, DNS_KEYS, problems, DNS_UNSUPPORTED)
+    check_keys(data, path, problems, DNS)
     return Dns(
         as_nameservers(data.get("nameservers"), (*path, "nameservers"), problems),
         as_search(data.get("search"), (*path, "search"), problems),
@@ -209,11 +274,11 @@ def _entry(
     if data is None:
         return None
     before = problems.count()
-    check_keys(data, path, IFACE_KEYS, problems, IFACE_UNSUPPORTED, IFACE_HINTS)
+    check_keys(data, path, problems, IFACE)
     match = _match(key, data.get("match"), path, problems)
 
     def flag(name: str) -> bool:
-        return bool(as_bool(data[name], (*path, name), problems)) if name in data else False
+        return bool(as_bool(data[name], (*path, name), problems, strings=True)) if name in data else False
 
     if "dhcp_args" in data:
         problems.warn(
@@ -341,7 +406,7 @@ def _vlans(value: Any, path: KeyPath, problems: Problems) -> tuple[VlanDef, ...]
     for item in items:
         text = str(item).strip()
         ident, _, name = text.partition(":")
-        vid = as_int(ident, path, problems, 1, 4094, f" (in {show(text)}: a VLAN id)")
+        vid = as_int(ident, path, problems, 1, 4094, strings=True, what=f" (in {show(text)}: a VLAN id)")
         if vid is None:
             continue
         if name and not valid_ifname(name):
@@ -429,95 +494,3 @@ def _resolve_masters(entries: list[_Entry], problems: Problems, exclusive: bool)
         )
         order += 1
     return tuple(rules)
-
-
-# -- JSON Schema for the config loader -------------------------------------------------------------------
-# Structure only (types and key names): the parser above checks values (addresses, names, ranges) and
-# gives the messages for keys corral knows but does not support, so those are let through here.
-# `corral.network` is {"$ref": "#/$defs/network_rancher"}; these entries go into the root "$defs".
-
-_HOOKS = {
-    "anyOf": [
-        {"type": "string"},
-        {
-            "type": "array",
-            "items": {
-                "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": ["string", "number"]}}]
-            },
-        },
-    ]
-}
-_UNSUPPORTED = {"description": "not supported by corral (the network parser explains)"}
-
-SCHEMA_DEFS: dict[str, Any] = {
-    "network_rancher": {
-        "type": "object",
-        "description": "Network configuration in RancherOS's format; see docs/networking.md.",
-        "additionalProperties": False,
-        "properties": {
-            "interfaces": {
-                "type": ["object", "null"],
-                "description": "Keyed by interface name, glob (eth*) or mac=aa:bb:cc:dd:ee:ff.",
-                "additionalProperties": {"$ref": "#/$defs/network_rancher_interface"},
-            },
-            "dns": {"$ref": "#/$defs/network_dns"},
-            "pre_cmds": {"$ref": "#/$defs/network_hooks"},
-            "post_cmds": {"$ref": "#/$defs/network_hooks"},
-            "dhcp_timeout": {"type": "integer", "minimum": 1, "maximum": 3600},
-            "exclusive": {"type": "boolean", "description": "Default for every interface (false)."},
-            **{k: _UNSUPPORTED for k in TOP_UNSUPPORTED},
-        },
-    },
-    "network_rancher_interface": {
-        "type": ["object", "null"],
-        "additionalProperties": False,
-        "properties": {
-            "match": {"type": "string"},
-            "dhcp": {"type": "boolean"},
-            "dhcp6": {"type": "boolean"},
-            "dhcp_args": {"type": "string", "description": "ignored (corral's DHCP client is built in)"},
-            "address": {"type": "string"},
-            "addresses": {"type": "array", "items": {"type": "string"}},
-            "gateway": {"type": "string"},
-            "gateway_ipv6": {"type": "string"},
-            "mtu": {"type": "integer"},
-            "bridge": {"type": ["boolean", "string"]},
-            "bond": {"type": "string"},
-            "bond_opts": {"type": "object", "additionalProperties": {"type": ["string", "integer"]}},
-            "pre_up": {"$ref": "#/$defs/network_hooks"},
-            "post_up": {"$ref": "#/$defs/network_hooks"},
-            "vlans": {"type": ["string", "integer", "array"]},
-            "routes": {"type": "array", "items": {"$ref": "#/$defs/network_route"}},
-            "exclusive": {"type": "boolean"},
-            **{k: _UNSUPPORTED for k in IFACE_UNSUPPORTED},
-        },
-    },
-    "network_dns": {
-        "type": ["object", "null"],
-        "additionalProperties": False,
-        "properties": {
-            "nameservers": {"type": ["array", "string"], "items": {"type": "string"}},
-            "search": {"type": ["array", "string"], "items": {"type": "string"}},
-            **{k: _UNSUPPORTED for k in DNS_UNSUPPORTED},
-        },
-    },
-    "network_hooks": {**_HOOKS, "description": "Commands: a string is split into words (no shell)."},
-    "network_route": {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {
-            "to": {"type": "string"},
-            "via": {"type": "string"},
-            "metric": {"type": "integer"},
-            "table": {"type": "integer"},
-            "on-link": {"type": "boolean"},
-            "from": {"type": "string"},
-            "scope": {"enum": ["global", "link", "host"]},
-            "type": {"type": "string"},
-            **{
-                k: _UNSUPPORTED
-                for k in ("mtu", "congestion-window", "advertised-receive-window", "advertised-mss")
-            },
-        },
-    },
-}

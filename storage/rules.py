@@ -15,14 +15,24 @@ Mounts get ``nodev,nosuid`` unless the options say ``dev`` or ``suid``."""
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import posixpath
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from supervisor.config.errors import ConfigError
+from supervisor.config.check import (
+    Keys,
+    SchemaNode,
+    as_absolute,
+    as_bool,
+    as_enum,
+    as_number,
+    as_str,
+    check_keys,
+    describe,
+)
+from supervisor.config.errors import ConfigError, Source
 from supervisor.config.errors import Problems as Problems  # re-exported: the state tests use it
 from supervisor.config.keypath import KeyPath, format_path
 from supervisor.mounts import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RELATIME
@@ -69,6 +79,45 @@ _REFUSED_OPTIONS = {
     "loop": "loop devices are not set up by mounts: rules",
 }
 _FORBIDDEN_PATHS = ("/", "/proc", "/sys", "/dev", "/run")
+
+# The keys of each map, declared once: the parser checks against these tables, and schema.json's
+# definitions of `corral.state` and of a `mounts:` map entry are generated from them (python -m
+# supervisor.gen_schema). The schema says structure; the parser checks the values.
+_STR: SchemaNode = {"type": "string"}
+STATE = Keys(
+    "storage_state",
+    {
+        "dev": {"type": "string", "description": "Device, or LABEL=... / UUID=..."},
+        "fstype": _STR,
+        "required": {"type": "boolean", "description": "Drop to an emergency shell if it is missing."},
+        "autoformat": {
+            "type": "array", "items": _STR, "description": "Devices that may be formatted when blank."
+        },
+        "wait": {"type": "integer", "minimum": 0, "description": "Seconds to wait for the device."},
+    },
+    description="The persistent state partition.",
+)
+MATCH = Keys(
+    "storage_mount_match",
+    {name: _STR for name in ("label", "uuid", "fstype", "serial", "device")},
+    extra={"minProperties": 1},
+)
+MOUNT = Keys(
+    "storage_mount",
+    {
+        "match": MATCH.schema(),
+        "path": _STR,
+        "fstype": _STR,
+        "options": {"anyOf": [_STR, {"type": "array", "items": _STR}]},
+        "fsck": {"type": "boolean"},
+        "on_remove": {"enum": list(ON_REMOVE)},
+    },
+    hints={k: f"put it under 'match:' ({k}: ...)" for k in ("label", "uuid", "serial", "device")},
+    extra={"required": ["match", "path"]},
+)
+SCHEMA_DEFS: dict[str, SchemaNode] = {STATE.name: STATE.schema(), MOUNT.name: MOUNT.schema()}
+"""schema.json's definitions of ``corral.state`` and of a ``mounts:`` map entry (generated from the
+tables above by ``python -m supervisor.gen_schema``)."""
 
 
 # ---- model ---------------------------------------------------------------------------------------------
@@ -162,7 +211,7 @@ class Parsed:
 
 
 # ---- parsing -------------------------------------------------------------------------------------------
-def parse_storage(config: Mapping[str, Any], source: str | Callable[[str], str] = "config") -> Parsed:
+def parse_storage(config: Mapping[str, Any], source: Source = "config") -> Parsed:
     """The storage part of a whole (merged) config: ``corral.state`` (or ``rancher.state``, which the
     config loader normally folds into ``corral``) and the top-level ``mounts``."""
     problems = Problems(source)
@@ -181,15 +230,15 @@ def parse_storage(config: Mapping[str, Any], source: str | Callable[[str], str] 
 
 def parse_state(value: Any, path: KeyPath, problems: Problems) -> StateRule | None:
     if not isinstance(value, Mapping):
-        problems.error(path, f"expected a map, got {_type(value)}")
+        problems.error(path, f"expected a map, got {describe(value)}")
         return None
     before = len(problems.errors)
-    _check_keys(value, path, ("dev", "fstype", "required", "autoformat", "wait"), problems)
+    check_keys(value, path, problems, STATE)
     dev_text = DEFAULT_STATE_DEV
     dev: tuple[Match, ...] = StateRule().dev
     label = STATE_LABEL
     if value.get("dev") is not None:
-        text = _str(value["dev"], (*path, "dev"), problems)
+        text = as_str(value["dev"], (*path, "dev"), problems)
         if text is not None:
             ref = parse_device_ref(text, (*path, "dev"), problems, allow_glob=False)
             if ref is not None:
@@ -202,17 +251,17 @@ def parse_state(value: Any, path: KeyPath, problems: Problems) -> StateRule | No
         fstype = _fstype(value["fstype"], (*path, "fstype"), problems)
     required = False
     if value.get("required") is not None:
-        required = bool(_bool(value["required"], (*path, "required"), problems))
+        required = bool(as_bool(value["required"], (*path, "required"), problems))
     autoformat: list[str] = []
     raw_af = value.get("autoformat")
     if raw_af is not None:
         if isinstance(raw_af, str):
             raw_af = [raw_af]
         if not isinstance(raw_af, list):
-            problems.error((*path, "autoformat"), f"expected a list of device paths, got {_type(raw_af)}")
+            problems.error((*path, "autoformat"), f"expected a list of device paths, got {describe(raw_af)}")
         else:
             for i, item in enumerate(raw_af):
-                text = _str(item, (*path, "autoformat", i), problems)
+                text = as_str(item, (*path, "autoformat", i), problems)
                 if text is None:
                     continue
                 devpath = _device_path(text)
@@ -225,11 +274,9 @@ def parse_state(value: Any, path: KeyPath, problems: Problems) -> StateRule | No
                     autoformat.append(devpath)
     wait: float = DEFAULT_WAIT_REQUIRED if required else DEFAULT_WAIT
     if value.get("wait") is not None:
-        raw = value["wait"]
-        if isinstance(raw, bool) or not isinstance(raw, int | float) or raw < 0:
-            problems.error((*path, "wait"), f"{raw!r} is not a number of seconds (0 or more)")
-        else:
-            wait = float(raw)
+        seconds = as_number(value["wait"], (*path, "wait"), problems, 0, what="a number of seconds")
+        if seconds is not None:
+            wait = seconds
     if len(problems.errors) > before:
         return None
     return StateRule(dev=dev, dev_text=dev_text, fstype=fstype, required=required,
@@ -240,7 +287,7 @@ def parse_mounts(value: Any, path: KeyPath, problems: Problems) -> tuple[MountRu
     if value is None:
         return ()
     if not isinstance(value, list):
-        problems.error(path, f"expected a list, got {_type(value)}")
+        problems.error(path, f"expected a list, got {describe(value)}")
         return ()
     rules: list[MountRule] = []
     seen: dict[str, str] = {}
@@ -253,7 +300,7 @@ def parse_mounts(value: Any, path: KeyPath, problems: Problems) -> tuple[MountRu
             rule = _parse_map_entry(entry, here, problems)
         else:
             problems.error(here, "expected a list [device, path, fstype, options] or a map, "
-                                 f"got {_type(entry)}")
+                                 f"got {describe(entry)}")
             rule = None
         if rule is None:
             continue
@@ -279,7 +326,7 @@ def _parse_list_entry(entry: list[Any], here: KeyPath, problems: Problems) -> Mo
               for v in entry]
     for i, v in enumerate(fields):
         if v is not None and not isinstance(v, str):
-            problems.error((*here, i), f"expected a string, got {_type(v)}")
+            problems.error((*here, i), f"expected a string, got {describe(v)}")
             return None
     dev_text, path_text = fields[0], fields[1]
     fstype_text = fields[2] if len(fields) > 2 else None
@@ -309,21 +356,18 @@ def _parse_list_entry(entry: list[Any], here: KeyPath, problems: Problems) -> Mo
     return MountRule(key=key, match=match, path=target, fstype=fstype, options=options, fsck=fsck)
 
 
-MAP_KEYS = ("match", "path", "fstype", "options", "fsck", "on_remove")
-MATCH_KEYS = ("device", "label", "uuid", "fstype", "serial")
 
 
 def _parse_map_entry(entry: Mapping[Any, Any], here: KeyPath, problems: Problems) -> MountRule | None:
     before = len(problems.errors)
-    _check_keys(entry, here, MAP_KEYS, problems,
-                hints={k: f"put it under 'match:' ({k}: ...)" for k in ("label", "uuid", "serial", "device")})
+    check_keys(entry, here, problems, MOUNT)
     match: Match | None = None
     raw_match = entry.get("match")
     if raw_match is None:
         problems.error((*here, "match"), "required: what the device must have (label, uuid, fstype, "
                                          "serial or device)")
     elif not isinstance(raw_match, Mapping):
-        problems.error((*here, "match"), f"expected a map, got {_type(raw_match)}")
+        problems.error((*here, "match"), f"expected a map, got {describe(raw_match)}")
     else:
         match = _parse_match(raw_match, (*here, "match"), problems)
     target = None
@@ -342,25 +386,21 @@ def _parse_map_entry(entry: Mapping[Any, Any], here: KeyPath, problems: Problems
         if isinstance(raw_opts, list):
             bad = [o for o in raw_opts if not isinstance(o, str)]
             if bad:
-                problems.error((*here, "options"), f"options must be strings, got {_type(bad[0])}")
+                problems.error((*here, "options"), f"options must be strings, got {describe(bad[0])}")
                 options = None
             else:
                 options = parse_options(",".join(raw_opts), (*here, "options"), problems)
         elif isinstance(raw_opts, str):
             options = parse_options(raw_opts, (*here, "options"), problems)
         else:
-            problems.error((*here, "options"), f"expected a string or a list, got {_type(raw_opts)}")
+            problems.error((*here, "options"), f"expected a string or a list, got {describe(raw_opts)}")
             options = None
     fsck = False
     if entry.get("fsck") is not None:
-        fsck = bool(_bool(entry["fsck"], (*here, "fsck"), problems))
+        fsck = bool(as_bool(entry["fsck"], (*here, "fsck"), problems))
     on_remove = "stop"
     if entry.get("on_remove") is not None:
-        raw = entry["on_remove"]
-        if raw not in ON_REMOVE:
-            problems.error((*here, "on_remove"), f"{raw!r} is not one of: stop, ignore")
-        else:
-            on_remove = raw
+        on_remove = as_enum(entry["on_remove"], (*here, "on_remove"), problems, ON_REMOVE) or on_remove
     if len(problems.errors) > before or match is None or target is None or options is None:
         return None
     return MountRule(key=format_path(here), match=match, path=target, fstype=fstype, options=options,
@@ -369,12 +409,12 @@ def _parse_map_entry(entry: Mapping[Any, Any], here: KeyPath, problems: Problems
 
 def _parse_match(raw: Mapping[Any, Any], here: KeyPath, problems: Problems) -> Match | None:
     before = len(problems.errors)
-    _check_keys(raw, here, MATCH_KEYS, problems)
+    check_keys(raw, here, problems, MATCH)
     values: dict[str, str] = {}
-    for name in MATCH_KEYS:
+    for name in MATCH.known:
         if raw.get(name) is None:
             continue
-        text = _str(raw[name], (*here, name), problems)
+        text = as_str(raw[name], (*here, name), problems)
         if text is None:
             continue
         if not text:
@@ -462,11 +502,8 @@ def _device_path(text: str, allow_glob: bool = False) -> str | None:
 
 
 def _mount_path(value: Any, here: KeyPath, problems: Problems) -> str | None:
-    text = _str(value, here, problems)
+    text = as_absolute(value, here, problems)
     if text is None:
-        return None
-    if not text.startswith("/"):
-        problems.error(here, f"{text!r} is not an absolute path")
         return None
     norm = posixpath.normpath(text)
     if norm.startswith("//"):
@@ -480,7 +517,7 @@ def _mount_path(value: Any, here: KeyPath, problems: Problems) -> str | None:
 
 
 def _fstype(value: Any, here: KeyPath, problems: Problems) -> str | None:
-    text = _str(value, here, problems)
+    text = as_str(value, here, problems)
     if text is None:
         return None
     text = text.strip()
@@ -490,52 +527,6 @@ def _fstype(value: Any, here: KeyPath, problems: Problems) -> str | None:
         problems.error(here, f"{text!r} is not a filesystem type")
         return None
     return text
-
-
-def _str(value: Any, here: KeyPath, problems: Problems) -> str | None:
-    if isinstance(value, str):
-        return value
-    problems.error(here, f"expected a string, got {_type(value)}")
-    return None
-
-
-def _bool(value: Any, here: KeyPath, problems: Problems) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    problems.error(here, f"{value!r} is not true or false")
-    return None
-
-
-def _check_keys(data: Mapping[Any, Any], here: KeyPath, known: Iterable[str], problems: Problems,
-                hints: Mapping[str, str] | None = None) -> None:
-    known = list(known)
-    for key in data:
-        if not isinstance(key, str):
-            problems.error((*here, str(key)), f"key {key!r} is not a string")
-        elif key not in known:
-            message = "unknown key"
-            close = difflib.get_close_matches(key, known, n=1)
-            if hints and key in hints:
-                message += f"; {hints[key]}"
-            elif close:
-                message += f"; did you mean {close[0]!r}?"
-            problems.error((*here, key), message)
-
-
-def _type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, Mapping):
-        return "a map"
-    if isinstance(value, list | tuple):
-        return "a list"
-    return type(value).__name__
 
 
 def glob_match(pattern: str, name: str) -> bool:

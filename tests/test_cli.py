@@ -309,8 +309,9 @@ async def test_config_validate_runs_here_not_in_the_supervisor(
     assert r.code == 1 and r.json()["valid"] is False and len(r.json()["errors"]) == 2
     assert r.json()["errors"][1] == {
         "file": str(bad), "key": "corral.lgo", "message": "unknown key; did you mean 'corral.log'? (line 3)",
-        "line": 3,
+        "line": 3, "suggestion": "corral.log",
     }  # fmt: skip
+    assert r.json()["errors"][0]["suggestion"] is None  # 'bad' is like no level
     assert not [c for c in calls(fake) if c[0] == "config.validate"]
 
 

@@ -97,17 +97,22 @@ def test_check_args_defaults_and_types() -> None:
 @pytest.mark.parametrize(
     ("args", "reason"),
     [
-        ({"limit": -1}, "argument 'limit' of 'logs' must be 0 or more"),
-        ({"boot": 2}, "argument 'boot' of 'logs' must be 0 (this boot) or negative (-1: the boot before)"),
-        ({"grep": "a(b"}, "argument 'grep' of 'logs' is not a valid regular expression: missing ), "
+        ({"limit": -1}, "argument 'limit' of 'logs': -1 is out of range (0 or more)"),
+        ({"boot": 2}, "argument 'boot' of 'logs': must be 0 (this boot) or negative (-1: the boot before)"),
+        ({"grep": "a(b"}, "argument 'grep' of 'logs': not a valid regular expression: missing ), "
                           "unterminated subpattern at position 1"),
-        ({"follow": True, "reverse": True}, "argument 'reverse' of 'logs' cannot be used with 'follow'"),
-        ({"follow": True, "until": 1.0}, "argument 'until' of 'logs' cannot be used with 'follow'"),
+        ({"follow": True, "reverse": True}, "argument 'reverse' of 'logs': cannot be used with 'follow'"),
+        ({"follow": True, "until": 1.0}, "argument 'until' of 'logs': cannot be used with 'follow'"),
         ({"follow": True, "boot": -1},
-         "argument 'boot' of 'logs' must be 0 with 'follow' (only this boot has new records)"),
-        ({"unit": "a", "level": "loud"}, "argument 'level' of 'logs' must be one of debug, info, warning, "
-                                         "error, critical"),
-        ({"unit": [1]}, "argument 'unit' of 'logs' must be a string or a list of strings, not [1]"),
+         "argument 'boot' of 'logs': must be 0 with 'follow' (only this boot has new records)"),
+        ({"unit": "a", "level": "loud"}, "argument 'level' of 'logs': 'loud' is not one of: debug, info, "
+                                         "warning, error, critical"),
+        ({"unit": [1]}, "argument 'unit[0]' of 'logs': expected a string, got the number 1"),
+        ({"unit": 1}, "argument 'unit' of 'logs': expected a string or a list of strings, got the number 1"),
+        ({"limit": "ten"}, "argument 'limit' of 'logs': expected a whole number, got the string 'ten'"),
+        ({"level": "warn"}, "argument 'level' of 'logs': 'warn' is not one of: debug, info, warning, error, "
+                            "critical; did you mean 'warning'?"),
+        ({"limt": 5}, "argument 'limt' of 'logs': unknown argument; did you mean 'limit'?"),
     ],
 )
 def test_logs_argument_rules(args: dict[str, object], reason: str) -> None:
@@ -115,6 +120,32 @@ def test_logs_argument_rules(args: dict[str, object], reason: str) -> None:
         protocol.check_args("logs", args)
     assert caught.value.reason == reason
     assert protocol.check_args("logs", {"follow": True, "boot": 0, "limit": 0})["boot"] == 0
+
+
+def test_a_bad_argument_is_a_config_diagnostic_in_the_reply() -> None:
+    """The same diagnostic type as config's: the command as file, the argument as key, a suggestion."""
+    with pytest.raises(ControlError) as caught:
+        protocol.check_args("logs", {"levle": "info"})
+    error = caught.value
+    assert error.code == protocol.BAD_ARGUMENT and error.problem is not None
+    assert error.problem.to_dict() == {
+        "file": "logs", "key": "levle", "message": "unknown argument; did you mean 'level'?", "line": None,
+        "suggestion": "level",
+    }  # fmt: skip
+    reply = protocol.error_reply(error.reason, error.code, error.problem)
+    assert reply["problem"]["suggestion"] == "level"
+    with pytest.raises(ControlError) as back:  # what the client makes of the reply
+        protocol.parse_reply(json.loads(protocol.encode(reply)))
+    got = back.value
+    assert (got.reason, got.code, got.problem) == (error.reason, error.code, error.problem)
+    with pytest.raises(ControlError) as missing:
+        protocol.check_args("config.get", {})
+    assert missing.value.reason == "argument 'key' of 'config.get': required, but not given"
+    with pytest.raises(ControlError) as unknown:
+        protocol.check_args("config.get", {"colour": 1})
+    assert unknown.value.reason == (
+        "argument 'colour' of 'config.get': unknown argument (known here: key, secrets)"
+    )
 
 
 def test_kind_matches() -> None:

@@ -107,18 +107,20 @@ async def test_catalogued_arguments_are_checked_and_completed(server: ControlSer
     assert await items(unit="docker", since=5) == [{"event": "x"}]
     assert seen == [{"since": 5.0, "until": None, "unit": "docker", "limit": None, "level": None,
                      "grep": None, "boot": None, "reverse": False, "follow": False}]
-    with pytest.raises(ControlError, match="argument 'limit' of 'logs' must be an integer"):
+    with pytest.raises(ControlError, match="argument 'limit' of 'logs': expected a whole number") as bad:
         await items(limit="ten")
-    with pytest.raises(ControlError, match="argument 'follow' of 'logs' must be a boolean"):
+    assert bad.value.code == "bad-argument" and bad.value.problem is not None  # the diagnostic came through
+    assert (bad.value.problem.file, bad.value.problem.key) == ("logs", "limit")
+    with pytest.raises(ControlError, match="argument 'follow' of 'logs': expected a boolean"):
         await items(follow=1)
-    with pytest.raises(ControlError, match="unknown argument 'colour'"):
+    with pytest.raises(ControlError, match="argument 'colour' of 'logs': unknown argument"):
         await items(colour=True)
-    with pytest.raises(ControlError, match="'level' of 'logs' must be one of"):
+    with pytest.raises(ControlError, match="'level' of 'logs': 'loud' is not one of"):
         await items(level="loud")
-    with pytest.raises(ControlError, match="'reverse' of 'logs' cannot be used with 'follow'"):
+    with pytest.raises(ControlError, match="'reverse' of 'logs': cannot be used with 'follow'"):
         await items(follow=True, reverse=True)
     server.register("config.get", echo)
-    with pytest.raises(ControlError, match=r"'config\.get' needs the argument 'key'"):
+    with pytest.raises(ControlError, match=r"argument 'key' of 'config\.get': required, but not given"):
         await client.request(server.socket_path, "config.get")
     assert len(seen) == 1
 

@@ -38,6 +38,10 @@ def test_version_is_required_and_must_be_2() -> None:
     assert errors("{version: 1, config: []}")[0].startswith(
         "network.version: network config version 1 is not"
     )
+    assert errors("{version: 2, config: disabled, ethernets: {eth0: {dhcp4: true}}}") == [
+        "network.config: cloud-init's 'config: disabled' stands alone (with 'version' at most): "
+        "remove it, or the other keys"
+    ]
 
 
 def test_unknown_keys_name_the_path() -> None:
@@ -45,7 +49,8 @@ def test_unknown_keys_name_the_path() -> None:
         "network.ethernets.eth0.dhcp: unknown key; netplan has 'dhcp4' and 'dhcp6'"
     ]
     assert errors("{version: 2, ethernets: {eth0: {routes: [{to: default, via: 10.0.0.1, weight: 3}]}}}") == [
-        "network.ethernets.eth0.routes[0].weight: unknown key"
+        "network.ethernets.eth0.routes[0].weight: unknown key "
+        "(known here: from, metric, on-link, scope, table, to, type, via)"
     ]
     assert errors("{version: 2, bonds: {bond0: {parameters: {mode: 802.3ad, miimon: 100}}}}") == [
         "network.bonds.bond0.parameters.miimon: unknown key; netplan calls it 'mii-monitor-interval'"
@@ -56,6 +61,38 @@ def test_routing_policy_is_not_supported_yet() -> None:
     assert errors("{version: 2, ethernets: {eth0: {routing-policy: [{from: 10.0.0.0/8, table: 5}]}}}") == [
         "network.ethernets.eth0.routing-policy: routing-policy (policy routing rules) is not supported yet"
     ]
+
+
+def test_optional_addresses_are_accepted_and_checked() -> None:
+    """netplan's optional-addresses (as Ubuntu servers write it): corral waits for no address at boot,
+    so every kind is optional already; the values are still checked, each with a did-you-mean."""
+    got = rules("{version: 2, ethernets: {eth0: {dhcp4: true, optional-addresses: [ipv4-ll, dhcp6]}}}")
+    assert got["eth0"].dhcp4
+    assert rules("{version: 2, bonds: {bond0: {optional-addresses: []}}}")["bond0"].kind == "bond"
+    assert errors("{version: 2, ethernets: {eth0: {optional-addresses: [dhcp4, ipv6ra]}}}") == [
+        "network.ethernets.eth0.optional-addresses[1]: 'ipv6ra' is not one of: ipv4-ll, ipv6-ra, dhcp4, "
+        "dhcp6, static; did you mean 'ipv6-ra'?"
+    ]
+    assert errors("{version: 2, ethernets: {eth0: {optional-addresses: dhcp4}}}") == [
+        "network.ethernets.eth0.optional-addresses: expected a list, got the string 'dhcp4'"
+    ]
+
+
+def test_optional_addresses_in_a_config_file_are_checked_by_the_schema_too() -> None:
+    """The key's schema (in schema.json, generated from the parser's table) says the same first."""
+    from supervisor.config.layers import check_text
+    from supervisor.config.schema import Schema
+    from supervisor.config.validate import Validator
+
+    validator = Validator(Schema())
+    text = "network:\n  version: 2\n  ethernets:\n    eth0:\n      optional-addresses: [dhcp4, statc]\n"
+    _, found = check_text(text, "50-netplan.yml", validator)
+    assert [str(e) for e in found] == [
+        "50-netplan.yml: network.ethernets.eth0.optional-addresses[1]: 'statc' is not one of: ipv4-ll, "
+        "ipv6-ra, dhcp4, dhcp6, static; did you mean 'static'? (line 5)"
+    ]
+    layer, found = check_text(text.replace("statc", "static"), "50-netplan.yml", validator)
+    assert found == [] and layer is not None
 
 
 def test_addresses_gateways_routes_and_nameservers() -> None:
@@ -260,11 +297,15 @@ vlans: {dm1.7: {id: 7, link: dm1}}
 
 
 def test_dummy_device_errors_name_the_key() -> None:
+    known = (
+        " (known here: addresses, dhcp4, dhcp4-overrides, dhcp6, dhcp6-overrides, gateway4, gateway6, mtu, "
+        "nameservers, optional, optional-addresses, renderer, routes)"
+    )
     assert errors("{version: 2, dummy-devices: {dm0: {match: {name: x}}}}") == [
-        "network.dummy-devices.dm0.match: unknown key"
+        "network.dummy-devices.dm0.match: unknown key" + known
     ]
     assert errors("{version: 2, dummy-devices: {dm0: {parameters: {}}}}") == [
-        "network.dummy-devices.dm0.parameters: unknown key"
+        "network.dummy-devices.dm0.parameters: unknown key" + known
     ]
     assert errors("{version: 2, dummy-devices: {'dm 0': {}}}") == [
         "network.dummy-devices[\"dm 0\"]: 'dm 0' is not a valid interface name (1 to 15 characters, no "

@@ -60,7 +60,10 @@ def test_errors_name_the_key_and_say_what_is_expected() -> None:
         "(expected 10.0.0.2/24 or similar)"
     ]
     [typo] = errors("corral: {network: {interfaces: {eth0: {adress: 10.0.0.2/24}}}}")
-    assert typo == "corral.network.interfaces.eth0.adress: unknown key; did you mean 'address'?"
+    assert typo == (
+        "corral.network.interfaces.eth0.adress: unknown key; "
+        "did you mean 'corral.network.interfaces.eth0.address'?"
+    )
     [glob] = errors("corral: {network: {interfaces: {eth*: {mtu: 20}}}}")
     assert glob == 'corral.network.interfaces["eth*"].mtu: 20 is out of range (68 to 65535)'
 
@@ -135,6 +138,8 @@ def test_bond_mode_by_name_and_bad_options() -> None:
     assert got["b"].bond is not None and dict(got["b"].bond.options)["bond_mode"] == 1
     [bad] = errors("corral: {network: {interfaces: {b: {bond_opts: {mode: fastest}}, eth0: {bond: b}}}}")
     assert bad.startswith("corral.network.interfaces.b.bond_opts.mode: 'fastest' is not one of: balance-rr")
+    [typo] = errors("corral: {network: {interfaces: {b: {bond_opts: {mode: activ-backup}}, e: {bond: b}}}}")
+    assert typo.endswith("; did you mean 'active-backup'?")
 
 
 def test_bond_opts_without_members_is_a_warning() -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from supervisor.config.errors import Problems
 from units.environment import lookup, resolve
 from units.loader import SHIPPED_DIR, build_units, load_units, parse_duration, parse_unit_text
 from units.model import RestartSpec, Unit, Volume, VolumesFrom
@@ -231,8 +232,9 @@ ENV = {
 
 
 def test_environment_list_with_values_lookups_and_wildcards() -> None:
-    pairs, problems = resolve("web", ["MODE=prod", "HTTP_PROXY", "MISSING", "ETCD_*", "EMPTY="], ENV, ("e",))
-    assert problems == []
+    problems = Problems()
+    pairs = resolve("web", ["MODE=prod", "HTTP_PROXY", "MISSING", "ETCD_*", "EMPTY="], ENV, ("e",), problems)
+    assert problems.errors == []
     assert dict(pairs) == {
         "MODE": "prod",
         "HTTP_PROXY": "http://proxy:3128",
@@ -244,8 +246,9 @@ def test_environment_list_with_values_lookups_and_wildcards() -> None:
 
 
 def test_environment_map_form_and_unit_scoped_keys_win() -> None:
-    pairs, problems = resolve("etcd", {"ETCD_NAME": None, "FLAG": True, "N": 4, "HTTP_PROXY": None}, ENV, ())
-    assert problems == []
+    problems = Problems()
+    pairs = resolve("etcd", {"ETCD_NAME": None, "FLAG": True, "N": 4, "HTTP_PROXY": None}, ENV, (), problems)
+    assert problems.errors == []
     assert dict(pairs) == {"ETCD_NAME": "etcd-node", "FLAG": "true", "N": "4", "HTTP_PROXY": "http://proxy:3128"}
     assert lookup("etcd", "ETCD_*", ENV) == {"ETCD_NAME": "etcd-node"}  # the unit's own keys first
     assert lookup("other", "ETCD_*", ENV) == {
@@ -254,8 +257,9 @@ def test_environment_map_form_and_unit_scoped_keys_win() -> None:
 
 
 def test_explicit_value_wins_over_a_looked_up_one() -> None:
-    pairs, problems = resolve("web", ["ETCD_NAME=mine", "ETCD_*"], ENV, ())
-    assert problems == [] and dict(pairs)["ETCD_NAME"] == "mine"
+    problems = Problems()
+    pairs = resolve("web", ["ETCD_NAME=mine", "ETCD_*"], ENV, (), problems)
+    assert problems.errors == [] and dict(pairs)["ETCD_NAME"] == "mine"
 
 
 def test_environment_reaches_the_unit_through_the_loader() -> None:

@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from supervisor.config.check import describe
+from supervisor.config.errors import Problems
 from supervisor.config.keypath import KeyPath
-
-Problem = tuple[KeyPath, str]
 
 
 def lookup(unit: str, pattern: str, environment: Mapping[str, str]) -> dict[str, str]:
@@ -56,30 +56,30 @@ def _scalar(value: Any) -> str | None:
 
 
 def resolve(
-    unit: str, value: Any, environment: Mapping[str, str], path: KeyPath
-) -> tuple[tuple[tuple[str, str], ...], list[Problem]]:
-    """Resolve one unit's ``environment:`` value: ``(sorted (name, value) pairs, problems)``."""
-    problems: list[Problem] = []
+    unit: str, value: Any, environment: Mapping[str, str], path: KeyPath, problems: Problems
+) -> tuple[tuple[str, str], ...]:
+    """Resolve one unit's ``environment:`` value into sorted (name, value) pairs; what is wrong goes to
+    ``problems``."""
     explicit: dict[str, str] = {}
     looked_up: dict[str, str] = {}
 
     def set_explicit(name: str, text: str, where: KeyPath) -> None:
         if name in explicit:
-            problems.append((where, f"variable {name} is given twice"))
+            problems.error(where, f"variable {name} is given twice")
         explicit[name] = text
 
     if value is None:
-        return (), []
+        return ()
     if isinstance(value, list):
         for i, item in enumerate(value):
             where = (*path, i)
             if not isinstance(item, str):
-                problems.append((where, f"expected a string NAME=value or NAME, got {type(item).__name__}"))
+                problems.error(where, f"expected a string NAME=value or NAME, got {describe(item)}")
                 continue
             name, eq, text = item.partition("=")
             bad = _check_name(name, wildcard_ok=not eq)
             if bad:
-                problems.append((where, bad))
+                problems.error(where, bad)
             elif eq:
                 set_explicit(name, text, where)
             else:
@@ -88,20 +88,18 @@ def resolve(
         for name, item in value.items():
             where = (*path, str(name))
             if not isinstance(name, str):
-                problems.append((where, f"variable names are strings, got {name!r}: quote it"))
+                problems.error(where, f"variable names are strings, got {name!r}: quote it")
                 continue
             bad = _check_name(name, wildcard_ok=item is None)
             if bad:
-                problems.append((where, bad))
+                problems.error(where, bad)
             elif item is None:
                 looked_up.update(lookup(unit, name, environment))
             elif (scalar := _scalar(item)) is None:
-                problems.append((where, f"expected a string, number or boolean, got {type(item).__name__}"))
+                problems.error(where, f"expected a string, number or boolean, got {describe(item)}")
             else:
                 set_explicit(name, scalar, where)
     else:
-        problems.append(
-            (path, f"expected a list (NAME=value) or a map (NAME: value), got {type(value).__name__}")
-        )
+        problems.error(path, f"expected a list (NAME=value) or a map (NAME: value), got {describe(value)}")
     merged = {**looked_up, **explicit}
-    return tuple(sorted(merged.items())), problems
+    return tuple(sorted(merged.items()))

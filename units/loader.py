@@ -16,7 +16,6 @@ problem is rejected whole: ``load_units`` then returns no units, and the caller 
 
 from __future__ import annotations
 
-import difflib
 import posixpath
 import re
 import shlex
@@ -25,8 +24,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from supervisor.config.errors import DOCUMENT, ConfigError
+from supervisor.config.check import (
+    as_absolute,
+    as_bool,
+    as_int,
+    as_str,
+    as_strings,
+    check_keys,
+    describe,
+)
+from supervisor.config.errors import DOCUMENT, ConfigError, Problems
 from supervisor.config.keypath import KeyPath, format_path, parse_path
+from supervisor.config.suggest import closest, did_you_mean
 from supervisor.config.yamlload import NodeInfo, parse_yaml
 from units import environment as env_mod
 from units.graph import UnitGraph
@@ -56,6 +65,7 @@ from units.model import (
 
 SHIPPED_DIR = Path(__file__).parent / "defaults"
 
+HEALTHCHECK_KEYS = ("test", "interval", "timeout", "retries", "start_period", "start_interval", "disable")
 SUPPORTED_KEYS = (
     "image", "command", "entrypoint", "environment", "labels", "volumes", "volumes_from", "net",
     "network_mode", "pid", "ipc", "uts", "privileged", "cap_add", "cap_drop", "devices", "read_only",
@@ -85,9 +95,6 @@ _CAPABILITY = re.compile(r"(CAP_)?[A-Z0-9_]+", re.IGNORECASE)
 _VOLUME_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _INCLUDE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
-Problem = tuple[KeyPath, str]
-
-
 @dataclass(frozen=True)
 class RawService:
     """One service as written, before checking: where it came from and its body."""
@@ -98,15 +105,22 @@ class RawService:
     path: KeyPath  # key path of the unit in its file (its name is the last segment)
     nodes: Mapping[KeyPath, NodeInfo] = field(default_factory=dict, compare=False)
 
-    def error(self, sub: KeyPath, message: str) -> ConfigError:
-        full = (*self.path, *sub)
-        line = None
+    def line(self, full: KeyPath) -> int | None:
+        """The line of a key path of this unit's file (of the nearest key written there), when known."""
         for end in range(len(full), -1, -1):
             info = self.nodes.get(full[:end])
             if info is not None:
-                line = info.line
-                break
-        return ConfigError(self.file, format_path(full) or DOCUMENT, message, line)
+                return info.line
+        return None
+
+    def problems(self) -> Problems:
+        """A collector for this unit's checks: key paths under the unit, lines from its file."""
+        return Problems(self.file, base=self.path, line=self.line)
+
+    def error(self, sub: KeyPath, message: str) -> ConfigError:
+        problems = self.problems()
+        problems.error(sub, message)
+        return problems.errors[0]
 
 
 @dataclass
@@ -169,25 +183,20 @@ def find_included(
 ) -> tuple[list[Path], list[ConfigError]]:
     """The unit files ``services_include`` turns on, in name order (looked up in ``dirs`` in order)."""
     files: list[Path] = []
-    errors: list[ConfigError] = []
+    problems = Problems(source, base=("corral", "services_include"))
     for name in sorted(includes, key=str):
-        key = format_path(("corral", "services_include", str(name)))
-        enabled = includes[name]
-        if not isinstance(enabled, bool):
-            errors.append(ConfigError(source, key, f"expected true or false, got {enabled!r}"))
-            continue
-        if not enabled:
+        if not as_bool(includes[name], (str(name),), problems):
             continue
         if not isinstance(name, str) or not _INCLUDE_NAME.fullmatch(name):
-            errors.append(ConfigError(source, key, f"bad unit file name {name!r}"))
+            problems.error((str(name),), f"bad unit file name {name!r}")
             continue
         found = next((d / f"{name}.yml" for d in dirs if (d / f"{name}.yml").is_file()), None)
         if found is None:
             where = ", ".join(str(d) for d in dirs)
-            errors.append(ConfigError(source, key, f"no unit file {name}.yml in {where}"))
+            problems.error((name,), f"no unit file {name}.yml in {where}")
         else:
             files.append(found)
-    return files, errors
+    return files, problems.errors
 
 
 def load_units(
@@ -252,10 +261,10 @@ def build_units(
         chosen[raw.name] = (i, raw)
     units: dict[str, Unit] = {}
     for name, (_, raw) in chosen.items():
-        unit, problems = parse_service(
-            raw.name, raw.body, environment, source=raw.file, key=format_path(raw.path)
-        )
-        errors += [raw.error(path, message) for path, message in problems]
+        problems = raw.problems()
+        key = format_path(raw.path)
+        unit = parse_service(raw.name, raw.body, environment, problems, source=raw.file, key=key)
+        errors += problems.errors
         if unit is not None:
             units[name] = unit
     if errors:
@@ -300,187 +309,120 @@ def parse_duration(value: Any) -> int:
     return round(total)
 
 
-class _Checker:
-    """Collects problems for one service; each check returns the normalised value or None."""
-
-    def __init__(self) -> None:
-        self.problems: list[Problem] = []
-
-    def bad(self, path: KeyPath, message: str) -> None:
-        self.problems.append((path, message))
-
-    def string(self, value: Any, path: KeyPath, *, numbers: bool = False) -> str | None:
-        if isinstance(value, str):
-            return value
-        if numbers and isinstance(value, int | float) and not isinstance(value, bool):
-            return str(value)
-        self.bad(path, f"expected a string, got {_kind(value)}")
+def _argv(p: Problems, value: Any, path: KeyPath, empty: tuple[str, ...]) -> tuple[str, ...] | None:
+    """A command or entrypoint: a string (split like a shell would, but never run by one) or a list."""
+    if value is None:
         return None
-
-    def boolean(self, value: Any, path: KeyPath) -> bool | None:
-        if isinstance(value, bool):
-            return value
-        self.bad(path, f"expected a boolean (true or false), got {_kind(value)}")
-        return None
-
-    def strings(self, value: Any, path: KeyPath, *, single_ok: bool = False) -> list[str] | None:
-        if single_ok and isinstance(value, str):
-            return [value]
-        if not isinstance(value, list):
-            self.bad(path, f"expected a list of strings, got {_kind(value)}")
+    if isinstance(value, str):
+        try:
+            words = shlex.split(value)
+        except ValueError as exc:
+            p.error(path, f"cannot split {value!r}: {exc}")
             return None
+        return tuple(words) or empty
+    if isinstance(value, list):
         out: list[str] = []
         for i, item in enumerate(value):
-            text = self.string(item, (*path, i))
+            text = as_str(item, (*path, i), p, numbers=True)
             if text is not None:
                 out.append(text)
-        return out if len(out) == len(value) else None
-
-    def absolute(self, value: Any, path: KeyPath, what: str = "path") -> str | None:
-        text = self.string(value, path)
-        if text is not None and not text.startswith("/"):
-            self.bad(path, f"{what} {text!r} must be absolute")
-            return None
-        return text
-
-    def argv(self, value: Any, path: KeyPath, empty: tuple[str, ...]) -> tuple[str, ...] | None:
-        """A command or entrypoint: a string (split like a shell would, but never run by one) or a list."""
-        if value is None:
-            return None
-        if isinstance(value, str):
-            try:
-                words = shlex.split(value)
-            except ValueError as exc:
-                self.bad(path, f"cannot split {value!r}: {exc}")
-                return None
-            return tuple(words) or empty
-        if isinstance(value, list):
-            out: list[str] = []
-            for i, item in enumerate(value):
-                text = self.string(item, (*path, i), numbers=True)
-                if text is not None:
-                    out.append(text)
-            return (tuple(out) or empty) if len(out) == len(value) else None
-        self.bad(path, f"expected a string or a list of strings, got {_kind(value)}")
-        return None
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return f"the boolean {str(value).lower()}"
-    if isinstance(value, dict):
-        return "a map"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, str):
-        return f"the string {value!r:.40}"
-    return f"the {type(value).__name__} {value!r:.40}"
+        return (tuple(out) or empty) if len(out) == len(value) else None
+    p.error(path, f"expected a string or a list of strings, got {describe(value)}")
+    return None
 
 
 def parse_service(
-    name: str, body: Any, environment: Mapping[str, str], *, source: str = "", key: str = ""
-) -> tuple[Unit | None, list[Problem]]:
-    """Check one compose service and build its Unit (pure). Problems are (key path under the unit,
-    message); the Unit is None when there is any."""
-    c = _Checker()
+    name: str, body: Any, environment: Mapping[str, str], p: Problems, *, source: str = "", key: str = ""
+) -> Unit | None:
+    """Check one compose service and build its Unit (pure). Problems go to ``p``, whose key paths are
+    under the unit (``("image",)``); the Unit is None when there is any."""
+    before = p.count()
     if not isinstance(body, dict):
-        c.bad((), f"a unit is a map of compose keys, got {_kind(body)}")
-        return None, c.problems
-    for k in body:
-        if not isinstance(k, str):
-            c.bad((str(k),), f"unknown key {k!r} in unit {name!r}")
-        elif k not in SUPPORTED_KEYS and not k.startswith("x-"):
-            hint = HINTS.get(k)
-            if hint is None:
-                close = difflib.get_close_matches(k, SUPPORTED_KEYS, n=1)
-                hint = f"did you mean {close[0]!r}?" if close else f"supported: {', '.join(SUPPORTED_KEYS)}"
-            c.bad((k,), f"unknown key {k!r} in unit {name!r}: {hint}")
+        p.error((), f"a unit is a map of compose keys, got {describe(body)}")
+        return None
+    check_keys(body, (), p, SUPPORTED_KEYS, hints=HINTS, extensions=True)
     fields: dict[str, Any] = {}
 
     image = body.get("image")
     if image is None:
-        c.bad(("image",), f"unit {name!r} has no image")
-    elif (text := c.string(image, ("image",))) is not None:
+        p.error(("image",), f"unit {name!r} has no image")
+    elif (text := as_str(image, ("image",), p)) is not None:
         if not text.strip() or any(ch.isspace() for ch in text):
-            c.bad(("image",), f"bad image reference {text!r}")
+            p.error(("image",), f"bad image reference {text!r}")
         fields["image"] = text
 
     if "command" in body:
-        fields["command"] = c.argv(body["command"], ("command",), ())
+        fields["command"] = _argv(p, body["command"], ("command",), ())
     if "entrypoint" in body:
-        fields["entrypoint"] = c.argv(body["entrypoint"], ("entrypoint",), ("",))
+        fields["entrypoint"] = _argv(p, body["entrypoint"], ("entrypoint",), ("",))
 
-    env, problems = env_mod.resolve(name, body.get("environment"), environment, ("environment",))
-    c.problems += problems
-    fields["environment"] = env
+    fields["environment"] = env_mod.resolve(name, body.get("environment"), environment, ("environment",), p)
 
-    labels = _labels(c, body.get("labels"))
+    labels = _labels(p, body.get("labels"))
     fields["labels"] = tuple(sorted(labels.items()))
-    fields.update(_corral_labels(c, name, labels))
+    fields.update(_corral_labels(p, name, labels))
 
     if "restart" in body:
         try:
             fields["restart"] = RestartSpec.parse(body["restart"])
         except ValueError as exc:
-            c.bad(("restart",), str(exc))
+            p.error(("restart",), str(exc))
 
-    volumes, tmpfs_from_volumes = _volumes(c, body.get("volumes"))
+    volumes, tmpfs_from_volumes = _volumes(p, body.get("volumes"))
     fields["volumes"] = volumes
     requires: set[str] = set()
-    fields["volumes_from"] = _volumes_from(c, name, body.get("volumes_from"), requires)
+    fields["volumes_from"] = _volumes_from(p, name, body.get("volumes_from"), requires)
 
     if "net" in body and "network_mode" in body:
-        c.bad(("net",), "give net or network_mode, not both")
+        p.error(("net",), "give net or network_mode, not both")
     mode_key = "network_mode" if "network_mode" in body else "net"
-    fields["network_mode"] = _mode(c, name, body.get(mode_key), (mode_key,), requires, network=True)
-    fields["pid"] = _mode(c, name, body.get("pid"), ("pid",), requires, allowed=("host",))
+    fields["network_mode"] = _mode(p, name, body.get(mode_key), (mode_key,), requires, network=True)
+    fields["pid"] = _mode(p, name, body.get("pid"), ("pid",), requires, allowed=("host",))
     fields["ipc"] = _mode(
-        c, name, body.get("ipc"), ("ipc",), requires, allowed=("host", "private", "shareable", "none")
+        p, name, body.get("ipc"), ("ipc",), requires, allowed=("host", "private", "shareable", "none")
     )
-    fields["uts"] = _mode(c, name, body.get("uts"), ("uts",), set(), allowed=("host",), containers=False)
+    fields["uts"] = _mode(p, name, body.get("uts"), ("uts",), set(), allowed=("host",), containers=False)
     fields["requires"] = frozenset(requires)
 
     for flag in ("privileged", "read_only"):
         if flag in body:
-            fields[flag] = c.boolean(body[flag], (flag,))
+            fields[flag] = as_bool(body[flag], (flag,), p)
     for caps in ("cap_add", "cap_drop"):
         if caps in body:
-            fields[caps] = _capabilities(c, body[caps], (caps,))
+            fields[caps] = _capabilities(p, body[caps], (caps,))
     if "devices" in body:
-        fields["devices"] = _devices(c, body["devices"])
+        fields["devices"] = _devices(p, body["devices"])
     if "user" in body:
-        fields["user"] = c.string(body["user"], ("user",), numbers=True)
+        fields["user"] = as_str(body["user"], ("user",), p, numbers=True)
     if "working_dir" in body:
-        fields["working_dir"] = c.absolute(body["working_dir"], ("working_dir",), "working_dir")
-    fields["tmpfs"] = (*_tmpfs(c, body.get("tmpfs")), *tmpfs_from_volumes)
+        fields["working_dir"] = as_absolute(body["working_dir"], ("working_dir",), p)
+    fields["tmpfs"] = (*_tmpfs(p, body.get("tmpfs")), *tmpfs_from_volumes)
     if "ulimits" in body:
-        fields["ulimits"] = _ulimits(c, body["ulimits"])
+        fields["ulimits"] = _ulimits(p, body["ulimits"])
     if "healthcheck" in body:
-        fields["healthcheck"] = _healthcheck(c, body["healthcheck"])
-    fields["logging"] = _logging(c, body)
+        fields["healthcheck"] = _healthcheck(p, body["healthcheck"])
+    fields["logging"] = _logging(p, body)
 
-    if c.problems:
-        return None, c.problems
+    if p.count() > before:
+        return None
     clean = {k: v for k, v in fields.items() if v is not None}
-    return Unit(name=name, source=source, key=key, **clean), []
+    return Unit(name=name, source=source, key=key, **clean)
 
 
-def _labels(c: _Checker, value: Any) -> dict[str, str]:
+def _labels(p: Problems, value: Any) -> dict[str, str]:
     out: dict[str, str] = {}
     if value is None:
         return out
     if isinstance(value, list):
         for i, item in enumerate(value):
-            text = c.string(item, ("labels", i))
+            text = as_str(item, ("labels", i), p)
             if text is None:
                 continue
             k, _, v = text.partition("=")
             if not k:
-                c.bad(("labels", i), f"bad label {text!r}: expected KEY=value")
+                p.error(("labels", i), f"bad label {text!r}: expected KEY=value")
             elif k in out:
-                c.bad(("labels", i), f"label {k} is given twice")
+                p.error(("labels", i), f"label {k} is given twice")
             else:
                 out[k] = v
         return out
@@ -488,7 +430,7 @@ def _labels(c: _Checker, value: Any) -> dict[str, str]:
         for k, v in value.items():
             path: KeyPath = ("labels", str(k))
             if not isinstance(k, str) or not k:
-                c.bad(path, f"label keys are strings, got {k!r}: quote it")
+                p.error(path, f"label keys are strings, got {k!r}: quote it")
             elif v is None:
                 out[k] = ""
             elif isinstance(v, bool):
@@ -496,33 +438,35 @@ def _labels(c: _Checker, value: Any) -> dict[str, str]:
             elif isinstance(v, str | int | float):
                 out[k] = str(v)
             else:
-                c.bad(path, f"expected a string, got {_kind(v)}")
+                p.error(path, f"expected a string, got {describe(v)}")
         return out
-    c.bad(("labels",), f"expected a map (KEY: value) or a list (KEY=value), got {_kind(value)}")
+    p.error(("labels",), f"expected a map (KEY: value) or a list (KEY=value), got {describe(value)}")
     return out
 
 
-def _corral_labels(c: _Checker, name: str, labels: Mapping[str, str]) -> dict[str, Any]:
+def _corral_labels(p: Problems, name: str, labels: Mapping[str, str]) -> dict[str, Any]:
     """Interpret io.corral.* labels and their io.rancher.os.* aliases."""
     for k in labels:
         if k in RESERVED_LABELS:
-            c.bad(("labels", k), f"label {k} is set by corral on the unit's container; a unit may not set it")
+            p.error(
+                ("labels", k), f"label {k} is set by corral on the unit's container; a unit may not set it"
+            )
         elif k.startswith("io.corral.") and k not in CORRAL_LABELS:
-            close = difflib.get_close_matches(k, CORRAL_LABELS, n=1)
-            hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(CORRAL_LABELS)}"
-            c.bad(("labels", k), f"unknown corral label {k} in unit {name!r}: {hint}")
+            close = closest(k, CORRAL_LABELS)
+            hint = f"; {did_you_mean(close)}" if close else f" (known here: {', '.join(CORRAL_LABELS)})"
+            p.error(("labels", k), f"unknown corral label {k}{hint}", suggestion=close)
 
     def boolean(text: str, label: str) -> bool | None:
         lowered = text.strip().lower()
         if lowered in ("true", "false"):
             return lowered == "true"
-        c.bad(("labels", label), f"label {label} must be true or false, got {text!r}")
+        p.error(("labels", label), f"label {label} must be true or false, got {text!r}")
         return None
 
     def scope(text: str, label: str) -> str | None:
         if text in SCOPES:
             return text
-        c.bad(("labels", label), f"label {label} must be system or user, got {text!r}")
+        p.error(("labels", label), f"label {label} must be system or user, got {text!r}")
         return None
 
     def names(text: str, label: str) -> frozenset[str] | None:
@@ -530,10 +474,10 @@ def _corral_labels(c: _Checker, name: str, labels: Mapping[str, str]) -> dict[st
         items = [i for i in items if i]
         bad = [i for i in items if not UNIT_NAME.fullmatch(i)]
         if bad:
-            c.bad(("labels", label), f"label {label} must be comma-separated unit names, got {text!r}")
+            p.error(("labels", label), f"label {label} must be comma-separated unit names, got {text!r}")
             return None
         if name in items:
-            c.bad(("labels", label), f"label {label}: unit {name!r} cannot be ordered against itself")
+            p.error(("labels", label), f"label {label}: unit {name!r} cannot be ordered against itself")
             return None
         return frozenset(items)
 
@@ -541,11 +485,11 @@ def _corral_labels(c: _Checker, name: str, labels: Mapping[str, str]) -> dict[st
         items = [part.strip() for part in text.split(",")]
         items = [i for i in items if i]
         if not items:
-            c.bad(("labels", label), f"label {label} needs one or more absolute paths, got {text!r}")
+            p.error(("labels", label), f"label {label} needs one or more absolute paths, got {text!r}")
             return None
         relative = [i for i in items if not i.startswith("/")]
         if relative:
-            c.bad(("labels", label), f"label {label} needs absolute paths (comma-separated): "
+            p.error(("labels", label), f"label {label} needs absolute paths (comma-separated): "
                                      f"{relative[0]!r} is relative")
             return None
         return tuple(sorted({posixpath.normpath(i).replace("//", "/") for i in items}))
@@ -572,33 +516,35 @@ def _corral_labels(c: _Checker, name: str, labels: Mapping[str, str]) -> dict[st
         if label == RANCHER_DETACH:
             value = not value
         if attr in out and out[attr] != value:
-            c.bad(("labels", label), f"label {label} conflicts with {given_by[attr]}")
+            p.error(("labels", label), f"label {label} conflicts with {given_by[attr]}")
             continue
         out[attr] = value
         given_by[attr] = label
     if out.get("oneshot") and out.get("createonly"):
-        c.bad(("labels", given_by["createonly"]), "a createonly unit is never started: it cannot be oneshot")
+        p.error(
+            ("labels", given_by["createonly"]), "a createonly unit is never started: it cannot be oneshot"
+        )
     return out
 
 
-def _volumes(c: _Checker, value: Any) -> tuple[tuple[Volume, ...], tuple[tuple[str, str], ...]]:
+def _volumes(p: Problems, value: Any) -> tuple[tuple[Volume, ...], tuple[tuple[str, str], ...]]:
     if value is None:
         return (), ()
     if not isinstance(value, list):
-        c.bad(("volumes",), f"expected a list, got {_kind(value)}")
+        p.error(("volumes",), f"expected a list, got {describe(value)}")
         return (), ()
     out: list[Volume] = []
     tmpfs: list[tuple[str, str]] = []
     for i, item in enumerate(value):
         path: KeyPath = ("volumes", i)
         if isinstance(item, dict):
-            parsed = _long_volume(c, item, path)
+            parsed = _long_volume(p, item, path)
             if isinstance(parsed, Volume):
                 out.append(parsed)
             elif parsed is not None:
                 tmpfs.append(parsed)
             continue
-        text = c.string(item, path)
+        text = as_str(item, path, p)
         if text is None:
             continue
         parts = text.split(":")
@@ -609,57 +555,56 @@ def _volumes(c: _Checker, value: Any) -> tuple[tuple[Volume, ...], tuple[tuple[s
         elif len(parts) == 3:
             source, target, mode = parts
         else:
-            c.bad(path, f"bad volume {text!r}: expected [SOURCE:]TARGET[:MODE]")
+            p.error(path, f"bad volume {text!r}: expected [SOURCE:]TARGET[:MODE]")
             continue
-        vol = _volume(c, path, source, target, [m for m in mode.split(",") if m] if mode else [])
+        vol = _volume(p, path, source, target, [m for m in mode.split(",") if m] if mode else [])
         if vol is not None:
             out.append(vol)
     return tuple(out), tuple(tmpfs)
 
 
-def _volume(c: _Checker, path: KeyPath, source: str | None, target: str, options: list[str]) -> Volume | None:
+def _volume(p: Problems, path: KeyPath, source: str | None, target: str, options: list[str]) -> Volume | None:
     ok = True
     if not target.startswith("/"):
-        c.bad(path, f"volume target {target!r} must be an absolute path")
+        p.error(path, f"volume target {target!r} must be an absolute path")
         ok = False
     if source is not None and not source.startswith("/") and not _VOLUME_NAME.fullmatch(source):
-        c.bad(path, f"volume source {source!r} must be an absolute host path or a volume name")
+        p.error(path, f"volume source {source!r} must be an absolute host path or a volume name")
         ok = False
     unknown = [o for o in options if o not in VOLUME_OPTIONS]
     if unknown:
         choices = ", ".join(sorted(VOLUME_OPTIONS))
-        c.bad(path, f"unknown volume option {unknown[0]!r}: expected some of {choices}")
+        p.error(path, f"unknown volume option {unknown[0]!r}: expected some of {choices}")
         ok = False
     if "ro" in options and "rw" in options:
-        c.bad(path, "a volume is ro or rw, not both")
+        p.error(path, "a volume is ro or rw, not both")
         ok = False
     if source is None and options:
-        c.bad(path, "an anonymous volume takes no options: give SOURCE:TARGET:MODE")
+        p.error(path, "an anonymous volume takes no options: give SOURCE:TARGET:MODE")
         ok = False
     return Volume(target, source, tuple(options)) if ok else None
 
 
-def _long_volume(c: _Checker, item: dict[Any, Any], path: KeyPath) -> Volume | tuple[str, str] | None:
+def _long_volume(p: Problems, item: dict[Any, Any], path: KeyPath) -> Volume | tuple[str, str] | None:
     """Compose's long volume syntax: {type: bind|volume|tmpfs, source, target, read_only, bind:
     {propagation}, volume: {nocopy}, tmpfs: {size}}. A tmpfs entry becomes a (path, options) pair."""
-    known = {"type", "source", "target", "read_only", "bind", "volume", "tmpfs"}
-    for k in item:
-        if k not in known:
-            c.bad((*path, str(k)), f"unknown volume key {k!r}: expected some of {', '.join(sorted(known))}")
-            return None
+    before = p.count()
+    check_keys(item, path, p, ("type", "source", "target", "read_only", "bind", "volume", "tmpfs"))
+    if p.count() > before:
+        return None
     kind = item.get("type", "volume")
     if kind not in ("bind", "volume", "tmpfs"):
-        c.bad((*path, "type"), f"volume type must be bind, volume or tmpfs, got {kind!r}")
+        p.error((*path, "type"), f"volume type must be bind, volume or tmpfs, got {kind!r}")
         return None
-    target = c.absolute(item.get("target"), (*path, "target"), "volume target")
+    target = as_absolute(item.get("target"), (*path, "target"), p)
     extra = {k: item[k] for k in ("bind", "volume", "tmpfs") if k in item}
     allowed = {"bind": ("propagation",), "volume": ("nocopy",), "tmpfs": ("size",)}
     for k, sub in extra.items():
         if k != kind:
-            c.bad((*path, k), f"{k} options do not apply to a {kind} volume")
+            p.error((*path, k), f"{k} options do not apply to a {kind} volume")
             return None
         if not isinstance(sub, dict) or set(sub) - set(allowed[k]):
-            c.bad((*path, k), f"expected a map with {', '.join(allowed[k])}")
+            p.error((*path, k), f"expected a map with {', '.join(allowed[k])}")
             return None
     if target is None:
         return None
@@ -667,35 +612,35 @@ def _long_volume(c: _Checker, item: dict[Any, Any], path: KeyPath) -> Volume | t
     if kind == "tmpfs":
         size = sub.get("size")
         if size is not None and (isinstance(size, bool) or not isinstance(size, int | str)):
-            c.bad((*path, "tmpfs", "size"), f"expected bytes or a size such as '64m', got {_kind(size)}")
+            p.error((*path, "tmpfs", "size"), f"expected bytes or a size such as '64m', got {describe(size)}")
             return None
         return (target, f"size={size}" if size is not None else "")
     source = item.get("source")
     if source is not None:
-        source = c.string(source, (*path, "source"))
+        source = as_str(source, (*path, "source"), p)
         if source is None:
             return None
     if kind == "bind" and (source is None or not source.startswith("/")):
-        c.bad((*path, "source"), "a bind volume needs an absolute source path")
+        p.error((*path, "source"), "a bind volume needs an absolute source path")
         return None
     options: list[str] = []
-    if "read_only" in item and c.boolean(item["read_only"], (*path, "read_only")):
+    if "read_only" in item and as_bool(item["read_only"], (*path, "read_only"), p):
         options.append("ro")
     propagation = sub.get("propagation") if kind == "bind" else None
     if propagation is not None:
         if propagation not in ("shared", "rshared", "slave", "rslave", "private", "rprivate"):
-            c.bad((*path, "bind", "propagation"), f"bad propagation {propagation!r}")
+            p.error((*path, "bind", "propagation"), f"bad propagation {propagation!r}")
             return None
         options.append(propagation)
-    if kind == "volume" and "nocopy" in sub and c.boolean(sub["nocopy"], (*path, "volume", "nocopy")):
+    if kind == "volume" and "nocopy" in sub and as_bool(sub["nocopy"], (*path, "volume", "nocopy"), p):
         options.append("nocopy")
-    return _volume(c, path, source, target, options)
+    return _volume(p, path, source, target, options)
 
 
-def _volumes_from(c: _Checker, name: str, value: Any, requires: set[str]) -> tuple[VolumesFrom, ...]:
+def _volumes_from(p: Problems, name: str, value: Any, requires: set[str]) -> tuple[VolumesFrom, ...]:
     if value is None:
         return ()
-    items = c.strings(value, ("volumes_from",))
+    items = as_strings(value, ("volumes_from",), p)
     if items is None:
         return ()
     out: list[VolumesFrom] = []
@@ -708,10 +653,10 @@ def _volumes_from(c: _Checker, name: str, value: Any, requires: set[str]) -> tup
         mode = parts[1] if len(parts) == 2 else None
         ref = parts[0] if parts else ""
         if len(parts) not in (1, 2) or mode not in (None, "ro", "rw") or not UNIT_NAME.fullmatch(ref):
-            c.bad(path, f"bad volumes_from {text!r}: expected UNIT[:ro|rw] or container:NAME[:ro|rw]")
+            p.error(path, f"bad volumes_from {text!r}: expected UNIT[:ro|rw] or container:NAME[:ro|rw]")
             continue
         if ref == name:
-            c.bad(path, f"unit {name!r} cannot take volumes from itself")
+            p.error(path, f"unit {name!r} cannot take volumes from itself")
             continue
         if not is_container:
             requires.add(ref)
@@ -720,7 +665,7 @@ def _volumes_from(c: _Checker, name: str, value: Any, requires: set[str]) -> tup
 
 
 def _mode(
-    c: _Checker,
+    p: Problems,
     name: str,
     value: Any,
     path: KeyPath,
@@ -733,13 +678,13 @@ def _mode(
     """net/network_mode, pid, ipc, uts. ``service:UNIT`` refers to a unit (and orders after it)."""
     if value is None:
         return None
-    text = c.string(value, path)
+    text = as_str(value, path, p)
     if text is None or text == "":
         return None
     kind, sep, ref = text.partition(":")
     if containers and kind in ("container", "service") and ref:
         if not UNIT_NAME.fullmatch(ref) or ref == name:
-            c.bad(path, f"bad {path[0]} {text!r}: name another unit or container")
+            p.error(path, f"bad {path[0]} {text!r}: name another unit or container")
             return None
         if kind == "service":
             requires.add(ref)
@@ -751,25 +696,25 @@ def _mode(
     choices = ["host", "bridge", "none", "NETWORK"] if network else list(allowed)
     if containers:
         choices += ["service:UNIT", "container:NAME"]
-    c.bad(path, f"bad {path[0]} {text!r}: expected one of {', '.join(choices)}")
+    p.error(path, f"bad {path[0]} {text!r}: expected one of {', '.join(choices)}")
     return None
 
 
-def _capabilities(c: _Checker, value: Any, path: KeyPath) -> tuple[str, ...] | None:
-    items = c.strings(value, path)
+def _capabilities(p: Problems, value: Any, path: KeyPath) -> tuple[str, ...] | None:
+    items = as_strings(value, path, p)
     if items is None:
         return None
     out: set[str] = set()
     for i, cap in enumerate(items):
         if not _CAPABILITY.fullmatch(cap):
-            c.bad((*path, i), f"bad capability {cap!r}")
+            p.error((*path, i), f"bad capability {cap!r}")
         else:
             out.add(cap.upper())
     return tuple(sorted(out))
 
 
-def _devices(c: _Checker, value: Any) -> tuple[Device, ...] | None:
-    items = c.strings(value, ("devices",))
+def _devices(p: Problems, value: Any) -> tuple[Device, ...] | None:
+    items = as_strings(value, ("devices",), p)
     if items is None:
         return None
     out: list[Device] = []
@@ -787,18 +732,20 @@ def _devices(c: _Checker, value: Any) -> tuple[Device, ...] | None:
         elif len(parts) > 3:
             host = ""
         if not host.startswith("/") or not container.startswith("/"):
-            c.bad(("devices", i), f"bad device {text!r}: expected /HOST/PATH[:/CONTAINER/PATH][:PERMISSIONS]")
+            p.error(
+                ("devices", i), f"bad device {text!r}: expected /HOST/PATH[:/CONTAINER/PATH][:PERMISSIONS]"
+            )
         elif not perms or set(perms) - set("rwm") or len(set(perms)) != len(perms):
-            c.bad(("devices", i), f"bad device permissions {perms!r}: some of r, w, m")
+            p.error(("devices", i), f"bad device permissions {perms!r}: some of r, w, m")
         else:
             out.append(Device(host, container, perms))
     return tuple(out)
 
 
-def _tmpfs(c: _Checker, value: Any) -> tuple[tuple[str, str], ...]:
+def _tmpfs(p: Problems, value: Any) -> tuple[tuple[str, str], ...]:
     if value is None:
         return ()
-    items = c.strings(value, ("tmpfs",), single_ok=True)
+    items = as_strings(value, ("tmpfs",), p, single=True)
     if items is None:
         return ()
     out: list[tuple[str, str]] = []
@@ -806,72 +753,72 @@ def _tmpfs(c: _Checker, value: Any) -> tuple[tuple[str, str], ...]:
         target, _, options = text.partition(":")
         where: KeyPath = ("tmpfs",) if isinstance(value, str) else ("tmpfs", i)
         if not target.startswith("/"):
-            c.bad(where, f"tmpfs path {target!r} must be absolute")
+            p.error(where, f"tmpfs path {target!r} must be absolute")
         else:
             out.append((target, options))
     return tuple(out)
 
 
-def _ulimits(c: _Checker, value: Any) -> tuple[Ulimit, ...] | None:
+def _ulimits(p: Problems, value: Any) -> tuple[Ulimit, ...] | None:
     if not isinstance(value, dict):
-        c.bad(("ulimits",), f"expected a map of limit name to a number or {{soft, hard}}, got {_kind(value)}")
+        p.error(
+            ("ulimits",), f"expected a map of limit name to a number or {{soft, hard}}, got {describe(value)}"
+        )
         return None
     out: list[Ulimit] = []
     for k, v in value.items():
         path: KeyPath = ("ulimits", str(k))
         if k not in ULIMIT_NAMES:
-            c.bad(path, f"unknown ulimit {k!r}: expected one of {', '.join(sorted(ULIMIT_NAMES))}")
+            p.error(path, f"unknown ulimit {k!r}: expected one of {', '.join(sorted(ULIMIT_NAMES))}")
             continue
         if isinstance(v, dict):
             extra = set(v) - {"soft", "hard"}
             if extra or "soft" not in v or "hard" not in v:
-                c.bad(path, "expected {soft: N, hard: N}")
+                p.error(path, "expected {soft: N, hard: N}")
                 continue
             soft, hard = v["soft"], v["hard"]
         else:
             soft = hard = v
         if not all(isinstance(x, int) and not isinstance(x, bool) and x >= -1 for x in (soft, hard)):
-            c.bad(path, f"ulimit {k} must be whole numbers (-1 = unlimited), got {v!r}")
+            p.error(path, f"ulimit {k} must be whole numbers (-1 = unlimited), got {v!r}")
             continue
         if hard != -1 and (soft == -1 or soft > hard):
-            c.bad(path, f"ulimit {k}: the soft limit {soft} is above the hard limit {hard}")
+            p.error(path, f"ulimit {k}: the soft limit {soft} is above the hard limit {hard}")
             continue
         out.append(Ulimit(k, soft, hard))
     return tuple(sorted(out, key=lambda u: u.name))
 
 
-def _healthcheck(c: _Checker, value: Any) -> Healthcheck | None:
+def _healthcheck(p: Problems, value: Any) -> Healthcheck | None:
     if not isinstance(value, dict):
-        c.bad(("healthcheck",), f"expected a map (test, interval, timeout, retries, ...), got {_kind(value)}")
+        p.error(
+            ("healthcheck",), f"expected a map (test, interval, timeout, retries, ...), got {describe(value)}"
+        )
         return None
-    known = ("test", "interval", "timeout", "retries", "start_period", "start_interval", "disable")
-    ok = True
-    for k in value:
-        if k not in known:
-            choices = ", ".join(known)
-            c.bad(("healthcheck", str(k)), f"unknown healthcheck key {k!r}: expected some of {choices}")
-            ok = False
+    before = p.count()
+    check_keys(value, ("healthcheck",), p, HEALTHCHECK_KEYS)
+    ok = p.count() == before
     test: tuple[str, ...] | None = None
     raw = value.get("test")
     if isinstance(raw, str):
         test = ("CMD-SHELL", raw)
     elif isinstance(raw, list):
-        items = c.strings(raw, ("healthcheck", "test"))
+        items = as_strings(raw, ("healthcheck", "test"), p)
         if items is None:
             ok = False
         elif not items or items[0] not in ("NONE", "CMD", "CMD-SHELL"):
-            c.bad(("healthcheck", "test"), "a test list starts with CMD, CMD-SHELL or NONE")
+            p.error(("healthcheck", "test"), "a test list starts with CMD, CMD-SHELL or NONE")
             ok = False
         else:
             test = tuple(items)
     elif raw is not None:
-        c.bad(("healthcheck", "test"), f"expected a string or a list, got {_kind(raw)}")
+        p.error(("healthcheck", "test"), f"expected a string or a list, got {describe(raw)}")
         ok = False
     if "disable" in value:
-        disable = c.boolean(value["disable"], ("healthcheck", "disable"))
+        disable = as_bool(value["disable"], ("healthcheck", "disable"), p)
         if disable:
             if test not in (None, ("NONE",)):
-                c.bad(("healthcheck", "disable"), "disable: true and a test cannot both be given")
+                p.error(("healthcheck", "disable"), "disable: true and a test cannot both be given")
                 ok = False
             test = ("NONE",)
     durations: dict[str, int] = {}
@@ -880,30 +827,29 @@ def _healthcheck(c: _Checker, value: Any) -> Healthcheck | None:
             try:
                 durations[k] = parse_duration(value[k])
             except ValueError as exc:
-                c.bad(("healthcheck", k), str(exc))
+                p.error(("healthcheck", k), str(exc))
                 ok = False
     retries = value.get("retries")
-    if retries is not None and (not isinstance(retries, int) or isinstance(retries, bool) or retries < 0):
-        c.bad(("healthcheck", "retries"), f"expected a whole number >= 0, got {_kind(retries)}")
+    if retries is not None and as_int(retries, ("healthcheck", "retries"), p, 0) is None:
         ok = False
     if not ok:
         return None
     return Healthcheck(test=test, retries=retries, **durations)
 
 
-def _logging(c: _Checker, body: Mapping[str, Any]) -> LogConfig | None:
+def _logging(p: Problems, body: Mapping[str, Any]) -> LogConfig | None:
     if "logging" in body and ("log_driver" in body or "log_opt" in body):
-        c.bad(("logging",), "give logging, or log_driver/log_opt, not both")
+        p.error(("logging",), "give logging, or log_driver/log_opt, not both")
         return None
     if "logging" in body:
         value = body["logging"]
         if not isinstance(value, dict):
-            c.bad(("logging",), f"expected a map {{driver, options}}, got {_kind(value)}")
+            p.error(("logging",), f"expected a map {{driver, options}}, got {describe(value)}")
             return None
-        for k in value:
-            if k not in ("driver", "options"):
-                c.bad(("logging", str(k)), f"unknown logging key {k!r}: expected driver, options")
-                return None
+        before = p.count()
+        check_keys(value, ("logging",), p, ("driver", "options"))
+        if p.count() > before:
+            return None
         driver, options = value.get("driver"), value.get("options")
         driver_path: KeyPath = ("logging", "driver")
         options_path: KeyPath = ("logging", "options")
@@ -913,19 +859,19 @@ def _logging(c: _Checker, body: Mapping[str, Any]) -> LogConfig | None:
     else:
         return None
     if driver is None:
-        c.bad(driver_path, "log options need a log driver")
+        p.error(driver_path, "log options need a log driver")
         return None
-    text = c.string(driver, driver_path)
+    text = as_str(driver, driver_path, p)
     if text is None:
         return None
     opts: list[tuple[str, str]] = []
     if options is not None:
         if not isinstance(options, dict):
-            c.bad(options_path, f"expected a map of option to string, got {_kind(options)}")
+            p.error(options_path, f"expected a map of option to string, got {describe(options)}")
             return None
         for k, v in options.items():
             if isinstance(v, dict | list) or v is None:
-                c.bad((*options_path, str(k)), f"expected a string, got {_kind(v)}")
+                p.error((*options_path, str(k)), f"expected a string, got {describe(v)}")
                 return None
             opts.append((str(k), str(v).lower() if isinstance(v, bool) else str(v)))
     return LogConfig(text, tuple(sorted(opts)))

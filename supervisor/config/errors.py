@@ -1,4 +1,8 @@
-"""Config problems are data: which file, which key, what is wrong."""
+"""Config problems are data: which file, which key, what is wrong (and what was probably meant).
+
+``ConfigError`` is the one diagnostic type: the schema validator, the domain parsers (network, units,
+storage) and the control socket's argument checks all report with it. ``Problems`` is the one
+collector the parsers report into, with the typed value helpers of ``supervisor.config.check``."""
 
 from __future__ import annotations
 
@@ -16,14 +20,18 @@ DOCUMENT = "(document)"
 class ConfigError:
     """One problem with one key of one config source.
 
-    ``file`` is a path, or a pseudo-source such as ``cmdline``; ``key`` is a dotted key path such as
-    ``corral.log.level`` or ``write_files[0].permissions``; ``line`` is 1-based when known (it is also
-    written into ``message`` by the loaders that know it)."""
+    ``file`` is a path, or a pseudo-source such as ``cmdline`` (for a control command's argument: the
+    command); ``key`` is a dotted key path such as ``corral.log.level`` or
+    ``write_files[0].permissions``; ``line`` is 1-based when known (the schema validator also writes
+    it into ``message``); ``suggestion`` is what was probably meant, when a "did you mean" is part of
+    ``message``: a whole key path for a misspelt key, the value for a misspelt value. The string form,
+    ``FILE: key.path: message``, is what people read; ``to_dict`` is what programs read."""
 
     file: str
     key: str
     message: str
     line: int | None = None
+    suggestion: str | None = None
 
     def __str__(self) -> str:
         return f"{self.file}: {self.key}: {self.message}"
@@ -32,26 +40,48 @@ class ConfigError:
         return asdict(self)
 
 
+Source = str | Callable[[str], str]
+"""Which file a problem is in: one name, or a function of the dotted key (the config store's
+provenance: each key names the file that gave it)."""
+
+
 class Problems:
-    """Collects a domain parser's errors and warnings as ``ConfigError``s naming the key path.
+    """Collects a parser's errors and warnings as ``ConfigError``s naming the key path.
 
-    ``source`` names the file: a string, or a function of the dotted key (the store's provenance)."""
+    ``source`` names the file. ``base`` is where the parsed value sits in its file: the paths given to
+    ``error``/``warn`` are under it (a unit's checks say ``("image",)`` and the error names
+    ``corral.services.web.image``). ``line`` finds the line of a (whole) key path, when the parser has
+    the YAML's positions."""
 
-    def __init__(self, source: str | Callable[[str], str] = "config") -> None:
+    def __init__(
+        self,
+        source: Source = "config",
+        *,
+        base: KeyPath = (),
+        line: Callable[[KeyPath], int | None] | None = None,
+    ) -> None:
         self._source = source
+        self._base = base
+        self._line = line
         self.errors: list[ConfigError] = []
         self.warnings: list[ConfigError] = []
 
-    def _make(self, path: KeyPath, message: str) -> ConfigError:
-        key = format_path(path) or "(document)"
+    def key(self, path: KeyPath) -> str:
+        """The dotted key path of ``path`` (under ``base``) as messages and suggestions write it."""
+        return format_path((*self._base, *path)) or DOCUMENT
+
+    def _make(self, path: KeyPath, message: str, suggestion: str | None) -> ConfigError:
+        key = self.key(path)
         file = self._source if isinstance(self._source, str) else self._source(key)
-        return ConfigError(file, key, message)
+        line = self._line((*self._base, *path)) if self._line is not None else None
+        return ConfigError(file, key, message, line, suggestion)
 
-    def error(self, path: KeyPath, message: str) -> None:
-        self.errors.append(self._make(path, message))
+    def error(self, path: KeyPath, message: str, *, suggestion: str | None = None) -> None:
+        self.errors.append(self._make(path, message, suggestion))
 
-    def warn(self, path: KeyPath, message: str) -> None:
-        self.warnings.append(self._make(path, message))
+    def warn(self, path: KeyPath, message: str, *, suggestion: str | None = None) -> None:
+        self.warnings.append(self._make(path, message, suggestion))
 
     def count(self) -> int:
+        """How many errors so far: a parser compares counts to tell whether its part went wrong."""
         return len(self.errors)

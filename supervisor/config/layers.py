@@ -69,7 +69,10 @@ def _unfold(error: ConfigError) -> ConfigError:
     """The error as the user wrote the keys: ``rancher.``, also in a "did you mean 'corral.x'"."""
     if error.key == CORRAL or error.key.startswith((CORRAL + ".", CORRAL + "[")):
         message = error.message.replace(f"'{CORRAL}.", f"'{ALIAS}.")
-        return replace(error, key=ALIAS + error.key[len(CORRAL) :], message=message)
+        suggestion = error.suggestion
+        if suggestion is not None and suggestion.startswith(CORRAL + "."):
+            suggestion = ALIAS + suggestion[len(CORRAL) :]
+        return replace(error, key=ALIAS + error.key[len(CORRAL) :], message=message, suggestion=suggestion)
     return error
 
 

@@ -11,7 +11,6 @@ Two passes, both driven by the schema:
 from __future__ import annotations
 
 import datetime
-import difflib
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -19,9 +18,11 @@ from typing import Any
 
 import jsonschema
 
-from supervisor.config.errors import ConfigError
+from supervisor.config.check import out_of_range
+from supervisor.config.errors import DOCUMENT, ConfigError
 from supervisor.config.keypath import KeyPath, format_path
 from supervisor.config.schema import Schema, SchemaNode, json_type
+from supervisor.config.suggest import closest, did_you_mean
 from supervisor.config.yamlload import Document, NodeInfo
 
 FILE_MODE = "file-mode"
@@ -38,6 +39,7 @@ class Problem:
     message: str
     shown_key: str | None = None  # how to show the last segment (a non-string key as written)
     composite: bool = False  # from anyOf/oneOf: superseded by a walker problem inside it
+    suggestion: str | None = None  # what was probably meant (the "did you mean" of the message)
 
 
 class Validator:
@@ -136,7 +138,8 @@ class Validator:
             patterns = list(err.schema.get("patternProperties", {}))
             for key in instance:
                 if key not in props and not any(re.search(p, key) for p in patterns):
-                    yield Problem((*path, key), _unknown_key_message(key, path, props, self.schema))
+                    message, suggestion = _unknown_key(key, path, props, self.schema)
+                    yield Problem((*path, key), message, suggestion=suggestion)
             return
         if kind == "required":
             for key in err.validator_value:
@@ -152,7 +155,13 @@ class Validator:
             return
         if kind == "enum":
             choices = ", ".join(str(c) for c in err.validator_value)
-            yield Problem(path, f"{_describe(instance)} is not one of: {choices}")
+            message = f"{_describe(instance)} is not one of: {choices}"
+            close = None
+            if isinstance(instance, str):
+                close = closest(instance, [c for c in err.validator_value if isinstance(c, str)])
+            if close is not None:
+                message += f"; {did_you_mean(close)}"
+            yield Problem(path, message, suggestion=close)
             return
         if kind in ("anyOf", "oneOf"):
             allowed = self.schema.types([err.schema])
@@ -175,8 +184,11 @@ class Validator:
             yield Problem(path, f"{_describe(instance)} has {len(instance)} characters: "
                                 f"{word} {err.validator_value} here")
             return
-        if kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
-            word = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}[kind]
+        if kind in ("minimum", "maximum"):
+            yield Problem(path, out_of_range(instance, err.schema.get("minimum"), err.schema.get("maximum")))
+            return
+        if kind in ("exclusiveMinimum", "exclusiveMaximum"):
+            word = ">" if kind == "exclusiveMinimum" else "<"
             yield Problem(path, f"{instance!r} must be {word} {err.validator_value}")
             return
         yield Problem(path, err.message)
@@ -191,7 +203,7 @@ def _error(doc: Document, problem: Problem) -> ConfigError:
     if line is not None and "line " not in message:
         message = f"{message} (line {line})"
     shown = problem.path if problem.shown_key is None else (*problem.path[:-1], problem.shown_key)
-    return ConfigError(doc.source, format_path(shown) or "(document)", message, line)
+    return ConfigError(doc.source, format_path(shown) or DOCUMENT, message, line, problem.suggestion)
 
 
 def _dedupe(errors: list[ConfigError]) -> list[ConfigError]:
@@ -264,18 +276,21 @@ def _not_json_message(value: Any, literal: str | None) -> str:
     return f'YAML read {shown} as {kind}, which config cannot hold; quote it: "{shown}"'
 
 
-def _unknown_key_message(key: str, path: KeyPath, known: dict[str, Any], schema: Schema) -> str:
+def _unknown_key(key: str, path: KeyPath, known: dict[str, Any], schema: Schema) -> tuple[str, str | None]:
+    """The message for an unknown key, and the key path it suggests (None when it suggests none)."""
     message = "unknown key"
+    suggestion: str | None = None
     if not path and key in _property_names(schema, schema.child(schema.root(), "corral")):
-        return f"{message}; did you mean 'corral.{key}'?"
-    if path == ("corral",) and key in _property_names(schema, schema.root()):
-        return f"{message}; did you mean the top-level key {key!r}?"
-    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
-    if close:
-        return f"{message}; did you mean {format_path((*path, close[0]))!r}?"
+        suggestion = f"corral.{key}"
+    elif path == ("corral",) and key in _property_names(schema, schema.root()):
+        return f"{message}; did you mean the top-level key {key!r}?", key
+    elif (close := closest(key, list(known))) is not None:
+        suggestion = format_path((*path, close))
+    if suggestion is not None:
+        return f"{message}; {did_you_mean(suggestion)}", suggestion
     if known:
-        return f"{message} (known here: {', '.join(sorted(known))})"
-    return message
+        return f"{message} (known here: {', '.join(sorted(known))})", None
+    return message, None
 
 
 def _property_names(schema: Schema, nodes: list[SchemaNode]) -> set[str]:

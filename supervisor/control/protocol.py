@@ -6,7 +6,9 @@ Wire format (every message is one line of UTF-8 JSON terminated by ``\\n``):
   are ignored. A request line is at most ``MAX_REQUEST`` bytes; a longer one gets an error and the
   connection is closed. Several unary requests may be sent one after another on one connection.
 * Reply: ``{"ok": true, "result": <any JSON>}`` or ``{"ok": false, "error": "<one-line reason>"}``; an
-  error a client may want to tell apart from others also has ``"code"`` (``ERROR_CODES``).
+  error a client may want to tell apart from others also has ``"code"`` (``ERROR_CODES``). A bad
+  argument has code ``bad-argument`` and ``"problem"``: the diagnostic (``ConfigProblem``: the command
+  as ``file``, the argument as ``key``, the message and a suggestion when there is one).
 * Streaming commands (``events``, ``logs``) first reply ``{"ok": true, "stream": true}``,
   then send one ``{"item": <any JSON>}`` line per item. The stream lasts until the client disconnects.
   If the server ends it, the last line is ``{"end": true}`` (ended normally) or
@@ -16,9 +18,10 @@ Wire format (every message is one line of UTF-8 JSON terminated by ``\\n``):
 
 ``COMMANDS`` below is the catalogue of commands, their arguments and results; the server checks the
 arguments of every command listed there before calling its handler and fills in the defaults, so a
-handler always receives every argument of its command. Handlers raise ``ControlError(reason)`` for
-an expected failure (the reason goes to the client as is); any other exception is logged with its
-traceback and reported as ``"<cmd> failed: <Type>: <message>"``."""
+handler always receives every argument of its command. The checks are config's typed helpers
+(``supervisor.config.check``): an argument is reported as config keys are. Handlers raise
+``ControlError(reason)`` for an expected failure (the reason goes to the client as is); any other
+exception is logged with its traceback and reported as ``"<cmd> failed: <Type>: <message>"``."""
 
 from __future__ import annotations
 
@@ -29,6 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypedDict
 
+from supervisor.config.check import as_bool, as_enum, as_int, as_list, as_number, as_str, check_keys, describe
+from supervisor.config.errors import ConfigError, Problems
+from supervisor.config.keypath import KeyPath
 from supervisor.paths import Paths
 
 DEFAULT_SOCKET: Path = Paths().control_socket  # /run/corral/control.sock
@@ -42,7 +48,11 @@ LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 NOT_SET = "not-set"
-ERROR_CODES = {NOT_SET: "config.get: the key is known to the schema but has no value in the config in force"}
+BAD_ARGUMENT = "bad-argument"
+ERROR_CODES = {
+    NOT_SET: "config.get: the key is known to the schema but has no value in the config in force",
+    BAD_ARGUMENT: "an argument is missing, unknown or wrong; the reply's problem says which and why",
+}
 
 
 class ControlError(Exception):
@@ -50,12 +60,19 @@ class ControlError(Exception):
     or None) tells programs which failure it is.
 
     Handlers raise it for expected failures (``no such key: corral.foo``); the client raises it
-    when the server replied ``ok: false``."""
+    when the server replied ``ok: false``. ``problem`` is the diagnostic of a bad argument."""
 
-    def __init__(self, reason: str, code: str | None = None) -> None:
+    def __init__(self, reason: str, code: str | None = None, problem: ConfigError | None = None) -> None:
         self.reason = one_line(reason)
         self.code = code
+        self.problem = problem
         super().__init__(self.reason)
+
+
+def argument_error(problem: ConfigError) -> ControlError:
+    """A bad argument as the client is told: ``argument 'limit' of 'logs': expected ...``."""
+    reason = f"argument {problem.key!r} of {problem.file!r}: {problem.message}"
+    return ControlError(reason, BAD_ARGUMENT, problem)
 
 
 class ControlUnavailable(ControlError):
@@ -115,10 +132,12 @@ def ok_reply(result: Any) -> dict[str, Any]:
     return {"ok": True, "result": result}
 
 
-def error_reply(reason: str, code: str | None = None) -> dict[str, Any]:
+def error_reply(reason: str, code: str | None = None, problem: ConfigError | None = None) -> dict[str, Any]:
     reply: dict[str, Any] = {"ok": False, "error": one_line(reason)}
     if code is not None:
         reply["code"] = code
+    if problem is not None:
+        reply["problem"] = problem.to_dict()
     return reply
 
 
@@ -169,14 +188,37 @@ def parse_reply(message: Mapping[str, Any]) -> Any:
         if reason == PERMISSION_DENIED:
             raise ControlUnavailable(reason)
         code = message.get("code")
-        raise ControlError(reason, code if isinstance(code, str) else None)
+        raise ControlError(reason, code if isinstance(code, str) else None, _problem(message.get("problem")))
     raise ControlUnavailable(f"unexpected reply from the supervisor: {one_line(json.dumps(message), 200)}")
+
+
+def _problem(data: Any) -> ConfigError | None:
+    """The ``problem`` of an error reply, when it is one."""
+    if not isinstance(data, dict):
+        return None
+    file, key, message = data.get("file"), data.get("key"), data.get("message")
+    line, suggestion = data.get("line"), data.get("suggestion")
+    if not (isinstance(file, str) and isinstance(key, str) and isinstance(message, str)):
+        return None
+    return ConfigError(
+        file,
+        key,
+        message,
+        line if isinstance(line, int) else None,
+        suggestion if isinstance(suggestion, str) else None,
+    )
 
 
 # --- the command catalogue --------------------------------------------------------------------
 
-_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list"}
-_PLURAL_NAMES = {bool: "booleans", int: "integers", float: "numbers", str: "strings", list: "lists"}
+_SCALAR_CHECKS: dict[type, Callable[[Any, KeyPath, Problems], Any]] = {
+    bool: as_bool,
+    int: as_int,
+    float: as_number,  # an integer is taken as a number
+    str: as_str,
+}
+_PHRASES = {bool: "a boolean", int: "a whole number", float: "a number", str: "a string", list: "a list"}
+_PLURALS = {bool: "booleans", int: "whole numbers", float: "numbers", str: "strings", list: "lists"}
 
 
 @dataclass(frozen=True)
@@ -187,23 +229,37 @@ class Arg:
     required: bool = False
     default: Any = None
     item_type: type | None = None  # element type when ``list`` is allowed
+    low: int | None = None  # an integer's bounds
+    high: int | None = None
 
-    def check(self, cmd: str, value: Any) -> Any:
-        if value is None and not self.required:
+    def check(self, value: Any, problems: Problems) -> Any:
+        """The value checked (the default for an optional argument left out); what is wrong goes to
+        ``problems`` (the command's), under the argument's name."""
+        path: KeyPath = (self.name,)
+        if value is None:
+            if self.required:
+                problems.error(path, "required, but not given")
             return self.default
-        ok = any(
-            isinstance(value, t) and not (isinstance(value, bool) and t is not bool) for t in self.types
-        ) or (float in self.types and isinstance(value, int) and not isinstance(value, bool))
-        if ok and isinstance(value, list) and self.item_type is not None:
-            ok = all(isinstance(v, self.item_type) for v in value)
-        if not ok:
-            wanted = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in self.types)
+        if list in self.types and isinstance(value, list):
             if self.item_type is not None:
-                wanted += f" of {_PLURAL_NAMES.get(self.item_type, self.item_type.__name__ + 's')}"
-            raise ControlError(f"argument {self.name!r} of {cmd!r} must be {wanted}, not {json.dumps(value)}")
-        if float in self.types and isinstance(value, int):
-            return float(value)
-        return value
+                check = _SCALAR_CHECKS[self.item_type]
+                for i, item in enumerate(value):
+                    check(item, (*path, i), problems)
+            return value
+        if len(self.types) > 1:
+            if any(isinstance(value, t) and not isinstance(value, bool) for t in self.types):
+                return value
+            wanted = " or ".join(
+                f"a list of {_PLURALS[self.item_type]}" if t is list and self.item_type else _PHRASES[t]
+                for t in self.types
+            )
+            problems.error(path, f"expected {wanted}, got {describe(value)}")
+            return None
+        if self.types == (int,):
+            return as_int(value, path, problems, self.low, self.high)
+        if self.types == (list,):
+            return as_list(value, path, problems)
+        return _SCALAR_CHECKS[self.types[0]](value, path, problems)
 
 
 @dataclass(frozen=True)
@@ -214,48 +270,41 @@ class Command:
     args: tuple[Arg, ...] = ()
     streams: Literal["never", "follow", "always"] = "never"
     choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    check: Callable[[Mapping[str, Any]], None] | None = None  # rules across arguments; raises ControlError
+    check: Callable[[Mapping[str, Any], Problems], None] | None = None  # rules across arguments
 
     def check_args(self, args: Mapping[str, Any]) -> dict[str, Any]:
-        known = {a.name for a in self.args}
-        unknown = sorted(set(args) - known)
-        if unknown:
-            raise ControlError(f"unknown argument {unknown[0]!r} for {self.name!r}")
+        """The arguments checked and completed with defaults; ControlError (``bad-argument``, with the
+        diagnostic) for the first that is wrong."""
+        problems = Problems(self.name)
+        check_keys(args, (), problems, [a.name for a in self.args], what="argument")
         checked: dict[str, Any] = {}
         for arg in self.args:
-            if arg.required and args.get(arg.name) is None:
-                raise ControlError(f"{self.name!r} needs the argument {arg.name!r}")
-            checked[arg.name] = arg.check(self.name, args.get(arg.name))
+            checked[arg.name] = arg.check(args.get(arg.name), problems)
             allowed = self.choices.get(arg.name)
-            if allowed and checked[arg.name] is not None and checked[arg.name] not in allowed:
-                raise ControlError(
-                    f"argument {arg.name!r} of {self.name!r} must be one of {', '.join(allowed)}"
-                )
-        if self.check is not None:
-            self.check(checked)
+            if allowed and checked[arg.name] is not None:
+                as_enum(checked[arg.name], (arg.name,), problems, allowed)
+        if not problems.errors and self.check is not None:
+            self.check(checked, problems)
+        if problems.errors:
+            raise argument_error(problems.errors[0])
         return checked
 
 
-def _check_logs(args: Mapping[str, Any]) -> None:
+def _check_logs(args: Mapping[str, Any], problems: Problems) -> None:
     """What the types alone do not say about ``logs``'s arguments."""
-    if args["limit"] is not None and args["limit"] < 0:
-        raise ControlError("argument 'limit' of 'logs' must be 0 or more")
     if args["boot"] is not None and args["boot"] > 0:
-        raise ControlError("argument 'boot' of 'logs' must be 0 (this boot) or negative "
-                           "(-1: the boot before)")
+        problems.error(("boot",), "must be 0 (this boot) or negative (-1: the boot before)")
     if args["grep"] is not None:
         try:
             re.compile(args["grep"])
         except re.error as exc:
-            raise ControlError(f"argument 'grep' of 'logs' is not a valid regular expression: {exc}"
-                               ) from None
+            problems.error(("grep",), f"not a valid regular expression: {exc}")
     if args["follow"]:
         for name, value in (("until", args["until"]), ("reverse", args["reverse"] or None)):
             if value is not None:
-                raise ControlError(f"argument {name!r} of 'logs' cannot be used with 'follow'")
+                problems.error((name,), "cannot be used with 'follow'")
         if args["boot"]:
-            raise ControlError("argument 'boot' of 'logs' must be 0 with 'follow' "
-                               "(only this boot has new records)")
+            problems.error(("boot",), "must be 0 with 'follow' (only this boot has new records)")
 
 
 def _commands(*commands: Command) -> dict[str, Command]:
@@ -333,7 +382,7 @@ COMMANDS: dict[str, Command] = _commands(
             Arg("since", (float,), "only records at or after this time (Unix seconds)"),
             Arg("until", (float,), "only records at or before this time (Unix seconds); not with follow"),
             Arg("unit", (str, list), "only records of this unit, or of any of these units", item_type=str),
-            Arg("limit", (int,), "only the last N matching records (follow: of the backlog)"),
+            Arg("limit", (int,), "only the last N matching records (follow: of the backlog)", low=0),
             Arg("level", (str,), "only records at this level or above"),
             Arg("grep", (str,), "only records whose message matches this regular expression (Python re; "
                 "case-insensitive unless it has a capital letter)"),
@@ -489,12 +538,13 @@ def kind_matches(kinds: Iterable[str] | None, kind: str) -> bool:
 
 
 class ConfigProblem(TypedDict):
-    """supervisor.config.errors.ConfigError.to_dict()."""
+    """supervisor.config.errors.ConfigError.to_dict(): also a bad argument's ``problem``."""
 
-    file: str  # a path, or a pseudo-source such as "cmdline"
+    file: str  # a path, or a pseudo-source such as "cmdline" (a bad argument: the command)
     key: str  # dotted key path such as corral.log.level; "(document)" for the document as a whole
     message: str
     line: int | None
+    suggestion: str | None  # what was probably meant ("did you mean"): a key path, or a value
 
 
 class ConfigStatus(TypedDict):

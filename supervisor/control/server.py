@@ -259,7 +259,7 @@ class ControlServer:
         try:
             args = protocol.check_args(cmd, request.args)
         except ControlError as exc:
-            await self._send(writer, protocol.error_reply(exc.reason))
+            await self._send(writer, protocol.error_reply(exc.reason, exc.code, exc.problem))
             return True
         spec = protocol.COMMANDS.get(cmd)
         if spec is not None and spec.streams != "never":
@@ -284,7 +284,7 @@ class ControlServer:
             return protocol.encode(protocol.ok_reply(result))
         except ControlError as exc:
             log.info("control command refused", cmd=cmd, reason=exc.reason)
-            return protocol.encode(protocol.error_reply(exc.reason, exc.code))
+            return protocol.encode(protocol.error_reply(exc.reason, exc.code, exc.problem))
         except Exception as exc:
             log.exception("control command failed", cmd=cmd)
             return protocol.encode(protocol.error_reply(f"{cmd} failed: {protocol.describe_exception(exc)}"))
@@ -320,7 +320,7 @@ class ControlServer:
             return
         except ControlError as exc:
             log.info("control stream refused", cmd=cmd, reason=exc.reason)
-            await self._send_quietly(writer, protocol.error_reply(exc.reason, exc.code))
+            await self._send_quietly(writer, protocol.error_reply(exc.reason, exc.code, exc.problem))
         except Exception as exc:
             log.exception("control stream failed", cmd=cmd)
             await self._send_quietly(
