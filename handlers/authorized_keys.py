@@ -87,6 +87,7 @@ class AuthorizedKeysWriter:
 
     name = "authorized-keys"
     kinds: tuple[type[Event], ...] = (ConfigChanged,)
+    config_keys: tuple[str, ...] | None = (CONFIG_KEY,)
 
     def __init__(self, paths: Paths, config: Callable[[], Mapping[str, Any]]) -> None:
         self.path = keys_path(paths)

@@ -252,6 +252,7 @@ class ContainersHandler:
     name = NAME
     kinds: tuple[type[Event], ...] = (ContainerEvent, ConfigChanged, DockerdState, TimerFired, ImagesChanged,
                                       MountChanged)
+    config_keys: tuple[str, ...] | None = ("corral.services", "corral.services_include", "corral.environment")
 
     def __init__(
         self,

@@ -111,6 +111,7 @@ def split_by_lookup(aliases: Sequence[str], found: Mapping[str, Lookup] | None
 class DevicesHandler:
     name = "devices"
     kinds: tuple[type[Event], ...] = (UEvent,)
+    config_keys: tuple[str, ...] | None = ("corral.modules",)
 
     def __init__(self, processes: ProcessManager, bus: Bus, *, modprobe: Sequence[str] = ("modprobe",),
                  concurrency: int = 8, scan: Callable[[], list[str]] = scan_modaliases,

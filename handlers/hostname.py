@@ -149,6 +149,7 @@ class HostnameKeeper:
 
     name = "hostname"
     kinds: tuple[type[Event], ...] = (ConfigChanged,)
+    config_keys: tuple[str, ...] | None = (CONFIG_KEY,)
 
     def __init__(self, paths: Paths, config: Callable[[], Mapping[str, Any]],
                  kernel: Kernel | None = None) -> None:

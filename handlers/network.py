@@ -133,6 +133,7 @@ class NetworkHandler:
 
     name = "network"
     kinds: tuple[type[Event], ...] = (*NETWORK_EVENTS, ConfigChanged)
+    config_keys: tuple[str, ...] | None = ("network", "corral.network")  # netplan's, RancherOS's
 
     def __init__(
         self,

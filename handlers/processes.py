@@ -80,6 +80,7 @@ class ProcessKeeper:
 
     name = "processes"
     kinds: tuple[type[Event], ...] = (ProcessExited, TimerFired)
+    config_keys: tuple[str, ...] | None = ()  # no config: the specs are given by its users
 
     def __init__(self, processes: ProcessManager, bus: Bus, grace: float = 10.0) -> None:
         self.processes = processes

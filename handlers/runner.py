@@ -18,17 +18,33 @@ import structlog
 
 from supervisor.backoff import Backoff
 from supervisor.bus import Bus, Subscription
-from supervisor.events import Event, HandlerFailed, Resync
+from supervisor.events import ConfigChanged, Event, HandlerFailed, Resync
 from supervisor.tasks import spawn_task
 
 
 class Reconciler(Protocol):
-    """What the runner drives. ``kinds`` are the event types that mark it dirty."""
+    """What the runner drives. ``kinds`` are the event types that mark it dirty. ``config_keys`` are the
+    config key paths its desired state comes from: a ``ConfigChanged`` that changed none of them does
+    not wake it (None: every config change does)."""
 
     name: str
     kinds: tuple[type[Event], ...]
+    config_keys: tuple[str, ...] | None
 
     async def reconcile(self, full: bool) -> None: ...
+
+
+def concerns(keys: tuple[str, ...] | None, changed: tuple[str, ...]) -> bool:
+    """Whether a config change of the key paths ``changed`` (``hostname``, ``corral.network``) touches
+    any of ``keys``: the same path, one under the other, or a change that names no path."""
+    if keys is None or not changed:
+        return True
+    return any(c == k or c.startswith(k + ".") or k.startswith(c + ".") for c in changed for k in keys)
+
+
+def wakes(reconciler: Reconciler, event: Event) -> bool:
+    """Whether ``event`` marks ``reconciler`` dirty (every event but a config change of other keys)."""
+    return not isinstance(event, ConfigChanged) or concerns(reconciler.config_keys, event.changed)
 
 
 class InjectedFailure(RuntimeError):
@@ -39,6 +55,7 @@ class InjectedFailure(RuntimeError):
 class RunnerStats:
     reconciles: int = 0
     events: int = 0
+    skipped: int = 0  # wake-ups that needed no reconcile (a config change of other keys)
     failures: int = 0
     restarts: int = 0
     last_error: str | None = None
@@ -97,14 +114,14 @@ class HandlerRunner:
 
     async def _run(self) -> None:
         while True:
-            first = await self._sub.get()
-            full = isinstance(first, Resync)
-            count = 1
+            events = [await self._sub.get()]
             while (more := self._sub.get_nowait()) is not None:
-                full = full or isinstance(more, Resync)
-                count += 1
-            self.stats.events += count
-            await self._reconcile_once(full)
+                events.append(more)
+            self.stats.events += len(events)
+            if not any(wakes(self.reconciler, e) for e in events):
+                self.stats.skipped += 1  # config changes of keys it does not read
+                continue
+            await self._reconcile_once(any(isinstance(e, Resync) for e in events))
 
     async def _reconcile_once(self, full: bool) -> None:
         self.stats.state = "reconciling"
@@ -137,6 +154,7 @@ class HandlerRunner:
         s = self.stats
         return {
             "name": self.name, "state": s.state, "reconciles": s.reconciles, "events": s.events,
+            "skipped": s.skipped,
             "failures": s.failures, "restarts": s.restarts, "last_error": s.last_error,
             "pending": self._sub.pending(), "dropped": self._sub.dropped,
         }

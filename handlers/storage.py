@@ -151,6 +151,7 @@ def mounted_or_why(rule: MountRule, known: Mapping[str, Known], held: Mapping[He
 class StorageHandler:
     name = "storage"
     kinds: tuple[type[Event], ...] = (BlockEvent, ConfigChanged)
+    config_keys: tuple[str, ...] | None = ("mounts", "corral.state")
 
     def __init__(self, processes: ProcessManager, bus: Bus, *, rules: Sequence[MountRule] = (),
                  config: RulesSource | None = None, observer: Observer | None = None,

@@ -191,6 +191,7 @@ class Udevd:
 
     name = NAME
     kinds: tuple[type[Event], ...] = (ConfigChanged,)
+    config_keys: tuple[str, ...] | None = ("corral.udev",)
 
     def __init__(self, processes: ProcessManager, keeper: ProcessKeeper, cfg: UdevdConfig, *,
                  sandbox: bool = False, run_dir: Path = UDEV_RUN, udevadm: str | None = None,

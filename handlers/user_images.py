@@ -29,6 +29,7 @@ log = structlog.get_logger("handlers.user_images")
 class UserImagesHandler:
     name = "user-images"
     kinds: tuple[type[Event], ...] = (EventStreamState,)
+    config_keys: tuple[str, ...] | None = ()  # no config
 
     def __init__(self, socket: Path, paths: Paths, connected: Callable[[], bool],
                  runtime_factory: Callable[[Path], Runtime] = Runtime) -> None:

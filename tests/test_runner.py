@@ -1,14 +1,15 @@
 import asyncio
 
-from handlers.runner import HandlerRunner
+from handlers.runner import HandlerRunner, concerns
 from supervisor.backoff import Backoff
 from supervisor.bus import Bus
-from supervisor.events import Event, TimerFired
+from supervisor.events import ConfigChanged, Event, TimerFired
 
 
 class Recorder:
     name = "rec"
     kinds: tuple[type[Event], ...] = (TimerFired,)
+    config_keys: tuple[str, ...] | None = None
 
     def __init__(self, fail: int = 0, hold: asyncio.Event | None = None) -> None:
         self.calls: list[bool] = []
@@ -70,4 +71,36 @@ async def test_injected_failures() -> None:
     assert runner.stats.failures == 100
     assert runner.stats.state == "idle"
     assert len(rec.calls) >= 2  # it reconciled again after the injected failures
+    await runner.stop()
+
+
+def test_concerns_matches_key_paths_either_way() -> None:
+    keys = ("network", "corral.network")
+    assert concerns(keys, ("corral.network",)) and concerns(keys, ("network",))
+    assert concerns(keys, ("corral",))  # the whole corral: map changed
+    assert concerns(("corral.state.dev",), ("corral.state",))
+    assert not concerns(keys, ("hostname", "corral.log"))
+    assert not concerns(keys, ("corral.networks",))  # a prefix of the text is not a parent
+    assert concerns(None, ("hostname",)) and concerns(keys, ())  # no keys given / no paths named: always
+
+
+async def test_a_config_change_of_other_keys_does_not_wake_it() -> None:
+    """`config set hostname x` must not make the network reconciler dump netlink (issue 12)."""
+    bus = Bus()
+    rec = Recorder()
+    rec.kinds = (ConfigChanged, TimerFired)
+    rec.config_keys = ("corral.network",)
+    runner = HandlerRunner(bus, rec, Backoff(cap=0.01))
+    runner.start()
+    await settle(runner)
+    assert rec.calls == [True]
+    bus.publish(ConfigChanged(generation=2, changed=("hostname",)))
+    await settle(runner)
+    assert rec.calls == [True] and runner.stats.skipped == 1
+    bus.publish(ConfigChanged(generation=3, changed=("hostname", "corral.network")))
+    await settle(runner)
+    assert rec.calls == [True, False]
+    bus.publish(TimerFired(name="t"))  # its other events still do
+    await settle(runner)
+    assert rec.calls == [True, False, False]
     await runner.stop()
