@@ -141,8 +141,7 @@ class NetworkHandler:
         bus: Bus,
         netlink: Netlink,
         dhcp: DhcpManager,
-        config: Callable[[], Mapping[str, Any]],
-        generation: Callable[[], int],
+        network: Callable[[], NetworkConfig],
         state_dir: Path,
         resolv_conf: Path,
         run_hook: HookRunner | None = None,
@@ -150,15 +149,13 @@ class NetworkHandler:
         self.bus = bus
         self.netlink = netlink
         self.dhcp = dhcp
-        self._config = config
-        self._generation = generation
+        self._network = network  # the network config in force (parsed once per generation, off the loop)
         self.state_dir = state_dir
         self.resolv_conf = resolv_conf
         self._run_hook = run_hook
         self.owned = Owned()
         self.dns_written: Dns | None = None
         self._lock = asyncio.Lock()
-        self._parsed: tuple[int, NetworkConfig | None] | None = None
         self._try: _Try | None = None
         self._retry = Backoff(initial=1.0, cap=60.0, first=1.0, reset_after=120.0)
         self._retry_handle: asyncio.TimerHandle | None = None
@@ -215,18 +212,10 @@ class NetworkHandler:
             self._retry_handle = None
 
     # ---- desired -----------------------------------------------------------------------------------
-    def desired(self) -> NetworkConfig | None:
-        if self._try is not None:
-            return self._try.config
-        generation = self._generation()
-        if self._parsed is None or self._parsed[0] != generation:
-            parsed = parse_config(self._config())
-            if not parsed.ok:  # the config store rejects such configs; keep the last good one
-                log.error("network config invalid; keeping the last good one",
-                          errors=[str(e) for e in parsed.errors])
-                return self._parsed[1] if self._parsed is not None else None
-            self._parsed = (generation, parsed.config)
-        return self._parsed[1]
+    def desired(self) -> NetworkConfig:
+        """The network config a round applies: a `net try` candidate while one is pending, else the
+        config in force."""
+        return self._try.config if self._try is not None else self._network()
 
     # ---- the reconcile ------------------------------------------------------------------------------
     async def reconcile(self, full: bool) -> None:
@@ -271,8 +260,6 @@ class NetworkHandler:
         t0 = time.monotonic()
         rnd = Round(reason, started)
         desired = self.desired()
-        if desired is None:
-            return rnd
         snap = await self.netlink.observe()
         rnd.attempts = snap.attempts
         await self.dhcp.sync(snap.links)
@@ -440,8 +427,6 @@ class NetworkHandler:
     async def preview(self, config: NetworkConfig | None = None) -> tuple[list[Op], Observed, NetworkConfig]:
         """What a reconcile would do now (with ``config`` instead of the desired one), applying nothing."""
         desired = config if config is not None else self.desired()
-        if desired is None:
-            raise NetworkError("no network config in force")
         snap = await self.netlink.observe()
         observed = await self._observe(snap)
         return plan(Desired(desired, self.dhcp.leases()), observed), observed, desired

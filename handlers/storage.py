@@ -48,7 +48,7 @@ from storage.resolve import (
     parse_device_spec,
     resolve_path,
 )
-from storage.rules import MS_RDONLY, MountRule, StorageRules, parse_storage
+from storage.rules import MS_RDONLY, MountRule, StorageRules
 from supervisor import mounts as sysmounts
 from supervisor.bus import Bus
 from supervisor.events import ConfigChanged, Event
@@ -98,7 +98,8 @@ class StorageStats:
     notes: list[str] = field(default_factory=list)
 
 
-RulesSource = Callable[[], Mapping[str, Any]]
+RulesSource = Callable[[], StorageRules]
+"""The storage rules of the config in force (parsed once per generation by the config store)."""
 
 
 def with_requested(rules: Sequence[MountRule], requested: set[str]) -> tuple[MountRule, ...]:
@@ -157,9 +158,9 @@ class StorageHandler:
                  config: RulesSource | None = None, observer: Observer | None = None,
                  fsck: Sequence[str] = ("fsck",), blkid: Sequence[str] = ("blkid",),
                  root: Path = Path("/")) -> None:
-        """``rules`` are used as given; with ``config`` (a function returning the config in force) the
-        rules are parsed from it at each config change (invalid rules: the last good ones stay).
-        ``root`` is where rule paths live (the sandbox's directory; "/" on a real host)."""
+        """``rules`` are used as given; with ``config`` (a function returning the storage rules of the
+        config in force) they follow it at each config change. ``root`` is where rule paths live (the
+        sandbox's directory; "/" on a real host)."""
         self.root = root
         self.processes = processes
         self.bus = bus
@@ -167,7 +168,6 @@ class StorageHandler:
         self.observer = observer or Observer(Prober(processes, blkid))
         self.fsck = tuple(fsck)
         self.rules: tuple[MountRule, ...] = tuple(rules)
-        self.rule_errors: list[str] = []
         self.known: dict[str, Known] = {}
         self.held: dict[Held, str] = {}  # (path, device, diskseq) -> why
         self.suppressed: dict[str, Suppressed] = {}  # rule path -> the mount unmounted on request
@@ -193,17 +193,9 @@ class StorageHandler:
     def _load_rules(self) -> None:
         assert self.config is not None
         current = self.config()
-        if current is self._config_seen:
-            return
-        self._config_seen = current
-        parsed = parse_storage(current)
-        if parsed.rules is None:
-            self.rule_errors = [str(e) for e in parsed.errors]
-            for error in self.rule_errors:
-                log.error("storage rules rejected; keeping the last good ones", error=error)
-            return
-        self.rule_errors = []
-        self.set_rules(parsed.rules.mounts)
+        if current is not self._config_seen:  # a new generation's rules (the same object otherwise)
+            self._config_seen = current
+            self.set_rules(current.mounts)
 
     @classmethod
     def from_rules(cls, processes: ProcessManager, bus: Bus, rules: StorageRules,
@@ -235,7 +227,7 @@ class StorageHandler:
         self.stats.reconciles += 1
         names, changed, everything = self._drain()
         if self.config is not None and (full or everything):
-            self._load_rules()  # rules change only with the config (reading it copies it whole)
+            self._load_rules()  # rules change only with the config
         if not self.rules and not self.known:
             self._stale = True  # events were not looked at: look at everything next time
             return  # no rules, nothing of ours mounted: nothing to look at
@@ -521,7 +513,6 @@ class StorageHandler:
             "rules": [{"key": r.key, "match": r.match.describe(), "path": r.path,
                        "fstype": r.fstype or "auto", "options": r.options.text, "fsck": r.fsck,
                        "on_remove": r.on_remove, "auto": r.auto} for r in self.rules],
-            "rule_errors": list(self.rule_errors),
             "mounts": [{"path": k.path, "device": k.devname, "fstype": k.fstype, "rule": k.rule,
                         "diskseq": k.diskseq} for k in sorted(self.known.values(), key=lambda k: k.path)],
             "held": [{"path": p, "device": d, "diskseq": q, "reason": why}

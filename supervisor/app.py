@@ -23,7 +23,7 @@ from supervisor import __version__, prefetch, signals
 from supervisor.boot.context import BootContext, Runners, StopRegistry
 from supervisor.boot.storage import StorageServices
 from supervisor.bus import Bus
-from supervisor.domain_checks import config_store
+from supervisor.domain_checks import Domains, config_store
 from supervisor.emergency import emergency_shell, open_console
 from supervisor.events import ConfigChanged, Phase, SignalReceived
 from supervisor.journal import Journal
@@ -83,7 +83,8 @@ class Supervisor:
             bus=self.bus, processes=self.processes, journal=self.journal, paths=self.paths,
             sandbox=self.options.sandbox, config=lambda: self.config.current,
             generation=lambda: self.config.generation, runners=self.runners, stops=self.stops,
-            reload=self.reload, degrade=self.state.degrade, clear=self.state.clear)
+            reload=self.reload, domains=Domains(self.config), degrade=self.state.degrade,
+            clear=self.state.clear)
         self.timers: list[Timer] = []
         self.keeper = ProcessKeeper(self.processes, self.bus)
         self.storage = StorageServices()

@@ -1,45 +1,72 @@
-"""The domains' own checks of a whole config, run by the config store after the schema passes.
+"""The domains' own checks of a whole config, run by the config store after the schema passes, and the
+typed domain configs they parse, kept with each generation.
 
 A bad unit or a bad address then rejects the config whole, like any schema error, and the last good
 config stays in force: no handler ever sees a config it cannot apply. ``config_store`` builds the store
 with them: the supervisor's, and the one `corral config validate` uses without a supervisor, are the
-same."""
+same. A generation is parsed once, by these checks (in the store's thread, off the loop); ``Domains``
+gives the reconcilers what they parsed, typed."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import replace
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
+from netconf.model import NetworkConfig
 from netconf.parse import parse_config
-from storage.rules import parse_storage
-from supervisor.config.errors import ConfigError
-from supervisor.config.store import ConfigStore, DomainCheck, Source
+from storage.rules import StorageRules, parse_storage
+from supervisor.config.store import Checked, ConfigStore, DomainCheck, Source
 from supervisor.paths import Paths
-from units.loader import load_units
+from units.loader import Loaded, load_units
 
-Found = tuple[Sequence[ConfigError], Sequence[ConfigError]]
 FROM_CONFIG = "<config>"  # the units loader's name for the config, replaced by the file that gave each key
+NETWORK, STORAGE, UNITS = "network", "storage", "units"
+T = TypeVar("T")
 
 
-def domain_checks(paths: Paths) -> list[DomainCheck]:
-    def units(config: Mapping[str, Any], source: Source) -> Found:
+def domain_checks(paths: Paths) -> dict[str, DomainCheck]:
+    def units(config: Mapping[str, Any], source: Source) -> Checked:
         loaded = load_units(config, unit_dirs=[paths.units_dir], source=FROM_CONFIG)
         # each error on a key of the config names the file that gave that key (a unit file's own
         # errors name the unit file)
-        return [replace(e, file=source(e.key)) if e.file == FROM_CONFIG else e for e in loaded.errors], ()
+        errors = [replace(e, file=source(e.key)) if e.file == FROM_CONFIG else e for e in loaded.errors]
+        return Checked(errors, (), loaded)
 
-    def network(config: Mapping[str, Any], source: Source) -> Found:
+    def network(config: Mapping[str, Any], source: Source) -> Checked:
         parsed = parse_config(config, source)
-        return parsed.errors, parsed.warnings
+        return Checked(parsed.errors, parsed.warnings, parsed.config)
 
-    def storage(config: Mapping[str, Any], source: Source) -> Found:
+    def storage(config: Mapping[str, Any], source: Source) -> Checked:
         parsed = parse_storage(config, source)
-        return parsed.errors, parsed.warnings
+        return Checked(parsed.errors, parsed.warnings, parsed.rules)
 
-    return [units, network, storage]
+    return {UNITS: units, NETWORK: network, STORAGE: storage}
 
 
 def config_store(paths: Paths, cmdline_text: str | None = None) -> ConfigStore:
     """The config store with every domain check (``cmdline_text`` None: read ``paths.cmdline_file``)."""
     return ConfigStore(paths, cmdline_text=cmdline_text, checks=domain_checks(paths))
+
+
+@dataclass(frozen=True)
+class Domains:
+    """The typed domain configs of the config in force, as the store's checks parsed them (once per
+    generation). A config in force passed its checks, so each is there."""
+
+    store: ConfigStore
+
+    def network(self) -> NetworkConfig:
+        return _typed(self.store.parsed(NETWORK), NetworkConfig)
+
+    def storage(self) -> StorageRules:
+        return _typed(self.store.parsed(STORAGE), StorageRules)
+
+    def units(self) -> Loaded:
+        return _typed(self.store.parsed(UNITS), Loaded)
+
+
+def _typed(value: object, kind: type[T]) -> T:
+    if not isinstance(value, kind):
+        raise TypeError(f"the config in force has no {kind.__name__} (got {type(value).__name__})")
+    return value

@@ -18,7 +18,7 @@ from structlog.testing import capture_logs
 
 from handlers.network import NetworkError, NetworkHandler, candidate_config
 from netconf.apply import apply, describe, lease_lifetime
-from netconf.model import DhcpOptions, Dns, Route
+from netconf.model import DhcpOptions, Dns, NetworkConfig, Route
 from netconf.netlink import Snapshot, route_kwargs
 from netconf.observed import (
     RTPROT_DHCP,
@@ -31,6 +31,7 @@ from netconf.observed import (
     RouteEntry,
 )
 from netconf.ops import AddAddress, AddRoute, CreateLink, RemoveAddress, RenameLink, SetMtu, SetUp, WriteDns
+from netconf.parse import parse_config
 from supervisor.bus import Bus
 from supervisor.events.netlink import NetworkApplied, NetworkPoke, NetworkTry
 
@@ -170,9 +171,16 @@ class World:
 
         self.handler = NetworkHandler(
             bus=self.bus, netlink=self.kernel, dhcp=self.dhcp,  # type: ignore[arg-type]
-            config=lambda: self.config, generation=lambda: self.generation,
+            network=self.network,
             state_dir=tmp / "state", resolv_conf=tmp / "etc" / "resolv.conf", run_hook=run_hook,
         )
+
+    def network(self) -> NetworkConfig:
+        """What the config store's network check parsed for the config in force (a test's configs are
+        valid, as the store guarantees)."""
+        parsed = parse_config(self.config)
+        assert parsed.config is not None, parsed.errors
+        return parsed.config
 
     def set_config(self, config: dict[str, Any]) -> None:
         self.config = config

@@ -17,6 +17,7 @@ import structlog
 from handlers.runner import HandlerRunner, Reconciler
 from supervisor.backoff import Backoff
 from supervisor.bus import Bus
+from supervisor.domain_checks import Domains
 from supervisor.journal import Journal
 from supervisor.paths import Paths
 from supervisor.process import ProcessManager
@@ -94,6 +95,7 @@ class BootContext:
     runners: Runners
     stops: StopRegistry
     reload: Callable[[], Coroutine[Any, Any, Any]]  # re-read the config (units' io.corral.reloadconfig)
+    domains: Domains  # each domain's typed config of the config in force, parsed once per generation
     degrade: Callable[[str, str], None]  # mark the boot degraded: (source, reason)
     clear: Callable[[str], None]  # clear one source's degradation
 

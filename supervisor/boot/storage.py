@@ -92,7 +92,7 @@ async def start_storage(ctx: BootContext, services: StorageServices, *, target: 
     if find_state:
         services.state = await prepare_state(state_rule, observer, ctx.processes, ctx.bus, target)
     mounted = services.state is not None and services.state.outcome in ("found", "formatted")
-    storage = StorageHandler(ctx.processes, ctx.bus, config=ctx.config, observer=observer,
+    storage = StorageHandler(ctx.processes, ctx.bus, config=ctx.domains.storage, observer=observer,
                              root=ctx.paths.prefix)
     services.storage = storage
     ctx.add_handler(storage, initial_full=True)

@@ -162,8 +162,6 @@ def render(status: Any) -> str:
         lines.extend(table(["RULE", "MATCH", "PATH", "OPTIONS", "NOW"], rows, indent="          "))
     for note in storage.get("notes") or []:
         lines.append(f"note:     {note}")
-    for error in storage.get("rule_errors") or []:
-        lines.append(f"error:    {error}")
     udev = status.get("udev")
     if isinstance(udev, dict):
         lines.append(f"udev:     source {udev.get('source')}, {udev.get('received', 0)} events, "

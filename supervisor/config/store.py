@@ -68,6 +68,8 @@ class LoadResult:
     changed: list[str] = field(default_factory=list)
     overriding: dict[str, str] = field(default_factory=dict)
     """The sources above the user's config (cmdline, datasource files) -> what that layer is."""
+    parsed: dict[str, object] = field(default_factory=dict)
+    """Each domain's typed config, as its check parsed it (domain name -> object)."""
 
     @property
     def ok(self) -> bool:
@@ -94,9 +96,19 @@ class ReloadResult(NamedTuple):
 Source = Callable[[str], str]
 """Maps a key path to the file (or layer) that most likely gave it, for naming errors."""
 
-DomainCheck = Callable[[Mapping[str, Any], Source], tuple[Sequence[ConfigError], Sequence[ConfigError]]]
-"""A domain's own check of the whole merged config (units, network): returns (errors, warnings).
-It runs only once the schema is satisfied; an error rejects the config like any schema error."""
+@dataclass(frozen=True)
+class Checked:
+    """What a domain's check of a whole config found, and the domain's typed config it parsed (kept with
+    the generation it was made for: the domain's reconciler reads it instead of parsing again)."""
+
+    errors: Sequence[ConfigError] = ()
+    warnings: Sequence[ConfigError] = ()
+    parsed: object = None
+
+
+DomainCheck = Callable[[Mapping[str, Any], Source], Checked]
+"""A domain's own check of the whole merged config (units, network, storage). It runs only once the
+schema is satisfied; an error rejects the config like any schema error."""
 
 
 class ConfigStore:
@@ -108,10 +120,10 @@ class ConfigStore:
         cmdline_text: str | None = None,
         *,
         registry: DatasourceRegistry | None = None,
-        checks: Sequence[DomainCheck] = (),
+        checks: Mapping[str, DomainCheck] | None = None,
     ) -> None:
         self.paths = paths
-        self._checks = tuple(checks)
+        self._checks = dict(checks or {})
         self._cmdline_text = cmdline_text
         self._schema = Schema()
         self._validator = Validator(self._schema)
@@ -122,6 +134,7 @@ class ConfigStore:
             (lay.source, lay.data) for lay in self._default_layers
         )
         self._current: dict[str, Any] = self._defaults
+        self._parsed: dict[str, object] = {}  # each domain's typed config of the config in force
         self.generation = 0
         self.last_errors: list[ConfigError] = []  # why the last load was rejected; [] when accepted
         self.last_warnings: list[ConfigError] = []
@@ -147,6 +160,16 @@ class ConfigStore:
         """A copy of the config in force."""
         with self._lock:
             return copy.deepcopy(self._current)
+
+    def parsed(self, domain: str) -> object:
+        """The typed config of ``domain`` in the config in force, as its check parsed it when that config
+        was accepted (parsed once per generation; before the first load, the defaults', parsed now)."""
+        with self._lock:
+            if domain not in self._parsed:
+                provenance = self._provenance
+                checked = self._checks[domain](self._current, lambda key: _attribute(key, provenance))
+                self._parsed[domain] = checked.parsed
+            return self._parsed[domain]
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -240,6 +263,7 @@ class ConfigStore:
             changed = changed_keys(self._current, result.config)
             if changed:
                 self._current = result.config
+                self._parsed = result.parsed
                 self.generation += 1
             self._provenance = result.provenance
             return replace(result, changed=changed)
@@ -299,10 +323,13 @@ class ConfigStore:
         if not errors:  # every datasource listed, also one a datasource lists (read, but not followed)
             errors.extend(e for e in self._datasource_specs(config, provenance) if isinstance(e, ConfigError))
         if not errors:
-            for check in self._checks:
-                found_errors, found_warnings = check(config, lambda key: _attribute(key, provenance))
-                errors.extend(found_errors)
-                warnings.extend(found_warnings)
+            parsed: dict[str, object] = {}
+            for domain, check in self._checks.items():
+                checked = check(config, lambda key: _attribute(key, provenance))
+                errors.extend(checked.errors)
+                warnings.extend(checked.warnings)
+                parsed[domain] = checked.parsed
+            return LoadResult(config, errors, warnings, provenance, parsed=parsed)
         return LoadResult(config, errors, warnings, provenance)
 
     def _file_paths(self) -> list[Path]:
