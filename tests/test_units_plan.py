@@ -9,7 +9,7 @@ from collections.abc import Mapping
 import pytest
 
 from units.loader import build_units, parse_unit_text
-from units.model import LABEL_HASH, LABEL_UNIT, Scope, Unit
+from units.model import LABEL_HASH, LABEL_UNIT, RestartSpec, Scope, Unit
 from units.plan import (
     Create,
     ObservedContainer,
@@ -17,10 +17,11 @@ from units.plan import (
     Remove,
     Stop,
     Wait,
+    decide_exit,
     plan,
     sync_policies,
 )
-from units.policy import EXITED, FAILED, RESTARTING, UnitPolicy
+from units.policy import EXITED, FAILED, RESTARTING, Decision, UnitPolicy
 from units.spec import config_hash
 
 IMAGE_ID = "sha256:1111"
@@ -289,6 +290,40 @@ def test_sync_policies_feeds_the_policies_then_plan_restarts() -> None:
     policies["web"].on_started(5.0)
     assert sync_policies(units, observed, policies, now=9.0)["cache"].state == EXITED
     assert plan(units, observed, policies, now=9.0) == []
+
+
+def test_decide_exit_is_the_one_decision_of_an_exit() -> None:
+    """What `die` events (the runtime's fast path) and the listing (sync_policies) both call."""
+    units = units_from(THREE)
+    web = units["web"]
+    policy = UnitPolicy(web.restart, clock=lambda: 0.0)
+    assert decide_exit(policy, container(web, "exited", exit_code=1), 1.0) is None  # never started
+    policy.on_started(1.0)
+    assert decide_exit(policy, container(web), 2.0) is None  # it still runs
+    first = decide_exit(policy, container(web, "exited", exit_code=137), 3.0)
+    assert first == Decision(True, 0.0, RESTARTING) and first.at_once
+    assert policy.last_exit == 137 and policy.next_start == 3.0
+    assert decide_exit(policy, container(web, "exited", exit_code=137), 3.0) is None  # decided once
+    policy.on_started(3.0)
+    second = decide_exit(policy, None, 4.0)  # the container is gone: an unknown exit, a failure
+    assert second is not None and second.restart and not second.at_once and second.delay == pytest.approx(0.1)
+    assert policy.last_exit is None
+    # The run time: the container's own when it shows one, else the policy's clock since the start.
+    policy.on_started(100.0)
+    timed = ObservedContainer("id-web", "web", {}, "exited", 1, started_at=10.0, finished_at=30.0)
+    assert decide_exit(policy, timed, 101.0) == Decision(True, 0.0, RESTARTING)  # ran 20 s: starts over
+    # `no` and `on-failure` after exit 0: no restart; on-failure:N gives up.
+    cache = UnitPolicy(units["cache"].restart)
+    cache.on_started(0.0)
+    assert decide_exit(cache, container(units["cache"], "exited", exit_code=0), 1.0) == Decision(
+        False, 0.0, EXITED)
+    limited = UnitPolicy(RestartSpec("on-failure", 1))
+    limited.on_started(0.0)
+    assert decide_exit(limited, container(web, "exited", exit_code=0), 1.0) == Decision(False, 0.0, EXITED)
+    limited.on_started(1.0)
+    assert decide_exit(limited, container(web, "exited", exit_code=1), 1.5) == Decision(True, 0.0, RESTARTING)
+    limited.on_started(1.5)
+    assert decide_exit(limited, container(web, "exited", exit_code=1), 2.0) == Decision(False, 0.0, FAILED)
 
 
 def test_container_removed_behind_corrals_back_is_recreated() -> None:

@@ -14,6 +14,7 @@ from units.policy import (
     RESTARTING,
     RUNNING,
     STOPPED,
+    Decision,
     UnitPolicy,
     make_policies,
     remembered_stops,
@@ -224,3 +225,9 @@ def test_status_is_plain_data() -> None:
         "last_exit": 7,
         "next_start": pytest.approx(clock.now + 0.1),
     }
+
+
+def test_decision_at_once_is_a_restart_without_delay() -> None:
+    assert Decision(True, 0.0, RESTARTING).at_once
+    assert not Decision(True, 0.1, RESTARTING).at_once
+    assert not Decision(False, 0.0, EXITED).at_once

@@ -4,7 +4,8 @@
 which); ``policies`` the units' ``UnitPolicy`` objects (read, never changed here). The runtime calls
 ``sync_policies`` first (so every stop it has not heard of yet reaches the policy), then ``plan``, then
 carries out the actions in order and reports back to the policies (``on_started`` after a Start,
-``on_start_failed`` when a Create, Recreate or Start fails).
+``on_start_failed`` when a Create, Recreate or Start fails). An exit is decided in one place,
+``decide_exit``, whether the reconcile sees it or the runtime's fast path (a ``die`` event) does.
 
 Rules:
 
@@ -220,14 +221,29 @@ def sync_policies(
         if policy.fresh and container is not None and container.state in ACTIVE:
             policy.on_started(now)
             continue
-        if policy.started_at is None or (container is not None and container.state in ACTIVE):
-            continue
-        ran_for = container.ran_for if container is not None else None
-        if ran_for is None:
-            ran_for = max(0.0, now - policy.started_at)
-        exit_code = container.exit_code if container is not None else None
-        decisions[name] = policy.on_exit(exit_code, ran_for, now)
+        decision = decide_exit(policy, container, now)
+        if decision is not None:
+            decisions[name] = decision
     return decisions
+
+
+def decide_exit(policy: UnitPolicy, container: ObservedContainer | None, now: float) -> Decision | None:
+    """The one place an exit becomes a decision: whether the unit restarts, after what delay, or gives
+    up (``Decision``: ``restart``, ``delay``, ``state``; the rules are ``UnitPolicy.on_exit``'s). Both
+    the reconcile (``sync_policies``) and the runtime's fast path (a ``die`` event, acted on before the
+    listing shows the exit) call it, with the unit's container as last seen (None: it is gone).
+
+    None: no exit to decide, because the policy does not believe the unit is running (it was never
+    started, or its exit is decided already) or the container still runs. The run time is the
+    container's when known, else the policy's own clock since the start; the exit code is the
+    container's (None: unknown, a failure). Changes the policy; no I/O."""
+    if policy.started_at is None or (container is not None and container.state in ACTIVE):
+        return None
+    ran_for = container.ran_for if container is not None else None
+    if ran_for is None:
+        ran_for = max(0.0, now - policy.started_at)
+    exit_code = container.exit_code if container is not None else None
+    return policy.on_exit(exit_code, ran_for, now)
 
 
 def _by_unit(

@@ -50,9 +50,17 @@ STATES = (PENDING, RUNNING, RESTARTING, CRASH_LOOPING, FAILED, EXITED, STOPPED, 
 
 @dataclass(frozen=True)
 class Decision:
+    """What an exit (or a failed start) leads to: ``restart`` after ``delay`` seconds, and the unit's
+    ``state`` (``failed``: it gave up)."""
+
     restart: bool
     delay: float
     state: str
+
+    @property
+    def at_once(self) -> bool:
+        """A restart with no delay (the first of a run): the runtime may start it right away."""
+        return self.restart and self.delay == 0
 
 
 @dataclass(frozen=True)
