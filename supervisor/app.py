@@ -35,8 +35,8 @@ from supervisor.state import SupervisorState
 from supervisor.tasks import running_tasks, spawn_task
 
 if TYPE_CHECKING:
-    from handlers.containers import ContainersHandler
     from handlers.udevd import Udevd
+    from handlers.units.reconciler import UnitsReconciler
     from handlers.user_images import UserImagesHandler
     from supervisor.boot.network import NetworkService
     from supervisor.control.server import ControlServer
@@ -91,7 +91,7 @@ class Supervisor:
         self.system_docker: SystemDockerd | None = None
         self.docker_events: DockerEventsSource | None = None
         self.preload_result: dict[str, Any] | None = None
-        self.units: ContainersHandler | None = None  # the units reconciler (the `units` boot phase)
+        self.units: UnitsReconciler | None = None  # the units reconciler (the `units` boot phase)
         self.user_images: UserImagesHandler | None = None  # preloads the user dockerd (`units` phase)
         self.network: NetworkService | None = None  # the `network` boot phase
         self._final: asyncio.Future[str] | None = None
@@ -350,7 +350,7 @@ class Supervisor:
                                + "; ".join(f"{k}: {v}" for k, v in result.failed.items()))
 
     async def _units(self) -> None:
-        """The units reconciler (handlers.containers): started with the system dockerd; waits until the
+        """The units reconciler (handlers.units): started with the system dockerd; waits until the
         first wave of units is up or failed. Its stopper, added after dockerd's, runs before it."""
         if self.system_docker is None:
             log.info("units not started: the system dockerd is off")

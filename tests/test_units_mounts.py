@@ -1,7 +1,7 @@
 """Units that require mounts (``io.corral.requires-mount``), with plain data: the label, which paths are
 mounted (``observe_mounts``), holding and releasing the policies (``sync_mounts``), what ``plan`` does
 (wait, stop or leave, start when the mount is back, restart on a replaced mount), dependents for
-``corral storage status``; then the containers handler driving the same through a mount table file and
+``corral storage status``; then the units reconciler driving the same through a mount table file and
 a storage view, as MountChanged events would."""
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
-from handlers.containers import localize, storage_rule_mounts
+from handlers.units.desired import localize
+from handlers.units.required_mounts import RequiredMounts, storage_rule_mounts
 from supervisor.mountinfo import MountEntry
-from tests.test_containers_handler import make, settle, svc
 from tests.test_units_plan import container
+from tests.units_fakes import make, settle, svc
 from units.loader import build_units, parse_unit_text
 from units.model import Unit
 from units.mounts import (
@@ -304,16 +305,14 @@ async def test_handler_waits_starts_stops_and_restarts_with_the_mount(tmp_path: 
     handler, docker, _ = make(tmp_path, {
         "app": svc(restart="always", labels={"io.corral.requires-mount": DATA}),
         "after": svc(restart="always", labels={"io.corral.after": "app"}),
-    })
-    handler.storage_rules = lambda: rules
-    handler.mountinfo = table
+    }, storage_rules=lambda: rules, mountinfo=table)
     await settle(handler)
     status = handler.unit_status("app")
     assert status["state"] == "waiting" and status["waiting"] == "waiting for mount /mnt/data"
     assert handler.unit_status("after")["state"] == "running"  # ordering does not wait for the mount
-    assert handler._first_wave.is_set()
+    assert handler.report.first_wave.is_set()
     assert not any(name == "app" for _, name in docker.calls)
-    assert handler.dependents(DATA) == ["app"]
+    assert units_requiring(handler.units, DATA) == ["app"]
     # The storage handler mounts it.
     table.write_text(mountinfo_line(1, "/") + mountinfo_line(30, DATA))
     rules[DATA] = RuleMount(DATA, True, "stop", "/dev/loop1", 3)
@@ -349,7 +348,25 @@ async def test_handler_waits_starts_stops_and_restarts_with_the_mount(tmp_path: 
 
 
 def test_handler_listens_to_mount_events() -> None:
-    from handlers.containers import ContainersHandler
+    from handlers.units.reconciler import UnitsReconciler
     from supervisor.events.udev import MountChanged
 
-    assert MountChanged in ContainersHandler.kinds
+    assert MountChanged in UnitsReconciler.kinds
+
+
+async def test_required_mounts_keep_their_last_state_when_the_mount_table_cannot_be_read(
+        tmp_path: Path) -> None:
+    table = tmp_path / "mountinfo"
+    table.write_text(mountinfo_line(1, "/") + mountinfo_line(30, DATA))
+    units, _ = units_from(f"app:\n  image: x\n  labels:\n    io.corral.requires-mount: {DATA}\n"
+                          "plain:\n  image: x\n")
+    mounts = RequiredMounts(table)
+    await mounts.observe(units.values())
+    assert [m.mounted for m in mounts.of(units["app"])] == [True]
+    assert mounts.ids(units["app"]) == {DATA: mounts.state[DATA].ident}
+    assert mounts.ids(units["plain"]) is None and mounts.of(units["plain"]) == []
+    table.unlink()
+    await mounts.observe(units.values())  # logged; the last state stays
+    assert mounts.state[DATA].mounted
+    await mounts.observe([units["plain"]])  # no unit requires a path: nothing read, nothing kept
+    assert mounts.state == {}

@@ -1,5 +1,5 @@
 """Which units are not up (what holds back ``corral <version> ready``): the pure decision, and
-``ContainersHandler.wait_all_up`` against the fake dockerd of tests/test_containers_handler.py."""
+``UnitsStatus.wait_all_up`` (handlers/units/status.py) against the fake dockerd of tests/units_fakes.py."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-import handlers.containers
-from handlers.containers import UP_AFTER, not_up, up_in
-from tests.test_containers_handler import Clock, make, settle, svc
+import handlers.units.status
+from handlers.units.status import UP_AFTER, not_up, up_in
+from tests.units_fakes import Clock, make, settle, svc
 from units.policy import RESET_AFTER
 
 
@@ -69,7 +69,7 @@ async def test_wait_all_up_returns_what_is_not_up_after_its_timeout(tmp_path: Pa
 
 async def test_wait_all_up_looks_again_after_a_reconcile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                                          ) -> None:
-    monkeypatch.setattr(handlers.containers, "UP_RECHECK", 3600.0)  # only a reconcile can end the wait
+    monkeypatch.setattr(handlers.units.status, "UP_RECHECK", 3600.0)  # only a reconcile can end the wait
     handler, docker, _ = make(tmp_path, {"job": svc(restart="no")})
     await settle(handler)
     docker.exit("job", 3)
@@ -86,8 +86,8 @@ async def test_wait_all_up_looks_again_after_a_reconcile(tmp_path: Path, monkeyp
 
 async def test_wait_all_up_looks_again_when_a_unit_has_run_long_enough(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(handlers.containers, "UP_RECHECK", 3600.0)
-    monkeypatch.setattr(handlers.containers, "UP_AFTER", 0.2)
+    monkeypatch.setattr(handlers.units.status, "UP_RECHECK", 3600.0)
+    monkeypatch.setattr(handlers.units.status, "UP_AFTER", 0.2)
     clock = Clock()
     handler, _docker, _ = make(tmp_path, {"web": svc(restart="always")}, clock=clock)
     await settle(handler)

@@ -3,7 +3,7 @@ wait for them, which run on a mount that has since been replaced.
 
 A unit that requires PATH may run only while PATH is mounted: for the path of a storage rule
 (``mounts:``), while the storage handler has mounted it there; for any other path, while anything is
-mounted there (``/proc/self/mountinfo``). The containers handler builds the view with
+mounted there (``/proc/self/mountinfo``). The units reconciler builds the view with
 ``observe_mounts`` (pure: it reads the mount table and asks the storage handler), calls
 ``sync_mounts`` after ``units.plan.sync_policies`` (it holds and releases the units' restart policies)
 and passes the view to ``units.plan.plan``, which stops, waits or restarts. ``units_requiring`` gives a

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import structlog
 
-from handlers.containers import ContainersHandler
+from handlers.units.reconciler import UnitsReconciler
 from supervisor import __version__
 from supervisor.boot.context import BootContext
 from supervisor.journal import Journal
@@ -19,7 +19,7 @@ log = structlog.get_logger("supervisor")
 NOT_UP_WARNING_AFTER = 60.0  # seconds after boot before one warning names the units that are not up
 
 
-def announce_ready(ctx: BootContext, units: ContainersHandler | None, started: float,
+def announce_ready(ctx: BootContext, units: UnitsReconciler | None, started: float,
                    stopping: Callable[[], bool]) -> None:
     """Say ``corral <version> ready`` now when there are no units to wait for (or the system dockerd is
     off), else once every unit is up (a warning names those that are not, after a minute); never once a
@@ -28,7 +28,7 @@ def announce_ready(ctx: BootContext, units: ContainersHandler | None, started: f
         _say_ready(ctx.journal, started, ctx.sandbox)
         return
 
-    async def when_units_up(units: ContainersHandler) -> None:
+    async def when_units_up(units: UnitsReconciler) -> None:
         missing = await units.wait_all_up(NOT_UP_WARNING_AFTER)
         if missing and not stopping():
             log.warning("not every unit is up; ready when they are", units=missing,

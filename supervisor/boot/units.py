@@ -1,4 +1,4 @@
-"""Boot wiring of the units: the units reconciler (handlers/containers.py) over the system dockerd and the
+"""Boot wiring of the units: the units reconciler (handlers/units/) over the system dockerd and the
 user's, their event sources, and the user dockerd's image preload (handlers/user_images.py)."""
 
 from __future__ import annotations
@@ -9,8 +9,11 @@ from dataclasses import dataclass
 
 import structlog
 
-from handlers.containers import FIRST_WAVE_TIMEOUT, ContainersHandler, Daemon, storage_rule_mounts
 from handlers.storage import StorageHandler
+from handlers.units.dockerds import Daemon
+from handlers.units.reconciler import UnitsReconciler
+from handlers.units.required_mounts import storage_rule_mounts
+from handlers.units.status import FIRST_WAVE_TIMEOUT
 from handlers.user_images import UserImagesHandler
 from supervisor.boot.context import BootContext
 from supervisor.sources.docker import DockerEventsSource
@@ -25,7 +28,7 @@ log = structlog.get_logger("units")
 
 @dataclass
 class UnitsBoot:
-    handler: ContainersHandler
+    handler: UnitsReconciler
     user_images: UserImagesHandler
     dockerd: SystemDockerd
 
@@ -78,7 +81,7 @@ def start_units(ctx: BootContext, dockerd: SystemDockerd,
                                     lambda: "user" in sources and sources["user"].stats.connected)
     ctx.add_handler(user_images)
 
-    handler = ContainersHandler(
+    handler = UnitsReconciler(
         ctx.bus, daemons,
         config=ctx.config,
         generation=ctx.generation,

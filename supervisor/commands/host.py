@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from handlers.containers import ContainersHandler
+    from handlers.units.reconciler import UnitsReconciler
     from supervisor.boot.context import Runners
     from supervisor.boot.network import NetworkService
     from supervisor.boot.storage import StorageServices
@@ -25,7 +25,7 @@ class Host(Protocol):
     config: ConfigStore
     runners: Runners
     storage: StorageServices
-    units: ContainersHandler | None
+    units: UnitsReconciler | None
     network: NetworkService | None
 
     def request(self, action: str) -> None: ...  # poweroff | reboot | halt

@@ -1,6 +1,6 @@
 """Control-socket commands of the units: ``service.list``, ``service.inspect``, ``service.up``,
 ``service.down``, ``service.restart``, ``service.enable``, ``service.disable``. Thin: each calls the
-units reconciler (handlers.containers) or the config store.
+units reconciler (handlers.units) or the config store.
 
 - ``service.list {}`` -> ``[UnitStatus]``, by name
 - ``service.inspect {name}`` -> ``UnitStatus`` plus ``after``, ``source``, ``create`` (the create
@@ -20,7 +20,7 @@ from supervisor.control.server import ControlServer
 from units.loader import SHIPPED_DIR, find_included
 
 if TYPE_CHECKING:
-    from handlers.containers import ContainersHandler
+    from handlers.units.reconciler import UnitsReconciler
     from supervisor.commands.host import Host
 
 
@@ -41,7 +41,7 @@ class ServiceCommands:
         server.register("service.enable", self.enable)
         server.register("service.disable", self.disable)
 
-    def _units(self) -> ContainersHandler:
+    def _units(self) -> UnitsReconciler:
         units = self.sup.units
         if units is None:
             raise ControlError("units are not running (the system docker is off in this boot)")

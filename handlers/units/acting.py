@@ -1,0 +1,262 @@
+"""Carrying out what ``units.plan`` decided, and the fast restart path.
+
+Removals and stops (and recreations, which stop a container) run in the background, so a unit's grace
+period never holds up another unit's restart; each unit's actions run as a task of their own (removals
+each on their own), and a unit with a task in flight is left alone (and so is its policy) until it ends;
+the task's end asks for a reconcile (the next wave may go, the outcome is observed). Outcomes reach the
+unit's policy (``on_started``; a failure through ``Restarts.start_failed``), the container view and the
+unit's log follower.
+
+The fast path (``restart_at_once``): a ``die`` reaches the bus ~20 ms after the exit; when the unit's
+policy says restart now (the first restart is immediate), the start call goes out at once and queues
+behind dockerd's own handling of the exit, without waiting for a reconcile. Docker's own policy waits
+100 ms before its first restart (bench/restart_latency.py compares the two).
+
+At shutdown (``stop_in_order``) units stop in reverse dependency order, user units first, the units of
+one wave in parallel."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import structlog
+
+from handlers.units.desired import DesiredUnits
+from handlers.units.dockerds import Dockerds
+from handlers.units.exits import ExitTap
+from handlers.units.observe import ContainerView, observed_from_summary
+from handlers.units.required_mounts import RequiredMounts
+from handlers.units.restarts import Restarts
+from supervisor.events.docker import ContainerEvent
+from supervisor.tasks import spawn_task
+from units.graph import UnitGraph
+from units.logs import UnitLogs
+from units.model import SCOPES, Scope, Unit
+from units.plan import Action, Create, ObservedContainer, Recreate, Remove, Restart, Start, Stop, Wait
+from units.runtime import DockerAPIError, DockerUnavailable, NotFound, Runtime
+
+log = structlog.get_logger("units")
+
+
+def _key(action: Action) -> str:
+    return f"remove:{action.container_id}" if isinstance(action, Remove) else action.unit
+
+
+class Actions:
+    """The actions in flight (``busy``: a task by unit name, or ``remove:<container id>``)."""
+
+    def __init__(
+        self,
+        desired: DesiredUnits,
+        dockerds: Dockerds,
+        containers: ContainerView,
+        mounts: RequiredMounts,
+        restarts: Restarts,
+        exits: ExitTap,
+        *,
+        logs: UnitLogs | None,
+        grace: Callable[[], float],
+        poke: Callable[[], None],
+        clock: Callable[[], float],
+        wall: Callable[[], float],
+    ) -> None:
+        self.desired = desired
+        self.dockerds = dockerds
+        self.containers = containers
+        self.mounts = mounts
+        self.restarts = restarts
+        self.exits = exits
+        self.logs = logs
+        self.grace = grace  # seconds a stop waits after SIGTERM before SIGKILL
+        self.poke = poke  # ask for a reconcile
+        self.clock = clock
+        self.wall = wall
+        self.busy: dict[str, asyncio.Task[None]] = {}
+
+    def in_flight(self) -> set[str]:
+        return {k for k, t in self.busy.items() if not t.done()}
+
+    def running(self, key: str) -> asyncio.Task[None] | None:
+        """The unit's task, while it runs."""
+        task = self.busy.get(key)
+        return task if task is not None and not task.done() else None
+
+    def execute(self, actions: list[Action], busy: set[str]) -> None:
+        """Each unit's actions run as a task of their own (removals each on their own): a unit's stop
+        grace or a slow start never holds up the next reconcile, so a `die` elsewhere is acted on at
+        once. Units in ``busy`` (a task in flight during the reconcile) are left alone."""
+        groups: dict[str, list[Action]] = {}
+        for action in actions:
+            groups.setdefault(_key(action), []).append(action)
+        for key, group in groups.items():
+            if key not in busy:
+                self._spawn(key, group)
+
+    def restart_at_once(self, event: ContainerEvent) -> None:
+        """The restart path, without waiting for a reconcile: a unit's container that corral started
+        died, and its policy says restart now (the first restart is immediate): the start call goes out
+        at once and queues behind dockerd's own handling of the exit. Anything else (a delay, giving
+        up, a oneshot finishing, a unit being changed) is left to the reconcile the event triggers."""
+        name = event.unit
+        if name is None or event.daemon not in SCOPES:
+            return
+        scope: Scope = "user" if event.daemon == "user" else "system"
+        unit, policy = self.desired.units.get(name), self.desired.policies.get(name)
+        current = self.containers.current.get(name)
+        if (unit is None or policy is None or current is None or current.id != event.container_id
+                or unit.scope != scope or unit.oneshot or unit.createonly or policy.stopped
+                or policy.started_at is None or self.running(name) is not None):
+            return
+        if unit.restart.name == "no" or (unit.restart.name == "on-failure" and event.exit_code == 0):
+            return
+        now = self.clock()
+        decision = policy.on_exit(event.exit_code, max(0.0, now - policy.started_at), now)
+        self.restarts.report(name, decision)
+        if decision.restart and decision.delay == 0 and policy.start_due(now):
+            self._spawn(name, [Start(name, scope)])
+
+    def _spawn(self, key: str, group: list[Action]) -> None:
+        self.busy[key] = spawn_task(self._background(key, group), name=f"units:{key}")
+
+    async def _background(self, key: str, group: list[Action]) -> None:
+        try:
+            await self._run(group)
+        finally:
+            if self.busy.get(key) is asyncio.current_task():
+                del self.busy[key]
+            self.poke()
+
+    async def _run(self, group: list[Action]) -> None:
+        """One unit's actions, in order; a failure ends the group (reported to the unit's policy)."""
+        for action in group:
+            assert not isinstance(action, Wait)
+            runtime = self.dockerds.runtime(action.scope)
+            if runtime is None:
+                return
+            try:
+                await self._act(runtime, action)
+            except DockerUnavailable as exc:
+                log.warning("dockerd not answering; will retry", unit=action.unit, error=str(exc))
+                self.dockerds.drop(action.scope)
+                return
+            except DockerAPIError as exc:
+                if isinstance(action, Remove | Stop):
+                    log.warning("container not stopped or removed", unit=action.unit, error=exc.message)
+                else:
+                    self.restarts.start_failed(action.unit, exc, create=isinstance(action, Create | Recreate))
+                return
+
+    async def _act(self, runtime: Runtime, action: Action) -> None:
+        grace = max(0, int(self.grace()))
+        if isinstance(action, Remove):
+            log.info("removing container of a unit no longer wanted", unit=action.unit,
+                     container=action.container_id[:12])
+            await _stop_quietly(runtime, action.container_id, grace)
+            await _remove_quietly(runtime, action.container_id)
+        elif isinstance(action, Stop):
+            why = {"mount_gone": list(action.mounts)} if action.mounts else {}
+            log.info("stopping unit", unit=action.unit, container=action.container_id[:12], grace=grace,
+                     **why)
+            await _stop_quietly(runtime, action.container_id, grace)
+            log.info("unit stopped", unit=action.unit, **why)
+        elif isinstance(action, Restart):
+            log.info("restarting unit: a mount it requires was replaced", unit=action.unit,
+                     container=action.container_id[:12], mounts=list(action.mounts))
+            await _stop_quietly(runtime, action.container_id, grace)
+            await self._start(runtime, action.unit, action.scope)
+        elif isinstance(action, Recreate):
+            log.info("recreating unit", unit=action.unit, old=action.old_id[:12])
+            await _stop_quietly(runtime, action.old_id, grace)
+            await _remove_quietly(runtime, action.old_id)
+            await self._create(runtime, action.unit, action.scope, action.body)
+        elif isinstance(action, Create):
+            await self._create(runtime, action.unit, action.scope, action.body)
+        elif isinstance(action, Start):
+            await self._start(runtime, action.unit, action.scope)
+
+    async def _create(self, runtime: Runtime, name: str, scope: Scope, body: Mapping[str, Any]) -> None:
+        container = await runtime.create(body, name=name)
+        self.restarts.created(name)
+        self.containers.created(name, container, body.get("Labels") or {}, scope)
+        log.info("container created", unit=name, container=container[:12], image=body.get("Image"))
+
+    async def _start(self, runtime: Runtime, name: str, scope: Scope) -> None:
+        before = self.wall()
+        await runtime.start(name)
+        now = self.clock()
+        policy = self.desired.policies.get(name)
+        if policy is not None:
+            policy.on_started(now, self.mounts.ids(self.desired.units.get(name)))
+        self.restarts.started(name)
+        current = self.containers.started(name)
+        if current is not None:
+            self.exits.forget(current.id)
+        log.info("unit started", unit=name, restarts=policy.restarts if policy else 0)
+        if self.logs is not None and current is not None:
+            self.logs.started(name, current.id, scope, before)
+
+    def follow_logs(self, busy: set[str]) -> None:
+        """Follow the output of every running unit's container (a unit being started: ``_start`` does)."""
+        if self.logs is None:
+            return
+        for name, c in self.containers.current.items():
+            if c.state == "running" and name not in busy:
+                self.logs.running(name, c.id, c.scope)
+
+    async def cancel(self) -> None:
+        """Cancel every action in flight (at shutdown) and wait for them to end."""
+        busy = [t for t in self.busy.values() if not t.done()]
+        for task in busy:
+            task.cancel()
+        await asyncio.gather(*busy, return_exceptions=True)
+
+
+async def stop_in_order(dockerds: Dockerds, units: Mapping[str, Unit], grace: float) -> None:
+    """Stop every running unit, in reverse dependency order (user units first), each given ``grace``
+    seconds after SIGTERM before SIGKILL; units of one wave stop in parallel."""
+    started = time.monotonic()
+    stopped = 0
+    for scope in ("user", "system"):
+        runtime = dockerds.runtime(scope)
+        mine = {n: u for n, u in units.items() if u.scope == scope}
+        if runtime is None or not mine:
+            continue
+        try:
+            summaries = await runtime.list_summaries(all=False)
+            listed = [observed_from_summary(r, scope) for r in summaries]
+        except (DockerUnavailable, DockerAPIError) as exc:
+            log.warning("units not stopped in order", scope=scope, error=str(exc))
+            continue
+        running = {c.unit: c for c in listed if c.unit in mine}
+        for wave in UnitGraph.of(mine).stop_waves():
+            now_running = [running[n] for n in wave if n in running]
+            if not now_running:
+                continue
+            log.info("stopping units", units=[c.unit for c in now_running], grace=grace)
+            await asyncio.gather(*(_stop_one(runtime, c, grace) for c in now_running))
+            stopped += len(now_running)
+    if stopped:
+        log.info("units stopped", count=stopped, seconds=round(time.monotonic() - started, 3))
+
+
+async def _stop_one(runtime: Runtime, c: ObservedContainer, grace: float) -> None:
+    try:
+        await runtime.stop(c.id, timeout=max(0, int(grace)))
+    except NotFound:
+        pass
+    except (DockerUnavailable, DockerAPIError) as exc:
+        log.warning("unit not stopped", unit=c.unit, error=str(exc))
+
+
+async def _stop_quietly(runtime: Runtime, container: str, grace: int) -> None:
+    with contextlib.suppress(NotFound):
+        await runtime.stop(container, timeout=grace)
+
+
+async def _remove_quietly(runtime: Runtime, container: str) -> None:
+    with contextlib.suppress(NotFound):
+        await runtime.remove(container, force=True)

@@ -1,0 +1,174 @@
+"""The units as configured: loaded again when the config generation changes, each with its restart
+policy, their dependency graph, and the deliberate stops of ``unless-stopped`` units.
+
+- A unit whose definition changed gets a fresh ``UnitPolicy`` (so it is recreated and runs again); one
+  whose ``restart`` alone changed keeps its policy (and its container), with the new spec.
+- A config that does not load (unexpected: the config store runs the same check) keeps the units in
+  force, and ``load_errors`` says why.
+- The deliberate stops (``units.stops``, ``/var/lib/corral/units-stopped.json``) are read at the first
+  load and written whenever the set changes (``save_stops``): a unit under ``unless-stopped`` that the
+  user stopped stays stopped across supervisor restarts.
+
+In ``corral sandbox`` the units' bind-mount sources below ``/var``, ``/run``, ``/home``, ``/root``,
+``/srv``, ``/opt``, ``/mnt``, ``/media`` and ``/tmp`` are taken from under the sandbox's directory
+(``localize``): the sandbox's dockerd shares the host's filesystem, and a unit must not write to the
+host's ``/var/lib``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from units.graph import UnitGraph
+from units.loader import load_units
+from units.model import Scope, Unit, Volume
+from units.policy import UnitPolicy, remembered_stops
+from units.stops import read_stops, write_stops
+
+log = structlog.get_logger("units")
+
+# In the sandbox, bind sources below these are taken from under its directory (see ``localize``).
+SANDBOX_ROOTS = ("/var", "/run", "/home", "/root", "/srv", "/opt", "/mnt", "/media", "/tmp")
+
+
+def localize(unit: Unit, prefix: Path | None) -> Unit:
+    """The unit as the sandbox under ``prefix`` runs it: bind sources below ``SANDBOX_ROOTS`` moved under
+    the prefix (``/var/run`` is ``/run``), and every required mount's path (as the storage handler
+    roots its rules' paths there). None (a real host): the unit unchanged."""
+    if prefix is None or not (unit.volumes or unit.requires_mounts):
+        return unit
+
+    def moved(source: str | None) -> str | None:
+        if source is None or not source.startswith("/"):
+            return source
+        path = "/run" + source[len("/var/run"):] if source == "/var/run" or source.startswith("/var/run/") \
+            else source
+        if any(path == root or path.startswith(root + "/") for root in SANDBOX_ROOTS):
+            return str(prefix / path.lstrip("/"))
+        return source
+
+    volumes = tuple(Volume(v.target, moved(v.source), v.options) for v in unit.volumes)
+    requires = tuple(sorted(str(prefix / p.lstrip("/")) for p in unit.requires_mounts))
+    return replace(unit, volumes=volumes, requires_mounts=requires)
+
+
+@dataclass(frozen=True)
+class Reloaded:
+    """What a load changed: the units recreated (their definition changed) and the units removed. What
+    the reconciler remembers about them (errors, failed creates) is forgotten."""
+
+    changed: frozenset[str] = frozenset()
+    removed: frozenset[str] = frozenset()
+
+
+class DesiredUnits:
+    """The configured units (``units``), their policies (``policies``, by unit name), their dependency
+    graph (``graph``) and the deliberate stops file."""
+
+    def __init__(
+        self,
+        *,
+        config: Callable[[], Mapping[str, Any]],
+        generation: Callable[[], int],
+        unit_dirs: Sequence[Path] = (),
+        stops_file: Path | None = None,
+        prefix: Path | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.generation = generation
+        self.unit_dirs = list(unit_dirs)
+        self.stops_file = stops_file
+        self.prefix = prefix
+        self.clock = clock
+        self.units: dict[str, Unit] = {}
+        self.policies: dict[str, UnitPolicy] = {}
+        self.graph: UnitGraph | None = None
+        self.load_errors: list[str] = []
+        self._generation: int | None = None
+        self._remembered: set[str] | None = None  # the stops as last read or written
+
+    def load(self) -> Reloaded | None:
+        """Load the units when the config generation changed. None: nothing changed (the same
+        generation, or a config that does not load)."""
+        generation = self.generation()
+        if generation == self._generation:
+            return None
+        self._generation = generation
+        loaded = load_units(self.config(), unit_dirs=self.unit_dirs, source="config")
+        if loaded.errors:  # the config store runs the same check, so this is unexpected: keep the old set
+            self.load_errors = [str(e) for e in loaded.errors]
+            for error in self.load_errors:
+                log.error("units not loaded; keeping the units in force", error=error)
+            return None
+        self.load_errors = []
+        first = self._remembered is None
+        if self._remembered is None:
+            self._remembered = read_stops(self.stops_file) if self.stops_file is not None else set()
+        units = {name: localize(unit, self.prefix) for name, unit in loaded.units.items()}
+        policies: dict[str, UnitPolicy] = {}
+        changed: set[str] = set()
+        for name, unit in units.items():
+            old, policy = self.units.get(name), self.policies.get(name)
+            if policy is None:
+                stopped = name in self._remembered and unit.restart.name == "unless-stopped"
+                policy = UnitPolicy(unit.restart, clock=self.clock, stopped=stopped)
+                if stopped:
+                    log.info("unit stays stopped (stopped by the user before)", unit=name)
+                if not first:
+                    log.info("unit added", unit=name, image=unit.image)
+            elif old != unit:
+                if old is not None and replace(old, restart=unit.restart) == unit:
+                    policy.restart = unit.restart  # only the policy changed: the container stays
+                    log.info("unit restart policy changed", unit=name, restart=str(unit.restart))
+                else:
+                    policy = UnitPolicy(unit.restart, clock=self.clock, stopped=policy.stopped)
+                    changed.add(name)
+                    log.info("unit changed; recreating it", unit=name)
+            policies[name] = policy
+        removed = set(self.units) - set(units)
+        for name in removed:
+            log.info("unit removed", unit=name)
+        self.units, self.policies = units, policies
+        self.graph = UnitGraph.of(units)
+        self.save_stops()
+        return Reloaded(frozenset(changed), frozenset(removed))
+
+    def save_stops(self) -> None:
+        """Write the deliberate stops to remember (``remembered_stops``) when they changed."""
+        if self.stops_file is None:
+            return
+        keep = set(remembered_stops(self.policies))
+        if self._remembered is not None and keep == self._remembered:
+            return
+        try:
+            write_stops(self.stops_file, keep)
+        except OSError as exc:
+            log.error("unit stops not saved", file=str(self.stops_file), error=str(exc))
+            return
+        self._remembered = keep
+
+    def policy(self, name: str) -> UnitPolicy:
+        """The unit's policy; KeyError when no such unit is configured."""
+        policy = self.policies.get(name)
+        if policy is None:
+            raise KeyError(name)
+        return policy
+
+    def in_reach(self, reachable: set[Scope]) -> dict[str, Unit]:
+        """The units whose dockerd answered."""
+        return {n: u for n, u in self.units.items() if u.scope in reachable}
+
+    def graph_for(self, desired: Mapping[str, Unit]) -> UnitGraph:
+        """The dependency graph among ``desired`` (``in_reach``): the whole graph when every unit is in
+        reach, else the order among those that are (a dockerd is away: the user's)."""
+        graph = self.graph or UnitGraph.of(self.units)
+        if len(desired) == len(graph.deps):
+            return graph
+        deps = {n: frozenset(d for d in graph.deps[n] if d in desired) for n in desired}
+        return UnitGraph(dict(desired), deps)

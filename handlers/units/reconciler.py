@@ -1,0 +1,239 @@
+"""The units reconciler: keeps the containers of both dockerds what the config's units say they should be.
+
+A ``Reconciler`` for ``handlers.runner.HandlerRunner`` (name ``containers``). Every event (a container's
+``die``, a config change, the system dockerd coming back, an image loaded, a mount come or gone, its own
+timer) only marks it dirty; a reconcile then:
+
+1. reloads the units when the config generation changed (``desired``: a unit whose definition changed
+   gets a fresh ``UnitPolicy``, so it is recreated and runs again);
+2. observes: the units' containers of each dockerd (``observe``, with the exits the ``die`` events
+   told of first: ``exits``), the paths units require (``required_mounts``), the units' image ids
+   (``image_ids``);
+3. decides: ``units.plan.sync_policies`` (exits reach the restart policies: ``restarts``), the mounts
+   hold or release the policies (``units.mounts.sync_mounts``), then ``units.plan.plan``;
+4. acts (``acting``): each unit's actions in a task of their own, so a unit's grace period never holds
+   up another unit's restart; a restart not due yet becomes a timer (``wake``). After a wave it looks
+   again at once, for the dependents.
+
+A ``die`` is also acted on without waiting for a reconcile (``acting.Actions.restart_at_once``): a crash
+is restarted within milliseconds. What the reconciler reports (``corral service list``, the first wave,
+every unit up) is ``status``; the user's commands are ``commands``. This class composes those parts and
+is what the supervisor holds (``Supervisor.units``)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from handlers.units.acting import Actions, stop_in_order
+from handlers.units.commands import UnitCommands
+from handlers.units.desired import DesiredUnits
+from handlers.units.dockerds import Daemon, Dockerds
+from handlers.units.exits import ExitTap
+from handlers.units.image_ids import ImageIds, ImagesChanged
+from handlers.units.observe import ContainerView
+from handlers.units.required_mounts import RequiredMounts
+from handlers.units.restarts import Restarts
+from handlers.units.status import UnitsStatus
+from handlers.units.wake import Wake
+from supervisor.bus import Bus
+from supervisor.events import ConfigChanged, Event, TimerFired
+from supervisor.events.docker import ContainerEvent, DockerdState
+from supervisor.events.udev import MountChanged
+from units.graph import UnitGraph
+from units.logs import UnitLogs
+from units.model import Scope, Unit
+from units.mounts import RuleMount, sync_mounts
+from units.plan import Wait, plan
+from units.runtime import LineSink, Runtime
+
+log = structlog.get_logger("units")
+
+NAME = "containers"
+
+
+class UnitsReconciler:
+    name = NAME
+    kinds: tuple[type[Event], ...] = (ContainerEvent, ConfigChanged, DockerdState, TimerFired, ImagesChanged,
+                                      MountChanged)
+    config_keys: tuple[str, ...] | None = ("corral.services", "corral.services_include", "corral.environment")
+
+    def __init__(
+        self,
+        bus: Bus,
+        daemons: Mapping[Scope, Daemon],
+        *,
+        config: Callable[[], Mapping[str, Any]],
+        generation: Callable[[], int],
+        unit_dirs: Sequence[Path] = (),
+        journal: LineSink | None = None,
+        stops_file: Path | None = None,
+        grace: Callable[[], float] = lambda: 10.0,
+        prefix: Path | None = None,
+        on_reload: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        runtime_factory: Callable[[Path], Runtime] = Runtime,
+        follow_events: Callable[[Scope], None] | None = None,
+        storage_rules: Callable[[], Mapping[str, RuleMount]] = dict,
+        mountinfo: Path = Path("/proc/self/mountinfo"),
+    ) -> None:
+        self.clock = clock
+        self.desired = DesiredUnits(config=config, generation=generation, unit_dirs=unit_dirs,
+                                    stops_file=stops_file, prefix=prefix, clock=clock)
+        self.dockerds = Dockerds(daemons, runtime_factory)
+        self.images = ImageIds(bus, self.dockerds, clock)
+        self.containers = ContainerView(self.dockerds, self.images, follow_events)
+        self.mounts = RequiredMounts(mountinfo, storage_rules)
+        self.restarts = Restarts(self.desired, clock=clock, on_reload=on_reload)
+        self.exits = ExitTap(bus, NAME, self._on_die)
+        self.wake = Wake(bus, NAME, clock)
+        self.logs = UnitLogs(journal, self.dockerds.log_runtime, wall=wall) if journal is not None else None
+        self.actions = Actions(self.desired, self.dockerds, self.containers, self.mounts, self.restarts,
+                               self.exits, logs=self.logs, grace=grace, poke=self.wake.poke, clock=clock,
+                               wall=wall)
+        self.report = UnitsStatus(self.desired, self.containers, self.restarts, clock)
+        self.commands = UnitCommands(self.desired, self.report, reconcile=self.reconcile,
+                                     running=self.actions.running, dockerds=self.dockerds,
+                                     images=self.images, mounts=self.mounts)
+        self.reconciles = 0
+        self.last_seconds: float | None = None
+        self._lock = asyncio.Lock()
+        self._stopping = False
+
+    @property
+    def units(self) -> dict[str, Unit]:
+        """The configured units, by name."""
+        return self.desired.units
+
+    @property
+    def graph(self) -> UnitGraph | None:
+        return self.desired.graph
+
+    def _load(self) -> None:
+        """Load the units when the config changed (the `units` boot phase does, before the first
+        reconcile)."""
+        reloaded = self.desired.load()
+        if reloaded is None:
+            return
+        self.restarts.forget(reloaded)
+        if self.logs is not None:
+            self.logs.keep_only(set(self.desired.units))
+
+    def start_tap(self) -> None:
+        """Follow ``die`` events at once (see ``handlers.units.exits``)."""
+        self.exits.start()
+
+    def _on_die(self, event: ContainerEvent) -> None:
+        if not self._stopping:
+            self.actions.restart_at_once(event)
+
+    # ---- the runner's entry point ---------------------------------------------------------------
+    async def reconcile(self, full: bool) -> None:
+        if self._stopping:
+            return
+        async with self._lock:
+            started = time.monotonic()
+            try:
+                await self._reconcile(full)
+            finally:
+                self.report.reconciled()
+            self.reconciles += 1
+            self.last_seconds = round(time.monotonic() - started, 6)
+
+    async def _reconcile(self, full: bool) -> None:
+        self._load()
+        if full:
+            self.images.mark_stale()
+        # A unit whose action was in flight at any moment of the listing is left alone this time: a start
+        # that ends while the listing is on its way would otherwise meet a listing from before it (the
+        # container still `created`) and be taken for an exit. Its task's end asks for another reconcile.
+        in_flight = self.actions.in_flight()
+        observed = self.exits.with_exits(await self.containers.observe(self.desired.units))
+        if "system" not in self.containers.reachable:
+            return  # nothing to do until it answers: its `up` comes with a resync
+        await self.mounts.observe(self.desired.units.values())
+        desired = self.desired.in_reach(self.containers.reachable)
+        graph = self.desired.graph_for(desired)
+        if await self.images.refresh(desired):
+            self.restarts.images_arrived(desired, self.images.ids)
+        now = self.clock()
+        self.containers.keep(self.desired.units, desired, observed)
+        busy = in_flight | self.actions.in_flight()
+        idle = {n: u for n, u in desired.items() if n not in busy}
+        self.restarts.sync(idle, observed, now)
+        news = sync_mounts(idle, self.desired.policies, self.mounts.state)
+        actions = self.restarts.due(plan(desired, observed, self.desired.policies, image_ids=self.images.ids,
+                                         now=now, graph=graph, mounts=self.mounts.state), now)
+        self.mounts.log(news, actions, busy, self.containers.current)
+        self.report.waiting = {a.unit: a.reason for a in actions if isinstance(a, Wait)}
+        self.actions.follow_logs(busy)
+        self.report.check_first_wave()
+        self.actions.execute([a for a in actions if not isinstance(a, Wait)], busy)
+        dues = [a.until for a in actions if isinstance(a, Wait) and a.until is not None]
+        self.wake.at(min(dues) if dues else None)
+        self.report.check_first_wave()
+
+    # ---- shutdown ------------------------------------------------------------------------------------
+    async def stop_all(self, grace: float) -> None:
+        """Stop every running unit, in reverse dependency order (user units first), each given ``grace``
+        seconds after SIGTERM before SIGKILL; units of one wave stop in parallel."""
+        self._stopping = True
+        self.wake.close()
+        await self.actions.cancel()
+        async with self._lock:
+            await stop_in_order(self.dockerds, self.desired.units, grace)
+        await self.close()
+
+    async def close(self) -> None:
+        self._stopping = True
+        self.wake.close()
+        await self.exits.close()
+        await self.images.close()
+        if self.logs is not None:
+            await self.logs.stop()
+        await self.dockerds.close()
+
+    # ---- what the supervisor, its boot phase and its control commands use ------------------------------
+    def status(self) -> dict[str, Any]:
+        """The summary for `corral status`."""
+        return {
+            "units": len(self.desired.units),
+            "states": self.report.states(),
+            "reachable": sorted(self.containers.reachable),
+            "reconciles": self.reconciles,
+            "last_reconcile_seconds": self.last_seconds,
+            "load_errors": list(self.desired.load_errors),
+        }
+
+    def unit_status(self, name: str) -> dict[str, Any]:
+        return self.report.unit_status(name)
+
+    def list_status(self) -> list[dict[str, Any]]:
+        return self.report.list_status()
+
+    def not_up(self) -> dict[str, str]:
+        return self.report.not_up()
+
+    async def wait_all_up(self, timeout: float | None = None) -> dict[str, str]:
+        return await self.report.wait_all_up(timeout)
+
+    async def wait_first_wave(self, timeout: float) -> bool:
+        return await self.report.wait_first_wave(timeout)
+
+    async def inspect(self, name: str) -> dict[str, Any]:
+        return await self.commands.inspect(name)
+
+    async def up(self, name: str) -> dict[str, Any]:
+        return await self.commands.up(name)
+
+    async def down(self, name: str) -> dict[str, Any]:
+        return await self.commands.down(name)
+
+    async def restart(self, name: str) -> dict[str, Any]:
+        return await self.commands.restart(name)

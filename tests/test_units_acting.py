@@ -1,0 +1,130 @@
+"""Carrying out the plan and the fast restart path (handlers/units/acting.py) against a fake dockerd: a
+`die` restarts at once when the policy says so (the same decision the reconcile makes), anything else is
+left to the reconcile; a dockerd that stops answering mid-action is not a failure of the unit; units
+stop at shutdown in reverse order, the user's first."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from handlers.units.acting import stop_in_order
+from handlers.units.dockerds import Daemon, Dockerds
+from handlers.units.reconciler import UnitsReconciler
+from supervisor.events.docker import ContainerEvent
+from tests.units_fakes import IMAGE, Clock, FakeDocker, FakeRuntime, make, settle, svc, units_of
+from units.runtime import DockerUnavailable
+
+
+def die(handler: UnitsReconciler, docker: FakeDocker, name: str, code: int) -> None:
+    """dockerd's `die` for the unit's container, while its listing still says running."""
+    cid = docker.by_name(name)["Id"]
+    handler.exits.note(ContainerEvent(daemon="system", action="die", container_id=cid, name=name, unit=name,
+                                      exit_code=code))
+
+
+async def test_die_event_restarts_at_once_even_before_the_listing_shows_it(tmp_path: Path) -> None:
+    clock = Clock()
+    handler, docker, _ = make(tmp_path, {"web": svc(restart="always")}, clock=clock)
+    await settle(handler)
+    docker.calls.clear()
+    clock.now += 2
+    # dockerd publishes `die` while its listing still says running: the tap starts it at once.
+    die(handler, docker, "web", 137)
+    assert list(handler.actions.busy) == ["web"]  # the start is on its way before any reconcile
+    await settle(handler)
+    assert docker.calls == [("start", "web")]
+    status = handler.unit_status("web")
+    assert status["restarts"] == 1 and status["last_exit"] == 137 and status["state"] == "running"
+    # The listing catches up later: nothing more happens.
+    await settle(handler)
+    assert docker.calls == [("start", "web")]
+    await handler.close()
+
+
+async def test_a_restart_with_a_delay_is_left_to_the_timer(tmp_path: Path) -> None:
+    clock = Clock()
+    handler, docker, _ = make(tmp_path, {"web": svc(restart="always")}, clock=clock)
+    await settle(handler)
+    die(handler, docker, "web", 1)  # the first restart: at once
+    await settle(handler)
+    docker.calls.clear()
+    die(handler, docker, "web", 1)  # the second within 10 s: after 0.1 s
+    assert handler.actions.busy == {}
+    status = handler.unit_status("web")
+    assert status["state"] == "restarting" and status["next_start_in"] == 0.1
+    await settle(handler)
+    assert docker.calls == []
+    clock.now += 0.1
+    await settle(handler)
+    assert docker.calls == [("start", "web")] and handler.unit_status("web")["restarts"] == 2
+    await handler.close()
+
+
+async def test_a_die_the_fast_path_does_not_own_is_left_to_the_reconcile(tmp_path: Path) -> None:
+    clock = Clock()
+    services = {"web": svc(restart="always"),
+                "init": svc(restart="always", labels={"io.corral.oneshot": "true"})}
+    handler, docker, _ = make(tmp_path, services, clock=clock)
+    await settle(handler)
+    before = {name: handler.unit_status(name) for name in services}
+    # An old container of the unit, another daemon, a oneshot, a unit not configured: nothing decided.
+    handler.exits.note(ContainerEvent(daemon="system", action="die", container_id="old", name="web",
+                                      unit="web", exit_code=1))
+    handler.exits.note(ContainerEvent(daemon="user", action="die", container_id=docker.by_name("web")["Id"],
+                                      name="web", unit="web", exit_code=1))
+    die(handler, docker, "init", 1)
+    handler.exits.note(ContainerEvent(daemon="system", action="die", container_id="x", name="nope",
+                                      unit="nope", exit_code=1))
+    assert {name: handler.unit_status(name) for name in services} == before
+    assert handler.actions.busy == {}
+    await handler.close()
+
+
+async def test_a_unit_with_an_action_in_flight_is_left_alone(tmp_path: Path) -> None:
+    handler, docker, _ = make(tmp_path, {"web": svc(restart="always")})
+    await settle(handler)
+    task = handler.actions.busy["web"] = asyncio.get_running_loop().create_future()  # type: ignore[assignment]
+    die(handler, docker, "web", 1)
+    assert handler.unit_status("web")["restarts"] == 0 and handler.actions.busy["web"] is task
+    task.cancel()
+    await handler.close()
+
+
+class Vanishing(FakeRuntime):
+    async def start(self, container: str) -> None:
+        raise DockerUnavailable("connection reset")
+
+
+async def test_a_dockerd_gone_mid_action_is_not_a_failure_of_the_unit(tmp_path: Path) -> None:
+    docker = FakeDocker()
+    handler, _, _ = make(tmp_path, {"web": svc(restart="always")}, docker=docker,
+                         runtime_factory=lambda _socket: Vanishing(docker))
+    await handler.reconcile(True)  # create, then start: dockerd goes away
+    drops = handler.dockerds.drops
+    await asyncio.gather(*handler.actions.busy.values())
+    status = handler.unit_status("web")
+    assert status["state"] == "pending" and status["failures"] == 0 and status["error"] is None
+    assert handler.dockerds.drops == drops + 1  # a new client next time
+    await handler.close()
+
+
+async def test_units_stop_in_reverse_order_the_users_first(tmp_path: Path) -> None:
+    docker, user = FakeDocker(), FakeDocker()
+    calls: list[tuple[str, str]] = []
+    docker.calls = user.calls = calls
+    dockerds = Dockerds({"system": Daemon("system", tmp_path / "system.sock", lambda: True),
+                         "user": Daemon("user", tmp_path / "user.sock", lambda: True)},
+                        lambda socket: FakeRuntime(user if socket.name == "user.sock" else docker))  # type: ignore[arg-type,return-value]
+    units = units_of("db:\n  image: x\napp:\n  image: x\n  labels:\n    io.corral.after: db\n"
+                     "mine:\n  image: x\n  labels:\n    io.corral.scope: user\n")
+    for name, unit in units.items():
+        runtime = dockerds.runtime(unit.scope)
+        assert runtime is not None
+        labels = {"io.corral.unit": name, "io.corral.config-hash": "h"}
+        await runtime.create({"Image": IMAGE, "Labels": labels}, name=name)
+        await runtime.start(name)
+    calls.clear()
+    await stop_in_order(dockerds, units, 1)
+    assert calls == [("stop", "mine"), ("stop", "app"), ("stop", "db")]
+    await dockerds.close()

@@ -1,0 +1,128 @@
+"""The configured units (handlers/units/desired.py): loaded again on a new config generation, policies
+kept or made afresh, a config that does not load, the deliberate stops file, the sandbox's paths; and
+the reconciler recreating only the unit whose definition changed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from handlers.units.desired import DesiredUnits, Reloaded, localize
+from tests.units_fakes import make, settle, svc, unit_of
+
+
+def test_localize_moves_state_paths_under_the_sandbox_only() -> None:
+    u = unit_of("d:\n  image: x\n  volumes:\n    - /var/lib/user-docker:/var/lib/docker\n"
+                "    - /var/run:/host/run\n    - /run/x:/x:ro\n    - /etc/ssl/certs:/etc/ssl/certs:ro\n"
+                "    - named:/data\n    - /anon\n", "d")
+    assert localize(u, None) is u
+    moved = localize(u, Path("/sb"))
+    assert [v.source for v in moved.volumes] == ["/sb/var/lib/user-docker", "/sb/run", "/sb/run/x",
+                                                 "/etc/ssl/certs", "named", None]
+    assert [v.options for v in moved.volumes] == [v.options for v in u.volumes]
+
+
+class Config:
+    def __init__(self, services: dict[str, Any]) -> None:
+        self.services = services
+        self.generation = 1
+
+    def set(self, services: dict[str, Any]) -> None:
+        self.services = services
+        self.generation += 1
+
+
+def desired(tmp_path: Path, config: Config, prefix: Path | None = None) -> DesiredUnits:
+    return DesiredUnits(config=lambda: {"corral": {"services": config.services}},
+                        generation=lambda: config.generation, stops_file=tmp_path / "stops.json",
+                        prefix=prefix)
+
+
+def test_policies_are_kept_across_loads_unless_the_definition_changed(tmp_path: Path) -> None:
+    config = Config({"keep": svc(), "policy": svc(restart="always"), "change": svc(), "gone": svc()})
+    units = desired(tmp_path, config)
+    assert units.load() == Reloaded()
+    assert units.load() is None  # the same generation: nothing loaded
+    before = dict(units.policies)
+    assert units.graph is not None and set(units.graph.deps) == set(before)
+    config.set({"keep": svc(), "policy": svc(restart="on-failure:2"), "change": svc("sleep 1"), "new": svc()})
+    assert units.load() == Reloaded(changed=frozenset({"change"}), removed=frozenset({"gone"}))
+    assert units.policies["keep"] is before["keep"]
+    assert units.policies["policy"] is before["policy"]  # only its restart changed: the container stays
+    assert str(units.policies["policy"].restart) == "on-failure:2"
+    assert units.policies["change"] is not before["change"]
+    assert set(units.units) == {"keep", "policy", "change", "new"}
+
+
+def test_a_config_that_does_not_load_keeps_the_units_in_force(tmp_path: Path) -> None:
+    config = Config({"web": svc()})
+    units = desired(tmp_path, config)
+    units.load()
+    config.set({"web": svc(restart="sometimes")})
+    assert units.load() is None
+    assert set(units.units) == {"web"} and units.load_errors and "sometimes" in units.load_errors[0]
+    config.set({"web": svc(), "db": svc()})
+    assert units.load() is not None and units.load_errors == [] and set(units.units) == {"web", "db"}
+
+
+def test_deliberate_stops_of_unless_stopped_units_are_saved_and_read_back(tmp_path: Path) -> None:
+    config = Config({"web": svc(restart="unless-stopped"), "job": svc(restart="always")})
+    units = desired(tmp_path, config)
+    units.load()
+    units.policy("web").deliberately_stopped()
+    units.policy("job").deliberately_stopped()
+    units.save_stops()
+    assert json.loads((tmp_path / "stops.json").read_text())["stopped"] == ["web"]
+    again = desired(tmp_path, config)
+    again.load()
+    assert again.policy("web").stopped and not again.policy("job").stopped
+
+
+def test_unknown_unit_has_no_policy(tmp_path: Path) -> None:
+    units = desired(tmp_path, Config({"web": svc()}))
+    units.load()
+    with pytest.raises(KeyError):
+        units.policy("nope")
+
+
+def test_in_reach_and_the_graph_among_them(tmp_path: Path) -> None:
+    config = Config({"db": svc(), "app": svc(labels={"io.corral.after": "db"}),
+                     "mine": svc(labels={"io.corral.scope": "user", "io.corral.after": "db"})})
+    units = desired(tmp_path, config)
+    units.load()
+    everything = units.in_reach({"system", "user"})
+    assert units.graph_for(everything) is units.graph
+    system = units.in_reach({"system"})
+    assert set(system) == {"db", "app"}
+    assert units.graph_for(system).deps == {"db": frozenset(), "app": frozenset({"db"})}
+
+
+def test_the_sandbox_moves_the_units_paths_under_its_directory(tmp_path: Path) -> None:
+    config = Config({"d": svc(volumes=["/var/lib/x:/x"], labels={"io.corral.requires-mount": "/mnt/data"})})
+    units = desired(tmp_path, config, prefix=Path("/sb"))
+    units.load()
+    assert [v.source for v in units.units["d"].volumes] == ["/sb/var/lib/x"]
+    assert units.units["d"].requires_mounts == ("/sb/mnt/data",)
+
+
+async def test_config_change_recreates_only_the_changed_unit(tmp_path: Path) -> None:
+    handler, docker, state = make(tmp_path, {"keep": svc(restart="always"), "change": svc(restart="always")})
+    await settle(handler)
+    docker.calls.clear()
+    state["config"] = {"corral": {"services": {"keep": svc(restart="unless-stopped"),
+                                               "change": svc("sleep 601", restart="always"),
+                                               "new": svc()}}}
+    state["generation"] = 2
+    await settle(handler)
+    assert ("stop", "change") in docker.calls and ("remove", "change") in docker.calls
+    assert ("start", "change") in docker.calls and ("start", "new") in docker.calls
+    assert not any(name == "keep" for _, name in docker.calls)  # only its policy changed
+    assert handler.desired.policies["keep"].restart.name == "unless-stopped"
+    state["config"] = {"corral": {"services": {"keep": svc(restart="unless-stopped")}}}
+    state["generation"] = 3
+    await settle(handler)
+    assert sorted(c["Names"][0] for c in docker.containers.values()) == ["/keep"]
+    await handler.close()
