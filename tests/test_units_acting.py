@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from handlers.units.acting import stop_in_order
 from handlers.units.dockerds import Daemon, Dockerds
@@ -39,6 +40,54 @@ async def test_die_event_restarts_at_once_even_before_the_listing_shows_it(tmp_p
     # The listing catches up later: nothing more happens.
     await settle(handler)
     assert docker.calls == [("start", "web")]
+    await handler.close()
+
+
+async def test_the_fast_path_and_the_reconcile_decide_the_same(tmp_path: Path) -> None:
+    """One unit's crashes reach it as `die` events, the other's only through the listing: the same
+    decisions (restarts, failures, delays, giving up), as both call units.plan.decide_exit."""
+    clock = Clock()
+    services = {"fast": svc(restart="on-failure:3"), "slow": svc(restart="on-failure:3")}
+    handler, docker, _ = make(tmp_path, services, clock=clock)
+    await settle(handler)
+    seen: dict[str, list[tuple[Any, ...]]] = {"fast": [], "slow": []}
+    for _ in range(5):
+        if docker.by_name("fast")["State"] == "running":
+            die(handler, docker, "fast", 1)
+            docker.exit("fast", 1)
+        if docker.by_name("slow")["State"] == "running":
+            docker.exit("slow", 1)
+        await settle(handler)
+        for name in seen:
+            s = handler.unit_status(name)
+            seen[name].append((s["state"], s["restarts"], s["failures"], s["last_exit"], s["next_start_in"]))
+        clock.now += 1
+        await settle(handler)
+    assert seen["fast"] == seen["slow"]
+    assert seen["fast"][-1][:3] == ("failed", 3, 4)
+    assert docker.calls.count(("start", "fast")) == docker.calls.count(("start", "slow")) == 4
+    await handler.close()
+
+
+async def test_an_exit_without_a_restart_is_decided_once_by_the_fast_path(tmp_path: Path) -> None:
+    clock = Clock()
+    services = {"once": svc(restart="no"), "ok": svc(restart="on-failure")}
+    handler, docker, _ = make(tmp_path, services, clock=clock)
+    await settle(handler)
+    docker.calls.clear()
+    die(handler, docker, "once", 3)
+    die(handler, docker, "ok", 0)
+    assert handler.unit_status("once")["state"] == "failed"  # decided before any listing shows it
+    assert handler.unit_status("ok")["state"] == "exited"
+    assert handler.actions.busy == {}
+    docker.exit("once", 3)
+    docker.exit("ok", 0)
+    await settle(handler)
+    clock.now += 60
+    await settle(handler)
+    assert docker.calls == []
+    once = handler.unit_status("once")
+    assert (once["state"], once["restarts"], once["last_exit"]) == ("failed", 0, 3)
     await handler.close()
 
 

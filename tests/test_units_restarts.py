@@ -13,7 +13,7 @@ import pytest
 from handlers.units.desired import DesiredUnits, Reloaded
 from handlers.units.restarts import Restarts
 from tests.units_fakes import IMAGE, Clock, FakeDocker, make, settle, svc
-from units.plan import Create, Recreate, Start, Wait
+from units.plan import Create, ObservedContainer, Recreate, Start, Wait
 from units.policy import EXITED, RESTARTING
 from units.runtime import DockerAPIError, NotFound
 
@@ -84,18 +84,25 @@ def test_forget_what_a_reload_recreated_or_removed() -> None:
     assert restarts.missing_image == {"a", "c"}  # a recreated unit still waits for its image
 
 
-def test_a_reloadconfig_unit_reloads_the_config_when_it_is_done() -> None:
+def test_exits_are_decided_once_and_a_reloadconfig_unit_reloads_when_it_is_done() -> None:
     clock = Clock()
     reloads: list[bool] = []
     restarts = restarts_of({"setup": svc(labels={"io.corral.oneshot": "true",
                                                  "io.corral.reloadconfig": "true"})},
                            clock, on_reload=lambda: reloads.append(True))
-    policy = restarts.desired.policy("setup")
-    policy.on_started(clock.now)
-    decision = policy.on_exit(0, 1.0, clock.now)
-    assert decision.state == EXITED and not decision.restart
-    restarts.report("setup", decision)
+    restarts.desired.policy("setup").on_started(clock.now)
+    gone = ObservedContainer("c1", "setup", {}, "exited", exit_code=0)
+    decision = restarts.exited("setup", gone)
+    assert decision is not None and decision.state == EXITED and not decision.restart
     assert reloads == [True]
+    assert restarts.exited("setup", gone) is None  # decided already
+    assert reloads == [True]
+
+
+def test_an_unknown_unit_has_no_exit_to_decide() -> None:
+    restarts = restarts_of({"web": svc()}, Clock())
+    with pytest.raises(KeyError):
+        restarts.exited("nope", ObservedContainer("c1", "nope", {}, "exited"))
 
 
 # ---- through the reconciler ---------------------------------------------------------------------------

@@ -8,9 +8,9 @@ unit's policy (``on_started``; a failure through ``Restarts.start_failed``), the
 unit's log follower.
 
 The fast path (``restart_at_once``): a ``die`` reaches the bus ~20 ms after the exit; when the unit's
-policy says restart now (the first restart is immediate), the start call goes out at once and queues
-behind dockerd's own handling of the exit, without waiting for a reconcile. Docker's own policy waits
-100 ms before its first restart (bench/restart_latency.py compares the two).
+policy says restart now (``units.plan.decide_exit``: the first restart is immediate), the start call
+goes out at once and queues behind dockerd's own handling of the exit, without waiting for a reconcile.
+Docker's own policy waits 100 ms before its first restart (bench/restart_latency.py compares the two).
 
 At shutdown (``stop_in_order``) units stop in reverse dependency order, user units first, the units of
 one wave in parallel."""
@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import structlog
@@ -98,25 +99,21 @@ class Actions:
 
     def restart_at_once(self, event: ContainerEvent) -> None:
         """The restart path, without waiting for a reconcile: a unit's container that corral started
-        died, and its policy says restart now (the first restart is immediate): the start call goes out
-        at once and queues behind dockerd's own handling of the exit. Anything else (a delay, giving
-        up, a oneshot finishing, a unit being changed) is left to the reconcile the event triggers."""
+        died; its policy decides (``Restarts.exited``) and, for a restart without delay, the start call
+        goes out at once. Anything else (a delay, giving up, a unit being changed) is left to the
+        reconcile the event triggers; so are oneshots, createonly units and units with a task in
+        flight."""
         name = event.unit
         if name is None or event.daemon not in SCOPES:
             return
         scope: Scope = "user" if event.daemon == "user" else "system"
-        unit, policy = self.desired.units.get(name), self.desired.policies.get(name)
-        current = self.containers.current.get(name)
-        if (unit is None or policy is None or current is None or current.id != event.container_id
-                or unit.scope != scope or unit.oneshot or unit.createonly or policy.stopped
-                or policy.started_at is None or self.running(name) is not None):
+        unit, current = self.desired.units.get(name), self.containers.current.get(name)
+        if (unit is None or name not in self.desired.policies or current is None
+                or current.id != event.container_id or unit.scope != scope or unit.oneshot or unit.createonly
+                or self.running(name) is not None):
             return
-        if unit.restart.name == "no" or (unit.restart.name == "on-failure" and event.exit_code == 0):
-            return
-        now = self.clock()
-        decision = policy.on_exit(event.exit_code, max(0.0, now - policy.started_at), now)
-        self.restarts.report(name, decision)
-        if decision.restart and decision.delay == 0 and policy.start_due(now):
+        decision = self.restarts.exited(name, replace(current, state="exited", exit_code=event.exit_code))
+        if decision is not None and decision.at_once:
             self._spawn(name, [Start(name, scope)])
 
     def _spawn(self, key: str, group: list[Action]) -> None:

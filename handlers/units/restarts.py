@@ -1,11 +1,12 @@
 """The units' exits and failed starts, between the restart policies and the reconciler.
 
 The decision itself -- does an exit lead to a restart, after what delay, or does the unit give up -- is
-the restart policy's (``units.plan.sync_policies`` for the reconcile: ``sync``). This module keeps what
-the reconciler must remember about a unit's failures (its last error, shown by ``corral service list``;
-a create that failed, retried on the policy's schedule only: ``due``; a missing image, retried as soon
-as it is there: ``images_arrived``) and writes the journal's lines about exits and failed starts (with
-``unit=``)."""
+``units.plan.decide_exit``'s (``UnitPolicy.on_exit``'s rules), called here for both paths: the
+reconcile (``sync``, through ``units.plan.sync_policies``) and the fast path (``exited``, from a ``die``
+event). This module keeps what the reconciler must remember about a unit's failures (its last error,
+shown by ``corral service list``; a create that failed, retried on the policy's schedule only: ``due``;
+a missing image, retried as soon as it is there: ``images_arrived``) and writes the journal's lines
+about exits and failed starts (with ``unit=``)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import structlog
 
 from handlers.units.desired import DesiredUnits, Reloaded
 from units.model import Unit
-from units.plan import Action, Create, ObservedContainer, Recreate, Start, Wait, sync_policies
+from units.plan import Action, Create, ObservedContainer, Recreate, Start, Wait, decide_exit, sync_policies
 from units.policy import FAILED, STOPPED, WAITING, Decision
 from units.runtime import DockerAPIError, NotFound
 
@@ -41,6 +42,14 @@ class Restarts:
         flight), and is reported."""
         for name, decision in sync_policies(idle, observed, self.desired.policies, now).items():
             self.report(name, decision)
+
+    def exited(self, name: str, container: ObservedContainer) -> Decision | None:
+        """The unit's ``container`` exited (a ``die`` event, before the listing shows it): the policy's
+        decision, reported (None: the policy does not believe the unit was running)."""
+        decision = decide_exit(self.desired.policy(name), container, self.clock())
+        if decision is not None:
+            self.report(name, decision)
+        return decision
 
     def report(self, name: str, decision: Decision) -> None:
         """The journal's line about an exit and its decision; a ``reloadconfig`` unit that is not
