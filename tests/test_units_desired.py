@@ -68,17 +68,58 @@ def test_a_config_that_does_not_load_keeps_the_units_in_force(tmp_path: Path) ->
     assert units.load() is not None and units.load_errors == [] and set(units.units) == {"web", "db"}
 
 
-def test_deliberate_stops_of_unless_stopped_units_are_saved_and_read_back(tmp_path: Path) -> None:
+async def test_deliberate_stops_of_unless_stopped_units_are_saved_and_read_back(tmp_path: Path) -> None:
     config = Config({"web": svc(restart="unless-stopped"), "job": svc(restart="always")})
     units = desired(tmp_path, config)
     units.load()
+    await units.read_stops()  # none yet
+    assert units.save_stops() is None  # nothing to write
     units.policy("web").deliberately_stopped()
     units.policy("job").deliberately_stopped()
-    units.save_stops()
+    saving = units.save_stops()
+    assert saving is not None
+    await saving
     assert json.loads((tmp_path / "stops.json").read_text())["stopped"] == ["web"]
-    again = desired(tmp_path, config)
-    again.load()
-    assert again.policy("web").stopped and not again.policy("job").stopped
+    # Read before the first load, or after it (the boot phase loads first): web stays stopped.
+    before = desired(tmp_path, config)
+    await before.read_stops()
+    before.load()
+    after = desired(tmp_path, config)
+    after.load()
+    assert not after.policy("web").stopped
+    await after.read_stops()
+    for again in (before, after):
+        assert again.policy("web").stopped and not again.policy("job").stopped
+        assert again.save_stops() is None  # the file holds what it should
+    await after.saved()
+
+
+async def test_stops_of_units_no_longer_unless_stopped_are_forgotten(tmp_path: Path) -> None:
+    (tmp_path / "stops.json").write_text(json.dumps({"version": 1, "stopped": ["web", "gone"]}))
+    config = Config({"web": svc(restart="always")})
+    units = desired(tmp_path, config)
+    units.load()
+    await units.read_stops()
+    await units.saved()
+    assert not units.policy("web").stopped
+    assert json.loads((tmp_path / "stops.json").read_text())["stopped"] == []
+
+
+async def test_stops_not_written_are_written_at_the_next_change(tmp_path: Path) -> None:
+    config = Config({"web": svc(restart="unless-stopped"), "db": svc(restart="unless-stopped")})
+    units = DesiredUnits(config=lambda: {"corral": {"services": config.services}},
+                         generation=lambda: config.generation, stops_file=tmp_path / "no" / "stops.json")
+    units.load()
+    await units.read_stops()
+    (tmp_path / "no").write_text("a file where the directory should be")
+    units.policy("web").deliberately_stopped()
+    await units.save_stops()  # type: ignore[misc]
+    assert units.save_stops() is not None  # not on disk: written again at the next try
+    await units.saved()
+    (tmp_path / "no").unlink()
+    units.policy("db").deliberately_stopped()
+    await units.save_stops()  # type: ignore[misc]
+    assert json.loads((tmp_path / "no" / "stops.json").read_text())["stopped"] == ["db", "web"]
 
 
 def test_unknown_unit_has_no_policy(tmp_path: Path) -> None:
@@ -125,4 +166,16 @@ async def test_config_change_recreates_only_the_changed_unit(tmp_path: Path) -> 
     state["generation"] = 3
     await settle(handler)
     assert sorted(c["Names"][0] for c in docker.containers.values()) == ["/keep"]
+    await handler.close()
+
+
+async def test_a_remembered_stop_holds_when_the_boot_phase_loads_before_the_first_reconcile(
+        tmp_path: Path) -> None:
+    (tmp_path / "stops.json").write_text(json.dumps({"version": 1, "stopped": ["web"]}))
+    handler, docker, _ = make(tmp_path, {"web": svc(restart="unless-stopped"), "db": svc()})
+    handler._load()  # what the `units` boot phase does, on the loop: the file is not read there
+    await settle(handler)
+    assert handler.unit_status("web")["state"] == "stopped"
+    assert not any(name == "web" for _, name in docker.calls)  # never created nor started
+    assert handler.unit_status("db")["state"] == "running"
     await handler.close()

@@ -48,7 +48,7 @@ class UnitCommands:
     async def down(self, name: str) -> dict[str, Any]:
         """A deliberate stop: the policy never restarts it until ``up`` (remembered for unless-stopped)."""
         self.desired.policy(name).deliberately_stopped()
-        self.desired.save_stops()
+        await self._save_stops()
         log.info("unit stopped by the user", unit=name)
         await self._settle(name)
         return self.status.unit_status(name)
@@ -58,7 +58,7 @@ class UnitCommands:
         policy = self.desired.policy(name)
         if policy.stopped or policy.state() != RUNNING:
             policy.resume()
-            self.desired.save_stops()
+            await self._save_stops()
             log.info("unit started by the user", unit=name)
         await self._settle(name)
         return self.status.unit_status(name)
@@ -68,9 +68,15 @@ class UnitCommands:
         log.info("unit restarted by the user", unit=name)
         await self._settle(name)
         self.desired.policy(name).resume()
-        self.desired.save_stops()
+        await self._save_stops()
         await self._settle(name)
         return self.status.unit_status(name)
+
+    async def _save_stops(self) -> None:
+        """The deliberate stops are on disk when the command returns."""
+        saving = self.desired.save_stops()
+        if saving is not None:
+            await saving
 
     async def _settle(self, name: str, rounds: int = 5) -> None:
         """Reconcile now and wait for the unit's own work (a stop, a start) to be done and observed."""

@@ -5,9 +5,10 @@ policy, their dependency graph, and the deliberate stops of ``unless-stopped`` u
   whose ``restart`` alone changed keeps its policy (and its container), with the new spec.
 - A config that does not load (unexpected: the config store runs the same check) keeps the units in
   force, and ``load_errors`` says why.
-- The deliberate stops (``units.stops``, ``/var/lib/corral/units-stopped.json``) are read at the first
-  load and written whenever the set changes (``save_stops``): a unit under ``unless-stopped`` that the
-  user stopped stays stopped across supervisor restarts.
+- The deliberate stops (``units.stops``, ``/var/lib/corral/units-stopped.json``) are read before the
+  units are first acted on (``read_stops``) and written whenever the set changes (``save_stops``); both
+  in a thread, the loop never waits for the disk. A unit under ``unless-stopped`` that the user stopped
+  stays stopped across supervisor restarts.
 
 In ``corral sandbox`` the units' bind-mount sources below ``/var``, ``/run``, ``/home``, ``/root``,
 ``/srv``, ``/opt``, ``/mnt``, ``/media`` and ``/tmp`` are taken from under the sandbox's directory
@@ -16,6 +17,7 @@ host's ``/var/lib``."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -24,6 +26,7 @@ from typing import Any
 
 import structlog
 
+from supervisor.tasks import spawn_task
 from units.graph import UnitGraph
 from units.loader import load_units
 from units.model import Scope, Unit, Volume
@@ -91,7 +94,8 @@ class DesiredUnits:
         self.graph: UnitGraph | None = None
         self.load_errors: list[str] = []
         self._generation: int | None = None
-        self._remembered: set[str] | None = None  # the stops as last read or written
+        self._stops: set[str] | None = None  # the deliberate stops on disk, as far as known (None: not read)
+        self._saving: asyncio.Task[None] | None = None  # the last write
 
     def load(self) -> Reloaded | None:
         """Load the units when the config generation changed. None: nothing changed (the same
@@ -107,16 +111,14 @@ class DesiredUnits:
                 log.error("units not loaded; keeping the units in force", error=error)
             return None
         self.load_errors = []
-        first = self._remembered is None
-        if self._remembered is None:
-            self._remembered = read_stops(self.stops_file) if self.stops_file is not None else set()
+        first = self.graph is None
         units = {name: localize(unit, self.prefix) for name, unit in loaded.units.items()}
         policies: dict[str, UnitPolicy] = {}
         changed: set[str] = set()
         for name, unit in units.items():
             old, policy = self.units.get(name), self.policies.get(name)
             if policy is None:
-                stopped = name in self._remembered and unit.restart.name == "unless-stopped"
+                stopped = name in (self._stops or ()) and unit.restart.name == "unless-stopped"
                 policy = UnitPolicy(unit.restart, clock=self.clock, stopped=stopped)
                 if stopped:
                     log.info("unit stays stopped (stopped by the user before)", unit=name)
@@ -139,19 +141,52 @@ class DesiredUnits:
         self.save_stops()
         return Reloaded(frozenset(changed), frozenset(removed))
 
-    def save_stops(self) -> None:
-        """Write the deliberate stops to remember (``remembered_stops``) when they changed."""
-        if self.stops_file is None:
+    async def read_stops(self) -> None:
+        """Read the remembered stops (once, in a thread), before the units are first acted on: a unit
+        under ``unless-stopped`` that the user stopped, and not touched since, stays stopped."""
+        if self._stops is not None:
             return
+        stops: set[str] = set()
+        if self.stops_file is not None:
+            stops = await asyncio.to_thread(read_stops, self.stops_file)
+        self._stops = stops
+        if self.graph is None:
+            return  # not loaded yet: the load makes the policies with the stops
+        for name, policy in self.policies.items():
+            if name in stops and self.units[name].restart.name == "unless-stopped" and policy.fresh:
+                policy.deliberately_stopped()
+                log.info("unit stays stopped (stopped by the user before)", unit=name)
+        self.save_stops()  # the stops of units no longer configured, or no longer unless-stopped, go
+
+    def save_stops(self) -> asyncio.Task[None] | None:
+        """Write the deliberate stops to remember (``remembered_stops``) when they changed: in a thread,
+        one write after the other. Returns the write's task (None: nothing to write, or the file not
+        read yet: ``read_stops`` saves)."""
+        if self.stops_file is None or self._stops is None:
+            return None
         keep = set(remembered_stops(self.policies))
-        if self._remembered is not None and keep == self._remembered:
-            return
+        if keep == self._stops:
+            return None
+        before, self._stops = self._stops, keep
+        write = self._write(self.stops_file, keep, before, self._saving)
+        self._saving = spawn_task(write, name="units:stops")
+        return self._saving
+
+    async def _write(self, path: Path, keep: set[str], before: set[str],
+                     previous: asyncio.Task[None] | None) -> None:
+        if previous is not None:
+            await asyncio.gather(previous, return_exceptions=True)
         try:
-            write_stops(self.stops_file, keep)
+            await asyncio.to_thread(write_stops, path, keep)
         except OSError as exc:
-            log.error("unit stops not saved", file=str(self.stops_file), error=str(exc))
-            return
-        self._remembered = keep
+            log.error("unit stops not saved", file=str(path), error=str(exc))
+            if self._stops == keep:
+                self._stops = before  # what the file still holds: the next change writes again
+
+    async def saved(self) -> None:
+        """Wait for the stops being written (at shutdown)."""
+        if self._saving is not None:
+            await asyncio.gather(self._saving, return_exceptions=True)
 
     def policy(self, name: str) -> UnitPolicy:
         """The unit's policy; KeyError when no such unit is configured."""

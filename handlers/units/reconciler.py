@@ -147,6 +147,7 @@ class UnitsReconciler:
             self.last_seconds = round(time.monotonic() - started, 6)
 
     async def _reconcile(self, full: bool) -> None:
+        await self.desired.read_stops()  # once, before the units are first acted on
         self._load()
         if full:
             self.images.mark_stale()
@@ -198,6 +199,7 @@ class UnitsReconciler:
         if self.logs is not None:
             await self.logs.stop()
         await self.dockerds.close()
+        await self.desired.saved()
 
     # ---- what the supervisor, its boot phase and its control commands use ------------------------------
     def status(self) -> dict[str, Any]:
