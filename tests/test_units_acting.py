@@ -177,3 +177,26 @@ async def test_units_stop_in_reverse_order_the_users_first(tmp_path: Path) -> No
     await stop_in_order(dockerds, units, 1)
     assert calls == [("stop", "mine"), ("stop", "app"), ("stop", "db")]
     await dockerds.close()
+
+
+async def test_a_dockerd_without_units_is_not_asked_at_shutdown(tmp_path: Path) -> None:
+    docker = FakeDocker()
+    asked: list[str] = []
+
+    def user_up() -> bool:
+        asked.append("user")  # the wiring's check is a stat of its socket: not on the loop for nothing
+        return True
+
+    dockerds = Dockerds({"system": Daemon("system", tmp_path / "system.sock", lambda: True),
+                         "user": Daemon("user", tmp_path / "user.sock", user_up)},
+                        lambda _socket: FakeRuntime(docker))  # type: ignore[arg-type,return-value]
+    units = units_of("db:\n  image: x\n")
+    runtime = dockerds.runtime("system")
+    assert runtime is not None
+    await runtime.create({"Image": IMAGE, "Labels": {"io.corral.unit": "db", "io.corral.config-hash": "h"}},
+                         name="db")
+    await runtime.start("db")
+    docker.calls.clear()
+    await stop_in_order(dockerds, units, 1)
+    assert docker.calls == [("stop", "db")] and asked == []
+    await dockerds.close()

@@ -218,9 +218,9 @@ async def stop_in_order(dockerds: Dockerds, units: Mapping[str, Unit], grace: fl
     started = time.monotonic()
     stopped = 0
     for scope in ("user", "system"):
-        runtime = dockerds.runtime(scope)
         mine = {n: u for n, u in units.items() if u.scope == scope}
-        if runtime is None or not mine:
+        runtime = dockerds.runtime(scope) if mine else None  # a dockerd without units is not asked
+        if runtime is None:
             continue
         try:
             summaries = await runtime.list_summaries(all=False)
