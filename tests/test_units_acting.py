@@ -6,6 +6,7 @@ stop at shutdown in reverse order, the user's first."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,12 @@ from tests.units_fakes import IMAGE, Clock, FakeDocker, FakeRuntime, make, settl
 from units.runtime import DockerUnavailable
 
 
-def die(handler: UnitsReconciler, docker: FakeDocker, name: str, code: int) -> None:
-    """dockerd's `die` for the unit's container, while its listing still says running."""
+def die(handler: UnitsReconciler, docker: FakeDocker, name: str, code: int, **more: Any) -> None:
+    """dockerd's `die` for the unit's container, now, while its listing still says running."""
     cid = docker.by_name(name)["Id"]
+    more.setdefault("time_nano", time.time_ns())
     handler.exits.note(ContainerEvent(daemon="system", action="die", container_id=cid, name=name, unit=name,
-                                      exit_code=code))
+                                      exit_code=code, **more))
 
 
 async def test_die_event_restarts_at_once_even_before_the_listing_shows_it(tmp_path: Path) -> None:
@@ -127,6 +129,25 @@ async def test_a_die_the_fast_path_does_not_own_is_left_to_the_reconcile(tmp_pat
                                       unit="nope", exit_code=1))
     assert {name: handler.unit_status(name) for name in services} == before
     assert handler.actions.busy == {}
+    await handler.close()
+
+
+async def test_a_die_from_before_the_last_start_is_history(tmp_path: Path) -> None:
+    """The events source, reconnected after dockerd restarted, infers that a unit died and was started
+    again while it was away (an `observed` die, no time, no exit code), or dockerd replays a die: the
+    unit runs again (corral restarted it meanwhile), so neither is an exit of this run."""
+    handler, docker, _ = make(tmp_path, {"web": svc(restart="always")})
+    await settle(handler)
+    started = handler.containers.last_start["web"]
+    die(handler, docker, "web", 137, time_nano=int((started - 5) * 1e9))  # replayed
+    die(handler, docker, "web", None, time_nano=0, observed=True)  # inferred
+    cid = docker.by_name("web")["Id"]
+    handler.exits.note(ContainerEvent(daemon="system", action="start", container_id=cid, name="web",
+                                      unit="web", observed=True))
+    assert handler.actions.busy == {}
+    await settle(handler)
+    status = handler.unit_status("web")
+    assert (status["state"], status["restarts"], status["last_exit"]) == ("running", 0, None)
     await handler.close()
 
 

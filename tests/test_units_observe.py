@@ -102,9 +102,14 @@ async def test_keep_remembers_current_and_leaving_containers(tmp_path: Path) -> 
     assert set(view.current) == {"web"} and set(view.leaving) == {"old"}  # the user dockerd did not answer
     view.created("new", "n1", {LABEL_UNIT: "new"}, "system")
     assert view.current["new"].state == "created"
-    started = view.started("new")
+    started = view.started("new", 1234.5)
     assert started is not None and started.id == "n1" and view.current["new"].state == "running"
-    assert view.started("nope") is None
+    assert view.last_start == {"new": 1234.5}
+    assert view.started("nope", 1.0) is None
+    view.keep({"new": units["web"]}, {}, [])
+    assert view.last_start == {"new": 1234.5}  # kept while the unit is configured
+    view.keep(units, units, [])
+    assert view.last_start == {}
 
 
 async def test_the_user_dockerd_is_followed_from_when_its_unit_is_configured(tmp_path: Path) -> None:

@@ -101,8 +101,9 @@ class Actions:
         """The restart path, without waiting for a reconcile: a unit's container that corral started
         died; its policy decides (``Restarts.exited``) and, for a restart without delay, the start call
         goes out at once. Anything else (a delay, giving up, a unit being changed) is left to the
-        reconcile the event triggers; so are oneshots, createonly units and units with a task in
-        flight."""
+        reconcile the event triggers; so are oneshots, createonly units, units with a task in flight,
+        and a die from before corral last started the unit (the events source, reconnected, infers
+        what happened while it was away, or dockerd replays it: the unit may be running again)."""
         name = event.unit
         if name is None or event.daemon not in SCOPES:
             return
@@ -112,6 +113,8 @@ class Actions:
                 or current.id != event.container_id or unit.scope != scope or unit.oneshot or unit.createonly
                 or self.running(name) is not None):
             return
+        if event.time_nano < self.containers.last_start.get(name, 0.0) * 1e9:
+            return  # it died before corral last started it: a die inferred or replayed after a reconnect
         decision = self.restarts.exited(name, replace(current, state="exited", exit_code=event.exit_code))
         if decision is not None and decision.at_once:
             self._spawn(name, [Start(name, scope)])
@@ -189,7 +192,7 @@ class Actions:
         if policy is not None:
             policy.on_started(now, self.mounts.ids(self.desired.units.get(name)))
         self.restarts.started(name)
-        current = self.containers.started(name)
+        current = self.containers.started(name, before)
         if current is not None:
             self.exits.forget(current.id)
         log.info("unit started", unit=name, restarts=policy.restarts if policy else 0)

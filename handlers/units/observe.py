@@ -64,7 +64,7 @@ class ContainerView:
     """What the last look showed: each unit's container (``current``; kept up to date by the actions
     between looks), the containers of units no longer configured that are still there (``leaving``:
     `service list` shows them as "removing" rather than as gone) and the dockerds that answered
-    (``reachable``)."""
+    (``reachable``); and when corral last started each unit (``last_start``)."""
 
     def __init__(self, dockerds: Dockerds, images: ImageIds,
                  follow_events: Callable[[Scope], None] | None = None) -> None:
@@ -74,6 +74,7 @@ class ContainerView:
         self.current: dict[str, ObservedContainer] = {}
         self.leaving: dict[str, ObservedContainer] = {}
         self.reachable: set[Scope] = set()
+        self.last_start: dict[str, float] = {}  # unit -> wall time (time.time()) corral last started it
 
     def _wants(self, scope: Scope, units: Mapping[str, Unit]) -> bool:
         """Whether to watch ``scope``'s dockerd: always the system one; the user's when units run there,
@@ -118,13 +119,16 @@ class ContainerView:
         self.current = current_containers(desired, observed)
         self.leaving = {c.unit: c for c in observed
                         if c.unit is not None and c.unit not in units and c.scope in self.reachable}
+        self.last_start = {n: t for n, t in self.last_start.items() if n in units}
 
     def created(self, name: str, container: str, labels: Mapping[str, str], scope: Scope) -> None:
         """The unit's container ``container`` was created (not listed yet)."""
         self.current[name] = ObservedContainer(container, name, dict(labels), "created", scope=scope)
 
-    def started(self, name: str) -> ObservedContainer | None:
-        """The unit's container was started: it is running now. Returns it (None: not seen yet)."""
+    def started(self, name: str, at: float) -> ObservedContainer | None:
+        """The unit's container was started (the start call went out at wall time ``at``): it is running
+        now. Returns it (None: not seen yet)."""
+        self.last_start[name] = at
         current = self.current.get(name)
         if current is not None:
             current = self.current[name] = replace(current, state="running")
