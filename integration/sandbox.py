@@ -53,7 +53,10 @@ class Sandbox:
                 f"corral:\n  services_include:\n    docker: {user_docker}\n    console: false\n")
         self.console = directory / "console.log"
         self._console_file = open(self.console, "ab")  # noqa: SIM115
+        # PID 1 runs under the loop guard (supervisor/loopguard.py): a blocking call on its loop fails.
+        env = dict(os.environ, CORRAL_LOOP_GUARD="1")
         self.proc = subprocess.Popen(sandbox_mod.argv(directory, emergency_shell), stdin=subprocess.DEVNULL,
+                                     env=env,
                                      stdout=self._console_file, stderr=self._console_file,
                                      start_new_session=True)
         self.returncode: int | None = None

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from handlers.units.desired import DesiredUnits, Reloaded, localize
-from tests.units_fakes import make, settle, svc, unit_of
+from tests.units_fakes import loaded_by_generation, make, settle, svc, unit_of
 
 
 def test_localize_moves_state_paths_under_the_sandbox_only() -> None:
@@ -36,9 +36,9 @@ class Config:
 
 
 def desired(tmp_path: Path, config: Config, prefix: Path | None = None) -> DesiredUnits:
-    return DesiredUnits(config=lambda: {"corral": {"services": config.services}},
-                        generation=lambda: config.generation, stops_file=tmp_path / "stops.json",
-                        prefix=prefix)
+    return DesiredUnits(loaded=loaded_by_generation(lambda: {"corral": {"services": config.services}},
+                                                    lambda: config.generation),
+                        stops_file=tmp_path / "stops.json", prefix=prefix)
 
 
 def test_policies_are_kept_across_loads_unless_the_definition_changed(tmp_path: Path) -> None:
@@ -57,15 +57,16 @@ def test_policies_are_kept_across_loads_unless_the_definition_changed(tmp_path: 
     assert set(units.units) == {"keep", "policy", "change", "new"}
 
 
-def test_a_config_that_does_not_load_keeps_the_units_in_force(tmp_path: Path) -> None:
+def test_a_new_generation_is_taken_once(tmp_path: Path) -> None:
+    """The units come from the config store, loaded once per generation: the same generation is the same
+    object, and nothing is taken twice."""
     config = Config({"web": svc()})
     units = desired(tmp_path, config)
-    units.load()
-    config.set({"web": svc(restart="sometimes")})
+    assert units.load() is not None
     assert units.load() is None
-    assert set(units.units) == {"web"} and units.load_errors and "sometimes" in units.load_errors[0]
     config.set({"web": svc(), "db": svc()})
-    assert units.load() is not None and units.load_errors == [] and set(units.units) == {"web", "db"}
+    assert units.load() is not None and set(units.units) == {"web", "db"}
+    assert units.load() is None
 
 
 async def test_deliberate_stops_of_unless_stopped_units_are_saved_and_read_back(tmp_path: Path) -> None:
@@ -107,8 +108,9 @@ async def test_stops_of_units_no_longer_unless_stopped_are_forgotten(tmp_path: P
 
 async def test_stops_not_written_are_written_at_the_next_change(tmp_path: Path) -> None:
     config = Config({"web": svc(restart="unless-stopped"), "db": svc(restart="unless-stopped")})
-    units = DesiredUnits(config=lambda: {"corral": {"services": config.services}},
-                         generation=lambda: config.generation, stops_file=tmp_path / "no" / "stops.json")
+    units = DesiredUnits(loaded=loaded_by_generation(lambda: {"corral": {"services": config.services}},
+                                                     lambda: config.generation),
+                         stops_file=tmp_path / "no" / "stops.json")
     units.load()
     await units.read_stops()
     (tmp_path / "no").write_text("a file where the directory should be")
@@ -173,7 +175,7 @@ async def test_a_remembered_stop_holds_when_the_boot_phase_loads_before_the_firs
         tmp_path: Path) -> None:
     (tmp_path / "stops.json").write_text(json.dumps({"version": 1, "stopped": ["web"]}))
     handler, docker, _ = make(tmp_path, {"web": svc(restart="unless-stopped"), "db": svc()})
-    handler._load()  # what the `units` boot phase does, on the loop: the file is not read there
+    handler.load()  # what the `units` boot phase does, on the loop: the file is not read there
     await settle(handler)
     assert handler.unit_status("web")["state"] == "stopped"
     assert not any(name == "web" for _, name in docker.calls)  # never created nor started

@@ -11,7 +11,7 @@ from handlers.units.dockerds import Daemon, Dockerds
 from handlers.units.image_ids import ImageIds
 from handlers.units.observe import ContainerView, current_containers, exit_code_of, observed_from_summary
 from supervisor.bus import Bus
-from tests.units_fakes import Clock, FakeDocker, FakeRuntime, make, settle, svc, unit_of
+from tests.units_fakes import Clock, FakeDocker, FakeRuntime, loaded_by_generation, make, settle, svc, unit_of
 from units.model import LABEL_HASH, LABEL_UNIT, USER_DOCKERD_UNIT
 from units.plan import ObservedContainer
 from units.runtime import DockerUnavailable
@@ -123,7 +123,7 @@ async def test_the_user_dockerd_is_followed_from_when_its_unit_is_configured(tmp
     handler = UnitsReconciler(
         Bus(), {"system": Daemon("system", tmp_path / "docker.sock", lambda: True),
                 "user": Daemon("user", tmp_path / "user.sock", lambda: False)},
-        config=lambda: {"corral": {"services": {USER_DOCKERD_UNIT: svc()}}}, generation=lambda: 1,
+        loaded=loaded_by_generation(lambda: {"corral": {"services": {USER_DOCKERD_UNIT: svc()}}}, lambda: 1),
         stops_file=tmp_path / "stops.json", clock=Clock(), follow_events=followed.append,
         runtime_factory=lambda _socket: FakeRuntime(docker),  # type: ignore[arg-type,return-value]
     )

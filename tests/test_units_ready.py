@@ -57,7 +57,7 @@ def test_up_in_is_when_time_alone_may_bring_a_unit_up() -> None:
 async def test_wait_all_up_returns_what_is_not_up_after_its_timeout(tmp_path: Path) -> None:
     clock = Clock()
     handler, _docker, _ = make(tmp_path, {"web": svc(restart="always"), "later": svc()}, clock=clock)
-    handler._load()  # as the `units` boot phase does before the first reconcile
+    handler.load()  # as the `units` boot phase does before the first reconcile
     assert await handler.wait_all_up(0) == {"web": "pending", "later": "pending"}
     await settle(handler)
     assert handler.not_up() == {"web": "running", "later": "running"}  # just started

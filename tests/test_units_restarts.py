@@ -12,14 +12,14 @@ import pytest
 
 from handlers.units.desired import DesiredUnits, Reloaded
 from handlers.units.restarts import Restarts
-from tests.units_fakes import IMAGE, Clock, FakeDocker, make, settle, svc
+from tests.units_fakes import IMAGE, Clock, FakeDocker, loaded_by_generation, make, settle, svc
 from units.plan import Create, ObservedContainer, Recreate, Start, Wait
 from units.policy import EXITED, RESTARTING
 from units.runtime import DockerAPIError, NotFound
 
 
 def restarts_of(services: dict[str, Any], clock: Clock, on_reload: Any = None) -> Restarts:
-    desired = DesiredUnits(config=lambda: {"corral": {"services": services}}, generation=lambda: 1,
+    desired = DesiredUnits(loaded=loaded_by_generation(lambda: {"corral": {"services": services}}, lambda: 1),
                            clock=clock)
     desired.load()
     return Restarts(desired, clock=clock, on_reload=on_reload)

@@ -14,7 +14,7 @@ async def test_unit_status_fields(tmp_path: Path) -> None:
     clock = Clock()
     handler, docker, _ = make(tmp_path, {"web": svc(restart="always"), "data": svc(
         labels={"io.corral.createonly": "true"})}, clock=clock)
-    handler._load()
+    handler.load()
     assert handler.unit_status("data")["state"] == "pending"  # no container yet
     await settle(handler)
     clock.now += 2.5
@@ -75,7 +75,7 @@ async def test_the_first_wave_waits_for_its_units_to_start_or_fail(tmp_path: Pat
     handler, docker, _ = make(tmp_path, {"data": svc(labels={"io.corral.createonly": "true"}),
                                          "web": svc(), "app": svc(labels={"io.corral.after": "web"})},
                               docker=docker)
-    handler._load()
+    handler.load()
     handler.report.check_first_wave()
     assert not await handler.wait_first_wave(0.01)
     await handler.reconcile(True)
@@ -90,7 +90,7 @@ async def test_the_first_wave_waits_for_its_units_to_start_or_fail(tmp_path: Pat
 
 async def test_no_units_no_wave_to_wait_for(tmp_path: Path) -> None:
     handler, _, _ = make(tmp_path, {})
-    handler._load()
+    handler.load()
     handler.report.check_first_wave()
     assert handler.report.first_wave.is_set() and await handler.wait_first_wave(5)
     await handler.close()

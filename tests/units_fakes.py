@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from handlers.units.dockerds import Daemon
 from handlers.units.reconciler import UnitsReconciler
 from supervisor.bus import Bus
-from units.loader import build_units, parse_unit_text
+from units.loader import Loaded, build_units, load_units, parse_unit_text
 from units.model import LABEL_UNIT, Unit
 from units.runtime import ContainerState, LogLine, NotFound
 
@@ -123,7 +123,7 @@ def make(tmp_path: Path, services: dict[str, Any], docker: FakeDocker | None = N
     options.setdefault("runtime_factory", lambda _socket: FakeRuntime(docker))
     handler = UnitsReconciler(
         Bus(), {"system": Daemon("system", tmp_path / "docker.sock", lambda: True)},
-        config=lambda: state["config"], generation=lambda: int(state["generation"]),
+        loaded=loaded_by_generation(lambda: state["config"], lambda: int(state["generation"])),
         stops_file=tmp_path / "stops.json", clock=clock or Clock(), **options,
     )
     return handler, docker, state
@@ -154,3 +154,19 @@ def units_of(text: str) -> dict[str, Unit]:
 
 def unit_of(text: str, name: str) -> Unit:
     return units_of(text)[name]
+
+def loaded_by_generation(config: Callable[[], Mapping[str, Any]],
+                         generation: Callable[[], int]) -> Callable[[], Loaded]:
+    """What the config store gives the units reconciler: the units of the config in force, loaded once
+    per generation (the same object until the generation changes). A test's configs load."""
+    seen: dict[int, Loaded] = {}
+
+    def get() -> Loaded:
+        g = generation()
+        if g not in seen:
+            seen.clear()
+            seen[g] = load_units(config())
+            assert seen[g].ok, seen[g].errors
+        return seen[g]
+
+    return get

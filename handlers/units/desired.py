@@ -1,10 +1,9 @@
-"""The units as configured: loaded again when the config generation changes, each with its restart
-policy, their dependency graph, and the deliberate stops of ``unless-stopped`` units.
+"""The units as configured: taken again when the config generation changes (the config store's units
+check loaded them, off the loop, once per generation), each with its restart policy, their dependency
+graph, and the deliberate stops of ``unless-stopped`` units.
 
 - A unit whose definition changed gets a fresh ``UnitPolicy`` (so it is recreated and runs again); one
   whose ``restart`` alone changed keeps its policy (and its container), with the new spec.
-- A config that does not load (unexpected: the config store runs the same check) keeps the units in
-  force, and ``load_errors`` says why.
 - The deliberate stops (``units.stops``, ``/var/lib/corral/units-stopped.json``) are read before the
   units are first acted on (``read_stops``) and written whenever the set changes (``save_stops``); both
   in a thread, the loop never waits for the disk. A unit under ``unless-stopped`` that the user stopped
@@ -19,16 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import structlog
 
 from supervisor.tasks import spawn_task
 from units.graph import UnitGraph
-from units.loader import load_units
+from units.loader import Loaded
 from units.model import Scope, Unit, Volume
 from units.policy import UnitPolicy, remembered_stops
 from units.stops import read_stops, write_stops
@@ -76,41 +74,29 @@ class DesiredUnits:
     def __init__(
         self,
         *,
-        config: Callable[[], Mapping[str, Any]],
-        generation: Callable[[], int],
-        unit_dirs: Sequence[Path] = (),
+        loaded: Callable[[], Loaded],
         stops_file: Path | None = None,
         prefix: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.config = config
-        self.generation = generation
-        self.unit_dirs = list(unit_dirs)
+        self.loaded = loaded  # the units of the config in force (loaded once per generation, off the loop)
         self.stops_file = stops_file
         self.prefix = prefix
         self.clock = clock
         self.units: dict[str, Unit] = {}
         self.policies: dict[str, UnitPolicy] = {}
         self.graph: UnitGraph | None = None
-        self.load_errors: list[str] = []
-        self._generation: int | None = None
+        self._seen: Loaded | None = None
         self._stops: set[str] | None = None  # the deliberate stops on disk, as far as known (None: not read)
         self._saving: asyncio.Task[None] | None = None  # the last write
 
     def load(self) -> Reloaded | None:
-        """Load the units when the config generation changed. None: nothing changed (the same
-        generation, or a config that does not load)."""
-        generation = self.generation()
-        if generation == self._generation:
+        """Take the units of a new config generation (loaded and checked by the config store). None:
+        nothing changed (the same generation)."""
+        loaded = self.loaded()
+        if loaded is self._seen:
             return None
-        self._generation = generation
-        loaded = load_units(self.config(), unit_dirs=self.unit_dirs, source="config")
-        if loaded.errors:  # the config store runs the same check, so this is unexpected: keep the old set
-            self.load_errors = [str(e) for e in loaded.errors]
-            for error in self.load_errors:
-                log.error("units not loaded; keeping the units in force", error=error)
-            return None
-        self.load_errors = []
+        self._seen = loaded
         first = self.graph is None
         units = {name: localize(unit, self.prefix) for name, unit in loaded.units.items()}
         policies: dict[str, UnitPolicy] = {}

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ from supervisor.events import ConfigChanged, Event, TimerFired
 from supervisor.events.docker import ContainerEvent, DockerdState
 from supervisor.events.udev import MountChanged
 from units.graph import UnitGraph
+from units.loader import Loaded
 from units.logs import UnitLogs
 from units.model import Scope, Unit
 from units.mounts import RuleMount, sync_mounts
@@ -68,9 +69,7 @@ class UnitsReconciler:
         bus: Bus,
         daemons: Mapping[Scope, Daemon],
         *,
-        config: Callable[[], Mapping[str, Any]],
-        generation: Callable[[], int],
-        unit_dirs: Sequence[Path] = (),
+        loaded: Callable[[], Loaded],
         journal: LineSink | None = None,
         stops_file: Path | None = None,
         grace: Callable[[], float] = lambda: 10.0,
@@ -84,8 +83,7 @@ class UnitsReconciler:
         mountinfo: Path = Path("/proc/self/mountinfo"),
     ) -> None:
         self.clock = clock
-        self.desired = DesiredUnits(config=config, generation=generation, unit_dirs=unit_dirs,
-                                    stops_file=stops_file, prefix=prefix, clock=clock)
+        self.desired = DesiredUnits(loaded=loaded, stops_file=stops_file, prefix=prefix, clock=clock)
         self.dockerds = Dockerds(daemons, runtime_factory)
         self.images = ImageIds(bus, self.dockerds, clock)
         self.containers = ContainerView(self.dockerds, self.images, follow_events)
@@ -115,7 +113,7 @@ class UnitsReconciler:
     def graph(self) -> UnitGraph | None:
         return self.desired.graph
 
-    def _load(self) -> None:
+    def load(self) -> None:
         """Load the units when the config changed (the `units` boot phase does, before the first
         reconcile)."""
         reloaded = self.desired.load()
@@ -148,7 +146,7 @@ class UnitsReconciler:
 
     async def _reconcile(self, full: bool) -> None:
         await self.desired.read_stops()  # once, before the units are first acted on
-        self._load()
+        self.load()
         if full:
             self.images.mark_stale()
         # A unit whose action was in flight at any moment of the listing is left alone this time: a start
@@ -210,7 +208,6 @@ class UnitsReconciler:
             "reachable": sorted(self.containers.reachable),
             "reconciles": self.reconciles,
             "last_reconcile_seconds": self.last_seconds,
-            "load_errors": list(self.desired.load_errors),
         }
 
     def unit_status(self, name: str) -> dict[str, Any]:

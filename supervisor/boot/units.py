@@ -63,8 +63,12 @@ def start_units(ctx: BootContext, dockerd: SystemDockerd,
                          lambda: dockerd.stats.starts),
     }
     user_socket = paths.under("/run/docker.sock")
-    daemons["user"] = Daemon("user", user_socket, user_socket.exists)
     sources: dict[Scope, DockerEventsSource] = {}
+    # The user's dockerd is up when its events source is connected (it answered): no stat on the loop.
+    def user_up() -> bool:
+        return "user" in sources and sources["user"].stats.connected
+
+    daemons["user"] = Daemon("user", user_socket, user_up)
 
     def follow_events(scope: Scope) -> None:
         """The user's dockerd's container events (its units' `die`), from the first time it is wanted."""
@@ -77,15 +81,12 @@ def start_units(ctx: BootContext, dockerd: SystemDockerd,
     def reload() -> None:
         spawn_task(ctx.reload(), name="units:reloadconfig")
 
-    user_images = UserImagesHandler(user_socket, paths,
-                                    lambda: "user" in sources and sources["user"].stats.connected)
+    user_images = UserImagesHandler(user_socket, paths, user_up)
     ctx.add_handler(user_images)
 
     handler = UnitsReconciler(
         ctx.bus, daemons,
-        config=ctx.config,
-        generation=ctx.generation,
-        unit_dirs=[paths.units_dir],
+        loaded=ctx.domains.units,
         journal=ctx.journal,
         stops_file=stops_path(paths),
         grace=lambda: ctx.grace,
@@ -95,7 +96,7 @@ def start_units(ctx: BootContext, dockerd: SystemDockerd,
         storage_rules=lambda: storage_rule_mounts(storage()),
     )
     ctx.stops.add("units", lambda: handler.stop_all(ctx.grace))
-    handler._load()
+    handler.load()  # the units of the config in force, before the first reconcile
     graph = handler.graph
     waves = graph.waves() if graph is not None else []
     log.info("starting units", units=len(handler.units), waves=len(waves),

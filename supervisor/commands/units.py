@@ -76,7 +76,8 @@ class ServiceCommands:
 
     async def _include(self, name: str, on: bool) -> Any:
         if on:  # refuse before persisting anything: a config naming a missing file would be rejected
-            _files, problems = find_included({name: True}, [self.sup.paths.units_dir, SHIPPED_DIR])
+            _files, problems = await asyncio.to_thread(  # looks for the unit file: off the loop
+                find_included, {name: True}, [self.sup.paths.units_dir, SHIPPED_DIR])
             if problems:
                 raise ControlError(problems[0].message)
         key = format_path(("corral", "services_include", name))
