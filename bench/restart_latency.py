@@ -93,7 +93,7 @@ def main() -> None:
         print(f"{args.samples} kills of each, alternating, each after {UP_BEFORE_KILL} s up, net {args.net} "
               f"(about {args.samples * UP_BEFORE_KILL / 60:.0f} min)")
         results = asyncio.run(measure(sb, args.samples))
-        restarts = sb.request("service.list")[0]["restarts"]
+        restarts = sb.request("units.list")[0]["restarts"]
     finally:
         sb.stop()
         remove_cgroups(DockerdLayout.system(Paths.sandbox(directory), sandbox=True).cgroup_parent)

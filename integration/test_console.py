@@ -224,9 +224,9 @@ def test_console_ssh_keys_sudo_password_and_host_commands(sandbox: Any, archive:
 
     # A stop ends sshd cleanly (console-init passes SIGTERM on: exit 0, not 137 for a SIGKILL); after a
     # start the same host key, the same home, the password and keys again.
-    sb.cli("service", "down", "console")
+    sb.cli("units", "down", "console")
     assert inspect(sb, "console")["State"]["ExitCode"] == 0
-    sb.cli("service", "up", "console")
+    sb.cli("units", "up", "console")
     wait_state(sb, "console", "running", timeout=60)
     wait_for("ssh after the restart", lambda: ssh(sb, "cat note", key=other).stdout.strip() == "kept",
              timeout=60, every=0.5)

@@ -91,7 +91,7 @@ def test_every_doc_example_runs_as_shown(_system_docker: None, sandbox: Any, tmp
     sb: Sandbox = sandbox(config(UNITS), cmdline=CMDLINE, again=first)  # a second boot: `logs -b -1` has one
     sb.wait_ready(90)
     wait_for("the docs' units running", lambda: all(
-        u["state"] == "running" for u in sb.request("service.list") if u["name"] in UNITS))
+        u["state"] == "running" for u in sb.request("units.list") if u["name"] in UNITS))
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     (cwd / "my.yml").write_text(MY_YML)

@@ -104,7 +104,7 @@ def merge_config(g: Guest, doc: dict[str, Any]) -> None:
 def service_snapshot(g: Guest) -> dict[str, tuple[Any, ...]]:
     """System units by name: (state, restarts, container) — what must not change."""
     return {u["name"]: (u["state"], u["restarts"], u["container"])
-            for u in g.corral("service", "list") if u["scope"] == "system"}
+            for u in g.corral("units", "list") if u["scope"] == "system"}
 
 
 # ---- boot -------------------------------------------------------------------------------------------
@@ -126,7 +126,7 @@ def test_status_healthy(guest: Guest) -> None:
     assert not status["emergency"]
     assert all(h["failures"] == 0 for h in status["handlers"]), status["handlers"]
     assert status["units"] is not None, "the system dockerd is off"
-    units = {u["name"]: u for u in guest.corral("service", "list")}
+    units = {u["name"]: u for u in guest.corral("units", "list")}
     assert units["console"]["state"] == "running", units["console"]
     assert units["docker"]["state"] == "running", units["docker"]
 
@@ -232,7 +232,7 @@ def test_hostname_changes_live_everywhere(guest: Guest) -> None:
     and the console's, without a restart; sudo resolves the name all along (it warned "unable to resolve
     host" before)."""
     new = "corral-renamed"
-    console_restarts = {u["name"]: u for u in guest.corral("service", "list")}["console"]["restarts"]
+    console_restarts = {u["name"]: u for u in guest.corral("units", "list")}["console"]["restarts"]
     # sudo in a loop in the console while the name changes: not one warning
     done = guest.ssh(f"(i=0; while [ $(hostname) != {new} ] && [ $i -lt 1000 ]; do sudo true; i=$((i+1)); "
                      f"done; sudo true) 2>/tmp/sudo.err & sudo corral config set hostname {new}; wait; "
@@ -250,7 +250,7 @@ def test_hostname_changes_live_everywhere(guest: Guest) -> None:
     sudo = guest.ssh("sudo true")
     assert sudo.stderr == "", sudo.stderr
     assert guest.corral("status")["hostname"] == new
-    assert {u["name"]: u for u in guest.corral("service", "list")}["console"]["restarts"] == console_restarts
+    assert {u["name"]: u for u in guest.corral("units", "list")}["console"]["restarts"] == console_restarts
 
 
 # ---- hotplug -------------------------------------------------------------------------------------------

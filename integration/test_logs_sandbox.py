@@ -181,7 +181,7 @@ def test_every_documented_example_against_a_real_pid1_over_two_boots(sandbox: An
             record = json.loads(follow.until(""))
             assert record["unit"] == "docker" and record["level"] == "warning"
         restarted_at = time.time()
-        sb.cli("service", "restart", "docker")  # it prints dockerd's lines again: warnings among them
+        sb.cli("units", "restart", "docker")  # it prints dockerd's lines again: warnings among them
         record = json.loads(follow.until("blkio weight"))
         assert record["unit"] == "docker" and record["level"] == "warning"
         assert (ts_epoch(record["ts"]) or 0) >= restarted_at - 1

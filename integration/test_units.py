@@ -236,6 +236,6 @@ def test_unit_output_reaches_the_journal_with_the_supervisors_lines(sandbox: Any
     assert len(out) == 3 and len(err) == 3, lines  # one line per run, each once
     events = [r["event"] for r in lines if r.get("logger") == "units"]
     assert events.count("unit started") == 3 and "unit failed; not restarting" in events
-    text = sb.cli("service", "logs", "talk").stdout
+    text = sb.cli("units", "logs", "talk").stdout
     assert "[talk] unit started" in text and "[talk] err" in text
     assert sb.stop() == 0

@@ -1,4 +1,4 @@
-"""`corral service ...` round trips against a real PID 1 and its system dockerd."""
+"""`corral units ...` round trips against a real PID 1 and its system dockerd."""
 
 from __future__ import annotations
 
@@ -57,15 +57,15 @@ def test_service_commands_round_trip(sandbox: Any) -> None:
     wait_state(sb, "web", "running")
     wait_state(sb, "job", "running")
 
-    listing = sb.cli("service", "list").stdout.splitlines()
+    listing = sb.cli("units", "list").stdout.splitlines()
     assert listing[0].split() == ["NAME", "SCOPE", "STATE", "RESTARTS", "UPTIME", "LAST", "EXIT", "WHY"]
     assert [line.split()[:4] for line in listing[1:]] == [["job", "system", "running", "0"],
                                                           ["web", "system", "running", "0"]]
-    as_json = json.loads(sb.cli("service", "list", "-o", "json").stdout)
+    as_json = json.loads(sb.cli("units", "list", "-o", "json").stdout)
     assert [u["name"] for u in as_json] == ["job", "web"] and as_json[1]["restart"] == "unless-stopped"
 
     # down: stopped, and the policy does not bring it back.
-    down = json.loads(sb.cli("service", "down", "web", "-o", "json").stdout)
+    down = json.loads(sb.cli("units", "down", "web", "-o", "json").stdout)
     assert down["state"] == "stopped"
     assert not inspect(sb, "web")["State"]["Running"]
     time.sleep(1.0)
@@ -75,32 +75,32 @@ def test_service_commands_round_trip(sandbox: Any) -> None:
 
     # restart: a new run.
     before = started_at(sb, "job")
-    restarted = sb.cli("service", "restart", "job").stdout
+    restarted = sb.cli("units", "restart", "job").stdout
     assert "job" in restarted and "running" in restarted
     assert started_at(sb, "job") > before
 
     # inspect: status, the create request, dockerd's view.
-    detail = json.loads(sb.cli("service", "inspect", "job", "-o", "json").stdout)
+    detail = json.loads(sb.cli("units", "inspect", "job", "-o", "json").stdout)
     assert detail["name"] == "job" and detail["create"]["Image"] == "corral/busybox:latest"
     assert detail["create"]["HostConfig"]["RestartPolicy"]["Name"] == "no"
     assert detail["inspect"]["Name"] == "/job" and detail["image_id"].startswith("sha256:")
-    text = sb.cli("service", "inspect", "job").stdout
+    text = sb.cli("units", "inspect", "job").stdout
     assert "image:" in text and "command:" in text
 
     # enable / disable a unit file.
-    enabled = sb.cli("service", "enable", "extra").stdout
+    enabled = sb.cli("units", "enable", "extra").stdout
     assert "corral.services_include" in enabled
     wait_state(sb, "extra", "running")
-    logs = sb.cli("service", "logs", "extra").stdout
+    logs = sb.cli("units", "logs", "extra").stdout
     assert "[extra] extra here" in logs and "[extra] unit started" in logs
-    sb.cli("service", "disable", "extra")
+    sb.cli("units", "disable", "extra")
     wait_for("extra removed", lambda: "extra" not in units(sb))
     assert sb.cli("system-docker", "ps", "-a", "--format", "{{.Names}}").stdout.split().count("extra") == 0
 
     # errors: one line, exit 1
-    nope = sb.cli("service", "down", "nope", check=False)
+    nope = sb.cli("units", "down", "nope", check=False)
     assert nope.returncode == 1 and nope.stderr.strip() == "corral: no such unit: nope"
-    missing = sb.cli("service", "enable", "nope", check=False)
+    missing = sb.cli("units", "enable", "nope", check=False)
     assert missing.returncode == 1 and "no unit file nope.yml" in missing.stderr
     assert sb.stop() == 0
     sb.assert_clean_journal(EXPECTED_ERRORS)
@@ -111,7 +111,7 @@ def test_service_commands_round_trip(sandbox: Any) -> None:
         again.wait_ready(90)
         wait_state(again, "job", "running")
         assert units(again)["web"]["state"] == "stopped"
-        up = json.loads(again.cli("service", "up", "web", "-o", "json").stdout)
+        up = json.loads(again.cli("units", "up", "web", "-o", "json").stdout)
         assert up["state"] == "running"
         assert json.loads((again.paths.state_dir / "units-stopped.json").read_text())["stopped"] == []
         assert again.stop() == 0

@@ -79,7 +79,7 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0, every: 
 
 
 def units(sb: Sandbox) -> dict[str, dict[str, Any]]:
-    return {u["name"]: u for u in sb.request("service.list")}
+    return {u["name"]: u for u in sb.request("units.list")}
 
 
 def wait_state(sb: Sandbox, name: str, *states: str, timeout: float = 30.0) -> dict[str, Any]:

@@ -578,6 +578,8 @@ def test_every_command_is_found() -> None:
         "config validate", "config schema", "logs", "events", "reload", "poweroff", "reboot", "sandbox",
         "debug", "debug fail",
         "debug spawn", "debug publish", "system-docker",
+        "units", "units list", "units inspect", "units up", "units down", "units restart",
+        "units enable", "units disable", "units logs",
         "service", "service list", "service inspect", "service up", "service down", "service restart",
         "service enable", "service disable", "service logs", "net", "net status", "net plan", "net apply",
         "net try", "net confirm", "storage", "storage status", "storage mount", "storage unmount", "dev",
@@ -588,7 +590,8 @@ def test_every_command_is_found() -> None:
 def test_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*command, "--help"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"usage: {' '.join(['corral', *command])}")
+    typed = ["units" if word == "service" else word for word in command]  # an alias shows its command's name
+    assert out.startswith(f"usage: {' '.join(['corral', *typed])}")
     assert "examples:" in out
     assert len(out.split("\n\n")[1].strip()) > 30  # a description
 

@@ -164,8 +164,8 @@ def test_catalogue() -> None:
         "config.validate", "config.schema", "logs", "events", "reload", "poweroff", "reboot",
         "debug.fail", "debug.spawn",
         "debug.publish",
-        "service.list", "service.inspect", "service.up", "service.down", "service.restart", "service.enable",
-        "service.disable", "storage.status", "net.status", "net.plan", "net.apply", "net.try", "net.confirm",
+        "units.list", "units.inspect", "units.up", "units.down", "units.restart", "units.enable",
+        "units.disable", "storage.status", "net.status", "net.plan", "net.apply", "net.try", "net.confirm",
         "storage.mount", "storage.unmount", "dev",
     ])  # fmt: skip
     # logs always streams: the records go out as they are read, never as one reply holding them all

@@ -253,7 +253,7 @@ def test_deliberate_stop_wins_over_the_mount_and_up_keeps_waiting() -> None:
     assert policies["app"].state() == STOPPED  # the mount coming back does not undo the user's stop
     assert kinds(plan(units, [], policies, mounts=UP)) == [("Create", "other"), ("Start", "other")]
     sync_mounts(units, policies, GONE)
-    policies["app"].resume()  # corral service up while the mount is away: still waiting
+    policies["app"].resume()  # corral units up while the mount is away: still waiting
     assert policies["app"].state() == WAITING
     assert not policies["app"].start_due(1e9)
 

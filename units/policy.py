@@ -11,7 +11,7 @@ stopped runs again. One class, using ``supervisor.backoff.Backoff`` (the one bac
   the sequence (and the on-failure:N count) over.
 - More than 5 restarts within 10 s: the unit is ``crash-looping``. It is still retried, at the backoff
   delay (which reaches the 30 s cap), and stays ``crash-looping`` until it runs for 10 s.
-- A deliberate stop (``corral service down``) is never undone by the policy; ``resume`` (``corral
+- A deliberate stop (``corral units down``) is never undone by the policy; ``resume`` (``corral
   service up``) forgets it and the backoff.
 - A unit whose required mount is missing is *held* (``hold``): it is ``waiting``, not started, and an
   exit meanwhile (the stop corral made because the mount went) is neither a failure nor a restart.

@@ -1,5 +1,5 @@
 """Deliberate stops that outlive the supervisor: the ``unless-stopped`` units the user stopped with
-``corral service down``, kept in ``/var/lib/corral/units-stopped.json`` (written atomically whenever the
+``corral units down``, kept in ``/var/lib/corral/units-stopped.json`` (written atomically whenever the
 list changes) and read when the supervisor starts, so that those units stay down across a reboot, as
 Docker's ``unless-stopped`` containers do. Other policies forget a deliberate stop at the next boot
 (``units.policy.remembered_stops`` decides which stops are kept)."""

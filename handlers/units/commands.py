@@ -1,4 +1,4 @@
-"""The user's commands on one unit (``corral service up|down|restart|inspect``; ``supervisor.service_api``
+"""The user's commands on one unit (``corral units up|down|restart|inspect``; ``supervisor.service_api``
 calls them through the reconciler). A deliberate stop (``down``) is never undone by the restart policy
 until ``up``; under ``unless-stopped`` it is remembered across supervisor restarts (the stops file,
 ``DesiredUnits.save_stops``). Each command reconciles at once and returns the unit's status when its own

@@ -1,5 +1,5 @@
 """The ids of the units' images, for ``units.plan`` (a unit's config hash is made with its image's id:
-a re-tagged image recreates its units) and ``corral service inspect``.
+a re-tagged image recreates its units) and ``corral units inspect``.
 
 Cached: looked up again all at once when stale (after an image event of a dockerd, a full reconcile, a
 dockerd's clients dropped, and every ``IMAGE_REFRESH`` seconds), else only the ones not known yet. Each

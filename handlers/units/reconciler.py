@@ -16,7 +16,7 @@ timer) only marks it dirty; a reconcile then:
    again at once, for the dependents.
 
 A ``die`` is also acted on without waiting for a reconcile (``acting.Actions.restart_at_once``): a crash
-is restarted within milliseconds. What the reconciler reports (``corral service list``, the first wave,
+is restarted within milliseconds. What the reconciler reports (``corral units list``, the first wave,
 every unit up) is ``status``; the user's commands are ``commands``. This class composes those parts and
 is what the supervisor holds (``Supervisor.units``)."""
 

@@ -4,7 +4,7 @@ The decision itself -- does an exit lead to a restart, after what delay, or does
 ``units.plan.decide_exit``'s (``UnitPolicy.on_exit``'s rules), called here for both paths: the
 reconcile (``sync``, through ``units.plan.sync_policies``) and the fast path (``exited``, from a ``die``
 event). This module keeps what the reconciler must remember about a unit's failures (its last error,
-shown by ``corral service list``; a create that failed, retried on the policy's schedule only: ``due``;
+shown by ``corral units list``; a create that failed, retried on the policy's schedule only: ``due``;
 a missing image, retried as soon as it is there: ``images_arrived``) and writes the journal's lines
 about exits and failed starts (with ``unit=``)."""
 

@@ -1,6 +1,6 @@
 """What the units reconciler reports about the units, and waiting for them to be up.
 
-``unit_status`` and ``list_status`` are what ``corral service list|inspect`` show. ``wait_first_wave``
+``unit_status`` and ``list_status`` are what ``corral units list|inspect`` show. ``wait_first_wave``
 is what the ``units`` boot phase waits for: every unit of the first wave started, finished, failed to
 start, stopped or held for its mount (a createonly unit: created, or failed). ``not_up`` says which
 units are not up yet (running for less than ``UP_AFTER`` seconds, pending, restarting, crash-looping,

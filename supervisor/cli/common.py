@@ -147,10 +147,12 @@ def add_command(
     examples: Sequence[tuple[str, str]] = (),
     parents: Sequence[Parser] = (),
     run: Runner | None = None,
+    aliases: Sequence[str] = (),
 ) -> Parser:
     """A subcommand with a one-line summary (for the parent's help), a description and examples."""
     parser = subparsers.add_parser(
         name,
+        aliases=list(aliases),
         help=summary,
         description=description,
         epilog=format_examples(examples),

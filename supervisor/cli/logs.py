@@ -108,7 +108,7 @@ def _grep(text: str) -> str:
 
 
 def add_filter_options(parser: argparse.ArgumentParser, *, units: bool = True) -> None:
-    """The options of `corral logs` (without -u for `corral service logs NAME`)."""
+    """The options of `corral logs` (without -u for `corral units logs NAME`)."""
     group = parser.add_argument_group("which records")
     if units:
         group.add_argument("-u", "--unit", dest="units", action="append", metavar="UNIT",

@@ -22,10 +22,10 @@ from supervisor.cli import (
     net,
     power,
     sandbox,
-    service,
     status,
     storage,
     system_docker,
+    units,
 )
 from supervisor.cli.common import (
     EXIT_FAILED,
@@ -50,7 +50,7 @@ class CommandGroup(Protocol):
 
 # In the order `corral --help` lists them.
 COMMAND_MODULES: tuple[CommandGroup, ...] = (
-    status, config, logs, events, service, net, storage, dev, power, debug, sandbox, system_docker,
+    status, config, logs, events, units, net, storage, dev, power, debug, sandbox, system_docker,
 )
 
 

@@ -1,12 +1,12 @@
-"""Control-socket commands of the units: ``service.list``, ``service.inspect``, ``service.up``,
-``service.down``, ``service.restart``, ``service.enable``, ``service.disable``. Thin: each calls the
+"""Control-socket commands of the units: ``units.list``, ``units.inspect``, ``units.up``,
+``units.down``, ``units.restart``, ``units.enable``, ``units.disable``. Thin: each calls the
 units reconciler (handlers.units) or the config store.
 
-- ``service.list {}`` -> ``[UnitStatus]``, by name
-- ``service.inspect {name}`` -> ``UnitStatus`` plus ``after``, ``source``, ``create`` (the create
+- ``units.list {}`` -> ``[UnitStatus]``, by name
+- ``units.inspect {name}`` -> ``UnitStatus`` plus ``after``, ``source``, ``create`` (the create
   request), ``image_id`` and ``inspect`` (dockerd's inspect of the container, or null)
-- ``service.up|down|restart {name}`` -> ``UnitStatus`` once done (``down`` waits for the stop)
-- ``service.enable|disable {name}`` -> ``{generation, changed}``: ``corral.services_include.NAME`` set
+- ``units.up|down|restart {name}`` -> ``UnitStatus`` once done (``down`` waits for the stop)
+- ``units.enable|disable {name}`` -> ``{generation, changed}``: ``corral.services_include.NAME`` set
   to true or false, persisted and applied (like ``corral config set``)."""
 
 from __future__ import annotations
@@ -33,13 +33,13 @@ class ServiceCommands:
         self.sup = sup
 
     def register(self, server: ControlServer) -> None:
-        server.register("service.list", self.list)
-        server.register("service.inspect", self.inspect)
-        server.register("service.up", self.up)
-        server.register("service.down", self.down)
-        server.register("service.restart", self.restart)
-        server.register("service.enable", self.enable)
-        server.register("service.disable", self.disable)
+        server.register("units.list", self.list)
+        server.register("units.inspect", self.inspect)
+        server.register("units.up", self.up)
+        server.register("units.down", self.down)
+        server.register("units.restart", self.restart)
+        server.register("units.enable", self.enable)
+        server.register("units.disable", self.disable)
 
     def _units(self) -> UnitsReconciler:
         units = self.sup.units

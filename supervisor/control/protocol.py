@@ -478,39 +478,39 @@ COMMANDS: dict[str, Command] = _commands(
         '{"spec": str, "devices": [BlockDevice]}; error "no device has SPEC" when none',
         (Arg("spec", (str,), "LABEL=x, UUID=x, PARTUUID=x, PARTLABEL=x or a path", required=True),),
     ),
-    Command("service.list", "Every unit: state, restarts, uptime, last exit.", "[UnitStatus] by name"),
+    Command("units.list", "Every unit: state, restarts, uptime, last exit.", "[UnitStatus] by name"),
     Command(
-        "service.inspect",
+        "units.inspect",
         "One unit: its status, definition (the create request) and dockerd's inspect of its container.",
         "UnitStatus plus after, source, create, image_id, inspect (null when there is no container)",
         (Arg("name", (str,), "unit name", required=True),),
     ),
     Command(
-        "service.up",
+        "units.up",
         "Start a unit: forgets a deliberate stop (`down`) and its backoff.",
         "UnitStatus",
         (Arg("name", (str,), "unit name", required=True),),
     ),
     Command(
-        "service.down",
+        "units.down",
         "Stop a unit deliberately: not restarted by its policy until `up` (remembered for unless-stopped).",
         "UnitStatus, once stopped",
         (Arg("name", (str,), "unit name", required=True),),
     ),
     Command(
-        "service.restart",
+        "units.restart",
         "Stop a unit (SIGTERM, SIGKILL after shutdown_grace) and start it again.",
         "UnitStatus",
         (Arg("name", (str,), "unit name", required=True),),
     ),
     Command(
-        "service.enable",
+        "units.enable",
         "Turn a unit file on: corral.services_include.NAME = true, persisted and applied.",
         _APPLIED,
         (Arg("name", (str,), "unit file name (NAME.yml)", required=True),),
     ),
     Command(
-        "service.disable",
+        "units.disable",
         "Turn a unit file off: corral.services_include.NAME = false, persisted and applied.",
         _APPLIED,
         (Arg("name", (str,), "unit file name (NAME.yml)", required=True),),
@@ -593,7 +593,7 @@ class StatusResult(TypedDict, total=False):
 
 
 class UnitStatus(TypedDict):
-    """One unit, as ``service.list`` and ``service.up|down|restart`` return it."""
+    """One unit, as ``units.list`` and ``units.up|down|restart`` return it."""
 
     name: str
     scope: Literal["system", "user"]

@@ -1,4 +1,4 @@
-"""`corral service ...` against a real control server with fake handlers: arguments sent, text and JSON."""
+"""`corral units ...` against a real control server with fake handlers: arguments sent, text and JSON."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from supervisor.cli.main import main
-from supervisor.cli.service import render_list
+from supervisor.cli.units import render_list
 from supervisor.control.protocol import COMMANDS, ControlError
 from supervisor.control.server import ControlServer
 
@@ -40,26 +40,26 @@ class Fake:
 
     def register(self, server: ControlServer) -> None:
         for name in COMMANDS:
-            if name.startswith("service."):
+            if name.startswith("units."):
                 server.register(name, self._handler(name))
         server.register_stream("logs", self.logs)
 
     def _handler(self, name: str) -> Any:
         async def handle(args: dict[str, Any]) -> Any:
             self.calls.append((name, args))
-            if name == "service.list":
+            if name == "units.list":
                 return UNITS
-            if name in ("service.enable", "service.disable"):
+            if name in ("units.enable", "units.disable"):
                 if args["name"] == "nope":
                     raise ControlError("corral.services_include.nope: no unit file nope.yml in /x")
                 return {"generation": 5, "changed": ["corral.services_include"]}
             unit = next((u for u in UNITS if u["name"] == args["name"]), None)
             if unit is None:
                 raise ControlError(f"no such unit: {args['name']}")
-            if name == "service.inspect":
+            if name == "units.inspect":
                 return {**unit, "after": ["net"], "source": "config", "image_id": "sha256:1",
                         "create": {"Image": unit["image"], "Cmd": ["ntpd", "-n"]}, "inspect": {"Id": "x"}}
-            return {**unit, "state": "stopped" if name == "service.down" else "running"}
+            return {**unit, "state": "stopped" if name == "units.down" else "running"}
 
         return handle
 
@@ -101,48 +101,48 @@ def corral(capsys: pytest.CaptureFixture[str], fake: tuple[Fake, Path]) -> Any:
 
 
 async def test_service_list_text_and_json(corral: Any, fake: tuple[Fake, Path]) -> None:
-    code, out, _ = await corral("service", "list")
+    code, out, _ = await corral("units", "list")
     assert code == 0
     lines = out.splitlines()
     assert lines[0].split() == ["NAME", "SCOPE", "STATE", "RESTARTS", "UPTIME", "LAST", "EXIT", "WHY"]
     assert lines[1].split()[:5] == ["docker", "system", "running", "0", "1h"]
     assert lines[2].rstrip().endswith("restart in 0.4s")
     assert lines[3].rstrip().endswith("create web: No such image: web")
-    code, out, _ = await corral("service", "list", "-o", "json")
+    code, out, _ = await corral("units", "list", "-o", "json")
     assert code == 0 and json.loads(out) == UNITS
-    assert fake[0].calls == [("service.list", {}), ("service.list", {})]
+    assert fake[0].calls == [("units.list", {}), ("units.list", {})]
 
 
 @pytest.mark.parametrize("command", ["up", "down", "restart"])
 async def test_up_down_restart_send_the_name(corral: Any, fake: tuple[Fake, Path], command: str) -> None:
-    code, out, _ = await corral("service", command, "ntp")
+    code, out, _ = await corral("units", command, "ntp")
     assert code == 0
     assert out.splitlines()[1].split()[:3] == ["ntp", "system", "stopped" if command == "down" else "running"]
-    assert fake[0].calls == [(f"service.{command}", {"name": "ntp"})]
-    code, out, _ = await corral("service", command, "ntp", "-o", "json")
+    assert fake[0].calls == [(f"units.{command}", {"name": "ntp"})]
+    code, out, _ = await corral("units", command, "ntp", "-o", "json")
     assert json.loads(out)["name"] == "ntp"
 
 
 async def test_inspect_enable_disable_and_errors(corral: Any, fake: tuple[Fake, Path]) -> None:
-    code, out, _ = await corral("service", "inspect", "ntp")
+    code, out, _ = await corral("units", "inspect", "ntp")
     assert code == 0 and "command:         ntpd -n" in out and "after:           net" in out
-    code, out, _ = await corral("service", "inspect", "ntp", "-o", "json")
+    code, out, _ = await corral("units", "inspect", "ntp", "-o", "json")
     assert json.loads(out)["create"]["Cmd"] == ["ntpd", "-n"]
-    code, out, _ = await corral("service", "enable", "monitoring")
+    code, out, _ = await corral("units", "enable", "monitoring")
     assert code == 0 and out.strip() == ("enabled monitoring: config generation 5; changed: "
                                          "corral.services_include")
-    code, out, _ = await corral("service", "disable", "docker", "-o", "json")
+    code, out, _ = await corral("units", "disable", "docker", "-o", "json")
     assert json.loads(out) == {"generation": 5, "changed": ["corral.services_include"]}
-    code, _, err = await corral("service", "down", "nope")
+    code, _, err = await corral("units", "down", "nope")
     assert code == 1 and err.strip() == "corral: no such unit: nope"
-    code, _, err = await corral("service", "enable", "nope")
+    code, _, err = await corral("units", "enable", "nope")
     assert code == 1 and "no unit file nope.yml" in err
-    code, _, err = await corral("service", "up")
+    code, _, err = await corral("units", "up")
     assert code == 2  # NAME is required
 
 
 async def test_service_logs_is_logs_of_the_unit(corral: Any, fake: tuple[Fake, Path]) -> None:
-    code, out, _ = await corral("service", "logs", "ntp", "-n", "5")
+    code, out, _ = await corral("units", "logs", "ntp", "-n", "5")
     assert code == 0
     assert out.splitlines()[0].endswith("[ntp] unit started logger=units restarts=3")
     assert out.splitlines()[1].endswith("[ntp] synchronised logger=corral stream=stdout")
@@ -150,13 +150,20 @@ async def test_service_logs_is_logs_of_the_unit(corral: Any, fake: tuple[Fake, P
                                        "level": "info", "grep": None, "boot": None, "reverse": False,
                                        "follow": False})]
     # the options of `corral logs`, -u aside
-    code, _, _ = await corral("service", "logs", "-p", "debug", "--since", "-5m", "-g", "sync", "-b", "ntp")
+    code, _, _ = await corral("units", "logs", "-p", "debug", "--since", "-5m", "-g", "sync", "-b", "ntp")
     assert code == 0
     args = fake[0].calls[-1][1]
     assert (args["unit"], args["level"], args["grep"], args["boot"]) == (["ntp"], "debug", "sync", 0)
-    code, _, err = await corral("service", "logs", "-u", "x", "ntp")
+    code, _, err = await corral("units", "logs", "-u", "x", "ntp")
     assert code == 2 and "unrecognized arguments: -u" in err
 
 
 def test_render_list_of_nothing() -> None:
     assert render_list([]) == "no units"
+
+
+async def test_service_is_the_units_command_under_rancheros_name(corral: Any) -> None:
+    """`corral service ...` (RancherOS's `ros service`) is `corral units ...`, the same requests."""
+    assert await corral("service", "list") == await corral("units", "list")
+    assert await corral("service", "down", "ntp", "-o", "json") == await corral("units", "down", "ntp",
+                                                                               "-o", "json")

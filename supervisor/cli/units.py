@@ -1,4 +1,5 @@
-"""`corral service list | inspect | up | down | restart | enable | disable | logs`."""
+"""`corral units list | inspect | up | down | restart | enable | disable | logs` (alias: `corral units`,
+RancherOS's `ros service`)."""
 
 from __future__ import annotations
 
@@ -22,22 +23,24 @@ from supervisor.cli.common import (
 def add_parser(subparsers: Subparsers) -> None:
     parser = add_command(
         subparsers,
-        "service",
-        summary="list, start, stop and inspect units (services)",
+        "units",
+        aliases=["service"],
+        summary="list, start, stop and inspect units (services); alias: service",
         description=(
             "The units corral runs as containers: the OS's own in the system dockerd (the user's dockerd\n"
             "among them) and the user's. corral, not dockerd, restarts them under their restart policy;\n"
             "`down` is a deliberate stop the policy honours until `up`. `enable` and `disable` turn a unit\n"
-            "file on or off (corral.services_include), persisted and applied."
+            "file on or off (corral.services_include), persisted and applied. `corral units ...` is the\n"
+            "same command, under the name RancherOS users know (`ros service`)."
         ),
         examples=[
-            ("corral service list", "every unit with its state and restarts"),
-            ("corral service down ntp", "stop it and keep it stopped"),
-            ("corral service logs -f ntp", "follow its output"),
-            ("corral service enable monitoring", "turn on /var/lib/corral/units/monitoring.yml"),
+            ("corral units list", "every unit with its state and restarts"),
+            ("corral units down ntp", "stop it and keep it stopped"),
+            ("corral units logs -f ntp", "follow its output"),
+            ("corral units enable monitoring", "turn on /var/lib/corral/units/monitoring.yml"),
         ],
     )
-    sub = parser.add_subparsers(dest="service_command", metavar="SUBCOMMAND", title="subcommands",
+    sub = parser.add_subparsers(dest="units_command", metavar="SUBCOMMAND", title="subcommands",
                                 required=True)
     options = [client_options()]
 
@@ -53,7 +56,7 @@ def add_parser(subparsers: Subparsers) -> None:
             "supervisor started, uptime, the last exit code and, for a unit that is not running, why\n"
             "(a scheduled restart, the units it waits for, the last start error)."
         ),
-        examples=[("corral service list", ""), ("corral service list -o json | jq '.[] | .name'", "")],
+        examples=[("corral units list", ""), ("corral units list -o json | jq '.[] | .name'", "")],
         parents=options,
         run=run_list,
     )
@@ -61,28 +64,28 @@ def add_parser(subparsers: Subparsers) -> None:
         ("inspect", "one unit: status, definition, its container",
          "A unit's status, what it is ordered after, where it was defined, the create request corral\n"
          "sends to dockerd (with its config hash) and dockerd's inspect of its container.",
-         [("corral service inspect docker -o json", "everything, for programs")]),
+         [("corral units inspect docker -o json", "everything, for programs")]),
         ("up", "start a unit (forgets a `down` and the backoff)",
-         "Start a unit: a deliberate stop (`corral service down`) is forgotten, and so is the backoff of\n"
+         "Start a unit: a deliberate stop (`corral units down`) is forgotten, and so is the backoff of\n"
          "a crash-looping unit. A unit that waits for others starts once they have.",
-         [("corral service up ntp", "")]),
+         [("corral units up ntp", "")]),
         ("down", "stop a unit and keep it stopped",
          "Stop a unit deliberately (SIGTERM, SIGKILL after corral.shutdown_grace): its restart policy\n"
-         "does not bring it back until `corral service up`. For `restart: unless-stopped` units the stop\n"
+         "does not bring it back until `corral units up`. For `restart: unless-stopped` units the stop\n"
          "is remembered across a reboot.",
-         [("corral service down ntp", "")]),
+         [("corral units down ntp", "")]),
         ("restart", "stop a unit and start it again",
          "Stop a unit (SIGTERM, SIGKILL after corral.shutdown_grace) and start it again, with a fresh\n"
          "backoff.",
-         [("corral service restart ntp", "")]),
+         [("corral units restart ntp", "")]),
         ("enable", "turn a unit file on (services_include)",
          "Set corral.services_include.NAME to true: NAME.yml, from /var/lib/corral/units/ or the unit\n"
          "files shipped with corral, is loaded; persisted and applied like `corral config set`.",
-         [("corral service enable monitoring", "")]),
+         [("corral units enable monitoring", "")]),
         ("disable", "turn a unit file off (services_include)",
          "Set corral.services_include.NAME to false: the units of NAME.yml are stopped and removed;\n"
          "persisted and applied like `corral config set`.",
-         [("corral service disable docker", "no user dockerd")]),
+         [("corral units disable docker", "no user dockerd")]),
     ):
         command = add_command(sub, name, summary=summary, description=description, examples=examples,
                               parents=options, run=_runner(name))
@@ -98,8 +101,8 @@ def add_parser(subparsers: Subparsers) -> None:
             "logged about it (started, exited, restarting), oldest first; `corral logs -u NAME`, with\n"
             "the same options."
         ),
-        examples=[("corral service logs -f docker", "follow"), ("corral service logs -n 20 ntp", ""),
-                  ("corral service logs -p debug docker", "with its debug records (gRPC chatter...)")],
+        examples=[("corral units logs -f docker", "follow"), ("corral units logs -n 20 ntp", ""),
+                  ("corral units logs -p debug docker", "with its debug records (gRPC chatter...)")],
         parents=options,
         run=run_logs,
     )
@@ -109,7 +112,7 @@ def add_parser(subparsers: Subparsers) -> None:
 
 # ---- commands ---------------------------------------------------------------------------------------
 def run_list(args: argparse.Namespace) -> int:
-    result = call(args, "service.list")
+    result = call(args, "units.list")
     if args.output == "json":
         print_json(result)
     else:
@@ -119,7 +122,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 def _runner(name: str) -> Any:
     def run(args: argparse.Namespace) -> int:
-        result = call(args, f"service.{name}", name=args.name)
+        result = call(args, f"units.{name}", name=args.name)
         if args.output == "json":
             print_json(result)
         elif name in ("enable", "disable"):
