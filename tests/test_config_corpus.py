@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from supervisor.config import ConfigStore
+from supervisor.config.store import validate_file
 from supervisor.paths import Paths
 
 CORPUS = Path(__file__).parent / "config_corpus"
@@ -69,7 +70,7 @@ def test_valid_file_is_accepted(store: ConfigStore, case: Path) -> None:
     errors, _ = store.reload()
     assert errors == []
     assert "rancher" not in store.current
-    assert store.validate_file(case) == []
+    assert validate_file(store, case) == []
 
 
 def test_rancheros_file_lands_under_corral(store: ConfigStore) -> None:

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from supervisor.config import ConfigStore, ReloadResult
+from supervisor.config.store import validate_file
 from supervisor.events import ConfigChanged
 from supervisor.paths import Paths
 
@@ -412,16 +413,16 @@ def test_export_user_only_is_what_was_persisted(store: ConfigStore) -> None:
 
 
 def test_validate_text_and_file(store: ConfigStore, tmp_path: Path) -> None:
-    assert store.validate_text("#cloud-config\nhostname: ok\n") == []
-    errors = store.validate_text("hostname: off\n", "mine.yml")
+    assert store.verdict("#cloud-config\nhostname: ok\n").errors == []
+    errors = store.verdict("hostname: off\n", "mine.yml").errors
     assert [str(e) for e in errors] == [
         "mine.yml: hostname: a string is expected, but YAML 1.1 reads unquoted off as boolean false; "
         'quote it: "off" (line 1)'
     ]
     f = tmp_path / "x.yml"
     f.write_text("corral: {debug: 1}\n")
-    assert [(e.file, e.key) for e in store.validate_file(f)] == [(str(f), "corral.debug")]
-    assert store.validate_file(tmp_path / "missing.yml")[0].message.startswith("cannot read")
+    assert [(e.file, e.key) for e in validate_file(store, f)] == [(str(f), "corral.debug")]
+    assert validate_file(store, tmp_path / "missing.yml")[0].message.startswith("cannot read")
 
 
 def test_schema_is_draft_2020_12_and_a_copy(store: ConfigStore) -> None:

@@ -6,6 +6,8 @@ Layers, later wins (maps merge; lists and scalars replace):
   -> kernel command line -> datasources (user-data, then meta-data; in the order listed).
 A config with any invalid layer is rejected whole; the last good one stays in force.
 
+Where each layer comes from, and how it is read, is supervisor/config/sources.py.
+
 One verdict: boot and ``reload`` (``load``), ``set``/``unset``/``merge`` (``_rewrite``, which loads the
 candidate files) and ``verdict`` (one document on its own over the defaults: ``config validate``, also
 offline) all check each layer with ``check_text``/``check_document`` and the whole with ``_judge``.
@@ -20,11 +22,9 @@ Everything here is synchronous (the supervisor runs ``reload`` in a thread); a l
 from __future__ import annotations
 
 import copy
-import stat
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from importlib import resources
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -32,27 +32,23 @@ import yaml
 
 from supervisor.atomic import remove_durably, write_atomic
 from supervisor.config.cmdline import SOURCE as CMDLINE
-from supervisor.config.cmdline import parse_cmdline
-from supervisor.config.datasources import Datasource, DatasourceContext, DatasourceRegistry, default_registry
+from supervisor.config.datasources import DatasourceRegistry, default_registry
 from supervisor.config.errors import DOCUMENT, ConfigError
 from supervisor.config.keypath import KeyPath, format_path, get_path, nested, parse_path, without
 from supervisor.config.layers import ALIAS, CORRAL, Layer, check_document, check_text
 from supervisor.config.merge import changed_keys, diff, merge, merge_layers, same
 from supervisor.config.schema import Schema
 from supervisor.config.secrets import REDACTED, redact, secret_paths, split_secrets
+from supervisor.config.sources import LayerSources
 from supervisor.config.validate import Validator
 from supervisor.config.yamlload import Document, parse_yaml, read_config_file
 from supervisor.events import ConfigChanged
 from supervisor.paths import Paths
 
-CLOUD_CONFIG = "cloud-config.yml"
-DROPIN_DIR = "cloud-config.d"
-PRIVATE = "private.yml"
 HEADER = "#cloud-config\n"
 SET_SOURCE = "<set>"
 UNSET_SOURCE = "<unset>"
 MERGE_SOURCE = "<merge>"
-DATASOURCES_KEY: KeyPath = ("corral", "cloud_init", "datasources")
 
 
 @dataclass(frozen=True)
@@ -127,9 +123,10 @@ class ConfigStore:
         self._cmdline_text = cmdline_text
         self._schema = Schema()
         self._validator = Validator(self._schema)
-        self._registry = registry if registry is not None else default_registry()
+        self.sources = LayerSources(paths, self._validator, self._schema, cmdline_text,
+                                    registry if registry is not None else default_registry())
         self._lock = threading.RLock()
-        self._default_layers = self._load_defaults()
+        self._default_layers = self.sources.defaults()
         self._defaults, self._provenance = merge_layers(
             (lay.source, lay.data) for lay in self._default_layers
         )
@@ -143,15 +140,15 @@ class ConfigStore:
 
     @property
     def cloud_config_path(self) -> Path:
-        return self.paths.config_dir / CLOUD_CONFIG
+        return self.sources.cloud_config_path
 
     @property
     def private_path(self) -> Path:
-        return self.paths.config_dir / PRIVATE
+        return self.sources.private_path
 
     @property
     def dropin_dir(self) -> Path:
-        return self.paths.config_dir / DROPIN_DIR
+        return self.sources.dropin_dir
 
     # -- reading -----------------------------------------------------------------------------------------
 
@@ -185,7 +182,7 @@ class ConfigStore:
         """The value in force at ``key_path`` (``corral.log.level``), secrets replaced by
         ``"<redacted>"`` unless asked for (as ``export``); KeyError when absent (``missing`` says
         why), ValueError when the path is malformed."""
-        path = self._parse_key(key_path)
+        path = parse_key(self._schema, key_path)
         with self._lock:
             value = copy.deepcopy(get_path(self._current, path))
         return value if include_secrets else redact(value, path)
@@ -194,7 +191,7 @@ class ConfigStore:
         """Why ``get`` finds nothing at ``key_path``: None when the schema knows the key (it just has
         no value in the config in force), else the schema's "unknown key" message (with a "did you
         mean"). ValueError when the path is malformed."""
-        path = self._parse_key(key_path)
+        path = parse_key(self._schema, key_path)
         names: list[str] = []
         for seg in path:  # up to the first list index: the schema's own "unknown key" on a probe
             if not isinstance(seg, str):
@@ -231,19 +228,6 @@ class ConfigStore:
         layers = [*self._default_layers, *([layer] if layer is not None else [])]
         return self._judge(layers, errors, [])
 
-    def validate_text(self, text: str, filename: str = "<text>") -> list[ConfigError]:
-        """The errors of ``verdict``."""
-        return self.verdict(text, filename).errors
-
-    def validate_file(self, path: str | Path) -> list[ConfigError]:
-        try:
-            text, errors = read_config_file(Path(path))
-        except FileNotFoundError as exc:
-            return [ConfigError(str(path), DOCUMENT, f"cannot read: {exc.strerror}")]
-        if text is None:
-            return errors
-        return self.validate_text(text, str(path))
-
     # -- loading -----------------------------------------------------------------------------------------
 
     def read(self) -> LoadResult:
@@ -273,42 +257,10 @@ class ConfigStore:
         result = self.load()
         return ReloadResult(result.errors, result.changed)
 
-    def cmdline_text(self) -> str:
-        if self._cmdline_text is not None:
-            return self._cmdline_text
-        try:
-            return self.paths.cmdline_file.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            return ""
-
     def _load(self, overrides: Mapping[Path, str | None]) -> LoadResult:
-        errors: list[ConfigError] = []
-        warnings: list[ConfigError] = []
-        layers: list[Layer] = list(self._default_layers)
-        for path in self._file_paths():
-            layer, errs = self._file_layer(path, overrides)
-            errors.extend(errs)
-            if layer is not None:
-                layers.append(layer)
-                warnings.extend(self._file_warnings(path, layer, overrides))
-        overriding: dict[str, str] = {}
-        cmdline_text = self.cmdline_text()
-        cmd_doc, errs = parse_cmdline(cmdline_text, self._schema)
-        errors.extend(errs)
-        cmd_layer, errs = check_document(cmd_doc, self._validator)
-        errors.extend(errs)
-        if cmd_layer is not None:
-            layers.append(cmd_layer)
-            overriding[cmd_layer.source] = "the kernel command line"
-        so_far, provenance = merge_layers((lay.source, lay.data) for lay in layers)
-        ds_layers, errs, warns = self._datasource_layers(so_far, provenance, cmdline_text)
-        errors.extend(errs)
-        warnings.extend(warns)
-        for spec, layer in ds_layers:
-            layers.append(layer)
-            overriding[layer.source] = f"datasource {spec}"
-        result = self._judge(layers, errors, warnings)
-        return replace(result, overriding=overriding)
+        read = self.sources.read(self._default_layers, overrides)
+        result = self._judge(read.layers, read.errors, read.warnings)
+        return replace(result, overriding=read.overriding)
 
     def _judge(
         self, layers: Sequence[Layer], errors: list[ConfigError], warnings: list[ConfigError]
@@ -321,7 +273,8 @@ class ConfigStore:
             for err in self._validator.validate(Document("merged", config)):
                 errors.append(ConfigError(_attribute(err.key, provenance), err.key, err.message))
         if not errors:  # every datasource listed, also one a datasource lists (read, but not followed)
-            errors.extend(e for e in self._datasource_specs(config, provenance) if isinstance(e, ConfigError))
+            listed = self.sources.datasources(config, provenance)
+            errors.extend(e for e in listed if isinstance(e, ConfigError))
         if not errors:
             parsed: dict[str, object] = {}
             for domain, check in self._checks.items():
@@ -332,108 +285,6 @@ class ConfigStore:
             return LoadResult(config, errors, warnings, provenance, parsed=parsed)
         return LoadResult(config, errors, warnings, provenance)
 
-    def _file_paths(self) -> list[Path]:
-        dropins = sorted(self.dropin_dir.glob("*.yml")) if self.dropin_dir.is_dir() else []
-        return [*dropins, self.cloud_config_path, self.private_path]
-
-    def _file_layer(
-        self, path: Path, overrides: Mapping[Path, str | None]
-    ) -> tuple[Layer | None, list[ConfigError]]:
-        if path in overrides:
-            text = overrides[path]
-        else:
-            try:
-                text, errors = read_config_file(path)
-            except FileNotFoundError:
-                return None, []
-            if text is None:
-                return None, errors
-        if text is None:
-            return None, []
-        return check_text(text, str(path), self._validator)
-
-    def _file_warnings(
-        self, path: Path, layer: Layer, overrides: Mapping[Path, str | None]
-    ) -> list[ConfigError]:
-        if path == self.private_path:
-            if path in overrides:
-                return []
-            mode = stat.S_IMODE(path.stat().st_mode)
-            if mode & 0o077:
-                return [
-                    ConfigError(str(path), DOCUMENT, f"holds secrets but has mode {mode:04o}: chmod 0600 it")
-                ]
-            return []
-        return [
-            ConfigError(
-                str(path),
-                format_path(p),
-                "a secret in a readable file: `corral config set` keeps secrets in private.yml (mode 0600)",
-            )
-            for p in secret_paths(layer.data)
-        ]
-
-    def _datasource_specs(
-        self, so_far: Mapping[str, Any], provenance: Mapping[str, str]
-    ) -> list[Datasource | ConfigError]:
-        """The datasources ``so_far`` lists, or for a spec that no datasource kind takes, an error."""
-        try:
-            specs = get_path(so_far, DATASOURCES_KEY)
-        except KeyError:
-            return []
-        found: list[Datasource | ConfigError] = []
-        for i, spec in enumerate(specs):
-            try:
-                found.append(self._registry.create(spec))
-            except ValueError as exc:
-                source = provenance.get(format_path(DATASOURCES_KEY), "config")
-                found.append(ConfigError(source, format_path((*DATASOURCES_KEY, i)), str(exc)))
-        return found
-
-    def _datasource_layers(
-        self, so_far: dict[str, Any], provenance: dict[str, str], cmdline_text: str
-    ) -> tuple[list[tuple[str, Layer]], list[ConfigError], list[ConfigError]]:
-        """``([(spec, layer)], errors, warnings)``: what the listed datasources give, fetched now."""
-        layers: list[tuple[str, Layer]] = []
-        errors: list[ConfigError] = []
-        warnings: list[ConfigError] = []
-        ctx = DatasourceContext(self.paths, cmdline_text)
-        for source in self._datasource_specs(so_far, provenance):
-            if isinstance(source, ConfigError):
-                continue  # _judge reports it, once the layers are all read
-            fetched = source.fetch(ctx)
-            errors.extend(fetched.errors)
-            warnings.extend(fetched.warnings)
-            for name, text in fetched.user_data:
-                layer, errs = check_text(text, name, self._validator)
-                errors.extend(errs)
-                if layer is not None:
-                    layers.append((source.spec, layer))
-            for name, data in fetched.metadata:
-                layer, errs = check_document(Document(name, data), self._validator)
-                errors.extend(errs)
-                if layer is not None:
-                    layers.append((source.spec, layer))
-        return layers, errors, warnings
-
-    def _load_defaults(self) -> list[Layer]:
-        layers: list[Layer] = []
-        directory = resources.files("supervisor.config").joinpath("defaults")
-        for entry in sorted(directory.iterdir(), key=lambda e: e.name):
-            if not entry.name.endswith(".yml"):
-                continue
-            layer, errors = check_text(entry.read_text(encoding="utf-8"), str(entry), self._validator)
-            if layer is None:
-                raise ValueError("shipped config defaults are invalid: " + "; ".join(map(str, errors)))
-            layers.append(layer)
-        image_dir = self.paths.image_config_dir
-        for path in sorted(image_dir.glob("*.yml")) if image_dir.is_dir() else ():
-            layer, errors = check_text(path.read_text(encoding="utf-8"), str(path), self._validator)
-            if layer is None:
-                raise ValueError("the image's config defaults are invalid: " + "; ".join(map(str, errors)))
-            layers.append(layer)
-        return layers
-
     # -- editing -----------------------------------------------------------------------------------------
 
     def set(self, key_path: str, value_yaml_text: str) -> list[ConfigError]:
@@ -441,7 +292,7 @@ class ConfigStore:
         schema wants a string, the text is taken as is (``set hostname on`` sets "on"). A map given as
         the value merges into the map there. Returns errors; [] when persisted."""
         try:
-            path = self._parse_key(key_path)
+            path = parse_key(self._schema, key_path)
             if not all(isinstance(seg, str) for seg in path):
                 raise ValueError("a list element cannot be set on its own: set the whole list")
         except ValueError as exc:
@@ -471,7 +322,7 @@ class ConfigStore:
         the layers under it say (defaults, cloud-config.d) counts again; ``reload`` puts it in force.
         A key the user's config does not hold is an error naming where its value comes from."""
         try:
-            path = self._parse_key(key_path)
+            path = parse_key(self._schema, key_path)
             if not path or not all(isinstance(seg, str) for seg in path):
                 raise ValueError("a list element cannot be removed on its own: set the whole list")
         except ValueError as exc:
@@ -502,8 +353,7 @@ class ConfigStore:
         below: list[Layer] = list(self._default_layers)
         user: list[Layer] = []
         errors: list[ConfigError] = []
-        for path in self._file_paths():
-            layer, errs = self._file_layer(path, {})
+        for path, layer, errs in self.sources.files():
             errors.extend(errs)
             if layer is not None:
                 (below if path.parent == self.dropin_dir else user).append(layer)
@@ -557,11 +407,24 @@ class ConfigStore:
                 remove_durably(self.private_path)
             return []
 
-    def _parse_key(self, key_path: str) -> KeyPath:
-        path = parse_path(key_path)
-        if path[:1] == (ALIAS,):
-            path = (CORRAL, *path[1:])
-        return self._schema.join_free_keys(path)
+def validate_file(store: ConfigStore, path: str | Path) -> list[ConfigError]:
+    """The errors of ``store.verdict`` on the file at ``path`` (or why it cannot be read)."""
+    try:
+        text, errors = read_config_file(Path(path))
+    except FileNotFoundError as exc:
+        return [ConfigError(str(path), DOCUMENT, f"cannot read: {exc.strerror}")]
+    if text is None:
+        return errors
+    return store.verdict(text, str(path)).errors
+
+
+def parse_key(schema: Schema, key_path: str) -> KeyPath:
+    """A dotted key path as given (``rancher.x`` is ``corral.x``), with the schema's free-form maps'
+    keys joined back (``corral.sysctl.net.ipv4.ip_forward``)."""
+    path = parse_path(key_path)
+    if path[:1] == (ALIAS,):
+        path = (CORRAL, *path[1:])
+    return schema.join_free_keys(path)
 
 
 def verdict_reply(result: LoadResult) -> dict[str, Any]:
