@@ -28,7 +28,6 @@ rule too, and reconciles at once. Requests and reconciles take turns (one lock).
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import errno
 import os
 import time
@@ -75,13 +74,6 @@ class Suppressed:
     diskseq: int | None
     major: int
     minor: int
-
-
-def detach(path: str) -> None:
-    """umount2(path, MNT_DETACH): the mount disappears now, the filesystem when its last user goes."""
-    if sysmounts._libc.umount2(path.encode(), sysmounts.MNT_DETACH) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"umount -l {path}: {os.strerror(err)}")
 
 
 @dataclass
@@ -302,7 +294,7 @@ class StorageHandler:
         known = self.known.pop(action.path, None)
         try:
             if action.lazy:
-                await asyncio.to_thread(detach, action.path)
+                await asyncio.to_thread(sysmounts.detach, action.path)
             else:
                 await asyncio.to_thread(sysmounts.umount, Path(action.path), lazy_if_busy)
         except OSError as exc:

@@ -96,6 +96,13 @@ def umount(target: Path, lazy_fallback: bool = True) -> None:
     raise OSError(err, f"umount {target}: {os.strerror(err)}")
 
 
+def detach(path: str) -> None:
+    """umount2(path, MNT_DETACH): the mount disappears now, the filesystem when its last user goes."""
+    if _libc.umount2(path.encode(), MNT_DETACH) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"umount -l {path}: {os.strerror(err)}")
+
+
 class MountTable:
     """Mounts what is missing under ``root`` and unmounts, in reverse, only what it mounted."""
 
