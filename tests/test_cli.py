@@ -23,7 +23,8 @@ from structlog.testing import capture_logs
 from supervisor.cli import logs as logs_cli
 from supervisor.cli.main import build_parser, main
 from supervisor.config.schema import Schema
-from supervisor.control.protocol import COMMANDS, NOT_SET, ControlError
+from supervisor.control.catalogue import COMMANDS
+from supervisor.control.protocol import NOT_SET, ControlError
 from supervisor.control.server import ControlServer
 
 REPO = Path(__file__).resolve().parents[1]

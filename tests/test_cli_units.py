@@ -15,7 +15,8 @@ from structlog.testing import capture_logs
 
 from supervisor.cli.main import main
 from supervisor.cli.units import render_list
-from supervisor.control.protocol import COMMANDS, ControlError
+from supervisor.control.catalogue import COMMANDS
+from supervisor.control.protocol import ControlError
 from supervisor.control.server import ControlServer
 
 UNITS = [

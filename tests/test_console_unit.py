@@ -7,9 +7,10 @@ from pathlib import Path
 
 import yaml
 
-from units.loader import SHIPPED_DIR, load_units
+from units.loader import load_units
 from units.model import RestartSpec
 from units.spec import create_body
+from units.unitfiles import SHIPPED_DIR
 
 DEFAULTS = Path(__file__).resolve().parent.parent / "supervisor/config/defaults/00-base.yml"
 

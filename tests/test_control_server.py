@@ -20,7 +20,8 @@ from structlog.testing import capture_logs
 
 from supervisor.bus import Bus
 from supervisor.control import client
-from supervisor.control.protocol import PERMISSION_DENIED, ControlError, ControlUnavailable, kind_matches
+from supervisor.control.catalogue import kind_matches
+from supervisor.control.protocol import PERMISSION_DENIED, ControlError, ControlUnavailable
 from supervisor.control.server import ControlServer, SocketInUseError
 from supervisor.events import ConfigChanged, TimerFired
 from supervisor.tasks import spawn_task

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from units.loader import build_units, load_units, parse_unit_text
+from units.loader import build_units, load_units
+from units.unitfiles import parse_unit_text
 
 CORPUS = Path(__file__).parent / "units_corpus"
 INVALID = sorted((CORPUS / "invalid").glob("*.yml"))

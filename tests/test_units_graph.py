@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from units.graph import GraphError, UnitGraph
-from units.loader import build_units, parse_unit_text
+from units.loader import build_units
 from units.model import Unit
+from units.unitfiles import parse_unit_text
 
 
 def units_from(text: str) -> dict[str, Unit]:

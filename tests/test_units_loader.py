@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 
 from supervisor.config.errors import Problems
+from units.compose import parse_duration
 from units.environment import lookup, resolve
-from units.loader import SHIPPED_DIR, build_units, load_units, parse_duration, parse_unit_text
+from units.loader import build_units, load_units
 from units.model import RestartSpec, Unit, Volume, VolumesFrom
+from units.unitfiles import SHIPPED_DIR, parse_unit_text
 
 
 def units_from(text: str, environment: dict[str, str] | None = None) -> dict[str, Unit]:

@@ -18,7 +18,7 @@ from handlers.units.required_mounts import RequiredMounts, storage_rule_mounts
 from supervisor.mountinfo import MountEntry
 from tests.test_units_plan import container
 from tests.units_fakes import make, settle, svc
-from units.loader import build_units, parse_unit_text
+from units.loader import build_units
 from units.model import Unit
 from units.mounts import (
     MountState,
@@ -31,6 +31,7 @@ from units.mounts import (
 )
 from units.plan import Create, Restart, Start, Stop, Wait, plan, sync_policies
 from units.policy import PENDING, RESTARTING, RUNNING, STOPPED, WAITING, UnitPolicy
+from units.unitfiles import parse_unit_text
 
 DATA = "/mnt/data"
 UP = {DATA: MountState(DATA, True, "7:1", rule=True)}

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 import pytest
 
-from units.loader import build_units, parse_unit_text
+from units.loader import build_units
 from units.model import LABEL_HASH, LABEL_UNIT, RestartSpec, Scope, Unit
 from units.plan import (
     Create,
@@ -23,6 +23,7 @@ from units.plan import (
 )
 from units.policy import EXITED, FAILED, RESTARTING, Decision, UnitPolicy
 from units.spec import config_hash
+from units.unitfiles import parse_unit_text
 
 IMAGE_ID = "sha256:1111"
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from units.loader import build_units, parse_unit_text
+from units.loader import build_units
 from units.model import LABEL_HASH, LABEL_UNIT, Unit
 from units.spec import config_hash, container_name, create_body, create_request
+from units.unitfiles import parse_unit_text
 
 
 def one(text: str, environment: dict[str, str] | None = None) -> Unit:

@@ -13,9 +13,10 @@ from typing import Any
 from handlers.units.dockerds import Daemon
 from handlers.units.reconciler import UnitsReconciler
 from supervisor.bus import Bus
-from units.loader import Loaded, build_units, load_units, parse_unit_text
+from units.loader import Loaded, build_units, load_units
 from units.model import LABEL_UNIT, Unit
 from units.runtime import ContainerState, LogLine, NotFound
+from units.unitfiles import parse_unit_text
 
 IMAGE = "corral/busybox:latest"
 

@@ -1,6 +1,6 @@
 """The unit model: a compose service, validated and normalised, plus what corral's labels say about it.
 
-A ``Unit`` is immutable and built only by ``units.loader`` (which checks every key and names the unit
+A ``Unit`` is immutable and built only by ``units.compose`` (which checks every key and names the unit
 and key of each problem). Everything in it is already resolved: the environment is looked up, strings
 are split, durations are nanoseconds. ``units.spec`` turns it into a Docker Engine API create body."""
 

@@ -358,15 +358,7 @@ class Runtime:
                 return response
 
             response = await self._call("events", open_stream)
-            yield self._decode_events(response)
-
-    async def _decode_events(self, response: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
-        try:
-            async for line in response.content:
-                if line.strip():
-                    yield json.loads(line)
-        except (aiohttp.ClientError, OSError) as exc:
-            raise DockerUnavailable(f"event stream from {self.socket} broke ({type(exc).__name__})") from None
+            yield _decode_events(response, self.socket)
 
     async def follow_logs(self, container: str, *, since: float | None = None,
                           tail: str = "all", timestamps: bool = False) -> AsyncIterator[LogLine]:
@@ -436,8 +428,18 @@ async def watch_liveness(ping: Callable[[float], Awaitable[bool]], *, interval: 
             return f"no answer to /_ping {missed} times in a row ({timeout:g} s each)"
 
 
-# ---- helpers -------------------------------------------------------------------------------------
+# ---- helpers: what dockerd sends, decoded (pure of the client) ------------------------------------
 _STREAMS = {0: "stdout", 1: "stdout", 2: "stderr"}
+
+
+async def _decode_events(response: aiohttp.ClientResponse, socket: Path) -> AsyncIterator[dict[str, Any]]:
+    """``GET /events``: one JSON object a line; a broken connection is DockerUnavailable."""
+    try:
+        async for line in response.content:
+            if line.strip():
+                yield json.loads(line)
+    except (aiohttp.ClientError, OSError) as exc:
+        raise DockerUnavailable(f"event stream from {socket} broke ({type(exc).__name__})") from None
 
 
 async def _demux(content: aiohttp.StreamReader) -> AsyncIterator[tuple[str, bytes]]:

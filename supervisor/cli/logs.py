@@ -20,7 +20,7 @@ from supervisor.cli.common import (
     print_json_line,
     stream,
 )
-from supervisor.control.protocol import LEVELS
+from supervisor.control.catalogue import LEVELS
 
 FOLLOW_BACKLOG = 10  # records `logs -f` shows before the live ones, like journalctl -f
 DEFAULT_PRIORITY = "info"  # without -p: debug records (kept when corral.log.level is debug) are left out

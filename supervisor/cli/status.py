@@ -68,7 +68,7 @@ INDENT = " " * 11
 
 
 def render_status(status: Any) -> str:
-    """Text for people; any subset of the fields of protocol.StatusResult renders."""
+    """Text for people; any subset of the fields of catalogue.StatusResult renders."""
     if not isinstance(status, dict):
         return str(status)
     get = status.get

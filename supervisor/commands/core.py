@@ -1,6 +1,6 @@
 """The control socket's commands, wired to the supervisor's parts. Thin: each handler calls one part.
 
-The protocol (names, arguments, result shapes) is in supervisor.control.protocol."""
+The commands (names, arguments, result shapes) are catalogued in supervisor.control.catalogue."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from supervisor.config.store import verdict_reply
-from supervisor.control.protocol import NOT_SET, ControlError, kind_matches
+from supervisor.control.catalogue import kind_matches
+from supervisor.control.protocol import NOT_SET, ControlError
 from supervisor.control.server import ControlServer
 from supervisor.events import TimerFired
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from supervisor.config.keypath import format_path
 from supervisor.control.protocol import ControlError
 from supervisor.control.server import ControlServer
-from units.loader import SHIPPED_DIR, find_included
+from units.unitfiles import SHIPPED_DIR, find_included
 
 if TYPE_CHECKING:
     from handlers.units.reconciler import UnitsReconciler

@@ -1,4 +1,4 @@
-"""The control socket server: root-only, newline-delimited JSON (see ``protocol``).
+"""The control socket server: root-only, newline-delimited JSON (see ``protocol``, ``catalogue``).
 
 The supervisor creates one ``ControlServer``, registers a handler per command and starts it::
 
@@ -10,7 +10,7 @@ The supervisor creates one ``ControlServer``, registers a handler per command an
     ...
     await server.stop()
 
-Dispatch: a catalogued command (``protocol.COMMANDS``) streams as its entry says (``events`` always;
+Dispatch: a catalogued command (``catalogue.COMMANDS``) streams as its entry says (``events`` always;
 ``logs`` when ``follow`` is true), otherwise it is answered by its unary handler or, when it has only a
 stream handler, by the list of that stream's items. So one stream handler may serve ``logs`` both
 ways: it yields the matching records and returns without follow, and goes on with live records with
@@ -34,7 +34,7 @@ from typing import Any
 
 import structlog
 
-from supervisor.control import protocol
+from supervisor.control import catalogue, protocol
 from supervisor.control.protocol import ControlError
 from supervisor.tasks import spawn_task
 
@@ -257,11 +257,11 @@ class ControlServer:
             await self._send(writer, protocol.error_reply(f"unknown command {cmd!r}"))
             return True
         try:
-            args = protocol.check_args(cmd, request.args)
+            args = catalogue.check_args(cmd, request.args)
         except ControlError as exc:
             await self._send(writer, protocol.error_reply(exc.reason, exc.code, exc.problem))
             return True
-        spec = protocol.COMMANDS.get(cmd)
+        spec = catalogue.COMMANDS.get(cmd)
         if spec is not None and spec.streams != "never":
             want_stream = spec.streams == "always" or args.get("follow") is True
         else:

@@ -1,0 +1,146 @@
+"""A unit's labels, checked: compose's map or ``KEY=value`` list, and the meaning of corral's
+``io.corral.*`` labels and their RancherOS ``io.rancher.os.*`` aliases (pure)."""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from supervisor.config.check import as_str, describe
+from supervisor.config.errors import Problems
+from supervisor.config.keypath import KeyPath
+from supervisor.config.suggest import closest, did_you_mean
+from units.model import (
+    CORRAL_LABELS,
+    LABEL_AFTER,
+    LABEL_BEFORE,
+    LABEL_CREATEONLY,
+    LABEL_ONESHOT,
+    LABEL_RELOADCONFIG,
+    LABEL_REQUIRES_MOUNT,
+    LABEL_SCOPE,
+    RANCHER_ALIASES,
+    RANCHER_DETACH,
+    RESERVED_LABELS,
+    SCOPES,
+    UNIT_NAME,
+)
+
+
+def parse_labels(p: Problems, value: Any) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if value is None:
+        return out
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            text = as_str(item, ("labels", i), p)
+            if text is None:
+                continue
+            k, _, v = text.partition("=")
+            if not k:
+                p.error(("labels", i), f"bad label {text!r}: expected KEY=value")
+            elif k in out:
+                p.error(("labels", i), f"label {k} is given twice")
+            else:
+                out[k] = v
+        return out
+    if isinstance(value, dict):
+        for k, v in value.items():
+            path: KeyPath = ("labels", str(k))
+            if not isinstance(k, str) or not k:
+                p.error(path, f"label keys are strings, got {k!r}: quote it")
+            elif v is None:
+                out[k] = ""
+            elif isinstance(v, bool):
+                out[k] = "true" if v else "false"
+            elif isinstance(v, str | int | float):
+                out[k] = str(v)
+            else:
+                p.error(path, f"expected a string, got {describe(v)}")
+        return out
+    p.error(("labels",), f"expected a map (KEY: value) or a list (KEY=value), got {describe(value)}")
+    return out
+
+
+def corral_labels(p: Problems, name: str, labels: Mapping[str, str]) -> dict[str, Any]:
+    """Interpret io.corral.* labels and their io.rancher.os.* aliases."""
+    for k in labels:
+        if k in RESERVED_LABELS:
+            p.error(
+                ("labels", k), f"label {k} is set by corral on the unit's container; a unit may not set it"
+            )
+        elif k.startswith("io.corral.") and k not in CORRAL_LABELS:
+            close = closest(k, CORRAL_LABELS)
+            hint = f"; {did_you_mean(close)}" if close else f" (known here: {', '.join(CORRAL_LABELS)})"
+            p.error(("labels", k), f"unknown corral label {k}{hint}", suggestion=close)
+
+    def boolean(text: str, label: str) -> bool | None:
+        lowered = text.strip().lower()
+        if lowered in ("true", "false"):
+            return lowered == "true"
+        p.error(("labels", label), f"label {label} must be true or false, got {text!r}")
+        return None
+
+    def scope(text: str, label: str) -> str | None:
+        if text in SCOPES:
+            return text
+        p.error(("labels", label), f"label {label} must be system or user, got {text!r}")
+        return None
+
+    def names(text: str, label: str) -> frozenset[str] | None:
+        items = [part.strip() for part in text.split(",")]
+        items = [i for i in items if i]
+        bad = [i for i in items if not UNIT_NAME.fullmatch(i)]
+        if bad:
+            p.error(("labels", label), f"label {label} must be comma-separated unit names, got {text!r}")
+            return None
+        if name in items:
+            p.error(("labels", label), f"label {label}: unit {name!r} cannot be ordered against itself")
+            return None
+        return frozenset(items)
+
+    def mount_paths(text: str, label: str) -> tuple[str, ...] | None:
+        items = [part.strip() for part in text.split(",")]
+        items = [i for i in items if i]
+        if not items:
+            p.error(("labels", label), f"label {label} needs one or more absolute paths, got {text!r}")
+            return None
+        relative = [i for i in items if not i.startswith("/")]
+        if relative:
+            p.error(("labels", label), f"label {label} needs absolute paths (comma-separated): "
+                                     f"{relative[0]!r} is relative")
+            return None
+        return tuple(sorted({posixpath.normpath(i).replace("//", "/") for i in items}))
+
+    interpret: dict[str, tuple[str, Callable[[str, str], Any]]] = {
+        LABEL_SCOPE: ("scope", scope),
+        LABEL_AFTER: ("after", names),
+        LABEL_BEFORE: ("before", names),
+        LABEL_ONESHOT: ("oneshot", boolean),
+        LABEL_CREATEONLY: ("createonly", boolean),
+        LABEL_RELOADCONFIG: ("reloadconfig", boolean),
+        LABEL_REQUIRES_MOUNT: ("requires_mounts", mount_paths),
+    }
+    out: dict[str, Any] = {}
+    given_by: dict[str, str] = {}
+    for label in (*CORRAL_LABELS, *RANCHER_ALIASES):
+        if label not in labels:
+            continue
+        meaning = RANCHER_ALIASES.get(label, label)
+        attr, parse = interpret[meaning]
+        value = parse(labels[label], label)
+        if value is None:
+            continue
+        if label == RANCHER_DETACH:
+            value = not value
+        if attr in out and out[attr] != value:
+            p.error(("labels", label), f"label {label} conflicts with {given_by[attr]}")
+            continue
+        out[attr] = value
+        given_by[attr] = label
+    if out.get("oneshot") and out.get("createonly"):
+        p.error(
+            ("labels", given_by["createonly"]), "a createonly unit is never started: it cannot be oneshot"
+        )
+    return out
