@@ -28,12 +28,13 @@ APPEND ?= corral.password=rancher
 # `make image LOCK=update` resolves every package again.
 LOCK ?=
 LOCK_FLAG := $(if $(filter frozen,$(LOCK)),--frozen,$(if $(filter update,$(LOCK)),--update-lock,))
-.PHONY: help sysdeps venv lint test run sandbox bench clean distclean image
+.PHONY: help sysdeps venv lint test soak run sandbox bench clean distclean image
 
 help:
 	@echo "make venv       Debian packages (when missing) + $(VENV) with corral[test], editable"
 	@echo "make lint       ruff check . ; mypy ; lint-imports (the layers: docs/architecture.md)"
 	@echo "make test       venv + lint + pytest over tests/ and integration/"
+	@echo "make soak       the fault runs (integration/faults) at full length (CORRAL_SOAK=1; docs/reliability.md)"
 	@echo "make run        build the OS image and boot it in QEMU (serial console here; Ctrl-A X quits)"
 	@echo "                [CONFIG=cloud-config.yml] [APPEND='corral.password=secret'] [STATE=disk.img | STATE=]"
 	@echo "make sandbox    corral as PID 1 in namespaces on this host: corral sandbox --dir run-state"
@@ -65,6 +66,10 @@ lint: venv
 test: venv lint
 	@rc=0; $(PY) -m pytest -q -rs -p no:cacheprovider --durations=15 tests integration $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no test"; exit 0; fi; exit $$rc
+
+# The fault runs of `make test`, longer: more rounds, more clients, more configs (docs/reliability.md).
+soak: venv
+	CORRAL_SOAK=1 $(PY) -m pytest -q -rs -p no:cacheprovider --durations=15 integration/faults $(PYTEST_ARGS)
 
 run: image
 	$(PY) -m image run $(if $(CONFIG),--config $(abspath $(CONFIG))) $(if $(APPEND),--append '$(APPEND)') \
