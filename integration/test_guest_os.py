@@ -300,7 +300,10 @@ def test_nic_hotplug_dhcp_static_and_forgotten(guest: Guest) -> None:
         links = net_links(guest)
         status = guest.corral("net", "status")
         leases = [d for link in links.values() for d in link["dhcp"] if d["link"] in names]
-        return not (set(names) & set(links)) and not leases and not status["pending"]
+        left = {"links": sorted(set(names) & set(links)), "leases": leases, "pending": status["pending"]}
+        if any(left.values()):
+            raise AssertionError(f"still there: {left}")  # wait_until keeps it as the last answer
+        return True
 
     guest.wait_until(forgotten, timeout=60, what="the unplugged NICs forgotten")
     assert not set(names) & link_names(guest)

@@ -25,7 +25,9 @@ from integration.test_network import (
     net_status,
     plug,
     ready,
+    routes,
     sb_ip,
+    settled,
     status_link,
     wait_for,
 )
@@ -217,3 +219,42 @@ def test_lease_survives_a_restart_of_pid1(
     assert server.count("DHCPDISCOVER") == discovers  # it asked for its lease, no discovery
     assert sb2.stop() == 0
     sb2.assert_clean_journal()
+
+
+@pytest.mark.timeout(120)
+def test_two_leases_with_the_same_metric_keep_both_default_routes(
+    sandbox: Any, dhcp_server: tuple[NetNS, Dnsmasq], make_netns: Callable[..., NetNS], tmp_path: Path
+) -> None:
+    """Every NIC on DHCP (the default) on two networks: two default routes with the same metric. The
+    kernel keeps both side by side (the first one is used); corral neither fights over the one key (a
+    replace flipped it from link to link, each flip waking the next reconcile) nor leaves one pending
+    for good, and when a NIC goes the other's route is there already."""
+    ns, _ = dhcp_server
+    ns3 = make_netns()
+    make_nic(ns3, "eth3", "srv3", peer_addr="198.18.62.1/24")
+    server3 = Dnsmasq(ns3, "srv3", "198.18.62", tmp_path / "srv3")
+    (tmp_path / "srv3").mkdir()
+    server3.start()
+    try:
+        sb: Sandbox = sandbox({"corral": {**FAST, "network": {"interfaces": {"eth*": {"dhcp": True}}}}})
+        ready(sb)
+        plug(ns, sb, "eth2")
+        plug(ns3, sb, "eth3")
+
+        def both() -> bool:
+            return default_via(sb, "eth2") == {"198.18.60.1"} and default_via(sb, "eth3") == {"198.18.62.1"}
+
+        wait_for("both leases' default routes", both)
+        wait_for("nothing left to change", lambda: settled(sb))
+        rounds = net_status(sb)["rounds"]
+        for _ in range(20):  # no flip-flop: the routes stay and nothing is pending
+            assert both() and settled(sb), net_status(sb)["pending"]
+            time.sleep(0.05)
+        assert net_status(sb)["rounds"] - rounds < 5  # a renewal may wake a round; a fight wakes dozens
+        sb_ip(sb, "link", "set", "eth2", "netns", ns.name)
+        wait_for("eth3's route alone", lambda: default_via(sb, "eth3") == {"198.18.62.1"} and settled(sb))
+        assert {r.get("dev") for r in routes(sb, "default")} == {"eth3"}
+        assert sb.stop() == 0
+        sb.assert_clean_journal()
+    finally:
+        server3.stop()

@@ -180,7 +180,7 @@ class _Runner:
         elif isinstance(op, RemoveAddress):
             await nl.remove_address(self.idx(op.link), op.address)
         elif isinstance(op, AddRoute) and op.lease:
-            await nl.add_route(self.idx(op.link), op.route, proto="dhcp", replace=True)
+            await nl.add_route(self.idx(op.link), op.route, proto="dhcp")
         elif isinstance(op, AddRoute):
             await nl.add_route(self.idx(op.link), op.route)
         elif isinstance(op, RemoveRoute):

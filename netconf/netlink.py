@@ -212,8 +212,14 @@ class Netlink:
     async def remove_address(self, index: int, address: IPInterface) -> None:
         await self.addr("del", index=index, address=str(address.ip), prefixlen=address.network.prefixlen)
 
-    async def add_route(self, index: int, route: Route, proto: str = "static", replace: bool = False) -> None:
-        await self.route("replace" if replace else "add", **route_kwargs(index, route), proto=proto)
+    async def add_route(self, index: int, route: Route, proto: str = "static") -> None:
+        """Add ``route`` beside any other route with the same key (destination, metric, table) on another
+        link or via another router (``ip route append``): two NICs on DHCP both want a default route at
+        the lease metric, and the kernel keeps both (IPv4 uses the first that works, IPv6 spreads over
+        them). A plain ``add`` (``NLM_F_EXCL``) would fail for the second for as long as the first is
+        there, and a ``replace`` would take the first one's away. The very same route twice is still
+        ``EEXIST``."""
+        await self.route("append", **route_kwargs(index, route), proto=proto)
 
     async def remove_route(self, index: int | None, route: Route) -> None:
         await self.route("del", **route_kwargs(index, route))

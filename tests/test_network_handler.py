@@ -116,7 +116,7 @@ class FakeKernel:
         self.addresses.discard(key)
         self.expires.pop(key, None)
 
-    async def add_route(self, index: int, route: Route, proto: str = "static", replace: bool = False) -> None:
+    async def add_route(self, index: int, route: Route, proto: str = "static") -> None:
         self._check("add route")
         proto_number = RTPROT_DHCP if proto == "dhcp" else RTPROT_STATIC
         self.routes[(self.name_of(index), route.canonical())] = proto_number
