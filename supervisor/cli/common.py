@@ -12,19 +12,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeAlias
 
+from supervisor.cli import exits
 from supervisor.config.errors import ConfigError
 from supervisor.config.yamlload import MAX_BYTES, decode_config, read_config_file
 from supervisor.control.client import SyncClient
 from supervisor.control.protocol import DEFAULT_SOCKET, SOCKET_ENV
 
+# The exit codes live in supervisor.cli.exits (the entry point needs them before anything slow loads);
+# the commands take them from here.
+EXIT_OK = exits.EXIT_OK
+EXIT_FAILED = exits.EXIT_FAILED
+EXIT_USAGE = exits.EXIT_USAGE
+EXIT_UNAVAILABLE = exits.EXIT_UNAVAILABLE
+EXIT_NOT_SET = exits.EXIT_NOT_SET
+EXIT_INTERRUPTED = exits.EXIT_INTERRUPTED
+
 Subparsers: TypeAlias = "argparse._SubParsersAction[Parser]"
 
-EXIT_OK = 0
-EXIT_FAILED = 1  # the supervisor refused the command, a file could not be read, a config is invalid
-EXIT_USAGE = 2  # bad command line (argparse)
-EXIT_UNAVAILABLE = 3  # the supervisor could not be reached or refused the connection
-EXIT_NOT_SET = 4  # config get: the key is known to the schema but has no value in the config in force
-EXIT_INTERRUPTED = 130
 
 Runner = Callable[[argparse.Namespace], int]
 STDIN = "<stdin>"  # how errors name a document read from stdin
