@@ -2,8 +2,9 @@
 
 The event loop never reads a file itself, and at most one batch of records is in memory per reader,
 however long the journal is: a batch ends at ``BATCH`` records or ``BATCH_BYTES`` of them (a record may
-hold a line of up to 1 MiB a unit printed), whichever comes first. ``close()`` may be called at any moment, also while a batch is being read
-(the caller was cancelled): the iterator is then closed by the worker once its batch is done."""
+hold a line of up to 1 MiB a unit printed), whichever comes first. ``close()`` may be called at any
+moment, also while a batch is being read (the caller was cancelled): the iterator is then closed by the
+worker once its batch is done."""
 
 from __future__ import annotations
 
