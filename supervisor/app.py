@@ -399,6 +399,11 @@ class Supervisor:
     # ---- reporting -----------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         usage = resource.getrusage(resource.RUSAGE_SELF)
+        journal = self.journal.status()
+        if journal["failure"] is None:  # the journal retries by itself: status says how it is now
+            self.state.clear("journal")
+        else:
+            self.state.degrade("journal", journal["failure"]["reason"])
         return {
             "version": __version__,
             "hostname": socket.gethostname(),
@@ -423,6 +428,7 @@ class Supervisor:
             "memory": {"max_rss_kib": _status_kib("VmHWM"), "rss_kib": _status_kib("VmRSS"),
                        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3)},
             "mounts": [str(p) for p in self.mounts.mounted],
+            "journal": journal,
             "storage": self.storage.status(),
             "system_docker": None if self.system_docker is None else {
                 **self.system_docker.status(),

@@ -179,7 +179,7 @@ def test_write_failure_falls_back_to_memory(journal: Journal, tmp_path: Path) ->
     structlog.get_logger("supervisor.test").info("kept", n=1)
     assert journal.storage_dir is None
     events = [r["event"] for r in journal.query()]
-    assert events == ["kept", "journal write failed; keeping records in memory"]
+    assert events == ["kept", "journal write failed; keeping records in memory until it can write again"]
 
 
 def test_setup_is_recallable_and_bound_loggers_follow(tmp_path: Path) -> None:
