@@ -13,6 +13,7 @@ import structlog
 import structlog.contextvars
 
 from supervisor.journal import CURRENT, Journal, log_files, read_dir, reset, setup
+from supervisor.journal.storage import RotatingFile
 
 
 @pytest.fixture
@@ -226,3 +227,45 @@ def test_modes_of_an_existing_journal_are_fixed_at_start(journal: Journal, tmp_p
     assert stat.S_IMODE((log_dir / CURRENT).stat().st_mode) == 0o640
     assert stat.S_IMODE((log_dir / f"{CURRENT}.1").stat().st_mode) == 0o640
     assert stat.S_IMODE((log_dir / f"{CURRENT}.2").stat().st_mode) == 0o600
+
+
+def test_attach_writes_the_ring_a_chunk_at_a_time(
+    journal: Journal, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ring (10,000 records after a long outage) is written a chunk per hold of the lock; records
+    emitted meanwhile join its end, in order; a detach meanwhile ends the attach."""
+    monkeypatch.setattr("supervisor.journal.core.FLUSH_CHUNK", 10)
+    log = structlog.get_logger("supervisor.test")
+    for n in range(100):
+        log.info("early", n=n)
+    writes = 0
+    real_write = RotatingFile.write
+
+    def write(self: RotatingFile, line: bytes) -> None:
+        nonlocal writes
+        writes += 1
+        real_write(self, line)
+        if writes == 5:
+            log.info("during", n=100)
+
+    monkeypatch.setattr(RotatingFile, "write", write)
+    journal.attach_storage(tmp_path / "a")
+    assert numbered(tmp_path / "a") == list(range(101))
+
+    journal.detach_storage()
+    for n in range(101, 200):
+        log.info("early", n=n)
+    writes = 0
+
+    def detaching(self: RotatingFile, line: bytes) -> None:
+        nonlocal writes
+        writes += 1
+        real_write(self, line)
+        if writes == 15:
+            journal.detach_storage()
+
+    monkeypatch.setattr(RotatingFile, "write", detaching)
+    journal.attach_storage(tmp_path / "b")
+    assert journal.storage_dir is None and journal.status()["failure"] is None
+    assert len(numbered(tmp_path / "b")) == 20  # two chunks, then the detach ended it
+    assert [r["n"] for r in journal.query()][:1] == [121]  # the rest waits in memory, in order

@@ -19,7 +19,7 @@ from supervisor.journal.batches import Batches, stream_records
 from supervisor.journal.console import ConsoleFormat, make_renderer
 from supervisor.journal.console_writer import ConsoleWriter
 from supervisor.journal.follow import DEFAULT_FOLLOW_QUEUE, Follower
-from supervisor.journal.outage import Outage
+from supervisor.journal.outage import Failure, Outage
 from supervisor.journal.query import MemorySource, RecordFilter, RecordSource, boot_at, read
 from supervisor.journal.records import (
     LEVELS,
@@ -39,6 +39,18 @@ DEFAULT_RING_SIZE = 10000
 BOOT_ID_BYTES = 6  # 12 hex digits in each record's "boot" field
 CONSOLE_DRAIN = 5.0  # seconds the console is given to catch up before the emergency shell or reboot(2)
 LOGGER = "supervisor.journal"
+FLUSH_CHUNK = 256  # records written to the files per hold of the lock when attaching
+
+
+def _read(
+    source: RecordSource, selector: RecordFilter, limit: int | None, reverse: bool, boot: int | None,
+    boot_id: str,
+) -> Iterator[Record]:
+    """The records ``read`` selects; ``boot`` (an offset) is looked up when iterated (in the reader's
+    thread, as the reading)."""
+    if boot is not None:
+        selector = replace(selector, boot=boot_at(source, boot, boot_id))
+    yield from read(source, selector, limit, reverse)
 
 
 def _keep(ring: deque[Record], record: Record) -> int:
@@ -84,6 +96,7 @@ class Journal:
         self.ring_dropped = 0  # records pushed out of the ring since it was last flushed
         self._lock = threading.RLock()
         self._store: RotatingFile | None = None
+        self._generation = 0  # of attach_storage/detach_storage calls: a newer one ends an attach under way
         self.outage = Outage(self._lock, self.attach_storage)  # a write failed: what, and the retries
         self._followers: weakref.WeakSet[Follower] = weakref.WeakSet()
         self._closed = False
@@ -177,40 +190,65 @@ class Journal:
         return store.log_dir if store is not None else None
 
     def attach_storage(
-        self, log_dir: Path, max_bytes: int = DEFAULT_MAX_BYTES, keep: int = DEFAULT_KEEP
+        self,
+        log_dir: Path,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        keep: int = DEFAULT_KEEP,
+        retrying: Failure | None = None,
     ) -> None:
         """Write the ring to ``log_dir/current.jsonl`` in order, then append every further record.
 
-        Raises OSError if the directory or file cannot be opened; the ring is then kept. If writing
-        fails, the records not written stay in the ring and :attr:`outage` retries (calling this)."""
+        The ring is written ``FLUSH_CHUNK`` records at a time, the lock released in between: emitting
+        (from the loop too) never waits for more than one chunk; what is emitted meanwhile joins the
+        ring's end. A detach (or another attach) meanwhile ends this one. Raises OSError if the
+        directory or file cannot be opened; the ring is then kept. If writing fails, the records not
+        written stay in the ring and :attr:`outage` retries, calling this with ``retrying``, the
+        failure it retries: nothing is done once that failure is over."""
         store = RotatingFile(log_dir, max_bytes=max_bytes, keep=keep)
         with self._lock:
+            if retrying is not None and self.outage.failure is not retrying:
+                return
             if self._store is not None:
                 self.detach_storage()
+            self._generation += 1
+            generation = self._generation
             store.open()
-            try:
-                while self._ring:
-                    store.write(encode(self._ring[0]))
-                    self._ring.popleft()
-            except OSError as exc:
-                self._storage_failed(exc, None, store)
-                return
-            self._store = store
-            dropped, self.ring_dropped = self.ring_dropped, 0
-            ended = self.outage.cleared()
-            if ended is not None:
-                self._internal("warning", f"journal writing again after {time.time() - ended.since:.0f} s; "
-                               f"{dropped} records dropped meanwhile", dropped=dropped, path=ended.path,
-                               error=ended.error, since=format_ts(ended.since))
-            elif dropped:
-                self._internal("warning", f"journal ring overflowed before storage was attached; "
-                               f"{dropped} early records dropped", dropped=dropped)
+        while True:
+            with self._lock:
+                if self._generation != generation:
+                    store.close()
+                    return
+                try:
+                    for _ in range(min(FLUSH_CHUNK, len(self._ring))):
+                        store.write(encode(self._ring[0]))
+                        self._ring.popleft()
+                except OSError as exc:
+                    self._storage_failed(exc, None, store)
+                    return
+                if not self._ring:
+                    self._store = store
+                    self._attached()
+                    return
+            time.sleep(0)  # let an emitter waiting for the lock have it now
+
+    def _attached(self) -> None:
+        """Storage is attached, the ring written: say what was dropped meanwhile. Caller holds the lock."""
+        dropped, self.ring_dropped = self.ring_dropped, 0
+        ended = self.outage.cleared()
+        if ended is not None:
+            self._internal("warning", f"journal writing again after {time.time() - ended.since:.0f} s; "
+                           f"{dropped} records dropped meanwhile", dropped=dropped, path=ended.path,
+                           error=ended.error, since=format_ts(ended.since))
+        elif dropped:
+            self._internal("warning", f"journal ring overflowed before storage was attached; "
+                           f"{dropped} early records dropped", dropped=dropped)
 
     def detach_storage(self) -> None:
         """Flush, fsync and close the files (before unmounting); records go to the ring until the next
         :meth:`attach_storage`."""
         with self._lock:
             store, self._store = self._store, None
+            self._generation += 1  # an attach under way ends
             self.outage.cleared()
             if store is not None:
                 store.close()
@@ -294,14 +332,7 @@ class Journal:
         selector = RecordFilter(since=since, unit=unit, level=level, until=until, grep=grep)
         with self._lock:
             source = self._source()
-        return source, self._read(source, selector, limit, reverse, boot)
-
-    def _read(
-        self, source: RecordSource, selector: RecordFilter, limit: int | None, reverse: bool, boot: int | None
-    ) -> Iterator[Record]:
-        if boot is not None:
-            selector = replace(selector, boot=boot_at(source, boot, self.boot_id))
-        yield from read(source, selector, limit, reverse)
+        return source, _read(source, selector, limit, reverse, boot, self.boot_id)
 
     def query(
         self,

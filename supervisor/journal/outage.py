@@ -25,10 +25,9 @@ FIRST_RETRY = 1.0  # seconds after a failure
 RETRY_CAP = 15.0  # the longest wait between tries
 MIN_FREE = 64 * 1024  # bytes free on the file system before a full disk is tried again
 
-Reattach = Callable[[Path, int, int], None]  # Journal.attach_storage(log_dir, max_bytes, keep)
 
 
-@dataclass
+@dataclass(eq=False)
 class Failure:
     """What could not be written, why, since when (epoch seconds), and how often it was tried since."""
 
@@ -46,6 +45,9 @@ class Failure:
                 f"{waiting} records kept in memory, {dropped} dropped; retrying")
 
 
+Reattach = Callable[[Path, int, int, Failure], None]  # Journal.attach_storage(..., retrying=failure)
+
+
 def space_may_be_back(log_dir: Path, need: int = MIN_FREE) -> bool:
     """Whether the file system of ``log_dir`` has ``need`` bytes free (for root: reserved blocks count)."""
     try:
@@ -58,8 +60,8 @@ def space_may_be_back(log_dir: Path, need: int = MIN_FREE) -> bool:
 class Outage:
     """The journal's failure to write, if any (:attr:`failure`), and the thread retrying meanwhile.
 
-    ``lock`` is the journal's (reentrant) lock: a failure is set, cleared and retried under it, so a
-    retry never races :meth:`Journal.detach_storage` (after which nothing is retried)."""
+    ``lock`` is the journal's (reentrant) lock: a failure is set and cleared under it. A retry is
+    ``reattach(..., failure)``, which does nothing once that failure is over (storage detached)."""
 
     def __init__(
         self, lock: threading.RLock, reattach: Reattach, first: float = FIRST_RETRY, cap: float = RETRY_CAP
@@ -117,10 +119,12 @@ class Outage:
                 if failure is None or self._closed:
                     self._thread = None  # under the lock: a failure after this starts a new thread
                     return
-                if failure.errno == errno.ENOSPC and not space_may_be_back(failure.log_dir):
-                    continue
                 failure.tries += 1
-                try:
-                    self._reattach(failure.log_dir, failure.max_bytes, failure.keep)
-                except OSError as exc:  # the directory or file could not even be opened
-                    self.failed(failure.log_dir, failure.max_bytes, failure.keep, failure.log_dir, exc)
+            if failure.errno == errno.ENOSPC and not space_may_be_back(failure.log_dir):
+                continue
+            try:  # not under the lock: the journal writes what waits a chunk at a time
+                self._reattach(failure.log_dir, failure.max_bytes, failure.keep, failure)
+            except OSError as exc:  # the directory or file could not even be opened
+                with self._lock:
+                    if self.failure is failure:
+                        self.failed(failure.log_dir, failure.max_bytes, failure.keep, failure.log_dir, exc)
