@@ -183,6 +183,8 @@ class Supervisor:
         await self.stops.stop_all()
         await self.processes.stop_all(grace)
         await asyncio.to_thread(os.sync)
+        # A journal that cannot write stops retrying: a retry after this would write under the mounts.
+        await asyncio.to_thread(self.journal.outage.close)
         # A mount the journal still writes to is detached lazily; the journal is closed after this,
         # then reboot(2) syncs, so the last lines reach the disk and the filesystem ends clean.
         self.mounts.unmount_all()

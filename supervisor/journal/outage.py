@@ -119,9 +119,9 @@ class Outage:
                 if failure is None or self._closed:
                     self._thread = None  # under the lock: a failure after this starts a new thread
                     return
-                failure.tries += 1
             if failure.errno == errno.ENOSPC and not space_may_be_back(failure.log_dir):
                 continue
+            failure.tries += 1
             try:  # not under the lock: the journal writes what waits a chunk at a time
                 self._reattach(failure.log_dir, failure.max_bytes, failure.keep, failure)
             except OSError as exc:  # the directory or file could not even be opened
