@@ -183,6 +183,8 @@ class Supervisor:
         await self.stops.stop_all()
         await self.processes.stop_all(grace)
         await asyncio.to_thread(os.sync)
+        # A journal that cannot write stops retrying: a retry after this would write under the mounts.
+        await asyncio.to_thread(self.journal.outage.close)
         # A mount the journal still writes to is detached lazily; the journal is closed after this,
         # then reboot(2) syncs, so the last lines reach the disk and the filesystem ends clean.
         self.mounts.unmount_all()
@@ -399,6 +401,11 @@ class Supervisor:
     # ---- reporting -----------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         usage = resource.getrusage(resource.RUSAGE_SELF)
+        journal = self.journal.status()
+        if journal["failure"] is None:  # the journal retries by itself: status says how it is now
+            self.state.clear("journal")
+        else:
+            self.state.degrade("journal", journal["failure"]["reason"])
         return {
             "version": __version__,
             "hostname": socket.gethostname(),
@@ -423,6 +430,7 @@ class Supervisor:
             "memory": {"max_rss_kib": _status_kib("VmHWM"), "rss_kib": _status_kib("VmRSS"),
                        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3)},
             "mounts": [str(p) for p in self.mounts.mounted],
+            "journal": journal,
             "storage": self.storage.status(),
             "system_docker": None if self.system_docker is None else {
                 **self.system_docker.status(),

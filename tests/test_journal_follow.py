@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import threading
@@ -15,6 +16,7 @@ import structlog
 
 from supervisor.journal import Journal, reset, setup
 from supervisor.journal.batches import Batches
+from supervisor.journal.records import weight
 from supervisor.tasks import spawn_task
 
 
@@ -210,6 +212,31 @@ def test_batches_close_while_a_batch_is_being_read() -> None:
     assert [r["n"] for r in batch] == [0, 1, 2, 3, 4]
     assert closed == ["iterator", "source"]
     assert asyncio.run(batches.next_batch()) == []
+
+
+def test_a_batch_is_bounded_by_bytes_not_only_by_count() -> None:
+    """Records of 1 MiB lines (a unit may print one): a batch holds about BATCH_BYTES of them, never
+    BATCH of them (256 MiB), and always at least one."""
+    pulled: list[int] = []
+
+    def records() -> Iterator[dict[str, object]]:
+        for n in range(40):
+            pulled.append(n)
+            yield {"n": n, "event": "x" * (300 * 1024)}
+
+    batches = Batches(records(), size=256, max_bytes=1 << 20)
+    first = asyncio.run(batches.next_batch())
+    assert [r["n"] for r in first] == [0, 1, 2, 3]  # 4 x 300 KiB reach 1 MiB
+    assert len(pulled) == 4  # nothing read ahead
+    one = Batches(iter([{"event": "y" * (2 << 20)}, {"event": "z"}]), max_bytes=1 << 20)
+    assert len(asyncio.run(one.next_batch())) == 1
+    assert asyncio.run(one.next_batch()) == [{"event": "z"}]
+    batches.close()
+
+
+def test_weight_is_about_the_json_size() -> None:
+    record = {"ts": "2024-05-01T12:00:00.000000Z", "event": "e" * 1000, "fields": {"a": ["b" * 500, 1]}}
+    assert abs(weight(record) - len(json.dumps(record, separators=(",", ":")))) < 64
 
 
 async def test_stream_reads_in_batches_and_closes_the_files(journal: Journal, tmp_path: Path) -> None:

@@ -38,7 +38,8 @@ def journal() -> Iterator[Journal]:
 @pytest.mark.parametrize(
     "key",
     ["password", "PASSWORD", "db_password", "passwd", "secret", "client-secret", "apiToken", "token",
-     "private_key", "privateKey", "api_key", "wpa_psk", "passphrase", "authorization", "credentials"],
+     "private_key", "privateKey", "api_key", "wpa_psk", "passphrase", "authorization", "credentials",
+     "tls_key", "TLS_KEY", "tlsKey", "docker-tls-key", "rsa_private"],
 )
 def test_secret_keys(key: str) -> None:
     assert is_secret_key(key)
@@ -49,6 +50,15 @@ def test_secret_keys(key: str) -> None:
 )
 def test_harmless_keys(key: str) -> None:
     assert not is_secret_key(key)
+
+
+def test_a_unit_printing_its_tls_key_is_redacted() -> None:
+    """The config's rule had tls_key, the journal's did not: a unit printing TLS_KEY=... was logged in
+    clear. One rule now (supervisor.secretnames) for both."""
+    assert redact_text(f"TLS_KEY={SECRET} port=443") == f"TLS_KEY={REDACTED} port=443"
+    assert redact_text(f'{{"tls_key": "{SECRET}"}}') == f'{{"tls_key": "{REDACTED}"}}'
+    assert redact_value({"tls": {"key": SECRET, "cert": "c"}}) == {"tls": {"key": REDACTED, "cert": "c"}}
+    assert redact_value({"key": "k"}) == {"key": "k"}  # "key" alone is secret only under tls
 
 
 def test_redact_value_nested() -> None:

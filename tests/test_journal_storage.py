@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ import structlog
 import structlog.contextvars
 
 from supervisor.journal import CURRENT, Journal, log_files, read_dir, reset, setup
+from supervisor.journal.storage import RotatingFile
 
 
 @pytest.fixture
@@ -178,7 +180,7 @@ def test_write_failure_falls_back_to_memory(journal: Journal, tmp_path: Path) ->
     structlog.get_logger("supervisor.test").info("kept", n=1)
     assert journal.storage_dir is None
     events = [r["event"] for r in journal.query()]
-    assert events == ["kept", "journal write failed; keeping records in memory"]
+    assert events == ["kept", "journal write failed; keeping records in memory until it can write again"]
 
 
 def test_setup_is_recallable_and_bound_loggers_follow(tmp_path: Path) -> None:
@@ -194,3 +196,76 @@ def test_setup_is_recallable_and_bound_loggers_follow(tmp_path: Path) -> None:
     finally:
         reset()
     assert not structlog.is_configured()
+
+
+def test_journal_files_are_not_world_readable(journal: Journal, tmp_path: Path) -> None:
+    """Every unit's output is in the journal: 0640 files in a 0750 directory, also after rotation."""
+    log_dir = tmp_path / "log" / "corral"
+    journal.attach_storage(log_dir, max_bytes=1000, keep=2)
+    for n in range(50):
+        structlog.get_logger("supervisor.test").info("filler record", n=n)
+    assert stat.S_IMODE(log_dir.stat().st_mode) == 0o750
+    files = log_files(log_dir)
+    assert len(files) == 3
+    assert {stat.S_IMODE(p.stat().st_mode) for p in files} == {0o640}
+
+
+def test_modes_of_an_existing_journal_are_fixed_at_start(journal: Journal, tmp_path: Path) -> None:
+    """A journal an older corral left 0644 in 0755 loses the world's (and the group's write) bits; a
+    stricter mode an administrator chose is kept."""
+    log_dir = tmp_path / "corral"
+    log_dir.mkdir(mode=0o755)
+    log_dir.chmod(0o755)
+    (log_dir / CURRENT).write_text('{"ts":"2024-05-01T12:00:00.000000Z","event":"old"}\n')
+    (log_dir / CURRENT).chmod(0o666)
+    (log_dir / f"{CURRENT}.1").write_text("")
+    (log_dir / f"{CURRENT}.1").chmod(0o644)
+    (log_dir / f"{CURRENT}.2").write_text("")
+    (log_dir / f"{CURRENT}.2").chmod(0o600)
+    journal.attach_storage(log_dir)
+    assert stat.S_IMODE(log_dir.stat().st_mode) == 0o750
+    assert stat.S_IMODE((log_dir / CURRENT).stat().st_mode) == 0o640
+    assert stat.S_IMODE((log_dir / f"{CURRENT}.1").stat().st_mode) == 0o640
+    assert stat.S_IMODE((log_dir / f"{CURRENT}.2").stat().st_mode) == 0o600
+
+
+def test_attach_writes_the_ring_a_chunk_at_a_time(
+    journal: Journal, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ring (10,000 records after a long outage) is written a chunk per hold of the lock; records
+    emitted meanwhile join its end, in order; a detach meanwhile ends the attach."""
+    monkeypatch.setattr("supervisor.journal.core.FLUSH_CHUNK", 10)
+    log = structlog.get_logger("supervisor.test")
+    for n in range(100):
+        log.info("early", n=n)
+    writes = 0
+    real_write = RotatingFile.write
+
+    def write(self: RotatingFile, line: bytes) -> None:
+        nonlocal writes
+        writes += 1
+        real_write(self, line)
+        if writes == 5:
+            log.info("during", n=100)
+
+    monkeypatch.setattr(RotatingFile, "write", write)
+    journal.attach_storage(tmp_path / "a")
+    assert numbered(tmp_path / "a") == list(range(101))
+
+    journal.detach_storage()
+    for n in range(101, 200):
+        log.info("early", n=n)
+    writes = 0
+
+    def detaching(self: RotatingFile, line: bytes) -> None:
+        nonlocal writes
+        writes += 1
+        real_write(self, line)
+        if writes == 15:
+            journal.detach_storage()
+
+    monkeypatch.setattr(RotatingFile, "write", detaching)
+    journal.attach_storage(tmp_path / "b")
+    assert journal.storage_dir is None and journal.status()["failure"] is None
+    assert len(numbered(tmp_path / "b")) == 20  # two chunks, then the detach ended it
+    assert [r["n"] for r in journal.query()][:1] == [121]  # the rest waits in memory, in order

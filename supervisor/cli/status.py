@@ -67,6 +67,20 @@ def _mib(kib: Any) -> str:
 INDENT = " " * 11
 
 
+def _journal(journal: dict[str, Any]) -> str:
+    """Where the journal writes; or why it cannot, and what waits in memory meanwhile."""
+    waiting = f"{_plural(int(journal.get('in_memory') or 0), 'record')} in memory"
+    if journal.get("dropped"):
+        waiting += f", {journal['dropped']} dropped"
+    failure = journal.get("failure")
+    if isinstance(failure, dict):
+        where = f"{failure.get('path')} since {failure.get('since')}"
+        return f"NOT WRITING {where}: {failure.get('error')}; {waiting}"
+    if journal.get("storage"):
+        return f"writing {journal['storage']}"
+    return f"no storage yet; {waiting}"
+
+
 def render_status(status: Any) -> str:
     """Text for people; any subset of the fields of catalogue.StatusResult renders."""
     if not isinstance(status, dict):
@@ -87,6 +101,9 @@ def render_status(status: Any) -> str:
     degraded = get("degraded") or {}
     reasons = [f"{k}: {v}" for k, v in degraded.items()] if isinstance(degraded, dict) else list(degraded)
     lines.extend(("degraded:  " if i == 0 else INDENT) + str(r) for i, r in enumerate(reasons))
+    journal = get("journal")
+    if isinstance(journal, dict):
+        lines.append(f"journal:   {_journal(journal)}")
     phases = get("boot_phases")
     if isinstance(phases, dict) and phases:
         lines.append("boot:      " + ", ".join(f"{name} {_seconds(t)}" for name, t in phases.items()))

@@ -1,12 +1,10 @@
 """Which config keys are secret, and keeping them out of cloud-config.yml, exports and logs.
 
-The rule (one place: ``is_secret``), applied to each name along a key path, case-insensitively and
-with ``-`` read as ``_``:
-- a name containing ``password`` or ``passwd`` (``corral.password``, ``users[0].passwd``);
-- a name containing ``private_key`` or ending in ``_private`` (``ssh_keys.rsa_private``);
-- a name containing ``secret`` or ``tls_key``;
-- ``key`` directly under a map named ``tls`` (``...tls.key``).
-Public keys (``ssh_authorized_keys``) are not secret.
+The rule is ``supervisor.secretnames`` (one place, shared with the journal's redaction), applied to the
+names along a key path: ``is_secret``. Secret are, for example, ``corral.password``, ``users[0].passwd``,
+``ssh_keys.rsa_private``, ``wireguard.private_key``, ``client_secret``, ``docker.tls_key``, ``...tls.key``,
+``environment.GITHUB_TOKEN`` and ``wpa_psk``; public keys (``ssh_authorized_keys``) and names that only
+say where a secret lives (``password_file``) are not.
 
 A secret inside a list makes the whole list secret when splitting (lists are replaced whole by later
 layers, so they cannot be split between two files)."""
@@ -18,25 +16,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from supervisor.config.keypath import KeyPath, Segment
+from supervisor.secretnames import REDACTED, is_secret_path
 
-REDACTED = "<redacted>"
-
-
-def _norm(name: str) -> str:
-    return name.lower().replace("-", "_")
+__all__ = ["REDACTED", "contains_secret", "is_secret", "redact", "secret_paths", "split_secrets"]
 
 
 def is_secret(path: Sequence[Segment]) -> bool:
-    """True when the value at ``path`` is a secret."""
-    names = [_norm(s) for s in path if isinstance(s, str)]
-    for i, name in enumerate(names):
-        if "password" in name or "passwd" in name or "secret" in name or "tls_key" in name:
-            return True
-        if "private_key" in name or name.endswith("_private"):
-            return True
-        if name == "key" and i > 0 and names[i - 1] == "tls":
-            return True
-    return False
+    """True when the value at ``path`` is a secret (list indexes do not count as names)."""
+    return is_secret_path([s for s in path if isinstance(s, str)])
 
 
 def contains_secret(value: Any, path: KeyPath = ()) -> bool:

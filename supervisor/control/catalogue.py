@@ -397,6 +397,9 @@ class StatusResult(TypedDict, total=False):
     tasks: int
     memory: dict[str, int]  # {"rss_kib", "max_rss_kib"}
     mounts: list[str]
+    # Journal.status(): {"storage": dir | None, "in_memory", "dropped", "failure": None | {"path",
+    # "error", "since", "tries", "reason"}}; a failure also makes the state degraded ("journal")
+    journal: dict[str, Any]
     units: dict[str, Any] | None  # {"units", "states": {state: count}, "reachable", "reconciles", ...}
     udevd: dict[str, Any] | None  # corral.udev: {"state", "pid", "restarts", "reason", ...}; None when off
 

@@ -3,8 +3,10 @@
 Boot: ``journal = setup()`` first thing (structlog + stdlib logging feed it; records are kept in a
 bounded in-memory ring and mirrored to the console); ``journal.attach_storage(paths.log_dir)`` once
 ``/var/log`` is writable; ``journal.console_mirror = False`` when ready; ``journal.close()`` at shutdown.
-``corral logs`` is served by ``journal.stream(...)`` (the stored records, read a batch at a time) and
-``journal.follow(...)``; ``supervisor.journal.lines`` decides the level of a line a child printed."""
+``corral logs`` is served by ``journal.stream(...)`` (the stored records, read a bounded batch at a time)
+and ``journal.follow(...)``; ``supervisor.journal.lines`` decides the level of a line a child printed.
+When a write fails the records wait in the ring and ``journal.outage`` retries; ``journal.status()`` is
+what ``corral status`` shows of it. Secret names are ``supervisor.secretnames``' rule, the config's too."""
 
 from supervisor.journal.console import ConsoleFormat, render_json, render_plain
 from supervisor.journal.core import Journal

@@ -1,8 +1,10 @@
 """Reading journal files from async code: a blocking iterator pulled in a worker thread, a batch at a time.
 
 The event loop never reads a file itself, and at most one batch of records is in memory per reader,
-however long the journal is. ``close()`` may be called at any moment, also while a batch is being read
-(the caller was cancelled): the iterator is then closed by the worker once its batch is done."""
+however long the journal is: a batch ends at ``BATCH`` records or ``BATCH_BYTES`` of them (a record may
+hold a line of up to 1 MiB a unit printed), whichever comes first. ``close()`` may be called at any
+moment, also while a batch is being read (the caller was cancelled): the iterator is then closed by the
+worker once its batch is done."""
 
 from __future__ import annotations
 
@@ -10,21 +12,28 @@ import asyncio
 import threading
 from collections.abc import AsyncGenerator, Callable, Iterator
 
-from supervisor.journal.records import Record
+from supervisor.journal.records import Record, weight
 
-BATCH = 256  # records read per trip to the worker thread
+BATCH = 256  # records read per trip to the worker thread, at most
+BATCH_BYTES = 1 << 20  # ... and no more than about this much of them (one record is always taken)
 
 
 class Batches:
-    """``await next_batch()`` gives up to ``size`` records of ``records``, [] once they are exhausted or
-    the reader is closed. ``on_close`` runs once, when the records are exhausted or closed."""
+    """``await next_batch()`` gives up to ``size`` records of ``records`` (fewer once they weigh
+    ``max_bytes``: see ``records.weight``), [] once they are exhausted or the reader is closed.
+    ``on_close`` runs once, when the records are exhausted or closed."""
 
     def __init__(
-        self, records: Iterator[Record], on_close: Callable[[], None] | None = None, size: int = BATCH
+        self,
+        records: Iterator[Record],
+        on_close: Callable[[], None] | None = None,
+        size: int = BATCH,
+        max_bytes: int = BATCH_BYTES,
     ) -> None:
         self._records: Iterator[Record] | None = records
         self._on_close = on_close
         self._size = size
+        self._max_bytes = max_bytes
         self._lock = threading.Lock()  # held by the worker while it reads
         self._close_requested = False
 
@@ -38,10 +47,12 @@ class Batches:
         with self._lock:
             records = self._records
             batch: list[Record] = []
+            held = 0
             if records is not None and not self._close_requested:
                 for record in records:
                     batch.append(record)
-                    if len(batch) >= self._size:
+                    held += weight(record)
+                    if len(batch) >= self._size or held >= self._max_bytes:
                         break
             if not batch or self._close_requested:
                 self._finish()
@@ -68,11 +79,15 @@ class Batches:
 
 
 async def stream_records(
-    records: Iterator[Record], on_close: Callable[[], None] | None = None, size: int = BATCH
+    records: Iterator[Record],
+    on_close: Callable[[], None] | None = None,
+    size: int = BATCH,
+    max_bytes: int = BATCH_BYTES,
 ) -> AsyncGenerator[Record, None]:
-    """``records`` as an async iterator, read in a worker thread ``size`` at a time; closed (and
-    ``on_close`` run) when exhausted, and when the async iterator is closed or cancelled."""
-    batches = Batches(records, on_close, size)
+    """``records`` as an async iterator, read in a worker thread a batch at a time (``size`` records,
+    ``max_bytes`` at most); closed (and ``on_close`` run) when exhausted, and when the async iterator is
+    closed or cancelled."""
+    batches = Batches(records, on_close, size, max_bytes)
     try:
         while batch := await batches.next_batch():
             for record in batch:

@@ -19,6 +19,7 @@ from supervisor.journal.batches import Batches, stream_records
 from supervisor.journal.console import ConsoleFormat, make_renderer
 from supervisor.journal.console_writer import ConsoleWriter
 from supervisor.journal.follow import DEFAULT_FOLLOW_QUEUE, Follower
+from supervisor.journal.outage import Failure, Outage
 from supervisor.journal.query import MemorySource, RecordFilter, RecordSource, boot_at, read
 from supervisor.journal.records import (
     LEVELS,
@@ -38,10 +39,30 @@ DEFAULT_RING_SIZE = 10000
 BOOT_ID_BYTES = 6  # 12 hex digits in each record's "boot" field
 CONSOLE_DRAIN = 5.0  # seconds the console is given to catch up before the emergency shell or reboot(2)
 LOGGER = "supervisor.journal"
+FLUSH_CHUNK = 256  # records written to the files per hold of the lock when attaching
+
+
+def _read(
+    source: RecordSource, selector: RecordFilter, limit: int | None, reverse: bool, boot: int | None,
+    boot_id: str,
+) -> Iterator[Record]:
+    """The records ``read`` selects; ``boot`` (an offset) is looked up when iterated (in the reader's
+    thread, as the reading)."""
+    if boot is not None:
+        selector = replace(selector, boot=boot_at(source, boot, boot_id))
+    yield from read(source, selector, limit, reverse)
+
+
+def _keep(ring: deque[Record], record: Record) -> int:
+    """Append ``record`` to the bounded ``ring``; 1 if that pushed the oldest out, else 0."""
+    full = ring.maxlen is not None and len(ring) >= ring.maxlen
+    ring.append(record)
+    return int(full)
 
 
 class Journal:
     """Keeps records in a bounded ring until :meth:`attach_storage`, then appends them to rotating files.
+    When a write fails (disk full), records wait in the ring again while :attr:`outage` retries.
 
     ``console_mirror`` is True while booting (every record goes to the console); the supervisor sets it
     to False when ready, after which only warnings and worse reach the console. ``console_thread``:
@@ -75,6 +96,8 @@ class Journal:
         self.ring_dropped = 0  # records pushed out of the ring since it was last flushed
         self._lock = threading.RLock()
         self._store: RotatingFile | None = None
+        self._generation = 0  # of attach_storage/detach_storage calls: a newer one ends an attach under way
+        self.outage = Outage(self._lock, self.attach_storage)  # a write failed: what, and the retries
         self._followers: weakref.WeakSet[Follower] = weakref.WeakSet()
         self._closed = False
 
@@ -103,9 +126,9 @@ class Journal:
                 try:
                     self._store.write(encode(record))
                 except OSError as exc:
-                    self._storage_failed(exc, record)
+                    self._storage_failed(exc, record, self._store)
             else:
-                self._ring_append(record)
+                self.ring_dropped += _keep(self._ring, record)
             self._to_console(record)
             for follower in list(self._followers):
                 follower.offer(record)
@@ -121,11 +144,6 @@ class Journal:
     def _internal(self, level: str, event: str, **fields: Any) -> None:
         self.emit(ordered({"ts": format_ts(time.time()), "level": level, "logger": LOGGER, "event": event,
                            **fields}))
-
-    def _ring_append(self, record: Record) -> None:
-        if self._ring.maxlen is not None and len(self._ring) >= self._ring.maxlen:
-            self.ring_dropped += 1
-        self._ring.append(record)
 
     def _to_console(self, record: Record) -> None:
         console = self.console
@@ -149,15 +167,19 @@ class Journal:
         Before something else takes the console (the emergency shell) and at shutdown."""
         return self._writer.drain(timeout) if self._writer is not None else True
 
-    def _storage_failed(self, exc: OSError, record: Record) -> None:
-        """A write failed (disk full, I/O error): keep records in memory again, and say so."""
-        store, self._store = self._store, None
-        path = store.path if store is not None else None
-        if store is not None:
-            store.close()
-        self._ring_append(record)
-        self._internal("error", "journal write failed; keeping records in memory", path=str(path),
-                       error=str(exc))
+    def _storage_failed(self, exc: OSError, record: Record | None, store: RotatingFile) -> None:
+        """A write failed (disk full, I/O error): keep records in memory again, retry (``outage``), and
+        say so (the error record waits in memory too). The caller holds the lock."""
+        if self._store is store:
+            self._store = None
+        store.close()
+        if record is not None:
+            self.ring_dropped += _keep(self._ring, record)
+        first = self.outage.failure is None
+        self.outage.failed(store.log_dir, store.max_bytes, store.keep, store.path, exc)
+        if first:
+            self._internal("error", "journal write failed; keeping records in memory until it can write "
+                           "again", path=str(store.path), error=str(exc))
 
     # -- storage -------------------------------------------------------------------------------------
 
@@ -168,41 +190,66 @@ class Journal:
         return store.log_dir if store is not None else None
 
     def attach_storage(
-        self, log_dir: Path, max_bytes: int = DEFAULT_MAX_BYTES, keep: int = DEFAULT_KEEP
+        self,
+        log_dir: Path,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        keep: int = DEFAULT_KEEP,
+        retrying: Failure | None = None,
     ) -> None:
         """Write the ring to ``log_dir/current.jsonl`` in order, then append every further record.
 
-        Raises OSError if the directory or file cannot be opened; the ring is then kept."""
+        The ring is written ``FLUSH_CHUNK`` records at a time, the lock released in between: emitting
+        (from the loop too) never waits for more than one chunk; what is emitted meanwhile joins the
+        ring's end. A detach (or another attach) meanwhile ends this one. Raises OSError if the
+        directory or file cannot be opened; the ring is then kept. If writing fails, the records not
+        written stay in the ring and :attr:`outage` retries, calling this with ``retrying``, the
+        failure it retries: nothing is done once that failure is over."""
         store = RotatingFile(log_dir, max_bytes=max_bytes, keep=keep)
         with self._lock:
+            if retrying is not None and self.outage.failure is not retrying:
+                return
             if self._store is not None:
                 self.detach_storage()
+            self._generation += 1
+            generation = self._generation
             store.open()
-            pending = list(self._ring)
-            written = 0
-            try:
-                for record in pending:
-                    store.write(encode(record))
-                    written += 1
-            except OSError as exc:
-                for _ in range(written):
-                    self._ring.popleft()
-                store.close()
-                self._internal("error", "journal write failed; keeping records in memory",
-                               path=str(store.path), error=str(exc))
-                return
-            self._ring.clear()
-            self._store = store
-            dropped, self.ring_dropped = self.ring_dropped, 0
-            if dropped:
-                self._internal("warning", f"journal ring overflowed before storage was attached; "
-                               f"{dropped} early records dropped", dropped=dropped)
+        while True:
+            with self._lock:
+                if self._generation != generation:
+                    store.close()
+                    return
+                try:
+                    for _ in range(min(FLUSH_CHUNK, len(self._ring))):
+                        store.write(encode(self._ring[0]))
+                        self._ring.popleft()
+                except OSError as exc:
+                    self._storage_failed(exc, None, store)
+                    return
+                if not self._ring:
+                    self._store = store
+                    self._attached()
+                    return
+            time.sleep(0)  # let an emitter waiting for the lock have it now
+
+    def _attached(self) -> None:
+        """Storage is attached, the ring written: say what was dropped meanwhile. Caller holds the lock."""
+        dropped, self.ring_dropped = self.ring_dropped, 0
+        ended = self.outage.cleared()
+        if ended is not None:
+            self._internal("warning", f"journal writing again after {time.time() - ended.since:.0f} s; "
+                           f"{dropped} records dropped meanwhile", dropped=dropped, path=ended.path,
+                           error=ended.error, since=format_ts(ended.since))
+        elif dropped:
+            self._internal("warning", f"journal ring overflowed before storage was attached; "
+                           f"{dropped} early records dropped", dropped=dropped)
 
     def detach_storage(self) -> None:
         """Flush, fsync and close the files (before unmounting); records go to the ring until the next
         :meth:`attach_storage`."""
         with self._lock:
             store, self._store = self._store, None
+            self._generation += 1  # an attach under way ends
+            self.outage.cleared()
             if store is not None:
                 store.close()
 
@@ -216,12 +263,22 @@ class Journal:
     def close(self) -> None:
         """Shutdown: detach storage, end every follower's iteration, and let the console catch up."""
         self.drain_console()
+        self.outage.close()
         with self._lock:
             self.detach_storage()
             followers = list(self._followers)
             self._closed = True
         for follower in followers:
             follower.close()
+
+    def status(self) -> dict[str, Any]:
+        """For ``corral status``: where records go, how many wait in memory or were dropped, and the
+        write failure being retried (None when the journal writes, or has no storage yet)."""
+        with self._lock:
+            waiting, dropped = len(self._ring), self.ring_dropped
+            storage = self.storage_dir
+            return {"storage": None if storage is None else str(storage), "in_memory": waiting,
+                    "dropped": dropped, "failure": self.outage.status(waiting, dropped)}
 
     # -- reading -------------------------------------------------------------------------------------
 
@@ -275,14 +332,7 @@ class Journal:
         selector = RecordFilter(since=since, unit=unit, level=level, until=until, grep=grep)
         with self._lock:
             source = self._source()
-        return source, self._read(source, selector, limit, reverse, boot)
-
-    def _read(
-        self, source: RecordSource, selector: RecordFilter, limit: int | None, reverse: bool, boot: int | None
-    ) -> Iterator[Record]:
-        if boot is not None:
-            selector = replace(selector, boot=boot_at(source, boot, self.boot_id))
-        yield from read(source, selector, limit, reverse)
+        return source, _read(source, selector, limit, reverse, boot, self.boot_id)
 
     def query(
         self,

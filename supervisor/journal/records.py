@@ -95,6 +95,18 @@ def encode(record: Record) -> bytes:
     return (text + "\n").encode("utf-8", "backslashreplace")
 
 
+def weight(value: Any) -> int:
+    """Roughly how many bytes ``value`` takes as JSON (strings by length, every other scalar as 8): what
+    bounds a batch of records read for ``corral logs`` (a unit's line may be up to 1 MiB)."""
+    if isinstance(value, str):
+        return len(value) + 2
+    if isinstance(value, dict):
+        return 2 + sum(len(k) + 3 + weight(v) for k, v in value.items())
+    if isinstance(value, list):
+        return 2 + sum(weight(v) + 1 for v in value)
+    return 8
+
+
 def decode(line: bytes) -> Record | None:
     """Parse one line; None for a torn or foreign line."""
     try:

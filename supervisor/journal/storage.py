@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -18,6 +19,10 @@ from supervisor.journal.records import Record, decode
 CURRENT = "current.jsonl"
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_KEEP = 5
+# Every unit's output is in the journal: root reads and writes it, a group an administrator chooses
+# (chgrp, as Debian's adm for /var/log) may read it, nobody else may (docs/journal.md).
+FILE_MODE = 0o640
+DIR_MODE = 0o750
 
 _ROTATED = re.compile(re.escape(CURRENT) + r"\.([0-9]+)")
 
@@ -130,6 +135,18 @@ def _lines_backward(fh: BinaryIO, end: int) -> Iterator[tuple[int, bytes]]:
         yield 0, tail
 
 
+def restrict_mode(path: Path, allowed: int) -> None:
+    """Clear the permission bits of ``path`` beyond ``allowed`` (never adds any: a stricter mode an
+    administrator chose stays). A symlink or a vanished file is left alone."""
+    with contextlib.suppress(FileNotFoundError):
+        st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode):
+            return
+        mode = stat.S_IMODE(st.st_mode)
+        if mode & ~allowed:
+            os.chmod(path, mode & allowed)
+
+
 class RotatingFile:
     """Appends encoded lines to ``log_dir/current.jsonl``, rotating by size, keeping ``keep`` old files."""
 
@@ -146,12 +163,17 @@ class RotatingFile:
         self._size = 0
 
     def open(self) -> None:
-        """Create the directory, drop rotated files beyond ``keep``, open ``current.jsonl`` for append."""
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        """Create the directory, drop rotated files beyond ``keep``, take away from the directory and
+        the files any permission beyond :data:`DIR_MODE` / :data:`FILE_MODE` (a journal of an older
+        corral was 0755 / 0644), open ``current.jsonl`` for append."""
+        self.log_dir.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        restrict_mode(self.log_dir, DIR_MODE)
         for path in log_files(self.log_dir):
             m = _ROTATED.fullmatch(path.name)
             if m and int(m.group(1)) > self.keep:
                 path.unlink(missing_ok=True)
+            else:
+                restrict_mode(path, FILE_MODE)
         self._open_current()
         assert self._fh is not None
         if self._size > 0 and not self._ends_with_newline():
@@ -160,7 +182,8 @@ class RotatingFile:
             self._size += 1
 
     def _open_current(self) -> None:
-        fh = self.path.open("ab")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+        fh = os.fdopen(fd, "ab")
         self._fh = fh
         self._size = os.fstat(fh.fileno()).st_size
 
