@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from supervisor.config.store import verdict_reply
 from supervisor.control.catalogue import kind_matches
+from supervisor.control.limits import Limits
 from supervisor.control.protocol import NOT_SET, ControlError
 from supervisor.control.server import ControlServer
 from supervisor.events import TimerFired
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
 
 def build_control_server(sup: Host) -> ControlServer:
-    server = ControlServer(sup.paths.control_socket)
+    server = ControlServer(sup.paths.control_socket, limits=Limits.from_environment())
     Commands(sup).register(server)
     from supervisor.commands.units import register as register_service
 
