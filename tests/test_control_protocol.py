@@ -54,6 +54,9 @@ def test_parse_reply() -> None:
         protocol.parse_reply({"ok": False, "error": PERMISSION_DENIED})
     with pytest.raises(ControlUnavailable, match="unexpected reply"):
         protocol.parse_reply({"hello": 1})
+    with pytest.raises(ControlUnavailable, match=r"^busy: try again$") as busy:  # the CLI's exit code 3
+        protocol.parse_reply({"ok": False, "error": "busy: try again", "code": protocol.BUSY})
+    assert busy.value.code == protocol.BUSY
 
 
 def test_reasons_are_one_bounded_line() -> None:

@@ -52,8 +52,10 @@ class Commands:
     def __init__(self, sup: Host) -> None:
         self.sup = sup
         self._clients = 0
+        self._server: ControlServer | None = None
 
     def register(self, server: ControlServer) -> None:
+        self._server = server
         server.register("status", self.status)
         server.register("config.get", self.config_get)
         server.register("config.set", self.config_set)
@@ -72,7 +74,10 @@ class Commands:
         server.register_stream("events", self.events)
 
     async def status(self, args: dict[str, Any]) -> Any:
-        return self.sup.status()
+        result = dict(self.sup.status())
+        if self._server is not None:
+            result["control"] = self._server.stats()
+        return result
 
     # ---- config ----------------------------------------------------------------------------
     async def config_get(self, args: dict[str, Any]) -> Any:

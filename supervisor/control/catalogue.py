@@ -428,6 +428,7 @@ class StatusResult(TypedDict, total=False):
     mounts: list[str]
     units: dict[str, Any] | None  # {"units", "states": {state: count}, "reachable", "reconciles", ...}
     udevd: dict[str, Any] | None  # corral.udev: {"state", "pid", "restarts", "reason", ...}; None when off
+    control: dict[str, int]  # the control socket: {"open", "limit", "admitted", "evicted", "refused"}
 
 
 class UnitStatus(TypedDict):

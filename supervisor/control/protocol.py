@@ -258,9 +258,11 @@ def parse_reply(message: Mapping[str, Any]) -> Any:
         return message["result"]
     if message.get("ok") is False:
         reason = str(message.get("error") or "unknown error")
+        code = message.get("code")
         if reason == PERMISSION_DENIED:
             raise ControlUnavailable(reason)
-        code = message.get("code")
+        if code == BUSY:  # the connection was refused unread: the command did not run
+            raise ControlUnavailable(reason, BUSY)
         raise ControlError(reason, code if isinstance(code, str) else None, _problem(message.get("problem")))
     raise ControlUnavailable(f"unexpected reply from the supervisor: {one_line(json.dumps(message), 200)}")
 
