@@ -73,34 +73,41 @@ def modprobe_argv(modprobe: Sequence[str], name: str, params: Sequence[str] = ()
     return [*modprobe, *options, "--", name, *params]
 
 
-def parse_modules(value: object) -> tuple[list[ModuleSpec], list[str]]:
-    """``corral.modules`` (a list of "name [param=value ...]") into specs, and problems (key: reason)."""
+def check_modules(value: object) -> tuple[list[ModuleSpec], list[tuple[str, str]]]:
+    """``corral.modules`` (a list of "name [param=value ...]") into specs, and problems as (key, reason):
+    the config store's domain check rejects a config with any; at boot, a bad entry is skipped."""
     specs: list[ModuleSpec] = []
-    errors: list[str] = []
+    problems: list[tuple[str, str]] = []
     if value is None:
-        return specs, errors
+        return specs, problems
     if not isinstance(value, list):
-        return specs, [f"corral.modules: expected a list, got {type(value).__name__}"]
+        return specs, [("corral.modules", f"expected a list, got {type(value).__name__}")]
     for i, item in enumerate(value):
         key = f"corral.modules[{i}]"
         if not isinstance(item, str) or not item.split():
-            errors.append(f"{key}: expected a module name, got {item!r}")
+            problems.append((key, f"expected a module name, got {item!r}"))
             continue
         if len(item) > MAX_MODULE_ENTRY:
-            errors.append(f"{key}: longer than {MAX_MODULE_ENTRY} characters")
+            problems.append((key, f"longer than {MAX_MODULE_ENTRY} characters"))
             continue
         name, *params = item.split()
         if not MODULE_NAME.fullmatch(name):
-            errors.append(f"{key}: {name!r} is not a module name (letters, digits, '_', '-', '.', ':', '+'; "
-                          "not starting with '-')")
+            problems.append((key, f"{name!r} is not a module name (letters, digits, '_', '-', '.', ':', '+'; "
+                                  "not starting with '-')"))
             continue
         bad = [p for p in params if not MODULE_PARAM.fullmatch(p)]
         if bad:
-            errors.append(f"{key}: {bad[0]!r} is not a module parameter (expected name or name=value, "
-                          "the name of letters, digits, '_', '-', '.'; not starting with '-')")
+            problems.append((key, f"{bad[0]!r} is not a module parameter (expected name or name=value, the "
+                                  "name of letters, digits, '_', '-', '.'; not starting with '-')"))
             continue
         specs.append(ModuleSpec(name, tuple(params)))
-    return specs, errors
+    return specs, problems
+
+
+def parse_modules(value: object) -> tuple[list[ModuleSpec], list[str]]:
+    """``check_modules`` with each problem as one line, ``key: reason``."""
+    specs, problems = check_modules(value)
+    return specs, [f"{key}: {reason}" for key, reason in problems]
 
 
 def scan_modaliases() -> list[str]:
