@@ -379,3 +379,27 @@ def test_accept_out_of_file_descriptors_pauses_and_recovers_quietly(sockdir: Pat
     starved = "control socket cannot accept: out of resources; pausing accept"
     assert report["events"] == ["control socket listening", starved, f"{starved}: burst over",
                                 "control socket closed"]  # the first of the burst; then how many more
+
+
+async def test_a_large_request_is_parsed_off_the_loop(sockdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Up to 1 MiB of JSON takes milliseconds: the server parses a request that large in a thread."""
+    threads: list[str] = []
+    parse = protocol.parse_request
+
+    def recording(line: bytes, max_depth: int = protocol.MAX_DEPTH) -> protocol.Request:
+        threads.append(threading.current_thread().name)
+        return parse(line, max_depth)
+
+    monkeypatch.setattr(protocol, "parse_request", recording)
+    with capture_logs():
+        srv, _ = await start(sockdir, Limits())
+        try:
+            assert await client.request(srv.socket_path, "echo", x="small") == {"echo": {"x": "small"}}
+            big = "y" * 200_000
+            assert await client.request(srv.socket_path, "echo", x=big) == {"echo": {"x": big}}
+            reply = await bare_request(srv.socket_path, b'{"cmd": "echo", "args": ' + b"[" * 100_000 + b"}\n")
+            assert reply["error"].endswith("nested deeper than the limit of 32 levels")
+        finally:
+            await srv.stop()
+    main = threading.main_thread().name
+    assert threads[0] == main and threads[1] != main and threads[2] != main

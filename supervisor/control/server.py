@@ -53,6 +53,7 @@ Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 StreamHandler = Callable[[dict[str, Any]], AsyncIterator[Any]]
 
 REJECT_LINGER = 2.0  # seconds a refused peer gets to read its error reply
+PARSE_ON_LOOP = 64 << 10  # bytes of a request parsed on the loop; a longer one is parsed in a thread
 
 
 def _collector(handler: StreamHandler) -> Handler:
@@ -304,7 +305,10 @@ class ControlServer:
         if not line:
             return False
         try:
-            request = protocol.parse_request(line)
+            if len(line) > PARSE_ON_LOOP:  # up to MAX_REQUEST (1 MiB): milliseconds of JSON, off the loop
+                request = await asyncio.to_thread(protocol.parse_request, line)
+            else:
+                request = protocol.parse_request(line)
         except ControlError as exc:
             await self._send(writer, protocol.error_reply(exc.reason))
             return True
