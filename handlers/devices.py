@@ -1,4 +1,4 @@
-"""Loads kernel modules for devices: ``modprobe -b <MODALIAS>`` once per alias, and ``corral.modules``.
+"""Loads kernel modules for devices: ``modprobe -b -- <MODALIAS>`` once per alias, and ``corral.modules``.
 
 Inputs: the udev source's events (coldplug ``add`` events and hotplug ``add`` events carry each
 device's ``MODALIAS``). The handler drains its own subscription of UEvents on each reconcile; a
@@ -10,11 +10,17 @@ With a ``resolve`` (``supervisor.kmod.lookup_many``: libkmod, in a thread), modp
 aliases that resolve to a module not in the kernel yet; the others are settled without a process (at
 boot, most of some 40 aliases resolve to nothing: under TCG those processes cost seconds of CPU).
 
-``plan_aliases`` is the pure part."""
+No value (a config entry, an alias) can become one of modprobe's options: kmod's modprobe parses its
+argv with getopt_long, which permutes, so an option is taken wherever it stands, after the module name
+too (``modprobe loop --config=/x`` reads /x). Every argv therefore ends the options with ``--`` before
+the name (``modprobe_argv``), and ``parse_modules`` accepts only module names and ``param[=value]``.
+
+``plan_aliases``, ``parse_modules`` and ``modprobe_argv`` are the pure part."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -52,24 +58,56 @@ class ModuleSpec:
     params: tuple[str, ...] = ()
 
 
-def parse_modules(value: object) -> tuple[list[ModuleSpec], list[str]]:
-    """``corral.modules`` (a list of "name [param=value ...]") into specs, and problems (key: reason)."""
+# A module name (or an alias such as fs-ext4, char-major-10-200): never an option, never a path.
+MODULE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:+-]*")
+# A module parameter: ``name`` (a boolean) or ``name=value``; the value is any printable text.
+MODULE_PARAM = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(=[^\x00-\x20\x7f]*)?")
+MAX_MODULE_ENTRY = 4096  # characters of one entry
+
+
+def modprobe_argv(modprobe: Sequence[str], name: str, params: Sequence[str] = (),
+                  options: Sequence[str] = ()) -> list[str]:
+    """modprobe's argv: its own ``options``, ``--``, then the name and the parameters, so that
+    neither can be taken as an option (getopt_long permutes: without ``--`` an option is taken
+    wherever it stands)."""
+    return [*modprobe, *options, "--", name, *params]
+
+
+def check_modules(value: object) -> tuple[list[ModuleSpec], list[tuple[str, str]]]:
+    """``corral.modules`` (a list of "name [param=value ...]") into specs, and problems as (key, reason):
+    the config store's domain check rejects a config with any; at boot, a bad entry is skipped."""
     specs: list[ModuleSpec] = []
-    errors: list[str] = []
+    problems: list[tuple[str, str]] = []
     if value is None:
-        return specs, errors
+        return specs, problems
     if not isinstance(value, list):
-        return specs, [f"corral.modules: expected a list, got {type(value).__name__}"]
+        return specs, [("corral.modules", f"expected a list, got {type(value).__name__}")]
     for i, item in enumerate(value):
+        key = f"corral.modules[{i}]"
         if not isinstance(item, str) or not item.split():
-            errors.append(f"corral.modules[{i}]: expected a module name, got {item!r}")
+            problems.append((key, f"expected a module name, got {item!r}"))
+            continue
+        if len(item) > MAX_MODULE_ENTRY:
+            problems.append((key, f"longer than {MAX_MODULE_ENTRY} characters"))
             continue
         name, *params = item.split()
-        if name.startswith("-") or "/" in name:
-            errors.append(f"corral.modules[{i}]: {name!r} is not a module name")
+        if not MODULE_NAME.fullmatch(name):
+            problems.append((key, f"{name!r} is not a module name (letters, digits, '_', '-', '.', ':', '+'; "
+                                  "not starting with '-')"))
+            continue
+        bad = [p for p in params if not MODULE_PARAM.fullmatch(p)]
+        if bad:
+            problems.append((key, f"{bad[0]!r} is not a module parameter (expected name or name=value, the "
+                                  "name of letters, digits, '_', '-', '.'; not starting with '-')"))
             continue
         specs.append(ModuleSpec(name, tuple(params)))
-    return specs, errors
+    return specs, problems
+
+
+def parse_modules(value: object) -> tuple[list[ModuleSpec], list[str]]:
+    """``check_modules`` with each problem as one line, ``key: reason``."""
+    specs, problems = check_modules(value)
+    return specs, [f"{key}: {reason}" for key, reason in problems]
 
 
 def scan_modaliases() -> list[str]:
@@ -129,10 +167,10 @@ class DevicesHandler:
         self.scans = 0
 
     async def load_modules(self, modules: Sequence[ModuleSpec]) -> dict[str, int | None]:
-        """``corral.modules`` at boot: ``modprobe NAME [PARAMS]`` each, in order. Returns exit codes."""
+        """``corral.modules`` at boot: ``modprobe -- NAME [PARAMS]`` each, in order. Returns exit codes."""
         results: dict[str, int | None] = {}
         for spec in modules:
-            outcome = await self._run([*self.modprobe, spec.name, *spec.params], spec.name)
+            outcome = await self._run(modprobe_argv(self.modprobe, spec.name, spec.params), spec.name)
             self.modules[spec.name] = outcome
             results[spec.name] = outcome.returncode
             if outcome.returncode == 0:
@@ -169,7 +207,7 @@ class DevicesHandler:
         await asyncio.gather(*(self._load_alias(a) for a in spawn))
 
     async def _load_alias(self, alias: str) -> None:
-        outcome = await self._run([*self.modprobe, "-b", alias], alias)
+        outcome = await self._run(modprobe_argv(self.modprobe, alias, options=("-b",)), alias)
         self.aliases[alias] = outcome
         if outcome.returncode == 0:
             log.debug("modalias handled", alias=alias, seconds=round(outcome.seconds, 4))

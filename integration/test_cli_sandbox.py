@@ -99,7 +99,12 @@ def test_ctrl_c_ends_logs_follow_at_once(sandbox: Any) -> None:
     sb.wait_ready()
     for _ in range(3):  # waiting: nothing matches, the journal stays quiet for it
         with Follow(sb, "logs", "-f", "-g", "no record says this") as waiting:
-            time.sleep(0.3)
+            # connected (its stream and this status request), so past its start-up (0.3 s and more
+            # under load): a SIGINT during the imports ends it by the signal (-2), not with 130
+            deadline = time.monotonic() + 30
+            while sb.request("status")["control"]["open"] < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.1)
             assert waiting.stop() == 130
             assert waiting.seen == []
 

@@ -190,7 +190,7 @@ async def test_coldplug_loads_every_sysfs_alias_once(tmp_path: Path, pm: Process
     udev = UdevSource(bus)
     source.append(udev)
     await udev.start()
-    expected = sorted(f"-b {a}" for a in sysfs_aliases())
+    expected = sorted(f"-b -- {a}" for a in sysfs_aliases())
     for _ in range(1000):
         if len(fake.calls()) >= len(expected) and handler.status()["running"] == 0:
             break
@@ -240,7 +240,7 @@ async def test_hotplug_uevent_with_modalias_runs_modprobe_once(tmp_path: Path, p
         await asyncio.sleep(0.1)
     await runner.stop()
     handler.close()
-    assert fake.calls() == [f"-b {alias}"]
+    assert fake.calls() == [f"-b -- {alias}"]
 
 
 def test_no_loop_device_of_ours_is_left(tmp_path: Path) -> None:

@@ -55,6 +55,7 @@ def _serve(args: argparse.Namespace, paths: Paths, mount_root: Path) -> str:
 
     journal = journal_mod.setup(console=sys.stderr, console_format=args.console_format, console_thread=True)
     journal.console_mirror = True  # everything goes to the console while booting
+    _raise_fd_limit()
     options = Options(paths=paths, mount_root=mount_root, sandbox=args.sandbox is not None,
                       emergency_shell=tuple(shlex.split(args.emergency_shell)))
     supervisor = Supervisor(options=options, journal=journal)
@@ -66,6 +67,21 @@ def _serve(args: argparse.Namespace, paths: Paths, mount_root: Path) -> str:
             return loop.run_until_complete(supervisor.run())
     finally:
         journal.close()
+
+
+def _raise_fd_limit() -> None:
+    """The soft RLIMIT_NOFILE up to the hard one, logged (supervisor.rlimits)."""
+    import structlog
+
+    from supervisor.rlimits import raise_nofile
+
+    change = raise_nofile()
+    log = structlog.get_logger("supervisor")
+    if change.error is not None:
+        log.warning("file descriptor limit not raised", soft=change.before, hard=change.hard,
+                    error=change.error)
+    else:
+        log.info("file descriptor limit", soft=change.after, was=change.before, hard=change.hard)
 
 
 def _last_resort(args: argparse.Namespace, reason: str) -> None:

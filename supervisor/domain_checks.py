@@ -1,7 +1,8 @@
 """The domains' own checks of a whole config, run by the config store after the schema passes, and the
 typed domain configs they parse, kept with each generation.
 
-A bad unit or a bad address then rejects the config whole, like any schema error, and the last good
+A bad unit, a bad address or a ``corral.modules`` entry that would pass modprobe an option then rejects
+the config whole, like any schema error, and the last good
 config stays in force: no handler ever sees a config it cannot apply. ``config_store`` builds the store
 with them: the supervisor's, and the one `corral config validate` uses without a supervisor, are the
 same. A generation is parsed once, by these checks (in the store's thread, off the loop); ``Domains``
@@ -13,15 +14,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
+from handlers.devices import check_modules
 from netconf.model import NetworkConfig
 from netconf.parse import parse_config
 from storage.rules import StorageRules, parse_storage
+from supervisor.config.errors import ConfigError
 from supervisor.config.store import Checked, ConfigStore, DomainCheck, Source
 from supervisor.paths import Paths
 from units.loader import Loaded, load_units
 
 FROM_CONFIG = "<config>"  # the units loader's name for the config, replaced by the file that gave each key
-NETWORK, STORAGE, UNITS = "network", "storage", "units"
+NETWORK, STORAGE, UNITS, MODULES = "network", "storage", "units", "modules"
 T = TypeVar("T")
 
 
@@ -41,7 +44,13 @@ def domain_checks(paths: Paths) -> dict[str, DomainCheck]:
         parsed = parse_storage(config, source)
         return Checked(parsed.errors, parsed.warnings, parsed.rules)
 
-    return {UNITS: units, NETWORK: network, STORAGE: storage}
+    def modules(config: Mapping[str, Any], source: Source) -> Checked:
+        corral = config.get("corral")
+        specs, problems = check_modules(corral.get("modules") if isinstance(corral, Mapping) else None)
+        errors = [ConfigError(source("corral.modules"), key, reason) for key, reason in problems]
+        return Checked(errors, (), specs)
+
+    return {UNITS: units, NETWORK: network, STORAGE: storage, MODULES: modules}
 
 
 def config_store(paths: Paths, cmdline_text: str | None = None) -> ConfigStore:

@@ -1,4 +1,4 @@
-"""Units and network errors reject a config whole, through the store's domain checks."""
+"""Units, network and kernel module errors reject a config whole, through the store's domain checks."""
 
 from __future__ import annotations
 
@@ -58,3 +58,16 @@ def test_bad_unit_rejects_the_whole_config(tmp_path: Path) -> None:
     errors, _ = s.reload()
     assert any("web" in str(e) and "colour" in str(e) for e in errors), errors
     assert "colour" not in str(s.current)
+
+
+def test_a_module_entry_that_would_be_a_modprobe_option_rejects_the_whole_config(tmp_path: Path) -> None:
+    s = store(tmp_path, GOOD.replace("corral:\n", "corral:\n  modules: [loop, nbd nbds_max=4]\n"))
+    assert s.load().errors == []
+    assert s.current["corral"]["modules"] == ["loop", "nbd nbds_max=4"]
+    errors = s.set("corral.modules", "[loop, 'nbd --config=/etc/evil.conf']")
+    assert [(e.key, e.message) for e in errors] == [
+        ("corral.modules[1]", "'--config=/etc/evil.conf' is not a module parameter (expected name or "
+                              "name=value, the name of letters, digits, '_', '-', '.'; not starting with "
+                              "'-')")]
+    assert s.current["corral"]["modules"] == ["loop", "nbd nbds_max=4"]  # nothing changed
+    assert s.set("corral.modules", "['-r loop']")[0].message.startswith("'-r' is not a module name")

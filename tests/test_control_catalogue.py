@@ -50,8 +50,9 @@ def test_check_args_defaults_and_types() -> None:
 @pytest.mark.parametrize(
     ("args", "reason"),
     [
-        ({"limit": -1}, "argument 'limit' of 'logs': -1 is out of range (0 or more)"),
-        ({"boot": 2}, "argument 'boot' of 'logs': must be 0 (this boot) or negative (-1: the boot before)"),
+        ({"limit": -1}, "argument 'limit' of 'logs': -1 is out of range (0 to 1000000000)"),
+        ({"boot": 2}, "argument 'boot' of 'logs': 2 is out of range (-1000000 to 0) (0 is this boot, -1 the "
+                      "boot before)"),
         ({"grep": "a(b"}, "argument 'grep' of 'logs': not a valid regular expression: missing ), "
                           "unterminated subpattern at position 1"),
         ({"follow": True, "reverse": True}, "argument 'reverse' of 'logs': cannot be used with 'follow'"),
@@ -99,6 +100,46 @@ def test_a_bad_argument_is_a_config_diagnostic_in_the_reply() -> None:
     assert unknown.value.reason == (
         "argument 'colour' of 'config.get': unknown argument (known here: key, secrets)"
     )
+
+
+@pytest.mark.parametrize(
+    ("cmd", "args", "reason"),
+    [
+        ("logs", {"since": -1}, "argument 'since' of 'logs': -1 is out of range (0 to 253402300799.0)"),
+        ("logs", {"until": 1e300},
+         "argument 'until' of 'logs': 1e+300 is out of range (0 to 253402300799.0)"),
+        ("logs", {"limit": 10**30}, "argument 'limit' of 'logs': 1000000000000000000000000000000 is out of "
+                                    "range (0 to 1000000000)"),
+        ("logs", {"boot": -(10**12)},
+         "argument 'boot' of 'logs': -1000000000000 is out of range (-1000000 to 0) (0 is this boot, -1 the "
+         "boot before)"),
+        ("debug.fail", {"handler": "x", "count": -1},
+         "argument 'count' of 'debug.fail': -1 is out of range (0 to 1000000)"),
+        ("debug.publish", {"count": 10**18},
+         "argument 'count' of 'debug.publish': 1000000000000000000 is out of range (0 to 1000000)"),
+        ("net.try", {"yaml": "", "timeout": 0}, "argument 'timeout' of 'net.try': 0 is out of range (1 to "
+                                                "86400.0)"),
+        ("net.try", {"yaml": "", "timeout": -5.5}, "argument 'timeout' of 'net.try': -5.5 is out of range (1 "
+                                                   "to 86400.0)"),
+    ],
+)
+def test_numeric_arguments_are_range_checked(cmd: str, args: dict[str, object], reason: str) -> None:
+    """Negative or huge numbers once reached the handlers and ended in ValueError or OverflowError
+    tracebacks (datetime, the event loop's timers); each is an argument error naming the argument."""
+    with pytest.raises(ControlError) as caught:
+        catalogue.check_args(cmd, args)
+    assert caught.value.reason == reason
+    assert caught.value.code == protocol.BAD_ARGUMENT
+
+
+def test_every_numeric_argument_has_bounds() -> None:
+    numeric = [(c.name, a) for c in COMMANDS.values() for a in c.args if {int, float} & set(a.types)]
+    assert len(numeric) == 7
+    assert all(a.low is not None and a.high is not None for _, a in numeric)
+    with pytest.raises(ValueError, match="a number needs both bounds"):
+        catalogue.Arg("n", (int,), "unbounded", low=0)
+    with pytest.raises(ValueError, match="cannot be one of several types"):
+        catalogue.Arg("n", (int, str), "mixed", low=0, high=1)
 
 
 def test_kind_matches() -> None:

@@ -54,9 +54,55 @@ def test_parse_reply() -> None:
         protocol.parse_reply({"ok": False, "error": PERMISSION_DENIED})
     with pytest.raises(ControlUnavailable, match="unexpected reply"):
         protocol.parse_reply({"hello": 1})
+    with pytest.raises(ControlUnavailable, match=r"^busy: try again$") as busy:  # the CLI's exit code 3
+        protocol.parse_reply({"ok": False, "error": "busy: try again", "code": protocol.BUSY})
+    assert busy.value.code == protocol.BUSY
 
 
 def test_reasons_are_one_bounded_line() -> None:
     assert ControlError("a\n  b\tc ").reason == "a b c"
     assert len(ControlError("x" * 5000).reason) == protocol.MAX_REASON
     assert protocol.error_reply("") == {"ok": False, "error": "unknown error"}
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (b"\n", "malformed message: an empty line (expected a JSON object)"),
+        (b" \t \r\n", "malformed message: an empty line (expected a JSON object)"),
+        (b'{"cmd": "status", "cmd": "poweroff"}', "malformed JSON: duplicate key 'cmd'"),
+        (b'{"cmd": "x", "args": {"a": 1, "a": 2}}', "malformed JSON: duplicate key 'a'"),
+        (b'{"cmd": "x", "args": {"n": NaN}}', "malformed JSON: NaN is not a JSON number"),
+        (b'{"cmd": "x", "args": {"n": -Infinity}}', "malformed JSON: -Infinity is not a JSON number"),
+        (b'{"cmd": "x", "args": {"n": 1e400}}', "malformed JSON: number 1e400 is too large"),
+        (b'{"cmd": "x", "args": {"n": -' + b"9" * 41 + b"}}",
+         "malformed JSON: a number of 41 digits is too large (the limit is 40)"),
+        (b'{"cmd": "x", "args": {"n": ' + b"9" * 5000 + b"}}",
+         "malformed JSON: a number of 5000 digits is too large (the limit is 40)"),
+        (b'{"cmd": "x", "args": ' + b"[" * 32 + b"]" * 32 + b"}",
+         "malformed message: objects and lists nested deeper than the limit of 32 levels"),
+        # deeper than the interpreter's recursion limit: json.loads raised RecursionError and the
+        # server closed the connection without a word
+        (b'{"cmd": "x", "args": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+         "malformed message: objects and lists nested deeper than the limit of 32 levels"),
+        (b"[" * 1_000_000, "malformed message: objects and lists nested deeper than the limit of 32 levels"),
+    ],
+)
+def test_malformed_requests_name_what_is_wrong(line: bytes, reason: str) -> None:
+    with pytest.raises(ControlError) as caught:
+        protocol.parse_request(line)
+    assert caught.value.reason == reason
+
+
+def test_nesting_up_to_the_limit_is_fine() -> None:
+    line = b'{"cmd": "x", "args": {"a": ' + b"[" * 29 + b"1" + b"]" * 29 + b"}}"
+    assert protocol.parse_request(line).args["a"][0][0] is not None  # 1 + 1 + 1 + 29 = 32 levels
+    assert protocol.nesting_depth(1, 5) == 0
+    assert protocol.nesting_depth({"a": [{}], "b": 1}, 5) == 3
+    assert protocol.nesting_depth([[[[[[[[[]]]]]]]]], 3) == 4  # stops looking past the limit
+    assert protocol.decode_line(b'{"a": ' + b"[" * 100 + b"]" * 100 + b"}") != {}  # replies: no limit
+
+
+def test_numbers_within_bounds_pass() -> None:
+    args = protocol.parse_request(b'{"cmd": "x", "args": {"a": 1.5e300, "b": -' + b"9" * 40 + b"}}").args
+    assert args == {"a": 1.5e300, "b": -int("9" * 40)}

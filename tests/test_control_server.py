@@ -177,11 +177,12 @@ async def test_malformed_requests_get_errors_and_the_connection_goes_on(server: 
         b"\n",
         b'{"cmd": "echo"}\n',
     )
-    assert [r["ok"] for r in replies] == [False, False, False, False, True]
+    assert [r["ok"] for r in replies] == [False, False, False, False, False, True]
     assert replies[0]["error"].startswith("malformed JSON: ")
     assert replies[1]["error"] == "malformed message: expected a JSON object, got list"
     assert replies[2]["error"] == 'malformed request: "cmd" must be a non-empty string'
     assert replies[3]["error"] == 'malformed request: "args" must be a JSON object'
+    assert replies[4]["error"] == "malformed message: an empty line (expected a JSON object)"
     assert all("\n" not in r.get("error", "") for r in replies)
 
 

@@ -49,8 +49,8 @@ async def test_boot_phases_wire_the_handlers(tmp_path: Path) -> None:
                 break
             await asyncio.sleep(0.01)
         calls = fake.calls()
-        assert calls[:2] == ["loop", "bonding mode=1"]
-        scanned = {c.removeprefix("-b ") for c in calls[2:]}
+        assert calls[:2] == ["-- loop", "-- bonding mode=1"]
+        scanned = {c.removeprefix("-b -- ") for c in calls[2:]}
         now = sysfs_aliases()  # devices may have come or gone since coldplug (other tests' loops)
         assert len(scanned) == len(calls) - 2 and len(scanned ^ now) <= 8
         assert status["state"]["outcome"] == "ram"

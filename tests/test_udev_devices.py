@@ -17,6 +17,7 @@ from handlers.devices import (
     NO_MODULE,
     DevicesHandler,
     ModuleSpec,
+    modprobe_argv,
     parse_modules,
     plan_aliases,
     split_by_lookup,
@@ -95,8 +96,8 @@ async def test_recorded_hotplug_uevents_load_each_alias_once(
     publish(bus, USB_IFACE_ADD, LOOP_ATTACH, USB_SECOND_ADD, PCI_ADD, USB_IFACE_REMOVE, CPU_ADD)
     await handler.reconcile(full=False)
     # modprobe runs concurrently: each alias once, in no particular order
-    assert sorted(fake.calls()) == sorted([f"-b {USB_ALIAS}", f"-b {PCI_ALIAS}",
-                                           "-b cpu:type:x86,ven0002fam0019mod0001:feature:,0000,0001"])
+    assert sorted(fake.calls()) == sorted([f"-b -- {USB_ALIAS}", f"-b -- {PCI_ALIAS}",
+                                           "-b -- cpu:type:x86,ven0002fam0019mod0001:feature:,0000,0001"])
     # replugged: nothing again, also not the alias whose modprobe failed (pci exits 1 here)
     publish(bus, USB_IFACE_REMOVE, USB_IFACE_ADD, PCI_ADD)
     await handler.reconcile(full=False)
@@ -119,8 +120,8 @@ async def test_coldplug_events_then_hotplug_through_the_runner(
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.05)
     await runner.stop()
-    assert sorted(fake.calls()) == sorted([f"-b {PCI_ALIAS}", f"-b {USB_ALIAS}",
-                                           "-b cpu:type:x86,ven0002fam0019mod0001:feature:,0000,0001"])
+    assert sorted(fake.calls()) == sorted([f"-b -- {PCI_ALIAS}", f"-b -- {USB_ALIAS}",
+                                           "-b -- cpu:type:x86,ven0002fam0019mod0001:feature:,0000,0001"])
     assert handler.status()["scans"] == 0  # the udev resync came with its coldplug events: no rescan
 
 
@@ -132,11 +133,11 @@ async def test_lost_events_mean_a_sysfs_rescan(world: tuple[Bus, DevicesHandler,
     await handler.reconcile(full=True)
     after = sysfs_aliases()
     calls = fake.calls()
-    assert calls[0] == f"-b {USB_ALIAS}", calls[:3]
+    assert calls[0] == f"-b -- {USB_ALIAS}", calls[:3]
     assert before, "this host's sysfs has no MODALIAS at all"
     # Devices may come and go meanwhile (other tests' loop devices, veths): every alias present
     # throughout was scanned, and nothing that was never there.
-    scanned = {c.removeprefix("-b ") for c in calls[1:]}
+    scanned = {c.removeprefix("-b -- ") for c in calls[1:]}
     missed = (before & after) - {USB_ALIAS} - scanned
     unknown = scanned - (before | after)
     assert not missed and not unknown, f"in sysfs throughout, not scanned: {missed}; never seen: {unknown}"
@@ -153,7 +154,7 @@ async def test_corral_modules_at_boot(world: tuple[Bus, DevicesHandler, FakeModp
     assert specs[1] == ModuleSpec("bonding", ("mode=1", "miimon=100"))
     results = await handler.load_modules(specs)
     assert results == {"loop": 0, "bonding": 0, "missing_mod": 1}
-    assert fake.calls() == ["loop", "bonding mode=1 miimon=100", "missing_mod"]
+    assert fake.calls() == ["-- loop", "-- bonding mode=1 miimon=100", "-- missing_mod"]
     assert handler.status()["modules"] == {"loop": 0, "bonding": 0, "missing_mod": 1}
 
 
@@ -163,8 +164,32 @@ def test_parse_modules_errors_name_the_key() -> None:
     _, errors = parse_modules(["ok", 3, "", "-r", "../x"])
     assert errors == ["corral.modules[1]: expected a module name, got 3",
                       "corral.modules[2]: expected a module name, got ''",
-                      "corral.modules[3]: '-r' is not a module name",
-                      "corral.modules[4]: '../x' is not a module name"]
+                      "corral.modules[3]: '-r' is not a module name (letters, digits, '_', '-', '.', ':', "
+                      "'+'; not starting with '-')",
+                      "corral.modules[4]: '../x' is not a module name (letters, digits, '_', '-', '.', ':', "
+                      "'+'; not starting with '-')"]
+
+
+def test_no_config_value_becomes_a_modprobe_option() -> None:
+    """getopt_long permutes: ``modprobe loop --config=/x`` reads /x. Parameters that look like options
+    are refused, naming the entry; names and aliases are checked the same way."""
+    specs, errors = parse_modules(["loop max_loop=8 --config=/etc/evil", "bonding -r", "nbd nbds_max=4",
+                                   "fs-ext4", "char-major-10-200", "x\x00y", "loop a=\x1b[31m",
+                                   "loop " + "a" * 5000])
+    assert specs == [ModuleSpec("nbd", ("nbds_max=4",)), ModuleSpec("fs-ext4"),
+                     ModuleSpec("char-major-10-200")]
+    assert errors[0].startswith("corral.modules[0]: '--config=/etc/evil' is not a module parameter")
+    assert errors[1].startswith("corral.modules[1]: '-r' is not a module parameter")
+    assert errors[2].startswith("corral.modules[5]: 'x\\x00y' is not a module name")
+    assert errors[3].startswith("corral.modules[6]: 'a=\\x1b[31m' is not a module parameter")
+    assert errors[4] == "corral.modules[7]: longer than 4096 characters"
+    assert len(errors) == 5
+
+
+def test_modprobe_argv_ends_the_options_before_the_name() -> None:
+    assert modprobe_argv(("modprobe",), "loop", ("max_loop=8",)) == ["modprobe", "--", "loop", "max_loop=8"]
+    assert modprobe_argv(("modprobe", "--dry-run"), "-x", options=("-b",)) == [
+        "modprobe", "--dry-run", "-b", "--", "-x"]
 
 
 # ---- libkmod lookups: modprobe only for aliases that resolve to a module not in the kernel --------------
@@ -194,7 +219,7 @@ async def test_aliases_without_a_module_spawn_no_modprobe(tmp_path: Path) -> Non
     try:
         publish(bus, USB_IFACE_ADD, PCI_ADD, CPU_ADD)
         await handler.reconcile(full=False)
-        assert fake.calls() == [f"-b {USB_ALIAS}"]  # the only alias with a module not loaded
+        assert fake.calls() == [f"-b -- {USB_ALIAS}"]  # the only alias with a module not loaded
         assert sorted(looked[0]) == sorted([USB_ALIAS, PCI_ALIAS, CPU_ALIAS])
         status = handler.status()
         assert status["aliases"] == 3 and status["loaded"] == 2 and status["failed"] == 1

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from supervisor.config.store import verdict_reply
 from supervisor.control.catalogue import kind_matches
+from supervisor.control.limits import Limits
 from supervisor.control.protocol import NOT_SET, ControlError
 from supervisor.control.server import ControlServer
 from supervisor.events import TimerFired
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
 
 def build_control_server(sup: Host) -> ControlServer:
-    server = ControlServer(sup.paths.control_socket)
+    server = ControlServer(sup.paths.control_socket, limits=Limits.from_environment())
     Commands(sup).register(server)
     from supervisor.commands.units import register as register_service
 
@@ -51,8 +52,10 @@ class Commands:
     def __init__(self, sup: Host) -> None:
         self.sup = sup
         self._clients = 0
+        self._server: ControlServer | None = None
 
     def register(self, server: ControlServer) -> None:
+        self._server = server
         server.register("status", self.status)
         server.register("config.get", self.config_get)
         server.register("config.set", self.config_set)
@@ -71,7 +74,10 @@ class Commands:
         server.register_stream("events", self.events)
 
     async def status(self, args: dict[str, Any]) -> Any:
-        return self.sup.status()
+        result = dict(self.sup.status())
+        if self._server is not None:
+            result["control"] = self._server.stats()
+        return result
 
     # ---- config ----------------------------------------------------------------------------
     async def config_get(self, args: dict[str, Any]) -> Any:

@@ -13,12 +13,28 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
 
-from supervisor.config.check import as_bool, as_enum, as_int, as_list, as_number, as_str, check_keys, describe
+from supervisor.config.check import (
+    as_bool,
+    as_enum,
+    as_int,
+    as_list,
+    as_number,
+    as_str,
+    check_keys,
+    describe,
+)
 from supervisor.config.errors import Problems
 from supervisor.config.keypath import KeyPath
 from supervisor.control.protocol import argument_error
 
 LEVELS = ("debug", "info", "warning", "error", "critical")
+# Bounds of numeric arguments: every number a command takes has both (``Arg`` insists), so that no
+# handler meets a negative count or a time past what datetime or the event loop can hold.
+MAX_TIME = 253402300799.0  # Unix seconds of 9999-12-31T23:59:59Z, the last datetime can hold
+MAX_COUNT = 1_000_000_000  # records
+MAX_BOOTS = 1_000_000  # boots back
+MAX_DEBUG_COUNT = 1_000_000  # debug.fail and debug.publish rounds
+MAX_TRY_SECONDS = 86400.0  # net.try's rollback timer
 
 _SCALAR_CHECKS: dict[type, Callable[[Any, KeyPath, Problems], Any]] = {
     bool: as_bool,
@@ -38,8 +54,16 @@ class Arg:
     required: bool = False
     default: Any = None
     item_type: type | None = None  # element type when ``list`` is allowed
-    low: int | None = None  # an integer's bounds
-    high: int | None = None
+    low: float | None = None  # a number's bounds: required for every numeric argument
+    high: float | None = None
+    hint: str = ""  # added to an out-of-range message: what the numbers mean
+
+    def __post_init__(self) -> None:
+        numeric = {int, float} & set(self.types)
+        if numeric and (self.low is None or self.high is None):
+            raise ValueError(f"argument {self.name!r}: a number needs both bounds (low, high)")
+        if numeric and self.types not in ((int,), (float,)):
+            raise ValueError(f"argument {self.name!r}: a number cannot be one of several types")
 
     def check(self, value: Any, problems: Problems) -> Any:
         """The value checked (the default for an optional argument left out); what is wrong goes to
@@ -65,7 +89,10 @@ class Arg:
             problems.error(path, f"expected {wanted}, got {describe(value)}")
             return None
         if self.types == (int,):
-            return as_int(value, path, problems, self.low, self.high)
+            assert self.low is not None and self.high is not None
+            return as_int(value, path, problems, int(self.low), int(self.high), what=self.hint)
+        if self.types == (float,):
+            return as_number(value, path, problems, self.low, self.high)
         if self.types == (list,):
             return as_list(value, path, problems)
         return _SCALAR_CHECKS[self.types[0]](value, path, problems)
@@ -101,8 +128,6 @@ class Command:
 
 def _check_logs(args: Mapping[str, Any], problems: Problems) -> None:
     """What the types alone do not say about ``logs``'s arguments."""
-    if args["boot"] is not None and args["boot"] > 0:
-        problems.error(("boot",), "must be 0 (this boot) or negative (-1: the boot before)")
     if args["grep"] is not None:
         try:
             re.compile(args["grep"])
@@ -188,14 +213,17 @@ COMMANDS: dict[str, Command] = _commands(
         "on with new records as they come.",
         "a stream of LogRecord",
         (
-            Arg("since", (float,), "only records at or after this time (Unix seconds)"),
-            Arg("until", (float,), "only records at or before this time (Unix seconds); not with follow"),
+            Arg("since", (float,), "only records at or after this time (Unix seconds)", low=0, high=MAX_TIME),
+            Arg("until", (float,), "only records at or before this time (Unix seconds); not with follow",
+                low=0, high=MAX_TIME),
             Arg("unit", (str, list), "only records of this unit, or of any of these units", item_type=str),
-            Arg("limit", (int,), "only the last N matching records (follow: of the backlog)", low=0),
+            Arg("limit", (int,), "only the last N matching records (follow: of the backlog)", low=0,
+                high=MAX_COUNT),
             Arg("level", (str,), "only records at this level or above"),
             Arg("grep", (str,), "only records whose message matches this regular expression (Python re; "
                 "case-insensitive unless it has a capital letter)"),
-            Arg("boot", (int,), "only records of this boot: 0 this one, -1 the one before... (follow: 0)"),
+            Arg("boot", (int,), "only records of this boot: 0 this one, -1 the one before... (follow: 0)",
+                low=-MAX_BOOTS, high=0, hint=" (0 is this boot, -1 the boot before)"),
             Arg("reverse", (bool,), "newest first; not with follow", default=False),
             Arg("follow", (bool,), "after the backlog, send new records as they come", default=False),
         ),
@@ -226,7 +254,7 @@ COMMANDS: dict[str, Command] = _commands(
         "the handler's status",
         (
             Arg("handler", (str,), "handler name, as in `corral status`", required=True),
-            Arg("count", (int,), "how many reconciles fail", default=1),
+            Arg("count", (int,), "how many reconciles fail", default=1, low=0, high=MAX_DEBUG_COUNT),
         ),
     ),
     Command(
@@ -239,7 +267,7 @@ COMMANDS: dict[str, Command] = _commands(
         "debug.publish",
         "Publish COUNT timer events on the bus, for load tests (needs corral.debug: true).",
         '{"published": int}',
-        (Arg("count", (int,), "how many events", required=True),),
+        (Arg("count", (int,), "how many events", required=True, low=0, high=MAX_DEBUG_COUNT),),
     ),
     Command("net.status", "Each link: matched rule, state, carrier, addresses, routes, DHCP lease, drift.",
             "the network handler's status (see docs/networking.md)"),
@@ -261,7 +289,8 @@ COMMANDS: dict[str, Command] = _commands(
         "the try: its changes and deadline",
         (
             Arg("yaml", (str,), "a cloud-config document with the network config to try", required=True),
-            Arg("timeout", (float,), "seconds until the automatic rollback", default=120.0),
+            Arg("timeout", (float,), "seconds until the automatic rollback", default=120.0, low=1,
+                high=MAX_TRY_SECONDS),
         ),
     ),
     Command("net.confirm", "Keep the network config being tried: persisted, no rollback.",
@@ -402,6 +431,7 @@ class StatusResult(TypedDict, total=False):
     journal: dict[str, Any]
     units: dict[str, Any] | None  # {"units", "states": {state: count}, "reachable", "reconciles", ...}
     udevd: dict[str, Any] | None  # corral.udev: {"state", "pid", "restarts", "reason", ...}; None when off
+    control: dict[str, int]  # the control socket: {"open", "limit", "admitted", "evicted", "refused"}
 
 
 class UnitStatus(TypedDict):

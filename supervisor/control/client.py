@@ -2,7 +2,13 @@
 
 Every failure is a ``ControlError`` (the supervisor refused the command) or its subclass
 ``ControlUnavailable`` (the supervisor could not be reached, refused the connection, or broke the
-protocol); the reason is one line for a person."""
+protocol); the reason is one line for a person.
+
+A busy supervisor is retried, with a backoff (``retry_delays``) for as long as the client's timeout
+(``DEFAULT_TIMEOUT`` when it has none): a connect that fails with EAGAIN (the listen backlog is full;
+connect on a unix socket never waits for room) and a reply with code ``busy`` (the server was at its
+connection limit and closed the connection unread, so the command did not run). ECONNREFUSED is not
+retried: on a unix socket it means nobody listens (a stale socket file), not a full queue."""
 
 from __future__ import annotations
 
@@ -11,15 +17,17 @@ import contextlib
 import errno
 import math
 import os
+import random
 import select
 import signal
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from supervisor.backoff import Backoff
 from supervisor.control import protocol
 from supervisor.control.protocol import ControlError, ControlUnavailable
 
@@ -33,7 +41,27 @@ __all__ = [
     "stream_sync",
 ]
 
+T = TypeVar("T")
 DEFAULT_TIMEOUT = 30.0
+RETRY_FIRST = 0.005  # seconds before the first retry of a busy supervisor
+RETRY_CAP = 0.5  # the longest pause between retries
+
+
+def retry_delays(first: float = RETRY_FIRST, cap: float = RETRY_CAP) -> Iterator[float]:
+    """Pauses between retries of a busy supervisor: the project's backoff (doubling, capped), each
+    jittered down to half so that clients refused together do not come back together."""
+    backoff = Backoff(initial=first, cap=cap, first=first, reset_after=math.inf)
+    while True:
+        yield backoff.next_delay() * random.uniform(0.5, 1.0)
+
+
+def _busy(exc: ControlError) -> bool:
+    return exc.code == protocol.BUSY
+
+
+def _full_queue(path: Path | str, waited: float) -> ControlUnavailable:
+    return ControlUnavailable(f"cannot reach the supervisor at {path}: its connection queue stayed full "
+                              f"for {waited:.1f} s")
 
 
 def connect_error(path: Path | str, exc: OSError) -> ControlUnavailable:
@@ -76,17 +104,51 @@ def _stream_message(message: Mapping[str, Any]) -> tuple[bool, Any]:
 # --- asyncio ----------------------------------------------------------------------------------
 
 
-async def _open(socket_path: Path | str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    try:
-        return await asyncio.open_unix_connection(str(socket_path), limit=protocol.MAX_REPLY)
-    except OSError as exc:
-        raise connect_error(socket_path, exc) from None
+async def _open(socket_path: Path | str, request: bytes, patience: float = DEFAULT_TIMEOUT
+                ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect, send ``request`` and return the streams. A full listen backlog (EAGAIN) is retried for
+    ``patience`` seconds (asyncio's own connect would take EAGAIN for a connection in progress and hand
+    back an unconnected socket). The request is sent on the bare socket: a refusal may close the
+    connection before it is read, and the reply must still be read then (an asyncio transport drops
+    what it had received when a write fails)."""
+    started = time.monotonic()
+    delays = retry_delays()
+    loop = asyncio.get_running_loop()
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            sock.connect(str(socket_path))
+        except BlockingIOError:
+            sock.close()
+            waited = time.monotonic() - started
+            if waited >= patience:
+                raise _full_queue(socket_path, waited) from None
+            await asyncio.sleep(next(delays))
+            continue
+        except OSError as exc:
+            sock.close()
+            raise connect_error(socket_path, exc) from None
+        try:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                await loop.sock_sendall(sock, request)
+            return await asyncio.open_unix_connection(sock=sock, limit=protocol.MAX_REPLY)
+        except BaseException:
+            sock.close()
+            raise
 
 
-async def _send(writer: asyncio.StreamWriter, cmd: str, args: Mapping[str, Any]) -> None:
-    writer.write(protocol.encode_request(cmd, args))
-    with contextlib.suppress(ConnectionError):  # a refusal may already be on its way back
-        await writer.drain()
+async def _retrying_busy(attempt: Callable[[], Awaitable[T]], patience: float = DEFAULT_TIMEOUT) -> T:
+    """``attempt()``, again after a pause while the supervisor answers ``busy``, for ``patience`` s."""
+    started = time.monotonic()
+    delays = retry_delays()
+    while True:
+        try:
+            return await attempt()
+        except ControlError as exc:
+            if not _busy(exc) or time.monotonic() - started >= patience:
+                raise
+        await asyncio.sleep(next(delays))
 
 
 async def _read(reader: asyncio.StreamReader) -> dict[str, Any]:
@@ -112,25 +174,36 @@ async def _close(writer: asyncio.StreamWriter) -> None:
 
 async def request(socket_path: Path | str, cmd: str, /, **args: Any) -> Any:
     """Send one command and return its result; raises ControlError."""
-    reader, writer = await _open(socket_path)
-    try:
-        await _send(writer, cmd, args)
-        reply = await _read(reader)
-        if reply.get("stream") is True:
-            raise ControlUnavailable(f"the supervisor answered {cmd!r} with a stream; use stream()")
-        return protocol.parse_reply(reply)
-    finally:
-        await _close(writer)
+
+    async def attempt() -> Any:
+        reader, writer = await _open(socket_path, protocol.encode_request(cmd, args))
+        try:
+            reply = await _read(reader)
+            if reply.get("stream") is True:
+                raise ControlUnavailable(f"the supervisor answered {cmd!r} with a stream; use stream()")
+            return protocol.parse_reply(reply)
+        finally:
+            await _close(writer)
+
+    return await _retrying_busy(attempt)
 
 
 async def stream(socket_path: Path | str, cmd: str, /, **args: Any) -> AsyncIterator[Any]:
     """Send a streaming command and yield its items until the server ends the stream.
 
     Closing the generator (or leaving the ``async for``) disconnects, which ends the stream."""
-    reader, writer = await _open(socket_path)
+
+    async def attempt() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        reader, writer = await _open(socket_path, protocol.encode_request(cmd, args))
+        try:
+            _stream_header(cmd, await _read(reader))
+        except BaseException:
+            await _close(writer)
+            raise
+        return reader, writer
+
+    reader, writer = await _retrying_busy(attempt)
     try:
-        await _send(writer, cmd, args)
-        _stream_header(cmd, await _read(reader))
         while True:
             more, item = _stream_message(await _read(reader))
             if not more:
@@ -250,35 +323,68 @@ class SyncClient:
         self.socket_path = Path(socket_path)
         self.timeout = timeout
 
+    @property
+    def patience(self) -> float:
+        """How long a busy supervisor is retried."""
+        return DEFAULT_TIMEOUT if self.timeout is None else self.timeout
+
     def request(self, cmd: str, /, **args: Any) -> Any:
-        with self._connect(cmd, args) as lines:
-            reply = self._read(lines, self.timeout)
-            if reply.get("stream") is True:
-                raise ControlUnavailable(f"the supervisor answered {cmd!r} with a stream")
-            return protocol.parse_reply(reply)
+        started, delays = time.monotonic(), retry_delays()
+        while True:
+            with self._connect(cmd, args) as lines:
+                reply = self._read(lines, self.timeout)
+                if reply.get("stream") is True:
+                    raise ControlUnavailable(f"the supervisor answered {cmd!r} with a stream")
+                try:
+                    return protocol.parse_reply(reply)
+                except ControlError as exc:
+                    if not _busy(exc) or time.monotonic() - started >= self.patience:
+                        raise
+            time.sleep(next(delays))
 
     def stream(self, cmd: str, /, **args: Any) -> Iterator[Any]:
-        with self._connect(cmd, args) as lines:
-            _stream_header(cmd, self._read(lines, self.timeout))
-            while True:  # a stream may be quiet for as long as it likes
-                more, item = _stream_message(self._read(lines, None))
-                if not more:
-                    return
-                yield item
+        started, delays = time.monotonic(), retry_delays()
+        while True:
+            with self._connect(cmd, args) as lines:
+                try:
+                    _stream_header(cmd, self._read(lines, self.timeout))
+                except ControlError as exc:
+                    if not _busy(exc) or time.monotonic() - started >= self.patience:
+                        raise
+                else:
+                    while True:  # a stream may be quiet for as long as it likes
+                        more, item = _stream_message(self._read(lines, None))
+                        if not more:
+                            return
+                        yield item
+            time.sleep(next(delays))
+
+    def _open(self) -> socket.socket:
+        """A connected socket; a full listen backlog (EAGAIN: a unix socket's connect does not wait
+        for room) is retried for ``patience`` seconds."""
+        started, delays = time.monotonic(), retry_delays()
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            try:
+                sock.connect(str(self.socket_path))
+            except BlockingIOError:
+                sock.close()
+                waited = time.monotonic() - started
+                if waited >= self.patience:
+                    raise _full_queue(self.socket_path, waited) from None
+                time.sleep(next(delays))
+                continue
+            except OSError as exc:
+                sock.close()
+                raise connect_error(self.socket_path, exc) from None
+            sock.settimeout(self.timeout)
+            return sock
 
     @contextlib.contextmanager
     def _connect(self, cmd: str, args: Mapping[str, Any]) -> Iterator[LineReader]:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = self._open()
         try:
-            sock.settimeout(self.timeout)
-            try:
-                sock.connect(str(self.socket_path))
-            except TimeoutError:
-                raise ControlUnavailable(
-                    f"cannot reach the supervisor at {self.socket_path}: timed out connecting"
-                ) from None
-            except OSError as exc:
-                raise connect_error(self.socket_path, exc) from None
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 sock.sendall(protocol.encode_request(cmd, args))
             with SignalWakeup() as wakeup:

@@ -5,6 +5,14 @@ Wire format (every message is one line of UTF-8 JSON terminated by ``\\n``):
 * Request: ``{"cmd": "status", "args": {...}}``. ``args`` may be omitted (same as ``{}``); other fields
   are ignored. A request line is at most ``MAX_REQUEST`` bytes; a longer one gets an error and the
   connection is closed. Several unary requests may be sent one after another on one connection.
+  A request that is not one JSON object gets an error reply and the connection goes on: a blank line,
+  bad JSON, a key given twice (``{"cmd": "status", "cmd": "poweroff"}``), NaN or Infinity, a number
+  too large for a double or of more than ``MAX_DIGITS`` digits, or objects and lists nested deeper
+  than ``MAX_DEPTH``.
+* Limits of the server (``supervisor.control.server``): at most ``MAX_CONNECTIONS`` connections at
+  once; a connection that sends no whole request for ``IDLE_TIMEOUT`` seconds is told so and closed;
+  at the limit a new connection takes the place of one idle for ``EVICT_IDLE`` seconds or more (told
+  so and closed), else it is refused with code ``busy``, which the client retries.
 * Reply: ``{"ok": true, "result": <any JSON>}`` or ``{"ok": false, "error": "<one-line reason>"}``; an
   error a client may want to tell apart from others also has ``"code"`` (``ERROR_CODES``). A bad
   argument has code ``bad-argument`` and ``"problem"``: the diagnostic (the catalogue's ``ConfigProblem``:
@@ -35,15 +43,22 @@ from supervisor.paths import Paths
 DEFAULT_SOCKET: Path = Paths().control_socket  # /run/corral/control.sock
 SOCKET_ENV = "CORRAL_SOCKET"
 MAX_REQUEST = 1 << 20  # bytes in one request line
+MAX_DIGITS = 40  # digits of one integer in a message (2**64 has 20)
+MAX_DEPTH = 32  # nesting of objects and lists in one request (the request object itself is 1)
+MAX_CONNECTIONS = 256  # connections served at once
+IDLE_TIMEOUT = 60.0  # seconds a connection may wait before sending a whole request
+EVICT_IDLE = 1.0  # seconds idle after which a connection may make room for a new one at the limit
 MAX_REPLY = 256 << 20  # bytes in one reply line, as the client accepts them
 MAX_REASON = 1000  # characters kept of an error reason
 PERMISSION_DENIED = "permission denied: the control socket is root-only"
 
 NOT_SET = "not-set"
 BAD_ARGUMENT = "bad-argument"
+BUSY = "busy"
 ERROR_CODES = {
     NOT_SET: "config.get: the key is known to the schema but has no value in the config in force",
     BAD_ARGUMENT: "an argument is missing, unknown or wrong; the reply's problem says which and why",
+    BUSY: "the server is at its connection limit and closed the connection unread: try again",
 }
 
 
@@ -141,14 +156,80 @@ def stream_item(item: Any) -> dict[str, Any]:
     return {"item": item}
 
 
-def decode_line(line: bytes) -> dict[str, Any]:
-    """Parse one line into a JSON object; ControlError when it is not one."""
+class _Malformed(ValueError):
+    """Raised by the JSON hooks; its message goes to the client."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook``: a key given twice is an error (``{"cmd": "status", "cmd": "poweroff"}``
+    would otherwise be taken as poweroff, the last one winning)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _Malformed(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _finite(text: str) -> float:
+    """``parse_float``: 1e400 would be infinity."""
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise _Malformed(f"number {one_line(text, 40)} is too large")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    """``parse_int``: no argument wants a number of more than ``MAX_DIGITS`` digits."""
+    digits = len(text.lstrip("-"))
+    if digits > MAX_DIGITS:
+        raise _Malformed(f"a number of {digits} digits is too large (the limit is {MAX_DIGITS})")
+    return int(text)
+
+
+def _no_constant(name: str) -> Any:
+    """``parse_constant``: NaN, Infinity and -Infinity are not JSON."""
+    raise _Malformed(f"{name} is not a JSON number")
+
+
+def nesting_depth(value: Any, limit: int) -> int:
+    """How deeply ``value``'s objects and lists nest (a scalar: 0, ``{}``: 1), counted up to ``limit + 1``
+    at most (it stops looking there)."""
+    deepest = 0
+    todo: list[tuple[Any, int]] = [(value, 1)]
+    while todo:
+        node, depth = todo.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        todo.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
+
+
+def decode_line(line: bytes, max_depth: int | None = None) -> dict[str, Any]:
+    """Parse one line into a JSON object; ControlError when it is not one: a blank line, bad JSON, a key
+    given twice, a non-finite number, or (``max_depth``) objects and lists nested deeper than that."""
+    if not line.strip():
+        raise ControlError("malformed message: an empty line (expected a JSON object)")
+    limit = f"the limit of {max_depth} levels" if max_depth is not None else "what the parser allows"
+    too_deep = f"malformed message: objects and lists nested deeper than {limit}"
     try:
-        message = json.loads(line)
-    except (UnicodeDecodeError, ValueError) as exc:
+        message = json.loads(line, object_pairs_hook=_unique_keys, parse_float=_finite,
+                             parse_int=_bounded_int, parse_constant=_no_constant)
+    except RecursionError:  # deeper than the interpreter's recursion limit: the limit below is lower
+        raise ControlError(too_deep) from None
+    except ValueError as exc:  # UnicodeDecodeError, JSONDecodeError, the hooks' _Malformed
         raise ControlError(f"malformed JSON: {exc}") from None
     if not isinstance(message, dict):
         raise ControlError(f"malformed message: expected a JSON object, got {type(message).__name__}")
+    if max_depth is not None and nesting_depth(message, max_depth) > max_depth:
+        raise ControlError(too_deep)
     return message
 
 
@@ -158,8 +239,8 @@ class Request:
     args: dict[str, Any]
 
 
-def parse_request(line: bytes) -> Request:
-    message = decode_line(line)
+def parse_request(line: bytes, max_depth: int = MAX_DEPTH) -> Request:
+    message = decode_line(line, max_depth)
     cmd = message.get("cmd")
     if not isinstance(cmd, str) or not cmd:
         raise ControlError('malformed request: "cmd" must be a non-empty string')
@@ -177,9 +258,11 @@ def parse_reply(message: Mapping[str, Any]) -> Any:
         return message["result"]
     if message.get("ok") is False:
         reason = str(message.get("error") or "unknown error")
+        code = message.get("code")
         if reason == PERMISSION_DENIED:
             raise ControlUnavailable(reason)
-        code = message.get("code")
+        if code == BUSY:  # the connection was refused unread: the command did not run
+            raise ControlUnavailable(reason, BUSY)
         raise ControlError(reason, code if isinstance(code, str) else None, _problem(message.get("problem")))
     raise ControlUnavailable(f"unexpected reply from the supervisor: {one_line(json.dumps(message), 200)}")
 

@@ -16,12 +16,19 @@ stream handler, by the list of that stream's items. So one stream handler may se
 ways: it yields the matching records and returns without follow, and goes on with live records with
 it. A command not in the catalogue streams when it has only a stream handler or when ``follow`` is
 true. Arguments of catalogued commands are checked and completed with defaults first. A
-handler's exception becomes an error reply and never takes the server down."""
+handler's exception becomes an error reply and never takes the server down.
+
+Limits (``limits.Limits``): at most ``max_connections`` at once; at the limit a new connection takes the
+place of one idle for ``evict_idle`` s or more, else it is refused unread with code ``busy`` (the
+client retries); a connection without a whole request for ``idle_timeout`` s, or that reads nothing of
+a reply for as long, is closed. Refusals and evictions are logged once per burst (``BurstLog``), and
+connections are accepted by ``acceptor.Acceptor``, not asyncio's server (see there why)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import os
 import socket
@@ -35,6 +42,8 @@ from typing import Any
 import structlog
 
 from supervisor.control import catalogue, protocol
+from supervisor.control.acceptor import LISTEN_BACKLOG, Acceptor, BurstLog
+from supervisor.control.limits import Connection, ConnectionTable, Limits
 from supervisor.control.protocol import ControlError
 from supervisor.tasks import spawn_task
 
@@ -44,6 +53,7 @@ Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 StreamHandler = Callable[[dict[str, Any]], AsyncIterator[Any]]
 
 REJECT_LINGER = 2.0  # seconds a refused peer gets to read its error reply
+PARSE_ON_LOOP = 64 << 10  # bytes of a request parsed on the loop; a longer one is parsed in a thread
 
 
 def _collector(handler: StreamHandler) -> Handler:
@@ -76,14 +86,24 @@ def peer_credentials(sock: Any) -> PeerCredentials:
 
 class ControlServer:
     def __init__(
-        self, socket_path: Path, *, allowed_uid: int = 0, max_request: int = protocol.MAX_REQUEST
+        self,
+        socket_path: Path,
+        *,
+        allowed_uid: int = 0,
+        max_request: int = protocol.MAX_REQUEST,
+        limits: Limits | None = None,
     ) -> None:
         self.socket_path = Path(socket_path)
         self.allowed_uid = allowed_uid  # root only unless a test says otherwise
         self.max_request = max_request
+        self.limits = limits or Limits()
+        self.table = ConnectionTable(self.limits)
+        self.refusals = BurstLog("control connections refused: at the connection limit")
+        self.evictions = BurstLog("idle control connections closed to make room", level="info")
         self._handlers: dict[str, Handler] = {}
         self._streams: dict[str, StreamHandler] = {}
-        self._server: asyncio.Server | None = None
+        self._listener: socket.socket | None = None
+        self._acceptor: Acceptor | None = None
         self._inode: tuple[int, int] | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self._ids = itertools.count(1)
@@ -106,34 +126,45 @@ class ControlServer:
 
     @property
     def serving(self) -> bool:
-        return self._server is not None
+        return self._acceptor is not None
+
+    def stats(self) -> dict[str, int]:
+        """Connections: open, the limit, and how many were admitted, evicted and refused."""
+        return self.table.stats()
 
     # --- life cycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._server is not None:
+        if self._acceptor is not None:
             raise RuntimeError("control server already started")
         sock = await asyncio.to_thread(self._bind)  # mkdir, bind, chmod: file system work, off the loop
+        acceptor = Acceptor(sock, self._on_connection)
         try:
-            self._server = await asyncio.start_unix_server(self._accept, sock=sock, limit=self.max_request)
+            acceptor.start()
         except BaseException:
             sock.close()
             self._unlink_own_socket()
             raise
-        log.info("control socket listening", path=str(self.socket_path), commands=self.commands)
+        self._listener, self._acceptor = sock, acceptor
+        log.info("control socket listening", path=str(self.socket_path), commands=self.commands,
+                 max_connections=self.limits.max_connections, idle_timeout=self.limits.idle_timeout)
 
     async def stop(self) -> None:
         """Stop listening, end every open connection (streams included) and remove the socket."""
-        server, self._server = self._server, None
-        if server is None:
+        acceptor, self._acceptor = self._acceptor, None
+        if acceptor is None:
             return
-        server.close()
+        acceptor.close()
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        self.refusals.close()
+        self.evictions.close()
         current = asyncio.current_task()
         connections = [t for t in self._connections if t is not current]
         for task in connections:
             task.cancel()
         await asyncio.gather(*connections, return_exceptions=True)
-        await server.wait_closed()
         await asyncio.to_thread(self._unlink_own_socket)
         log.info("control socket closed", path=str(self.socket_path))
 
@@ -159,6 +190,7 @@ class ControlServer:
             st = os.stat(path)
             self._inode = (st.st_dev, st.st_ino)
             sock.setblocking(False)
+            sock.listen(LISTEN_BACKLOG)
         except BaseException:
             sock.close()
             raise
@@ -202,25 +234,44 @@ class ControlServer:
 
     # --- connections -----------------------------------------------------------------------
 
-    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = spawn_task(self._serve(reader, writer), name=f"control.connection.{next(self._ids)}")
+    def _on_connection(self, conn: socket.socket) -> None:
+        """An accepted connection: served, served in place of an idle one, or refused unread."""
+        admission = self.table.admit(asyncio.get_running_loop().time())
+        if admission.connection is None:
+            self.refusals.note(limit=self.limits.max_connections)
+            _refuse_busy(conn, self.limits.max_connections)
+            return
+        evicted = admission.evicted
+        if evicted is not None and evicted.evict is not None:
+            self.evictions.note(limit=self.limits.max_connections)
+            evicted.evict()
+        entry = admission.connection
+        task = spawn_task(self._serve(conn, entry), name=f"control.connection.{next(self._ids)}")
         self._connections.add(task)
         task.add_done_callback(self._connections.discard)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(self, conn: socket.socket, entry: Connection) -> None:
+        try:
+            reader, writer = await asyncio.open_unix_connection(sock=conn, limit=self.max_request)
+        except BaseException:
+            conn.close()
+            self.table.remove(entry)
+            raise
+        entry.evict = functools.partial(_evict, writer, self.limits.max_connections)
         try:
             peer = peer_credentials(writer.get_extra_info("socket"))
             if peer.uid != self.allowed_uid:
                 log.warning("control connection refused", pid=peer.pid, uid=peer.uid)
                 await self._refuse(reader, writer)
                 return
-            while await self._serve_one(reader, writer):
+            while await self._serve_one(reader, writer, entry):
                 pass
         except (ConnectionError, asyncio.IncompleteReadError):
             pass  # the client went away
         except Exception:
             log.exception("control connection failed")
         finally:
+            self.table.remove(entry)
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
@@ -233,20 +284,31 @@ class ControlServer:
                 while await reader.read(65536):
                     pass
 
-    async def _serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+    async def _serve_one(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, entry: Connection
+    ) -> bool:
         """Answer one request; False when the connection is to be closed."""
+        entry.idle_since = asyncio.get_running_loop().time()
         try:
-            line = await reader.readline()
+            async with asyncio.timeout(self.limits.idle_timeout):
+                line = await reader.readline()
+        except TimeoutError:
+            reason = f"closing: no request for {self.limits.idle_timeout:g} s (the idle limit)"
+            await self._send(writer, protocol.error_reply(reason))
+            return False
         except ValueError:  # longer than the limit; the rest of the line is still unread
             reason = f"request too long (the limit is {self.max_request} bytes)"
             await self._send(writer, protocol.error_reply(reason))
             return False
+        finally:
+            entry.idle_since = None
         if not line:
             return False
-        if not line.strip():
-            return True
         try:
-            request = protocol.parse_request(line)
+            if len(line) > PARSE_ON_LOOP:  # up to MAX_REQUEST (1 MiB): milliseconds of JSON, off the loop
+                request = await asyncio.to_thread(protocol.parse_request, line)
+            else:
+                request = protocol.parse_request(line)
         except ControlError as exc:
             await self._send(writer, protocol.error_reply(exc.reason))
             return True
@@ -341,11 +403,33 @@ class ControlServer:
             while await reader.read(65536):
                 pass  # a client sends nothing during a stream; whatever it sends is ignored
 
-    @staticmethod
-    async def _send(writer: asyncio.StreamWriter, message: dict[str, Any] | bytes) -> None:
+    async def _send(self, writer: asyncio.StreamWriter, message: dict[str, Any] | bytes) -> None:
+        """Write one message; a client that reads none of it for ``idle_timeout`` s counts as gone."""
         writer.write(message if isinstance(message, bytes) else protocol.encode(message))
-        await writer.drain()
+        try:
+            async with asyncio.timeout(self.limits.idle_timeout):
+                await writer.drain()
+        except TimeoutError:
+            waited = self.limits.idle_timeout
+            raise ConnectionAbortedError(f"the client read nothing for {waited:g} s") from None
 
     async def _send_quietly(self, writer: asyncio.StreamWriter, message: dict[str, Any]) -> None:
         with contextlib.suppress(ConnectionError):
             await self._send(writer, message)
+
+
+def _refuse_busy(conn: socket.socket, limit: int) -> None:
+    """Tell a connection over the limit to come back, without reading it, and close it. The reply is
+    small: it fits the new socket's buffer, so the send never blocks."""
+    reason = f"busy: the control socket is at its limit of {limit} connections; try again"
+    with contextlib.suppress(OSError):
+        conn.send(protocol.encode(protocol.error_reply(reason, protocol.BUSY)))
+    conn.close()
+
+
+def _evict(writer: asyncio.StreamWriter, limit: int) -> None:
+    """Close an idle connection to make room, telling its client why (close flushes the reply)."""
+    reason = f"closing: idle while the control socket is at its limit of {limit} connections"
+    with contextlib.suppress(Exception):
+        writer.write(protocol.encode(protocol.error_reply(reason)))
+    writer.close()
