@@ -151,8 +151,10 @@ class UnitsReconciler:
             self.images.mark_stale()
         # A unit whose action was in flight at any moment of the listing is left alone this time: a start
         # that ends while the listing is on its way would otherwise meet a listing from before it (the
-        # container still `created`) and be taken for an exit. Its task's end asks for another reconcile.
-        in_flight = self.actions.in_flight()
+        # container still `created`, or dead) and be taken for an exit. So is one whose action began
+        # meanwhile (a restart on the fast path can begin and end within one listing). Its task's end
+        # asks for another reconcile.
+        in_flight, spawned = self.actions.in_flight(), self.actions.spawned
         observed = self.exits.with_exits(await self.containers.observe(self.desired.units))
         if "system" not in self.containers.reachable:
             return  # nothing to do until it answers: its `up` comes with a resync
@@ -163,7 +165,7 @@ class UnitsReconciler:
             self.restarts.images_arrived(desired, self.images.ids)
         now = self.clock()
         self.containers.keep(self.desired.units, desired, observed)
-        busy = in_flight | self.actions.in_flight()
+        busy = in_flight | self.actions.in_flight() | self.actions.spawned_since(spawned)
         idle = {n: u for n, u in desired.items() if n not in busy}
         self.restarts.sync(idle, observed, now)
         news = sync_mounts(idle, self.desired.policies, self.mounts.state)
