@@ -91,6 +91,35 @@ async def test_watch_liveness_needs_consecutive_misses() -> None:
     assert "2 times in a row" in reason
 
 
+async def test_a_call_waiting_for_a_pooled_connection_is_not_taken_for_a_dockerd_that_cannot_be_reached(
+        tmp_path: Path) -> None:
+    """Issue 14: 100 units starting at once took every connection of the client's pool (aiohttp's
+    default, 100); the next calls waited for one, and that wait counted against the 3 s connect timeout:
+    they failed as if dockerd could not be reached, while it answered everyone else. Waiting for the
+    pool is bounded by the call's own deadline; only connecting is bounded by the connect timeout."""
+    path = tmp_path / "slow.sock"
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                await asyncio.sleep(0.5)  # a busy dockerd: each answer takes a while
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_unix_server(answer, path=str(path))
+    try:
+        async with Runtime(path, timeout=5.0, connect_timeout=0.2) as rt:
+            answers = await asyncio.gather(*(rt.ping() for _ in range(150)))
+        assert answers == [True] * 150
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 async def test_calls_to_a_socket_that_does_not_answer_time_out(tmp_path: Path) -> None:
     import socket
 

@@ -151,8 +151,9 @@ class Actions:
             try:
                 await self._act(runtime, action)
             except DockerUnavailable as exc:
-                log.warning("dockerd not answering; will retry", unit=action.unit, error=str(exc))
-                self.dockerds.drop(action.scope)
+                # The client stays: other units' calls are on it (dropping it failed them all, issue 14),
+                # and a dockerd that restarted gets a new one anyway (its epoch).
+                self.restarts.not_answered(action.unit, exc)
                 return
             except DockerAPIError as exc:
                 if isinstance(action, Remove | Stop):

@@ -157,7 +157,11 @@ class UnitsReconciler:
         in_flight, spawned = self.actions.in_flight(), self.actions.spawned
         observed = self.exits.with_exits(await self.containers.observe(self.desired.units))
         if "system" not in self.containers.reachable:
-            return  # nothing to do until it answers: its `up` comes with a resync
+            # Nothing to do until it answers: its `up` comes with a resync, but one that is up and did not
+            # answer this listing (swamped) is looked at again after a while.
+            retry = self.dockerds.retry_in("system")
+            self.wake.at(None if retry is None else self.clock() + retry)
+            return
         await self.mounts.observe(self.desired.units.values())
         desired = self.desired.in_reach(self.containers.reachable)
         graph = self.desired.graph_for(desired)
