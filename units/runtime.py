@@ -183,6 +183,9 @@ class Runtime:
         try:
             async with asyncio.timeout(deadline):
                 return await call()
+        except aiohttp.ServerTimeoutError as exc:  # connecting or reading took too long (the session's own)
+            raise DockerUnavailable(f"{what}: no answer from {self.socket} ({exc or type(exc).__name__})") \
+                from None
         except TimeoutError:
             raise DockerUnavailable(f"{what}: no answer from {self.socket} in {deadline:g} s") from None
         except aiodocker.DockerError as exc:
