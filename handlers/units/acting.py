@@ -150,6 +150,7 @@ class Actions:
                 return
             try:
                 await self._act(runtime, action)
+                self.restarts.answered(action.unit)
             except DockerUnavailable as exc:
                 # The client stays: other units' calls are on it (dropping it failed them all, issue 14),
                 # and a dockerd that restarted gets a new one anyway (its epoch).

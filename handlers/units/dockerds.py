@@ -4,6 +4,7 @@ for following the units' logs, made when first needed, closed and made again whe
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,12 @@ from supervisor.backoff import Backoff
 from supervisor.tasks import spawn_task
 from units.model import Scope
 from units.runtime import Runtime
+
+
+def unanswered_backoff(clock: Callable[[], float] = time.monotonic) -> Backoff:
+    """The one Backoff, for what a dockerd did not answer (a unit's action, a listing): 0.5 s, doubling
+    to 10 s."""
+    return Backoff(first=0.5, initial=0.5, cap=10.0, reset_after=10.0, clock=clock)
 
 
 @dataclass(frozen=True)
@@ -76,7 +83,7 @@ class Dockerds:
         daemon = self.daemons.get(scope)
         if daemon is None or not daemon.up():
             return None
-        backoff = self._retries.setdefault(scope, Backoff(first=0.5, initial=0.5, cap=10.0, reset_after=10.0))
+        backoff = self._retries.setdefault(scope, unanswered_backoff())
         return backoff.next_delay()
 
     def drop(self, scope: Scope) -> None:

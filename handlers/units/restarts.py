@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 
 from handlers.units.desired import DesiredUnits, Reloaded
+from handlers.units.dockerds import unanswered_backoff
 from supervisor.backoff import Backoff
 from units.model import Unit
 from units.plan import (
@@ -36,11 +37,6 @@ from units.runtime import DockerAPIError, DockerUnavailable, NotFound
 log = structlog.get_logger("units")
 
 UNANSWERED = "dockerd did not answer; retrying"  # the Wait's reason for an action retried after that
-
-
-def unanswered_backoff(clock: Callable[[], float]) -> Backoff:
-    """The one Backoff, for a unit's action that dockerd did not answer: 0.5 s, doubling to 10 s."""
-    return Backoff(first=0.5, initial=0.5, cap=10.0, reset_after=10.0, clock=clock)
 
 
 class Restarts:
@@ -75,7 +71,7 @@ class Restarts:
                             restarts=policy.restarts)
         running = {c.unit for c in observed if c.unit is not None and c.unit in idle and c.state in ACTIVE}
         for answered in sorted(running & set(self.unanswered)):
-            self._answered(answered)
+            self.answered(answered)
 
     def exited(self, name: str, container: ObservedContainer) -> Decision | None:
         """The unit's ``container`` exited (a ``die`` event, before the listing shows it): the policy's
@@ -113,12 +109,10 @@ class Restarts:
     def created(self, name: str) -> None:
         self.errors.pop(name, None)
         self.create_failed.discard(name)
-        self._answered(name)
 
     def started(self, name: str) -> None:
         self.errors.pop(name, None)
         self.missing_image.discard(name)
-        self._answered(name)
 
     def not_answered(self, name: str, exc: DockerUnavailable) -> float:
         """dockerd did not answer an action for the unit (refused, reset, or past the call's deadline: a
@@ -132,7 +126,8 @@ class Restarts:
         log.warning("dockerd not answering; will retry", unit=name, error=str(exc), retry_in=delay)
         return delay
 
-    def _answered(self, name: str) -> None:
+    def answered(self, name: str) -> None:
+        """dockerd answered an action for the unit: no retry pending, the backoff starts over."""
         if self.unanswered.pop(name, None) is not None:
             self.errors.pop(name, None)
         self._unanswered_backoffs.pop(name, None)

@@ -93,6 +93,7 @@ def test_dockerd_killed_or_frozen_while_a_unit_dies(sandbox: Any) -> None:
     wait_for("units running", lambda: recovered(sb, 0), 30)
     pid1 = sb.pid1
     recoveries: list[float] = []
+    by_signal: dict[str, list[float]] = {"SIGKILL": [], "SIGSTOP": []}
     lost: list[str] = []
     for cycle in range(CYCLES):
         how = signal.SIGKILL if cycle % 2 == 0 else signal.SIGSTOP
@@ -107,6 +108,7 @@ def test_dockerd_killed_or_frozen_while_a_unit_dies(sandbox: Any) -> None:
         try:  # the death counted, the unit running again, every unit agreeing with its container
             rows = wait_for("units agree with their containers", check, RESYNC, 0.2)
             recoveries.append(time.monotonic() - killed)
+            by_signal[signal.Signals(how).name].append(recoveries[-1])
             time.sleep(SETTLE)
             rows = wait_for("units still agree", check, RESYNC, 0.2)
         except AssertionError as exc:
@@ -121,7 +123,8 @@ def test_dockerd_killed_or_frozen_while_a_unit_dies(sandbox: Any) -> None:
     print(f"\ndockerd faults: attempted {len(recoveries) + len(lost)}, survived {len(recoveries)}, "
           f"lost {len(lost)}; recovery (kill to running again, counted) median "
           f"{statistics.median(recoveries) if recoveries else float('nan'):.2f} s, "
-          f"max {max(recoveries, default=float('nan')):.2f} s")
+          f"max {max(recoveries, default=float('nan')):.2f} s; " + "; ".join(
+              f"{name} median {statistics.median(t):.2f} s" for name, t in by_signal.items() if t))
     exits = [(r.get("ts"), r.get("exit_code"), r.get("restart_in")) for r in
              records(sb, "unit exited; restarting", "victim")]
     assert not lost, "\n".join(lost) + f"\nexits: {exits}"
