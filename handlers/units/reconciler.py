@@ -160,7 +160,8 @@ class UnitsReconciler:
             # Nothing to do until it answers: its `up` comes with a resync, but one that is up and did not
             # answer this listing (swamped) is looked at again after a while.
             retry = self.dockerds.retry_in("system")
-            self.wake.at(None if retry is None else self.clock() + retry)
+            if retry is not None:
+                self.wake.at(self.clock() + retry)
             return
         await self.mounts.observe(self.desired.units.values())
         desired = self.desired.in_reach(self.containers.reachable)
