@@ -159,6 +159,12 @@ async def test_service_logs_is_logs_of_the_unit(corral: Any, fake: tuple[Fake, P
     assert code == 2 and "unrecognized arguments: -u" in err
 
 
+def test_a_unit_corral_could_not_start_shows_its_error_and_its_next_attempt() -> None:
+    row = dict(UNITS[-1], error="start web: cannot connect to /run/system-docker.sock", next_start_in=2.0)
+    assert render_list([row]).splitlines()[1].rstrip().endswith(
+        "start web: cannot connect to /run/system-docker.sock; retry in 2.0s")
+
+
 def test_render_list_of_nothing() -> None:
     assert render_list([]) == "no units"
 

@@ -14,7 +14,14 @@ from supervisor.cli.system_docker import derived_socket
 from supervisor.paths import Paths
 from units import runtime
 from units.runtime import ContainerState, DockerAPIError, LogLine, Runtime, watch_liveness
-from units.system_dockerd import DockerdLayout, Watchdog, system_socket
+from units.system_dockerd import (
+    HEALTHY_AFTER,
+    DockerdLayout,
+    Watchdog,
+    healthy_for,
+    restart_backoff,
+    system_socket,
+)
 
 INSPECT: dict[str, Any] = {
     "Id": "abc123",
@@ -84,6 +91,35 @@ async def test_watch_liveness_needs_consecutive_misses() -> None:
     assert "2 times in a row" in reason
 
 
+async def test_a_call_waiting_for_a_pooled_connection_is_not_taken_for_a_dockerd_that_cannot_be_reached(
+        tmp_path: Path) -> None:
+    """Issue 14: 100 units starting at once took every connection of the client's pool (aiohttp's
+    default, 100); the next calls waited for one, and that wait counted against the 3 s connect timeout:
+    they failed as if dockerd could not be reached, while it answered everyone else. Waiting for the
+    pool is bounded by the call's own deadline; only connecting is bounded by the connect timeout."""
+    path = tmp_path / "slow.sock"
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                await asyncio.sleep(0.5)  # a busy dockerd: each answer takes a while
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_unix_server(answer, path=str(path))
+    try:
+        async with Runtime(path, timeout=5.0, connect_timeout=0.2) as rt:
+            answers = await asyncio.gather(*(rt.ping() for _ in range(150)))
+        assert answers == [True] * 150
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 async def test_calls_to_a_socket_that_does_not_answer_time_out(tmp_path: Path) -> None:
     import socket
 
@@ -134,6 +170,34 @@ def test_layout_in_a_sandbox(tmp_path: Path) -> None:
 
 def test_watchdog_worst_case() -> None:
     assert Watchdog().worst_case == 8.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_dockerd_that_dies_while_starting_waits_longer_each_time() -> None:
+    backoff = restart_backoff()
+    backoff.clock = Clock()
+    # It never answered /_ping: however long its start took, no health was earned.
+    delays = [backoff.next_delay(ran_for=healthy_for(None, 45.0)) for _ in range(9)]
+    assert delays == [0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+
+
+def test_a_dockerd_that_was_healthy_is_restarted_at_once() -> None:
+    backoff = restart_backoff()
+    backoff.clock = Clock()
+    for _ in range(8):  # at the cap
+        backoff.next_delay(ran_for=0.0)
+    # Up at 20 s, answering until it died at 31 s: 11 s healthy (issue 14 killed it every 31 s).
+    assert backoff.next_delay(ran_for=healthy_for(20.0, 20.0 + HEALTHY_AFTER + 1)) == 0.0
+    assert backoff.next_delay(ran_for=healthy_for(40.0, 41.0)) == 0.5  # a second down soon after: waits
+    # 29 s since its spawn, but healthy for 2 s only: the start time does not count.
+    assert backoff.next_delay(ran_for=healthy_for(27.0, 29.0)) == 1.0
 
 
 def test_cli_derives_the_socket_from_the_control_socket() -> None:

@@ -162,20 +162,59 @@ async def test_a_unit_with_an_action_in_flight_is_left_alone(tmp_path: Path) -> 
 
 
 class Vanishing(FakeRuntime):
+    """Starts are not answered while ``gone`` holds (a dockerd gone, frozen or swamped)."""
+
+    gone = True
+
     async def start(self, container: str) -> None:
-        raise DockerUnavailable("connection reset")
+        if Vanishing.gone:
+            raise DockerUnavailable("connection reset")
+        await super().start(container)
 
 
-async def test_a_dockerd_gone_mid_action_is_not_a_failure_of_the_unit(tmp_path: Path) -> None:
+async def test_a_dockerd_gone_mid_action_is_not_a_failure_but_the_retry_is_scheduled_and_shown(
+        tmp_path: Path) -> None:
+    """Not a failure of the unit (its policy is not told), but never a unit left `pending` with nothing
+    scheduled (issue 14: 100 units pending for 600 s after their starts went unanswered): the retry is
+    due after a backoff of its own, shown as the unit's next start, and the client (which other units'
+    calls use) is kept."""
     docker = FakeDocker()
-    handler, _, _ = make(tmp_path, {"web": svc(restart="always")}, docker=docker,
+    clock = Clock()
+    Vanishing.gone = True
+    handler, _, _ = make(tmp_path, {"web": svc(restart="always")}, docker=docker, clock=clock,
                          runtime_factory=lambda _socket: Vanishing(docker))
-    await handler.reconcile(True)  # create, then start: dockerd goes away
+    await handler.reconcile(True)  # create, then start: dockerd does not answer
     drops = handler.dockerds.drops
     await asyncio.gather(*handler.actions.busy.values())
+    await handler.reconcile(False)
     status = handler.unit_status("web")
-    assert status["state"] == "pending" and status["failures"] == 0 and status["error"] is None
-    assert handler.dockerds.drops == drops + 1  # a new client next time
+    assert (status["state"], status["failures"], status["restarts"]) == ("pending", 0, 0)
+    assert status["error"] == "connection reset" and status["next_start_in"] == 0.5
+    assert status["waiting"] == "dockerd did not answer; retrying"
+    assert handler.dockerds.drops == drops and handler.actions.busy == {}
+    assert handler.wake._at == clock.now + 0.5  # the timer that brings the retry
+    Vanishing.gone = False
+    clock.now += 0.5
+    await settle(handler)
+    status = handler.unit_status("web")
+    assert (status["state"], status["error"], status["next_start_in"]) == ("running", None, None)
+    assert docker.calls.count(("start", "web")) == 1  # the start dockerd answered
+    await handler.close()
+
+
+async def test_a_dockerd_that_is_up_but_did_not_answer_a_listing_is_looked_at_again(tmp_path: Path) -> None:
+    """Its supervisor finds it healthy, so no `up` will come: the reconciler sets its own timer."""
+    docker = FakeDocker()
+    clock = Clock()
+
+    class Swamped(FakeRuntime):
+        async def list_summaries(self, **_: Any) -> list[dict[str, Any]]:
+            raise DockerUnavailable("list containers: no answer in 30 s")
+
+    handler, _, _ = make(tmp_path, {"web": svc(restart="always")}, docker=docker, clock=clock,
+                         runtime_factory=lambda _socket: Swamped(docker))
+    await handler.reconcile(True)
+    assert handler.wake._at == clock.now + 0.5
     await handler.close()
 
 

@@ -350,6 +350,42 @@ def test_containers_found_running_at_start_up_are_adopted_not_rerun() -> None:
     assert plan(units, observed, policies, now=2.0) == []  # the oneshot finished; not run again
 
 
+def test_a_unit_restarting_while_its_container_runs_follows_the_container_again() -> None:
+    """Issue 14's wedge: an exit decided for a run that had already been replaced (a second, spurious
+    exit, 0.1 s backoff) left the unit `restarting` while its container ran: plan starts no running
+    container and no exit is decided for a policy that does not believe its unit runs, so it stayed so
+    through every resync, and the container's next real death went uncounted."""
+    units = units_from(THREE)
+    web = units["web"]
+    policies = running_policies(units)
+    policy = policies["web"]
+    assert decide_exit(policy, container(web, "exited", exit_code=137), 5.0).delay == 0.0  # the real death
+    policy.on_started(5.1)  # corral restarted it
+    spurious = decide_exit(policy, container(web, "exited"), 5.11)  # a stale look at it
+    assert spurious is not None and spurious.delay > 0 and policy.status(5.2).state == RESTARTING
+    observed = [container(units["db"]), container(units["cache"]), container(web)]  # it runs
+    assert sync_policies(units, observed, policies, now=6.0) == {}
+    assert policy.status(6.0).state == "running" and policy.next_start is None
+    assert plan(units, observed, policies, now=6.0) == []
+    # Its next death counts.
+    observed[2] = container(web, "exited", exit_code=137)
+    decision = sync_policies(units, observed, policies, now=7.0)["web"]
+    assert decision.restart and policy.restarts == 3
+
+
+def test_a_unit_the_user_stopped_or_held_for_its_mount_is_not_adopted() -> None:
+    units = units_from(THREE)
+    policies = running_policies(units)
+    policies["web"].deliberately_stopped()
+    policies["web"].on_exit(0, 1.0, 1.0)
+    policies["db"].hold(("/mnt/data",))
+    policies["db"].on_exit(137, 1.0, 1.0)
+    observed = [container(units["db"]), container(units["cache"]), container(units["web"])]
+    assert sync_policies(units, observed, policies, now=2.0) == {}
+    assert policies["web"].started_at is None and policies["db"].started_at is None
+    assert kinds(plan(units, observed, policies, now=2.0)) == [("Stop", "web")]
+
+
 def test_dead_container_is_recreated_and_duplicates_removed() -> None:
     units = units_from(THREE)
     twin = ObservedContainer("twin", "cache-old", {LABEL_UNIT: "cache"}, "exited", 0, image_id=IMAGE_ID)

@@ -93,6 +93,23 @@ def test_on_failure_n_gives_up_after_n_restarts() -> None:
     assert not policy.start_due()
 
 
+def test_on_failure_n_is_at_most_n_restarts_as_in_docker() -> None:
+    """docs/units.md: on-failure:3 restarts at most 3 times in a row, so the unit runs at most 4 times."""
+    clock = Clock()
+    policy = UnitPolicy("on-failure:3", clock=clock)
+    runs, decisions = 0, []
+    while True:
+        policy.on_started()
+        runs += 1
+        decision = policy.on_exit(1, 0.5)
+        decisions.append(decision.state)
+        if not decision.restart:
+            break
+        clock.now += decision.delay
+    assert runs == 4 and policy.restarts == 3
+    assert decisions == [RESTARTING, RESTARTING, RESTARTING, FAILED]
+
+
 def test_on_failure_n_counts_failures_in_a_row() -> None:
     clock = Clock()
     policy = UnitPolicy("on-failure:2", clock=clock)

@@ -5,6 +5,7 @@ status`, and shutdown."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 from handlers.units.dockerds import Daemon
@@ -90,6 +91,38 @@ async def test_a_listing_taken_before_a_start_ended_is_not_an_exit(tmp_path: Pat
     status = handler.unit_status("web")
     assert status["restarts"] == 0 and status["state"] == "running", status
     assert docker.calls.count(("start", "web")) == 1
+    await handler.close()
+
+
+async def test_a_restart_begun_and_ended_during_a_listing_is_not_an_exit(tmp_path: Path) -> None:
+    """Issue 14: a reconcile lists (the unit dead: dockerd came back and shows it exited), a `die`
+    meanwhile starts it again on the fast path and that start ends before the listing comes back: the
+    listing is older than the start, and must not be decided as a second exit (it was: a spurious exit,
+    a 0.1 s backoff, and the unit left `restarting` while it ran)."""
+    docker = FakeDocker()
+    clock = Clock()
+    gates = {name: asyncio.Event() for name in ("start", "list", "hold_listing", "listing_taken")}
+    gates["start"].set()
+    handler, _, _ = make(tmp_path, {"web": svc(restart="always")}, docker=docker, clock=clock,
+                         runtime_factory=lambda _socket: GatedRuntime(docker, gates))
+    await settle(handler)
+    clock.now += 60  # a long good run: its next restart is immediate
+    cid = docker.exit("web", 137)
+    gates["hold_listing"].set()
+    stale = asyncio.create_task(handler.reconcile(False))
+    await gates["listing_taken"].wait()  # it saw the unit exited
+    assert handler.actions.busy == {}
+    handler.exits.note(ContainerEvent(daemon="system", action="die", container_id=cid, name="web", unit="web",
+                                      exit_code=137, time_nano=time.time_ns()))
+    await asyncio.gather(*handler.actions.busy.values())  # restarted at once, and done
+    assert docker.by_name("web")["State"] == "running"
+    gates["list"].set()
+    await stale
+    gates["hold_listing"].clear()
+    await settle(handler)
+    status = handler.unit_status("web")
+    assert (status["state"], status["restarts"], status["last_exit"]) == ("running", 1, 137), status
+    assert docker.calls.count(("start", "web")) == 2
     await handler.close()
 
 

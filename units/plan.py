@@ -205,9 +205,13 @@ def sync_policies(
 
     - a policy that believes its unit is running, but whose container is not (or is gone), is told
       that it stopped (``on_exit``, with the container's exit code and run time);
-    - a fresh policy whose unit's container is already running (found running when the supervisor
-      started) adopts it (``on_started``), so that its next exit goes through the restart policy
-      instead of counting as a first start.
+    - a policy that does not believe its unit is running, but whose container runs, adopts it
+      (``on_started``; ``adopts``): a fresh one (found running when the supervisor started), so that
+      its next exit goes through the restart policy instead of counting as a first start; and one
+      that decided an exit (``restarting``, ``failed``, ...) while the container runs again, so that
+      its state agrees with the container and its next death is counted. Nothing else would bring
+      such a policy back: plan starts no running container, and an exit is decided only for a policy
+      that believes its unit runs (issue 14: a unit ``restarting`` for minutes while it ran).
 
     Returns the exit decisions by unit. (Changes the policies; no I/O.)"""
     mine = _by_unit(desired, observed)
@@ -218,13 +222,20 @@ def sync_policies(
         container = _current(containers)[0] if containers else None
         if policy is None:
             continue
-        if policy.fresh and container is not None and container.state in ACTIVE:
+        if container is not None and container.state in ACTIVE and adopts(policy):
             policy.on_started(now)
             continue
         decision = decide_exit(policy, container, now)
         if decision is not None:
             decisions[name] = decision
     return decisions
+
+
+def adopts(policy: UnitPolicy) -> bool:
+    """Whether the policy takes its unit's running container as its own run (see ``sync_policies``):
+    it does not believe the unit runs, and neither the user's stop (plan stops the container) nor a
+    missing mount (plan stops it, or leaves it to run without a restart policy) holds it."""
+    return policy.fresh or (policy.started_at is None and not policy.stopped and not policy.held)
 
 
 def decide_exit(policy: UnitPolicy, container: ObservedContainer | None, now: float) -> Decision | None:

@@ -3,7 +3,8 @@ stopped runs again. One class, using ``supervisor.backoff.Backoff`` (the one bac
 
 - ``always``: restart after any exit. ``unless-stopped``: the same, and a deliberate stop is
   remembered across supervisor restarts (see ``remembered_stops``). ``on-failure[:N]``: restart after
-  a non-zero exit, giving up after N failed runs in a row. ``no``: never restart after an exit.
+  a non-zero exit, at most N times in a row (Docker's maximum retry count: ``on-failure:3`` runs at
+  most 4 times; the failure after the Nth restart gives up). ``no``: never restart after an exit.
 - A start that fails (missing image, bad mount) is a failure like a crash, under every policy: for
   ``no`` it is retried like ``on-failure`` (without a limit), so a unit whose image arrives late still
   comes up.
@@ -216,6 +217,13 @@ class UnitPolicy:
 
     # -- internals ------------------------------------------------------------------------------------
 
+    def _restarts_used_up(self) -> bool:
+        """``on-failure:N`` has made its N restarts in a row (N is Docker's maximum retry count). The
+        backoff counts the failures in a row, this one included (a 10 s run starts it over): the
+        restarts already made in a row are one fewer."""
+        limit = self.restart.max_retries if self.restart.name == "on-failure" else None
+        return limit is not None and self.backoff.failures - 1 >= limit
+
     def _settle(self, state: str) -> Decision:
         self._state = state
         self.next_start = None
@@ -223,8 +231,7 @@ class UnitPolicy:
 
     def _schedule(self, ran_for: float, now: float) -> Decision:
         delay = self.backoff.next_delay(ran_for=ran_for)
-        limit = self.restart.max_retries if self.restart.name == "on-failure" else None
-        if limit is not None and self.backoff.failures > limit:
+        if self._restarts_used_up():
             return self._settle(FAILED)
         self.restarts += 1
         self._recent.append(now)

@@ -148,16 +148,19 @@ class Runtime:
         if self._closed:
             raise RuntimeError("Runtime is closed")
         if self._docker is None:
-            # The session's own timeouts are a backstop; each call also has asyncio.timeout.
-            session_timeout = aiohttp.ClientTimeout(total=None, connect=self.connect_timeout,
+            # The session's own timeouts are a backstop; each call also has asyncio.timeout. Connecting is
+            # bounded (sock_connect), waiting for one of the pool's connections (aiohttp's default: 100)
+            # is not: it is bounded by the call's deadline. (aiohttp's `connect` counts that wait too:
+            # 100 units starting at once made the next calls fail as if dockerd could not be reached.)
+            session_timeout = aiohttp.ClientTimeout(total=None, connect=None,
                                                     sock_connect=self.connect_timeout, sock_read=self.timeout)
             self._docker = aiodocker.Docker(url=f"unix://{self.socket}", timeout=session_timeout)
         return self._docker
 
     def _stream_timeout(self) -> aiohttp.ClientTimeout:
-        """For responses that last: connecting is bounded, reading is not."""
-        return aiohttp.ClientTimeout(total=None, connect=self.connect_timeout,
-                                     sock_connect=self.connect_timeout, sock_read=None)
+        """For responses that last: connecting is bounded, reading is not (nor waiting for the pool)."""
+        return aiohttp.ClientTimeout(total=None, connect=None, sock_connect=self.connect_timeout,
+                                     sock_read=None)
 
     async def close(self) -> None:
         self._closed = True
@@ -180,6 +183,9 @@ class Runtime:
         try:
             async with asyncio.timeout(deadline):
                 return await call()
+        except aiohttp.ServerTimeoutError as exc:  # connecting or reading took too long (the session's own)
+            raise DockerUnavailable(f"{what}: no answer from {self.socket} ({exc or type(exc).__name__})") \
+                from None
         except TimeoutError:
             raise DockerUnavailable(f"{what}: no answer from {self.socket} in {deadline:g} s") from None
         except aiodocker.DockerError as exc:

@@ -25,8 +25,11 @@ a timeout, polls spaced by a small Backoff) until it answers, then publish ``Doc
 first, the process exiting or the watchdog (``units.runtime.watch_liveness``: ``/_ping`` every 2 s under
 a 3 s timeout, 2 misses) giving up on it. A dockerd that does not answer is SIGKILLed (SIGKILL ends a
 SIGSTOPped process too); ``DockerdState(down)`` is published and dockerd started again after the one
-Backoff's delay. Its stdout and stderr go to the journal (``unit=system-docker``) at the levels
-``supervisor.journal.lines`` reads in them (logrus's own; gRPC's chatter at debug)."""
+Backoff's delay (``restart_backoff``): a dockerd that was healthy for ``HEALTHY_AFTER`` seconds (it
+answered ``/_ping`` and kept answering the watchdog) is restarted at once, one that dies during its own
+start waits longer each time (``healthy_for``). Its stdout and stderr go to the journal
+(``unit=system-docker``) at the levels ``supervisor.journal.lines`` reads in them (logrus's own; gRPC's
+chatter at debug)."""
 
 from __future__ import annotations
 
@@ -67,7 +70,24 @@ BRIDGE = "corral-sys0"
 HOST_BRIDGE_CIDR = "172.18.42.1/24"
 SANDBOX_BRIDGE_CIDR = "198.19.42.1/24"  # the tests' range (docs/testing.md); only inside the sandbox's netns
 PATH_ENV = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-PASSED_ENV = ("DOCKER_RAMDISK",)  # from the kernel command line (init's environment), e.g. on an initramfs
+PASSED_ENV = ("DOCKER_RAMDISK",)
+# Seconds of health (answering /_ping) after which dockerd's restart backoff starts over: Docker's own
+# restart policy and the units' use 10 s of running too. Time spent starting does not count.
+HEALTHY_AFTER = 10.0  # from the kernel command line (init's environment), e.g. on an initramfs
+
+
+def restart_backoff() -> Backoff:
+    """The one Backoff, as dockerd's restarts use it: at once, then 0.5 s doubling to 30 s; a dockerd
+    healthy for ``HEALTHY_AFTER`` seconds before it went down starts the sequence over (``ran_for`` is
+    ``healthy_for``, not the time since the spawn: one that keeps dying while it starts keeps waiting
+    longer)."""
+    return Backoff(initial=0.5, cap=30.0, reset_after=HEALTHY_AFTER)
+
+
+def healthy_for(ready_at: float | None, down_at: float) -> float:
+    """How long dockerd was healthy: from answering its first ``/_ping`` (``ready_at``; None: it never
+    did) until it went down (exited, or the watchdog gave up on it)."""
+    return 0.0 if ready_at is None else max(0.0, down_at - ready_at)
 
 
 def system_socket(paths: Paths) -> Path:
@@ -192,6 +212,7 @@ class _Stats:
     pid: int | None = None
     start_seconds: float | None = None  # how long the last start took to answer /_ping
     up_since: float | None = None
+    ready_at: float | None = None  # monotonic time the running dockerd first answered /_ping
     last_down: str | None = None
     watchdog_kills: int = 0
 
@@ -207,7 +228,7 @@ class SystemDockerd:
         self.bus = bus
         self.layout = layout
         self.journal = journal
-        self.backoff = backoff or Backoff(initial=0.5, cap=30.0, reset_after=30.0)
+        self.backoff = backoff or restart_backoff()
         self.watchdog = watchdog or Watchdog()
         self.ready_timeout = ready_timeout
         self.daemon = daemon
@@ -293,16 +314,18 @@ class SystemDockerd:
                 log.error("cannot run dockerd", unit=self.unit, error=reason)
             finally:
                 self._ready.clear()
-            ran = time.monotonic() - started
+            down_at = time.monotonic()
+            ran, healthy = down_at - started, healthy_for(self.stats.ready_at, down_at)
+            self.stats.ready_at = None
             await self._ensure_dead()
             self.stats.state = "down"
             self.stats.last_down = reason
             self.stats.up_since = None
-            delay = self.backoff.next_delay(ran_for=ran)
+            delay = self.backoff.next_delay(ran_for=healthy)
             self.bus.publish(DockerdState(daemon=self.daemon, state="down", pid=self.stats.pid,
                                           starts=self.stats.starts, reason=reason, seconds=round(ran, 3)))
             log.warning("dockerd down; restarting", unit=self.unit, reason=reason, retry_in=delay,
-                        ran_for=round(ran, 3))
+                        ran_for=round(ran, 3), healthy_for=round(healthy, 3))
             await asyncio.sleep(delay)
 
     async def _run_once(self) -> str:
@@ -335,6 +358,7 @@ class SystemDockerd:
             self.stats.state = "up"
             self.stats.start_seconds = round(took, 3)
             self.stats.up_since = time.time()
+            self.stats.ready_at = time.monotonic()
             self._ready.set()
             log.info("dockerd ready", unit=self.unit, pid=child.pid, seconds=round(took, 3),
                      start=self.stats.starts)

@@ -77,9 +77,18 @@ class Actions:
         self.clock = clock
         self.wall = wall
         self.busy: dict[str, asyncio.Task[None]] = {}
+        self.spawned = 0  # tasks spawned so far (``spawned_since``)
+        self._spawned_at: dict[str, int] = {}  # key -> the ``spawned`` count of its last task
 
     def in_flight(self) -> set[str]:
         return {k for k, t in self.busy.items() if not t.done()}
+
+    def spawned_since(self, count: int) -> set[str]:
+        """The keys whose task was spawned after ``spawned`` was ``count``: their task may have begun
+        and ended between two looks at ``in_flight`` (a restart on the fast path during a listing).
+        Forgets the older ones (one reconcile at a time asks, with the count from its start)."""
+        self._spawned_at = {k: n for k, n in self._spawned_at.items() if n > count}
+        return set(self._spawned_at)
 
     def running(self, key: str) -> asyncio.Task[None] | None:
         """The unit's task, while it runs."""
@@ -120,6 +129,8 @@ class Actions:
             self._spawn(name, [Start(name, scope)])
 
     def _spawn(self, key: str, group: list[Action]) -> None:
+        self.spawned += 1
+        self._spawned_at[key] = self.spawned
         self.busy[key] = spawn_task(self._background(key, group), name=f"units:{key}")
 
     async def _background(self, key: str, group: list[Action]) -> None:
@@ -139,9 +150,11 @@ class Actions:
                 return
             try:
                 await self._act(runtime, action)
+                self.restarts.answered(action.unit)
             except DockerUnavailable as exc:
-                log.warning("dockerd not answering; will retry", unit=action.unit, error=str(exc))
-                self.dockerds.drop(action.scope)
+                # The client stays: other units' calls are on it (dropping it failed them all, issue 14),
+                # and a dockerd that restarted gets a new one anyway (its epoch).
+                self.restarts.not_answered(action.unit, exc)
                 return
             except DockerAPIError as exc:
                 if isinstance(action, Remove | Stop):

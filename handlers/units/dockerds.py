@@ -4,13 +4,21 @@ for following the units' logs, made when first needed, closed and made again whe
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from supervisor.backoff import Backoff
 from supervisor.tasks import spawn_task
 from units.model import Scope
 from units.runtime import Runtime
+
+
+def unanswered_backoff(clock: Callable[[], float] = time.monotonic) -> Backoff:
+    """The one Backoff, for what a dockerd did not answer (a unit's action, a listing): 0.5 s, doubling
+    to 10 s."""
+    return Backoff(first=0.5, initial=0.5, cap=10.0, reset_after=10.0, clock=clock)
 
 
 @dataclass(frozen=True)
@@ -36,6 +44,7 @@ class Dockerds:
         self._runtimes: dict[Scope, Runtime] = {}
         self._log_runtimes: dict[Scope, Runtime] = {}
         self._epochs: dict[Scope, int] = {}
+        self._retries: dict[Scope, Backoff] = {}
 
     def runtime(self, scope: Scope) -> Runtime | None:
         """The client of ``scope``'s dockerd; None when it is not configured or not up."""
@@ -65,6 +74,17 @@ class Dockerds:
     def epoch(self, scope: Scope) -> int:
         """The epoch of ``scope``'s dockerd when its client was made (0 before)."""
         return self._epochs.get(scope, 0)
+
+    def retry_in(self, scope: Scope) -> float | None:
+        """``scope``'s dockerd did not answer a listing: seconds until looking again (the one Backoff:
+        0.5 s doubling to 10 s), or None when it is not up (its coming up brings a resync). A dockerd
+        its supervisor finds healthy brings no event of its own: without this, units would wait for
+        one for good (issue 14: 100 units pending for 600 s)."""
+        daemon = self.daemons.get(scope)
+        if daemon is None or not daemon.up():
+            return None
+        backoff = self._retries.setdefault(scope, unanswered_backoff())
+        return backoff.next_delay()
 
     def drop(self, scope: Scope) -> None:
         """Forget the clients of a dockerd that went away (closed in the background)."""

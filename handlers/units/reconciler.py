@@ -151,11 +151,18 @@ class UnitsReconciler:
             self.images.mark_stale()
         # A unit whose action was in flight at any moment of the listing is left alone this time: a start
         # that ends while the listing is on its way would otherwise meet a listing from before it (the
-        # container still `created`) and be taken for an exit. Its task's end asks for another reconcile.
-        in_flight = self.actions.in_flight()
+        # container still `created`, or dead) and be taken for an exit. So is one whose action began
+        # meanwhile (a restart on the fast path can begin and end within one listing). Its task's end
+        # asks for another reconcile.
+        in_flight, spawned = self.actions.in_flight(), self.actions.spawned
         observed = self.exits.with_exits(await self.containers.observe(self.desired.units))
         if "system" not in self.containers.reachable:
-            return  # nothing to do until it answers: its `up` comes with a resync
+            # Nothing to do until it answers: its `up` comes with a resync, but one that is up and did not
+            # answer this listing (swamped) is looked at again after a while.
+            retry = self.dockerds.retry_in("system")
+            if retry is not None:
+                self.wake.at(self.clock() + retry)
+            return
         await self.mounts.observe(self.desired.units.values())
         desired = self.desired.in_reach(self.containers.reachable)
         graph = self.desired.graph_for(desired)
@@ -163,7 +170,7 @@ class UnitsReconciler:
             self.restarts.images_arrived(desired, self.images.ids)
         now = self.clock()
         self.containers.keep(self.desired.units, desired, observed)
-        busy = in_flight | self.actions.in_flight()
+        busy = in_flight | self.actions.in_flight() | self.actions.spawned_since(spawned)
         idle = {n: u for n, u in desired.items() if n not in busy}
         self.restarts.sync(idle, observed, now)
         news = sync_mounts(idle, self.desired.policies, self.mounts.state)

@@ -5,8 +5,9 @@ The decision itself -- does an exit lead to a restart, after what delay, or does
 reconcile (``sync``, through ``units.plan.sync_policies``) and the fast path (``exited``, from a ``die``
 event). This module keeps what the reconciler must remember about a unit's failures (its last error,
 shown by ``corral units list``; a create that failed, retried on the policy's schedule only: ``due``;
-a missing image, retried as soon as it is there: ``images_arrived``) and writes the journal's lines
-about exits and failed starts (with ``unit=``)."""
+a missing image, retried as soon as it is there: ``images_arrived``; an action dockerd did not answer,
+retried after a short backoff of its own: ``unanswered``) and writes the journal's lines about exits and
+failed starts (with ``unit=``)."""
 
 from __future__ import annotations
 
@@ -16,17 +17,32 @@ from typing import Any
 import structlog
 
 from handlers.units.desired import DesiredUnits, Reloaded
+from handlers.units.dockerds import unanswered_backoff
+from supervisor.backoff import Backoff
 from units.model import Unit
-from units.plan import Action, Create, ObservedContainer, Recreate, Start, Wait, decide_exit, sync_policies
+from units.plan import (
+    ACTIVE,
+    Action,
+    Create,
+    ObservedContainer,
+    Recreate,
+    Start,
+    Wait,
+    decide_exit,
+    sync_policies,
+)
 from units.policy import FAILED, STOPPED, WAITING, Decision
-from units.runtime import DockerAPIError, NotFound
+from units.runtime import DockerAPIError, DockerUnavailable, NotFound
 
 log = structlog.get_logger("units")
 
+UNANSWERED = "dockerd did not answer; retrying"  # the Wait's reason for an action retried after that
+
 
 class Restarts:
-    """The last error of each unit (``errors``), the units whose last create failed (``create_failed``)
-    and those whose start failed for want of their image (``missing_image``)."""
+    """The last error of each unit (``errors``), the units whose last create failed (``create_failed``),
+    those whose start failed for want of their image (``missing_image``) and those whose action dockerd
+    did not answer, with when it is tried again (``unanswered``, on the clock)."""
 
     def __init__(self, desired: DesiredUnits, *, clock: Callable[[], float],
                  on_reload: Callable[[], None] | None = None) -> None:
@@ -36,12 +52,26 @@ class Restarts:
         self.errors: dict[str, str] = {}
         self.create_failed: set[str] = set()  # retried when due
         self.missing_image: set[str] = set()
+        self.unanswered: dict[str, float] = {}
+        self._unanswered_backoffs: dict[str, Backoff] = {}
 
     def sync(self, idle: Mapping[str, Unit], observed: Sequence[ObservedContainer], now: float) -> None:
         """Every exit the listing shows reaches the policy of its unit (``idle``: units with no action in
-        flight), and is reported."""
+        flight), and is reported; a policy that decided an exit while its container runs follows the
+        container again (``units.plan.adopts``). A unit whose container runs needs no retry of an action
+        dockerd did not answer (it did what was asked after all)."""
+        followed = {n for n in idle if (p := self.desired.policies.get(n)) is not None
+                    and not p.fresh and p.started_at is None}
         for name, decision in sync_policies(idle, observed, self.desired.policies, now).items():
             self.report(name, decision)
+        for name in sorted(followed):
+            policy = self.desired.policies[name]
+            if policy.started_at is not None:
+                log.warning("unit is running again; following its container", unit=name,
+                            restarts=policy.restarts)
+        running = {c.unit for c in observed if c.unit is not None and c.unit in idle and c.state in ACTIVE}
+        for answered in sorted(running & set(self.unanswered)):
+            self.answered(answered)
 
     def exited(self, name: str, container: ObservedContainer) -> Decision | None:
         """The unit's ``container`` exited (a ``die`` event, before the listing shows it): the policy's
@@ -84,6 +114,24 @@ class Restarts:
         self.errors.pop(name, None)
         self.missing_image.discard(name)
 
+    def not_answered(self, name: str, exc: DockerUnavailable) -> float:
+        """dockerd did not answer an action for the unit (refused, reset, or past the call's deadline: a
+        dockerd gone, frozen or swamped). Not a failure of the unit (its policy is not told), but never
+        left without a next attempt: the unit's actions wait (``due``) until the returned delay passed;
+        the reconciler's timer brings that reconcile."""
+        backoff = self._unanswered_backoffs.setdefault(name, unanswered_backoff(self.clock))
+        delay = backoff.next_delay()
+        self.unanswered[name] = self.clock() + delay
+        self.errors[name] = str(exc)
+        log.warning("dockerd not answering; will retry", unit=name, error=str(exc), retry_in=delay)
+        return delay
+
+    def answered(self, name: str) -> None:
+        """dockerd answered an action for the unit: no retry pending, the backoff starts over."""
+        if self.unanswered.pop(name, None) is not None:
+            self.errors.pop(name, None)
+        self._unanswered_backoffs.pop(name, None)
+
     def start_failed(self, name: str, exc: DockerAPIError, *, create: bool) -> None:
         """Creating (``create``) or starting the unit's container failed: a failure for its policy, which
         schedules the retry."""
@@ -109,13 +157,21 @@ class Restarts:
             self.errors.pop(name, None)
             self.missing_image.discard(name)
             self.create_failed.discard(name)
+            self.unanswered.pop(name, None)
+            self._unanswered_backoffs.pop(name, None)
 
     def due(self, actions: list[Action], now: float) -> list[Action]:
         """plan creates a missing container whatever the policy says (creating is not starting); but a
         create that failed (no such image, a bad mount) is a failed start, retried on the policy's
-        schedule: until then it is a Wait."""
+        schedule: until then it is a Wait. So is any action of a unit whose last action dockerd did not
+        answer, until its retry is due (``not_answered``)."""
         result: list[Action] = []
         for action in actions:
+            retry = self.unanswered.get(action.unit)
+            if retry is not None and retry > now and not isinstance(action, Wait):
+                if not any(isinstance(w, Wait) and w.unit == action.unit for w in result):
+                    result.append(Wait(action.unit, UNANSWERED, retry))
+                continue
             if isinstance(action, Create | Recreate) and action.unit in self.create_failed:
                 policy = self.desired.policies.get(action.unit)
                 due = policy.next_start if policy is not None else None

@@ -87,7 +87,10 @@ class UnitsStatus:
         uptime = None
         if policy.started_at is not None and status.state in (RUNNING, CRASH_LOOPING):
             uptime = round(max(0.0, now - policy.started_at), 3)
-        next_in = None if status.next_start is None else round(max(0.0, status.next_start - now), 3)
+        next_start = status.next_start
+        if next_start is None:
+            next_start = self.restarts.unanswered.get(name)  # an action dockerd did not answer, retried
+        next_in = None if next_start is None else round(max(0.0, next_start - now), 3)
         return {
             "name": name,
             "scope": unit.scope,

@@ -144,10 +144,13 @@ def run_logs(args: argparse.Namespace) -> int:
 
 # ---- rendering --------------------------------------------------------------------------------------
 def _why(unit: dict[str, Any]) -> str:
+    """The unit's error, its next attempt (a unit corral could not start always has one), or why it
+    waits."""
+    due = unit.get("next_start_in")
     if unit.get("error"):
-        return str(unit["error"])
-    if unit.get("next_start_in") is not None:
-        return f"restart in {format_duration(unit['next_start_in'])}"
+        return str(unit["error"]) + ("" if due is None else f"; retry in {format_duration(due)}")
+    if due is not None:
+        return f"restart in {format_duration(due)}"
     return str(unit.get("waiting") or "")
 
 
