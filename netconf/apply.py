@@ -13,6 +13,7 @@ from, and kept up to date as links are created, renamed and deleted during the r
 from __future__ import annotations
 
 import errno
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -199,11 +200,12 @@ class _Runner:
 
 
 def lease_lifetime(expires: float | None, now: float) -> int:
-    """The kernel's lifetime (seconds) for a lease address ending at ``expires`` (monotonic): at least 1
-    (the lease goes at its end, and the plan then removes the address), FOREVER when it does not end."""
+    """The kernel's lifetime (seconds) for a lease address ending at ``expires`` (monotonic), rounded up:
+    the address never goes before its lease (the lease goes at its end, and the plan then removes the
+    address); at least 1, FOREVER when it does not end."""
     if expires is None:
         return FOREVER
-    return max(1, min(FOREVER - 1, int(expires - now)))
+    return max(1, min(FOREVER - 1, math.ceil(expires - now)))
 
 
 def describe(op: Op) -> str:

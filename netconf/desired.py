@@ -13,7 +13,10 @@ from netconf.observed import Address, DhcpLease
 LEASE_ROUTE_METRIC = 1024
 """A lease's default route's metric unless ``route-metric`` says otherwise: a static one (0) wins."""
 LIFETIME_SLACK = 2.0
-"""Seconds a lease address's lifetime may be off the lease's end (the kernel counts whole seconds)."""
+"""Seconds a lease address's lifetime may run past the lease's end (the kernel counts whole seconds)."""
+LIFETIME_EARLY = 1.0
+"""Seconds a lease address's lifetime may seem to end before the lease: only the kernel's whole seconds
+(it reports the seconds left rounded down). An address that really ends before its lease is replaced."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,9 @@ def link_mtu(rule: Interface, leases: Iterable[DhcpLease]) -> int | None:
 
 
 def lifetime_current(address: Address, lease: DhcpLease) -> bool:
-    """The address in the kernel already ends when the lease does (within ``LIFETIME_SLACK``)."""
+    """The address in the kernel ends when the lease does: not before it (beyond the kernel's rounding:
+    ``LIFETIME_EARLY``), at most ``LIFETIME_SLACK`` after it. A lease moved on by less than the slack (a
+    rebind soon after a renewal) would otherwise keep an address that goes while the lease still holds."""
     if lease.expires is None or address.expires is None:
         return lease.expires is None and address.expires is None
-    return abs(address.expires - lease.expires) <= LIFETIME_SLACK
+    return lease.expires - LIFETIME_EARLY <= address.expires <= lease.expires + LIFETIME_SLACK

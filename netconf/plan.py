@@ -16,8 +16,8 @@ What a lease brings to its link (``lease_address``, ``lease_route``, ``link_mtu`
 
 - its address, with the lease's end as the address's lifetime (the kernel drops it then, whatever
   happens to corral), unless the config gives the link the same IP (then that address is made
-  permanent if it is there with a lifetime); an address whose lifetime is more than ``LIFETIME_SLACK``
-  seconds off the lease's end (a renewal) is replaced;
+  permanent if it is there with a lifetime); an address whose lifetime ends before the lease's end, or
+  more than ``LIFETIME_SLACK`` seconds after it (a renewal), is replaced;
 - a default route via its router, ``proto dhcp``, metric ``route-metric`` (``LEASE_ROUTE_METRIC`` by
   default), unless ``use-routes: false`` or the config gives the link a default route of that family
   in the same table;

@@ -12,6 +12,7 @@ from test_netconf_sim import LO, config, converge, nics, simulate
 
 from netconf.desired import (
     LEASE_ROUTE_METRIC,
+    LIFETIME_EARLY,
     LIFETIME_SLACK,
     Desired,
     lease_address,
@@ -514,6 +515,10 @@ def test_lease_precedence_with_plain_data() -> None:
     there = Address("eth0", ip("10.0.0.5/24"), dynamic=True, expires=100.0 + LIFETIME_SLACK)
     assert lifetime_current(there, held)
     assert not lifetime_current(replace(there, expires=100.0 + LIFETIME_SLACK + 1), held)
+    # never (beyond the kernel's rounding down) before the lease: a rebind that moved the lease on by
+    # less than the slack still gets the address's lifetime moved with it
+    assert lifetime_current(replace(there, expires=100.0 - LIFETIME_EARLY), held)
+    assert not lifetime_current(replace(there, expires=100.0 - LIFETIME_EARLY - 0.5), held)
     assert not lifetime_current(replace(there, dynamic=False, expires=None), held)
     assert lifetime_current(replace(there, dynamic=False, expires=None), lease(expires=None))
 

@@ -427,10 +427,11 @@ async def test_apply_puts_a_lease_address_in_place_with_its_lifetime() -> None:
            AddAddress("eth0", ip("198.18.61.50/24"), lease=True),
            AddRoute("eth0", default, lease=True)]
     result = await apply(ops, k, snap, None)  # type: ignore[arg-type]
-    assert result.ok and k.lifetimes[("eth0", ip("198.18.60.50/24"))] in (29, 30)  # replaced, not EEXIST
+    assert result.ok and k.lifetimes[("eth0", ip("198.18.60.50/24"))] in (30, 31)  # replaced, not EEXIST
     assert ("eth0", ip("198.18.61.50/24")) not in k.lifetimes  # a lease without an end: no lifetime
     assert k.routes[("eth0", default.canonical())] == RTPROT_DHCP
     assert lease_lifetime(None, 0.0) == 0xFFFFFFFF and lease_lifetime(10.0, 20.0) == 1
+    assert lease_lifetime(100.2, 90.0) == 11  # rounded up: the address never goes before its lease
     assert describe(ops[0]) == "set address 198.18.60.50/24 on eth0 for its DHCP lease"
     assert describe(ops[2]) == "add route 0.0.0.0/0 via 198.18.60.1 dev eth0 metric 1024 proto dhcp"
     permanent = AddAddress("eth0", ip("198.18.60.50/24"), replace=True)
