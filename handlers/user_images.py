@@ -11,7 +11,8 @@ with the shared backoff."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable, Container
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from supervisor.events import Event
 from supervisor.events.docker import EventStreamState
 from supervisor.paths import Paths
 from units.images import USER, PreloadResult, preload
+from units.model import USER_DOCKERD_UNIT
 from units.runtime import Runtime
 
 log = structlog.get_logger("handlers.user_images")
@@ -38,6 +40,7 @@ class UserImagesHandler:
         self.connected = connected  # the user dockerd's event stream is up (it answers)
         self.runtime_factory = runtime_factory
         self.last: PreloadResult | None = None
+        self.preloaded = asyncio.Event()  # set once every shipped archive is in the user dockerd
 
     async def reconcile(self, full: bool) -> None:
         if not self.connected():
@@ -47,9 +50,23 @@ class UserImagesHandler:
         self.last = result
         if result.loaded:
             log.info("user dockerd images preloaded", images=result.images)
+        if not result.failed:
+            self.preloaded.set()
         if result.failed:
             raise RuntimeError(f"{len(result.failed)} image archive(s) not loaded into the user dockerd: "
                                + "; ".join(f"{k}: {v}" for k, v in result.failed.items()))
+
+    def ready_waits(self, units: Container[str]) -> dict[str, Callable[[], Awaitable[None]]]:
+        """What the boot's ready line waits for here: the shipped images, when the user dockerd (the
+        ``docker`` unit) is among ``units``."""
+        if USER_DOCKERD_UNIT not in units:
+            return {}
+        return {"the user dockerd's shipped images": self.wait_preloaded}
+
+    async def wait_preloaded(self) -> None:
+        """Until a preload pass has found (or put) every archive in the user dockerd: the boot's
+        ``ready`` waits for it, so that `docker run --rm busybox` works once the OS says ready."""
+        await self.preloaded.wait()
 
     def status(self) -> dict[str, Any] | None:
         return None if self.last is None else self.last.to_dict()

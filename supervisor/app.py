@@ -143,7 +143,10 @@ class Supervisor:
         self.state.phase = "ready"
         from supervisor.boot.ready import announce_ready
 
-        announce_ready(self.ctx, self.units, self.state.started, lambda: self.state.stopping)
+        also = None
+        if self.units is not None and self.user_images is not None:
+            also = self.user_images.ready_waits(self.units.units)
+        announce_ready(self.ctx, self.units, self.state.started, lambda: self.state.stopping, also)
 
     async def _phase(self, name: str, body: Callable[[], Awaitable[None]], fatal: bool = False) -> None:
         self.state.phase = name

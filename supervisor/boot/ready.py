@@ -1,10 +1,11 @@
-"""The line ``corral <version> ready``: said once every system unit is up, after the boot phases."""
+"""The line ``corral <version> ready``: said once every system unit is up, after the boot phases, and once
+the user dockerd has the images the OS ships for it (`docker run --rm busybox` works then)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import structlog
 
@@ -20,24 +21,35 @@ NOT_UP_WARNING_AFTER = 60.0  # seconds after boot before one warning names the u
 
 
 def announce_ready(ctx: BootContext, units: UnitsReconciler | None, started: float,
-                   stopping: Callable[[], bool]) -> None:
+                   stopping: Callable[[], bool],
+                   also: Mapping[str, Callable[[], Awaitable[None]]] | None = None) -> None:
     """Say ``corral <version> ready`` now when there are no units to wait for (or the system dockerd is
-    off), else once every unit is up (a warning names those that are not, after a minute); never once a
-    shutdown began. ``started`` is when PID 1 started (time.time())."""
-    if units is None or not units.not_up():
+    off) and nothing ``also`` to wait for, else once every unit is up and every wait in ``also`` (name ->
+    waiter: the user dockerd's images) is over (a warning names what is not, after a minute); never once
+    a shutdown began. ``started`` is when PID 1 started (time.time())."""
+    waits = dict(also or {})
+    if (units is None or not units.not_up()) and not waits:
         _say_ready(ctx.journal, started, ctx.sandbox)
         return
 
-    async def when_units_up(units: UnitsReconciler) -> None:
-        missing = await units.wait_all_up(NOT_UP_WARNING_AFTER)
-        if missing and not stopping():
-            log.warning("not every unit is up; ready when they are", units=missing,
-                        after_seconds=NOT_UP_WARNING_AFTER)
-            await units.wait_all_up()
+    async def when_up() -> None:
+        if units is not None:
+            missing = await units.wait_all_up(NOT_UP_WARNING_AFTER)
+            if missing and not stopping():
+                log.warning("not every unit is up; ready when they are", units=missing,
+                            after_seconds=NOT_UP_WARNING_AFTER)
+                await units.wait_all_up()
+        for name, wait in waits.items():
+            try:
+                await asyncio.wait_for(wait(), NOT_UP_WARNING_AFTER)
+            except TimeoutError:
+                if not stopping():
+                    log.warning(f"{name}: not yet; ready when it is", after_seconds=NOT_UP_WARNING_AFTER)
+                await wait()
         if not stopping():  # a shutdown began: never "ready"
             _say_ready(ctx.journal, started, ctx.sandbox)
 
-    task = spawn_task(when_units_up(units), name="ready")
+    task = spawn_task(when_up(), name="ready")
 
     async def stop() -> None:
         task.cancel()
