@@ -17,8 +17,13 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from supervisor.config.errors import DOCUMENT, ConfigError
 from supervisor.config.keypath import KeyPath, format_path
 
-MAX_NODES = 100_000
-"""Upper bound on nodes visited per document (stops alias "billion laughs" expansion)."""
+MAX_NODES = 50_000
+"""Upper bound on values per document (keys, list items and scalars), counted as the text is read (so a
+huge document stops early, bounding the time spent on it) and again with aliases expanded (stops alias
+"billion laughs" expansion)."""
+
+MAX_KEYS = 10_000
+"""Upper bound on the keys of all the maps of one document, counted as the text is read."""
 
 MAX_DEPTH = 64
 """Upper bound on nesting (maps and lists inside each other); deeper input is an error, not a crash."""
@@ -73,17 +78,31 @@ class StrictLoader(yaml.SafeLoader):
         self.node_info: dict[KeyPath, NodeInfo] = {}
         self._visited = 0
         self._depth = 0
+        self._composed = 0
+        self._keys = 0
 
     def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         # PyYAML composes recursively: bound the depth before Python's recursion limit is hit.
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
-                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
-                raise YamlProblem((), f"nested more than {MAX_DEPTH} levels deep", int(mark.line) + 1)
+                raise YamlProblem((), f"nested more than {MAX_DEPTH} levels deep", self._next_line())
+            if isinstance(parent, MappingNode) and index is None:  # a map's key (its value has the key)
+                self._keys += 1
+                if self._keys > MAX_KEYS:
+                    raise YamlProblem((), f"more than {MAX_KEYS} keys (the limit of one document)",
+                                      self._next_line())
+            self._composed += 1
+            if self._composed > MAX_NODES:
+                raise YamlProblem((), f"more than {MAX_NODES} values (the limit of one document)",
+                                  self._next_line())
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+
+    def _next_line(self) -> int:
+        mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+        return int(mark.line) + 1
 
     def construct_document(self, node: Node) -> Any:
         self._inspect(node, (), ())
@@ -94,7 +113,8 @@ class StrictLoader(yaml.SafeLoader):
     ) -> None:
         self._visited += 1
         if self._visited > MAX_NODES:
-            raise YamlProblem(path, f"more than {MAX_NODES} values (alias expansion?)", _line(node))
+            raise YamlProblem(path, f"more than {MAX_NODES} values with aliases expanded (the limit of one "
+                              "document)", _line(node))
         if id(node) in stack:
             raise YamlProblem(path, "recursive alias", _line(node))
         self.node_info.setdefault(path, NodeInfo(_line(node), _plain_literal(node), key_literal))
