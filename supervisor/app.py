@@ -23,6 +23,9 @@ from supervisor import __version__, prefetch, signals
 from supervisor.boot.context import BootContext, Runners, StopRegistry
 from supervisor.boot.storage import StorageServices
 from supervisor.bus import Bus
+from supervisor.config.errors import DOCUMENT, ConfigError
+from supervisor.config.store import ReloadResult
+from supervisor.config.worker import ConfigWorker
 from supervisor.domain_checks import Domains, config_store
 from supervisor.emergency import emergency_shell, open_console
 from supervisor.events import ConfigChanged, Phase, SignalReceived
@@ -75,6 +78,7 @@ class Supervisor:
         self.processes = ProcessManager(self.bus.publish)
         self.mounts = MountTable(self.options.mount_root)
         self.config = config_store(self.paths, self.options.cmdline)
+        self.config_worker = ConfigWorker()  # every parse and validation of config, off the loop
         self.config_errors: list[str] = []
         self.config_warnings: list[str] = []
         self.stops = StopRegistry()  # in start order; shutdown walks it backwards
@@ -185,6 +189,7 @@ class Supervisor:
         await self.runners.stop_all()
         await self.stops.stop_all()
         await self.processes.stop_all(grace)
+        self.config_worker.shutdown()
         await asyncio.to_thread(os.sync)
         # A journal that cannot write stops retrying: a retry after this would write under the mounts.
         await asyncio.to_thread(self.journal.outage.close)
@@ -200,7 +205,7 @@ class Supervisor:
             await asyncio.to_thread(self.mounts.isolate_run_and_sys, self.paths.prefix)
 
     async def _load_config(self) -> None:
-        result = await asyncio.to_thread(self.config.load)
+        result = await self.config_worker.run(self.config.load)
         self.config_errors = [str(e) for e in result.errors]
         for error in self.config_errors:
             log.error("config rejected", error=error)
@@ -378,7 +383,11 @@ class Supervisor:
 
     async def reload(self) -> dict[str, Any]:
         """Re-read the config. Invalid config changes nothing: the last good one stays in force."""
-        errors, changed = await asyncio.to_thread(self.config.reload)
+        try:
+            errors, changed = await self.config_worker.run(self.config.reload)
+        except Exception as exc:  # a failed reload is reported (status), never a dead task
+            errors, changed = ReloadResult([ConfigError("config", DOCUMENT, f"reload failed: "
+                                                        f"{type(exc).__name__}: {exc}")], [])
         self.config_errors = [str(e) for e in errors]
         if errors:
             for error in self.config_errors:

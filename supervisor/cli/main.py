@@ -110,8 +110,24 @@ def _fail(reason: str, code: int) -> int:
     return code
 
 
+def not_utf8(argv: Sequence[str]) -> str | None:
+    """Why an argument is not UTF-8 text (Python hands such bytes over as lone surrogates), or None."""
+    for number, arg in enumerate(argv, 1):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            byte = ord(arg[exc.start]) - 0xDC00 if 0xDC80 <= ord(arg[exc.start]) <= 0xDCFF else None
+            what = f"byte 0x{byte:02x}" if byte is not None else f"character U+{ord(arg[exc.start]):04X}"
+            return (f"argument {number} is not UTF-8 text ({what} at position {exc.start + 1}); "
+                    "give arguments as UTF-8")
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    problem = not_utf8(sys.argv[1:] if argv is None else argv)
+    if problem is not None:
+        return _fail(problem, EXIT_USAGE)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, usage errors

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from supervisor.config.store import verdict_reply
+from supervisor.config.worker import WorkerBusy
 from supervisor.control.catalogue import kind_matches
 from supervisor.control.limits import Limits
 from supervisor.control.protocol import NOT_SET, ControlError
@@ -18,6 +19,9 @@ from supervisor.events import TimerFired
 
 if TYPE_CHECKING:
     from supervisor.commands.host import Host
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 def build_control_server(sup: Host) -> ControlServer:
@@ -96,16 +100,23 @@ class Commands:
         )
 
     async def config_set(self, args: dict[str, Any]) -> Any:
-        errors = await asyncio.to_thread(self.sup.config.set, args["key"], args["value"])
+        errors = await self._work(self.sup.config.set, args["key"], args["value"])
         return await self._applied(errors)
 
     async def config_unset(self, args: dict[str, Any]) -> Any:
-        errors = await asyncio.to_thread(self.sup.config.unset, args["key"])
+        errors = await self._work(self.sup.config.unset, args["key"])
         return await self._applied(errors)
 
     async def config_merge(self, args: dict[str, Any]) -> Any:
-        errors = await asyncio.to_thread(self.sup.config.merge, args["yaml"])
+        errors = await self._work(self.sup.config.merge, args["yaml"])
         return await self._applied(errors)
+
+    async def _work(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``fn`` on the config worker (never on the loop); a full queue is the client's error."""
+        try:
+            return await self.sup.config_worker.run_input(fn, *args, **kwargs)
+        except WorkerBusy as exc:
+            raise ControlError(str(exc)) from None
 
     async def _applied(self, errors: list[Any]) -> Any:
         if errors:
@@ -117,11 +128,11 @@ class Commands:
 
     async def config_export(self, args: dict[str, Any]) -> Any:
         # it reads the user's files (cloud-config.yml, private.yml): off the loop
-        return await asyncio.to_thread(self.sup.config.export, include_secrets=bool(args.get("secrets")),
+        return await self._work(self.sup.config.export, include_secrets=bool(args.get("secrets")),
                                        user_only=True)
 
     async def config_validate(self, args: dict[str, Any]) -> Any:
-        verdict = await asyncio.to_thread(
+        verdict = await self._work(
             self.sup.config.verdict, args["yaml"], args.get("filename") or "<stdin>"
         )
         return verdict_reply(verdict)

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from supervisor.boot.storage import StorageServices
     from supervisor.bus import Bus
     from supervisor.config.store import ConfigStore
+    from supervisor.config.worker import ConfigWorker
     from supervisor.journal import Journal
     from supervisor.paths import Paths
     from supervisor.process import ProcessManager
@@ -23,6 +24,7 @@ class Host(Protocol):
     journal: Journal
     processes: ProcessManager
     config: ConfigStore
+    config_worker: ConfigWorker
     runners: Runners
     storage: StorageServices
     units: UnitsReconciler | None

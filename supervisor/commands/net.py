@@ -14,7 +14,6 @@ Arguments and results:
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 
 from handlers.network import DEFAULT_TRY_TIMEOUT, NetworkError, candidate_config
@@ -99,10 +98,10 @@ class NetCommands:
         """The network config a candidate document gives; parsed and validated off the loop."""
         if not text:
             return None
-        return await asyncio.to_thread(candidate_config, self.sup.config.current, str(text), source)
+        return await self.sup.config_worker.run(candidate_config, self.sup.config.current, str(text), source)
 
     async def _persist(self, text: str) -> None:
-        errors = await asyncio.to_thread(self.sup.config.merge, text)
+        errors = await self.sup.config_worker.run(self.sup.config.merge, text)
         if errors:
             raise ControlError("; ".join(str(e) for e in errors))
         result = await self.sup.reload()

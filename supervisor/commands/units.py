@@ -81,7 +81,7 @@ class ServiceCommands:
             if problems:
                 raise ControlError(problems[0].message)
         key = format_path(("corral", "services_include", name))
-        errors = await asyncio.to_thread(self.sup.config.set, key, "true" if on else "false")
+        errors = await self.sup.config_worker.run(self.sup.config.set, key, "true" if on else "false")
         if errors:
             raise ControlError("; ".join(str(e) for e in errors))
         result = await self.sup.reload()

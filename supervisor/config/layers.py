@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from supervisor.config.errors import ConfigError
+from supervisor.config.errors import DOCUMENT, ConfigError
 from supervisor.config.keypath import KeyPath
 from supervisor.config.validate import Validator, canonical_file_modes
 from supervisor.config.yamlload import Document, load_document
@@ -54,6 +54,18 @@ def _rename(path: KeyPath, old: str, new: str) -> KeyPath:
 
 def check_document(doc: Document, validator: Validator) -> tuple[Layer | None, list[ConfigError]]:
     """Validate a parsed document; errors name the keys as the user wrote them (``rancher.`` stays)."""
+    try:
+        return _check_document(doc, validator)
+    except Exception as exc:  # any failure on user input is the input's error, not a crash
+        return None, [unreadable(doc.source, exc)]
+
+
+def unreadable(source: str, exc: BaseException) -> ConfigError:
+    """A failure of the loader itself (a bug, or a limit it did not check) as the document's error."""
+    return ConfigError(source, DOCUMENT, f"cannot be read: {type(exc).__name__}: {exc}"[:500])
+
+
+def _check_document(doc: Document, validator: Validator) -> tuple[Layer | None, list[ConfigError]]:
     folded, aliased, errors = fold_alias(doc)
     if folded is None:
         return None, errors
@@ -77,8 +89,12 @@ def _unfold(error: ConfigError) -> ConfigError:
 
 
 def check_text(text: str, source: str, validator: Validator) -> tuple[Layer | None, list[ConfigError]]:
-    """Parse and validate one cloud-config document (a leading ``#cloud-config`` line is a comment)."""
-    doc, errors = load_document(text, source)
+    """Parse and validate one cloud-config document (a leading ``#cloud-config`` line is a comment).
+    Whatever goes wrong is an error naming ``source``: this never raises."""
+    try:
+        doc, errors = load_document(text, source)
+    except Exception as exc:  # see check_document
+        return None, [unreadable(source, exc)]
     if doc is None:
         return None, errors
     return check_document(doc, validator)

@@ -169,7 +169,11 @@ def _plain_literal(node: Node) -> str | None:
 
 
 def parse_yaml(text: str, source: str) -> tuple[Any, dict[KeyPath, NodeInfo], list[ConfigError]]:
-    """Parse one YAML document of any shape: ``(value, node info, errors)``; value is None on errors."""
+    """Parse one YAML document of any shape: ``(value, node info, errors)``; value is None on errors.
+    Never raises: a text over ``MAX_BYTES``, and any failure of the loader, is an error naming ``source``."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_BYTES:
+        return None, {}, [ConfigError(source, DOCUMENT, too_large(size))]
     loader: StrictLoader | None = None
     try:
         loader = StrictLoader(text)  # the reader checks every character here
@@ -197,6 +201,8 @@ def parse_yaml(text: str, source: str) -> tuple[Any, dict[KeyPath, NodeInfo], li
         return None, {}, [ConfigError(source, DOCUMENT, f"YAML error: {exc}")]
     except ValueError as exc:  # a constructor's own limit, such as an integer with thousands of digits
         return None, {}, [ConfigError(source, DOCUMENT, f"cannot read a value: {exc}")]
+    except Exception as exc:  # RecursionError, MemoryError...: the input's error, not a crash
+        return None, {}, [ConfigError(source, DOCUMENT, f"cannot be read: {type(exc).__name__}: {exc}"[:500])]
     finally:
         if loader is not None:
             loader.dispose()
@@ -212,9 +218,6 @@ def load_document(text: str, source: str) -> tuple[Document | None, list[ConfigE
     """Parse one cloud-config document. An empty document is an empty mapping; a top level that is
     not a mapping, a syntax error or a duplicate key are errors on the key path ``(document)`` or on
     the duplicated key. A document larger than ``MAX_BYTES`` is an error."""
-    size = len(text.encode("utf-8", "surrogatepass"))
-    if size > MAX_BYTES:
-        return None, [ConfigError(source, DOCUMENT, too_large(size))]
     data, nodes, errors = parse_yaml(text, source)
     if errors:
         return None, errors

@@ -1,0 +1,65 @@
+"""The one thread that parses and validates config for PID 1, so that its loop never does.
+
+Every piece of config work that reads user input (``config validate/set/unset/merge``, ``reload``, the
+boot load, an export that reads the user's files) runs here, one at a time: a big document holds this
+thread, never the loop, and eight big documents at once hold one thread's worth of memory, not eight.
+At most ``MAX_WAITING`` requests wait behind the running one; more are refused at once with
+``WorkerBusy`` (the client is told to try again) instead of piling up 1 MiB documents in memory.
+
+Each document is bounded anyway (supervisor/config/yamlload.py: bytes, nesting, keys, values), so the
+time one request holds the thread is bounded too."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import ParamSpec, TypeVar
+
+MAX_WAITING = 8
+"""Config requests that may wait for the worker while one runs; one more is refused (WorkerBusy)."""
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class WorkerBusy(RuntimeError):
+    """Too many config requests are waiting already."""
+
+
+class ConfigWorker:
+    def __init__(self, max_waiting: int = MAX_WAITING) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="config-worker")
+        self._limit = max_waiting + 1  # the running one and those waiting
+        self._pending = 0
+
+    @property
+    def pending(self) -> int:
+        """Requests running or waiting now."""
+        return self._pending
+
+    async def run_input(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``fn(*args, **kwargs)`` on the worker thread, for a request carrying user input (a document, a
+        value): WorkerBusy when ``MAX_WAITING`` requests already wait. Cancelled while it waits, it never
+        runs."""
+        if self._pending >= self._limit:
+            raise WorkerBusy(
+                f"busy: {self._pending - 1} config requests are already waiting (the limit is "
+                f"{self._limit - 1}); try again"
+            )
+        return await self.run(fn, *args, **kwargs)
+
+    async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``fn(*args, **kwargs)`` on the worker thread, after what runs and waits now (boot's load and
+        ``reload``, which carry no input of their own, are never refused)."""
+        self._pending += 1
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+        finally:
+            self._pending -= 1
+
+    def shutdown(self) -> None:
+        """Stop taking work; what is running finishes on its own (the thread is not waited for)."""
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,147 @@
+"""Every config input is bounded (bytes, nesting, keys, values) with an error naming the limit, a
+failure of the loader itself is the document's error (never a traceback), and the config worker runs
+config work off the loop, one at a time, with a bounded queue."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from supervisor.cli.main import main, not_utf8
+from supervisor.config import layers, yamlload
+from supervisor.config.layers import check_text
+from supervisor.config.schema import Schema
+from supervisor.config.validate import Validator
+from supervisor.config.worker import ConfigWorker, WorkerBusy
+from supervisor.config.yamlload import MAX_BYTES, MAX_KEYS, MAX_NODES, parse_yaml
+
+VALIDATOR = Validator(Schema())
+
+
+def test_a_document_with_too_many_keys_stops_at_the_limit() -> None:
+    text = "".join(f"k{i}: 1\n" for i in range(90_000))  # ~0.9 MB, as in issue 14
+    _, _, errors = parse_yaml(text, "big.yml")
+    assert len(errors) == 1
+    assert errors[0].file == "big.yml" and errors[0].key == "(document)"
+    assert f"more than {MAX_KEYS} keys (the limit of one document)" in errors[0].message
+    assert errors[0].line is not None and errors[0].line <= MAX_KEYS + 1  # stopped there, not at the end
+
+
+def test_a_document_with_too_many_values_stops_at_the_limit() -> None:
+    _, _, errors = parse_yaml("a: [" + "1," * (MAX_NODES + 10) + "]\n", "list.yml")
+    assert f"more than {MAX_NODES} values (the limit of one document)" in errors[0].message
+
+
+def test_just_under_the_key_limit_is_read() -> None:
+    text = "".join(f"k{i}: v\n" for i in range(MAX_KEYS))
+    value, _, errors = parse_yaml(text, "f")
+    assert errors == [] and len(value) == MAX_KEYS
+
+
+def test_a_set_value_over_the_byte_limit_is_an_error() -> None:
+    _, _, errors = parse_yaml("x" * (MAX_BYTES + 1), "<set>")
+    assert "too large" in errors[0].message and str(MAX_BYTES) in errors[0].message
+
+
+def test_nesting_past_the_limit_in_any_form_is_an_error() -> None:
+    for text in ["[" * 2000, "a: " + "[" * 2000 + "]" * 2000, "a: " + "{a: " * 2000, "- " * 2000]:
+        _, _, errors = parse_yaml(text, "deep.yml")
+        assert "nested more than 64 levels deep" in errors[0].message, text[:10]
+
+
+@pytest.mark.parametrize("exc", [RecursionError("maximum recursion depth exceeded"), MemoryError(),
+                                 RuntimeError("boom")])
+def test_a_failure_of_the_loader_is_the_documents_error(monkeypatch: pytest.MonkeyPatch,
+                                                        exc: BaseException) -> None:
+    def explode(*args: object) -> None:
+        raise exc
+
+    monkeypatch.setattr(yamlload.StrictLoader, "get_single_data", explode)
+    _, _, errors = parse_yaml("a: 1\n", "drop.yml")
+    assert [(e.file, e.key) for e in errors] == [("drop.yml", "(document)")]
+    assert errors[0].message.startswith(f"cannot be read: {type(exc).__name__}")
+
+    monkeypatch.setattr(layers, "load_document", explode)
+    layer, errors = check_text("a: 1\n", "drop.yml", VALIDATOR)
+    assert layer is None
+    assert str(errors[0]).startswith(f"drop.yml: (document): cannot be read: {type(exc).__name__}")
+
+
+def test_a_failure_of_the_validator_is_the_documents_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def explode(*args: object) -> None:
+        raise RecursionError("deep")
+
+    monkeypatch.setattr(Validator, "validate", explode)
+    layer, errors = check_text("hostname: h\n", "f.yml", VALIDATOR)
+    assert layer is None and str(errors[0]) == "f.yml: (document): cannot be read: RecursionError: deep"
+
+
+def test_control_characters_are_errors_with_line_and_column() -> None:
+    for char in "\x00\x07\x1b":
+        _, _, errors = parse_yaml(f"hostname: a{char}b\n", "f.yml")
+        assert f"line 1, column 12: unacceptable character #x{ord(char):04x}" in errors[0].message
+
+
+def test_the_worker_runs_off_the_loop_one_at_a_time() -> None:
+    async def scenario() -> None:
+        worker = ConfigWorker(max_waiting=2)
+        loop_thread = threading.get_ident()
+        seen: list[int] = []
+        running = 0
+        most = 0
+        gate = threading.Event()
+
+        def job() -> int:
+            nonlocal running, most
+            running += 1
+            most = max(most, running)
+            gate.wait(10)
+            seen.append(threading.get_ident())
+            running -= 1
+            return len(seen)
+
+        tasks = [asyncio.create_task(worker.run_input(job)) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        assert worker.pending == 3
+        with pytest.raises(WorkerBusy, match="2 config requests are already waiting"):
+            await worker.run_input(job)
+        gate.set()
+        assert sorted(await asyncio.gather(*tasks)) == [1, 2, 3]
+        assert most == 1 and loop_thread not in seen and len(set(seen)) == 1
+        assert worker.pending == 0
+        worker.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_a_cancelled_waiting_request_never_runs() -> None:
+    async def scenario() -> None:
+        worker = ConfigWorker()
+        gate = threading.Event()
+        ran: list[str] = []
+        first = asyncio.create_task(worker.run(lambda: gate.wait(10)))
+        second = asyncio.create_task(worker.run(lambda: ran.append("second")))
+        await asyncio.sleep(0.05)
+        second.cancel()
+        await asyncio.sleep(0.05)  # the cancellation reaches the waiting job
+        gate.set()
+        await first
+        with pytest.raises(asyncio.CancelledError):
+            await second
+        await worker.run(lambda: None)
+        assert ran == []
+        worker.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_non_utf8_arguments_are_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    arg = b"a\xffb".decode("utf-8", "surrogateescape")  # as Python hands such an argv over
+    assert not_utf8(["config", "set", "hostname", arg]) == (
+        "argument 4 is not UTF-8 text (byte 0xff at position 2); give arguments as UTF-8")
+    assert not_utf8(["config", "set", "hostname", "héllo"]) is None
+    assert main(["config", "set", "hostname", arg]) == 2
+    err = capsys.readouterr().err
+    assert err == "corral: argument 4 is not UTF-8 text (byte 0xff at position 2); give arguments as UTF-8\n"
