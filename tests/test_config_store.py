@@ -154,7 +154,7 @@ def test_set_persists_only_the_difference_from_the_defaults(store: ConfigStore) 
     assert store.get("corral.log") == {"level": "debug", "max_bytes": 10485760, "keep": 5}
     assert store.set("corral.log.level", "info") == []  # back to the default: nothing left to persist
     assert persisted(store) is None
-    assert stat.S_IMODE(store.cloud_config_path.stat().st_mode) == 0o644
+    assert stat.S_IMODE(store.cloud_config_path.stat().st_mode) == 0o600  # the user config: root-only
 
 
 def test_set_does_not_persist_cmdline_datasource_or_dropin_values(paths: Paths) -> None:
@@ -371,9 +371,10 @@ users:
 def test_hand_written_secret_moves_to_private_on_the_next_set(store: ConfigStore) -> None:
     store.paths.config_dir.mkdir(parents=True)
     store.cloud_config_path.write_text("corral:\n  password: plain\n")
-    result = store.load()
-    assert result.ok
-    assert [w.key for w in result.warnings] == ["corral.password"]
+    store.cloud_config_path.chmod(0o644)
+    result = store.load()  # adopted into a generation: root-only (0600) as the whole user config is
+    assert result.ok and result.warnings == []
+    assert stat.S_IMODE(store.cloud_config_path.stat().st_mode) == 0o600
     assert store.set("hostname", "h") == []
     assert "plain" not in store.cloud_config_path.read_text()
     assert private(store) == {"corral": {"password": "plain"}}
@@ -393,13 +394,32 @@ def test_world_readable_private_file_is_a_warning(store: ConfigStore) -> None:
     assert any("chmod 0600" in w.message for w in store.load().warnings)
 
 
-def test_redacted_placeholder_is_refused(store: ConfigStore) -> None:
+def test_a_redacted_export_merges_back_keeping_the_stored_secrets(store: ConfigStore) -> None:
     assert store.set("corral.password", "real") == []
-    exported = yaml.safe_dump(store.export(user_only=True))
-    assert "<redacted>" in exported
-    errors = store.merge(exported)
-    assert [e.key for e in errors] == ["corral.password"]
+    assert store.merge("users: [{name: ops, passwd: pw1}]\n") == []
+    exported = store.export(user_only=True)
+    assert exported["corral"]["password"] == "<redacted>" and exported["users"][0]["passwd"] == "<redacted>"
+    exported["hostname"] = "h2"
+    assert store.merge(yaml.safe_dump(exported), "backup.yml") == []
+    assert private(store) == {"corral": {"password": "real"}, "users": [{"name": "ops", "passwd": "pw1"}]}
+    assert persisted(store) == {"hostname": "h2"}
+
+
+def test_a_redacted_placeholder_with_no_stored_secret_is_refused(store: ConfigStore) -> None:
+    assert store.set("corral.password", "real") == []
+    errors = store.merge("corral: {password: <redacted>}\nusers: [{name: ops, passwd: <redacted>}]\n",
+                         "backup.yml")
+    assert [(e.file, e.key) for e in errors] == [("backup.yml", "users[0].passwd")]
+    assert "no secret is stored here to keep" in errors[0].message
     assert private(store) == {"corral": {"password": "real"}}
+
+
+def test_errors_of_the_merged_whole_name_the_input(paths: Paths) -> None:
+    from supervisor.domain_checks import config_store
+
+    store = config_store(paths)  # with the domain checks: the unit's check finds the missing image
+    errors = store.merge("corral: {services: {web: {restart: always}}}\n", "mine.yml")
+    assert [str(e) for e in errors] == ["mine.yml: corral.services.web.image: unit 'web' has no image"]
 
 
 def test_export_user_only_is_what_was_persisted(store: ConfigStore) -> None:

@@ -284,7 +284,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_merge(args: argparse.Namespace) -> int:
     text = read_input(args.file)
-    result = call(args, "config.merge", yaml=text)
+    result = call(args, "config.merge", yaml=text, filename=STDIN if args.file == "-" else args.file)
     return _emit(args, result, render_applied(result))
 
 

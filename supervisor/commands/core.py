@@ -108,7 +108,7 @@ class Commands:
         return await self._applied(errors)
 
     async def config_merge(self, args: dict[str, Any]) -> Any:
-        errors = await self._work(self.sup.config.merge, args["yaml"])
+        errors = await self._work(self.sup.config.merge, args["yaml"], args.get("filename"))
         return await self._applied(errors)
 
     async def _work(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

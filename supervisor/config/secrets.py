@@ -15,10 +15,10 @@ import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from supervisor.config.keypath import KeyPath, Segment
+from supervisor.config.keypath import KeyPath, Segment, get_path
 from supervisor.secretnames import REDACTED, is_secret_path
 
-__all__ = ["REDACTED", "contains_secret", "is_secret", "redact", "secret_paths", "split_secrets"]
+__all__ = ["REDACTED", "contains_secret", "is_secret", "keep_stored", "redact", "secret_paths", "split_secrets"]
 
 
 def is_secret(path: Sequence[Segment]) -> bool:
@@ -80,3 +80,29 @@ def secret_paths(config: Any, path: KeyPath = ()) -> list[KeyPath]:
         for i, v in enumerate(config):
             found.extend(secret_paths(v, (*path, i)))
     return found
+
+
+def keep_stored(overlay: Any, stored: Any, path: KeyPath = ()) -> tuple[Any, list[KeyPath]]:
+    """``overlay`` (a document to merge) with each ``"<redacted>"`` placeholder of a secret replaced by
+    the secret ``stored`` holds at that key path: merging a redacted export back keeps the secrets.
+    Also returns the key paths of placeholders that have no stored secret to keep."""
+    if path and overlay == REDACTED and is_secret(path):
+        try:
+            return copy.deepcopy(get_path(stored, path)), []
+        except KeyError:
+            return overlay, [path]
+    missing: list[KeyPath] = []
+    if isinstance(overlay, Mapping):
+        kept: dict[str, Any] = {}
+        for key, value in overlay.items():
+            kept[key], lost = keep_stored(value, stored, (*path, key))
+            missing.extend(lost)
+        return kept, missing
+    if isinstance(overlay, list):
+        items = []
+        for i, value in enumerate(overlay):
+            item, lost = keep_stored(value, stored, (*path, i))
+            items.append(item)
+            missing.extend(lost)
+        return items, missing
+    return overlay, []

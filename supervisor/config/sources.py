@@ -15,6 +15,7 @@ from typing import Any
 from supervisor.config.cmdline import parse_cmdline
 from supervisor.config.datasources import Datasource, DatasourceContext, DatasourceRegistry
 from supervisor.config.errors import DOCUMENT, ConfigError
+from supervisor.config.generations import CLOUD_CONFIG, PRIVATE, Generations
 from supervisor.config.keypath import KeyPath, format_path, get_path
 from supervisor.config.layers import Layer, check_document, check_text
 from supervisor.config.merge import merge_layers
@@ -24,9 +25,7 @@ from supervisor.config.validate import Validator
 from supervisor.config.yamlload import Document, read_config_file
 from supervisor.paths import Paths
 
-CLOUD_CONFIG = "cloud-config.yml"
 DROPIN_DIR = "cloud-config.d"
-PRIVATE = "private.yml"
 DATASOURCES_KEY: KeyPath = ("corral", "cloud_init", "datasources")
 
 
@@ -49,6 +48,7 @@ class LayerSources:
         self._schema = schema
         self._cmdline_text = cmdline_text
         self._registry = registry
+        self.generations = Generations(paths.config_dir)
 
     @property
     def cloud_config_path(self) -> Path:
@@ -93,7 +93,7 @@ class LayerSources:
               ) -> list[tuple[Path, Layer | None, list[ConfigError]]]:
         """The user's files in merge order (cloud-config.d/*.yml, cloud-config.yml, private.yml), each
         read and checked on its own: (path, layer or None, errors)."""
-        return [(path, *self._file_layer(path, overrides or {})) for path in self._file_paths()]
+        return [(path, *self._file_layer(path, where, overrides or {})) for path, where in self._file_paths()]
 
     def cmdline(self) -> str:
         """The kernel command line's text (given, or read from ``paths.cmdline_file``)."""
@@ -139,18 +139,22 @@ class LayerSources:
                 found.append(ConfigError(source, format_path((*DATASOURCES_KEY, i)), str(exc)))
         return found
 
-    def _file_paths(self) -> list[Path]:
+    def _file_paths(self) -> list[tuple[Path, Path]]:
+        """``(name, where to read it)`` of each user file: the user's config is read from the generation
+        in force (resolved once, so both files are of one generation) but named by its stable path."""
         dropins = sorted(self.dropin_dir.glob("*.yml")) if self.dropin_dir.is_dir() else []
-        return [*dropins, self.cloud_config_path, self.private_path]
+        generation = self.generations.read_dir()
+        return [*((d, d) for d in dropins), (self.cloud_config_path, generation / CLOUD_CONFIG),
+                (self.private_path, generation / PRIVATE)]
 
     def _file_layer(
-        self, path: Path, overrides: Mapping[Path, str | None]
+        self, path: Path, where: Path, overrides: Mapping[Path, str | None]
     ) -> tuple[Layer | None, list[ConfigError]]:
         if path in overrides:
             text = overrides[path]
         else:
             try:
-                text, errors = read_config_file(path)
+                text, errors = read_config_file(where, str(path))
             except FileNotFoundError:
                 return None, []
             if text is None:
@@ -162,11 +166,11 @@ class LayerSources:
     def _file_warnings(
         self, path: Path, layer: Layer, overrides: Mapping[Path, str | None]
     ) -> list[ConfigError]:
-        if path == self.private_path:
+        if path in (self.private_path, self.cloud_config_path):  # the user's config: 0600 as a whole
             if path in overrides:
                 return []
-            mode = stat.S_IMODE(path.stat().st_mode)
-            if mode & 0o077:
+            mode = stat.S_IMODE((self.generations.read_dir() / path.name).stat().st_mode)
+            if mode & 0o077 and (path == self.private_path or secret_paths(layer.data)):
                 return [
                     ConfigError(str(path), DOCUMENT, f"holds secrets but has mode {mode:04o}: chmod 0600 it")
                 ]

@@ -30,15 +30,15 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from supervisor.atomic import remove_durably, write_atomic
 from supervisor.config.cmdline import SOURCE as CMDLINE
 from supervisor.config.datasources import DatasourceRegistry, default_registry
 from supervisor.config.errors import DOCUMENT, ConfigError
+from supervisor.config.generations import CLOUD_CONFIG, PRIVATE, Recovered
 from supervisor.config.keypath import KeyPath, format_path, get_path, nested, parse_path, without
 from supervisor.config.layers import ALIAS, CORRAL, Layer, check_document, check_text
 from supervisor.config.merge import changed_keys, diff, merge, merge_layers, same
 from supervisor.config.schema import Schema
-from supervisor.config.secrets import REDACTED, redact, secret_paths, split_secrets
+from supervisor.config.secrets import REDACTED, keep_stored, redact, split_secrets
 from supervisor.config.sources import LayerSources
 from supervisor.config.validate import Validator
 from supervisor.config.yamlload import Document, parse_yaml, read_config_file
@@ -135,6 +135,7 @@ class ConfigStore:
         self.generation = 0
         self.last_errors: list[ConfigError] = []  # why the last load was rejected; [] when accepted
         self.last_warnings: list[ConfigError] = []
+        self.last_recovered = Recovered()  # what the last load adopted or cleaned (generations.py)
 
     # -- locations ---------------------------------------------------------------------------------------
 
@@ -238,6 +239,7 @@ class ConfigStore:
         """Read and merge every layer; if all are valid, put the result in force (``generation`` goes
         up when it differs). With any error, the config in force is untouched."""
         with self._lock:
+            self.last_recovered = self.sources.generations.recover()
             result = self.read()
             self.last_warnings = result.warnings
             if result.errors:
@@ -309,13 +311,15 @@ class ConfigStore:
             return errors
         return self._persist(layer.data, SET_SOURCE)
 
-    def merge(self, yaml_text: str) -> list[ConfigError]:
+    def merge(self, yaml_text: str, filename: str | None = None) -> list[ConfigError]:
         """Merge a cloud-config document into the persisted config (validated first); ``reload`` puts
-        it in force. Returns errors; [] when persisted."""
-        layer, errors = check_text(yaml_text, MERGE_SOURCE, self._validator)
+        it in force. Errors name ``filename`` (the input as the user gave it; ``<merge>`` without one),
+        also those found only in the merged whole. Returns errors; [] when persisted."""
+        source = filename or MERGE_SOURCE
+        layer, errors = check_text(yaml_text, source, self._validator)
         if layer is None:
             return errors
-        return self._persist(layer.data, MERGE_SOURCE)
+        return self._persist(layer.data, source)
 
     def unset(self, key_path: str) -> list[ConfigError]:
         """Remove one key from the persisted user config (cloud-config.yml, private.yml), so that what
@@ -361,19 +365,26 @@ class ConfigStore:
 
     def _persist(self, overlay: dict[str, Any], source: str) -> list[ConfigError]:
         """Write cloud-config.yml (and private.yml) so that they hold the old persisted config plus
-        ``overlay``, minus whatever the defaults and cloud-config.d already say."""
-        placeholders = [p for p in secret_paths(overlay) if get_path(overlay, p) == REDACTED]
-        if placeholders:
-            return [
-                ConfigError(
-                    source,
-                    format_path(p),
-                    f"{REDACTED!r} is the placeholder of an export "
-                    "without secrets, not a value: give the secret or leave the key out",
-                )
-                for p in placeholders
-            ]
-        return self._rewrite(lambda persisted: merge(persisted, overlay), _leaves(overlay), source)
+        ``overlay``, minus whatever the defaults and cloud-config.d already say. A ``"<redacted>"``
+        placeholder (a redacted export merged back) keeps the secret stored there; one with no stored
+        secret is refused, naming the key."""
+
+        def change(persisted: dict[str, Any]) -> dict[str, Any]:
+            kept, missing = keep_stored(overlay, persisted)
+            if missing:
+                raise _Refused([
+                    ConfigError(source, format_path(p), f"{REDACTED!r} is the placeholder of an export "
+                                "without secrets, and no secret is stored here to keep: give the secret "
+                                "or leave the key out")
+                    for p in missing
+                ])
+            merged: dict[str, Any] = merge(persisted, kept)
+            return merged
+
+        try:
+            return self._rewrite(change, _leaves(overlay), source)
+        except _Refused as refused:
+            return refused.errors
 
     def _rewrite(
         self, change: Callable[[dict[str, Any]], dict[str, Any]], touched: Sequence[KeyPath], source: str
@@ -383,6 +394,7 @@ class ConfigStore:
         result does not load, or when a layer above the user's config (cmdline, a datasource) would
         undo the change at one of the ``touched`` key paths. KeyError from ``change`` passes through."""
         with self._lock:
+            self.last_recovered = self.sources.generations.recover()  # a hand edit is the base
             below, user, errors = self._persisted_layers()
             if errors:
                 return errors
@@ -394,18 +406,24 @@ class ConfigStore:
             cc_text = _dump(public)
             private_text = _dump(private) if private else None
             result = self._load({self.cloud_config_path: cc_text, self.private_path: private_text})
-            if result.errors:
-                return result.errors
+            if result.errors:  # the files to be written are the input's result: name the input
+                written = (str(self.cloud_config_path), str(self.private_path))
+                return [replace(e, file=source) if e.file in written else e for e in result.errors]
             errors = _overridden(wanted, result, touched, source)
             if errors:
                 return errors
-            self.paths.config_dir.mkdir(parents=True, exist_ok=True)
-            if private_text is not None:  # secrets first: a crash in between loses nothing
-                write_atomic(self.private_path, private_text.encode(), mode=0o600)
-            write_atomic(self.cloud_config_path, cc_text.encode(), mode=0o644)
-            if private_text is None:
-                remove_durably(self.private_path)
+            # both files as one new generation, switched in with one rename (generations.py)
+            private_bytes = None if private_text is None else private_text.encode()
+            self.sources.generations.commit({CLOUD_CONFIG: cc_text.encode(), PRIVATE: private_bytes})
             return []
+
+class _Refused(Exception):
+    """A change refused before anything is written (its errors), raised out of a ``_rewrite`` change."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        super().__init__("; ".join(map(str, errors)))
+        self.errors = errors
+
 
 def validate_file(store: ConfigStore, path: str | Path) -> list[ConfigError]:
     """The errors of ``store.verdict`` on the file at ``path`` (or why it cannot be read)."""

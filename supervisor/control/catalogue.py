@@ -193,7 +193,10 @@ COMMANDS: dict[str, Command] = _commands(
         "Merge a cloud-config document into the user's config, persist and apply it. Refused like "
         "config.set when a layer above the user's config sets one of its keys.",
         _APPLIED,
-        (Arg("yaml", (str,), "cloud-config YAML text", required=True),),
+        (
+            Arg("yaml", (str,), "cloud-config YAML text", required=True),
+            Arg("filename", (str,), "the input's name in error messages (default: <merge>)"),
+        ),
     ),
     Command(
         "config.validate",
