@@ -283,7 +283,8 @@ async def test_config_merge_from_a_file_and_from_stdin(
     monkeypatch.setattr(sys, "stdin", io.StringIO("corral: {hostname: edge-3}\n"))
     r = await corral("config", "merge", "-", "-o", "json")
     assert r.json() == {"generation": 4, "changed": ["corral.hostname"]}
-    assert calls(fake)[-1] == ("config.merge", {"yaml": "corral: {hostname: edge-3}\n", "filename": "<stdin>"})
+    assert calls(fake)[-1] == ("config.merge",
+                               {"yaml": "corral: {hostname: edge-3}\n", "filename": "<stdin>"})
 
 
 async def test_config_merge_of_a_missing_file(corral: Any, sockdir: Path) -> None:
