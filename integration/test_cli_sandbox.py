@@ -196,7 +196,7 @@ def test_config_set_of_a_key_a_higher_layer_gives_is_refused_naming_it(sandbox: 
     merge_file = sb.dir.parent / "override.yml"
     merge_file.write_text("corral:\n  environment: {ZONE: b, RACK: r1}\n")
     r = sb.cli("config", "merge", str(merge_file), check=False)
-    assert r.returncode == 1 and "<merge>: corral.environment.ZONE: not changed" in r.stderr
+    assert r.returncode == 1 and f"{merge_file}: corral.environment.ZONE: not changed" in r.stderr
     assert "RACK" not in r.stderr  # only the key that a higher layer gives
     # nothing was written, nothing changed
     assert cloud_config.read_text() == before and not (sb.paths.config_dir / "private.yml").exists()
