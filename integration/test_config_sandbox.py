@@ -34,7 +34,8 @@ def test_status_answers_while_big_validates_run(sandbox: Any) -> None:
     done = threading.Event()
 
     def validate() -> None:
-        verdicts.append(request_sync(sb.paths.control_socket, "config.validate", yaml=BIG, filename="big.yml"))
+        reply = request_sync(sb.paths.control_socket, "config.validate", yaml=BIG, filename="big.yml")
+        verdicts.append(reply)
 
     threads = [threading.Thread(target=validate) for _ in range(8)]
     for t in threads:
