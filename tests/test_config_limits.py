@@ -78,6 +78,12 @@ def test_a_failure_of_the_validator_is_the_documents_error(monkeypatch: pytest.M
     assert layer is None and str(errors[0]) == "f.yml: (document): cannot be read: RecursionError: deep"
 
 
+def test_an_integer_over_the_digit_limit_is_an_error_naming_the_limit() -> None:
+    _, _, errors = parse_yaml("a: " + "9" * 5000 + "\n", "f.yml")
+    assert [str(e) for e in errors] == [
+        "f.yml: (document): an integer with more than 4300 digits (the limit)"]
+
+
 def test_control_characters_are_errors_with_line_and_column() -> None:
     for char in "\x00\x07\x1b":
         _, _, errors = parse_yaml(f"hostname: a{char}b\n", "f.yml")

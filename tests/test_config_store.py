@@ -420,6 +420,8 @@ def test_errors_of_the_merged_whole_name_the_input(paths: Paths) -> None:
     store = config_store(paths)  # with the domain checks: the unit's check finds the missing image
     errors = store.merge("corral: {services: {web: {restart: always}}}\n", "mine.yml")
     assert [str(e) for e in errors] == ["mine.yml: corral.services.web.image: unit 'web' has no image"]
+    errors = store.merge('corral: {services: {"a.b": {restart: always}}}\n', "mine.yml")  # no provenance
+    assert [e.file for e in errors] == ["mine.yml"], errors
 
 
 def test_export_user_only_is_what_was_persisted(store: ConfigStore) -> None:

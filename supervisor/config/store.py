@@ -407,7 +407,7 @@ class ConfigStore:
             private_text = _dump(private) if private else None
             result = self._load({self.cloud_config_path: cc_text, self.private_path: private_text})
             if result.errors:  # the files to be written are the input's result: name the input
-                written = (str(self.cloud_config_path), str(self.private_path))
+                written = (str(self.cloud_config_path), str(self.private_path), "merged")
                 return [replace(e, file=source) if e.file in written else e for e in result.errors]
             errors = _overridden(wanted, result, touched, source)
             if errors:

@@ -7,6 +7,7 @@ is a trap: ``validate`` does that with the schema."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -200,7 +201,10 @@ def parse_yaml(text: str, source: str) -> tuple[Any, dict[KeyPath, NodeInfo], li
     except yaml.YAMLError as exc:
         return None, {}, [ConfigError(source, DOCUMENT, f"YAML error: {exc}")]
     except ValueError as exc:  # a constructor's own limit, such as an integer with thousands of digits
-        return None, {}, [ConfigError(source, DOCUMENT, f"cannot read a value: {exc}")]
+        digits = sys.get_int_max_str_digits()
+        message = (f"an integer with more than {digits} digits (the limit)" if "integer string conversion"
+                   in str(exc) else f"cannot read a value: {exc}")
+        return None, {}, [ConfigError(source, DOCUMENT, message)]
     except Exception as exc:  # RecursionError, MemoryError...: the input's error, not a crash
         return None, {}, [ConfigError(source, DOCUMENT, f"cannot be read: {type(exc).__name__}: {exc}"[:500])]
     finally:
