@@ -597,3 +597,36 @@ def test_unset_of_a_key_the_user_does_not_hold_still_says_where_it_comes_from(pa
     store.cloud_config_path.write_text("hostname: h\n")
     errors = store.unset("corral.log.level")
     assert [e.message for e in errors] == ["not set in the user's config (its value comes from cmdline)"]
+
+
+def test_a_failed_commit_changes_nothing_and_says_why(
+    store: ConfigStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert store.merge("hostname: one\ncorral: {password: pw1}\n") == []
+    generations = store.sources.generations
+
+    def full(files: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(generations, "commit", full)
+    errors = store.merge("hostname: two\ncorral: {password: pw2}\n")
+    assert [str(e) for e in errors] == [
+        f"{store.cloud_config_path}: (document): cannot write: No space left on device; nothing changed"]
+    monkeypatch.undo()
+    assert persisted(store) == {"hostname": "one"} and private(store) == {"corral": {"password": "pw1"}}
+
+
+def test_a_failed_tidy_is_a_warning_and_the_config_still_loads(
+    store: ConfigStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert store.set("hostname", "h") == []
+
+    def read_only() -> None:
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(store.sources.generations, "recover", read_only)
+    result = store.load()
+    assert result.ok and store.current["hostname"] == "h"
+    assert [w.message for w in result.warnings] == [
+        "cannot adopt or tidy the user's config files: Read-only file system"]
+    assert store.set("hostname", "h2")[0].message.endswith("Read-only file system")

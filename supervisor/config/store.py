@@ -14,10 +14,13 @@ offline) all check each layer with ``check_text``/``check_document`` and the who
 
 ``set``/``unset``/``merge`` write the user's config (cloud-config.yml, private.yml). A value there is
 overridden by the kernel command line and by datasources; a change that such a layer would undo is
-refused (nothing written), naming the layer and the key, instead of being persisted to no effect.
+refused (nothing written), naming the layer and the key, instead of being persisted to no effect. Both
+files are committed together as one generation (supervisor/config/generations.py), all root-only;
+``load`` and every edit first adopt hand edits and the old layout and remove crash leftovers.
 
-Everything here is synchronous (the supervisor runs ``reload`` in a thread); a lock serialises
-``reload``/``set``/``merge`` so that the control socket and a reload cannot interleave."""
+Everything here is synchronous: the supervisor runs it on its one config worker thread
+(supervisor/config/worker.py), never on its loop; a lock serialises ``reload``/``set``/``merge`` anyway
+so that no two callers interleave."""
 
 from __future__ import annotations
 
@@ -239,8 +242,9 @@ class ConfigStore:
         """Read and merge every layer; if all are valid, put the result in force (``generation`` goes
         up when it differs). With any error, the config in force is untouched."""
         with self._lock:
-            self.last_recovered = self.sources.generations.recover()
+            tidy = self._recover()
             result = self.read()
+            result.warnings.extend(tidy)
             self.last_warnings = result.warnings
             if result.errors:
                 self.last_errors = result.errors
@@ -253,6 +257,17 @@ class ConfigStore:
                 self.generation += 1
             self._provenance = result.provenance
             return replace(result, changed=changed)
+
+    def _recover(self) -> list[ConfigError]:
+        """Adopt hand edits and the old layout, remove crash leftovers (generations.py). A failure
+        (a read-only or full disk) does not stop the load: the files are read where they are, and the
+        failure is a warning."""
+        try:
+            self.last_recovered = self.sources.generations.recover()
+        except OSError as exc:
+            return [ConfigError(str(self.paths.config_dir), DOCUMENT,
+                                f"cannot adopt or tidy the user's config files: {exc.strerror or exc}")]
+        return []
 
     def reload(self) -> ReloadResult:
         """``load``, reported as ``(errors, changed)``: errors mean nothing changed."""
@@ -394,7 +409,9 @@ class ConfigStore:
         result does not load, or when a layer above the user's config (cmdline, a datasource) would
         undo the change at one of the ``touched`` key paths. KeyError from ``change`` passes through."""
         with self._lock:
-            self.last_recovered = self.sources.generations.recover()  # a hand edit is the base
+            errors = self._recover()  # a hand edit is the base of the change
+            if errors:
+                return errors
             below, user, errors = self._persisted_layers()
             if errors:
                 return errors
@@ -414,7 +431,11 @@ class ConfigStore:
                 return errors
             # both files as one new generation, switched in with one rename (generations.py)
             private_bytes = None if private_text is None else private_text.encode()
-            self.sources.generations.commit({CLOUD_CONFIG: cc_text.encode(), PRIVATE: private_bytes})
+            try:
+                self.sources.generations.commit({CLOUD_CONFIG: cc_text.encode(), PRIVATE: private_bytes})
+            except OSError as exc:  # a full or read-only disk: the generation in force stays whole
+                return [ConfigError(str(self.cloud_config_path), DOCUMENT,
+                                    f"cannot write: {exc.strerror or exc}; nothing changed")]
             return []
 
 class _Refused(Exception):
