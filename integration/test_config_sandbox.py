@@ -40,7 +40,12 @@ def test_status_answers_while_big_validates_run(sandbox: Any) -> None:
     threads = [threading.Thread(target=validate) for _ in range(8)]
     for t in threads:
         t.start()
-    waiter = threading.Thread(target=lambda: ([t.join() for t in threads], done.set()))
+    def wait_all() -> None:
+        for t in threads:
+            t.join()
+        done.set()
+
+    waiter = threading.Thread(target=wait_all)
     waiter.start()
     answered_meanwhile = 0
     while not done.is_set():

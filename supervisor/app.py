@@ -206,6 +206,10 @@ class Supervisor:
 
     async def _load_config(self) -> None:
         result = await self.config_worker.run(self.config.load)
+        recovered = self.config.last_recovered
+        if recovered.adopted or recovered.removed:  # the old layout, a hand edit, or a crash's leftovers
+            log.info("config files adopted or tidied", adopted=list(recovered.adopted),
+                     removed=list(recovered.removed))
         self.config_errors = [str(e) for e in result.errors]
         for error in self.config_errors:
             log.error("config rejected", error=error)

@@ -88,7 +88,7 @@ def test_sigkill_during_config_commits_leaves_one_whole_config(tmp_path: Path) -
     sb.wait_ready()
     assert persisted(sb) == (0, 0)
     state, n = (0, 0), 1
-    attempted = survived = lost = 0
+    attempted = survived = lost = mid_commit = 0
     problems: list[str] = []
     try:
         for _ in range(ROUNDS):
@@ -120,12 +120,15 @@ def test_sigkill_during_config_commits_leaves_one_whole_config(tmp_path: Path) -
                                 f"acknowledged: {candidates}; leftovers {left}")
             else:
                 survived += 1
+            if sb.logs(boot=0, grep="config files adopted or tidied"):
+                mid_commit += 1  # the kill landed inside a commit: its half-made generation was removed
             state = seen if seen is not None else state
             n = max(whole) + 1
             print(f"round {attempted}: killed with {writer.sent} sent, {writer.acked} acknowledged; "
                   f"on disk {seen}")
     finally:
-        print(f"config crash: attempted {attempted}, survived {survived}, lost {lost}")
+        print(f"config crash: attempted {attempted}, survived {survived}, lost {lost}; "
+              f"killed inside a commit (leftovers removed at boot): {mid_commit}")
         with contextlib.suppress(StopIteration):
             next(factory)
     assert not problems, "\n".join(problems)
