@@ -36,7 +36,7 @@ import yaml
 from supervisor.config.cmdline import SOURCE as CMDLINE
 from supervisor.config.datasources import DatasourceRegistry, default_registry
 from supervisor.config.errors import DOCUMENT, ConfigError
-from supervisor.config.generations import CLOUD_CONFIG, PRIVATE, Recovered
+from supervisor.config.generations import CLOUD_CONFIG, PRIVATE, Generations, Recovered
 from supervisor.config.keypath import KeyPath, format_path, get_path, nested, parse_path, without
 from supervisor.config.layers import ALIAS, CORRAL, Layer, check_document, check_text
 from supervisor.config.merge import changed_keys, diff, merge, merge_layers, same
@@ -242,7 +242,7 @@ class ConfigStore:
         """Read and merge every layer; if all are valid, put the result in force (``generation`` goes
         up when it differs). With any error, the config in force is untouched."""
         with self._lock:
-            tidy = self._recover()
+            self.last_recovered, tidy = _recover(self.sources.generations)
             result = self.read()
             result.warnings.extend(tidy)
             self.last_warnings = result.warnings
@@ -257,17 +257,6 @@ class ConfigStore:
                 self.generation += 1
             self._provenance = result.provenance
             return replace(result, changed=changed)
-
-    def _recover(self) -> list[ConfigError]:
-        """Adopt hand edits and the old layout, remove crash leftovers (generations.py). A failure
-        (a read-only or full disk) does not stop the load: the files are read where they are, and the
-        failure is a warning."""
-        try:
-            self.last_recovered = self.sources.generations.recover()
-        except OSError as exc:
-            return [ConfigError(str(self.paths.config_dir), DOCUMENT,
-                                f"cannot adopt or tidy the user's config files: {exc.strerror or exc}")]
-        return []
 
     def reload(self) -> ReloadResult:
         """``load``, reported as ``(errors, changed)``: errors mean nothing changed."""
@@ -409,7 +398,7 @@ class ConfigStore:
         result does not load, or when a layer above the user's config (cmdline, a datasource) would
         undo the change at one of the ``touched`` key paths. KeyError from ``change`` passes through."""
         with self._lock:
-            errors = self._recover()  # a hand edit is the base of the change
+            self.last_recovered, errors = _recover(self.sources.generations)  # a hand edit is the base
             if errors:
                 return errors
             below, user, errors = self._persisted_layers()
@@ -437,6 +426,17 @@ class ConfigStore:
                 return [ConfigError(str(self.cloud_config_path), DOCUMENT,
                                     f"cannot write: {exc.strerror or exc}; nothing changed")]
             return []
+
+def _recover(generations: Generations) -> tuple[Recovered, list[ConfigError]]:
+    """Adopt hand edits and the old layout, remove crash leftovers (generations.py). A failure (a
+    read-only or full disk) does not stop a load: the files are read where they are, and the failure is
+    a problem naming the config directory (a load's warning, an edit's error)."""
+    try:
+        return generations.recover(), []
+    except OSError as exc:
+        why = f"cannot adopt or tidy the user's config files: {exc.strerror or exc}"
+        return Recovered(), [ConfigError(str(generations.dir), DOCUMENT, why)]
+
 
 class _Refused(Exception):
     """A change refused before anything is written (its errors), raised out of a ``_rewrite`` change."""
