@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from pathlib import Path
 
 import pytest
 
 from supervisor.cli.main import main, not_utf8
-from supervisor.config import layers, yamlload
+from supervisor.config import ConfigStore, layers, yamlload
 from supervisor.config.layers import check_text
 from supervisor.config.schema import Schema
 from supervisor.config.validate import Validator
 from supervisor.config.worker import ConfigWorker, WorkerBusy
 from supervisor.config.yamlload import MAX_BYTES, MAX_KEYS, MAX_NODES, parse_yaml
+from supervisor.paths import Paths
 
 VALIDATOR = Validator(Schema())
 
@@ -151,3 +153,13 @@ def test_non_utf8_arguments_are_a_usage_error(capsys: pytest.CaptureFixture[str]
     assert main(["config", "set", "hostname", arg]) == 2
     err = capsys.readouterr().err
     assert err == "corral: argument 4 is not UTF-8 text (byte 0xff at position 2); give arguments as UTF-8\n"
+
+
+def test_key_paths_are_bounded(tmp_path: Path) -> None:
+    store = ConfigStore(Paths(tmp_path))
+    deep = "corral." + "x." * 100 + "y"
+    assert store.set(deep, "1")[0].message == "nested more than 64 levels deep"
+    assert store.set("[" * 3000, "1")[0].message == "a key path is at most 1000 characters (the limit)"
+    assert store.unset("a" * 1001)[0].message == "a key path is at most 1000 characters (the limit)"
+    with pytest.raises(ValueError, match="at most 1000 characters"):
+        store.get("a" * 1001)

@@ -44,7 +44,7 @@ from supervisor.config.schema import Schema
 from supervisor.config.secrets import REDACTED, keep_stored, redact, split_secrets
 from supervisor.config.sources import LayerSources
 from supervisor.config.validate import Validator
-from supervisor.config.yamlload import Document, parse_yaml, read_config_file
+from supervisor.config.yamlload import MAX_DEPTH, Document, parse_yaml, read_config_file
 from supervisor.events import ConfigChanged
 from supervisor.paths import Paths
 
@@ -52,6 +52,8 @@ HEADER = "#cloud-config\n"
 SET_SOURCE = "<set>"
 UNSET_SOURCE = "<unset>"
 MERGE_SOURCE = "<merge>"
+MAX_KEY_PATH = 1000
+"""Upper bound on the characters of a key path given to get/set/unset."""
 
 
 @dataclass(frozen=True)
@@ -460,7 +462,11 @@ def validate_file(store: ConfigStore, path: str | Path) -> list[ConfigError]:
 def parse_key(schema: Schema, key_path: str) -> KeyPath:
     """A dotted key path as given (``rancher.x`` is ``corral.x``), with the schema's free-form maps'
     keys joined back (``corral.sysctl.net.ipv4.ip_forward``)."""
+    if len(key_path) > MAX_KEY_PATH:
+        raise ValueError(f"a key path is at most {MAX_KEY_PATH} characters (the limit)")
     path = parse_path(key_path)
+    if len(path) > MAX_DEPTH:
+        raise ValueError(f"nested more than {MAX_DEPTH} levels deep")
     if path[:1] == (ALIAS,):
         path = (CORRAL, *path[1:])
     return schema.join_free_keys(path)
