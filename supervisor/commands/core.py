@@ -129,7 +129,7 @@ class Commands:
     async def config_export(self, args: dict[str, Any]) -> Any:
         # it reads the user's files (cloud-config.yml, private.yml): off the loop
         return await self._work(self.sup.config.export, include_secrets=bool(args.get("secrets")),
-                                       user_only=True)
+                                user_only=True)
 
     async def config_validate(self, args: dict[str, Any]) -> Any:
         verdict = await self._work(
