@@ -131,9 +131,10 @@ def rejected(sb: Sandbox, cmd: str, file: str, tally: Tally, **args: Any) -> Non
             if not reason.startswith(file):
                 tally.lose(f"{cmd}: {reason}")
             return
-        bad = [p for p in reason.split("; ") if not clear(p, file)]
-        if bad:
-            tally.lose(f"{cmd}: unclear: {bad[0]}")
+        # The reason joins the problems with "; " (which a message may hold too) and is cut at the
+        # protocol's MAX_REASON: the first problem is checked whole; validate's are checked one by one.
+        if not clear(reason, file):
+            tally.lose(f"{cmd}: unclear: {reason}")
         return
     tally.lose(f"{cmd}: accepted what validate rejected ({args!r:.300})")
 
