@@ -18,7 +18,8 @@ from typing import Any
 from supervisor.config.keypath import KeyPath, Segment, get_path
 from supervisor.secretnames import REDACTED, is_secret_path
 
-__all__ = ["REDACTED", "contains_secret", "is_secret", "keep_stored", "redact", "secret_paths", "split_secrets"]
+__all__ = ["REDACTED", "contains_secret", "is_secret", "keep_stored", "redact", "secret_paths",
+           "split_secrets"]
 
 
 def is_secret(path: Sequence[Segment]) -> bool:
