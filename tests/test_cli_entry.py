@@ -24,15 +24,14 @@ def test_ctrl_c_while_the_cli_loads_exits_130_without_a_traceback(tmp_path: Path
     # own start does not; this one says it is loading, then waits for the signal.
     (tmp_path / "argparse.py").write_text("import sys, time\nprint('loading', flush=True)\ntime.sleep(60)\n")
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    proc = subprocess.Popen([sys.executable, "-m", "supervisor.cli", "status"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline() == "loading\n"
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-        proc.wait()
+    with subprocess.Popen([sys.executable, "-m", "supervisor.cli", "status"], cwd=ROOT, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline() == "loading\n"
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=30)
+        finally:
+            proc.kill()
     assert proc.returncode == 130, (proc.returncode, err)
     assert "Traceback" not in err, err
