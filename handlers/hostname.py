@@ -7,8 +7,10 @@ Level-triggered, like the other reconcilers: at boot (the ``hostname`` phase, be
 and DHCP, which sends the name) and on every config change it reads what is there (the kernel's name, the
 four files), ``plan`` (pure) lists the steps that make it what the config asks for, and they are run in
 order; files are written atomically, and only when they differ. When the kernel's name changes, the hosts
-files first name the old and the new name, then the kernel takes the new one, then the files name only
-the new one: ``sudo``, which looks the host's name up at each start, finds it at every instant.
+files first name the old and the new name, then the kernel takes the new one, and only ``LINGER`` seconds
+later do the files name only the new one: ``sudo``, which reads the kernel's name and then looks it up,
+finds it at every instant, also when it read the old name just before the change (seen in a TCG guest
+under load, where the two are far apart).
 
 The name was validated by the config's schema (RFC 1123 labels, at most 64 characters, the kernel's
 limit): the one validation of it. It is never given to a shell or a program."""
@@ -35,6 +37,7 @@ CONFIG_KEY = "hostname"
 MODE = 0o644
 HOSTS_HEADER = "# The host's names: written by corral from `hostname:` in its config, at each change\n"
 LOCAL_ADDRESS = "127.0.1.1"  # Debian's address for the host's own name
+LINGER = 3.0  # seconds the old name stays in the hosts files after the kernel took the new one
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,14 @@ class SetKernelName:
     was: str
 
 
-Step = WriteFile | SetKernelName
+@dataclass(frozen=True)
+class Linger:
+    """Wait before the next step (the old name's grace in the hosts files)."""
+
+    seconds: float
+
+
+Step = WriteFile | SetKernelName | Linger
 
 
 def names_of(name: str) -> list[str]:
@@ -102,9 +112,12 @@ def _usable(name: str) -> bool:
     return bool(name) and name.split() == [name] and "#" not in name
 
 
-def plan(desired: str, kernel: str, observed: Mapping[Path, bytes | None], files: Files) -> list[Step]:
+def plan(desired: str, kernel: str, observed: Mapping[Path, bytes | None], files: Files,
+         linger: float = LINGER) -> list[Step]:
     """The steps, in order, that make the kernel's name ``desired`` and every file name it, given the
-    kernel's name and the files' contents (None: missing). Nothing to do: an empty list."""
+    kernel's name and the files' contents (None: missing). Nothing to do: an empty list. A name the
+    kernel had (not ``(none)`` before the first boot) stays in the hosts files ``linger`` seconds after
+    the kernel took the new one."""
     steps: list[Step] = []
     now = dict(observed)
     if kernel != desired:
@@ -114,6 +127,8 @@ def plan(desired: str, kernel: str, observed: Mapping[Path, bytes | None], files
                 steps.append(WriteFile(path, bridge))
                 now[path] = bridge
         steps.append(SetKernelName(desired, kernel))
+        if linger > 0 and _usable(kernel) and kernel != "(none)":
+            steps.append(Linger(linger))
     final = {files.hosts: hosts_file(desired), files.console_hosts: hosts_file(desired),
              files.hostname: hostname_file(desired), files.console_hostname: hostname_file(desired)}
     steps += [WriteFile(path, content) for path, content in final.items() if now.get(path) != content]
@@ -152,10 +167,11 @@ class HostnameKeeper:
     config_keys: tuple[str, ...] | None = (CONFIG_KEY,)
 
     def __init__(self, paths: Paths, config: Callable[[], Mapping[str, Any]],
-                 kernel: Kernel | None = None) -> None:
+                 kernel: Kernel | None = None, linger: float = LINGER) -> None:
         self.files = Files.under(paths)
         self.config = config
         self.kernel = kernel or Kernel()
+        self.linger = linger
         self.writes = 0
 
     async def reconcile(self, full: bool) -> None:
@@ -164,10 +180,12 @@ class HostnameKeeper:
             return
         observed = await asyncio.to_thread(_read_all, self.files)
         written: list[str] = []
-        for step in plan(desired, self.kernel.get(), observed, self.files):
+        for step in plan(desired, self.kernel.get(), observed, self.files, self.linger):
             if isinstance(step, SetKernelName):
                 self.kernel.set(step.name)
                 log.info("hostname set", hostname=step.name, was=step.was)
+            elif isinstance(step, Linger):
+                await asyncio.sleep(step.seconds)
             else:
                 await asyncio.to_thread(_write, step.path, step.content)
                 self.writes += 1

@@ -14,9 +14,11 @@ from blockbuster import BlockBuster
 
 from handlers.hostname import (
     HOSTS_HEADER,
+    LINGER,
     Files,
     HostnameKeeper,
     Kernel,
+    Linger,
     SetKernelName,
     WriteFile,
     hostname_file,
@@ -108,12 +110,24 @@ def test_plan_a_rename_keeps_the_kernels_name_resolvable_at_every_step() -> None
     for step in steps:  # replay: after each step both hosts files name what the kernel says
         if isinstance(step, SetKernelName):
             kernel = step.name
+        elif isinstance(step, Linger):
+            continue
         elif step.path in hosts:
             hosts[step.path] = step.content
         assert all(resolves(content, kernel) for content in hosts.values()), step
     assert kernel == "new"
     assert hosts == {FILES.hosts: hosts_file("new"), FILES.console_hosts: hosts_file("new")}
     assert {s.path for s in steps if isinstance(s, WriteFile)} == set(FILES.all())
+
+
+def test_plan_the_old_name_lingers_after_the_kernel_took_the_new_one() -> None:
+    """sudo reads the kernel's name, then looks it up: a sudo that read "old" just before the change
+    must still find it (under load the two were seconds apart in a guest: "unable to resolve host")."""
+    steps = plan("new", "old", observed_final("old"), FILES)
+    at = next(i for i, s in enumerate(steps) if isinstance(s, SetKernelName))
+    assert steps[at + 1] == Linger(LINGER)
+    assert all(resolves(s.content, "old") for s in steps[:at] if isinstance(s, WriteFile))
+    assert not any(isinstance(s, Linger) for s in plan("new", "old", observed_final("old"), FILES, 0.0))
 
 
 def test_plan_rewrites_only_a_file_that_differs() -> None:
@@ -155,7 +169,7 @@ async def test_kept_at_start_and_on_each_config_change(tmp_path: Path, blockbust
     config: dict[str, Any] = {"hostname": "first"}
     files = Files.under(Paths.sandbox(tmp_path))
     kernel = FakeKernel("(none)", files)
-    keeper = HostnameKeeper(Paths.sandbox(tmp_path), lambda: config, kernel.kernel())
+    keeper = HostnameKeeper(Paths.sandbox(tmp_path), lambda: config, kernel.kernel(), linger=0.01)
     bus = Bus()
     runner = HandlerRunner(bus, keeper, Backoff(cap=0.01))
     runner.start()
@@ -201,7 +215,8 @@ async def test_a_kernel_refusal_is_the_reconciles_failure_and_retried(tmp_path: 
             raise refusals.pop()
         names.append(name)
 
-    keeper = HostnameKeeper(Paths.sandbox(tmp_path), lambda: config, Kernel(get=lambda: "old", set=set_name))
+    keeper = HostnameKeeper(Paths.sandbox(tmp_path), lambda: config, Kernel(get=lambda: "old", set=set_name),
+                            linger=0.01)
     with pytest.raises(OSError, match="Invalid argument"):
         await keeper.reconcile(full=True)
     await keeper.reconcile(full=True)
