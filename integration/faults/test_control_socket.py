@@ -24,6 +24,7 @@ import pytest
 import structlog
 
 from integration.faults import scale
+from integration.faults.memory import MIB, assert_bounded, memory
 from integration.sandbox import Sandbox
 from supervisor.control import client, protocol
 from supervisor.control.protocol import ControlError
@@ -32,6 +33,7 @@ IDLE = scale(2000, 5000)  # connections that never send a request
 CONCURRENT = scale(500, 2000)  # clients asking for status all at once
 QUIET = 200  # idle connections below the limit, closed by the timeout
 IDLE_TIMEOUT = 3.0  # seconds, for this run (the default is 60)
+MEMORY_BOUND = 32 * MIB  # PID 1's RSS growth over the idle connections, the crowd and the hostile requests
 CLIENT_TIMEOUT = 60.0  # each client's own bound, retries included
 
 log = structlog.get_logger("integration.faults")
@@ -159,6 +161,7 @@ def test_control_socket_under_idle_connections_a_crowd_and_hostile_requests(limi
     sb = limited_sandbox
     path = sb.paths.control_socket
     pid1 = sb.pid1
+    before = memory(pid1)
     soft, hard = nofile_of(pid1)
     assert soft == hard, (soft, hard)
     raised = sb.wait_journal(lambda r: r.get("event") == "file descriptor limit")
@@ -230,6 +233,7 @@ def test_control_socket_under_idle_connections_a_crowd_and_hostile_requests(limi
     assert accept_errors == []
     assert len(refusals) <= 2 * (1 + crowd_seconds // 5) + 2, len(refusals)  # a first and a summary per burst
     assert len(evictions) <= 2 * (1 + crowd_seconds // 5) + 2, len(evictions)
+    assert_bounded(before, memory(pid1), MEMORY_BOUND, f"{IDLE} idle connections, {CONCURRENT} clients")
     sb.assert_clean_journal()
     figures = {"idle": IDLE, "idle_reasons": reasons, "concurrent": CONCURRENT, "served": served,
                "failed": len(failures), "seconds": round(crowd_seconds, 1), "load_before": load_before,

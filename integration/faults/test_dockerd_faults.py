@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from integration.faults import scale
+from integration.faults.memory import MIB, assert_bounded, memory
 from integration.sandbox import Sandbox
 from integration.units_helpers import (
     EXPECTED_ERRORS,
@@ -40,6 +41,7 @@ CYCLES = scale(4, 17)
 # Seconds between cycles once the last one recovered: long enough for dockerd to earn its fast restart
 # back (a healthy period resets its backoff; docs/system-docker.md), as in the runs issue 14 reported.
 SETTLE = 11.0
+MEMORY_BOUND = 32 * MIB  # PID 1's RSS growth over all the cycles (a leak per cycle would pass it under soak)
 RESYNC = 20.0  # seconds within which a unit's state must agree with its container (a resync at most)
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(120 + CYCLES * (SETTLE + 60))]
@@ -92,6 +94,7 @@ def test_dockerd_killed_or_frozen_while_a_unit_dies(sandbox: Any) -> None:
     assert "units" not in status["degraded"], status["degraded"]
     wait_for("units running", lambda: recovered(sb, 0), 30)
     pid1 = sb.pid1
+    before = memory(pid1)
     recoveries: list[float] = []
     by_signal: dict[str, list[float]] = {"SIGKILL": [], "SIGSTOP": []}
     lost: list[str] = []
@@ -127,6 +130,7 @@ def test_dockerd_killed_or_frozen_while_a_unit_dies(sandbox: Any) -> None:
               f"{name} median {statistics.median(t):.2f} s" for name, t in by_signal.items() if t))
     exits = [(r.get("ts"), r.get("exit_code"), r.get("restart_in")) for r in
              records(sb, "unit exited; restarting", "victim")]
+    assert_bounded(before, memory(pid1), MEMORY_BOUND, f"{CYCLES} dockerd faults")
     assert not lost, "\n".join(lost) + f"\nexits: {exits}"
     assert len(exits) == CYCLES, exits  # one decided exit per real death, no spurious one
     assert [r["retry_in"] for r in records(sb, "dockerd down; restarting")] == [0.0] * CYCLES  # healthy
