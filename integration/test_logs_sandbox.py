@@ -26,8 +26,20 @@ REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "tests/logs_corpus/dockerd-20.10.log"
 CORPUS_LINES = len(CORPUS.read_text().splitlines())
 # A unit named like the user's dockerd that prints, once per start, what the real dockerd printed.
+# The corpus is copied into the sandbox's own /var/lib: a bind source on the host would be moved under the
+# sandbox's directory when it lies below /tmp etc. (handlers/units/desired.py's SANDBOX_ROOTS), and docker
+# would then make an empty directory of it (a checkout under /tmp failed so).
+CORPUS_IN_SANDBOX = "var/lib/logs-corpus/dockerd.log"
 CHATTER = unit(["sh", "-c", "cat /corpus/dockerd.log; trap 'exit 0' TERM; sleep 600 & wait"],
-               volumes=[f"{CORPUS}:/corpus/dockerd.log:ro"], restart="always")
+               volumes=[f"/{CORPUS_IN_SANDBOX}:/corpus/dockerd.log:ro"], restart="always")
+
+
+def with_corpus(directory: Path) -> None:
+    """Sandbox setup: busybox, and the corpus in the sandbox's /var/lib."""
+    with_busybox(directory)
+    target = directory / CORPUS_IN_SANDBOX
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(CORPUS.read_bytes())
 
 
 @pytest.fixture(autouse=True)
@@ -116,12 +128,12 @@ def check(sb: Sandbox, command: str, boots: list[str]) -> list[dict[str, Any]]:
 
 def test_every_documented_example_against_a_real_pid1_over_two_boots(sandbox: Any) -> None:
     cfg = config({"docker": CHATTER}, log={"level": "debug"})
-    first: Sandbox = sandbox(cfg, setup=with_busybox)
+    first: Sandbox = sandbox(cfg, setup=with_corpus)
     first.wait_ready(90)
     wait_for("the unit's output", lambda: len(unit_output(first)) >= CORPUS_LINES, 60)
     first.cli("poweroff")
     assert first.wait_exit(60) == 0
-    sb: Sandbox = sandbox(setup=with_busybox, again=first)  # a reboot: the same files
+    sb: Sandbox = sandbox(setup=with_corpus, again=first)  # a reboot: the same files
     sb.wait_ready(90)
     boots = boots_of(sb)
     assert len(boots) == 2 and all(len(b) == 12 for b in boots)
