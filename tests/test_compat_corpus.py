@@ -55,7 +55,12 @@ def test_the_corpus_is_big_cited_and_every_file_is_expected() -> None:
     assert on_disk == set(FILES)
     for source in sources():
         assert source.repository in ("rancher/os", "cnrancher/os-tests", "canonical/cloud-init"), source
-        assert source.file.endswith(source.path), source  # kept at its path, under a directory per origin
+        origin, _, kept = source.file.partition("/")  # kept at its path, under a directory per origin
+        assert origin == source.repository.replace("/", "-").removeprefix("canonical-"), source
+        if source.block is None:
+            assert kept == source.path, source
+        else:  # a page's code block: named after the page and the block
+            assert kept == f"{source.path}.block{source.block}.yml", source
         assert re.fullmatch(r"[0-9a-f]{40}", source.commit), source
     assert set(EXPECTED) == set(FILES)
     for origin in ("rancher-os/", "cnrancher-os-tests/", "cloud-init/"):
