@@ -1,12 +1,12 @@
 """The compatibility corpus: real cloud-configs from RancherOS, its tests and cloud-init's docs (SOURCES
 names each one's repository, path and commit), and the verdict corral gives each.
 
-A verdict is what `corral config validate FILE` says, from the same code (``ConfigStore.verdict`` of
-the store ``config_store`` builds, with this checkout's defaults and no kernel command line), reduced
-to key paths, so that it reads the same on every machine: ``accept``, ``accept`` with the warnings'
-key paths, or ``reject`` with the errors' key paths. With it, for a file that is not rejected, the keys
-it uses that corral accepts but does nothing with and says nothing about (``ignored``): see
-``EFFECT``.
+A verdict is what `corral config validate FILE` says on a corral host, from the same code
+(``ConfigStore.verdict`` of the store ``config_store`` builds, with the shipped and the image's defaults
+and no kernel command line), reduced to key paths, so that it reads the same on every machine:
+``accept``, ``accept`` with the warnings' key paths, or ``reject`` with the errors' key paths. With it,
+for an accepted file, the keys it uses that corral does nothing with and says nothing about
+(``ignored``): see ``EFFECT``.
 
 expected.yml holds every file's verdict and still_rejected.yml the files RancherOS or cloud-init accept
 that corral still rejects, with the keys it rejects them for. Both are written by this code::
@@ -18,7 +18,10 @@ so that once corral accepts more, the expectations are refreshed in one step and
 
 from __future__ import annotations
 
+import atexit
 import functools
+import shutil
+import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,9 +201,19 @@ def judge(name: str) -> Verdict:
 
 @functools.cache
 def _store() -> ConfigStore:
-    """The store `corral config validate` builds without a supervisor: this checkout's defaults and
-    unit files, every domain check, no kernel command line."""
-    return config_store(Paths(), cmdline_text="")
+    """The store `corral config validate` builds on a corral host: this checkout's shipped defaults and
+    unit files, the image's own defaults (image/config/, installed in /usr/share/corral/cloud-config.d),
+    every domain check, no kernel command line."""
+    root = Path(tempfile.mkdtemp(prefix="compat-corpus-"))  # the host's root: only the image's defaults
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    paths = Paths(prefix=root, cmdline_file=root / "cmdline")
+    paths.image_config_dir.mkdir(parents=True, exist_ok=True)
+    for path in IMAGE_CONFIG.glob("*.yml"):
+        shutil.copyfile(path, paths.image_config_dir / path.name)
+    return config_store(paths, cmdline_text="")
+
+
+IMAGE_CONFIG = CORPUS.parent.parent / "image" / "config"
 
 
 @functools.cache
