@@ -20,10 +20,12 @@ from supervisor.cli.main import main as corral
 from tests.compat_corpus import (
     ACCEPT,
     CORPUS,
+    DOC,
     EFFECT,
     NOT_REQUIRED,
     REJECT,
     counts,
+    doc_text,
     expected_text,
     files,
     judge,
@@ -151,9 +153,10 @@ def test_the_verdict_is_the_one_corral_config_validate_gives(
         assert tuple(dict.fromkeys(w["key"] for w in reply["warnings"])) == want.warnings
 
 
-def test_the_counts_and_the_summary(capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_counts_the_docs_show_and_the_summary(capsys: pytest.CaptureFixture[str]) -> None:
     judged = verdicts()
     assert counts(judged) == counts(EXPECTED)
+    assert doc_text(DOC.read_text(), judged) == DOC.read_text()  # docs/compatibility.md's table
     with capsys.disabled():
         print("\n" + summary(judged))
 
@@ -161,10 +164,13 @@ def test_the_counts_and_the_summary(capsys: pytest.CaptureFixture[str]) -> None:
 def test_update_rewrites_the_expectations_and_a_stale_one_is_shown_as_a_diff(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    expected, rejected = tmp_path / "expected.yml", tmp_path / "still_rejected.yml"
+    expected, rejected, doc = tmp_path / "expected.yml", tmp_path / "still_rejected.yml", tmp_path / "doc.md"
+    doc.write_text(DOC.read_text().replace("| all |", "| stale |"))
     monkeypatch.setattr(regenerate, "EXPECTED", expected)
     monkeypatch.setattr(regenerate, "STILL_REJECTED", rejected)
+    monkeypatch.setattr(regenerate, "DOC", doc)
     assert regenerate.main(["--update"]) == 0
+    assert doc.read_text() == DOC.read_text()
     assert expected.read_text() == expected_text(verdicts()) == (CORPUS / "expected.yml").read_text()
     assert rejected.read_text() == still_rejected_text(verdicts())
     assert rejected.read_text() == (CORPUS / "still_rejected.yml").read_text()

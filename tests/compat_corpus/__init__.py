@@ -39,6 +39,8 @@ from supervisor.paths import Paths
 
 CORPUS = Path(__file__).parent
 EXPECTED = CORPUS / "expected.yml"
+DOC = CORPUS.parent.parent / "docs" / "compatibility.md"
+DOC_BEGIN, DOC_END = "<!-- compat-corpus-counts: begin -->\n", "<!-- compat-corpus-counts: end -->\n"
 STILL_REJECTED = CORPUS / "still_rejected.yml"
 
 ACCEPT, REJECT = "accept", "reject"
@@ -304,6 +306,29 @@ def expected_text(judged: Mapping[str, Verdict]) -> str:
 def still_rejected_text(judged: Mapping[str, Verdict]) -> str:
     rejected = still_rejected(judged)
     return STILL_REJECTED_HEADER + (_dump(rejected) if rejected else "{}\n")
+
+
+def counts_table(judged: Mapping[str, Verdict]) -> str:
+    """The counts as docs/compatibility.md shows them: all files, then each origin."""
+    rows = [("all", counts(judged)), *by_origin(judged)]
+    lines = [
+        "| | files | accepted | of them with warnings | rejected | of them wrongly | "
+        "accepted, with keys silently ignored |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, c in rows:
+        cells = (c.files, c.accepted, c.with_warnings, c.rejected, c.wrongly_rejected, c.silently_ignored)
+        lines.append(f"| {name} | " + " | ".join(map(str, cells)) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def doc_text(doc: str, judged: Mapping[str, Verdict]) -> str:
+    """``doc`` (docs/compatibility.md's text) with the counts between its markers written anew."""
+    head, begin, rest = doc.partition(DOC_BEGIN)
+    _, end, tail = rest.partition(DOC_END)
+    if not begin or not end:
+        raise ValueError(f"{DOC} has no {DOC_BEGIN.strip()} ... {DOC_END.strip()}")
+    return head + begin + counts_table(judged) + end + tail
 
 
 def load_expected() -> dict[str, Verdict]:
