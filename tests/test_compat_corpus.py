@@ -31,6 +31,8 @@ from tests.compat_corpus import (
     judge,
     load_expected,
     load_still_rejected,
+    no_effect,
+    reserved,
     schema_keys,
     silently_ignored,
     sources,
@@ -121,8 +123,12 @@ def test_still_rejected_lists_exactly_the_rejected_files_that_must_be_accepted()
 
 
 def test_every_key_of_the_schema_says_whether_it_has_an_effect() -> None:
-    """A key the schema gains is classified in EFFECT: an effect, or why it has none."""
-    assert set(EFFECT) == schema_keys()
+    """A key the schema gains is reserved there, or classified in EFFECT: an effect, or why it has none."""
+    assert set(EFFECT) | reserved() == schema_keys()
+    assert not set(EFFECT) & reserved()
+    assert {"bootcmd", "users", "ntp"} <= reserved()
+    assert no_effect("bootcmd") and no_effect("write_files") and no_effect("nonsense")
+    assert no_effect("hostname") is None and no_effect("corral.services") is None
 
 
 def test_a_key_without_an_effect_is_silently_ignored_unless_a_warning_names_it() -> None:

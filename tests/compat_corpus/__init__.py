@@ -53,17 +53,6 @@ EFFECT: Mapping[str, str | None] = {
     "network": None,
     "write_files": "accepted and checked; nothing writes the files",
     "runcmd": "accepted and checked; nothing runs the commands",
-    "bootcmd": "reserved: accepted free-form, nothing reads it",
-    "users": "reserved: accepted free-form, nothing reads it",
-    "groups": "reserved: accepted free-form, nothing reads it",
-    "chpasswd": "reserved: accepted free-form, nothing reads it",
-    "ssh_pwauth": "reserved: accepted free-form, nothing reads it",
-    "ssh_keys": "reserved: accepted free-form, nothing reads it",
-    "fqdn": "reserved: accepted free-form, nothing reads it",
-    "preserve_hostname": "reserved: accepted free-form, nothing reads it",
-    "manage_etc_hosts": "reserved: accepted free-form, nothing reads it",
-    "timezone": "reserved: accepted free-form, nothing reads it",
-    "ntp": "reserved: accepted free-form, nothing reads it",
     # corral: (rancher: is its alias)
     "corral.environment": None,
     "corral.services": None,
@@ -81,11 +70,13 @@ EFFECT: Mapping[str, str | None] = {
     "corral.handlers": None,
     "corral.sysctl": "accepted and checked; nothing sets the parameters",
 }
-"""Every key the schema knows, at the depth of the top level and of ``corral.``: None where corral acts
-on it, else why it does nothing (a first, coarse measure: a key with an effect may still have a
-sub-key that has none). A key the schema gains must be added here (a test checks): with an effect, or
-with none and so reported wherever a file uses it without a warning for it. A key of neither (one
-corral comes to accept without a schema entry) counts as doing nothing, unless a warning names it."""
+"""Every key the schema knows, at the depth of the top level and of ``corral.``, but those it marks
+reserved (``reserved()``): None where corral acts on it, else why it does nothing. A first, coarse
+measure: a key with an effect may still have a sub-key that has none. A key the schema gains must be
+added here (a test checks), with an effect or without, and is then reported wherever a file uses it
+without a warning for it. A key of neither (one corral comes to accept without a schema entry) counts
+as doing nothing, unless a warning names it."""
+
 
 NOT_REQUIRED: Mapping[str, str] = {
     "cnrancher-os-tests/assets/test_swap.yml": (
@@ -175,13 +166,13 @@ def _within(key: str, outer: str) -> bool:
 
 
 def silently_ignored(text: str, warnings: list[ConfigError]) -> tuple[str, ...]:
-    """The keys ``text`` uses that corral does nothing with (``EFFECT``) and gives no warning for."""
+    """The keys ``text`` uses that corral does nothing with (``no_effect``) and gives no warning for."""
     warned = [_unaliased(w.key) for w in warnings]
     return tuple(
         key
         for key in used_keys(yaml.safe_load(text))
         if not key.startswith("x-")  # extension keys: documented as ignored
-        and EFFECT.get(key, "not a key of the schema") is not None
+        and no_effect(key) is not None
         and not any(_within(w, key) for w in warned)
     )
 
@@ -226,6 +217,23 @@ def verdicts() -> dict[str, Verdict]:
 def still_rejected(judged: Mapping[str, Verdict]) -> dict[str, list[str]]:
     """The files that must be accepted and are not, with the keys they are rejected for."""
     return {n: list(v.errors) for n, v in judged.items() if v.verdict == REJECT and n not in NOT_REQUIRED}
+
+
+@functools.cache
+def reserved() -> frozenset[str]:
+    """The top-level keys the schema accepts free-form and marks reserved (its description): they do
+    nothing. A key that gets a real schema entry leaves this set, and must be classified in EFFECT."""
+    properties = Schema().document["properties"]
+    return frozenset(
+        key for key, node in properties.items() if str(node.get("description", "")).startswith("reserved")
+    )
+
+
+def no_effect(key: str) -> str | None:
+    """Why corral does nothing with ``key`` (of ``EFFECT``'s depth), or None when it acts on it."""
+    if key in reserved():
+        return "reserved: accepted free-form, nothing reads it"
+    return EFFECT.get(key, "not a key of the schema")
 
 
 def schema_keys() -> set[str]:
