@@ -45,6 +45,7 @@ from tests.compat_corpus import (
 FILES = files()
 EXPECTED = load_expected()
 STILL_REJECTED = load_still_rejected()
+REPOSITORIES = ("rancher/os", "rancher/docs", "cnrancher/os-tests", "canonical/cloud-init")
 OWN = {"SOURCES", "expected.yml", "still_rejected.yml", "__init__.py", "__main__.py"}
 
 
@@ -58,7 +59,7 @@ def test_the_corpus_is_big_cited_and_every_file_is_expected() -> None:
     }
     assert on_disk == set(FILES)
     for source in sources():
-        assert source.repository in ("rancher/os", "cnrancher/os-tests", "canonical/cloud-init"), source
+        assert source.repository in REPOSITORIES, source
         origin, _, kept = source.file.partition("/")  # kept at its path, under a directory per origin
         assert origin == source.repository.replace("/", "-").removeprefix("canonical-"), source
         if source.block is None:
@@ -67,8 +68,9 @@ def test_the_corpus_is_big_cited_and_every_file_is_expected() -> None:
             assert kept == f"{source.path}.block{source.block}.yml", source
         assert re.fullmatch(r"[0-9a-f]{40}", source.commit), source
     assert set(EXPECTED) == set(FILES)
-    for origin in ("rancher-os/", "cnrancher-os-tests/", "cloud-init/"):
-        assert sum(f.startswith(origin) for f in FILES) >= 20, origin
+    for origin, least in (("rancher-os/", 50), ("rancher-docs/", 10), ("cnrancher-os-tests/", 20)):
+        assert sum(f.startswith(origin) for f in FILES) >= least, origin
+    assert sum(f.startswith("cloud-init/") for f in FILES) >= 50
 
 
 @pytest.mark.parametrize("name", FILES)
