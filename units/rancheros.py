@@ -65,8 +65,8 @@ _DATA_SKIPPED = ("/var/lib/m-user-docker",)
 _ALREADY = "corral starts units after it"
 
 BUILTINS: dict[str, Builtin] = {b.name: b for b in (
-    Builtin("docker", "unit", "corral's user dockerd, the unit 'docker'", unit="docker"),
-    Builtin("console", "unit", "corral's console, the unit 'console'", unit="console"),
+    Builtin("docker", "unit", "corral's user dockerd (the unit 'docker')", unit="docker"),
+    Builtin("console", "unit", "corral's console (the unit 'console')", unit="console"),
     Builtin("network", "phase", f"corral's network handler (netconf) runs in PID 1; {_ALREADY}"),
     Builtin("udev", "phase", f"corral handles udev events in PID 1; {_ALREADY}"),
     Builtin("udev-cold", "phase", f"corral's coldplug runs in PID 1; {_ALREADY}"),
@@ -105,7 +105,7 @@ def ordering_note(name: str, before: bool) -> str | None:
     if builtin.kind == "phase" and not before:
         return None
     if builtin.kind == "unit":
-        return f"{builtin.instead} is not configured here: ordering ignored"
+        return f"its equivalent, {builtin.instead}, is not configured here: ordering ignored"
     if builtin.kind == "phase":
         return f"{builtin.instead}: a unit cannot start before it; ordering ignored"
     return f"{builtin.instead}: ordering ignored"
