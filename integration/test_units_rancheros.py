@@ -84,8 +84,9 @@ def test_rancheros_service_file_runs_as_rancheros_ran_it(sandbox: Any) -> None:
     # $$0 reached the shell as $0; ${GREETING} came from rancher.environment; the bind from user-volumes
     # is the sandbox's /home
     assert (sb.dir / "home/rosdemo.out").read_text() == "hello from sh\n"
-    said = wait_for("rosdemo's output", lambda: [r for r in sb.journal()
-                                                 if r.get("unit") == "rosdemo" and r.get("stream") == "stdout"])
+    said = wait_for("rosdemo's output", lambda: [
+        r for r in sb.journal() if r.get("unit") == "rosdemo" and r.get("stream") == "stdout"
+    ])
     assert said[0]["event"] == "hello from sh"
     container = inspect(sb, "rosdemo")
     assert container["Config"]["Image"] == "docker.io/corral/busybox:latest"
