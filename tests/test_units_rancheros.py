@@ -406,3 +406,10 @@ def test_empty_rancher_section_is_taken() -> None:
     assert errors == [] and layer is not None and layer.data == {"hostname": "h"}
     layer, errors = check_text("corral: {debug: true}\nrancher:\n", "c.yml", Validator(Schema()))
     assert errors == [] and layer is not None and layer.data == {"corral": {"debug": True}}
+
+
+def test_docs_table_names_every_builtin() -> None:
+    docs = (Path(__file__).parent.parent / "docs" / "units.md").read_text()
+    section = docs.split("## RancherOS service files", 1)[1].split("\n## ", 1)[0]
+    for name in BUILTINS:
+        assert f"`{name}`" in section, name
