@@ -321,6 +321,13 @@ app:
     assert "/var/lib/m-user-docker" in warnings[0].message and "/usr/share/ros" in warnings[1].message
 
 
+def test_a_units_own_tmpfs_wins_over_a_volume_containers_bind() -> None:
+    units, errors, _ = units_of("app:\n  image: busybox\n  tmpfs: [/run]\n  volumes_from: [system-volumes]\n")
+    assert errors == [] and units["app"].tmpfs == (("/run", ""),)
+    targets = [v.target for v in units["app"].volumes]
+    assert "/run" not in targets and "/var/log" in targets
+
+
 def test_volumes_from_a_builtin_that_holds_no_volumes_is_ignored() -> None:
     units, errors, warnings = units_of("app:\n  image: busybox\n  volumes_from: [ntp, container:other]\n")
     assert errors == [] and [v.api() for v in units["app"].volumes_from] == ["other"]

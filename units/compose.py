@@ -165,7 +165,6 @@ def parse_service(
     fields["volumes_from"] = parse_volumes_from(
         p, name, body.get("volumes_from"), requires, known, builtin_binds
     )
-    fields["volumes"] = _with_binds(volumes, builtin_binds)
 
     if "net" in body and "network_mode" in body:
         p.error(("net",), "give net or network_mode, not both")
@@ -191,6 +190,7 @@ def parse_service(
     if "working_dir" in body:
         fields["working_dir"] = as_absolute(body["working_dir"], ("working_dir",), p)
     fields["tmpfs"] = (*parse_tmpfs(p, body.get("tmpfs")), *tmpfs_from_volumes)
+    fields["volumes"] = _with_binds(volumes, builtin_binds, {path for path, _ in fields["tmpfs"]})
     if "ulimits" in body:
         fields["ulimits"] = _ulimits(p, body["ulimits"])
     if "healthcheck" in body:
@@ -203,10 +203,10 @@ def parse_service(
     return Unit(name=name, source=source, key=key, **clean)
 
 
-def _with_binds(volumes: tuple[Volume, ...], binds: list[Volume]) -> tuple[Volume, ...]:
+def _with_binds(volumes: tuple[Volume, ...], binds: list[Volume], tmpfs: set[str]) -> tuple[Volume, ...]:
     """The unit's volumes, then the binds of RancherOS volume containers for targets not taken yet (a
-    unit's own volume wins over one from volumes_from, as in Docker)."""
-    taken = {v.target for v in volumes}
+    unit's own volume or tmpfs wins over one from volumes_from, as in Docker)."""
+    taken = {v.target for v in volumes} | tmpfs
     out = list(volumes)
     for vol in binds:
         if vol.target not in taken:
