@@ -355,7 +355,10 @@ def test_rancheros_unit_without_scope_label_is_warned_about() -> None:
         assert units_of(quiet)[2] == []
 
 
-@pytest.mark.parametrize(("value", "want"), [('"true"', True), ('"False"', False), ("true", True)])
+@pytest.mark.parametrize(
+    ("value", "want"),
+    [('"true"', True), ('"False"', False), ("true", True), ("yes", True), ('"off"', False), ("N", False)],
+)
 def test_libcompose_boolean_strings(value: str, want: bool) -> None:
     units, errors, _ = units_of(f"w:\n  image: x\n  privileged: {value}\n  read_only: {value}\n")
     assert errors == [] and units["w"].privileged is want and units["w"].read_only is want

@@ -85,6 +85,25 @@ def parse_duration(value: Any) -> int:
     return round(total)
 
 
+# The strings RancherOS's compose took for a boolean, quoted or not, in any case (libcompose decoded
+# services with candiedyaml, whose bool resolver has these, and did not validate them: ParseOptions
+# Validate false in rancher/os pkg/compose/project.go).
+COMPOSE_BOOLEANS = {
+    "true": True, "false": False, "yes": True, "no": False, "y": True, "n": False, "on": True, "off": False,
+}  # fmt: skip
+
+
+def compose_bool(p: Problems, value: Any, path: KeyPath) -> bool | None:
+    """A boolean key of a service: YAML's true/false, or one of libcompose's strings ("true", "yes", "on",
+    ... in any case)."""
+    if isinstance(value, str) and value.strip().lower() in COMPOSE_BOOLEANS:
+        return COMPOSE_BOOLEANS[value.strip().lower()]
+    if isinstance(value, bool):
+        return value
+    p.error(path, f"expected a boolean (true, false, or a string: yes, no, on, off), got {describe(value)}")
+    return None
+
+
 def _argv(p: Problems, value: Any, path: KeyPath, empty: tuple[str, ...]) -> tuple[str, ...] | None:
     """A command or entrypoint: a string (split like a shell would, but never run by one) or a list."""
     if value is None:
@@ -178,8 +197,8 @@ def parse_service(
     fields["requires"] = frozenset(requires)
 
     for flag in ("privileged", "read_only"):
-        if flag in body:  # "true" and "false" as strings too, as libcompose took them
-            fields[flag] = as_bool(body[flag], (flag,), p, strings=True)
+        if flag in body:
+            fields[flag] = compose_bool(p, body[flag], (flag,))
     for caps in ("cap_add", "cap_drop"):
         if caps in body:
             fields[caps] = _capabilities(p, body[caps], (caps,))
