@@ -155,7 +155,7 @@ def test_command_and_entrypoint_strings_are_split_like_compose() -> None:
 web:
   image: nginx
   entrypoint: /bin/sh -c
-  command: "echo 'hello world' \\"quoted\\" $HOME"
+  command: "echo 'hello world' \\"quoted\\" $$HOME"
 """
     )["web"]
     assert unit.entrypoint == ("/bin/sh", "-c")

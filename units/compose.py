@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from supervisor.config.check import (
@@ -25,8 +25,9 @@ from supervisor.config.check import (
 from supervisor.config.errors import Problems
 from supervisor.config.keypath import KeyPath
 from units import environment as env_mod
-from units.compose_labels import corral_labels, parse_labels
+from units.compose_labels import corral_labels, parse_labels, scope_note
 from units.compose_volumes import parse_tmpfs, parse_volumes, parse_volumes_from
+from units.interpolate import Substitution, interpolate
 from units.model import (
     UNIT_NAME,
     Device,
@@ -35,7 +36,10 @@ from units.model import (
     RestartSpec,
     Ulimit,
     Unit,
+    Volume,
 )
+
+RANCHER_PREFIX = "io.rancher.os."
 
 HEALTHCHECK_KEYS = ("test", "interval", "timeout", "retries", "start_period", "start_interval", "disable")
 SUPPORTED_KEYS = (
@@ -81,6 +85,25 @@ def parse_duration(value: Any) -> int:
     return round(total)
 
 
+# The strings RancherOS's compose took for a boolean, quoted or not, in any case (libcompose decoded
+# services with candiedyaml, whose bool resolver has these, and did not validate them: ParseOptions
+# Validate false in rancher/os pkg/compose/project.go).
+COMPOSE_BOOLEANS = {
+    "true": True, "false": False, "yes": True, "no": False, "y": True, "n": False, "on": True, "off": False,
+}  # fmt: skip
+
+
+def compose_bool(p: Problems, value: Any, path: KeyPath) -> bool | None:
+    """A boolean key of a service: YAML's true/false, or one of libcompose's strings ("true", "yes", "on",
+    ... in any case)."""
+    if isinstance(value, str) and value.strip().lower() in COMPOSE_BOOLEANS:
+        return COMPOSE_BOOLEANS[value.strip().lower()]
+    if isinstance(value, bool):
+        return value
+    p.error(path, f"expected a boolean (true, false, or a string: yes, no, on, off), got {describe(value)}")
+    return None
+
+
 def _argv(p: Problems, value: Any, path: KeyPath, empty: tuple[str, ...]) -> tuple[str, ...] | None:
     """A command or entrypoint: a string (split like a shell would, but never run by one) or a list."""
     if value is None:
@@ -104,14 +127,27 @@ def _argv(p: Problems, value: Any, path: KeyPath, empty: tuple[str, ...]) -> tup
 
 
 def parse_service(
-    name: str, body: Any, environment: Mapping[str, str], p: Problems, *, source: str = "", key: str = ""
+    name: str,
+    body: Any,
+    environment: Mapping[str, str],
+    p: Problems,
+    *,
+    source: str = "",
+    key: str = "",
+    known: Collection[str] | None = None,
+    defaults: Mapping[str, str] | None = None,
 ) -> Unit | None:
     """Check one compose service and build its Unit (pure). Problems go to ``p``, whose key paths are
-    under the unit (``("image",)``); the Unit is None when there is any."""
+    under the unit (``("image",)``); the Unit is None when there is any error (warnings are kept in
+    ``p``). ``$VAR`` in values is replaced from ``environment`` and ``defaults`` (``units.interpolate``);
+    ``known``, the names of every unit configured, lets references to RancherOS's built-in units that are
+    not configured resolve (``units.rancheros``)."""
     before = p.count()
     if not isinstance(body, dict):
         p.error((), f"a unit is a map of compose keys, got {describe(body)}")
         return None
+    variables = Substitution(name, environment, defaults or {})
+    body = interpolate(body, variables, p)
     check_keys(body, (), p, SUPPORTED_KEYS, hints=HINTS, extensions=True)
     fields: dict[str, Any] = {}
 
@@ -132,7 +168,9 @@ def parse_service(
 
     labels = parse_labels(p, body.get("labels"))
     fields["labels"] = tuple(sorted(labels.items()))
-    fields.update(corral_labels(p, name, labels))
+    fields.update(corral_labels(p, name, labels, known))
+    rancheros = any(k.startswith(RANCHER_PREFIX) for k in labels) or bool(variables.used_defaults)
+    scope_note(p, labels, rancheros)
 
     if "restart" in body:
         try:
@@ -141,9 +179,11 @@ def parse_service(
             p.error(("restart",), str(exc))
 
     volumes, tmpfs_from_volumes = parse_volumes(p, body.get("volumes"))
-    fields["volumes"] = volumes
     requires: set[str] = set()
-    fields["volumes_from"] = parse_volumes_from(p, name, body.get("volumes_from"), requires)
+    builtin_binds: list[Volume] = []
+    fields["volumes_from"] = parse_volumes_from(
+        p, name, body.get("volumes_from"), requires, known, builtin_binds
+    )
 
     if "net" in body and "network_mode" in body:
         p.error(("net",), "give net or network_mode, not both")
@@ -158,7 +198,7 @@ def parse_service(
 
     for flag in ("privileged", "read_only"):
         if flag in body:
-            fields[flag] = as_bool(body[flag], (flag,), p)
+            fields[flag] = compose_bool(p, body[flag], (flag,))
     for caps in ("cap_add", "cap_drop"):
         if caps in body:
             fields[caps] = _capabilities(p, body[caps], (caps,))
@@ -169,6 +209,7 @@ def parse_service(
     if "working_dir" in body:
         fields["working_dir"] = as_absolute(body["working_dir"], ("working_dir",), p)
     fields["tmpfs"] = (*parse_tmpfs(p, body.get("tmpfs")), *tmpfs_from_volumes)
+    fields["volumes"] = _with_binds(volumes, builtin_binds, {path for path, _ in fields["tmpfs"]})
     if "ulimits" in body:
         fields["ulimits"] = _ulimits(p, body["ulimits"])
     if "healthcheck" in body:
@@ -179,6 +220,18 @@ def parse_service(
         return None
     clean = {k: v for k, v in fields.items() if v is not None}
     return Unit(name=name, source=source, key=key, **clean)
+
+
+def _with_binds(volumes: tuple[Volume, ...], binds: list[Volume], tmpfs: set[str]) -> tuple[Volume, ...]:
+    """The unit's volumes, then the binds of RancherOS volume containers for targets not taken yet (a
+    unit's own volume or tmpfs wins over one from volumes_from, as in Docker)."""
+    taken = {v.target for v in volumes} | tmpfs
+    out = list(volumes)
+    for vol in binds:
+        if vol.target not in taken:
+            taken.add(vol.target)
+            out.append(vol)
+    return tuple(out)
 
 
 def _mode(

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from supervisor.config.check import as_str, describe
@@ -26,6 +26,9 @@ from units.model import (
     SCOPES,
     UNIT_NAME,
 )
+from units.rancheros import BUILTINS, ordering_note
+
+SCOPE_ALIASES = tuple(k for k, v in RANCHER_ALIASES.items() if v == LABEL_SCOPE)
 
 
 def parse_labels(p: Problems, value: Any) -> dict[str, str]:
@@ -63,8 +66,12 @@ def parse_labels(p: Problems, value: Any) -> dict[str, str]:
     return out
 
 
-def corral_labels(p: Problems, name: str, labels: Mapping[str, str]) -> dict[str, Any]:
-    """Interpret io.corral.* labels and their io.rancher.os.* aliases."""
+def corral_labels(
+    p: Problems, name: str, labels: Mapping[str, str], known: Collection[str] | None = None
+) -> dict[str, Any]:
+    """Interpret io.corral.* labels and their io.rancher.os.* aliases. With ``known`` (the names of the
+    units configured), an ordering target naming a RancherOS built-in unit that is not configured is
+    resolved by ``units.rancheros``: dropped, with a warning unless corral already starts units after it."""
     for k in labels:
         if k in RESERVED_LABELS:
             p.error(
@@ -98,6 +105,8 @@ def corral_labels(p: Problems, name: str, labels: Mapping[str, str]) -> dict[str
         if name in items:
             p.error(("labels", label), f"label {label}: unit {name!r} cannot be ordered against itself")
             return None
+        if known is not None:
+            items = [i for i in items if not _builtin_target(p, label, i, known)]
         return frozenset(items)
 
     def mount_paths(text: str, label: str) -> tuple[str, ...] | None:
@@ -144,3 +153,25 @@ def corral_labels(p: Problems, name: str, labels: Mapping[str, str]) -> dict[str
             ("labels", given_by["createonly"]), "a createonly unit is never started: it cannot be oneshot"
         )
     return out
+
+
+def _builtin_target(p: Problems, label: str, target: str, known: Collection[str]) -> bool:
+    """Whether ``target`` of an ordering label is a RancherOS built-in that is not configured (then it
+    is dropped, and a warning says what corral does instead when the order does not hold already)."""
+    if target in known or target not in BUILTINS:
+        return False
+    note = ordering_note(target, before=RANCHER_ALIASES.get(label, label) == LABEL_BEFORE)
+    if note is not None:
+        p.warn(("labels", label), f"{target!r} is RancherOS's built-in unit: {note}")
+    return True
+
+
+def scope_note(p: Problems, labels: Mapping[str, str], rancheros: bool) -> None:
+    """A unit with no scope label runs in the system dockerd; RancherOS ran such a service in the user
+    dockerd. Said for the units that look like RancherOS's (``rancheros``: io.rancher.os.* labels, or
+    RancherOS's variables such as ${REGISTRY_DOMAIN})."""
+    if not rancheros or any(k in labels for k in (LABEL_SCOPE, *SCOPE_ALIASES)):
+        return
+    p.warn(("labels",), "no io.rancher.os.scope label: the unit runs in the system dockerd (corral's "
+                        "default); RancherOS ran it in the user dockerd. Add io.rancher.os.scope: user "
+                        "(and io.rancher.os.after: docker) to run it there, or io.rancher.os.scope: system")

@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from typing import Any
 
 from supervisor.config.check import as_absolute, as_bool, as_str, as_strings, check_keys, describe
 from supervisor.config.errors import Problems
 from supervisor.config.keypath import KeyPath
 from units.model import UNIT_NAME, Volume, VolumesFrom
+from units.rancheros import BUILTINS
 
 VOLUME_OPTIONS = frozenset((
     "ro", "rw", "z", "Z", "shared", "rshared", "slave", "rslave", "private", "rprivate", "nocopy",
@@ -128,7 +130,17 @@ def _long_volume(p: Problems, item: dict[Any, Any], path: KeyPath) -> Volume | t
     return _volume(p, path, source, target, options)
 
 
-def parse_volumes_from(p: Problems, name: str, value: Any, requires: set[str]) -> tuple[VolumesFrom, ...]:
+def parse_volumes_from(
+    p: Problems,
+    name: str,
+    value: Any,
+    requires: set[str],
+    known: Collection[str] | None = None,
+    binds: list[Volume] | None = None,
+) -> tuple[VolumesFrom, ...]:
+    """``volumes_from`` entries. With ``known`` (the names of the units configured), an entry naming a
+    RancherOS built-in unit that is not configured is resolved by ``units.rancheros``: a volume container
+    adds its binds to ``binds``, anything else is ignored with a warning."""
     if value is None:
         return ()
     items = as_strings(value, ("volumes_from",), p)
@@ -149,10 +161,33 @@ def parse_volumes_from(p: Problems, name: str, value: Any, requires: set[str]) -
         if ref == name:
             p.error(path, f"unit {name!r} cannot take volumes from itself")
             continue
+        if not is_container and known is not None and ref not in known and ref in BUILTINS:
+            _builtin_volumes(p, path, ref, mode, binds)
+            continue
         if not is_container:
             requires.add(ref)
         out.append(VolumesFrom(ref, None if is_container else ref, mode))
     return tuple(out)
+
+
+def _builtin_volumes(
+    p: Problems, path: KeyPath, ref: str, mode: str | None, binds: list[Volume] | None
+) -> None:
+    """A RancherOS built-in named in volumes_from: its binds, or a warning that it is ignored."""
+    builtin = BUILTINS[ref]
+    if not builtin.binds and not builtin.skipped:
+        p.warn(path, f"{ref!r} is RancherOS's built-in unit, not a volume container here "
+                     f"({builtin.instead}): ignored")
+        return
+    if binds is not None:
+        options = ("ro",) if mode == "ro" else ()
+        binds.extend(Volume(v.target, v.source, options) for v in builtin.binds)
+    if builtin.skipped or builtin.propagation:
+        given = f"the {len(builtin.binds)} of its host paths that corral has" if builtin.binds else "nothing"
+        skipped = f"; left out: {', '.join(builtin.skipped)}" if builtin.skipped else ""
+        shared = "; /media and /mnt not shared (corral's mounts are private)" if builtin.propagation else ""
+        p.warn(path, f"{ref!r} is RancherOS's volume container: corral binds {given} "
+                     f"(docs/units.md){skipped}{shared}")
 
 
 def parse_tmpfs(p: Problems, value: Any) -> tuple[tuple[str, str], ...]:

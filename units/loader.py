@@ -10,7 +10,9 @@ Where units come from, later wins:
 Each service is checked key by key by ``units.compose``, then the set's ordering by ``units.graph``.
 Every problem is a ``ConfigError`` naming the file, the key path of the unit's key (for example
 ``corral.services.ntp.restart`` or ``ntp.labels["io.corral.after"]``) and what is wrong. A set with any
-problem is rejected whole: ``load_units`` then returns no units, and the caller keeps the last good set."""
+problem is rejected whole: ``load_units`` then returns no units, and the caller keeps the last good set.
+Warnings (a ``$VAR`` not set, a RancherOS built-in unit referred to, a ``services_include`` URL) do not
+reject anything: they are in ``Loaded.warnings``."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from supervisor.config.errors import ConfigError
 from supervisor.config.keypath import format_path, parse_path
 from units.compose import parse_service
 from units.graph import UnitGraph
+from units.interpolate import rancher_defaults
 from units.model import UNIT_NAME, Unit
 from units.unitfiles import SHIPPED_DIR, RawService, find_included, read_unit_file
 
@@ -35,6 +38,7 @@ class Loaded:
     errors: list[ConfigError]
     graph: UnitGraph | None = None
     files: list[Path] = field(default_factory=list)
+    warnings: list[ConfigError] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -47,6 +51,7 @@ def load_units(
     unit_dirs: Sequence[Path] = (),
     shipped_dir: Path = SHIPPED_DIR,
     source: str = "config",
+    defaults: Mapping[str, str] | None = None,
 ) -> Loaded:
     """All units the (merged, validated) config asks for. ``config`` is the whole document; this reads
     ``corral.services``, ``corral.services_include`` and ``corral.environment``. ``unit_dirs`` are
@@ -66,7 +71,8 @@ def load_units(
     if not isinstance(environment, dict):
         errors.append(ConfigError(source, "corral.environment", "expected a map of NAME to string"))
         environment = {}
-    files, errs = find_included(includes, [*unit_dirs, shipped_dir], source)
+    warnings: list[ConfigError] = []
+    files, errs = find_included(includes, [*unit_dirs, shipped_dir], source, warnings)
     errors += errs
     from_files: list[RawService] = []
     for path in files:
@@ -80,18 +86,31 @@ def load_units(
             errors.append(raw.error((), f"bad unit name {name!r}: use letters, digits, '_', '.', '-'"))
         else:
             from_config.append(raw)
-    units, graph, errs = build_units([*from_files, *from_config], environment, overrides=len(from_files))
+    units, graph, errs = build_units(
+        [*from_files, *from_config], environment, overrides=len(from_files), defaults=defaults,
+        warnings=warnings,
+    )
     errors += errs
     if errors:
-        return Loaded({}, errors, None, files)
-    return Loaded(units, [], graph, files)
+        return Loaded({}, errors, None, files, warnings)
+    return Loaded(units, [], graph, files, warnings)
 
 
 def build_units(
-    raws: Sequence[RawService], environment: Mapping[str, str], overrides: int | None = None
+    raws: Sequence[RawService],
+    environment: Mapping[str, str],
+    overrides: int | None = None,
+    *,
+    defaults: Mapping[str, str] | None = None,
+    warnings: list[ConfigError] | None = None,
 ) -> tuple[dict[str, Unit], UnitGraph | None, list[ConfigError]]:
     """Check services and their ordering (pure). ``raws[overrides:]`` may replace earlier units of the
-    same name (the config over files); any other duplicate name is an error naming both places."""
+    same name (the config over files); any other duplicate name is an error naming both places.
+    ``defaults``: the variables a unit's ``$VAR`` falls back on (None: RancherOS's,
+    ``units.interpolate.rancher_defaults``). The warnings (an unset variable, a RancherOS built-in unit
+    referred to) are added to ``warnings``."""
+    if defaults is None:
+        defaults = rancher_defaults()
     split = len(raws) if overrides is None else overrides
     chosen: dict[str, tuple[int, RawService]] = {}
     errors: list[ConfigError] = []
@@ -102,11 +121,17 @@ def build_units(
             continue
         chosen[raw.name] = (i, raw)
     units: dict[str, Unit] = {}
+    known = frozenset(chosen)
     for name, (_, raw) in chosen.items():
         problems = raw.problems()
         key = format_path(raw.path)
-        unit = parse_service(raw.name, raw.body, environment, problems, source=raw.file, key=key)
+        unit = parse_service(
+            raw.name, raw.body, environment, problems, source=raw.file, key=key, known=known,
+            defaults=defaults,
+        )
         errors += problems.errors
+        if warnings is not None:
+            warnings += problems.warnings
         if unit is not None:
             units[name] = unit
     if errors:

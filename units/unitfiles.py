@@ -24,6 +24,7 @@ from units.model import UNIT_NAME
 SHIPPED_DIR = Path(__file__).parent / "defaults"
 
 _INCLUDE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_URL = re.compile(r"https?://", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -93,13 +94,22 @@ def read_unit_file(path: Path) -> tuple[list[RawService], list[ConfigError]]:
 
 
 def find_included(
-    includes: Mapping[str, Any], dirs: Sequence[Path], source: str = "config"
+    includes: Mapping[str, Any],
+    dirs: Sequence[Path],
+    source: str = "config",
+    warnings: list[ConfigError] | None = None,
 ) -> tuple[list[Path], list[ConfigError]]:
-    """The unit files ``services_include`` turns on, in name order (looked up in ``dirs`` in order)."""
+    """The unit files ``services_include`` turns on, in name order (looked up in ``dirs`` in order).
+    A URL (RancherOS fetched ``https://.../x.yml: true``) is not fetched: a warning, added to
+    ``warnings``, says so."""
     files: list[Path] = []
     problems = Problems(source, base=("corral", "services_include"))
     for name in sorted(includes, key=str):
         if not as_bool(includes[name], (str(name),), problems):
+            continue
+        if isinstance(name, str) and _URL.match(name):
+            problems.warn((name,), "not fetched: corral fetches no unit files from URLs yet; put the file "
+                                   "in /var/lib/corral/units/ and include it by name")
             continue
         if not isinstance(name, str) or not _INCLUDE_NAME.fullmatch(name):
             problems.error((str(name),), f"bad unit file name {name!r}")
@@ -110,4 +120,6 @@ def find_included(
             problems.error((name,), f"no unit file {name}.yml in {where}")
         else:
             files.append(found)
+    if warnings is not None:
+        warnings += problems.warnings
     return files, problems.errors

@@ -27,6 +27,10 @@ def fold_alias(doc: Document) -> tuple[Document | None, bool, list[ConfigError]]
     Returns the document, whether the alias was used, and errors."""
     if ALIAS not in doc.data:
         return doc, False, []
+    if doc.data[ALIAS] is None:  # an empty `rancher:` (all its keys commented out): RancherOS took it
+        data = {k: v for k, v in doc.data.items() if k != ALIAS}
+        nodes = {p: info for p, info in doc.nodes.items() if p[:1] != (ALIAS,)}
+        return replace(doc, data=data, nodes=nodes), False, []
     if CORRAL in doc.data:
         line = doc.line((ALIAS,))
         where = f" (line {line})" if line else ""
