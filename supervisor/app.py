@@ -19,6 +19,7 @@ import structlog
 from handlers.authorized_keys import AuthorizedKeysWriter
 from handlers.hostname import HostnameKeeper
 from handlers.processes import ProcessKeeper
+from storage.media import LabelledMedia
 from supervisor import __version__, prefetch, signals
 from supervisor.boot.context import BootContext, Runners, StopRegistry
 from supervisor.boot.storage import StorageServices
@@ -57,6 +58,10 @@ class FatalStartup(Exception):
     """A boot phase that PID 1 cannot go on without failed."""
 
 
+DATASOURCE_WAIT = 5.0
+"""Seconds boot waits for a disk datasource's labelled device (corral.cloud_init.wait)."""
+
+
 @dataclass
 class Options:
     paths: Paths
@@ -77,10 +82,13 @@ class Supervisor:
         self.paths = self.options.paths
         self.processes = ProcessManager(self.bus.publish)
         self.mounts = MountTable(self.options.mount_root)
-        self.config = config_store(self.paths, self.options.cmdline)
+        # the disk datasources' media (nocloud, configdrive), found by label and read on the config worker
+        self.media = LabelledMedia(self.paths.run_dir / "media")
+        self.config = config_store(self.paths, self.options.cmdline, self.media)
         self.config_worker = ConfigWorker()  # every parse and validation of config, off the loop
         self.config_errors: list[str] = []
         self.config_warnings: list[str] = []
+        self.datasource_notes: list[str] = []
         self.stops = StopRegistry()  # in start order; shutdown walks it backwards
         self.runners = Runners(self.bus, lambda: self.setting("handlers", {}) or {})
         self.ctx = BootContext(
@@ -130,6 +138,7 @@ class Supervisor:
         await self._phase("mounts", self._mounts, fatal=True)
         await self._phase("config", self._load_config)
         await self._phase("devices", self._devices)
+        await self._phase("datasources", self._datasources)
         await self._phase("state", self._state, fatal=True)
         await self._phase("storage", self._storage)
         await self._phase("hostname", self._hostname)
@@ -218,8 +227,22 @@ class Supervisor:
         self._note_config_warnings()
         self._apply_log_settings()
 
+    async def _datasources(self) -> None:
+        """A disk datasource (nocloud, configdrive) whose labelled device was not there at the config
+        phase (its driver comes with the devices phase): waited for, up to corral.cloud_init.wait
+        seconds, and the config read again. Nothing to wait for: nothing to do."""
+        seconds = float((self.setting("cloud_init", {}) or {}).get("wait", DATASOURCE_WAIT))
+        if self.media.start_waiting(seconds):
+            await self._load_config()
+
     def _note_config_warnings(self) -> None:
-        """Warnings are problems too: logged, listed in status, and shown as degraded."""
+        """Warnings are problems too: logged, listed in status, and shown as degraded. What each
+        datasource found is logged when it changes."""
+        notes = list(self.config.last_notes)
+        if notes != self.datasource_notes:
+            for note in notes:
+                log.info(f"datasource {note}")
+        self.datasource_notes = notes
         warnings = [str(w) for w in self.config.last_warnings]
         if warnings != self.config_warnings:
             for warning in warnings:
