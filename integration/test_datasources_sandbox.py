@@ -102,12 +102,15 @@ def test_nocloud_disk_gives_hostname_keys_and_network(sandbox: Any, loops: Loops
 
 
 def test_configdrive_disk_gives_hostname_keys_and_network(sandbox: Any, loops: Loops, testns: NetNS) -> None:
-    meta = ('{"uuid": "0c2f1d2e-sandbox", "hostname": "configdrive-host", "name": "cd", '
-            f'"public_keys": {{"mykey": "{KEY}"}}}}')
-    net = ('{"links": [{"id": "tap1", "type": "ovs", "ethernet_mac_address": "%s", "mtu": 1400}],'
-           ' "networks": [{"id": "n0", "link": "tap1", "type": "ipv4", "ip_address": "198.18.56.10",'
-           ' "netmask": "255.255.255.0", "routes": [{"network": "198.18.57.0", "netmask": "255.255.255.0",'
-           ' "gateway": "198.18.56.1"}]}], "services": [{"type": "dns", "address": "198.18.56.53"}]}' % MAC)
+    meta = json.dumps({"uuid": "0c2f1d2e-sandbox", "hostname": "configdrive-host", "name": "cd",
+                       "public_keys": {"mykey": KEY}})
+    net = json.dumps({
+        "links": [{"id": "tap1", "type": "ovs", "ethernet_mac_address": MAC, "mtu": 1400}],
+        "networks": [{"id": "n0", "link": "tap1", "type": "ipv4", "ip_address": "198.18.56.10",
+                      "netmask": "255.255.255.0", "routes": [
+                          {"network": "198.18.57.0", "netmask": "255.255.255.0", "gateway": "198.18.56.1"}]}],
+        "services": [{"type": "dns", "address": "198.18.56.53"}],
+    })
     dev = loops.attach(seed_image(loops, "drive", "config-2", {
         "openstack/latest/meta_data.json": meta,
         "openstack/latest/network_data.json": net,
@@ -149,8 +152,8 @@ def test_a_device_that_comes_late_is_waited_for(sandbox: Any, loops: Loops) -> N
     sb: Sandbox = sandbox({"corral": {"cloud_init": {"wait": 60}}},
                           cmdline="corral.cloud_init.datasources=[nocloud]")
     # the journal reaches its file after the wait: the console shows the line as it comes
-    wait_for("the first look", lambda: "nocloud: no device labelled cidata or CIDATA yet" in sb.console_text(),
-             sb=sb)
+    first_look = "nocloud: no device labelled cidata or CIDATA yet"
+    wait_for("the first look", lambda: first_look in sb.console_text(), sb=sb)
     dev = loops.attach(image, read_only=True)  # while the datasources phase waits
     status = sb.wait_ready()
     assert status["hostname"] == "late-host"
