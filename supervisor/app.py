@@ -85,6 +85,7 @@ class Supervisor:
         # the disk datasources' media (nocloud, configdrive), found by label and read on the config worker
         self.media = LabelledMedia(self.paths.run_dir / "media")
         self.config = config_store(self.paths, self.options.cmdline, self.media)
+        self.config.sources.network_ready = False  # ec2, url: fetch once the network phase is done
         self.config_worker = ConfigWorker()  # every parse and validation of config, off the loop
         self.config_errors: list[str] = []
         self.config_warnings: list[str] = []
@@ -147,6 +148,7 @@ class Supervisor:
         await self._phase("system-docker-start", self._system_docker_start)
         await self._phase("loopback", lambda: asyncio.to_thread(_loopback_up))
         await self._phase("network", self._network)
+        await self._phase("network-datasources", self._network_datasources)
         await self._phase("control", self._control, fatal=True)
         await self._phase("handlers", self._handlers, fatal=True)
         await self._phase("system-docker", self._system_docker)
@@ -233,6 +235,13 @@ class Supervisor:
         seconds, and the config read again. Nothing to wait for: nothing to do."""
         seconds = float((self.setting("cloud_init", {}) or {}).get("wait", DATASOURCE_WAIT))
         if self.media.start_waiting(seconds):
+            await self._load_config()
+
+    async def _network_datasources(self) -> None:
+        """The network datasources (ec2, url:) fetch nothing before the network is up: with one listed,
+        the config is read again now (each retries a few times while DHCP finishes)."""
+        self.config.sources.network_ready = True
+        if self.config.sources.pending:
             await self._load_config()
 
     def _note_config_warnings(self) -> None:

@@ -130,10 +130,11 @@ def test_script_user_data_is_skipped_with_a_warning(paths: Paths) -> None:
 def test_unknown_kind_is_an_error_on_the_datasources_key(paths: Paths) -> None:
     paths.config_dir.mkdir(parents=True)
     cc = paths.config_dir / "cloud-config.yml"
-    cc.write_text("corral:\n  cloud_init:\n    datasources: [cmdline, ec2]\n")
+    cc.write_text("corral:\n  cloud_init:\n    datasources: [cmdline, gce]\n")
     errors = ConfigStore(paths, cmdline_text="").reload().errors
     assert [(e.file, e.key) for e in errors] == [(str(cc), "corral.cloud_init.datasources[1]")]
-    assert "unknown datasource kind 'ec2' (known: cmdline, configdrive, file, nocloud)" in errors[0].message
+    assert "unknown datasource kind 'gce' (known: cmdline, configdrive, ec2, file, nocloud, url)" in \
+        errors[0].message
 
 
 def test_file_kind_needs_an_absolute_directory(paths: Paths) -> None:
@@ -174,7 +175,7 @@ def test_registry_accepts_new_kinds(paths: Paths) -> None:
 
     registry = default_registry()
     registry.register("static", Static)
-    assert registry.kinds() == ["cmdline", "configdrive", "file", "nocloud", "static"]
+    assert registry.kinds() == ["cmdline", "configdrive", "ec2", "file", "nocloud", "static", "url"]
     store = ConfigStore(
         paths, cmdline_text="corral.cloud_init.datasources=[static:edge-9]", registry=registry
     )

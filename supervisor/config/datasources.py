@@ -23,19 +23,27 @@ Absolute paths are taken inside ``Paths.prefix`` (``Paths.under``), so sandboxes
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
 
 from supervisor.config import cloudmeta
 from supervisor.config.cloudmeta import metadata_to_config
 from supervisor.config.cmdline import param_value
 from supervisor.config.errors import DOCUMENT, ConfigError
+from supervisor.config.fetched import (
+    Datasource,
+    DatasourceContext,
+    Fetched,
+    MediaReader,
+    MediumRead,
+    add_user_data,
+)
+from supervisor.config.netsources import Ec2Datasource, UrlDatasource
 from supervisor.config.yamlload import read_config_file
-from supervisor.paths import Paths
 
-__all__ = ["metadata_to_config"]  # re-exported: its home is cloudmeta
+__all__ = [  # the shared types are re-exported: their home is fetched.py (metadata_to_config: cloudmeta)
+    "Datasource", "DatasourceContext", "Fetched", "MediaReader", "MediumRead", "metadata_to_config",
+]
 
 NOCLOUD_LABELS = ("cidata", "CIDATA")
 NOCLOUD_FILES = ("user-data", "meta-data", "network-config")
@@ -44,52 +52,6 @@ OPENSTACK = "openstack/latest/"
 CONFIGDRIVE_FILES = (f"{OPENSTACK}user_data", f"{OPENSTACK}meta_data.json", f"{OPENSTACK}network_data.json")
 RANCHER_CONFIGDRIVE_MOUNT = "/media/config-2"
 """RancherOS mounted the config-2 device here itself: ``configdrive:/media/config-2`` means the device."""
-
-
-@dataclass(frozen=True)
-class MediumRead:
-    """What a ``MediaReader`` found for a set of labels: the device (None: none has the label) and the
-    text of each file it holds (by name; missing files are absent), or why it could not be read."""
-
-    device: str | None = None
-    label: str | None = None
-    fstype: str | None = None
-    files: Mapping[str, str] = field(default_factory=dict)
-    errors: Sequence[ConfigError] = ()  # a file too big, not UTF-8, unreadable
-    problem: str | None = None  # the medium could not be probed or mounted: why
-    pending: bool = False  # not found yet, and boot will look again once devices are probed
-
-
-class MediaReader(Protocol):
-    def read(self, labels: Sequence[str], names: Sequence[str]) -> MediumRead:
-        """The first block device whose filesystem label is one of ``labels``, with the files ``names``
-        (paths inside it) read with the bounds of any config file. Blocking."""
-        ...
-
-
-@dataclass(frozen=True)
-class DatasourceContext:
-    paths: Paths
-    cmdline_text: str
-    media: MediaReader | None = None
-
-
-@dataclass
-class Fetched:
-    """What one datasource gave: cloud-config texts and config-shaped metadata, each with its source,
-    and one line for the journal saying what it found (``notes``)."""
-
-    user_data: list[tuple[str, str]] = field(default_factory=list)
-    metadata: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    errors: list[ConfigError] = field(default_factory=list)
-    warnings: list[ConfigError] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-
-class Datasource(Protocol):
-    spec: str
-
-    def fetch(self, ctx: DatasourceContext) -> Fetched: ...
 
 
 DatasourceFactory = Callable[[str], Datasource]
@@ -122,6 +84,8 @@ def default_registry() -> DatasourceRegistry:
     registry.register("cmdline", CmdlineDatasource)
     registry.register("nocloud", NoCloudDatasource)
     registry.register("configdrive", ConfigDriveDatasource)
+    registry.register("ec2", Ec2Datasource)
+    registry.register("url", UrlDatasource)
     return registry
 
 
@@ -154,7 +118,7 @@ class FileDatasource:
                 out.warnings.append(ConfigError(self.spec, DOCUMENT, f"{root} not found: skipped"))
             out.notes.append(f"{self.spec}: nothing ({root} not found)")
             return out
-        _add_user_data(str(root), text, out)
+        add_user_data(str(root), text, out)
         out.notes.append(f"{self.spec}: a cloud-config file")
         return out
 
@@ -168,25 +132,11 @@ def _read(path: Path, out: Fetched) -> str | None:
     return text
 
 
-def _add_user_data(source: str, text: str, out: Fetched) -> None:
-    first = text.lstrip().split("\n", 1)[0].strip()
-    if first.startswith("#!"):
-        out.warnings.append(
-            ConfigError(source, DOCUMENT, "user-data is a script: not supported yet, ignored")
-        )
-    elif first.startswith("#include") or first.lower().startswith("content-type:"):
-        out.warnings.append(
-            ConfigError(source, DOCUMENT, f"user-data format {first!r} is not supported, ignored")
-        )
-    else:
-        out.user_data.append((source, text))
-
-
 def nocloud_files(prefix: str, files: Mapping[str, str], out: Fetched) -> None:
     """NoCloud's files (name -> text; each named ``prefix + name``) into ``out``: user-data as a layer,
     meta-data and network-config as config-shaped metadata (their problems are warnings)."""
     if "user-data" in files:
-        _add_user_data(prefix + "user-data", files["user-data"], out)
+        add_user_data(prefix + "user-data", files["user-data"], out)
     for name, translate in (("meta-data", metadata_to_config),
                             ("network-config", cloudmeta.network_config_to_config)):
         if name in files:
@@ -215,6 +165,7 @@ class _MediumDatasource:
         out.warnings.extend(found.errors)  # a broken medium is a warning: the boot goes on without it
         if found.device is None:
             if found.pending:
+                out.pending = True
                 out.notes.append(f"{self.spec}: no device labelled {labels} yet; looking again once devices "
                                  "are probed")
             else:
@@ -288,7 +239,7 @@ class ConfigDriveDatasource(_MediumDatasource):
         files = found.files
         user = files.get(f"{OPENSTACK}user_data")
         if user is not None:
-            _add_user_data(prefix + f"{OPENSTACK}user_data", user, out)
+            add_user_data(prefix + f"{OPENSTACK}user_data", user, out)
         uuid = None
         meta = files.get(f"{OPENSTACK}meta_data.json")
         if meta is not None:
@@ -335,5 +286,5 @@ class CmdlineDatasource:
             if not out.errors:
                 out.warnings.append(ConfigError(self.spec, self.PARAM, f"{real} not found: skipped"))
             return out
-        _add_user_data(str(real), text, out)
+        add_user_data(str(real), text, out)
         return out

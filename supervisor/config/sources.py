@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from supervisor.config.cmdline import parse_cmdline
-from supervisor.config.datasources import Datasource, DatasourceContext, DatasourceRegistry, MediaReader
+from supervisor.config.datasources import (
+    Datasource,
+    DatasourceContext,
+    DatasourceRegistry,
+    Fetched,
+    MediaReader,
+)
 from supervisor.config.errors import DOCUMENT, ConfigError
 from supervisor.config.generations import CLOUD_CONFIG, PRIVATE, Generations
 from supervisor.config.keypath import KeyPath, format_path, get_path
@@ -47,6 +53,9 @@ class LayerSources:
                  registry: DatasourceRegistry, media: MediaReader | None = None) -> None:
         self.paths = paths
         self.media = media
+        self.network_ready = True  # boot sets it False until its network phase is done
+        self.pending: list[str] = []  # the datasources that found nothing yet at the last read, to retry
+        self._cache: dict[str, Fetched] = {}  # what the network datasources gave, kept for the boot
         self._validator = validator
         self._schema = schema
         self._cmdline_text = cmdline_text
@@ -195,7 +204,8 @@ class LayerSources:
         layers: list[tuple[str, Layer]] = []
         errors: list[ConfigError] = []
         warnings: list[ConfigError] = []
-        ctx = DatasourceContext(self.paths, cmdline_text, self.media)
+        ctx = DatasourceContext(self.paths, cmdline_text, self.media, self.network_ready, self._cache)
+        pending: list[str] = []
         for source in self.datasources(so_far, provenance):
             if isinstance(source, ConfigError):
                 continue  # _judge reports it, once the layers are all read
@@ -203,6 +213,8 @@ class LayerSources:
             errors.extend(fetched.errors)
             warnings.extend(fetched.warnings)
             notes.extend(fetched.notes)
+            if fetched.pending:
+                pending.append(source.spec)
             for name, text in fetched.user_data:
                 layer, errs = check_text(text, name, self._validator)
                 errors.extend(errs)
@@ -213,4 +225,5 @@ class LayerSources:
                 errors.extend(errs)
                 if layer is not None:
                     layers.append((source.spec, layer))
+        self.pending = pending
         return layers, errors, warnings
