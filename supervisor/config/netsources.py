@@ -46,6 +46,8 @@ class Http:
     def __init__(self, retry: Retry, sleep: Callable[[float], None] = time.sleep) -> None:
         self.retry = retry
         self._sleep = sleep
+        # never through a proxy from the environment: the metadata service is link-local
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     def request(self, url: str, method: str = "GET", headers: dict[str, str] | None = None) -> bytes:
         """The body; NotThere on 404; the last error (OSError, urllib's HTTPError) when every attempt
