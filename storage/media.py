@@ -30,8 +30,8 @@ from storage.observe import (
     read_block_devices,
 )
 from storage.rules import MS_RDONLY
-from supervisor.config.datasources import MediumRead
 from supervisor.config.errors import DOCUMENT, ConfigError
+from supervisor.config.fetched import MediumRead
 from supervisor.config.yamlload import read_config_file
 from supervisor.mounts import MS_NODEV, MS_NOEXEC, MS_NOSUID, mount_raw, umount
 
