@@ -41,7 +41,7 @@ def test_nocloud_iso_configures_hostname_keys_and_network(
                "    dhcp4: true\ndummy-devices:\n  seed-dm0:\n    addresses: [198.18.61.1/24]\n")
     iso = seed_iso(tmp_path, {
         "user-data": "#cloud-config\ncorral:\n  environment: {FROM_NOCLOUD: 'yes'}\n",
-        # the harness's key too: meta-data's keys replace the list of the layers under it
+        # the harness's key also comes from the seed directory's user-data (keys add up)
         "meta-data": (f"instance-id: iid-guest-1\nlocal-hostname: nocloud-guest\npublic-keys:\n"
                       f"  - {guest_ssh_key.public}\n  - {EXTRA_KEY}\n"),
         "network-config": network,

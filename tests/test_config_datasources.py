@@ -55,7 +55,8 @@ def test_file_datasource_user_data_and_meta_data(paths: Paths) -> None:
     store = _store(paths)
     assert store.reload().ok
     assert store.get("hostname") == "from-meta"  # meta-data comes after user-data
-    assert store.get("ssh_authorized_keys") == ["ssh-rsa AAAAmeta"]
+    # meta-data's keys are added to the user-data's, as cloud-init authorizes both
+    assert store.get("ssh_authorized_keys") == ["ssh-ed25519 AAAAuser", "ssh-rsa AAAAmeta"]
     assert store.get("corral.log.level") == "debug"
     assert store.provenance["hostname"] == str(seed / "meta-data")
     assert store.provenance["corral.log.level"] == str(seed / "user-data")

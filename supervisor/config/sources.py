@@ -221,9 +221,27 @@ class LayerSources:
                 if layer is not None:
                     layers.append((source.spec, layer))
             for name, data in fetched.metadata:
+                data = _with_keys_below(data, so_far, [lay for _, lay in layers])
                 layer, errs = check_document(Document(name, data), self._validator)
                 errors.extend(errs)
                 if layer is not None:
                     layers.append((source.spec, layer))
         self.pending = pending
         return layers, errors, warnings
+
+
+KEYS = "ssh_authorized_keys"
+
+
+def _with_keys_below(data: dict[str, Any], so_far: Mapping[str, Any], layers: list[Layer]) -> dict[str, Any]:
+    """Metadata's SSH keys are added to those the layers under it give (as cloud-init authorizes both the
+    user-data's and the metadata's keys), not put in their place as a list in a later layer would be."""
+    if not isinstance(data.get(KEYS), list):
+        return data
+    below: list[Any] = list(so_far.get(KEYS) or [])
+    for layer in layers:
+        if isinstance(layer.data.get(KEYS), list):
+            below = list(layer.data[KEYS])
+    keys = [*below, *(k for k in data[KEYS] if k not in below)]
+    return {**data, KEYS: keys}
+
