@@ -22,6 +22,7 @@ from handlers.processes import ProcessKeeper
 from storage.media import LabelledMedia
 from supervisor import __version__, prefetch, signals
 from supervisor.boot.context import BootContext, Runners, StopRegistry
+from supervisor.boot.datasources import disk_datasources, network_datasources
 from supervisor.boot.storage import StorageServices
 from supervisor.bus import Bus
 from supervisor.config.errors import DOCUMENT, ConfigError
@@ -56,10 +57,6 @@ SYSTEM_DOCKER_READY_TIMEOUT = 60.0
 
 class FatalStartup(Exception):
     """A boot phase that PID 1 cannot go on without failed."""
-
-
-DATASOURCE_WAIT = 5.0
-"""Seconds boot waits for a disk datasource's labelled device (corral.cloud_init.wait)."""
 
 
 @dataclass
@@ -139,7 +136,8 @@ class Supervisor:
         await self._phase("mounts", self._mounts, fatal=True)
         await self._phase("config", self._load_config)
         await self._phase("devices", self._devices)
-        await self._phase("datasources", self._datasources)
+        await self._phase("datasources",
+                          lambda: disk_datasources(self.media, self.setting, self._load_config))
         await self._phase("state", self._state, fatal=True)
         await self._phase("storage", self._storage)
         await self._phase("hostname", self._hostname)
@@ -148,7 +146,8 @@ class Supervisor:
         await self._phase("system-docker-start", self._system_docker_start)
         await self._phase("loopback", lambda: asyncio.to_thread(_loopback_up))
         await self._phase("network", self._network)
-        await self._phase("network-datasources", self._network_datasources)
+        await self._phase("network-datasources",
+                          lambda: network_datasources(self.config.sources, self._load_config))
         await self._phase("control", self._control, fatal=True)
         await self._phase("handlers", self._handlers, fatal=True)
         await self._phase("system-docker", self._system_docker)
@@ -228,21 +227,6 @@ class Supervisor:
             self.state.degrade("config", f"{len(self.config_errors)} config error(s); using defaults")
         self._note_config_warnings()
         self._apply_log_settings()
-
-    async def _datasources(self) -> None:
-        """A disk datasource (nocloud, configdrive) whose labelled device was not there at the config
-        phase (its driver comes with the devices phase): waited for, up to corral.cloud_init.wait
-        seconds, and the config read again. Nothing to wait for: nothing to do."""
-        seconds = float((self.setting("cloud_init", {}) or {}).get("wait", DATASOURCE_WAIT))
-        if self.media.start_waiting(seconds):
-            await self._load_config()
-
-    async def _network_datasources(self) -> None:
-        """The network datasources (ec2, url:) fetch nothing before the network is up: with one listed,
-        the config is read again now (each retries a few times while DHCP finishes)."""
-        self.config.sources.network_ready = True
-        if self.config.sources.pending:
-            await self._load_config()
 
     def _note_config_warnings(self) -> None:
         """Warnings are problems too: logged, listed in status, and shown as degraded. What each
