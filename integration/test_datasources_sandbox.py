@@ -57,8 +57,8 @@ def seed_image(loops: Loops, name: str, label: str, files: dict[str, str]) -> Pa
 
 
 def journal_line(sb: Sandbox, prefix: str) -> str:
-    line = sb.wait_journal(lambda m: str(m.get("msg", m.get("event", ""))).startswith(prefix))
-    return str(line.get("msg", line.get("event")))
+    line = sb.wait_journal(lambda m: str(m.get("event", "")).startswith(prefix))
+    return str(line["event"])
 
 
 def keys_file(sb: Sandbox) -> Path:

@@ -51,7 +51,7 @@ def test_nocloud_iso_configures_hostname_keys_and_network(
                              append="corral.cloud_init.datasources=[file:/etc/corral/seed,nocloud]"))
     g.wait_ssh()
     assert g.host("hostname").stdout.strip() == "nocloud-guest"
-    lines = [str(r.get("msg", "")) for r in g.journal()]
+    lines = [str(r.get("event", "")) for r in g.journal()]
     assert "datasource nocloud: /dev/vdb (label cidata): user-data, meta-data, network-config " \
            "(instance-id iid-guest-1)" in lines, [ln for ln in lines if "datasource" in ln]
     assert g.corral("config", "get", "corral.environment.FROM_NOCLOUD") == "yes"
