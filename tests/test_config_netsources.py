@@ -5,6 +5,7 @@ network is up, what was fetched kept for the boot, and a server that is not ther
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from supervisor.boot.datasources import network_datasources
 from supervisor.config import ConfigStore
 from supervisor.config.datasources import default_registry
 from supervisor.config.netsources import Ec2Datasource, Retry, UrlDatasource
@@ -178,3 +180,23 @@ def test_url_datasource(tmp_path: Path, server: tuple[str, type[Metadata]]) -> N
 def test_network_datasource_arguments_are_checked(tmp_path: Path, spec: str) -> None:
     errors = store(tmp_path, spec).reload().errors
     assert [(e.file, e.key) for e in errors] == [("cmdline", "corral.cloud_init.datasources[0]")]
+
+
+def test_boot_reads_the_config_again_once_the_network_is_up(
+    tmp_path: Path, server: tuple[str, type[Metadata]]
+) -> None:
+    """The network-datasources phase (supervisor/boot/datasources.py): a load only when one is pending."""
+    address, _ = server
+    s = store(tmp_path, f"ec2:{address}")
+    s.sources.network_ready = False
+    assert s.load().ok and s.sources.pending == [f"ec2:{address}"]
+    loads: list[int] = []
+
+    async def load() -> None:
+        loads.append(1)
+        await asyncio.to_thread(s.load)
+
+    asyncio.run(network_datasources(s.sources, load))
+    assert loads == [1] and s.get("hostname") == "ip-10-0-0-12.ec2.internal"
+    asyncio.run(network_datasources(s.sources, load))  # nothing pending any more: no load
+    assert loads == [1]
