@@ -225,6 +225,7 @@ class GuestSpec:
     append: str = ""
     state_disk: str | Path | None = None
     disks: Sequence[str] = ()
+    images: Sequence[Path] = ()  # existing disk images (an ISO...), attached after ``disks``, as made
     nics: int = 0
     memory: str = os.environ.get("CORRAL_GUEST_MEMORY", run_mod.DEFAULT_MEMORY)
     boot_timeout: float = BOOT_TIMEOUT
@@ -254,6 +255,10 @@ class Guest:
                                config=config_file, ssh_port=self.ssh_port, memory=spec.memory,
                                qmp=self.qmp_socket, serial="stdio")
         self.machine = run_mod.prepare(opts)
+        if spec.images:
+            given = tuple(run_mod.Disk(Path(p).resolve(), f"corral-image{i}")
+                          for i, p in enumerate(spec.images))
+            self.machine = dataclasses.replace(self.machine, disks=(*self.machine.disks, *given))
         self.argv = run_mod.qemu_argv(self.machine)
         (workdir / "qemu.argv").write_text(shlex.join(self.argv) + "\n")
         self.started = time.monotonic()

@@ -14,6 +14,8 @@ PACKAGES=(
   cpio zstd xz-utils binutils qemu-system-x86 openssh-client
   # udevd as a process corral supervises (`corral.udev: true`)
   udev
+  # the guest test's NoCloud seed and config drive, ISOs as clouds make them (test_guest_datasources.py)
+  genisoimage
 )
 
 missing=()

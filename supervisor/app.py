@@ -19,8 +19,10 @@ import structlog
 from handlers.authorized_keys import AuthorizedKeysWriter
 from handlers.hostname import HostnameKeeper
 from handlers.processes import ProcessKeeper
+from storage.media import LabelledMedia
 from supervisor import __version__, prefetch, signals
 from supervisor.boot.context import BootContext, Runners, StopRegistry
+from supervisor.boot.datasources import disk_datasources, network_datasources
 from supervisor.boot.storage import StorageServices
 from supervisor.bus import Bus
 from supervisor.config.errors import DOCUMENT, ConfigError
@@ -77,10 +79,14 @@ class Supervisor:
         self.paths = self.options.paths
         self.processes = ProcessManager(self.bus.publish)
         self.mounts = MountTable(self.options.mount_root)
-        self.config = config_store(self.paths, self.options.cmdline)
+        # the disk datasources' media (nocloud, configdrive), found by label and read on the config worker
+        self.media = LabelledMedia(self.paths.run_dir / "media")
+        self.config = config_store(self.paths, self.options.cmdline, self.media)
+        self.config.sources.network_ready = False  # ec2, url: fetch once the network phase is done
         self.config_worker = ConfigWorker()  # every parse and validation of config, off the loop
         self.config_errors: list[str] = []
         self.config_warnings: list[str] = []
+        self.datasource_notes: list[str] = []
         self.stops = StopRegistry()  # in start order; shutdown walks it backwards
         self.runners = Runners(self.bus, lambda: self.setting("handlers", {}) or {})
         self.ctx = BootContext(
@@ -130,6 +136,8 @@ class Supervisor:
         await self._phase("mounts", self._mounts, fatal=True)
         await self._phase("config", self._load_config)
         await self._phase("devices", self._devices)
+        await self._phase("datasources",
+                          lambda: disk_datasources(self.media, self.setting, self._load_config))
         await self._phase("state", self._state, fatal=True)
         await self._phase("storage", self._storage)
         await self._phase("hostname", self._hostname)
@@ -138,6 +146,8 @@ class Supervisor:
         await self._phase("system-docker-start", self._system_docker_start)
         await self._phase("loopback", lambda: asyncio.to_thread(_loopback_up))
         await self._phase("network", self._network)
+        await self._phase("network-datasources",
+                          lambda: network_datasources(self.config.sources, self._load_config))
         await self._phase("control", self._control, fatal=True)
         await self._phase("handlers", self._handlers, fatal=True)
         await self._phase("system-docker", self._system_docker)
@@ -219,7 +229,13 @@ class Supervisor:
         self._apply_log_settings()
 
     def _note_config_warnings(self) -> None:
-        """Warnings are problems too: logged, listed in status, and shown as degraded."""
+        """Warnings are problems too: logged, listed in status, and shown as degraded. What each
+        datasource found is logged when it changes."""
+        notes = list(self.config.last_notes)
+        if notes != self.datasource_notes:
+            for note in notes:
+                log.info(f"datasource {note}")
+        self.datasource_notes = notes
         warnings = [str(w) for w in self.config.last_warnings]
         if warnings != self.config_warnings:
             for warning in warnings:

@@ -18,6 +18,7 @@ from handlers.devices import check_modules
 from netconf.model import NetworkConfig
 from netconf.parse import parse_config
 from storage.rules import StorageRules, parse_storage
+from supervisor.config.datasources import MediaReader
 from supervisor.config.errors import ConfigError
 from supervisor.config.store import Checked, ConfigStore, DomainCheck, Source
 from supervisor.paths import Paths
@@ -54,9 +55,11 @@ def domain_checks(paths: Paths) -> dict[str, DomainCheck]:
     return {UNITS: units, NETWORK: network, STORAGE: storage, MODULES: modules}
 
 
-def config_store(paths: Paths, cmdline_text: str | None = None) -> ConfigStore:
-    """The config store with every domain check (``cmdline_text`` None: read ``paths.cmdline_file``)."""
-    return ConfigStore(paths, cmdline_text=cmdline_text, checks=domain_checks(paths))
+def config_store(paths: Paths, cmdline_text: str | None = None, media: MediaReader | None = None
+                 ) -> ConfigStore:
+    """The config store with every domain check (``cmdline_text`` None: read ``paths.cmdline_file``);
+    ``media`` reads the disk datasources' block devices (PID 1 gives one: storage/media.py)."""
+    return ConfigStore(paths, cmdline_text=cmdline_text, checks=domain_checks(paths), media=media)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -11,9 +12,11 @@ from supervisor.config.datasources import (
     DatasourceContext,
     DatasourceRegistry,
     Fetched,
+    MediumRead,
     default_registry,
     metadata_to_config,
 )
+from supervisor.config.errors import ConfigError
 from supervisor.paths import Paths
 
 USER_DATA = """#cloud-config
@@ -52,7 +55,8 @@ def test_file_datasource_user_data_and_meta_data(paths: Paths) -> None:
     store = _store(paths)
     assert store.reload().ok
     assert store.get("hostname") == "from-meta"  # meta-data comes after user-data
-    assert store.get("ssh_authorized_keys") == ["ssh-rsa AAAAmeta"]
+    # meta-data's keys are added to the user-data's, as cloud-init authorizes both
+    assert store.get("ssh_authorized_keys") == ["ssh-ed25519 AAAAuser", "ssh-rsa AAAAmeta"]
     assert store.get("corral.log.level") == "debug"
     assert store.provenance["hostname"] == str(seed / "meta-data")
     assert store.provenance["corral.log.level"] == str(seed / "user-data")
@@ -127,10 +131,11 @@ def test_script_user_data_is_skipped_with_a_warning(paths: Paths) -> None:
 def test_unknown_kind_is_an_error_on_the_datasources_key(paths: Paths) -> None:
     paths.config_dir.mkdir(parents=True)
     cc = paths.config_dir / "cloud-config.yml"
-    cc.write_text("corral:\n  cloud_init:\n    datasources: [cmdline, ec2]\n")
+    cc.write_text("corral:\n  cloud_init:\n    datasources: [cmdline, gce]\n")
     errors = ConfigStore(paths, cmdline_text="").reload().errors
     assert [(e.file, e.key) for e in errors] == [(str(cc), "corral.cloud_init.datasources[1]")]
-    assert "unknown datasource kind 'ec2' (known: cmdline, file)" in errors[0].message
+    assert "unknown datasource kind 'gce' (known: cmdline, configdrive, ec2, file, nocloud, url)" in \
+        errors[0].message
 
 
 def test_file_kind_needs_an_absolute_directory(paths: Paths) -> None:
@@ -171,7 +176,7 @@ def test_registry_accepts_new_kinds(paths: Paths) -> None:
 
     registry = default_registry()
     registry.register("static", Static)
-    assert registry.kinds() == ["cmdline", "file", "static"]
+    assert registry.kinds() == ["cmdline", "configdrive", "ec2", "file", "nocloud", "static", "url"]
     store = ConfigStore(
         paths, cmdline_text="corral.cloud_init.datasources=[static:edge-9]", registry=registry
     )
@@ -181,3 +186,159 @@ def test_registry_accepts_new_kinds(paths: Paths) -> None:
     # registries are per store: the default one does not know the new kind
     assert "static" not in default_registry().kinds()
     assert DatasourceRegistry().kinds() == []
+
+
+# -- file: a file (RancherOS), configdrive:/dir, and the disk datasources through a MediaReader ----------
+
+
+def test_file_datasource_reads_a_cloud_config_file(paths: Paths) -> None:
+    """RancherOS's ``file:/var/lib/rancher/conf/user_config.yml``: the file is the user-data."""
+    target = paths.under("/var/lib/rancher/conf/user_config.yml")
+    target.parent.mkdir(parents=True)
+    target.write_text("#cloud-config\nhostname: from-rancher-file\n")
+    store = ConfigStore(
+        paths, cmdline_text="rancher.cloud_init.datasources=[file:/var/lib/rancher/conf/user_config.yml]"
+    )
+    result = store.load()
+    assert result.errors == [] and result.warnings == []
+    assert store.get("hostname") == "from-rancher-file"
+    assert store.provenance["hostname"] == str(target)
+    assert result.notes == ["file:/var/lib/rancher/conf/user_config.yml: a cloud-config file"]
+
+
+def test_file_directory_reads_network_config_and_says_what_it_found(paths: Paths) -> None:
+    seed = _seed(paths, meta_data="local-hostname: seeded\n")
+    (seed / "network-config").write_text("version: 2\nethernets: {eth0: {dhcp4: true}}\n")
+    result = _store(paths).load()
+    assert result.errors == []
+    assert result.config["network"] == {"version": 2, "ethernets": {"eth0": {"dhcp4": True}}}
+    assert result.provenance["network.version"] == str(seed / "network-config")
+    assert result.notes == ["file:/var/lib/cloud/seed/nocloud: user-data, meta-data, network-config"]
+
+
+def test_broken_meta_data_is_a_warning_and_the_user_data_still_counts(paths: Paths) -> None:
+    _seed(paths, meta_data="local-hostname: [not, a, name]\n")
+    store = _store(paths)
+    result = store.load()
+    assert result.errors == []
+    assert [w.key for w in result.warnings] == ["local-hostname"]
+    assert store.get("hostname") == "from-user-data"
+
+
+OPENSTACK_META = '{"uuid": "83679162-1378-4288-a2d4-70e13ec132aa", "hostname": "os-host", ' \
+    '"public_keys": {"mykey": "ssh-ed25519 AAAAos"}}'
+NETWORK_DATA = '{"links": [{"id": "tap0", "type": "ovs", "ethernet_mac_address": "fa:16:3e:00:00:01", ' \
+    '"mtu": 1450}], "networks": [{"id": "n0", "link": "tap0", "type": "ipv4_dhcp"}]}'
+
+
+def test_configdrive_directory(paths: Paths) -> None:
+    root = paths.under("/mnt/cd/openstack/latest")
+    root.mkdir(parents=True)
+    (root / "user_data").write_text("#cloud-config\ncorral: {log: {level: debug}}\n")
+    (root / "meta_data.json").write_text(OPENSTACK_META)
+    (root / "network_data.json").write_text(NETWORK_DATA)
+    store = ConfigStore(paths, cmdline_text="corral.cloud_init.datasources=[configdrive:/mnt/cd]")
+    result = store.load()
+    assert result.errors == [] and result.warnings == []
+    assert store.get("hostname") == "os-host"
+    assert store.get("ssh_authorized_keys") == ["ssh-ed25519 AAAAos"]
+    assert store.get("corral.log.level") == "debug"
+    assert store.get("network.ethernets.nic0") == {"match": {"macaddress": "fa:16:3e:00:00:01"}, "mtu": 1450,
+                                                   "dhcp4": True}
+    assert result.notes == ["configdrive:/mnt/cd: user_data, meta_data.json, network_data.json "
+                            "(uuid 83679162-1378-4288-a2d4-70e13ec132aa)"]
+
+
+class FakeMedia:
+    """A MediaReader answering from a dict: label set -> MediumRead (the real one: storage/media.py)."""
+
+    def __init__(self, found: dict[str, MediumRead]) -> None:
+        self.found = found
+        self.asked: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
+
+    def read(self, labels: Sequence[str], names: Sequence[str]) -> MediumRead:
+        self.asked.append((tuple(labels), tuple(names)))
+        return self.found.get(labels[0], MediumRead())
+
+
+def test_nocloud_medium(paths: Paths) -> None:
+    media = FakeMedia({"cidata": MediumRead(device="/dev/sr0", label="cidata", fstype="iso9660", files={
+        "user-data": USER_DATA, "meta-data": "instance-id: iid-9\nlocal-hostname: cd-host\n",
+        "network-config": "version: 2\nethernets: {eth0: {dhcp4: true}}\n"})})
+    store = ConfigStore(paths, cmdline_text="corral.cloud_init.datasources=[nocloud]", media=media)
+    result = store.load()
+    assert result.errors == [] and result.warnings == []
+    assert media.asked == [(("cidata", "CIDATA"), ("user-data", "meta-data", "network-config"))]
+    assert store.get("hostname") == "cd-host"
+    assert store.provenance["hostname"] == "/dev/sr0:meta-data"
+    assert store.provenance["corral.log.level"] == "/dev/sr0:user-data"
+    assert store.get("network.ethernets.eth0.dhcp4") is True
+    assert result.notes == ["nocloud: /dev/sr0 (label cidata): user-data, meta-data, network-config "
+                            "(instance-id iid-9)"]
+
+
+def test_configdrive_medium_and_rancher_spelling(paths: Paths) -> None:
+    media = FakeMedia({"config-2": MediumRead(device="/dev/vdb", label="config-2", fstype="vfat", files={
+        "openstack/latest/meta_data.json": OPENSTACK_META})})
+    store = ConfigStore(paths, cmdline_text="rancher.cloud_init.datasources=[configdrive:/media/config-2]",
+                        media=media)
+    result = store.load()
+    assert result.errors == [] and result.warnings == []
+    assert store.get("hostname") == "os-host"
+    assert result.notes == ["configdrive:/media/config-2: /dev/vdb (label config-2): meta_data.json "
+                            "(uuid 83679162-1378-4288-a2d4-70e13ec132aa)"]
+
+
+@pytest.mark.parametrize(
+    ("read", "warning", "note"),
+    [
+        (MediumRead(problem="no device labelled cidata or CIDATA after waiting 5 s"),
+         "no device labelled cidata or CIDATA after waiting 5 s: skipped",
+         "nocloud: nothing found (no device labelled cidata or CIDATA after waiting 5 s)"),
+        (MediumRead(device="/dev/sdb", label="CIDATA", fstype="vfat",
+                    problem="cannot mount vfat: No such device"),
+         "/dev/sdb (label CIDATA): cannot mount vfat: No such device: skipped",
+         "nocloud: /dev/sdb (label CIDATA): unreadable (cannot mount vfat: No such device)"),
+    ],
+)
+def test_nocloud_nothing_or_broken_is_a_warning_and_the_rest_counts(
+    paths: Paths, read: MediumRead, warning: str, note: str
+) -> None:
+    store = ConfigStore(paths, cmdline_text="corral.cloud_init.datasources=[nocloud] corral.log.level=debug",
+                        media=FakeMedia({"cidata": read}))
+    result = store.load()
+    assert result.errors == []
+    assert [(w.file, w.message) for w in result.warnings] == [("nocloud", warning)]
+    assert result.notes == [note]
+    assert store.get("corral.log.level") == "debug"
+
+
+def test_nocloud_pending_is_neither_warning_nor_error(paths: Paths) -> None:
+    store = ConfigStore(paths, cmdline_text="corral.cloud_init.datasources=[nocloud]",
+                        media=FakeMedia({"cidata": MediumRead(pending=True)}))
+    result = store.load()
+    assert result.errors == [] and result.warnings == []
+    assert result.notes == ["nocloud: no device labelled cidata or CIDATA yet; looking again once devices "
+                            "are probed"]
+
+
+def test_medium_too_big_file_is_a_warning(paths: Paths) -> None:
+    problem = ConfigError("/dev/sr0:user-data", "", "too big")
+    media = FakeMedia({"cidata": MediumRead(device="/dev/sr0", label="cidata", errors=[problem],
+                                            files={"meta-data": "local-hostname: h1\n"})})
+    store = ConfigStore(paths, cmdline_text="corral.cloud_init.datasources=[nocloud]", media=media)
+    result = store.load()
+    assert result.errors == [] and result.warnings == [problem]
+    assert store.get("hostname") == "h1"
+
+
+def test_disk_datasources_without_a_media_reader_are_skipped(paths: Paths) -> None:
+    result = ConfigStore(paths, cmdline_text="corral.cloud_init.datasources=[nocloud, configdrive]").load()
+    assert result.errors == []
+    assert [w.message for w in result.warnings] == ["block devices cannot be read here: skipped"] * 2
+
+
+@pytest.mark.parametrize("spec", ["nocloud:/x", "configdrive:relative"])
+def test_disk_datasource_arguments_are_checked(paths: Paths, spec: str) -> None:
+    errors = ConfigStore(paths, cmdline_text=f"corral.cloud_init.datasources=[{spec}]").reload().errors
+    assert [(e.file, e.key) for e in errors] == [("cmdline", "corral.cloud_init.datasources[0]")]

@@ -1,50 +1,57 @@
 """Datasources: where a host finds config it was not shipped with.
 
 A datasource is named in ``corral.cloud_init.datasources`` as ``kind`` or ``kind:argument``; kinds are
-looked up in a ``DatasourceRegistry`` (``default_registry()`` knows ``file`` and ``cmdline``; network
-kinds register later). Fetching returns raw user-data texts (cloud-config, validated by the loader like
-any file) and metadata already shaped as config, later datasources winning.
+looked up in a ``DatasourceRegistry`` (``default_registry()`` knows ``file``, ``cmdline``, ``nocloud``
+and ``configdrive``; network kinds register later). Fetching returns raw user-data texts (cloud-config,
+validated by the loader like any file) and metadata already shaped as config, later datasources
+winning, with one journal line each (``Fetched.notes``) saying what was found.
 
-- ``file:/dir`` -- a NoCloud-style directory: ``user-data`` (cloud-config) and ``meta-data`` (YAML:
-  ``local-hostname`` -> ``hostname``, ``public-keys`` -> ``ssh_authorized_keys``).
+- ``file:/path`` -- a cloud-config file (RancherOS's ``file:``), or a NoCloud-style directory:
+  ``user-data``, ``meta-data`` and ``network-config`` (supervisor/config/cloudmeta.py).
 - ``cmdline`` -- the kernel command line's ``cloud-config-url=`` (RancherOS): ``file:///path`` or
   ``/path``; network URLs are reported as not supported yet.
+- ``nocloud`` -- a block device labelled ``cidata``/``CIDATA`` with the NoCloud files.
+- ``configdrive`` (RancherOS also wrote ``configdrive:/media/config-2``) -- a block device labelled
+  ``config-2``: ``openstack/latest/{user_data,meta_data.json,network_data.json}``;
+  ``configdrive:/dir`` reads those from a directory.
+
+Block devices are found, mounted and read by a ``MediaReader`` the supervisor gives (storage/media.py:
+core code cannot probe disks); without one (``corral config validate``) they are skipped with a warning.
+A medium that is missing, unreadable or holds broken metadata is a warning, never a lost boot.
 
 Absolute paths are taken inside ``Paths.prefix`` (``Paths.under``), so sandboxes work unchanged."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
 
+from supervisor.config import cloudmeta
+from supervisor.config.cloudmeta import metadata_to_config
 from supervisor.config.cmdline import param_value
 from supervisor.config.errors import DOCUMENT, ConfigError
-from supervisor.config.yamlload import load_document, read_config_file
-from supervisor.paths import Paths
+from supervisor.config.fetched import (
+    Datasource,
+    DatasourceContext,
+    Fetched,
+    MediaReader,
+    MediumRead,
+    add_user_data,
+)
+from supervisor.config.netsources import Ec2Datasource, UrlDatasource
+from supervisor.config.yamlload import read_config_file
 
+__all__ = [  # the shared types are re-exported: their home is fetched.py (metadata_to_config: cloudmeta)
+    "Datasource", "DatasourceContext", "Fetched", "MediaReader", "MediumRead", "metadata_to_config",
+]
 
-@dataclass(frozen=True)
-class DatasourceContext:
-    paths: Paths
-    cmdline_text: str
-
-
-@dataclass
-class Fetched:
-    """What one datasource gave: cloud-config texts and config-shaped metadata, each with its source."""
-
-    user_data: list[tuple[str, str]] = field(default_factory=list)
-    metadata: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    errors: list[ConfigError] = field(default_factory=list)
-    warnings: list[ConfigError] = field(default_factory=list)
-
-
-class Datasource(Protocol):
-    spec: str
-
-    def fetch(self, ctx: DatasourceContext) -> Fetched: ...
+NOCLOUD_LABELS = ("cidata", "CIDATA")
+NOCLOUD_FILES = ("user-data", "meta-data", "network-config")
+CONFIGDRIVE_LABELS = ("config-2", "CONFIG-2")
+OPENSTACK = "openstack/latest/"
+CONFIGDRIVE_FILES = (f"{OPENSTACK}user_data", f"{OPENSTACK}meta_data.json", f"{OPENSTACK}network_data.json")
+RANCHER_CONFIGDRIVE_MOUNT = "/media/config-2"
+"""RancherOS mounted the config-2 device here itself: ``configdrive:/media/config-2`` means the device."""
 
 
 DatasourceFactory = Callable[[str], Datasource]
@@ -75,35 +82,44 @@ def default_registry() -> DatasourceRegistry:
     registry = DatasourceRegistry()
     registry.register("file", FileDatasource)
     registry.register("cmdline", CmdlineDatasource)
+    registry.register("nocloud", NoCloudDatasource)
+    registry.register("configdrive", ConfigDriveDatasource)
+    registry.register("ec2", Ec2Datasource)
+    registry.register("url", UrlDatasource)
     return registry
 
 
-# -- file: a NoCloud-style directory ------------------------------------------------------------------
+# -- file: a cloud-config file, or a NoCloud-style directory -------------------------------------------
 
 
 class FileDatasource:
     def __init__(self, arg: str) -> None:
         if not arg.startswith("/"):
-            raise ValueError(f"file datasource needs an absolute directory, as in file:/path (got {arg!r})")
+            raise ValueError(f"file datasource needs an absolute path, as in file:/path (got {arg!r})")
         self.spec = f"file:{arg}"
-        self.directory = arg
+        self.path = arg
 
     def fetch(self, ctx: DatasourceContext) -> Fetched:
         out = Fetched()
-        root = ctx.paths.under(self.directory)
-        if not root.is_dir():
-            out.warnings.append(ConfigError(self.spec, DOCUMENT, f"directory {root} not found: skipped"))
+        root = ctx.paths.under(self.path)
+        if root.is_dir():
+            files: dict[str, str] = {}
+            for name in NOCLOUD_FILES:
+                text = _read(root / name, out)
+                if text is not None:
+                    files[name] = text
+            nocloud_files(str(root) + "/", files, out)
+            out.notes.append(f"{self.spec}: " + (", ".join(files) or "nothing (no user-data, meta-data "
+                                                 "or network-config)"))
             return out
-        user = _read(root / "user-data", out)
-        if user is not None:
-            _add_user_data(str(root / "user-data"), user, out)
-        meta = _read(root / "meta-data", out)
-        if meta is not None:
-            source = str(root / "meta-data")
-            data, errors = metadata_to_config(meta, source)
-            out.errors.extend(errors)
-            if data:
-                out.metadata.append((source, data))
+        text = _read(root, out)
+        if text is None:
+            if not out.errors:
+                out.warnings.append(ConfigError(self.spec, DOCUMENT, f"{root} not found: skipped"))
+            out.notes.append(f"{self.spec}: nothing ({root} not found)")
+            return out
+        add_user_data(str(root), text, out)
+        out.notes.append(f"{self.spec}: a cloud-config file")
         return out
 
 
@@ -116,68 +132,130 @@ def _read(path: Path, out: Fetched) -> str | None:
     return text
 
 
-def _add_user_data(source: str, text: str, out: Fetched) -> None:
-    first = text.lstrip().split("\n", 1)[0].strip()
-    if first.startswith("#!"):
-        out.warnings.append(
-            ConfigError(source, DOCUMENT, "user-data is a script: not supported yet, ignored")
-        )
-    elif first.startswith("#include") or first.lower().startswith("content-type:"):
-        out.warnings.append(
-            ConfigError(source, DOCUMENT, f"user-data format {first!r} is not supported, ignored")
-        )
-    else:
-        out.user_data.append((source, text))
+def nocloud_files(prefix: str, files: Mapping[str, str], out: Fetched) -> None:
+    """NoCloud's files (name -> text; each named ``prefix + name``) into ``out``: user-data as a layer,
+    meta-data and network-config as config-shaped metadata (their problems are warnings)."""
+    if "user-data" in files:
+        add_user_data(prefix + "user-data", files["user-data"], out)
+    for name, translate in (("meta-data", metadata_to_config),
+                            ("network-config", cloudmeta.network_config_to_config)):
+        if name in files:
+            data, problems = translate(files[name], prefix + name)
+            out.warnings.extend(problems)
+            if data:
+                out.metadata.append((prefix + name, data))
 
 
-def metadata_to_config(text: str, source: str) -> tuple[dict[str, Any], list[ConfigError]]:
-    """NoCloud/EC2-style meta-data -> config: ``local-hostname`` -> ``hostname``, ``public-keys``
-    (a string, a list, or a map of name -> key or -> {openssh-key: key}) -> ``ssh_authorized_keys``."""
-    doc, errors = load_document(text, source)
-    if doc is None:
-        return {}, errors
-    config: dict[str, Any] = {}
-    hostname = doc.data.get("local-hostname")
-    if hostname is not None:
-        if isinstance(hostname, str | int) and not isinstance(hostname, bool):
-            config["hostname"] = str(hostname)
-        else:
-            errors.append(
-                ConfigError(source, "local-hostname", "expected a string", doc.line(("local-hostname",)))
-            )
-    keys = doc.data.get("public-keys")
-    if keys is not None:
-        found = _public_keys(keys)
-        if found is None:
-            errors.append(
-                ConfigError(
-                    source,
-                    "public-keys",
-                    "expected a key, a list of keys or a map of keys",
-                    doc.line(("public-keys",)),
-                )
-            )
-        else:
-            config["ssh_authorized_keys"] = found
-    return config, errors
+# -- nocloud and configdrive: labelled block devices ---------------------------------------------------
 
 
-def _public_keys(value: Any) -> list[str] | None:
-    if isinstance(value, str):
-        return [line.strip() for line in value.splitlines() if line.strip()]
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return [v.strip() for v in value]
-    if isinstance(value, dict):
-        found: list[str] = []
-        for item in value.values():
-            if isinstance(item, dict):
-                item = item.get("openssh-key")
-            sub = _public_keys(item)
-            if sub is None:
-                return None
-            found.extend(sub)
-        return found
-    return None
+class _MediumDatasource:
+    labels: tuple[str, ...]
+    names: tuple[str, ...]
+    spec: str
+
+    def fetch(self, ctx: DatasourceContext) -> Fetched:
+        out = Fetched()
+        labels = " or ".join(self.labels)
+        if ctx.media is None:
+            why = "block devices cannot be read here: skipped"
+            out.warnings.append(ConfigError(self.spec, DOCUMENT, why))
+            return out
+        found = ctx.media.read(self.labels, self.names)
+        out.warnings.extend(found.errors)  # a broken medium is a warning: the boot goes on without it
+        if found.device is None:
+            if found.pending:
+                out.pending = True
+                out.notes.append(f"{self.spec}: no device labelled {labels} yet; looking again once devices "
+                                 "are probed")
+            else:
+                why = found.problem or f"no device labelled {labels}"
+                out.warnings.append(ConfigError(self.spec, DOCUMENT, f"{why}: skipped"))
+                out.notes.append(f"{self.spec}: nothing found ({why})")
+            return out
+        where = f"{found.device} (label {found.label})"
+        if found.problem is not None:
+            out.warnings.append(ConfigError(self.spec, DOCUMENT, f"{where}: {found.problem}: skipped"))
+            out.notes.append(f"{self.spec}: {where}: unreadable ({found.problem})")
+            return out
+        detail = self.add(found, out)
+        names = ", ".join(n.removeprefix(OPENSTACK) for n in found.files) or "no files it should hold"
+        out.notes.append(f"{self.spec}: {where}: {names}{detail}")
+        return out
+
+    def add(self, found: MediumRead, out: Fetched) -> str:
+        """Put what ``found`` holds into ``out``; returns more for the journal line ("" or ", ...")."""
+        raise NotImplementedError
+
+
+class NoCloudDatasource(_MediumDatasource):
+    labels = NOCLOUD_LABELS
+    names = NOCLOUD_FILES
+
+    def __init__(self, arg: str) -> None:
+        if arg:
+            raise ValueError(f"the nocloud datasource takes no argument (got {arg!r}); a NoCloud "
+                             "directory is file:/path")
+        self.spec = "nocloud"
+
+    def add(self, found: MediumRead, out: Fetched) -> str:
+        nocloud_files(f"{found.device}:", found.files, out)
+        iid = cloudmeta.instance_id(found.files.get("meta-data", ""))
+        return f" (instance-id {iid})" if iid else ""
+
+
+class ConfigDriveDatasource(_MediumDatasource):
+    labels = CONFIGDRIVE_LABELS
+    names = CONFIGDRIVE_FILES
+
+    def __init__(self, arg: str) -> None:
+        if arg and not arg.startswith("/"):
+            raise ValueError(f"configdrive takes no argument or an absolute directory (got {arg!r})")
+        self.directory = None if arg in ("", RANCHER_CONFIGDRIVE_MOUNT) else arg
+        self.spec = f"configdrive:{arg}" if arg else "configdrive"
+
+    def fetch(self, ctx: DatasourceContext) -> Fetched:
+        if self.directory is None:
+            return super().fetch(ctx)
+        out = Fetched()
+        root = ctx.paths.under(self.directory)
+        if not root.is_dir():
+            out.warnings.append(ConfigError(self.spec, DOCUMENT, f"directory {root} not found: skipped"))
+            out.notes.append(f"{self.spec}: nothing ({root} not found)")
+            return out
+        files = {}
+        for name in self.names:
+            text = _read(root / name, out)
+            if text is not None:
+                files[name] = text
+        found = MediumRead(device=str(root), files=files)
+        detail = self.add(found, out)
+        names = ", ".join(n.removeprefix(OPENSTACK) for n in files) or "nothing"
+        out.notes.append(f"{self.spec}: {names}{detail}")
+        return out
+
+    def add(self, found: MediumRead, out: Fetched) -> str:
+        prefix = f"{found.device}:" if found.label is not None else f"{found.device}/"  # a device, a dir
+        files = found.files
+        user = files.get(f"{OPENSTACK}user_data")
+        if user is not None:
+            add_user_data(prefix + f"{OPENSTACK}user_data", user, out)
+        uuid = None
+        meta = files.get(f"{OPENSTACK}meta_data.json")
+        if meta is not None:
+            source = prefix + f"{OPENSTACK}meta_data.json"
+            (data, problems), uuid = cloudmeta.openstack_meta_to_config(meta, source)
+            out.warnings.extend(problems)
+            if data:
+                out.metadata.append((source, data))
+        network = files.get(f"{OPENSTACK}network_data.json")
+        if network is not None:
+            source = prefix + f"{OPENSTACK}network_data.json"
+            data, problems = cloudmeta.network_data_to_config(network, source)
+            out.warnings.extend(problems)
+            if data:
+                out.metadata.append((source, data))
+        return f" (uuid {uuid})" if uuid else ""
 
 
 # -- cmdline: cloud-config-url= on the kernel command line ---------------------------------------------
@@ -208,5 +286,5 @@ class CmdlineDatasource:
             if not out.errors:
                 out.warnings.append(ConfigError(self.spec, self.PARAM, f"{real} not found: skipped"))
             return out
-        _add_user_data(str(real), text, out)
+        add_user_data(str(real), text, out)
         return out

@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from supervisor.config.cmdline import parse_cmdline
-from supervisor.config.datasources import Datasource, DatasourceContext, DatasourceRegistry
+from supervisor.config.datasources import (
+    Datasource,
+    DatasourceContext,
+    DatasourceRegistry,
+    Fetched,
+    MediaReader,
+)
 from supervisor.config.errors import DOCUMENT, ConfigError
 from supervisor.config.generations import CLOUD_CONFIG, PRIVATE, Generations
 from supervisor.config.keypath import KeyPath, format_path, get_path
@@ -38,12 +44,18 @@ class Read:
     warnings: list[ConfigError] = field(default_factory=list)
     overriding: dict[str, str] = field(default_factory=dict)
     """The sources above the user's config (cmdline, datasource files) -> what that layer is."""
+    notes: list[str] = field(default_factory=list)
+    """One line per datasource fetched, saying what it found (for the journal)."""
 
 
 class LayerSources:
     def __init__(self, paths: Paths, validator: Validator, schema: Schema, cmdline_text: str | None,
-                 registry: DatasourceRegistry) -> None:
+                 registry: DatasourceRegistry, media: MediaReader | None = None) -> None:
         self.paths = paths
+        self.media = media
+        self.network_ready = True  # boot sets it False until its network phase is done
+        self.pending: list[str] = []  # the datasources that found nothing yet at the last read, to retry
+        self._cache: dict[str, Fetched] = {}  # what the network datasources gave, kept for the boot
         self._validator = validator
         self._schema = schema
         self._cmdline_text = cmdline_text
@@ -81,7 +93,7 @@ class LayerSources:
             out.layers.append(cmd_layer)
             out.overriding[cmd_layer.source] = "the kernel command line"
         so_far, provenance = merge_layers((lay.source, lay.data) for lay in out.layers)
-        ds_layers, errs, warns = self._datasource_layers(so_far, provenance, cmdline_text)
+        ds_layers, errs, warns = self._datasource_layers(so_far, provenance, cmdline_text, out.notes)
         out.errors.extend(errs)
         out.warnings.extend(warns)
         for spec, layer in ds_layers:
@@ -185,27 +197,51 @@ class LayerSources:
         ]
 
     def _datasource_layers(
-        self, so_far: dict[str, Any], provenance: dict[str, str], cmdline_text: str
+        self, so_far: dict[str, Any], provenance: dict[str, str], cmdline_text: str, notes: list[str]
     ) -> tuple[list[tuple[str, Layer]], list[ConfigError], list[ConfigError]]:
-        """``([(spec, layer)], errors, warnings)``: what the listed datasources give, fetched now."""
+        """``([(spec, layer)], errors, warnings)``: what the listed datasources give, fetched now (what
+        each found goes to ``notes``)."""
         layers: list[tuple[str, Layer]] = []
         errors: list[ConfigError] = []
         warnings: list[ConfigError] = []
-        ctx = DatasourceContext(self.paths, cmdline_text)
+        ctx = DatasourceContext(self.paths, cmdline_text, self.media, self.network_ready, self._cache)
+        pending: list[str] = []
         for source in self.datasources(so_far, provenance):
             if isinstance(source, ConfigError):
                 continue  # _judge reports it, once the layers are all read
             fetched = source.fetch(ctx)
             errors.extend(fetched.errors)
             warnings.extend(fetched.warnings)
+            notes.extend(fetched.notes)
+            if fetched.pending:
+                pending.append(source.spec)
             for name, text in fetched.user_data:
                 layer, errs = check_text(text, name, self._validator)
                 errors.extend(errs)
                 if layer is not None:
                     layers.append((source.spec, layer))
             for name, data in fetched.metadata:
+                data = _with_keys_below(data, so_far, [lay for _, lay in layers])
                 layer, errs = check_document(Document(name, data), self._validator)
                 errors.extend(errs)
                 if layer is not None:
                     layers.append((source.spec, layer))
+        self.pending = pending
         return layers, errors, warnings
+
+
+KEYS = "ssh_authorized_keys"
+
+
+def _with_keys_below(data: dict[str, Any], so_far: Mapping[str, Any], layers: list[Layer]) -> dict[str, Any]:
+    """Metadata's SSH keys are added to those the layers under it give (as cloud-init authorizes both the
+    user-data's and the metadata's keys), not put in their place as a list in a later layer would be."""
+    if not isinstance(data.get(KEYS), list):
+        return data
+    below: list[Any] = list(so_far.get(KEYS) or [])
+    for layer in layers:
+        if isinstance(layer.data.get(KEYS), list):
+            below = list(layer.data[KEYS])
+    keys = [*below, *(k for k in data[KEYS] if k not in below)]
+    return {**data, KEYS: keys}
+

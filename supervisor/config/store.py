@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 import yaml
 
 from supervisor.config.cmdline import SOURCE as CMDLINE
-from supervisor.config.datasources import DatasourceRegistry, default_registry
+from supervisor.config.datasources import DatasourceRegistry, MediaReader, default_registry
 from supervisor.config.errors import DOCUMENT, ConfigError
 from supervisor.config.generations import CLOUD_CONFIG, PRIVATE, Generations, Recovered
 from supervisor.config.keypath import KeyPath, format_path, get_path, nested, parse_path, without
@@ -71,6 +71,8 @@ class LoadResult:
     """The sources above the user's config (cmdline, datasource files) -> what that layer is."""
     parsed: dict[str, object] = field(default_factory=dict)
     """Each domain's typed config, as its check parsed it (domain name -> object)."""
+    notes: list[str] = field(default_factory=list)
+    """What each datasource found, one line each (for the journal)."""
 
     @property
     def ok(self) -> bool:
@@ -122,6 +124,7 @@ class ConfigStore:
         *,
         registry: DatasourceRegistry | None = None,
         checks: Mapping[str, DomainCheck] | None = None,
+        media: MediaReader | None = None,
     ) -> None:
         self.paths = paths
         self._checks = dict(checks or {})
@@ -129,7 +132,7 @@ class ConfigStore:
         self._schema = Schema()
         self._validator = Validator(self._schema)
         self.sources = LayerSources(paths, self._validator, self._schema, cmdline_text,
-                                    registry if registry is not None else default_registry())
+                                    registry if registry is not None else default_registry(), media)
         self._lock = threading.RLock()
         self._default_layers = self.sources.defaults()
         self._defaults, self._provenance = merge_layers(
@@ -140,6 +143,7 @@ class ConfigStore:
         self.generation = 0
         self.last_errors: list[ConfigError] = []  # why the last load was rejected; [] when accepted
         self.last_warnings: list[ConfigError] = []
+        self.last_notes: list[str] = []  # what each datasource found at the last load
         self.last_recovered = Recovered()  # what the last load adopted or cleaned (generations.py)
 
     # -- locations ---------------------------------------------------------------------------------------
@@ -248,6 +252,7 @@ class ConfigStore:
             result = self.read()
             result.warnings.extend(tidy)
             self.last_warnings = result.warnings
+            self.last_notes = result.notes
             if result.errors:
                 self.last_errors = result.errors
                 return result
@@ -268,7 +273,7 @@ class ConfigStore:
     def _load(self, overrides: Mapping[Path, str | None]) -> LoadResult:
         read = self.sources.read(self._default_layers, overrides)
         result = self._judge(read.layers, read.errors, read.warnings)
-        return replace(result, overriding=read.overriding)
+        return replace(result, overriding=read.overriding, notes=read.notes)
 
     def _judge(
         self, layers: Sequence[Layer], errors: list[ConfigError], warnings: list[ConfigError]
