@@ -21,9 +21,9 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6
 from typing import Any, Literal, TypeAlias, cast
 
 from supervisor.config.check import (
+    Ignored,
     Keys,
     SchemaNode,
-    Unsupported,
     as_bool,
     as_enum,
     as_int,
@@ -241,6 +241,12 @@ class Parsed:
         return not self.errors
 
 
+DHCP6_NOT_YET = (
+    "DHCPv6 is not implemented yet: the link gets IPv6 addresses only from router advertisements "
+    "(the kernel's SLAAC, when the network offers it) and from 'addresses'"
+)
+"""The warning of ``dhcp6: true`` (both formats): nothing in the config is silently ignored."""
+
 DEFAULT_PATTERNS = ("eth*", "en*")
 """When the config names no interfaces, every link called ``eth*`` or ``en*`` runs DHCPv4 (RancherOS
 did the same for ``eth*``)."""
@@ -389,7 +395,7 @@ ROUTE = Keys(
         "scope": {"enum": list(SCOPES)},
         "type": {"type": "string"},
         **{
-            k: Unsupported(f"route option {k!r} is not supported yet")
+            k: Ignored(f"route option {k!r} is not implemented; the route is added without it")
             for k in ("mtu", "congestion-window", "advertised-receive-window", "advertised-mss")
         },
     },
@@ -450,11 +456,13 @@ def as_route(value: Any, path: KeyPath, problems: Problems) -> Route | None:
     scope: Scope | None = None
     if "scope" in data:
         scope = cast(Scope | None, as_enum(data["scope"], (*path, "scope"), problems, SCOPES))
-    if "type" in data and data["type"] != "unicast":
-        problems.error(
-            (*path, "type"), f"route type {show(data['type'])} is not supported yet (only unicast)"
-        )
     if problems.count() > before or to is None:
+        return None
+    if "type" in data and data["type"] != "unicast":
+        problems.warn(
+            (*path, "type"),
+            f"route type {show(data['type'])} is not implemented (only unicast); this route is not added",
+        )
         return None
     return Route(to=to, via=via, metric=metric, table=table, on_link=on_link, source=source, scope=scope)
 

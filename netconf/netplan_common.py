@@ -2,8 +2,9 @@
 
 Every definition (ethernet, bond, bridge, VLAN, dummy device) has these: ``dhcp4``/``dhcp6`` and their
 ``dhcp4-overrides``/``dhcp6-overrides``, ``addresses``, ``gateway4``/``gateway6``, ``routes``,
-``mtu``, ``nameservers``, and the accepted-and-ignored ``renderer``, ``optional`` and
-``optional-addresses``. Also the schema atoms the other netplan tables are written with."""
+``mtu``, ``nameservers``, and the accepted-and-ignored ``renderer``, ``optional``, ``critical`` and
+``optional-addresses``; the keys corral does not implement are ``Ignored`` entries (warnings saying
+what corral does instead). Also the schema atoms the other netplan tables are written with."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 from netconf.model import (
+    DHCP6_NOT_YET,
     METRIC,
     MTU,
     DhcpOptions,
@@ -23,9 +25,9 @@ from netconf.model import (
     as_search,
 )
 from supervisor.config.check import (
+    Ignored,
     Keys,
     SchemaNode,
-    Unsupported,
     as_bool,
     as_enum,
     as_int,
@@ -40,13 +42,6 @@ from supervisor.config.check import (
 from supervisor.config.errors import Problems
 from supervisor.config.keypath import KeyPath
 
-NOT_YET = "is not supported yet"
-
-
-def not_yet(*keys: str) -> dict[str, Unsupported]:
-    return {k: Unsupported(f"{k!r} {NOT_YET}") for k in keys}
-
-
 # The schema atoms netplan's key tables are written with (structure only: the parsers check values).
 STR: SchemaNode = {"type": "string"}
 STRS: SchemaNode = {"type": "array", "items": STR}
@@ -56,14 +51,25 @@ _OVERRIDES: SchemaNode = {"$ref": "#/$defs/network_netplan_dhcp_overrides"}
 
 OPTIONAL_ADDRESSES = ("ipv4-ll", "ipv6-ra", "dhcp4", "dhcp6", "static")
 """netplan's address kinds a link is "online" without; corral waits for none (as for ``optional``)."""
+LINK_LOCAL = ("ipv4", "ipv6")
+DHCP_IDENTIFIERS = ("mac", "duid")
 NAMESERVERS = Keys("network_netplan_nameservers", {"addresses": STRS, "search": STRS})
-COMMON: dict[str, SchemaNode | Unsupported] = {
+
+
+def ignored(what: str) -> Ignored:
+    """A key corral accepts with a warning: ``what`` says what corral does instead."""
+    return Ignored(f"not implemented; {what}")
+
+
+COMMON: dict[str, SchemaNode | Ignored] = {
     "renderer": STR,
     "optional": BOOL,
+    "critical": BOOL,
     "dhcp4": BOOL,
     "dhcp6": BOOL,
     "dhcp4-overrides": _OVERRIDES,
     "dhcp6-overrides": _OVERRIDES,
+    "dhcp-identifier": {"enum": list(DHCP_IDENTIFIERS)},
     "addresses": {"type": "array", "items": {"type": ["string", "object"]}},
     "gateway4": STR,
     "gateway6": STR,
@@ -71,22 +77,28 @@ COMMON: dict[str, SchemaNode | Unsupported] = {
     "routes": {"type": "array", "items": {"$ref": "#/$defs/network_route"}},
     "mtu": integer(*MTU),
     "optional-addresses": {"type": "array", "items": {"enum": list(OPTIONAL_ADDRESSES)}},
-    "routing-policy": Unsupported("routing-policy (policy routing rules) is not supported yet"),
-    **not_yet(
-        "accept-ra",
-        "macaddress",
-        "critical",
-        "dhcp-identifier",
-        "ipv6-privacy",
-        "link-local",
-        "ignore-carrier",
-        "activation-mode",
-        "ipv6-mtu",
-        "ipv6-address-generation",
-        "ipv6-address-token",
-        "neigh-suppress",
-        "openvswitch",
+    "link-local": {"type": "array", "items": {"enum": list(LINK_LOCAL)}},
+    "ipv6-privacy": BOOL,
+    "routing-policy": ignored(
+        "the policy rules are not added: traffic follows the main table (routes given a 'table' are "
+        "still added to that table)"
     ),
+    "accept-ra": ignored(
+        "corral leaves the link's accept_ra at the kernel's default (router advertisements are "
+        "accepted while IPv6 forwarding is off)"
+    ),
+    "ra-overrides": ignored("router advertisements are handled by the kernel, with its defaults"),
+    "macaddress": ignored("the link keeps its own MAC address"),
+    "ignore-carrier": ignored("corral configures the link as it does every link"),
+    "activation-mode": ignored("corral brings the link up like every configured link"),
+    "ipv6-mtu": ignored("IPv6 uses the link's MTU"),
+    "ipv6-address-generation": ignored("the kernel's default address generation (EUI-64) is used"),
+    "ipv6-address-token": ignored("the kernel's default address generation (EUI-64) is used"),
+    "neigh-suppress": ignored("the bridge port keeps the kernel's default"),
+    "hairpin": ignored("the bridge port keeps the kernel's default"),
+    "port-mac-learning": ignored("the bridge port keeps the kernel's default"),
+    "openvswitch": ignored("corral makes a Linux bridge or bond; Open vSwitch settings are not used"),
+    "networkmanager": ignored("NetworkManager's own settings are not used"),
 }
 """The properties every definition has (netplan's "common properties for all device types")."""
 HINTS = {
@@ -101,9 +113,20 @@ DHCP_OVERRIDES = Keys(
         "use-dns": BOOL,
         "use-routes": BOOL,
         "route-metric": integer(*METRIC),
-        **not_yet("use-ntp", "send-hostname", "use-hostname", "use-mtu", "hostname", "use-domains"),
+        "send-hostname": BOOL,
+        "use-hostname": BOOL,
+        "use-mtu": BOOL,
+        "use-ntp": ignored("corral has no NTP client that would use the lease's servers"),
+        "hostname": ignored("corral's DHCP client sends the machine's hostname"),
+        "use-domains": ignored("the lease's search domains are used when 'use-dns' is on"),
     },
 )
+_OVERRIDE_DEFAULTS = {
+    "send-hostname": (True, "corral's DHCP client always sends the machine's hostname"),
+    "use-hostname": (False, "corral never takes its hostname from a DHCP lease"),
+    "use-mtu": (True, "corral always gives the link the MTU a lease offers (unless 'mtu' is set)"),
+}
+"""Overrides corral does not implement, with the one value it always behaves as and what it does."""
 
 
 def common_properties(data: Mapping[str, Any], path: KeyPath, problems: Problems) -> dict[str, Any]:
@@ -114,7 +137,32 @@ def common_properties(data: Mapping[str, Any], path: KeyPath, problems: Problems
 
     out["dhcp4"] = flag("dhcp4")
     out["dhcp6"] = flag("dhcp6")
-    flag("optional")
+    if out["dhcp6"]:
+        problems.warn((*path, "dhcp6"), DHCP6_NOT_YET)
+    flag("optional")  # corral never waits for a link at boot: every one is optional
+    flag("critical")  # corral keeps a lease's address over its own restarts: every link is critical
+    if "dhcp-identifier" in data:
+        key_path = (*path, "dhcp-identifier")
+        if as_enum(data["dhcp-identifier"], key_path, problems, DHCP_IDENTIFIERS) == "duid":
+            problems.warn(
+                key_path, "not implemented; corral's DHCP client identifies itself by the MAC address"
+            )
+    if "link-local" in data:
+        key_path = (*path, "link-local")
+        kinds = {
+            as_enum(item, (*key_path, i), problems, LINK_LOCAL)
+            for i, item in enumerate(as_list(data["link-local"], key_path, problems) or [])
+        }
+        if kinds - {None} != {"ipv6"}:
+            problems.warn(
+                key_path,
+                "not implemented; corral leaves link-local addressing to the kernel (IPv6 only)",
+            )
+    if "ipv6-privacy" in data and flag("ipv6-privacy"):
+        problems.warn(
+            (*path, "ipv6-privacy"),
+            "not implemented; the link keeps the kernel's default (no temporary addresses)",
+        )
     if "optional-addresses" in data:  # checked, and nothing to do: corral waits for no address
         key_path = (*path, "optional-addresses")
         for i, item in enumerate(as_list(data["optional-addresses"], key_path, problems) or []):
@@ -127,9 +175,14 @@ def common_properties(data: Mapping[str, Any], path: KeyPath, problems: Problems
             out[f"dhcp{family}_options"] = _dhcp_overrides(data[key], (*path, key), problems)
     addresses: list[IPInterface] = []
     for i, item in enumerate(as_list(data.get("addresses"), (*path, "addresses"), problems) or []):
-        if isinstance(item, Mapping):
-            problems.error((*path, "addresses", i), f"addresses with options (lifetime, label) {NOT_YET}")
-            continue
+        if isinstance(item, Mapping) and len(item) == 1:  # {10.0.0.2/24: {lifetime: 0, label: x}}
+            [(item, options)] = item.items()
+            if options:
+                problems.warn(
+                    (*path, "addresses", i),
+                    "address options (lifetime, label) are not implemented; the address is added "
+                    "without them (permanent, no label)",
+                )
         address = as_ip_interface(item, (*path, "addresses", i), problems)
         if address is not None and address not in addresses:
             addresses.append(address)
@@ -163,6 +216,11 @@ def _dhcp_overrides(value: Any, path: KeyPath, problems: Problems) -> DhcpOption
     if not data:
         return DhcpOptions()
     check_keys(data, path, problems, DHCP_OVERRIDES)
+    for key, (default, what) in _OVERRIDE_DEFAULTS.items():
+        if key in data:
+            value = as_bool(data[key], (*path, key), problems, strings=True)
+            if value is not None and value is not default:
+                problems.warn((*path, key), f"not implemented; {what}")
     metric = (
         as_int(data["route-metric"], (*path, "route-metric"), problems, *METRIC, strings=True)
         if "route-metric" in data
