@@ -153,6 +153,7 @@ class Interface:
 
     ``kind`` is ``link`` for a rule applied to links that exist (NICs), or the kind of virtual link
     corral creates under ``match.name``. ``master`` names the bridge or bond the matched links join.
+    ``macaddress``: the MAC a virtual link is created with (``with_address``).
     ``exclusive``: on the links this rule matches, addresses and routes that others added (and that the
     rule does not want) are removed; by default they are left alone and only what corral added itself
     is removed when the config stops wanting it."""
@@ -177,6 +178,7 @@ class Interface:
     gateway6: IPv6Address | None = None
     routes: tuple[Route, ...] = ()
     mtu: int | None = None
+    macaddress: str | None = None
     nameservers: tuple[IPAddress, ...] = ()
     search: tuple[str, ...] = ()
     pre_up: tuple[Argv, ...] = ()
@@ -590,6 +592,14 @@ def bond_spec(mode: int, options: Mapping[str, OptionValue], primary: str | None
 
 def bridge_spec(options: Mapping[str, OptionValue]) -> LinkSpec:
     return LinkSpec("bridge", tuple(sorted(options.items())))
+
+
+def with_address(spec: LinkSpec, mac: str | None) -> LinkSpec:
+    """``spec`` creating the link with the MAC address ``mac`` (``IFLA_ADDRESS``; None: the kernel's
+    choice). A bridge or bond given its MAC keeps it when ports join."""
+    if mac is None:
+        return spec
+    return replace(spec, options=tuple(sorted((*spec.options, ("address", mac)))))
 
 
 def vlan_spec(vlan_id: int, parent: str) -> LinkSpec:

@@ -212,6 +212,13 @@ def _definition(d: _Def, order: int, problems: Problems, exclusive: bool) -> Int
         exclusive=exclusive,
         **common_properties(data, path, problems),
     )
+    if rule.macaddress is not None and kind == "link":
+        problems.warn(
+            (*path, "macaddress"),
+            "not implemented on ethernets; the link keeps its own MAC address (corral sets the MAC of "
+            "the bonds, bridges, VLANs and dummy devices it creates)",
+        )
+        rule = replace(rule, macaddress=None)
     if d.section == "bridges":
         rule = replace(
             rule, bridge=bridge_parameters(data.get("parameters"), (*path, "parameters"), problems)

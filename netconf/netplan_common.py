@@ -19,6 +19,7 @@ from netconf.model import (
     DhcpOptions,
     IPInterface,
     Route,
+    as_mac,
     as_mtu,
     as_nameservers,
     as_route,
@@ -52,6 +53,8 @@ _OVERRIDES: SchemaNode = {"$ref": "#/$defs/network_netplan_dhcp_overrides"}
 OPTIONAL_ADDRESSES = ("ipv4-ll", "ipv6-ra", "dhcp4", "dhcp6", "static")
 """netplan's address kinds a link is "online" without; corral waits for none (as for ``optional``)."""
 LINK_LOCAL = ("ipv4", "ipv6")
+MAC_POLICIES = ("permanent", "random", "stable", "stable-ssid", "preserve")
+"""netplan's ``macaddress`` values that are no address (NetworkManager's policies): warned."""
 DHCP_IDENTIFIERS = ("mac", "duid")
 NAMESERVERS = Keys("network_netplan_nameservers", {"addresses": STRS, "search": STRS})
 
@@ -88,7 +91,7 @@ COMMON: dict[str, SchemaNode | Ignored] = {
         "accepted while IPv6 forwarding is off)"
     ),
     "ra-overrides": ignored("router advertisements are handled by the kernel, with its defaults"),
-    "macaddress": ignored("the link keeps its own MAC address"),
+    "macaddress": STR,
     "ignore-carrier": ignored("corral configures the link as it does every link"),
     "activation-mode": ignored("corral brings the link up like every configured link"),
     "ipv6-mtu": ignored("IPv6 uses the link's MTU"),
@@ -158,6 +161,20 @@ def common_properties(data: Mapping[str, Any], path: KeyPath, problems: Problems
                 key_path,
                 "not implemented; corral leaves link-local addressing to the kernel (IPv6 only)",
             )
+    if "macaddress" in data:
+        key_path = (*path, "macaddress")
+        if data["macaddress"] in MAC_POLICIES:
+            policy = data["macaddress"]
+            problems.warn(key_path, f"not implemented; {policy!r}: the link keeps its MAC address")
+        else:
+            mac = as_mac(data["macaddress"], key_path, problems)
+            if mac is not None and int(mac[:2], 16) & 1:
+                problems.warn(
+                    key_path,
+                    f"{mac} is a multicast address, which no link can have: the kernel's MAC is kept",
+                )
+                mac = None
+            out["macaddress"] = mac
     if "ipv6-privacy" in data and flag("ipv6-privacy"):
         problems.warn(
             (*path, "ipv6-privacy"),

@@ -56,6 +56,7 @@ from netconf.model import (
     Route,
     valid_ifname,
     vlan_spec,
+    with_address,
 )
 from netconf.observed import RTPROT_DHCP, Address, DhcpLease, Link, Observed, Owned, RouteEntry
 from netconf.ops import (
@@ -172,18 +173,18 @@ class _Planner:
             if name is None:
                 continue
             if rule.kind == "bridge" and rule.bridge is not None:
-                yield name, rule.bridge
+                yield name, with_address(rule.bridge, rule.macaddress)
             elif rule.kind == "bond" and rule.bond is not None:
-                yield name, rule.bond
+                yield name, with_address(rule.bond, rule.macaddress)
             elif rule.kind == "dummy":
-                yield name, DUMMY_SPEC
+                yield name, with_address(DUMMY_SPEC, rule.macaddress)
             elif rule.kind == "vlan" and rule.vlan is not None:
                 parent_rule = self.d.rule(rule.vlan.link)
                 parents = [n for n, r in current.items() if parent_rule is not None and r == parent_rule]
                 if not parents and parent_rule is None and rule.vlan.link in self.proj:
                     parents = [rule.vlan.link]
                 if parents:
-                    yield name, vlan_spec(rule.vlan.id, parents[0])
+                    yield name, with_address(vlan_spec(rule.vlan.id, parents[0]), rule.macaddress)
         for link_name, rule in current.items():
             if self.proj[link_name].kind == "vlan":
                 continue  # `vlans:` never stacks VLANs on VLANs

@@ -335,8 +335,8 @@ vlans: {dm1.7: {id: 7, link: dm1}}
 def test_dummy_device_errors_name_the_key() -> None:
     known = (
         " (known here: addresses, critical, dhcp-identifier, dhcp4, dhcp4-overrides, dhcp6, dhcp6-overrides, "
-        "gateway4, gateway6, ipv6-privacy, link-local, mtu, nameservers, optional, optional-addresses, "
-        "renderer, routes)"
+        "gateway4, gateway6, ipv6-privacy, link-local, macaddress, mtu, nameservers, optional, "
+        "optional-addresses, renderer, routes)"
     )
     assert errors("{version: 2, dummy-devices: {dm0: {match: {name: x}}}}") == [
         "network.dummy-devices.dm0.match: unknown key" + known
@@ -360,7 +360,6 @@ def test_dummy_device_errors_name_the_key() -> None:
 IGNORED_COMMON = {
     "accept-ra": "true",
     "ra-overrides": "{use-dns: false}",
-    "macaddress": "'52:54:00:00:00:09'",
     "ignore-carrier": "true",
     "activation-mode": "manual",
     "ipv6-mtu": "1400",
@@ -494,3 +493,35 @@ def test_a_warned_key_is_let_through_by_the_schema_of_a_config_file() -> None:
     doc, errs = load_document(text, "x.yml")
     assert doc is not None and not errs
     assert Validator(Schema()).validate(doc) == []
+
+
+def test_macaddress_is_set_on_the_links_corral_creates_and_warned_on_ethernets() -> None:
+    text = """
+ethernets:
+  eth0: {macaddress: '52:54:00:00:00:09'}
+  eth1: {}
+bonds:
+  bond0: {interfaces: [eth1], macaddress: '02:00:00:00:00:01'}
+bridges:
+  br0: {macaddress: 02-00-00-00-00-02}
+vlans:
+  br0.5: {id: 5, link: br0, macaddress: '02:00:00:00:00:03'}
+dummy-devices:
+  dm0: {macaddress: random}
+"""
+    got = rules(text)
+    assert got["eth0"].macaddress is None
+    assert got["bond0"].macaddress == "02:00:00:00:00:01" and got["br0"].macaddress == "02:00:00:00:00:02"
+    assert got["br0.5"].macaddress == "02:00:00:00:00:03" and got["dm0"].macaddress is None
+    assert warnings(text) == [
+        "network.ethernets.eth0.macaddress: not implemented on ethernets; the link keeps its own MAC "
+        "address (corral sets the MAC of the bonds, bridges, VLANs and dummy devices it creates)",
+        "network.dummy-devices.dm0.macaddress: not implemented; 'random': the link keeps its MAC address",
+    ]
+    assert warnings("{bonds: {bond0: {macaddress: '01:00:00:00:00:01'}}}") == [
+        "network.bonds.bond0.macaddress: 01:00:00:00:00:01 is a multicast address, which no link can have: "
+        "the kernel's MAC is kept"
+    ]
+    assert errors("{bonds: {bond0: {macaddress: '02:00:00:00:00'}}}")[0].startswith(
+        "network.bonds.bond0.macaddress: '02:00:00:00:00' is not a MAC address"
+    )

@@ -639,3 +639,17 @@ def test_an_unconfirmed_lease_keeps_what_it_brought_and_adds_nothing() -> None:
     assert plan(config(DHCP), state) != []  # without it, its address and route would go
     rebooted = Observed(links=nics("eth0", up=True), dhcp=state.dhcp, owned=state.owned)
     assert plan(Desired(config(DHCP), (kept,)), rebooted) == []  # nothing there: nothing added before an ACK
+
+
+def test_a_virtual_link_is_created_with_its_macaddress_and_remade_when_it_changes() -> None:
+    desired = config("""
+network:
+  bridges: {br0: {macaddress: "02:00:00:00:00:02"}}
+  dummy-devices: {dm0: {macaddress: "02:00:00:00:00:03"}}
+""")
+    ops, after = converge(desired, Observed(links=(LO,)))
+    assert CreateLink("br0", "bridge", (("address", "02:00:00:00:00:02"), ("br_stp_state", 1))) in ops
+    assert CreateLink("dm0", "dummy", (("address", "02:00:00:00:00:03"),)) in ops
+    changed = config("network: {dummy-devices: {dm0: {macaddress: '02:00:00:00:00:04'}}}")
+    ops, _ = converge(changed, after)
+    before(ops, DeleteLink("dm0"), CreateLink("dm0", "dummy", (("address", "02:00:00:00:00:04"),)))
