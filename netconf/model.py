@@ -153,7 +153,8 @@ class Interface:
 
     ``kind`` is ``link`` for a rule applied to links that exist (NICs), or the kind of virtual link
     corral creates under ``match.name``. ``master`` names the bridge or bond the matched links join.
-    ``macaddress``: the MAC a virtual link is created with (``with_address``).
+    ``macaddress``: the MAC a virtual link is created with (``with_address``). ``ipv6_conf``: the
+    link's IPv6 settings (``/proc/sys/net/ipv6/conf/LINK/NAME``, one of ``IPV6_CONF``) and their values.
     ``exclusive``: on the links this rule matches, addresses and routes that others added (and that the
     rule does not want) are removed; by default they are left alone and only what corral added itself
     is removed when the config stops wanting it."""
@@ -179,6 +180,7 @@ class Interface:
     routes: tuple[Route, ...] = ()
     mtu: int | None = None
     macaddress: str | None = None
+    ipv6_conf: tuple[tuple[str, int], ...] = ()
     nameservers: tuple[IPAddress, ...] = ()
     search: tuple[str, ...] = ()
     pre_up: tuple[Argv, ...] = ()
@@ -242,6 +244,13 @@ class Parsed:
     def ok(self) -> bool:
         return not self.errors
 
+
+IPV6_CONF = ("accept_ra", "use_tempaddr", "mtu")
+"""The per-link IPv6 settings corral sets (netplan's ``accept-ra``, ``ipv6-privacy``, ``ipv6-mtu``):
+each is ``/proc/sys/net/ipv6/conf/LINK/NAME`` in the link's namespace, and reported by netlink
+(``IFLA_AF_SPEC`` / ``AF_INET6`` / ``IFLA_INET6_CONF``)."""
+IPV6_MTU = (1280, 65535)
+"""IPv6's minimum MTU, and the largest a link takes."""
 
 DHCP6_NOT_YET = (
     "DHCPv6 is not implemented yet: the link gets IPv6 addresses only from router advertisements "

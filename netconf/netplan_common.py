@@ -14,6 +14,7 @@ from typing import Any
 
 from netconf.model import (
     DHCP6_NOT_YET,
+    IPV6_MTU,
     METRIC,
     MTU,
     DhcpOptions,
@@ -86,15 +87,12 @@ COMMON: dict[str, SchemaNode | Ignored] = {
         "the policy rules are not added: traffic follows the main table (routes given a 'table' are "
         "still added to that table)"
     ),
-    "accept-ra": ignored(
-        "corral leaves the link's accept_ra at the kernel's default (router advertisements are "
-        "accepted while IPv6 forwarding is off)"
-    ),
+    "accept-ra": BOOL,
+    "ipv6-mtu": integer(*IPV6_MTU),
     "ra-overrides": ignored("router advertisements are handled by the kernel, with its defaults"),
     "macaddress": STR,
     "ignore-carrier": ignored("corral configures the link as it does every link"),
     "activation-mode": ignored("corral brings the link up like every configured link"),
-    "ipv6-mtu": ignored("IPv6 uses the link's MTU"),
     "ipv6-address-generation": ignored("the kernel's default address generation (EUI-64) is used"),
     "ipv6-address-token": ignored("the kernel's default address generation (EUI-64) is used"),
     "neigh-suppress": ignored("the bridge port keeps the kernel's default"),
@@ -175,11 +173,20 @@ def common_properties(data: Mapping[str, Any], path: KeyPath, problems: Problems
                 )
                 mac = None
             out["macaddress"] = mac
+    ipv6: list[tuple[str, int]] = []
+    if "accept-ra" in data:  # 2: accepted even while the host forwards IPv6 (docker may turn it on)
+        accept = as_bool(data["accept-ra"], (*path, "accept-ra"), problems, strings=True)
+        if accept is not None:
+            ipv6.append(("accept_ra", 2 if accept else 0))
+    elif out["dhcp6"]:  # netplan: dhcp6 brings SLAAC up too; the kernel's RA handling is corral's
+        ipv6.append(("accept_ra", 2))
     if "ipv6-privacy" in data and flag("ipv6-privacy"):
-        problems.warn(
-            (*path, "ipv6-privacy"),
-            "not implemented; the link keeps the kernel's default (no temporary addresses)",
-        )
+        ipv6.append(("use_tempaddr", 2))  # temporary addresses, preferred (netplan's meaning)
+    if "ipv6-mtu" in data:
+        mtu6 = as_int(data["ipv6-mtu"], (*path, "ipv6-mtu"), problems, *IPV6_MTU, strings=True)
+        if mtu6 is not None:
+            ipv6.append(("mtu", mtu6))
+    out["ipv6_conf"] = tuple(ipv6)
     if "optional-addresses" in data:  # checked, and nothing to do: corral waits for no address
         key_path = (*path, "optional-addresses")
         for i, item in enumerate(as_list(data["optional-addresses"], key_path, problems) or []):

@@ -6,11 +6,11 @@ only talks DHCP). The operations are ``netconf.ops``'s, each one pyroute2 call o
 
 Order: network ``pre`` hooks; renames; stop unwanted DHCP clients; remove routes, then addresses; release
 ports; delete links to be re-created; create links (lower layers first: a VLAN after its parent);
-MTUs; enslave (a bond member is set down first); set links up; add addresses; start DHCP; add routes;
-write DNS; delete virtual links that are no longer wanted (VLANs before what they sit on); network
-``post`` hooks. A link's ``pre_up`` hooks run just before its first operation, ``post_up`` just after
-its last. With nothing to do the plan is empty, hooks included. What a DHCP lease brings, renews or
-takes away runs no hooks (hooks are about the config).
+MTUs; IPv6 settings (accept_ra...); enslave (a bond member is set down first); set links up; add
+addresses; start DHCP; add routes; write DNS; delete virtual links that are no longer wanted (VLANs
+before what they sit on); network ``post`` hooks. A link's ``pre_up`` hooks run just before its first
+operation, ``post_up`` just after its last. With nothing to do the plan is empty, hooks included. What
+a DHCP lease brings, renews or takes away runs no hooks (hooks are about the config).
 
 What a lease brings to its link (``lease_address``, ``lease_route``, ``link_mtu``), config first:
 
@@ -73,6 +73,7 @@ from netconf.ops import (
     RenameLink,
     RunHook,
     SetDown,
+    SetIPv6,
     SetMtu,
     SetUp,
     StartDhcp,
@@ -403,6 +404,11 @@ class _Planner:
                 if rule.mtu is None:
                     by_lease.append(mtus[-1])
 
+        ipv6: list[Op] = []
+        for n in topo_managed:
+            conf = {} if self.fresh(n) else dict(self.proj[n].ipv6_conf)
+            ipv6.extend(SetIPv6(n, k, v) for k, v in self.managed[n].ipv6_conf if conf.get(k) != v)
+
         enslaves: list[Op] = []
         for n in topo_managed:
             want = self.master(n)
@@ -457,6 +463,7 @@ class _Planner:
             *deletes_early,
             *creates,
             *mtus,
+            *ipv6,
             *enslaves,
             *ups,
             *adds,

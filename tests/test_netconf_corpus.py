@@ -32,6 +32,7 @@ from netconf.ops import (
     Op,
     RenameLink,
     RunHook,
+    SetIPv6,
     SetMtu,
     SetUp,
     StartDhcp,
@@ -93,6 +94,8 @@ def summary(op: Op) -> str:
             return f"enslave {link} to {master}"
         case SetMtu(link, mtu):
             return f"mtu {link} {mtu}"
+        case SetIPv6(link, key, value):
+            return f"ipv6 {link} {key}={value}"
         case AddAddress(link, address):
             return f"address {link} {address}"
         case AddRoute(link, route):

@@ -334,9 +334,9 @@ vlans: {dm1.7: {id: 7, link: dm1}}
 
 def test_dummy_device_errors_name_the_key() -> None:
     known = (
-        " (known here: addresses, critical, dhcp-identifier, dhcp4, dhcp4-overrides, dhcp6, dhcp6-overrides, "
-        "gateway4, gateway6, ipv6-privacy, link-local, macaddress, mtu, nameservers, optional, "
-        "optional-addresses, renderer, routes)"
+        " (known here: accept-ra, addresses, critical, dhcp-identifier, dhcp4, dhcp4-overrides, dhcp6, "
+        "dhcp6-overrides, gateway4, gateway6, ipv6-mtu, ipv6-privacy, link-local, macaddress, mtu, "
+        "nameservers, optional, optional-addresses, renderer, routes)"
     )
     assert errors("{version: 2, dummy-devices: {dm0: {match: {name: x}}}}") == [
         "network.dummy-devices.dm0.match: unknown key" + known
@@ -358,11 +358,9 @@ def test_dummy_device_errors_name_the_key() -> None:
 # -- keys corral accepts and does not implement: warnings naming the key and what corral does instead --
 
 IGNORED_COMMON = {
-    "accept-ra": "true",
     "ra-overrides": "{use-dns: false}",
     "ignore-carrier": "true",
     "activation-mode": "manual",
-    "ipv6-mtu": "1400",
     "ipv6-address-generation": "eui64",
     "ipv6-address-token": "'::2'",
     "neigh-suppress": "true",
@@ -403,11 +401,10 @@ def test_keys_whose_value_is_what_corral_does_are_quiet_and_the_others_warn() ->
         "link-local: [ipv6], ipv6-privacy: false}}}"
     )
     assert rules(quiet)["eth0"].dhcp4 and warnings(quiet) == []
-    loud = "{ethernets: {eth0: {dhcp-identifier: duid, link-local: [ipv4, ipv6], ipv6-privacy: true}}}"
+    loud = "{ethernets: {eth0: {dhcp-identifier: duid, link-local: [ipv4, ipv6]}}}"
     assert [w.split(":")[0] for w in warnings(loud)] == [
         "network.ethernets.eth0.dhcp-identifier",
         "network.ethernets.eth0.link-local",
-        "network.ethernets.eth0.ipv6-privacy",
     ]
     assert warnings("{ethernets: {eth0: {link-local: []}}}") == [
         "network.ethernets.eth0.link-local: not implemented; corral leaves link-local addressing to the "
@@ -524,4 +521,26 @@ dummy-devices:
     ]
     assert errors("{bonds: {bond0: {macaddress: '02:00:00:00:00'}}}")[0].startswith(
         "network.bonds.bond0.macaddress: '02:00:00:00:00' is not a MAC address"
+    )
+
+
+def test_accept_ra_ipv6_privacy_and_ipv6_mtu_are_the_links_ipv6_settings() -> None:
+    got = rules("""
+ethernets:
+  eth0: {accept-ra: true, ipv6-privacy: true, ipv6-mtu: 1400}
+  eth1: {accept-ra: false, ipv6-privacy: false}
+  eth2: {dhcp6: true}
+  eth3: {dhcp6: true, accept-ra: no}
+  eth4: {}
+""")
+    assert got["eth0"].ipv6_conf == (("accept_ra", 2), ("use_tempaddr", 2), ("mtu", 1400))
+    assert got["eth1"].ipv6_conf == (("accept_ra", 0),)
+    assert got["eth2"].ipv6_conf == (("accept_ra", 2),)  # netplan: dhcp6 brings SLAAC up too
+    assert got["eth3"].ipv6_conf == (("accept_ra", 0),)
+    assert got["eth4"].ipv6_conf == ()  # the kernel's defaults, untouched
+    assert errors("{ethernets: {eth0: {ipv6-mtu: 1000}}}") == [
+        "network.ethernets.eth0.ipv6-mtu: 1000 is out of range (1280 to 65535)"
+    ]
+    assert errors("{ethernets: {eth0: {accept-ra: maybe}}}")[0].startswith(
+        "network.ethernets.eth0.accept-ra: expected a boolean"
     )

@@ -135,10 +135,9 @@ def test_v1_under_a_cloud_configs_network_key_is_translated_and_problems_name_th
     assert errors("{version: 1, config: [{type: physical, name: eth0, mtu: 20}]}") == [
         "network.config[0]: mtu (in netplan terms): 20 is out of range (68 to 65535)"
     ]
-    assert warnings("{version: 1, config: [{type: physical, name: eth0, accept-ra: true}]}") == [
-        "network.config[0]: accept-ra (in netplan terms): not implemented; corral leaves the link's "
-        "accept_ra at the kernel's default (router advertisements are accepted while IPv6 forwarding is off)"
-    ]
+    assert errors("{version: 1, config: [{type: physical, name: eth0, accept-ra: maybe}]}")[0].startswith(
+        "network.config[0]: accept-ra (in netplan terms): expected a boolean"
+    )
 
 
 def test_v1_bond_bridge_and_vlan() -> None:
@@ -251,11 +250,12 @@ config:
       - {type: static, address: 10.0.0.2/24, broadcast: 10.0.0.255, control: manual, ipv4: true}
       - {type: ipv6_slaac}
 """
-    assert rules(text)["eth0"].addresses == (ip_interface("10.0.0.2/24"),)
+    got = rules(text)["eth0"]
+    assert got.addresses == (ip_interface("10.0.0.2/24"),)
+    assert got.ipv6_conf == (("accept_ra", 2),)  # ipv6_slaac: netplan's accept-ra
     assert [w.split(":")[0] for w in warnings(text)] == [
         "network.config[0].subnets[0].broadcast",
         "network.config[0].subnets[0].control",
-        "network.config[0]",  # ipv6_slaac: netplan's accept-ra, warned
     ]
 
 
