@@ -14,14 +14,15 @@ translated into version 2 first (``netconf.network_config``), its problems named
 
 Accepted and ignored: ``renderer`` (corral renders everything itself), ``optional``,
 ``optional-addresses`` and ``critical`` (corral never waits for a link or an address at boot, and
-keeps a lease's address over its own restarts), and the values of ``dhcp-identifier``, ``link-local``,
-``ipv6-privacy`` and the DHCP overrides that are what corral does anyway. ``gateway4``/``gateway6`` are
-deprecated by netplan but accepted. Keys netplan has but corral does not implement (``accept-ra``,
-``macaddress``, ``routing-policy``, offloads, ...) are warnings that say what corral does instead
-(the ``Ignored`` entries of the key tables); so are the sections ``wifis``, ``tunnels``, ``vrfs``,
-``modems``, ``virtual-ethernets`` and ``nm-devices``, which are skipped while the rest of the document
-applies. ``dhcp6: true`` warns that DHCPv6 is not implemented yet. Unknown keys are errors naming the
-key path.
+keeps a lease's address over its own restarts), and the values of ``dhcp-identifier``, ``link-local``
+and the DHCP overrides that are what corral does anyway. ``gateway4``/``gateway6`` are deprecated by
+netplan but accepted. ``accept-ra``, ``ipv6-privacy`` and ``ipv6-mtu`` are the link's IPv6 settings;
+``macaddress`` is the MAC of a link corral creates. Keys netplan has but corral does not implement
+(``routing-policy``, offloads, ``macaddress`` on an ethernet, ...) are warnings that say what corral
+does instead (the ``Ignored`` entries of the key tables); so are the sections ``wifis``, ``tunnels``,
+``vrfs``, ``modems``, ``virtual-ethernets``, ``nm-devices`` and the global ``openvswitch``, which are
+skipped while the rest of the document applies. ``dhcp6: true`` warns that DHCPv6 is not implemented
+yet (and brings SLAAC up: ``accept_ra`` 2). Unknown keys are errors naming the key path.
 
 Also accepted: cloud-init's ``network: {config: disabled}``, which turns network configuration off.
 
