@@ -437,6 +437,8 @@ def as_route(value: Any, path: KeyPath, problems: Problems) -> Route | None:
             )
         elif via is not None:
             to = IPv4Network("0.0.0.0/0") if via.version == 4 else IPv6Network("::/0")
+    elif isinstance(raw_to, str) and "/" not in raw_to and _host(raw_to) is not None:
+        to = _host(raw_to)  # networkd's Destination=: without a length, a route to that one host
     elif isinstance(raw_to, str) and "/" not in raw_to:
         host = "/128" if ":" in raw_to else "/32"
         problems.error(
@@ -476,6 +478,16 @@ def as_route(value: Any, path: KeyPath, problems: Problems) -> Route | None:
         )
         return None
     return Route(to=to, via=via, metric=metric, table=table, on_link=on_link, source=source, scope=scope)
+
+
+def _host(text: str) -> IPNetwork | None:
+    """``10.0.0.1`` as the one-host network 10.0.0.1/32; None for the unspecified address (0.0.0.0
+    and ``::`` without a length mean the default route, most likely: an error says so) and non-addresses."""
+    try:
+        address = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+    return None if address.is_unspecified else ipaddress.ip_network(address)
 
 
 def as_duration_ms(value: Any, path: KeyPath, problems: Problems, default_unit: str) -> float | None:

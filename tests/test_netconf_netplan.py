@@ -150,6 +150,15 @@ def test_route_errors() -> None:
     ]
     [msg] = errors("{version: 2, ethernets: {eth0: {routes: [{to: 10.0.0.1/8, via: 10.0.0.254}]}}}")
     assert msg.startswith("network.ethernets.eth0.routes[0].to: '10.0.0.1/8' is not a network")
+    assert errors("{ethernets: {eth0: {routes: [{to: 0.0.0.0, via: 10.0.0.254}]}}}") == [
+        "network.ethernets.eth0.routes[0].to: '0.0.0.0' has no prefix length: write 'default' (or "
+        "0.0.0.0/0, ::/0) for the default route, 0.0.0.0/32 for one host"
+    ]
+
+
+def test_a_route_to_an_address_without_a_length_is_to_that_host_as_in_networkd() -> None:
+    got = rules("{ethernets: {eth0: {routes: [{to: 10.9.0.1, via: 10.0.0.254}, {to: '2001:db8::9'}]}}}")
+    assert [str(r.to) for r in got["eth0"].routes] == ["10.9.0.1/32", "2001:db8::9/128"]
 
 
 def test_match_set_name_and_driver_lists() -> None:
