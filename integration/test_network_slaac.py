@@ -3,7 +3,7 @@ router advertisements (``--enable-ra``, a prefix ``ra-only``) in a peer namespac
 ``accept-ra`` sets the link's ``accept_ra`` (0, or 2: accepted even while the host forwards IPv6)
 before the link goes up; with it off the link gets no address from the router, with it on the kernel
 configures one from the advertised prefix, and so does ``dhcp6: true`` (whose DHCPv6 part is not
-implemented: a warning)."""
+implemented: a warning). And ``link-local: []``: no IPv6 link-local address."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import pytest
 
 from integration.netns import NetNS, unavailable
 from integration.sandbox import Sandbox
-from integration.test_network import FAST, addresses, make_nic, plug, ready, wait_for
+from integration.test_network import FAST, addresses, link_info, make_nic, plug, ready, wait_for
 
 PREFIX = "2001:db8:63:0:"
 
@@ -78,8 +78,12 @@ def slaac(sb: Sandbox, dev: str) -> set[str]:
 
 
 def accept_ra(sb: Sandbox, dev: str) -> str:
-    """The link's accept_ra as the sandbox's network namespace has it ('' while the link is not there)."""
-    path = f"/proc/sys/net/ipv6/conf/{dev}/accept_ra"
+    return sysctl(sb, dev, "accept_ra")
+
+
+def sysctl(sb: Sandbox, dev: str, name: str) -> str:
+    """The link's IPv6 setting as the sandbox's network namespace has it ('' while the link is not there)."""
+    path = f"/proc/sys/net/ipv6/conf/{dev}/{name}"
     out = subprocess.run(["nsenter", "-t", str(sb.pid1), "-n", "cat", path],
                          capture_output=True, text=True, timeout=30, check=False)
     return out.stdout.strip()
@@ -119,5 +123,29 @@ def test_dhcp6_brings_slaac_up_and_warns_that_dhcpv6_is_not_implemented(
     plug(ns, sb, "eth3")
     wait_for("an address from the router's prefix", lambda: accept_ra(sb, "eth3") == "2"
              and slaac(sb, "eth3"), timeout=30, sb=sb)
+    assert sb.stop() == 0
+    sb.assert_clean_journal()
+
+
+def test_link_local_empty_means_no_ipv6_link_local_address(
+    sandbox: Any, make_netns: Callable[..., NetNS]
+) -> None:
+    """netplan's ``link-local: []``: ``addr_gen_mode`` 1 before the link goes up, so the kernel makes
+    no fe80:: address on it; the link beside it, without the key, has one."""
+    ns = make_netns()
+    make_nic(ns, "eth4", "peer4")
+    make_nic(ns, "eth5", "peer5")
+    sb: Sandbox = sandbox({"corral": FAST, "network": {"ethernets": {
+        "eth4": {"link-local": [], "addresses": ["198.18.64.2/24"]},
+        "eth5": {"addresses": ["198.18.65.2/24"]},
+    }}})
+    ready(sb)
+    plug(ns, sb, "eth4")
+    plug(ns, sb, "eth5")
+    wait_for("both configured and up, eth5 with its link-local address", lambda: "198.18.64.2/24"
+             in addresses(sb, "eth4") and any(a.startswith("fe80:") for a in addresses(sb, "eth5"))
+             and "LOWER_UP" in link_info(sb, "eth4")["flags"], sb=sb)
+    assert not any(a.startswith("fe80:") for a in addresses(sb, "eth4")), addresses(sb, "eth4")
+    assert sysctl(sb, "eth4", "addr_gen_mode") == "1"
     assert sb.stop() == 0
     sb.assert_clean_journal()

@@ -245,10 +245,12 @@ class Parsed:
         return not self.errors
 
 
-IPV6_CONF = ("accept_ra", "use_tempaddr", "mtu")
-"""The per-link IPv6 settings corral sets (netplan's ``accept-ra``, ``ipv6-privacy``, ``ipv6-mtu``):
-each is ``/proc/sys/net/ipv6/conf/LINK/NAME`` in the link's namespace, and reported by netlink
-(``IFLA_AF_SPEC`` / ``AF_INET6`` / ``IFLA_INET6_CONF``)."""
+IPV6_CONF = ("accept_ra", "use_tempaddr", "mtu", "addr_gen_mode")
+"""The per-link IPv6 settings corral sets (netplan's ``accept-ra``, ``ipv6-privacy``, ``ipv6-mtu``,
+``link-local``): each is ``/proc/sys/net/ipv6/conf/LINK/NAME`` in the link's namespace, and reported
+by netlink (``IFLA_AF_SPEC`` / ``AF_INET6`` / ``IFLA_INET6_CONF``, ``IFLA_INET6_ADDR_GEN_MODE``)."""
+ADDR_GEN_MODE_NONE = 1
+"""``addr_gen_mode`` 1: the kernel makes no link-local address when the link comes up."""
 IPV6_MTU = (1280, 65535)
 """IPv6's minimum MTU, and the largest a link takes."""
 

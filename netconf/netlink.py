@@ -170,6 +170,9 @@ class Netlink:
         mac = m.get("address")
         inet6 = m.get(("IFLA_AF_SPEC", "AF_INET6", "IFLA_INET6_CONF"))
         ipv6_conf = tuple((k, int(inet6[k])) for k in IPV6_CONF if k in inet6) if inet6 else ()
+        gen_mode = m.get(("IFLA_AF_SPEC", "AF_INET6", "IFLA_INET6_ADDR_GEN_MODE"))
+        if gen_mode is not None:
+            ipv6_conf = (*ipv6_conf, ("addr_gen_mode", int(gen_mode)))
         key = (index, name)
         if key not in self._drivers:
             self._drivers[key] = driver_name(name) if name != "lo" else None

@@ -13,6 +13,7 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 from netconf.model import (
+    ADDR_GEN_MODE_NONE,
     DHCP6_NOT_YET,
     IPV6_MTU,
     METRIC,
@@ -148,17 +149,15 @@ def common_properties(data: Mapping[str, Any], path: KeyPath, problems: Problems
             problems.warn(
                 key_path, "not implemented; corral's DHCP client identifies itself by the MAC address"
             )
+    link_local: set[str | None] = {"ipv6"}
     if "link-local" in data:
         key_path = (*path, "link-local")
-        kinds = {
+        link_local = {
             as_enum(item, (*key_path, i), problems, LINK_LOCAL)
             for i, item in enumerate(as_list(data["link-local"], key_path, problems) or [])
         }
-        if kinds - {None} != {"ipv6"}:
-            problems.warn(
-                key_path,
-                "not implemented; corral leaves link-local addressing to the kernel (IPv6 only)",
-            )
+        if "ipv4" in link_local:
+            problems.warn(key_path, "IPv4 link-local addressing is not implemented: the link gets none")
     if "macaddress" in data:
         key_path = (*path, "macaddress")
         if data["macaddress"] in MAC_POLICIES:
@@ -186,6 +185,8 @@ def common_properties(data: Mapping[str, Any], path: KeyPath, problems: Problems
         mtu6 = as_int(data["ipv6-mtu"], (*path, "ipv6-mtu"), problems, *IPV6_MTU, strings=True)
         if mtu6 is not None:
             ipv6.append(("mtu", mtu6))
+    if "ipv6" not in link_local:  # no IPv6 link-local address when the link comes up
+        ipv6.append(("addr_gen_mode", ADDR_GEN_MODE_NONE))
     out["ipv6_conf"] = tuple(ipv6)
     if "optional-addresses" in data:  # checked, and nothing to do: corral waits for no address
         key_path = (*path, "optional-addresses")

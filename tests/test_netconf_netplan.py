@@ -415,10 +415,11 @@ def test_keys_whose_value_is_what_corral_does_are_quiet_and_the_others_warn() ->
         "network.ethernets.eth0.dhcp-identifier",
         "network.ethernets.eth0.link-local",
     ]
-    assert warnings("{ethernets: {eth0: {link-local: []}}}") == [
-        "network.ethernets.eth0.link-local: not implemented; corral leaves link-local addressing to the "
-        "kernel (IPv6 only)"
+    assert warnings("{ethernets: {eth0: {link-local: [ipv4]}}}") == [
+        "network.ethernets.eth0.link-local: IPv4 link-local addressing is not implemented: the link gets none"
     ]
+    assert rules("{ethernets: {eth0: {link-local: []}}}")["eth0"].ipv6_conf == (("addr_gen_mode", 1),)
+    assert rules("{ethernets: {eth0: {link-local: [ipv6]}}}")["eth0"].ipv6_conf == ()
     assert errors("{ethernets: {eth0: {link-local: [ipv5]}}}")[0].startswith(
         "network.ethernets.eth0.link-local[0]: 'ipv5' is not one of: ipv4, ipv6"
     )
