@@ -271,3 +271,11 @@ def test_v1_in_a_config_file_passes_the_schema() -> None:
     doc, errs = load_document(text, "user-data")
     assert doc is not None and not errs
     assert Validator(Schema()).validate(doc) == []
+
+
+def test_the_document_given_is_not_changed() -> None:
+    doc = yaml.safe_load(V1_PHYSICAL)
+    before = yaml.safe_dump(doc)
+    netplan, _ = to_netplan({"network": doc})
+    assert netplan is not None and netplan["version"] == 2
+    assert yaml.safe_dump(doc) == before
