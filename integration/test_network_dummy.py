@@ -1,6 +1,7 @@
 """netplan ``dummy-devices`` against real netlink: corral creates the dummy links of its config in the
 sandbox's network namespace, configures them, and deletes those it created when they leave the config;
 a dummy made by someone else is configured but never deleted (only what corral added on it goes).
+Also ``macaddress`` on a link corral creates (a bridge, which every kernel here makes).
 
 Needs a kernel that creates dummy links in a namespace (``CONFIG_DUMMY``); skipped otherwise (the plan is
 tested purely in tests/test_netconf_plan.py, and for real in the guest: integration/test_guest_os.py)."""
@@ -21,7 +22,9 @@ from integration.test_network import (
     kernel_supports,
     link_info,
     links,
+    make_nic,
     owned,
+    plug,
     ready,
     routes,
     sb_ip,
@@ -66,5 +69,30 @@ def test_dummy_devices_created_configured_and_deleted_live(
     wait_for("dm1 deleted, dm9 left alone", lambda: "dm1" not in links(sb) and owned(sb)["links"] == [],
              sb=sb)
     assert "dm9" in links(sb)
+    assert sb.stop() == 0
+    sb.assert_clean_journal()
+
+
+
+def test_macaddress_of_a_bridge_corral_creates(sandbox: Any, testns: NetNS) -> None:
+    """netplan's ``macaddress`` on a bridge: created with it, kept when a NIC joins as a port (a bridge
+    otherwise takes its ports' lowest MAC), and a new one re-creates the bridge."""
+    make_nic(testns, "eth8", "peer-eth8", mac="02:00:5e:18:00:81")
+    sb: Sandbox = sandbox({"corral": FAST, "network": {"version": 2, "ethernets": {"eth8": {}}, "bridges": {
+        "br8": {"interfaces": ["eth8"], "macaddress": "02:00:5e:10:00:02", "parameters": {"stp": False},
+                "addresses": ["198.18.48.2/24"]}}}})
+    ready(sb)
+    plug(testns, sb, "eth8")
+    wait_for("br8 created with its MAC, eth8 its port", lambda: "198.18.48.2/24" in addresses(sb, "br8")
+             and link_info(sb, "eth8").get("master") == "br8", sb=sb)
+    assert link_info(sb, "br8")["address"] == "02:00:5e:10:00:02"  # not its port's
+    options = [["address", "02:00:5e:10:00:02"], ["br_stp_state", 0]]
+    assert owned(sb)["links"] == [["br8", {"kind": "bridge", "options": options, "refs": []}]]
+
+    sb.cli("config", "set", "network.bridges.br8.macaddress", "02:00:5e:10:00:03")
+    wait_for("br8 re-created with the new MAC, eth8 its port again", lambda: "br8" in links(sb)
+             and link_info(sb, "br8")["address"] == "02:00:5e:10:00:03"
+             and link_info(sb, "eth8").get("master") == "br8" and "198.18.48.2/24" in addresses(sb, "br8"),
+             sb=sb)
     assert sb.stop() == 0
     sb.assert_clean_journal()

@@ -12,11 +12,13 @@ from, and kept up to date as links are created, renamed and deleted during the r
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import structlog
@@ -37,6 +39,7 @@ from netconf.ops import (
     RenameLink,
     RunHook,
     SetDown,
+    SetIPv6,
     SetMtu,
     SetUp,
     StartDhcp,
@@ -168,6 +171,9 @@ class _Runner:
             await nl.link("set", index=self.idx(op.link), master=0)
         elif isinstance(op, SetMtu):
             await nl.link("set", index=self.idx(op.link), mtu=op.mtu)
+        elif isinstance(op, SetIPv6):
+            self.idx(op.link)
+            await asyncio.to_thread(write_ipv6_conf, op.link, op.name, op.value)
         elif isinstance(op, SetUp):
             await nl.link("set", index=self.idx(op.link), state="up")
         elif isinstance(op, SetDown):
@@ -199,6 +205,15 @@ class _Runner:
         return None
 
 
+IPV6_CONF_DIR = Path("/proc/sys/net/ipv6/conf")
+
+
+def write_ipv6_conf(link: str, name: str, value: int, root: Path = IPV6_CONF_DIR) -> None:
+    """Write one IPv6 setting of ``link`` (blocking: run in a thread). /proc/sys/net is the namespace's
+    of the task that opens it: PID 1's, whose links these are."""
+    (root / link / name).write_text(f"{value}\n")
+
+
 def lease_lifetime(expires: float | None, now: float) -> int:
     """The kernel's lifetime (seconds) for a lease address ending at ``expires`` (monotonic), rounded up:
     the address never goes before its lease (the lease goes at its end, and the plan then removes the
@@ -223,6 +238,8 @@ def describe(op: Op) -> str:
         return f"detach {op.link} from its master"
     if isinstance(op, SetMtu):
         return f"set mtu {op.mtu} on {op.link}"
+    if isinstance(op, SetIPv6):
+        return f"set IPv6 {op.name} {op.value} on {op.link}"
     if isinstance(op, SetUp):
         return f"set {op.link} up"
     if isinstance(op, SetDown):

@@ -21,9 +21,9 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6
 from typing import Any, Literal, TypeAlias, cast
 
 from supervisor.config.check import (
+    Ignored,
     Keys,
     SchemaNode,
-    Unsupported,
     as_bool,
     as_enum,
     as_int,
@@ -153,6 +153,8 @@ class Interface:
 
     ``kind`` is ``link`` for a rule applied to links that exist (NICs), or the kind of virtual link
     corral creates under ``match.name``. ``master`` names the bridge or bond the matched links join.
+    ``macaddress``: the MAC a virtual link is created with (``with_address``). ``ipv6_conf``: the
+    link's IPv6 settings (``/proc/sys/net/ipv6/conf/LINK/NAME``, one of ``IPV6_CONF``) and their values.
     ``exclusive``: on the links this rule matches, addresses and routes that others added (and that the
     rule does not want) are removed; by default they are left alone and only what corral added itself
     is removed when the config stops wanting it."""
@@ -177,6 +179,8 @@ class Interface:
     gateway6: IPv6Address | None = None
     routes: tuple[Route, ...] = ()
     mtu: int | None = None
+    macaddress: str | None = None
+    ipv6_conf: tuple[tuple[str, int], ...] = ()
     nameservers: tuple[IPAddress, ...] = ()
     search: tuple[str, ...] = ()
     pre_up: tuple[Argv, ...] = ()
@@ -240,6 +244,21 @@ class Parsed:
     def ok(self) -> bool:
         return not self.errors
 
+
+IPV6_CONF = ("accept_ra", "use_tempaddr", "mtu", "addr_gen_mode")
+"""The per-link IPv6 settings corral sets (netplan's ``accept-ra``, ``ipv6-privacy``, ``ipv6-mtu``,
+``link-local``): each is ``/proc/sys/net/ipv6/conf/LINK/NAME`` in the link's namespace, and reported
+by netlink (``IFLA_AF_SPEC`` / ``AF_INET6`` / ``IFLA_INET6_CONF``, ``IFLA_INET6_ADDR_GEN_MODE``)."""
+ADDR_GEN_MODE_NONE = 1
+"""``addr_gen_mode`` 1: the kernel makes no link-local address when the link comes up."""
+IPV6_MTU = (1280, 65535)
+"""IPv6's minimum MTU, and the largest a link takes."""
+
+DHCP6_NOT_YET = (
+    "DHCPv6 is not implemented yet: the link gets IPv6 addresses only from router advertisements "
+    "(the kernel's SLAAC, when the network offers it) and from 'addresses'"
+)
+"""The warning of ``dhcp6: true`` (both formats): nothing in the config is silently ignored."""
 
 DEFAULT_PATTERNS = ("eth*", "en*")
 """When the config names no interfaces, every link called ``eth*`` or ``en*`` runs DHCPv4 (RancherOS
@@ -389,7 +408,7 @@ ROUTE = Keys(
         "scope": {"enum": list(SCOPES)},
         "type": {"type": "string"},
         **{
-            k: Unsupported(f"route option {k!r} is not supported yet")
+            k: Ignored(f"route option {k!r} is not implemented; the route is added without it")
             for k in ("mtu", "congestion-window", "advertised-receive-window", "advertised-mss")
         },
     },
@@ -420,6 +439,8 @@ def as_route(value: Any, path: KeyPath, problems: Problems) -> Route | None:
             )
         elif via is not None:
             to = IPv4Network("0.0.0.0/0") if via.version == 4 else IPv6Network("::/0")
+    elif isinstance(raw_to, str) and "/" not in raw_to and _host(raw_to) is not None:
+        to = _host(raw_to)  # networkd's Destination=: without a length, a route to that one host
     elif isinstance(raw_to, str) and "/" not in raw_to:
         host = "/128" if ":" in raw_to else "/32"
         problems.error(
@@ -450,13 +471,25 @@ def as_route(value: Any, path: KeyPath, problems: Problems) -> Route | None:
     scope: Scope | None = None
     if "scope" in data:
         scope = cast(Scope | None, as_enum(data["scope"], (*path, "scope"), problems, SCOPES))
-    if "type" in data and data["type"] != "unicast":
-        problems.error(
-            (*path, "type"), f"route type {show(data['type'])} is not supported yet (only unicast)"
-        )
     if problems.count() > before or to is None:
         return None
+    if "type" in data and data["type"] != "unicast":
+        problems.warn(
+            (*path, "type"),
+            f"route type {show(data['type'])} is not implemented (only unicast); this route is not added",
+        )
+        return None
     return Route(to=to, via=via, metric=metric, table=table, on_link=on_link, source=source, scope=scope)
+
+
+def _host(text: str) -> IPNetwork | None:
+    """``10.0.0.1`` as the one-host network 10.0.0.1/32; None for the unspecified address (0.0.0.0
+    and ``::`` without a length mean the default route, most likely: an error says so) and non-addresses."""
+    try:
+        address = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+    return None if address.is_unspecified else ipaddress.ip_network(address)
 
 
 def as_duration_ms(value: Any, path: KeyPath, problems: Problems, default_unit: str) -> float | None:
@@ -582,6 +615,14 @@ def bond_spec(mode: int, options: Mapping[str, OptionValue], primary: str | None
 
 def bridge_spec(options: Mapping[str, OptionValue]) -> LinkSpec:
     return LinkSpec("bridge", tuple(sorted(options.items())))
+
+
+def with_address(spec: LinkSpec, mac: str | None) -> LinkSpec:
+    """``spec`` creating the link with the MAC address ``mac`` (``IFLA_ADDRESS``; None: the kernel's
+    choice). A bridge or bond given its MAC keeps it when ports join."""
+    if mac is None:
+        return spec
+    return replace(spec, options=tuple(sorted((*spec.options, ("address", mac)))))
 
 
 def vlan_spec(vlan_id: int, parent: str) -> LinkSpec:

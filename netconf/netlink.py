@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-from netconf.model import IPInterface, Route, Scope
+from netconf.model import IPV6_CONF, IPInterface, Route, Scope
 from netconf.observed import Address, Link, RouteEntry
 
 log = structlog.get_logger("netconf.netlink")
@@ -168,6 +168,11 @@ class Netlink:
             link_index = m.get("link")
             parent = names.get(int(link_index)) if link_index else None
         mac = m.get("address")
+        inet6 = m.get(("IFLA_AF_SPEC", "AF_INET6", "IFLA_INET6_CONF"))
+        ipv6_conf = tuple((k, int(inet6[k])) for k in IPV6_CONF if k in inet6) if inet6 else ()
+        gen_mode = m.get(("IFLA_AF_SPEC", "AF_INET6", "IFLA_INET6_ADDR_GEN_MODE"))
+        if gen_mode is not None:
+            ipv6_conf = (*ipv6_conf, ("addr_gen_mode", int(gen_mode)))
         key = (index, name)
         if key not in self._drivers:
             self._drivers[key] = driver_name(name) if name != "lo" else None
@@ -182,6 +187,7 @@ class Netlink:
             up=bool(flags & IFF_UP),
             carrier=bool(flags & IFF_LOWER_UP),
             mtu=int(m.get("mtu") or 0),
+            ipv6_conf=ipv6_conf,
         )
 
     # ---- changing --------------------------------------------------------------------------------

@@ -9,11 +9,20 @@ the config); ``interfaces:`` of a bond or bridge and ``link:`` of a VLAN refer t
 by id. A dummy device takes only the properties common to all device types (addresses, routes, mtu,
 nameservers, dhcp4/6...), as in netplan.
 
-Accepted and ignored: ``renderer`` (corral renders everything itself), ``optional`` and
-``optional-addresses`` (corral never waits for a link or an address at boot: every one is optional).
-``gateway4``/``gateway6`` are deprecated by netplan but accepted. Keys netplan has but corral does not
-implement (``routing-policy``, ``accept-ra``, Wi-Fi, tunnels, ...) are errors that
-say so; unknown keys are errors naming the key path.
+``version`` is 2 when left out (netplan's default). Version 1 is cloud-init's network-config v1,
+translated into version 2 first (``netconf.network_config``), its problems named on its own entries.
+
+Accepted and ignored: ``renderer`` (corral renders everything itself), ``optional``,
+``optional-addresses`` and ``critical`` (corral never waits for a link or an address at boot, and
+keeps a lease's address over its own restarts), and the values of ``dhcp-identifier``, ``link-local``
+and the DHCP overrides that are what corral does anyway. ``gateway4``/``gateway6`` are deprecated by
+netplan but accepted. ``accept-ra``, ``ipv6-privacy`` and ``ipv6-mtu`` are the link's IPv6 settings;
+``macaddress`` is the MAC of a link corral creates. Keys netplan has but corral does not implement
+(``routing-policy``, offloads, ``macaddress`` on an ethernet, ...) are warnings that say what corral
+does instead (the ``Ignored`` entries of the key tables); so are the sections ``wifis``, ``tunnels``,
+``vrfs``, ``modems``, ``virtual-ethernets``, ``nm-devices`` and the global ``openvswitch``, which are
+skipped while the rest of the document applies. ``dhcp6: true`` warns that DHCPv6 is not implemented
+yet (and brings SLAAC up: ``accept_ra`` 2). Unknown keys are errors naming the key path.
 
 Also accepted: cloud-init's ``network: {config: disabled}``, which turns network configuration off.
 
@@ -29,13 +38,24 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from netconf.model import Interface, Kind, Match, as_ifname, is_glob, valid_ifname
-from netconf.netplan_common import DHCP_OVERRIDES, STR, common_properties
+from netconf.netplan_common import DHCP_OVERRIDES, STR, common_properties, ignored
 from netconf.netplan_devices import DEFINITIONS, bond_parameters, bridge_parameters, parse_match, parse_vlan
-from supervisor.config.check import Keys, SchemaNode, Unsupported, as_list, as_map, as_str, check_keys, show
+from netconf.network_config import translate_with_origins
+from supervisor.config.check import Keys, SchemaNode, as_list, as_map, as_str, check_keys, show
 from supervisor.config.errors import Problems
 from supervisor.config.keypath import KeyPath, format_path
 
 SECTIONS = ("ethernets", "bonds", "bridges", "vlans", "dummy-devices")
+SKIPPED = {
+    "wifis": "Wi-Fi links",
+    "tunnels": "tunnels",
+    "vrfs": "VRFs",
+    "modems": "modems",
+    "virtual-ethernets": "virtual ethernets (veth pairs)",
+    "nm-devices": "NetworkManager devices",
+}
+"""netplan's sections corral skips with a warning (naming a definition of them elsewhere is a warning
+too: a bond or bridge is made without that member, a VLAN on it is skipped)."""
 
 # The keys of each map, declared once: the parser checks against these tables, and schema.json's
 # definitions of the top-level `network` are generated from them (python -m supervisor.gen_schema).
@@ -44,9 +64,13 @@ SECTIONS = ("ethernets", "bonds", "bridges", "vlans", "dummy-devices")
 TOP = Keys(
     "network_netplan",
     {
-        "version": {"type": "integer"},
+        "version": {"enum": [1, 2], "description": "2 when not given (netplan's default)"},
         "renderer": STR,
-        "config": {"enum": ["disabled"], "description": "cloud-init: turn network configuration off"},
+        "config": {
+            "anyOf": [{"enum": ["disabled"]}, {"type": "array", "items": {"type": "object"}}],
+            "description": "cloud-init: 'disabled' turns network configuration off; with version 1, "
+            "the network-config v1 list (translated into version 2)",
+        },
         **{
             section: {
                 "type": "object",
@@ -60,12 +84,11 @@ TOP = Keys(
                 ("dummy-devices", "dummy"),
             )
         },
-        "wifis": Unsupported("Wi-Fi (wifis) is not supported yet"),
-        "tunnels": Unsupported("tunnels are not supported yet"),
-        "vrfs": Unsupported("VRFs are not supported yet"),
-        "modems": Unsupported("modems are not supported yet"),
-        "virtual-ethernets": Unsupported("virtual ethernets (veth pairs) are not supported yet"),
-        "nm-devices": Unsupported("nm-devices are for NetworkManager only"),
+        **{
+            section: ignored(f"{what} are not set up: this section is skipped, the rest is applied")
+            for section, what in SKIPPED.items()
+        },
+        "openvswitch": ignored("corral runs no Open vSwitch; its global settings are not used"),
     },
     description="netplan v2 / cloud-init network-config v2; see docs/networking.md.",
 )
@@ -102,17 +125,15 @@ def parse_netplan(data: Any, path: KeyPath, problems: Problems, exclusive: bool 
         return NetplanResult()
     if top.get("config") == "disabled" and set(top) <= {"config", "version"}:
         return NetplanResult(disabled=True)
-    version = top.get("version")
-    if version is None:
-        problems.error((*path, "version"), "required: 2 (netplan / cloud-init network-config version 2)")
-    elif version == 1:
-        problems.error(
-            (*path, "version"), "network config version 1 is not supported; write version 2 (netplan)"
-        )
+    version = top.get("version", 2)  # netplan's default
+    origins: dict[tuple[str, str], KeyPath] = {}
+    if version == 1:  # cloud-init's network-config v1: translated, then read as version 2
+        top, origins = translate_with_origins(top, path, problems)
     elif version != 2:
-        problems.error((*path, "version"), f"{show(version)} is not a supported version (only 2)")
+        problems.error((*path, "version"), f"{show(version)} is not a supported version (1 or 2)")
+    mark = problems.mark()
     check_keys(top, path, problems, TOP)
-    if "config" in top and version != 1:  # version 1's config (a list) is refused above
+    if "config" in top:
         problems.error(
             (*path, "config"),
             "cloud-init's 'config: disabled' stands alone (with 'version' at most): "
@@ -135,11 +156,24 @@ def parse_netplan(data: Any, path: KeyPath, problems: Problems, exclusive: bool 
             item_map = as_map(item, def_path, problems)
             if item_map is not None:
                 defs[ident] = _Def(ident, section, item_map, def_path)
+    skipped = {
+        str(ident): section
+        for section in SKIPPED
+        for ident in (top[section] if isinstance(top.get(section), Mapping) else {})
+    }
+    ovs = top.get("openvswitch")
+    ports = ovs.get("ports") if isinstance(ovs, Mapping) else None
+    for pair in ports if isinstance(ports, list) else []:  # Open vSwitch patch ports: skipped too
+        for port in pair if isinstance(pair, list) else []:
+            skipped[str(port)] = "openvswitch.ports"
     for order, d in enumerate(defs.values()):
         d.rule = _definition(d, order, problems, exclusive)
-    _link_members(defs, problems)
+    _link_members(defs, skipped, problems)
+    if origins:
+        problems.rekey(
+            mark, {problems.key((*path, *where)): problems.key(v1) for where, v1 in origins.items()}
+        )
     return NetplanResult(tuple(d.rule for d in defs.values() if d.rule is not None))
-
 
 
 def _definition(d: _Def, order: int, problems: Problems, exclusive: bool) -> Interface | None:
@@ -179,6 +213,13 @@ def _definition(d: _Def, order: int, problems: Problems, exclusive: bool) -> Int
         exclusive=exclusive,
         **common_properties(data, path, problems),
     )
+    if rule.macaddress is not None and kind == "link":
+        problems.warn(
+            (*path, "macaddress"),
+            "not implemented on ethernets; the link keeps its own MAC address (corral sets the MAC of "
+            "the bonds, bridges, VLANs and dummy devices it creates)",
+        )
+        rule = replace(rule, macaddress=None)
     if d.section == "bridges":
         rule = replace(
             rule, bridge=bridge_parameters(data.get("parameters"), (*path, "parameters"), problems)
@@ -190,7 +231,6 @@ def _definition(d: _Def, order: int, problems: Problems, exclusive: bool) -> Int
     return rule
 
 
-
 def _link_name(d: _Def) -> str | None:
     """The link name a definition ends up with, when it is fixed."""
     if d.rule is None:
@@ -198,7 +238,7 @@ def _link_name(d: _Def) -> str | None:
     return d.rule.set_name or d.rule.match.exact_name
 
 
-def _link_members(defs: dict[str, _Def], problems: Problems) -> None:
+def _link_members(defs: dict[str, _Def], skipped: Mapping[str, str], problems: Problems) -> None:
     """Resolve ``interfaces:`` of bonds and bridges (members get ``master``), bond ``primary`` and VLAN
     ``link:`` references."""
     member_of: dict[str, str] = {}
@@ -208,7 +248,11 @@ def _link_members(defs: dict[str, _Def], problems: Problems) -> None:
             for i, member in enumerate(as_list(d.data.get("interfaces"), members_path, problems) or []):
                 mpath = (*members_path, i)
                 target = defs.get(member) if isinstance(member, str) else None
-                if target is None:
+                if target is None and member in skipped:
+                    problems.warn(
+                        mpath, f"{member!r} is in {skipped[member]}, which is skipped: not made a member"
+                    )
+                elif target is None:
                     problems.error(
                         mpath,
                         f"{show(member)} is not defined "
@@ -230,11 +274,18 @@ def _link_members(defs: dict[str, _Def], problems: Problems) -> None:
                 bond=bond_parameters(d.data.get("parameters"), (*d.path, "parameters"), problems, primary),
             )
         if d.section == "vlans" and d.rule is not None and d.rule.vlan is not None:
-            parent = defs.get(d.rule.vlan.link)
-            if parent is None or parent.id == d.id:
+            link = d.rule.vlan.link
+            parent = defs.get(link)
+            if parent is None and link in skipped:
+                problems.warn(
+                    (*d.path, "link"),
+                    f"{link!r} is in {skipped[link]}, which is skipped: this VLAN is skipped too",
+                )
+                d.rule = None
+            elif parent is None or parent.id == d.id:
                 problems.error(
                     (*d.path, "link"),
-                    f"{d.rule.vlan.link!r} is not defined "
+                    f"{link!r} is not defined "
                     "(give the id of an ethernet, bond, bridge or dummy device)",
                 )
                 d.rule = None

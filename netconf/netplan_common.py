@@ -2,8 +2,9 @@
 
 Every definition (ethernet, bond, bridge, VLAN, dummy device) has these: ``dhcp4``/``dhcp6`` and their
 ``dhcp4-overrides``/``dhcp6-overrides``, ``addresses``, ``gateway4``/``gateway6``, ``routes``,
-``mtu``, ``nameservers``, and the accepted-and-ignored ``renderer``, ``optional`` and
-``optional-addresses``. Also the schema atoms the other netplan tables are written with."""
+``mtu``, ``nameservers``, and the accepted-and-ignored ``renderer``, ``optional``, ``critical`` and
+``optional-addresses``; the keys corral does not implement are ``Ignored`` entries (warnings saying
+what corral does instead). Also the schema atoms the other netplan tables are written with."""
 
 from __future__ import annotations
 
@@ -12,20 +13,24 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 from netconf.model import (
+    ADDR_GEN_MODE_NONE,
+    DHCP6_NOT_YET,
+    IPV6_MTU,
     METRIC,
     MTU,
     DhcpOptions,
     IPInterface,
     Route,
+    as_mac,
     as_mtu,
     as_nameservers,
     as_route,
     as_search,
 )
 from supervisor.config.check import (
+    Ignored,
     Keys,
     SchemaNode,
-    Unsupported,
     as_bool,
     as_enum,
     as_int,
@@ -40,13 +45,6 @@ from supervisor.config.check import (
 from supervisor.config.errors import Problems
 from supervisor.config.keypath import KeyPath
 
-NOT_YET = "is not supported yet"
-
-
-def not_yet(*keys: str) -> dict[str, Unsupported]:
-    return {k: Unsupported(f"{k!r} {NOT_YET}") for k in keys}
-
-
 # The schema atoms netplan's key tables are written with (structure only: the parsers check values).
 STR: SchemaNode = {"type": "string"}
 STRS: SchemaNode = {"type": "array", "items": STR}
@@ -56,14 +54,27 @@ _OVERRIDES: SchemaNode = {"$ref": "#/$defs/network_netplan_dhcp_overrides"}
 
 OPTIONAL_ADDRESSES = ("ipv4-ll", "ipv6-ra", "dhcp4", "dhcp6", "static")
 """netplan's address kinds a link is "online" without; corral waits for none (as for ``optional``)."""
+LINK_LOCAL = ("ipv4", "ipv6")
+MAC_POLICIES = ("permanent", "random", "stable", "stable-ssid", "preserve")
+"""netplan's ``macaddress`` values that are no address (NetworkManager's policies): warned."""
+DHCP_IDENTIFIERS = ("mac", "duid")
 NAMESERVERS = Keys("network_netplan_nameservers", {"addresses": STRS, "search": STRS})
-COMMON: dict[str, SchemaNode | Unsupported] = {
+
+
+def ignored(what: str) -> Ignored:
+    """A key corral accepts with a warning: ``what`` says what corral does instead."""
+    return Ignored(f"not implemented; {what}")
+
+
+COMMON: dict[str, SchemaNode | Ignored] = {
     "renderer": STR,
     "optional": BOOL,
+    "critical": BOOL,
     "dhcp4": BOOL,
     "dhcp6": BOOL,
     "dhcp4-overrides": _OVERRIDES,
     "dhcp6-overrides": _OVERRIDES,
+    "dhcp-identifier": {"enum": list(DHCP_IDENTIFIERS)},
     "addresses": {"type": "array", "items": {"type": ["string", "object"]}},
     "gateway4": STR,
     "gateway6": STR,
@@ -71,22 +82,25 @@ COMMON: dict[str, SchemaNode | Unsupported] = {
     "routes": {"type": "array", "items": {"$ref": "#/$defs/network_route"}},
     "mtu": integer(*MTU),
     "optional-addresses": {"type": "array", "items": {"enum": list(OPTIONAL_ADDRESSES)}},
-    "routing-policy": Unsupported("routing-policy (policy routing rules) is not supported yet"),
-    **not_yet(
-        "accept-ra",
-        "macaddress",
-        "critical",
-        "dhcp-identifier",
-        "ipv6-privacy",
-        "link-local",
-        "ignore-carrier",
-        "activation-mode",
-        "ipv6-mtu",
-        "ipv6-address-generation",
-        "ipv6-address-token",
-        "neigh-suppress",
-        "openvswitch",
+    "link-local": {"type": "array", "items": {"enum": list(LINK_LOCAL)}},
+    "ipv6-privacy": BOOL,
+    "routing-policy": ignored(
+        "the policy rules are not added: traffic follows the main table (routes given a 'table' are "
+        "still added to that table)"
     ),
+    "accept-ra": BOOL,
+    "ipv6-mtu": integer(*IPV6_MTU),
+    "ra-overrides": ignored("router advertisements are handled by the kernel, with its defaults"),
+    "macaddress": STR,
+    "ignore-carrier": ignored("corral configures the link as it does every link"),
+    "activation-mode": ignored("corral brings the link up like every configured link"),
+    "ipv6-address-generation": ignored("the kernel's default address generation (EUI-64) is used"),
+    "ipv6-address-token": ignored("the kernel's default address generation (EUI-64) is used"),
+    "neigh-suppress": ignored("the bridge port keeps the kernel's default"),
+    "hairpin": ignored("the bridge port keeps the kernel's default"),
+    "port-mac-learning": ignored("the bridge port keeps the kernel's default"),
+    "openvswitch": ignored("corral makes a Linux bridge or bond; Open vSwitch settings are not used"),
+    "networkmanager": ignored("NetworkManager's own settings are not used"),
 }
 """The properties every definition has (netplan's "common properties for all device types")."""
 HINTS = {
@@ -101,9 +115,20 @@ DHCP_OVERRIDES = Keys(
         "use-dns": BOOL,
         "use-routes": BOOL,
         "route-metric": integer(*METRIC),
-        **not_yet("use-ntp", "send-hostname", "use-hostname", "use-mtu", "hostname", "use-domains"),
+        "send-hostname": BOOL,
+        "use-hostname": BOOL,
+        "use-mtu": BOOL,
+        "use-ntp": ignored("corral has no NTP client that would use the lease's servers"),
+        "hostname": ignored("corral's DHCP client sends the machine's hostname"),
+        "use-domains": ignored("the lease's search domains are used when 'use-dns' is on"),
     },
 )
+_OVERRIDE_DEFAULTS = {
+    "send-hostname": (True, "corral's DHCP client always sends the machine's hostname"),
+    "use-hostname": (False, "corral never takes its hostname from a DHCP lease"),
+    "use-mtu": (True, "corral always gives the link the MTU a lease offers (unless 'mtu' is set)"),
+}
+"""Overrides corral does not implement, with the one value it always behaves as and what it does."""
 
 
 def common_properties(data: Mapping[str, Any], path: KeyPath, problems: Problems) -> dict[str, Any]:
@@ -114,7 +139,55 @@ def common_properties(data: Mapping[str, Any], path: KeyPath, problems: Problems
 
     out["dhcp4"] = flag("dhcp4")
     out["dhcp6"] = flag("dhcp6")
-    flag("optional")
+    if out["dhcp6"]:
+        problems.warn((*path, "dhcp6"), DHCP6_NOT_YET)
+    flag("optional")  # corral never waits for a link at boot: every one is optional
+    flag("critical")  # corral keeps a lease's address over its own restarts: every link is critical
+    if "dhcp-identifier" in data:
+        key_path = (*path, "dhcp-identifier")
+        if as_enum(data["dhcp-identifier"], key_path, problems, DHCP_IDENTIFIERS) == "duid":
+            problems.warn(
+                key_path, "not implemented; corral's DHCP client identifies itself by the MAC address"
+            )
+    link_local: set[str | None] = {"ipv6"}
+    if "link-local" in data:
+        key_path = (*path, "link-local")
+        link_local = {
+            as_enum(item, (*key_path, i), problems, LINK_LOCAL)
+            for i, item in enumerate(as_list(data["link-local"], key_path, problems) or [])
+        }
+        if "ipv4" in link_local:
+            problems.warn(key_path, "IPv4 link-local addressing is not implemented: the link gets none")
+    if "macaddress" in data:
+        key_path = (*path, "macaddress")
+        if data["macaddress"] in MAC_POLICIES:
+            policy = data["macaddress"]
+            problems.warn(key_path, f"not implemented; {policy!r}: the link keeps its MAC address")
+        else:
+            mac = as_mac(data["macaddress"], key_path, problems)
+            if mac is not None and int(mac[:2], 16) & 1:
+                problems.warn(
+                    key_path,
+                    f"{mac} is a multicast address, which no link can have: the kernel's MAC is kept",
+                )
+                mac = None
+            out["macaddress"] = mac
+    ipv6: list[tuple[str, int]] = []
+    if "accept-ra" in data:  # 2: accepted even while the host forwards IPv6 (docker may turn it on)
+        accept = as_bool(data["accept-ra"], (*path, "accept-ra"), problems, strings=True)
+        if accept is not None:
+            ipv6.append(("accept_ra", 2 if accept else 0))
+    elif out["dhcp6"]:  # netplan: dhcp6 brings SLAAC up too; the kernel's RA handling is corral's
+        ipv6.append(("accept_ra", 2))
+    if "ipv6-privacy" in data and flag("ipv6-privacy"):
+        ipv6.append(("use_tempaddr", 2))  # temporary addresses, preferred (netplan's meaning)
+    if "ipv6-mtu" in data:
+        mtu6 = as_int(data["ipv6-mtu"], (*path, "ipv6-mtu"), problems, *IPV6_MTU, strings=True)
+        if mtu6 is not None:
+            ipv6.append(("mtu", mtu6))
+    if "ipv6" not in link_local:  # no IPv6 link-local address when the link comes up
+        ipv6.append(("addr_gen_mode", ADDR_GEN_MODE_NONE))
+    out["ipv6_conf"] = tuple(ipv6)
     if "optional-addresses" in data:  # checked, and nothing to do: corral waits for no address
         key_path = (*path, "optional-addresses")
         for i, item in enumerate(as_list(data["optional-addresses"], key_path, problems) or []):
@@ -127,9 +200,14 @@ def common_properties(data: Mapping[str, Any], path: KeyPath, problems: Problems
             out[f"dhcp{family}_options"] = _dhcp_overrides(data[key], (*path, key), problems)
     addresses: list[IPInterface] = []
     for i, item in enumerate(as_list(data.get("addresses"), (*path, "addresses"), problems) or []):
-        if isinstance(item, Mapping):
-            problems.error((*path, "addresses", i), f"addresses with options (lifetime, label) {NOT_YET}")
-            continue
+        if isinstance(item, Mapping) and len(item) == 1:  # {10.0.0.2/24: {lifetime: 0, label: x}}
+            [(item, options)] = item.items()
+            if options:
+                problems.warn(
+                    (*path, "addresses", i),
+                    "address options (lifetime, label) are not implemented; the address is added "
+                    "without them (permanent, no label)",
+                )
         address = as_ip_interface(item, (*path, "addresses", i), problems)
         if address is not None and address not in addresses:
             addresses.append(address)
@@ -163,6 +241,11 @@ def _dhcp_overrides(value: Any, path: KeyPath, problems: Problems) -> DhcpOption
     if not data:
         return DhcpOptions()
     check_keys(data, path, problems, DHCP_OVERRIDES)
+    for key, (default, what) in _OVERRIDE_DEFAULTS.items():
+        if key in data:
+            value = as_bool(data[key], (*path, key), problems, strings=True)
+            if value is not None and value is not default:
+                problems.warn((*path, key), f"not implemented; {what}")
     metric = (
         as_int(data["route-metric"], (*path, "route-metric"), problems, *METRIC, strings=True)
         if "route-metric" in data

@@ -22,8 +22,8 @@ from netconf.model import (
     bond_spec,
     bridge_spec,
 )
-from netconf.netplan_common import BOOL, COMMON, HINTS, NOT_YET, STR, STRS, TIME, not_yet
-from supervisor.config.check import Keys, Unsupported, as_bool, as_int, as_map, as_str, check_keys, integer
+from netconf.netplan_common import BOOL, COMMON, HINTS, STR, STRS, TIME, ignored
+from supervisor.config.check import Keys, as_bool, as_int, as_map, as_str, check_keys, integer
 from supervisor.config.errors import Problems
 from supervisor.config.keypath import KeyPath
 
@@ -88,10 +88,12 @@ BRIDGE_PARAMETERS = Keys(
         "priority": integer(*BRIDGE_PRIORITY),
         "stp": BOOL,
         **{
-            k: Unsupported(f"bridge parameter {k!r} {NOT_YET}")
-            for k in (
-                "port-priority", "path-cost", "vlan-filtering", "vlan-default-pvid", "vlans", "port-vlans"
-            )
+            k: ignored("the bridge's ports keep the kernel's defaults")
+            for k in ("port-priority", "path-cost")
+        },
+        **{
+            k: ignored("the bridge does no VLAN filtering: it forwards every VLAN")
+            for k in ("vlan-filtering", "vlan-default-pvid", "vlans", "port-vlans")
         },
     },
 )
@@ -104,23 +106,31 @@ DEFINITIONS: dict[str, Keys] = {
             **COMMON,
             "match": MATCH.schema(),
             "set-name": STR,
-            **not_yet(
-                "wakeonlan",
-                "emit-lldp",
-                "receive-checksum-offload",
-                "transmit-checksum-offload",
-                "tcp-segmentation-offload",
-                "tcp6-segmentation-offload",
-                "generic-segmentation-offload",
-                "generic-receive-offload",
-                "large-receive-offload",
-                "infiniband-mode",
-                "auth",
-                "virtual-function-count",
-                "embedded-switch-mode",
-                "delay-virtual-functions-rebind",
-            ),
-            "link": Unsupported(f"SR-IOV virtual functions ('link' on an ethernet) {NOT_YET}"),
+            "wakeonlan": ignored("Wake-on-LAN stays as the driver set it"),
+            "emit-lldp": ignored("corral sends no LLDP"),
+            **{
+                k: ignored("offloads stay as the driver set them")
+                for k in (
+                    "receive-checksum-offload",
+                    "transmit-checksum-offload",
+                    "tcp-segmentation-offload",
+                    "tcp6-segmentation-offload",
+                    "generic-segmentation-offload",
+                    "generic-receive-offload",
+                    "large-receive-offload",
+                )
+            },
+            "infiniband-mode": ignored("the InfiniBand link keeps the driver's mode"),
+            "auth": ignored("the link is configured without 802.1X authentication"),
+            **{
+                k: ignored("no SR-IOV virtual functions are set up; the link is configured as it is")
+                for k in (
+                    "link",
+                    "virtual-function-count",
+                    "embedded-switch-mode",
+                    "delay-virtual-functions-rebind",
+                )
+            },
         },
         hints=HINTS,
         nullable=True,
@@ -171,7 +181,6 @@ def parse_match(value: Any, path: KeyPath, problems: Problems) -> Match | None:
             if text is not None:
                 drivers.append(text)
     return Match(name=name, mac=mac, drivers=tuple(drivers))
-
 
 
 def bridge_parameters(value: Any, path: KeyPath, problems: Problems) -> LinkSpec:

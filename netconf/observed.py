@@ -49,6 +49,7 @@ class Link:
     up: bool = False
     carrier: bool = False
     mtu: int = 1500
+    ipv6_conf: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ when it runs them:
 ``Release(link)``                ``IPRoute.link("set", index=..., master=0)``
 ``SetMtu(link, mtu)``            ``IPRoute.link("set", index=..., mtu=mtu)``
 ``SetUp``/``SetDown(link)``      ``IPRoute.link("set", index=..., state="up"/"down")``
+``SetIPv6(link, name, value)``   write ``/proc/sys/net/ipv6/conf/LINK/NAME`` (``accept_ra``, ...)
 ``Add``/``RemoveAddress``        ``IPRoute.addr("add"/"del", index=..., address=ip, prefixlen=n)``; a
                                  lease's: ``"replace"`` with ``valid_lft``/``preferred_lft`` until it ends;
                                  ``replace``: ``"replace"`` without (permanent)
@@ -78,6 +79,16 @@ class Release:
 class SetMtu:
     link: str
     mtu: int
+
+
+@dataclass(frozen=True)
+class SetIPv6:
+    """One of the link's IPv6 settings (``netconf.model.IPV6_CONF``): netlink reports them, only the
+    sysctl file (in the link's namespace) sets them."""
+
+    link: str
+    name: str
+    value: int
 
 
 @dataclass(frozen=True)
@@ -157,6 +168,7 @@ Op: TypeAlias = (
     | Enslave
     | Release
     | SetMtu
+    | SetIPv6
     | SetUp
     | SetDown
     | AddAddress
@@ -172,6 +184,7 @@ _LINK_OPS = (
     Enslave,
     Release,
     SetMtu,
+    SetIPv6,
     SetUp,
     SetDown,
     AddAddress,

@@ -6,11 +6,11 @@ only talks DHCP). The operations are ``netconf.ops``'s, each one pyroute2 call o
 
 Order: network ``pre`` hooks; renames; stop unwanted DHCP clients; remove routes, then addresses; release
 ports; delete links to be re-created; create links (lower layers first: a VLAN after its parent);
-MTUs; enslave (a bond member is set down first); set links up; add addresses; start DHCP; add routes;
-write DNS; delete virtual links that are no longer wanted (VLANs before what they sit on); network
-``post`` hooks. A link's ``pre_up`` hooks run just before its first operation, ``post_up`` just after
-its last. With nothing to do the plan is empty, hooks included. What a DHCP lease brings, renews or
-takes away runs no hooks (hooks are about the config).
+MTUs; IPv6 settings (accept_ra...); enslave (a bond member is set down first); set links up; add
+addresses; start DHCP; add routes; write DNS; delete virtual links that are no longer wanted (VLANs
+before what they sit on); network ``post`` hooks. A link's ``pre_up`` hooks run just before its first
+operation, ``post_up`` just after its last. With nothing to do the plan is empty, hooks included. What
+a DHCP lease brings, renews or takes away runs no hooks (hooks are about the config).
 
 What a lease brings to its link (``lease_address``, ``lease_route``, ``link_mtu``), config first:
 
@@ -56,6 +56,7 @@ from netconf.model import (
     Route,
     valid_ifname,
     vlan_spec,
+    with_address,
 )
 from netconf.observed import RTPROT_DHCP, Address, DhcpLease, Link, Observed, Owned, RouteEntry
 from netconf.ops import (
@@ -72,6 +73,7 @@ from netconf.ops import (
     RenameLink,
     RunHook,
     SetDown,
+    SetIPv6,
     SetMtu,
     SetUp,
     StartDhcp,
@@ -172,18 +174,18 @@ class _Planner:
             if name is None:
                 continue
             if rule.kind == "bridge" and rule.bridge is not None:
-                yield name, rule.bridge
+                yield name, with_address(rule.bridge, rule.macaddress)
             elif rule.kind == "bond" and rule.bond is not None:
-                yield name, rule.bond
+                yield name, with_address(rule.bond, rule.macaddress)
             elif rule.kind == "dummy":
-                yield name, DUMMY_SPEC
+                yield name, with_address(DUMMY_SPEC, rule.macaddress)
             elif rule.kind == "vlan" and rule.vlan is not None:
                 parent_rule = self.d.rule(rule.vlan.link)
                 parents = [n for n, r in current.items() if parent_rule is not None and r == parent_rule]
                 if not parents and parent_rule is None and rule.vlan.link in self.proj:
                     parents = [rule.vlan.link]
                 if parents:
-                    yield name, vlan_spec(rule.vlan.id, parents[0])
+                    yield name, with_address(vlan_spec(rule.vlan.id, parents[0]), rule.macaddress)
         for link_name, rule in current.items():
             if self.proj[link_name].kind == "vlan":
                 continue  # `vlans:` never stacks VLANs on VLANs
@@ -402,6 +404,11 @@ class _Planner:
                 if rule.mtu is None:
                     by_lease.append(mtus[-1])
 
+        ipv6: list[Op] = []
+        for n in topo_managed:
+            conf = {} if self.fresh(n) else dict(self.proj[n].ipv6_conf)
+            ipv6.extend(SetIPv6(n, k, v) for k, v in self.managed[n].ipv6_conf if conf.get(k) != v)
+
         enslaves: list[Op] = []
         for n in topo_managed:
             want = self.master(n)
@@ -456,6 +463,7 @@ class _Planner:
             *deletes_early,
             *creates,
             *mtus,
+            *ipv6,
             *enslaves,
             *ups,
             *adds,

@@ -30,6 +30,7 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 from netconf.model import (
+    DHCP6_NOT_YET,
     MTU,
     Argv,
     Dns,
@@ -303,6 +304,9 @@ def _entry(
     is_bridge, master, master_kind = _membership(data, path, problems)
     vlans = _vlans(data["vlans"], (*path, "vlans"), problems) if data.get("vlans") is not None else ()
     bond_opts = as_map(data.get("bond_opts"), (*path, "bond_opts"), problems) if "bond_opts" in data else None
+    dhcp6 = flag("dhcp6")
+    if dhcp6:
+        problems.warn((*path, "dhcp6"), DHCP6_NOT_YET)
     rule = Interface(
         id=key,
         key=format_path(path),
@@ -310,7 +314,7 @@ def _entry(
         order=order,
         master=master,
         dhcp4=flag("dhcp"),
-        dhcp6=flag("dhcp6"),
+        dhcp6=dhcp6,
         addresses=tuple(addresses),
         gateway4=gateway4,
         gateway6=gateway6,

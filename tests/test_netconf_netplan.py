@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ipaddress import ip_address, ip_interface, ip_network
 
+import pytest
 import yaml
 
 from netconf.model import DhcpOptions, Interface, Match, NetworkConfig, Parsed, Route, Vlan
@@ -25,19 +26,25 @@ def rules(text: str) -> dict[str, Interface]:
     return {r.id: r for r in ok(text).interfaces}
 
 
+def warnings(text: str) -> list[str]:
+    parsed = parse(text)
+    assert parsed.ok, [str(e) for e in parsed.errors]
+    return [f"{e.key}: {e.message}" for e in parsed.warnings]
+
+
 def errors(text: str) -> list[str]:
     parsed = parse(text)
     assert not parsed.ok
     return [f"{e.key}: {e.message}" for e in parsed.errors]
 
 
-def test_version_is_required_and_must_be_2() -> None:
-    assert errors("{ethernets: {eth0: {}}}") == [
-        "network.version: required: 2 (netplan / cloud-init network-config version 2)"
+def test_version_defaults_to_2_and_is_1_or_2() -> None:
+    """netplan's default is 2 (its docs leave it out); 1 is cloud-init's network-config v1."""
+    assert rules("{ethernets: {eth0: {dhcp4: true}}}")["eth0"].dhcp4
+    assert warnings("{ethernets: {eth0: {dhcp4: true}}}") == []
+    assert errors("{version: 3, ethernets: {eth0: {}}}") == [
+        "network.version: 3 is not a supported version (1 or 2)"
     ]
-    assert errors("{version: 1, config: []}")[0].startswith(
-        "network.version: network config version 1 is not"
-    )
     assert errors("{version: 2, config: disabled, ethernets: {eth0: {dhcp4: true}}}") == [
         "network.config: cloud-init's 'config: disabled' stands alone (with 'version' at most): "
         "remove it, or the other keys"
@@ -57,9 +64,15 @@ def test_unknown_keys_name_the_path() -> None:
     ]
 
 
-def test_routing_policy_is_not_supported_yet() -> None:
-    assert errors("{version: 2, ethernets: {eth0: {routing-policy: [{from: 10.0.0.0/8, table: 5}]}}}") == [
-        "network.ethernets.eth0.routing-policy: routing-policy (policy routing rules) is not supported yet"
+def test_routing_policy_is_a_warning_and_the_routes_are_still_added() -> None:
+    text = (
+        "{version: 2, ethernets: {eth0: {addresses: [10.0.0.2/24], routing-policy: [{from: 10.0.0.0/8, "
+        "table: 5}], routes: [{to: default, via: 10.0.0.1, table: 5}]}}}"
+    )
+    assert [r.table for r in rules(text)["eth0"].routes] == [5]
+    assert warnings(text) == [
+        "network.ethernets.eth0.routing-policy: not implemented; the policy rules are not added: traffic "
+        "follows the main table (routes given a 'table' are still added to that table)"
     ]
 
 
@@ -137,6 +150,15 @@ def test_route_errors() -> None:
     ]
     [msg] = errors("{version: 2, ethernets: {eth0: {routes: [{to: 10.0.0.1/8, via: 10.0.0.254}]}}}")
     assert msg.startswith("network.ethernets.eth0.routes[0].to: '10.0.0.1/8' is not a network")
+    assert errors("{ethernets: {eth0: {routes: [{to: 0.0.0.0, via: 10.0.0.254}]}}}") == [
+        "network.ethernets.eth0.routes[0].to: '0.0.0.0' has no prefix length: write 'default' (or "
+        "0.0.0.0/0, ::/0) for the default route, 0.0.0.0/32 for one host"
+    ]
+
+
+def test_a_route_to_an_address_without_a_length_is_to_that_host_as_in_networkd() -> None:
+    got = rules("{ethernets: {eth0: {routes: [{to: 10.9.0.1, via: 10.0.0.254}, {to: '2001:db8::9'}]}}}")
+    assert [str(r.to) for r in got["eth0"].routes] == ["10.9.0.1/32", "2001:db8::9/128"]
 
 
 def test_match_set_name_and_driver_lists() -> None:
@@ -256,15 +278,38 @@ def test_dhcp_overrides() -> None:
         "{version: 2, ethernets: {e: {dhcp4: yes, dhcp4-overrides: {route-metric: 100, use-dns: false}}}}"
     )
     assert got["e"].dhcp4 and got["e"].dhcp4_options == DhcpOptions(route_metric=100, use_dns=False)
-    assert errors("{version: 2, ethernets: {e: {dhcp4-overrides: {use-ntp: false}}}}") == [
-        "network.ethernets.e.dhcp4-overrides.use-ntp: 'use-ntp' is not supported yet"
+    text = "{version: 2, ethernets: {e: {dhcp4: true, dhcp4-overrides: {use-ntp: false, use-mtu: true}}}}"
+    assert rules(text)["e"].dhcp4
+    assert warnings(text) == [
+        "network.ethernets.e.dhcp4-overrides.use-ntp: not implemented; corral has no NTP client that "
+        "would use the lease's servers"
     ]
+    # the overrides whose value is what corral always does are quiet; the other value warns
+    text = (
+        "{ethernets: {e: {dhcp4: true, "
+        "dhcp4-overrides: {send-hostname: yes, use-hostname: no, use-mtu: no}}}}"
+    )
+    assert warnings(text) == [
+        "network.ethernets.e.dhcp4-overrides.use-mtu: not implemented; corral always gives the link the "
+        "MTU a lease offers (unless 'mtu' is set)"
+    ]
+    assert errors("{ethernets: {e: {dhcp4-overrides: {use-mtu: sometimes}}}}")[0].startswith(
+        "network.ethernets.e.dhcp4-overrides.use-mtu: expected a boolean"
+    )
 
 
-def test_addresses_with_options_are_not_supported_yet() -> None:
-    assert errors("{version: 2, ethernets: {e: {addresses: [{10.0.0.2/24: {lifetime: 0}}]}}}") == [
-        "network.ethernets.e.addresses[0]: addresses with options (lifetime, label) is not supported yet"
+def test_addresses_with_options_are_added_and_the_options_warned() -> None:
+    text = (
+        "{version: 2, ethernets: {e: {addresses: [{10.0.0.2/24: {lifetime: 0, label: maas}}, 10.0.1.2/24]}}}"
+    )
+    assert rules(text)["e"].addresses == (ip_interface("10.0.0.2/24"), ip_interface("10.0.1.2/24"))
+    assert warnings(text) == [
+        "network.ethernets.e.addresses[0]: address options (lifetime, label) are not implemented; the "
+        "address is added without them (permanent, no label)"
     ]
+    assert errors("{ethernets: {e: {addresses: [{10.0.0.2: {}}]}}}")[0].startswith(
+        "network.ethernets.e.addresses[0]: "
+    )
 
 
 def test_dummy_devices_are_created_under_their_id_with_the_common_properties() -> None:
@@ -298,7 +343,8 @@ vlans: {dm1.7: {id: 7, link: dm1}}
 
 def test_dummy_device_errors_name_the_key() -> None:
     known = (
-        " (known here: addresses, dhcp4, dhcp4-overrides, dhcp6, dhcp6-overrides, gateway4, gateway6, mtu, "
+        " (known here: accept-ra, addresses, critical, dhcp-identifier, dhcp4, dhcp4-overrides, dhcp6, "
+        "dhcp6-overrides, gateway4, gateway6, ipv6-mtu, ipv6-privacy, link-local, macaddress, mtu, "
         "nameservers, optional, optional-addresses, renderer, routes)"
     )
     assert errors("{version: 2, dummy-devices: {dm0: {match: {name: x}}}}") == [
@@ -316,3 +362,195 @@ def test_dummy_device_errors_name_the_key() -> None:
     ]
     [msg] = errors("{version: 2, ethernets: {dm0: {}}, dummy-devices: {dm0: {}}}")
     assert msg == "network.dummy-devices.dm0: 'dm0' is already defined in ethernets"
+
+
+# -- keys corral accepts and does not implement: warnings naming the key and what corral does instead --
+
+IGNORED_COMMON = {
+    "ra-overrides": "{use-dns: false}",
+    "ignore-carrier": "true",
+    "activation-mode": "manual",
+    "ipv6-address-generation": "eui64",
+    "ipv6-address-token": "'::2'",
+    "neigh-suppress": "true",
+    "hairpin": "true",
+    "port-mac-learning": "false",
+    "openvswitch": "{}",
+    "routing-policy": "[]",
+}
+IGNORED_ETHERNET = {
+    "wakeonlan": "true",
+    "emit-lldp": "true",
+    "receive-checksum-offload": "false",
+    "large-receive-offload": "false",
+    "infiniband-mode": "connected",
+    "auth": "{key-management: 802.1x}",
+    "link": "enp1",
+    "virtual-function-count": "4",
+    "embedded-switch-mode": "switchdev",
+    "delay-virtual-functions-rebind": "true",
+}
+
+
+@pytest.mark.parametrize("key", [*IGNORED_COMMON, *IGNORED_ETHERNET])
+def test_a_key_corral_does_not_implement_is_a_warning_and_the_rest_applies(key: str) -> None:
+    value = {**IGNORED_COMMON, **IGNORED_ETHERNET}[key]
+    text = f"{{ethernets: {{eth0: {{dhcp4: true, {key}: {value}}}}}}}"
+    assert rules(text)["eth0"].dhcp4
+    [warning] = warnings(text)
+    assert warning.startswith(f"network.ethernets.eth0.{key}: not implemented; ")
+    if key in IGNORED_COMMON:  # on every kind
+        [warning] = warnings(f"{{bonds: {{bond0: {{{key}: {value}}}}}}}")
+        assert warning.startswith(f"network.bonds.bond0.{key}: not implemented; ")
+
+
+def test_keys_whose_value_is_what_corral_does_are_quiet_and_the_others_warn() -> None:
+    quiet = (
+        "{ethernets: {eth0: {dhcp4: true, optional: true, critical: true, dhcp-identifier: mac, "
+        "link-local: [ipv6], ipv6-privacy: false}}}"
+    )
+    assert rules(quiet)["eth0"].dhcp4 and warnings(quiet) == []
+    loud = "{ethernets: {eth0: {dhcp-identifier: duid, link-local: [ipv4, ipv6]}}}"
+    assert [w.split(":")[0] for w in warnings(loud)] == [
+        "network.ethernets.eth0.dhcp-identifier",
+        "network.ethernets.eth0.link-local",
+    ]
+    assert warnings("{ethernets: {eth0: {link-local: [ipv4]}}}") == [
+        "network.ethernets.eth0.link-local: IPv4 link-local addressing is not implemented: the link gets none"
+    ]
+    assert rules("{ethernets: {eth0: {link-local: []}}}")["eth0"].ipv6_conf == (("addr_gen_mode", 1),)
+    assert rules("{ethernets: {eth0: {link-local: [ipv6]}}}")["eth0"].ipv6_conf == ()
+    assert errors("{ethernets: {eth0: {link-local: [ipv5]}}}")[0].startswith(
+        "network.ethernets.eth0.link-local[0]: 'ipv5' is not one of: ipv4, ipv6"
+    )
+    assert errors("{ethernets: {eth0: {dhcp-identifier: serial}}}")[0].startswith(
+        "network.ethernets.eth0.dhcp-identifier: 'serial' is not one of: mac, duid"
+    )
+
+
+def test_dhcp6_is_a_warning_that_says_dhcpv6_is_not_implemented() -> None:
+    text = "{ethernets: {eth0: {dhcp4: true, dhcp6: true}}}"
+    assert rules(text)["eth0"].dhcp6
+    assert warnings(text) == [
+        "network.ethernets.eth0.dhcp6: DHCPv6 is not implemented yet: the link gets IPv6 addresses only "
+        "from router advertisements (the kernel's SLAAC, when the network offers it) and from 'addresses'"
+    ]
+    assert warnings("{ethernets: {eth0: {dhcp6: false}}}") == []
+
+
+def test_wifis_and_other_sections_are_skipped_with_a_warning_and_the_rest_applied() -> None:
+    text = """
+version: 2
+wifis:
+  wlan0: {dhcp4: true, access-points: {home: {password: secret}}}
+tunnels:
+  he-ipv6: {mode: sit, remote: 10.0.0.1, local: 10.0.0.2}
+ethernets:
+  eth0: {}
+bridges:
+  br0: {interfaces: [eth0, wlan0], dhcp4: true}
+vlans:
+  tun.5: {id: 5, link: he-ipv6}
+"""
+    got = rules(text)
+    assert set(got) == {"eth0", "br0"} and got["eth0"].master == "br0"
+    assert warnings(text) == [
+        "network.wifis: not implemented; Wi-Fi links are not set up: this section is skipped, the rest is "
+        "applied",
+        "network.tunnels: not implemented; tunnels are not set up: this section is skipped, the rest is "
+        "applied",
+        "network.bridges.br0.interfaces[1]: 'wlan0' is in wifis, which is skipped: not made a member",
+        "network.vlans[\"tun.5\"].link: 'he-ipv6' is in tunnels, which is skipped: this VLAN is skipped too",
+    ]
+    assert not any("secret" in w for w in warnings(text))
+
+
+def test_route_types_and_options_corral_does_not_implement_are_warnings() -> None:
+    text = (
+        "{ethernets: {eth0: {addresses: [10.0.0.2/24], routes: [{to: 10.9.0.0/16, type: blackhole}, "
+        "{to: 10.8.0.0/16, via: 10.0.0.1, mtu: 1400}]}}}"
+    )
+    assert [str(r.to) for r in rules(text)["eth0"].routes] == ["10.8.0.0/16"]
+    assert warnings(text) == [
+        "network.ethernets.eth0.routes[0].type: route type 'blackhole' is not implemented (only unicast); "
+        "this route is not added",
+        "network.ethernets.eth0.routes[1].mtu: route option 'mtu' is not implemented; the route is added "
+        "without it",
+    ]
+
+
+def test_bridge_port_and_vlan_parameters_are_warnings() -> None:
+    text = (
+        "{ethernets: {e: {}}, bridges: {br0: {interfaces: [e], "
+        "parameters: {stp: false, path-cost: {e: 50}, vlan-filtering: true}}}}"
+    )
+    assert rules(text)["br0"].bridge is not None
+    assert [w.split(":")[0] for w in warnings(text)] == [
+        "network.bridges.br0.parameters.path-cost",
+        "network.bridges.br0.parameters.vlan-filtering",
+    ]
+
+
+def test_a_warned_key_is_let_through_by_the_schema_of_a_config_file() -> None:
+    from supervisor.config.schema import Schema
+    from supervisor.config.validate import Validator
+    from supervisor.config.yamlload import load_document
+
+    text = "network:\n  ethernets:\n    eth0:\n      accept-ra: true\n      wakeonlan: true\n  wifis: {}\n"
+    doc, errs = load_document(text, "x.yml")
+    assert doc is not None and not errs
+    assert Validator(Schema()).validate(doc) == []
+
+
+def test_macaddress_is_set_on_the_links_corral_creates_and_warned_on_ethernets() -> None:
+    text = """
+ethernets:
+  eth0: {macaddress: '52:54:00:00:00:09'}
+  eth1: {}
+bonds:
+  bond0: {interfaces: [eth1], macaddress: '02:00:00:00:00:01'}
+bridges:
+  br0: {macaddress: 02-00-00-00-00-02}
+vlans:
+  br0.5: {id: 5, link: br0, macaddress: '02:00:00:00:00:03'}
+dummy-devices:
+  dm0: {macaddress: random}
+"""
+    got = rules(text)
+    assert got["eth0"].macaddress is None
+    assert got["bond0"].macaddress == "02:00:00:00:00:01" and got["br0"].macaddress == "02:00:00:00:00:02"
+    assert got["br0.5"].macaddress == "02:00:00:00:00:03" and got["dm0"].macaddress is None
+    assert warnings(text) == [
+        "network.ethernets.eth0.macaddress: not implemented on ethernets; the link keeps its own MAC "
+        "address (corral sets the MAC of the bonds, bridges, VLANs and dummy devices it creates)",
+        "network.dummy-devices.dm0.macaddress: not implemented; 'random': the link keeps its MAC address",
+    ]
+    assert warnings("{bonds: {bond0: {macaddress: '01:00:00:00:00:01'}}}") == [
+        "network.bonds.bond0.macaddress: 01:00:00:00:00:01 is a multicast address, which no link can have: "
+        "the kernel's MAC is kept"
+    ]
+    assert errors("{bonds: {bond0: {macaddress: '02:00:00:00:00'}}}")[0].startswith(
+        "network.bonds.bond0.macaddress: '02:00:00:00:00' is not a MAC address"
+    )
+
+
+def test_accept_ra_ipv6_privacy_and_ipv6_mtu_are_the_links_ipv6_settings() -> None:
+    got = rules("""
+ethernets:
+  eth0: {accept-ra: true, ipv6-privacy: true, ipv6-mtu: 1400}
+  eth1: {accept-ra: false, ipv6-privacy: false}
+  eth2: {dhcp6: true}
+  eth3: {dhcp6: true, accept-ra: no}
+  eth4: {}
+""")
+    assert got["eth0"].ipv6_conf == (("accept_ra", 2), ("use_tempaddr", 2), ("mtu", 1400))
+    assert got["eth1"].ipv6_conf == (("accept_ra", 0),)
+    assert got["eth2"].ipv6_conf == (("accept_ra", 2),)  # netplan: dhcp6 brings SLAAC up too
+    assert got["eth3"].ipv6_conf == (("accept_ra", 0),)
+    assert got["eth4"].ipv6_conf == ()  # the kernel's defaults, untouched
+    assert errors("{ethernets: {eth0: {ipv6-mtu: 1000}}}") == [
+        "network.ethernets.eth0.ipv6-mtu: 1000 is out of range (1280 to 65535)"
+    ]
+    assert errors("{ethernets: {eth0: {accept-ra: maybe}}}")[0].startswith(
+        "network.ethernets.eth0.accept-ra: expected a boolean"
+    )

@@ -45,6 +45,7 @@ from netconf.ops import (
     RenameLink,
     RunHook,
     SetDown,
+    SetIPv6,
     SetMtu,
     SetUp,
     StartDhcp,
@@ -639,3 +640,38 @@ def test_an_unconfirmed_lease_keeps_what_it_brought_and_adds_nothing() -> None:
     assert plan(config(DHCP), state) != []  # without it, its address and route would go
     rebooted = Observed(links=nics("eth0", up=True), dhcp=state.dhcp, owned=state.owned)
     assert plan(Desired(config(DHCP), (kept,)), rebooted) == []  # nothing there: nothing added before an ACK
+
+
+def test_a_virtual_link_is_created_with_its_macaddress_and_remade_when_it_changes() -> None:
+    desired = config("""
+network:
+  bridges: {br0: {macaddress: "02:00:00:00:00:02"}}
+  dummy-devices: {dm0: {macaddress: "02:00:00:00:00:03"}}
+""")
+    ops, after = converge(desired, Observed(links=(LO,)))
+    assert CreateLink("br0", "bridge", (("address", "02:00:00:00:00:02"), ("br_stp_state", 1))) in ops
+    assert CreateLink("dm0", "dummy", (("address", "02:00:00:00:00:03"),)) in ops
+    changed = config("network: {dummy-devices: {dm0: {macaddress: '02:00:00:00:00:04'}}}")
+    ops, _ = converge(changed, after)
+    before(ops, DeleteLink("dm0"), CreateLink("dm0", "dummy", (("address", "02:00:00:00:00:04"),)))
+
+
+def test_ipv6_settings_are_set_where_they_differ_and_on_links_corral_creates() -> None:
+    desired = config("""
+network:
+  ethernets:
+    eth0: {accept-ra: true, ipv6-mtu: 1400}
+    eth1: {accept-ra: false}
+  bridges: {br0: {dhcp6: true}}
+""")
+    eth0 = Link(2, "eth0", ipv6_conf=(("accept_ra", 1), ("use_tempaddr", 0), ("mtu", 1500)))
+    eth1 = Link(3, "eth1", ipv6_conf=(("accept_ra", 0), ("use_tempaddr", 0), ("mtu", 1500)))
+    ops, after = converge(desired, Observed(links=(LO, eth0, eth1)))
+    assert [op for op in ops if isinstance(op, SetIPv6)] == [
+        SetIPv6("eth0", "accept_ra", 2),
+        SetIPv6("eth0", "mtu", 1400),
+        SetIPv6("br0", "accept_ra", 2),  # created: whatever the kernel gave it
+    ]
+    before(ops, CreateLink("br0", "bridge", (("br_stp_state", 1),)), SetIPv6("br0", "accept_ra", 2))
+    before(ops, SetIPv6("eth0", "accept_ra", 2), SetUp("eth0"))  # RAs are taken from the start
+    assert dict(after.link("eth0").ipv6_conf) == {"accept_ra": 2, "use_tempaddr": 0, "mtu": 1400}  # type: ignore[union-attr]

@@ -41,6 +41,7 @@ from netconf.ops import (
     RenameLink,
     RunHook,
     SetDown,
+    SetIPv6,
     SetMtu,
     SetUp,
     StartDhcp,
@@ -131,6 +132,10 @@ def simulate(observed: Observed, ops: Sequence[Op]) -> Observed:
             links[op.link] = replace(need(op.link), master=None)
         elif isinstance(op, SetMtu):
             links[op.link] = replace(need(op.link), mtu=op.mtu)
+        elif isinstance(op, SetIPv6):
+            link = need(op.link)
+            links[op.link] = replace(link, ipv6_conf=(*(c for c in link.ipv6_conf if c[0] != op.name),
+                                                      (op.name, op.value)))
         elif isinstance(op, SetUp | SetDown):
             links[op.link] = replace(need(op.link), up=isinstance(op, SetUp))
         elif isinstance(op, AddAddress):

@@ -451,3 +451,11 @@ def test_describe_and_route_kwargs() -> None:
                       "gateway": "198.18.0.254", "scope": 0, "prefsrc": "198.18.0.2", "flags": 4}
     v6 = route_kwargs(None, Route(ipaddress.ip_network("::/0"), ipaddress.ip_address("2001:db8::1")))
     assert v6["priority"] == 1024 and "oif" not in v6 and v6["family"] == 10
+
+
+def test_an_ipv6_setting_is_written_to_the_links_sysctl_file(tmp_path: Path) -> None:
+    from netconf.apply import write_ipv6_conf
+
+    (tmp_path / "eth0.100").mkdir()
+    write_ipv6_conf("eth0.100", "accept_ra", 2, root=tmp_path)
+    assert (tmp_path / "eth0.100" / "accept_ra").read_text() == "2\n"

@@ -82,19 +82,28 @@ class Unsupported:
     message: str
 
 
+@dataclass(frozen=True)
+class Ignored:
+    """A key corral accepts (netplan, cloud-init or RancherOS has it) but does not implement: it is a
+    warning, never an error. The message names what corral does instead; any value is let through."""
+
+    message: str
+
+
 class Keys:
     """The keys of one map, declared once.
 
     ``keys`` maps each key to the JSON Schema of its structure (types, names: the parser checks the
-    values and words their messages), or to ``Unsupported``. ``hints`` answer keys that are not there
-    but people write (``dhcp4`` in RancherOS's format). ``name`` is the schema definition (``$defs``
-    entry) made from the table; ``nullable`` lets the map be empty (``eth0:`` with nothing under it);
-    ``extra`` is more of the map's schema (``required``, ``minProperties``)."""
+    values and words their messages), to ``Unsupported`` (an error) or to ``Ignored`` (a warning).
+    ``hints`` answer keys that are not there but people write (``dhcp4`` in RancherOS's format).
+    ``name`` is the schema definition (``$defs`` entry) made from the table; ``nullable`` lets the map
+    be empty (``eth0:`` with nothing under it); ``extra`` is more of the map's schema (``required``,
+    ``minProperties``)."""
 
     def __init__(
         self,
         name: str,
-        keys: Mapping[str, SchemaNode | Unsupported],
+        keys: Mapping[str, SchemaNode | Unsupported | Ignored],
         *,
         hints: Mapping[str, str] | None = None,
         nullable: bool = False,
@@ -107,19 +116,22 @@ class Keys:
         self.nullable = nullable
         self.description = description
         self.extra = dict(extra or {})
-        self.known = tuple(k for k, v in self.keys.items() if not isinstance(v, Unsupported))
+        self.known = tuple(k for k, v in self.keys.items() if not isinstance(v, Unsupported | Ignored))
         self.unsupported = {k: v.message for k, v in self.keys.items() if isinstance(v, Unsupported)}
+        self.ignored = {k: v.message for k, v in self.keys.items() if isinstance(v, Ignored)}
 
     def schema(self) -> SchemaNode:
         """This table as a JSON Schema object definition. A key corral does not implement is let
-        through (any value), so that the parser's message about it is the one people see."""
+        through (any value), so that the parser's message about it is the one people see; so is a key
+        it accepts and ignores (the parser warns)."""
         node: SchemaNode = {"type": ["object", "null"] if self.nullable else "object"}
         if self.description:
             node["description"] = self.description
         node["additionalProperties"] = False
         node.update(self.extra)
         node["properties"] = {
-            k: {"description": v.message} if isinstance(v, Unsupported) else v for k, v in self.keys.items()
+            k: {"description": v.message} if isinstance(v, Unsupported | Ignored) else v
+            for k, v in self.keys.items()
         }
         return node
 
@@ -147,16 +159,20 @@ def check_keys(
 ) -> None:
     """Every key of ``data`` is one of ``keys``. An unknown key is an error with a hint, or a "did you
     mean" naming the whole key path, or the keys known here; a key the table marks unsupported gets
-    its message. ``extensions``: ``x-*`` keys are let through (YAML anchors' place, as in compose)."""
+    its message; a key the table marks ignored is a warning with its message. ``extensions``: ``x-*``
+    keys are let through (YAML anchors' place, as in compose)."""
     if isinstance(keys, Keys):
         known, unsupported, hints = keys.known, keys.unsupported, {**keys.hints, **(hints or {})}
+        ignored = keys.ignored
     else:
-        known, unsupported, hints = tuple(keys), {}, dict(hints or {})
+        known, unsupported, hints, ignored = tuple(keys), {}, dict(hints or {}), {}
     for key in data:
         if not isinstance(key, str):
             problems.error((*path, str(key)), f"{what} {show(key)} is not a string; quote it")
         elif key in unsupported:
             problems.error((*path, key), unsupported[key])
+        elif key in ignored:
+            problems.warn((*path, key), ignored[key])
         elif key not in known and not (extensions and key.startswith("x-")):
             message = f"unknown {what}"
             suggestion = None

@@ -6,8 +6,8 @@ collector the parsers report into, with the typed value helpers of ``supervisor.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from supervisor.config.keypath import KeyPath, format_path
@@ -81,6 +81,30 @@ class Problems:
 
     def warn(self, path: KeyPath, message: str, *, suggestion: str | None = None) -> None:
         self.warnings.append(self._make(path, message, suggestion))
+
+    def mark(self) -> tuple[int, int]:
+        """Where the problems stand now (for ``rekey``)."""
+        return len(self.errors), len(self.warnings)
+
+    def rekey(self, mark: tuple[int, int], prefixes: Mapping[str, str]) -> None:
+        """Move the problems reported since ``mark`` from one key to another: a problem whose dotted
+        key starts with a key of ``prefixes`` is reported on its value instead, the rest of the key
+        leading the message (a translated document's problems named on the original's keys)."""
+
+        def moved(problem: ConfigError) -> ConfigError:
+            for old, new in prefixes.items():
+                rest = problem.key[len(old) :]
+                if problem.key.startswith(old) and (not rest or rest[0] in ".["):
+                    message = (
+                        f"{rest.lstrip('.')} (in netplan terms): {problem.message}"
+                        if rest
+                        else problem.message
+                    )
+                    return replace(problem, key=new, message=message)
+            return problem
+
+        self.errors[mark[0] :] = [moved(e) for e in self.errors[mark[0] :]]
+        self.warnings[mark[1] :] = [moved(w) for w in self.warnings[mark[1] :]]
 
     def count(self) -> int:
         """How many errors so far: a parser compares counts to tell whether its part went wrong."""
