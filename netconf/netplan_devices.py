@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from netconf.bond import bond_option
 from netconf.model import (
     Interface,
     LinkSpec,
@@ -18,7 +19,6 @@ from netconf.model import (
     Vlan,
     as_duration_ms,
     as_mac,
-    bond_option,
     bond_spec,
     bridge_spec,
 )

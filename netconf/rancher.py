@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
+from netconf.bond import bond_option
 from netconf.model import (
     DHCP6_NOT_YET,
     MTU,
@@ -49,7 +50,6 @@ from netconf.model import (
     as_nameservers,
     as_route,
     as_search,
-    bond_option,
     bond_spec,
     bridge_spec,
     is_glob,

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from netconf.network_config import to_netplan
 from supervisor.config import cloudmeta
 from supervisor.domain_checks import config_store
 from supervisor.paths import Paths
@@ -117,8 +118,10 @@ def test_nocloud_network_config_v2_with_or_without_the_wrapper(wrapped: bool) ->
     assert config["network"]["ethernets"]["interface0"]["match"] == {"macaddress": "52:54:00:12:34:00"}
 
 
-def test_nocloud_network_config_v1_is_skipped_with_a_warning_until_translated() -> None:
+def test_nocloud_network_config_v1_goes_under_network_for_the_netplan_parser_to_translate() -> None:
     config, problems = cloudmeta.network_config_to_config(text("nocloud_network-config_v1"), "nc")
-    assert config == {}
-    assert [(p.file, p.key) for p in problems] == [("nc", "version")]
-    assert "version 1 is not supported yet" in problems[0].message
+    assert problems == []
+    assert config["network"]["version"] == 1
+    netplan, parsed = to_netplan(config["network"], "nc")
+    assert not parsed.errors, parsed.errors
+    assert netplan is not None and netplan["version"] == 2

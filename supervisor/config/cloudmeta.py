@@ -102,13 +102,11 @@ def network_config_to_config(text: str, source: str) -> Translated:
 
 def translate_network_config(network: dict[str, Any], source: str
                              ) -> tuple[dict[str, Any] | None, list[ConfigError]]:
-    """The hook between cloud-init's network-config and corral's netplan v2 parser: a v2 document goes
-    through as it is (the netplan parser checks it with the rest of the config)."""
-    # TODO(netplan branch): call the cloud-init network-config v1 -> netplan v2 translator here, for
-    # ``version: 1`` documents (and let it normalise wrapper-less v2); until then v1 is skipped.
-    if network.get("version") == 1:
-        return None, [ConfigError(source, "version", "network-config version 1 is not supported yet: "
-                                  "ignored (the network stays as the rest of the config says)")]
+    """The hook between cloud-init's network-config and corral's netplan parser: the document goes
+    under ``network:`` as it is, version 1 included. The netplan parser (``netconf.netplan``) reads
+    version 2 and translates version 1 (``netconf.network_config``), naming each problem on the v1
+    entry; this layer (core) may not import the network library, so the translation happens there,
+    when the config is checked with the rest."""
     return network, []
 
 
