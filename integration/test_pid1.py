@@ -160,7 +160,7 @@ def test_sighup_reloads_config(sandbox: Any) -> None:
     # An invalid file changes nothing: the last good config stays in force.
     config.write_text("hostname: [not, a, string]\n")
     sb.signal(signal.SIGHUP)
-    sb.wait_journal(lambda r: "config rejected" in str(r.get("event")))
+    sb.wait_journal(lambda r: "config error" in str(r.get("event")))
     status = sb.request("status")
     assert status["hostname"] == "after" and status["state"] == "degraded"
     assert any("hostname" in e for e in status["config"]["errors"])
