@@ -36,8 +36,8 @@ NOT_IMPLEMENTED: Mapping[str, str] = {
     # -- RancherOS: rancher.* (corral.* is the same) ---------------------------------------------------
     "rancher.docker.engine": "corral's user dockerd is Debian's docker.io; engine switching (ros engine) "
                              "does not exist",
-    "rancher.docker": f"{_USER_DOCKERD}, with fixed options: give it a /etc/docker/daemon.json through "
-                      "write_files, or turn it off (corral.services_include.docker: false) and run your own",
+    "rancher.docker": f"{_USER_DOCKERD}, with corral's options: to run it otherwise, turn it off "
+                      "(corral.services_include.docker: false) and give your own unit in corral.services",
     **{f"rancher.system_docker.{name}": _SYSTEM_DOCKERD for name in _DOCKER_FIELDS},
     "rancher.bootstrap_docker": "corral has no bootstrap dockerd: the kernel modules, the state partition "
                                 "and the network are set up by PID 1 itself",

@@ -237,12 +237,13 @@ def summary(counts: Mapping[str, int], on: Mapping[str, str]) -> list[str]:
 def describe_verdict(salvaged: Salvaged) -> str:
     """What a boot would keep and drop, in one line (``config validate``)."""
     if salvaged.config is None:
-        return "a boot would keep nothing of it: the config in force (or the defaults) stays whole"
+        return "a boot would apply none of it: the config in force (or the defaults) would stay whole"
     parts = []
     if salvaged.roots:
-        parts.append("drop " + ", ".join(sorted(salvaged.roots)) + " (on the last good config or defaults)")
+        parts.append(", ".join(sorted(salvaged.roots)) + " would stay on the defaults (on a running host: "
+                     "on the last good config)")
     if salvaged.dropped:
         parts.append("not read: " + ", ".join(sorted(salvaged.dropped)))
     if not parts:
-        return "a boot would keep all of it"
-    return "a boot would keep the rest and " + "; ".join(parts)
+        return "a boot would apply all of it"
+    return "a boot would apply the rest; " + "; ".join(parts)

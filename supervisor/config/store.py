@@ -235,7 +235,8 @@ class ConfigStore:
         kept, errors = check_text(text, filename, self._validator, partial=True)
         layers = [*self._default_layers, *([kept] if kept is not None else [])]
         salvaged = self._judge_whole.salvage(layers, errors, self._defaults, self._default_provenance)
-        return replace(result, warnings=[*result.warnings, *salvaged.judged.warnings], salvage=salvaged)
+        warnings = list(dict.fromkeys([*result.warnings, *salvaged.judged.warnings]))  # each once
+        return replace(result, warnings=warnings, salvage=salvaged)
 
     # -- loading -----------------------------------------------------------------------------------------
 
