@@ -223,9 +223,11 @@ class Supervisor:
         on = self.config.salvaged
         for error, text in zip(errors, texts, strict=True):
             if text not in self.config_errors:
-                root = domain_root(error.key) or WHOLE
-                log.error("config error", error=text, root=root,
-                          on=on.get(root) or on.get(WHOLE) or "none: its file is not read")
+                root = domain_root(error.key)
+                if root is None:  # a file that cannot be read: the others are
+                    log.error("config error", error=text, root=None, on=on.get(WHOLE) or "not read")
+                else:
+                    log.error("config error", error=text, root=root, on=on.get(root) or on.get(WHOLE))
         self.config_errors = texts
         self.config_salvaged = summary(self.config.salvaged_errors, on)
         if on:

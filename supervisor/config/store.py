@@ -226,7 +226,8 @@ class ConfigStore:
         """The verdict on one cloud-config document as the user's whole config: the document checked
         on its own, then over the defaults (schema and every domain check), exactly as boot, reload
         and merge check it. Nothing else is read: no cmdline, no drop-ins, no datasource is fetched
-        (their kinds are checked). Changes nothing."""
+        (their kinds are checked). Changes nothing. With errors, ``salvage`` is what a boot would keep
+        of it (each failing root on the defaults) and the warnings are those of what it would apply."""
         layer, errors = check_text(text, filename, self._validator)
         layers = [*self._default_layers, *([layer] if layer is not None else [])]
         result = self._judge(layers, errors, [])
