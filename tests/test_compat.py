@@ -124,3 +124,10 @@ def test_the_table_names_no_key_corral_implements() -> None:
 def test_docs_compatibility_md_is_current() -> None:
     assert compat.DOC.read_text(encoding="utf-8") == compat.render(), "run python -m supervisor.compat"
     assert compat.main(["--check"]) == 0
+
+
+def test_an_unknown_key_is_not_pointed_at_a_key_that_does_nothing(store: ConfigStore) -> None:
+    result = store.verdict("timezon: UTC\n", "user.yml")
+    [error] = result.errors
+    assert error.key == "timezon" and "known here: bootcmd, corral, hostname" in error.message
+    assert "timezone" not in error.message and error.suggestion is None
