@@ -37,7 +37,8 @@ def domain_checks(paths: Paths) -> dict[str, DomainCheck]:
         # each error on a key of the config names the file that gave that key (a unit file's own
         # errors name the unit file)
         errors = [replace(e, file=source(e.key)) if e.file == FROM_CONFIG else e for e in loaded.errors]
-        return Checked(errors, (), loaded)
+        # a unit file's own error costs, at boot, the keys that bring unit files in
+        return Checked(errors, (), loaded, roots=("corral.services", "corral.services_include"))
 
     def network(config: Mapping[str, Any], source: Source) -> Checked:
         parsed = parse_config(config, source)

@@ -287,3 +287,33 @@ def test_verdict_reports_the_errors_and_what_a_boot_keeps(tmp_path: Path) -> Non
     )
     assert [w.key for w in result.warnings] == ["rancher.docker.engine"]
     assert store.verdict(GOOD, "good.yml").salvage is None
+
+
+def test_a_broken_unit_file_costs_the_keys_that_bring_it_in_not_the_whole_config(tmp_path: Path) -> None:
+    store = _store(
+        tmp_path,
+        "hostname: x\nssh_authorized_keys: [ssh-ed25519 AAAA]\ncorral:\n  services_include: {web: true}\n",
+    )
+    store.paths.units_dir.mkdir(parents=True)
+    (store.paths.units_dir / "web.yml").write_text("web:\n  image: busybox\n  colour: blue\n")
+    result = store.load()
+    assert [(e.file, e.key) for e in result.errors] == [
+        (str(store.paths.units_dir / "web.yml"), "web.colour")
+    ]
+    assert store.salvaged == {"corral.services": ON_DEFAULTS, "corral.services_include": ON_DEFAULTS}
+    assert store.current["hostname"] == "x" and store.current["ssh_authorized_keys"] == ["ssh-ed25519 AAAA"]
+    assert "web" not in store.current["corral"]["services_include"]
+
+
+def test_an_error_the_judge_places_itself_costs_those_roots() -> None:
+    unit_file = ConfigError("/units/web.yml", "web.colour", "unknown key")
+
+    def judge(config: dict[str, Any], provenance: dict[str, str]) -> Judged:
+        if config["corral"].get("services_include"):
+            return Judged([unit_file], placed={unit_file: ("corral.services_include",)})
+        return Judged()
+
+    layers = [("defaults", DEFAULTS), ("user.yml", {"corral": {"services_include": {"web": True}}})]
+    got = salvage(layers, [], DEFAULTS, DEFAULTS_PROVENANCE, judge, merge_layers)
+    assert got.config is not None and "services_include" not in got.config["corral"]
+    assert got.roots == {"corral.services_include": [unit_file]}

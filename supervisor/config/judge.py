@@ -14,7 +14,7 @@ from supervisor.config.errors import ConfigError
 from supervisor.config.keypath import KeyPath, format_path, get_path, parse_path, without
 from supervisor.config.layers import Layer
 from supervisor.config.merge import merge_layers
-from supervisor.config.salvage import Judged, Salvaged, salvage
+from supervisor.config.salvage import Judged, Salvaged, domain_root, salvage
 from supervisor.config.sources import LayerSources
 from supervisor.config.validate import Validator
 from supervisor.config.yamlload import Document
@@ -30,6 +30,9 @@ class Checked:
     errors: Sequence[ConfigError] = ()
     warnings: Sequence[ConfigError] = ()
     parsed: object = None
+    roots: tuple[str, ...] = ()
+    """The domain roots an error costs when its key is not a key of the config (a unit file's own
+    errors: the keys that bring the file in), for boot's salvage (supervisor/config/salvage.py)."""
 
 
 DomainCheck = Callable[[Mapping[str, Any], Source], Checked]
@@ -67,12 +70,17 @@ class Judge:
         warnings = self.ignored_warnings(config, provenance)
         visible = self.visible(config)
         parsed: dict[str, object] = {}
+        placed: dict[ConfigError, tuple[str, ...]] = {}
         for domain, check in self._checks.items():
             checked = check(visible, lambda key: attribute(key, provenance))
             errors.extend(checked.errors)
             warnings.extend(checked.warnings)
             parsed[domain] = checked.parsed
-        return Judged(errors, warnings, parsed)
+            for error in checked.errors if checked.roots else ():
+                root = domain_root(error.key)
+                if root is None or _value_at(config, parse_path(root)) is _ABSENT:
+                    placed[error] = checked.roots
+        return Judged(errors, warnings, parsed, placed)
 
     def visible(self, config: Mapping[str, Any]) -> Mapping[str, Any]:
         """``config`` without the keys corral ignores (what the domain checks see)."""

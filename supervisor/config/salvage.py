@@ -13,6 +13,9 @@ an error at                            costs the root
 any other top-level key ``K...``       ``K``: ``hostname``, ``ssh_authorized_keys``,
                                        ``write_files``, ``mounts``, ``runcmd``, and ``network``
                                        (the netplan document as a whole)
+a key that is not the config's (a      the roots its domain check names (supervisor/
+unit file's own error)                 domain_checks.py: a unit file's, ``corral.services``
+                                       and ``corral.services_include``, which bring it in)
 ``(document)`` (a YAML syntax error,   no root: the one file (layer) it is in is not read,
 a top level that is not a map ...)     the other layers are; the roots that file gave to
                                        the config in force stay on it
@@ -150,6 +153,16 @@ class Judged:
     errors: Sequence[ConfigError] = ()
     warnings: Sequence[ConfigError] = ()
     parsed: Mapping[str, object] = field(default_factory=dict)
+    placed: Mapping[ConfigError, tuple[str, ...]] = field(default_factory=dict)
+    """Errors whose key is not a key of the config (a unit file's own), placed by the judge under the
+    roots that bring them in (``corral.services``, ``corral.services_include``)."""
+
+    def roots(self, error: ConfigError) -> tuple[str, ...]:
+        """The roots ``error`` costs; () when it cannot be placed."""
+        if error in self.placed:
+            return self.placed[error]
+        root = domain_root(error.key)
+        return () if root is None else (root,)
 
 
 @dataclass(frozen=True)
@@ -209,10 +222,14 @@ def salvage(
         if not judged.errors:
             return Salvaged(config, prov, all_errors, judged, by_root, dropped)
         all_errors.extend(judged.errors)
-        new, unplaced = roots_of(judged.errors)
+        new: set[str] = set()
+        unplaced = False
         for error in judged.errors:
-            root = domain_root(error.key)
-            by_root.setdefault(root if root is not None else DOCUMENT, []).append(error)
+            placed = judged.roots(error)
+            new.update(placed)
+            unplaced = unplaced or not placed
+            for root in placed or (DOCUMENT,):
+                by_root.setdefault(root, []).append(error)
         if unplaced or new <= roots:  # nothing more to give up: the config in force stays whole
             break
         roots |= new
