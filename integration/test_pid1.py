@@ -157,13 +157,14 @@ def test_sighup_reloads_config(sandbox: Any) -> None:
     status = sb.request("status")
     assert status["hostname"] == "after"
     assert status["config"]["generation"] > first["config"]["generation"]
-    # An invalid file changes nothing: the last good config stays in force.
+    # An invalid host name costs only the host name: it stays on the last good config.
     config.write_text("hostname: [not, a, string]\n")
     sb.signal(signal.SIGHUP)
     sb.wait_journal(lambda r: "config error" in str(r.get("event")))
     status = sb.request("status")
     assert status["hostname"] == "after" and status["state"] == "degraded"
     assert any("hostname" in e for e in status["config"]["errors"])
+    assert status["degraded"]["config"] == "hostname: 1 error(s); on the last good config"
     assert sb.stop() == 0
 
 
