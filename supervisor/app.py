@@ -26,6 +26,7 @@ from supervisor.boot.datasources import disk_datasources, network_datasources
 from supervisor.boot.storage import StorageServices
 from supervisor.bus import Bus
 from supervisor.config.errors import DOCUMENT, ConfigError
+from supervisor.config.salvage import ON_LAST_GOOD, WHOLE, domain_root, summary
 from supervisor.config.store import ReloadResult
 from supervisor.config.worker import ConfigWorker
 from supervisor.domain_checks import Domains, config_store
@@ -85,6 +86,7 @@ class Supervisor:
         self.config.sources.network_ready = False  # ec2, url: fetch once the network phase is done
         self.config_worker = ConfigWorker()  # every parse and validation of config, off the loop
         self.config_errors: list[str] = []
+        self.config_salvaged: list[str] = []  # "corral.network: 2 error(s); on the last good config"
         self.config_warnings: list[str] = []
         self.datasource_notes: list[str] = []
         self.stops = StopRegistry()  # in start order; shutdown walks it backwards
@@ -220,31 +222,44 @@ class Supervisor:
         if recovered.adopted or recovered.removed:  # the old layout, a hand edit, or a crash's leftovers
             log.info("config files adopted or tidied", adopted=list(recovered.adopted),
                      removed=list(recovered.removed))
-        self.config_errors = [str(e) for e in result.errors]
-        for error in self.config_errors:
-            log.error("config rejected", error=error)
-        if self.config_errors:
-            self.state.degrade("config", f"{len(self.config_errors)} config error(s); using defaults")
-        self._note_config_warnings()
+        self._note_config(result.errors)
         self._apply_log_settings()
 
-    def _note_config_warnings(self) -> None:
-        """Warnings are problems too: logged, listed in status, and shown as degraded. What each
+    def _note_config(self, errors: list[ConfigError]) -> None:
+        """Errors of a load (boot, reload): each logged once (not again while the next loads still
+        have it), listed in status, and the domain roots they cost shown as degraded, naming what each
+        is on (the last good config, or the defaults). Then the warnings, the same way. What each
         datasource found is logged when it changes."""
         notes = list(self.config.last_notes)
         if notes != self.datasource_notes:
             for note in notes:
                 log.info(f"datasource {note}")
         self.datasource_notes = notes
+        texts = [str(e) for e in errors]
+        on = self.config.salvaged
+        for error, text in zip(errors, texts, strict=True):
+            if text not in self.config_errors:
+                root = domain_root(error.key)
+                if root is None:  # a file that cannot be read: the others are
+                    log.error("config error", error=text, root=None, on=on.get(WHOLE) or "not read")
+                else:
+                    log.error("config error", error=text, root=root, on=on.get(root) or on.get(WHOLE))
+        self.config_errors = texts
+        self.config_salvaged = summary(self.config.salvaged_errors, on)
+        if on:
+            self.state.degrade("config", "; ".join(self.config_salvaged))
+        elif texts:  # only files that could not be read at all (their other layers are in force)
+            self.state.degrade("config", f"{len(texts)} config error(s); the files with them are not read")
+        else:
+            self.state.clear("config")
+        # Warnings (a key corral knows but does not implement, a datasource that found nothing) are
+        # logged when they change and listed in status; they do not make the boot degraded: what they
+        # name is ignored on purpose, and everything else is applied.
         warnings = [str(w) for w in self.config.last_warnings]
         if warnings != self.config_warnings:
             for warning in warnings:
                 log.warning("config warning", warning=warning)
         self.config_warnings = warnings
-        if warnings:
-            self.state.degrade("config-warnings", f"{len(warnings)} config warning(s)")
-        else:
-            self.state.clear("config-warnings")
 
     async def _devices(self) -> None:
         """udev source (monitor, then coldplug), MODALIAS module loading, corral.modules."""
@@ -402,25 +417,25 @@ class Supervisor:
             log.info("state dump", **self.status())
 
     async def reload(self) -> dict[str, Any]:
-        """Re-read the config. Invalid config changes nothing: the last good one stays in force."""
+        """Re-read the config and put it in force. With errors, each domain root they cost stays on
+        the last good config and the rest is applied all the same (supervisor/config/salvage.py):
+        ``applied`` is False, ``salvaged`` names those roots, ``changed`` what came into force."""
         try:
             errors, changed = await self.config_worker.run(self.config.reload)
         except Exception as exc:  # a failed reload is reported (status), never a dead task
             errors, changed = ReloadResult([ConfigError("config", DOCUMENT, f"reload failed: "
                                                         f"{type(exc).__name__}: {exc}")], [])
-        self.config_errors = [str(e) for e in errors]
-        if errors:
-            for error in self.config_errors:
-                log.error("config rejected; keeping the last good config", error=error)
-            self.state.degrade("config", f"{len(errors)} config error(s); last good config kept")
-            return {"applied": False, "errors": self.config_errors}
-        self.state.clear("config")
-        self._note_config_warnings()
+            self.config.salvaged, self.config.salvaged_errors = {WHOLE: ON_LAST_GOOD}, {WHOLE: 1}
+        self._note_config(errors)
         if changed:
             log.info("config changed", changed=list(changed), generation=self.config.generation)
             self._apply_log_settings()
             self.bus.publish(ConfigChanged(generation=self.config.generation, changed=tuple(changed)))
-        return {"applied": True, "changed": list(changed), "generation": self.config.generation}
+        result: dict[str, Any] = {"applied": not errors, "changed": list(changed),
+                                  "generation": self.config.generation}
+        if errors:
+            result.update(errors=self.config_errors, salvaged=list(self.config_salvaged))
+        return result
 
     def _apply_log_settings(self) -> None:
         settings = self.setting("log", {}) or {}
@@ -450,7 +465,7 @@ class Supervisor:
             "degraded": dict(self.state.degraded),
             "emergency": self.state.emergency,
             "config": {"generation": self.config.generation, "errors": list(self.config_errors),
-                       "warnings": list(self.config_warnings)},
+                       "warnings": list(self.config_warnings), "salvaged": dict(self.config.salvaged)},
             "handlers": self.runners.status(),
             "processes": {
                 "children": [{"name": c.name, "pid": c.pid} for c in self.processes.children()],

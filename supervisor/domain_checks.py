@@ -1,12 +1,13 @@
 """The domains' own checks of a whole config, run by the config store after the schema passes, and the
 typed domain configs they parse, kept with each generation.
 
-A bad unit, a bad address or a ``corral.modules`` entry that would pass modprobe an option then rejects
-the config whole, like any schema error, and the last good
-config stays in force: no handler ever sees a config it cannot apply. ``config_store`` builds the store
-with them: the supervisor's, and the one `corral config validate` uses without a supervisor, are the
-same. A generation is parsed once, by these checks (in the store's thread, off the loop); ``Domains``
-gives the reconcilers what they parsed, typed."""
+A bad unit, a bad address or a ``corral.modules`` entry that would pass modprobe an option is an error
+like any schema error: at boot and reload it costs its domain root (``corral.services``,
+``corral.network``...), which stays on the last good config (supervisor/config/salvage.py); an
+interactive change with it is rejected whole. No handler ever sees a config it cannot apply.
+``config_store`` builds the store with them: the supervisor's, and the one `corral config validate`
+uses without a supervisor, are the same. A generation is parsed once, by these checks (in the store's
+thread, off the loop); ``Domains`` gives the reconcilers what they parsed, typed."""
 
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ from handlers.devices import check_modules
 from netconf.model import NetworkConfig
 from netconf.parse import parse_config
 from storage.rules import StorageRules, parse_storage
+from supervisor.compat import ignored
 from supervisor.config.datasources import MediaReader
 from supervisor.config.errors import ConfigError
-from supervisor.config.store import Checked, ConfigStore, DomainCheck, Source
+from supervisor.config.judge import Checked, DomainCheck, Source
+from supervisor.config.store import ConfigStore
 from supervisor.paths import Paths
 from units.loader import Loaded, load_units
 
@@ -36,7 +39,8 @@ def domain_checks(paths: Paths) -> dict[str, DomainCheck]:
         # errors name the unit file)
         errors = [replace(e, file=source(e.key)) if e.file == FROM_CONFIG else e for e in loaded.errors]
         warnings = [replace(e, file=source(e.key)) if e.file == FROM_CONFIG else e for e in loaded.warnings]
-        return Checked(errors, warnings, loaded)
+        # a unit file's own error costs, at boot, the keys that bring unit files in
+        return Checked(errors, warnings, loaded, roots=("corral.services", "corral.services_include"))
 
     def network(config: Mapping[str, Any], source: Source) -> Checked:
         parsed = parse_config(config, source)
@@ -57,9 +61,11 @@ def domain_checks(paths: Paths) -> dict[str, DomainCheck]:
 
 def config_store(paths: Paths, cmdline_text: str | None = None, media: MediaReader | None = None
                  ) -> ConfigStore:
-    """The config store with every domain check (``cmdline_text`` None: read ``paths.cmdline_file``);
-    ``media`` reads the disk datasources' block devices (PID 1 gives one: storage/media.py)."""
-    return ConfigStore(paths, cmdline_text=cmdline_text, checks=domain_checks(paths), media=media)
+    """The config store with every domain check and the keys corral knows but ignores, each a warning
+    (supervisor/compat.py) (``cmdline_text`` None: read ``paths.cmdline_file``); ``media`` reads the disk
+    datasources' block devices (PID 1 gives one: storage/media.py)."""
+    return ConfigStore(paths, cmdline_text=cmdline_text, checks=domain_checks(paths), ignored=ignored(),
+                       media=media)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from typing import Any
 
 from netconf.parse import SCHEMA_DEFS as NETWORK_DEFS
 from storage.rules import SCHEMA_DEFS as STORAGE_DEFS
+from supervisor.compat import NOT_IMPLEMENTED, key_path
 from supervisor.config.check import SchemaNode
 
 WIDTH = 110
@@ -33,6 +34,8 @@ GENERATED = (
     "generated from a domain parser's key tables (netconf/, storage/): edit them there, "
     "then run python -m supervisor.gen_schema"
 )
+
+NOT_IMPLEMENTED_COMMENT = "not implemented: a warning, any value (supervisor/compat.py)"
 
 DOMAIN_DEFS: Mapping[str, Mapping[str, SchemaNode]] = {"netconf": NETWORK_DEFS, "storage": STORAGE_DEFS}
 """Each domain's schema definitions, by the package that declares them."""
@@ -67,7 +70,51 @@ def generate(text: str) -> str:
     if clash:
         raise ValueError(f"schema.json: hand-written $defs named like generated ones: {', '.join(clash)}")
     document["$defs"] = {**kept, **fresh}
+    _drop_not_implemented(document)
+    for shown in sorted(NOT_IMPLEMENTED, key=lambda key: len(key_path(key))):
+        _accept(document, key_path(shown), {"$comment": NOT_IMPLEMENTED_COMMENT})
     return render(document) + "\n"
+
+
+def _drop_not_implemented(node: Any) -> None:
+    """Remove every property written from supervisor/compat.py (it is written afresh)."""
+    if isinstance(node, dict):
+        props = node.get("properties")
+        if isinstance(props, dict):
+            for key in [k for k, v in props.items() if isinstance(v, dict) and
+                        v.get("$comment") == NOT_IMPLEMENTED_COMMENT]:
+                del props[key]
+        for value in node.values():
+            _drop_not_implemented(value)
+    elif isinstance(node, list):
+        for value in node:
+            _drop_not_implemented(value)
+
+
+def _accept(document: SchemaNode, path: Sequence[Any], entry: SchemaNode) -> None:
+    """Make the object schema at ``path[:-1]`` accept the key ``path[-1]`` as ``entry`` (following each
+    local ``$ref`` to the definition it names, which is changed in place)."""
+    node: Any = document
+    for depth, seg in enumerate(path):
+        for _ in range(8):
+            ref = node.get("$ref") if isinstance(node, dict) else None
+            if not isinstance(ref, str):
+                break
+            node = document
+            for part in ref.removeprefix("#/").split("/"):
+                node = node[part]
+        if isinstance(node, dict) and node.get("$comment") == NOT_IMPLEMENTED_COMMENT:
+            return  # under a key that is ignored whole: any value is accepted already
+        props = node.get("properties") if isinstance(node, dict) else None
+        if not isinstance(props, dict):
+            raise ValueError(f"schema.json: no map of keys at {'.'.join(map(str, path[:depth]))}")
+        if depth == len(path) - 1:
+            props[seg] = entry
+            return
+        node = props.get(seg)
+        if node is None:
+            raise ValueError(f"schema.json: {'.'.join(map(str, path[: depth + 1]))} is not in the schema: "
+                             "give a not-implemented key under a key the schema has")
 
 
 def render(value: Any, indent: int = 0, lead: int = 0) -> str:

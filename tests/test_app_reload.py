@@ -31,8 +31,10 @@ async def test_a_reload_that_raises_is_reported_and_cleared_by_a_good_one(
 
     monkeypatch.setattr(sup.config, "reload", broken)
     result = await sup.reload()
-    assert result == {"applied": False, "errors": [
-        "config: (document): reload failed: RecursionError: maximum recursion depth exceeded"]}
+    assert result["applied"] is False and result["changed"] == []
+    assert result["errors"] == [
+        "config: (document): reload failed: RecursionError: maximum recursion depth exceeded"]
+    assert result["salvaged"] == ["(whole config): 1 error(s); on the last good config"]
     sup.state.ready = True
     status = sup.status()
     assert status["state"] == "degraded" and "config" in status["degraded"]

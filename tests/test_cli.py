@@ -40,7 +40,8 @@ STATUS = {
     "boot_phases": {"mounts": 0.012, "config": 0.2},
     "degraded": {"network": "eth0 has no carrier"},
     "emergency": None,
-    "config": {"generation": 3, "errors": ["cloud-config.yml: corral.log.level: 'loud' is not one of ..."]},
+    "config": {"generation": 3, "errors": ["cloud-config.yml: corral.log.level: 'loud' is not one of ..."],
+               "warnings": ["cloud-config.yml: rancher.console: not implemented: ..."]},
     "handlers": [
         {"name": "network", "state": "backoff", "restarts": 2, "failures": 3, "last_error": "OSError: EBUSY"},
         {"name": "containers", "state": "idle", "restarts": 0, "failures": 0, "last_error": None},
@@ -190,8 +191,10 @@ async def test_status_text(corral: Any) -> None:
     assert "state:     degraded" in lines
     assert "degraded:  network: eth0 has no carrier" in lines
     assert "boot:      mounts 0.01s, config 0.20s" in lines
-    assert "config:    generation 3, 1 error in the last rejected config" in lines
+    assert "config:    generation 3, 1 error (the rest applied), 1 warning" in lines
     assert any("corral.log.level: 'loud'" in line for line in lines)
+    warning = "warning: cloud-config.yml: rancher.console: not implemented: ..."
+    assert any(line.strip() == warning for line in lines)
     assert "handlers:  2" in lines
     network = next(line for line in lines if line.strip().startswith("network "))
     assert network.split()[:4] == ["network", "backoff", "2", "3"] and network.endswith("OSError: EBUSY")

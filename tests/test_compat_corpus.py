@@ -164,7 +164,7 @@ def test_the_verdict_is_the_one_corral_config_validate_gives(
 def test_the_counts_the_docs_show_and_the_summary(capsys: pytest.CaptureFixture[str]) -> None:
     judged = verdicts()
     assert counts(judged) == counts(EXPECTED)
-    assert doc_text(DOC.read_text(), judged) == DOC.read_text()  # docs/compatibility.md's table
+    assert doc_text(DOC.read_text(), judged) == DOC.read_text()  # docs/corpus.md's table
     with capsys.disabled():
         print("\n" + summary(judged))
 

@@ -1,14 +1,16 @@
-"""The config corpus: every invalid file is rejected whole, naming file, key path and reason, and the
-last good config stays in force; every valid file is accepted."""
+"""The config corpus: every invalid file is reported naming file, key path and reason, and the parts
+with errors stay on the last good config; every valid file is accepted."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from supervisor.config import ConfigStore
+from supervisor.config.keypath import get_path, parse_path
 from supervisor.config.store import validate_file
 from supervisor.paths import Paths
 
@@ -45,23 +47,35 @@ def test_corpus_is_big_enough_and_every_file_has_an_expectation() -> None:
 
 
 @pytest.mark.parametrize("case", INVALID, ids=lambda p: p.name)
-def test_invalid_file_is_rejected_whole(store: ConfigStore, case: Path) -> None:
+def test_invalid_file_costs_only_the_parts_with_errors(store: ConfigStore, case: Path) -> None:
+    """At reload each error costs its domain root, which stays on the last good config; a file whose
+    error has no root (a syntax error) is not read, and what it gave stays on the last good config."""
     key, fragment = EXPECTED[case.name]
-    before, generation = store.current, store.generation
+    before = store.current
     target = store.cloud_config_path
     target.write_text(case.read_text())
 
-    errors, changed = store.reload()
+    errors, _ = store.reload()
 
     assert errors, f"{case.name} was accepted"
-    assert changed == []
     matching = [e for e in errors if e.file == str(target) and e.key == key]
     assert matching, f"no error on {key!r}: {[str(e) for e in errors]}"
     assert any(fragment in e.message for e in matching), [str(e) for e in matching]
     assert all(str(e).startswith(f"{target}: ") for e in errors)
-    assert store.current == before
-    assert store.generation == generation
     assert store.last_errors == errors
+    assert store.salvaged, "no part named as kept on the last good config"
+    after = store.current
+    for root in store.salvaged:
+        path = parse_path(root)
+        assert _at(after, path) == _at(before, path), root
+    assert set(store.salvaged.values()) == {"the last good config"}
+
+
+def _at(config: dict[str, Any], path: tuple[str | int, ...]) -> Any:
+    try:
+        return get_path(config, path)
+    except KeyError:
+        return None
 
 
 @pytest.mark.parametrize("case", VALID, ids=lambda p: p.name)

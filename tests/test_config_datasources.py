@@ -106,12 +106,14 @@ def test_meta_data_errors_name_the_meta_data_key() -> None:
     assert [(e.file, e.key) for e in errors] == [("md", "local-hostname"), ("md", "public-keys")]
 
 
-def test_invalid_user_data_rejects_the_whole_config(paths: Paths) -> None:
+def test_invalid_user_data_costs_its_key_only(paths: Paths) -> None:
     seed = _seed(paths, user_data="#cloud-config\ncorral:\n  debug: yes please\n")
     store = _store(paths)
     errors, _ = store.reload()
     assert [(e.file, e.key) for e in errors] == [(str(seed / "user-data"), "corral.debug")]
-    assert store.current == store.defaults
+    assert store.current["corral"]["debug"] is False  # on the defaults; the command line is applied
+    assert store.current["corral"]["cloud_init"]["datasources"] == ["file:/var/lib/cloud/seed/nocloud"]
+    assert store.salvaged == {"corral.debug": "defaults"}
 
 
 def test_missing_directory_is_a_warning_not_an_error(paths: Paths) -> None:

@@ -35,18 +35,21 @@ def test_good_config_passes_domain_checks(tmp_path: Path) -> None:
     assert result.errors == [] and s.current["hostname"] == "good"
 
 
-def test_bad_address_rejects_the_whole_config(tmp_path: Path) -> None:
+def test_bad_address_keeps_the_network_on_the_last_good_config(tmp_path: Path) -> None:
     s = store(tmp_path, GOOD)
     s.load()
     (tmp_path / "var/lib/corral/conf/cloud-config.yml").write_text(
         GOOD.replace("10.1.2.3/24", "10.1.2.300/24").replace("hostname: good", "hostname: changed")
     )
+    network = s.current["corral"]["network"]
     errors, changed = s.reload()
-    assert errors and not changed
+    assert errors and changed == ["hostname"]
     error = errors[0]
     assert error.key.startswith("corral.network.interfaces.eth0.address")
     assert error.file.endswith("cloud-config.yml")
-    assert s.current["hostname"] == "good"  # the last good config stays in force
+    assert s.current["corral"]["network"] == network  # the network stays on the last good config
+    assert s.salvaged == {"corral.network": "the last good config"}
+    assert s.current["hostname"] == "changed"  # the rest is applied
 
 
 def test_bad_unit_rejects_the_whole_config(tmp_path: Path) -> None:

@@ -180,11 +180,13 @@ def test_rancher_and_corral_in_one_file_is_an_error(paths: Paths) -> None:
     assert [(e.key, e.line) for e in errors] == [("rancher", 1)]
 
 
-def test_one_invalid_layer_rejects_everything(paths: Paths) -> None:
+def test_one_invalid_layer_costs_only_the_key_it_breaks(paths: Paths) -> None:
     (paths.config_dir / "cloud-config.yml").write_text("hostname: new-name\n")
     (paths.config_dir / "cloud-config.d" / "broken.yml").write_text("corral: {debug: maybe}\n")
     store = ConfigStore(paths, cmdline_text="")
     errors, changed = store.reload()
     assert [e.file for e in errors] == [str(paths.config_dir / "cloud-config.d" / "broken.yml")]
-    assert changed == []
-    assert store.current["hostname"] == "corral"
+    assert changed == ["hostname"]
+    assert store.current["hostname"] == "new-name"
+    assert store.current["corral"]["debug"] is False  # on the defaults
+    assert store.salvaged == {"corral.debug": "defaults"}

@@ -80,23 +80,26 @@ def test_generation_goes_up_only_when_the_config_changes(store: ConfigStore) -> 
     assert store.generation == 1
 
 
-def test_invalid_config_keeps_the_last_good_one(store: ConfigStore) -> None:
+def test_invalid_config_keeps_the_failing_part_on_the_last_good_one(store: ConfigStore) -> None:
     store.paths.config_dir.mkdir(parents=True)
-    store.cloud_config_path.write_text("hostname: good\n")
+    store.cloud_config_path.write_text("hostname: good\ncorral: {log: {level: warning}}\n")
     assert store.reload().ok
     store.cloud_config_path.write_text("hostname: bad\ncorral: {log: {level: loud}}\n")
     result = store.reload()
     assert not result.ok
-    assert result.event(store.generation) is None
-    assert store.current["hostname"] == "good"
-    assert store.generation == 1
+    assert result.changed == ["hostname"]  # the rest came into force
+    event = result.event(store.generation)
+    assert event is not None and event.changed == ("hostname",)
+    assert store.current["hostname"] == "bad"
+    assert store.current["corral"]["log"]["level"] == "warning"  # on the last good config
+    assert store.generation == 2
     assert [e.key for e in store.last_errors] == ["corral.log.level"]
-    load = store.load()
-    assert load.errors and load.config["hostname"] == "corral"  # merged from the valid layers only
+    assert store.salvaged == {"corral.log": "the last good config"}
     store.cloud_config_path.write_text("hostname: fixed\n")
     assert store.reload().ok
-    assert store.last_errors == []
+    assert store.last_errors == [] and store.salvaged == {}
     assert store.current["hostname"] == "fixed"
+    assert store.current["corral"]["log"]["level"] == "info"
 
 
 def test_read_changes_nothing(store: ConfigStore) -> None:

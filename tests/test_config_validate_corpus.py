@@ -61,8 +61,13 @@ def corral(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, 
 
 
 def verdict_of(store: ConfigStore, path: Path) -> list[ConfigError]:
+    """The errors a boot reports for the file: the verdict's, and with them those found once the parts
+    with errors are on the defaults (what the verdict's ``boot`` part says a boot keeps)."""
     text, errors = read_config_file(path)
-    return errors if text is None else store.verdict(text, str(path)).errors
+    if text is None:
+        return errors
+    result = store.verdict(text, str(path))
+    return result.salvage.errors if result.salvage is not None else result.errors
 
 
 def test_corpus_is_big_enough_and_every_file_has_an_expectation() -> None:

@@ -131,7 +131,9 @@ def rejected(sb: Sandbox, cmd: str, file: str, tally: Tally, **args: Any) -> Non
     try:
         call(sb, cmd, **args)
     except ControlError as exc:
-        reason = exc.reason.removeprefix("config rejected, last good config kept: ")
+        reason = exc.reason
+        if reason.startswith("config has errors, the rest is applied ("):  # a reload: its errors follow
+            reason = reason.split("): ", 1)[-1]
         if file == "request too long":
             if not reason.startswith(file):
                 tally.lose(f"{cmd}: {reason}")

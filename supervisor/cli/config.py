@@ -161,7 +161,9 @@ def add_parser(subparsers: Subparsers) -> None:
             "defaults: the schema and every domain check (units, network, storage), with the messages\n"
             "boot, merge and reload give. Needs no supervisor: it runs here, on a laptop or in CI. Prints\n"
             "'FILE: valid' (exit 0), or one 'file: key.path: reason' line per problem (exit 1); warnings\n"
-            "go to stderr and do not fail. A file that cannot be read exits 1; bad usage exits 2."
+            "go to stderr and do not fail, and so does a 'boot: FILE: ...' line saying what a boot would\n"
+            "keep of an invalid file (each part with errors on the defaults, the rest applied). A file\n"
+            "that cannot be read exits 1; bad usage exits 2."
         ),
         examples=[
             ("corral config validate cloud-config.yml", ""),
@@ -304,6 +306,8 @@ def run_validate(args: argparse.Namespace) -> int:
         out(f"{filename}: valid" if valid else "\n".join(problems))
         for warning in result["warnings"]:
             print(f"warning: {render_problem(warning, filename)}", file=sys.stderr, flush=True)
+        if result.get("boot"):  # what a boot keeps of it (supervisor/config/salvage.py)
+            print(f"boot: {filename}: {result['boot']['summary']}", file=sys.stderr, flush=True)
     return EXIT_OK if valid else EXIT_FAILED
 
 

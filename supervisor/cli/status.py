@@ -111,10 +111,15 @@ def render_status(status: Any) -> str:
     config = get("config")
     if isinstance(config, dict):
         errors = config.get("errors") or []
+        warnings = config.get("warnings") or []
         text = f"generation {config.get('generation', '?')}"
-        text += f", {_plural(len(errors), 'error')} in the last rejected config" if errors else ", no errors"
+        # with errors, the parts they are in stay on the last good config (or defaults): see degraded
+        text += f", {_plural(len(errors), 'error')} (the rest applied)" if errors else ", no errors"
+        if warnings:
+            text += f", {_plural(len(warnings), 'warning')}"
         lines.append(f"config:    {text}")
         lines.extend(INDENT + _problem(e) for e in errors)
+        lines.extend(INDENT + "warning: " + _problem(w) for w in warnings)
 
     handlers = get("handlers")
     if isinstance(handlers, dict):  # {name: status}

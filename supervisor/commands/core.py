@@ -143,7 +143,9 @@ class Commands:
     async def reload(self, args: dict[str, Any]) -> Any:
         result = await self.sup.reload()
         if not result.get("applied"):
-            raise ControlError("config rejected, last good config kept: " + "; ".join(result["errors"]))
+            kept = "; ".join(result.get("salvaged") or [])
+            errors = "; ".join(result["errors"])
+            raise ControlError(f"config has errors, the rest is applied ({kept}): {errors}")
         return {"generation": result["generation"], "changed": result["changed"]}
 
     # ---- power -----------------------------------------------------------------------------

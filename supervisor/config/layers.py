@@ -7,6 +7,7 @@ from typing import Any
 
 from supervisor.config.errors import DOCUMENT, ConfigError
 from supervisor.config.keypath import KeyPath
+from supervisor.config.salvage import roots_of, without_roots
 from supervisor.config.validate import Validator, canonical_file_modes
 from supervisor.config.yamlload import Document, load_document
 
@@ -56,10 +57,14 @@ def _rename(path: KeyPath, old: str, new: str) -> KeyPath:
     return (new, *path[1:]) if path[:1] == (old,) else path
 
 
-def check_document(doc: Document, validator: Validator) -> tuple[Layer | None, list[ConfigError]]:
-    """Validate a parsed document; errors name the keys as the user wrote them (``rancher.`` stays)."""
+def check_document(
+    doc: Document, validator: Validator, *, partial: bool = False
+) -> tuple[Layer | None, list[ConfigError]]:
+    """Validate a parsed document; errors name the keys as the user wrote them (``rancher.`` stays).
+    ``partial`` (boot and reload: supervisor/config/salvage.py): a document whose every error sits
+    under a domain root still gives a layer, without those roots, next to its errors."""
     try:
-        return _check_document(doc, validator)
+        return _check_document(doc, validator, partial)
     except Exception as exc:  # any failure on user input is the input's error, not a crash
         return None, [unreadable(doc.source, exc)]
 
@@ -69,7 +74,9 @@ def unreadable(source: str, exc: BaseException) -> ConfigError:
     return ConfigError(source, DOCUMENT, f"cannot be read: {type(exc).__name__}: {exc}"[:500])
 
 
-def _check_document(doc: Document, validator: Validator) -> tuple[Layer | None, list[ConfigError]]:
+def _check_document(
+    doc: Document, validator: Validator, partial: bool
+) -> tuple[Layer | None, list[ConfigError]]:
     folded, aliased, errors = fold_alias(doc)
     if folded is None:
         return None, errors
@@ -77,8 +84,20 @@ def _check_document(doc: Document, validator: Validator) -> tuple[Layer | None, 
     if aliased:
         errors = [_unfold(e) for e in errors]
     if errors:
-        return None, errors
+        return (_partial(folded, errors, validator) if partial else None), errors
     return Layer(doc.source, canonical_file_modes(folded.data, validator.schema)), []
+
+
+def _partial(doc: Document, errors: list[ConfigError], validator: Validator) -> Layer | None:
+    """What is left of ``doc`` without the roots its errors cost, checked again (None: an error that
+    no root holds, or what is left still fails)."""
+    roots, unplaced = roots_of(errors)
+    if unplaced:
+        return None
+    rest = replace(doc, data=without_roots(doc.data, roots))
+    if validator.validate(rest):
+        return None
+    return Layer(doc.source, canonical_file_modes(rest.data, validator.schema))
 
 
 def _unfold(error: ConfigError) -> ConfigError:
@@ -92,13 +111,16 @@ def _unfold(error: ConfigError) -> ConfigError:
     return error
 
 
-def check_text(text: str, source: str, validator: Validator) -> tuple[Layer | None, list[ConfigError]]:
+def check_text(
+    text: str, source: str, validator: Validator, *, partial: bool = False
+) -> tuple[Layer | None, list[ConfigError]]:
     """Parse and validate one cloud-config document (a leading ``#cloud-config`` line is a comment).
-    Whatever goes wrong is an error naming ``source``: this never raises."""
+    Whatever goes wrong is an error naming ``source``: this never raises. ``partial``: see
+    ``check_document``."""
     try:
         doc, errors = load_document(text, source)
     except Exception as exc:  # see check_document
         return None, [unreadable(source, exc)]
     if doc is None:
         return None, errors
-    return check_document(doc, validator)
+    return check_document(doc, validator, partial=partial)

@@ -74,12 +74,14 @@ class LayerSources:
     def dropin_dir(self) -> Path:
         return self.paths.config_dir / DROPIN_DIR
 
-    def read(self, defaults: list[Layer], overrides: Mapping[Path, str | None]) -> Read:
+    def read(self, defaults: list[Layer], overrides: Mapping[Path, str | None], *, partial: bool = False
+             ) -> Read:
         """``defaults``, then the user's files (``overrides``: a file's text as it would be after an
         edit; None: the file gone), the kernel command line, then what the datasources listed so far
-        give (fetched now)."""
+        give (fetched now). ``partial`` (boot, reload): a layer with errors that all sit under domain
+        roots is kept without those roots (supervisor/config/salvage.py), its errors reported."""
         out = Read(list(defaults))
-        for path, layer, errs in self.files(overrides):
+        for path, layer, errs in self.files(overrides, partial=partial):
             out.errors.extend(errs)
             if layer is not None:
                 out.layers.append(layer)
@@ -87,13 +89,13 @@ class LayerSources:
         cmdline_text = self.cmdline()
         cmd_doc, errs = parse_cmdline(cmdline_text, self._schema)
         out.errors.extend(errs)
-        cmd_layer, errs = check_document(cmd_doc, self._validator)
+        cmd_layer, errs = check_document(cmd_doc, self._validator, partial=partial)
         out.errors.extend(errs)
         if cmd_layer is not None:
             out.layers.append(cmd_layer)
             out.overriding[cmd_layer.source] = "the kernel command line"
         so_far, provenance = merge_layers((lay.source, lay.data) for lay in out.layers)
-        ds_layers, errs, warns = self._datasource_layers(so_far, provenance, cmdline_text, out.notes)
+        ds_layers, errs, warns = self._datasource_layers(so_far, provenance, cmdline_text, out.notes, partial)
         out.errors.extend(errs)
         out.warnings.extend(warns)
         for spec, layer in ds_layers:
@@ -101,11 +103,12 @@ class LayerSources:
             out.overriding[layer.source] = f"datasource {spec}"
         return out
 
-    def files(self, overrides: Mapping[Path, str | None] | None = None
+    def files(self, overrides: Mapping[Path, str | None] | None = None, *, partial: bool = False
               ) -> list[tuple[Path, Layer | None, list[ConfigError]]]:
         """The user's files in merge order (cloud-config.d/*.yml, cloud-config.yml, private.yml), each
         read and checked on its own: (path, layer or None, errors)."""
-        return [(path, *self._file_layer(path, where, overrides or {})) for path, where in self._file_paths()]
+        return [(path, *self._file_layer(path, where, overrides or {}, partial))
+                for path, where in self._file_paths()]
 
     def cmdline(self) -> str:
         """The kernel command line's text (given, or read from ``paths.cmdline_file``)."""
@@ -160,7 +163,7 @@ class LayerSources:
                 (self.private_path, generation / PRIVATE)]
 
     def _file_layer(
-        self, path: Path, where: Path, overrides: Mapping[Path, str | None]
+        self, path: Path, where: Path, overrides: Mapping[Path, str | None], partial: bool
     ) -> tuple[Layer | None, list[ConfigError]]:
         if path in overrides:
             text = overrides[path]
@@ -173,7 +176,7 @@ class LayerSources:
                 return None, errors
         if text is None:
             return None, []
-        return check_text(text, str(path), self._validator)
+        return check_text(text, str(path), self._validator, partial=partial)
 
     def _file_warnings(
         self, path: Path, layer: Layer, overrides: Mapping[Path, str | None]
@@ -197,7 +200,8 @@ class LayerSources:
         ]
 
     def _datasource_layers(
-        self, so_far: dict[str, Any], provenance: dict[str, str], cmdline_text: str, notes: list[str]
+        self, so_far: dict[str, Any], provenance: dict[str, str], cmdline_text: str, notes: list[str],
+        partial: bool,
     ) -> tuple[list[tuple[str, Layer]], list[ConfigError], list[ConfigError]]:
         """``([(spec, layer)], errors, warnings)``: what the listed datasources give, fetched now (what
         each found goes to ``notes``)."""
@@ -216,13 +220,13 @@ class LayerSources:
             if fetched.pending:
                 pending.append(source.spec)
             for name, text in fetched.user_data:
-                layer, errs = check_text(text, name, self._validator)
+                layer, errs = check_text(text, name, self._validator, partial=partial)
                 errors.extend(errs)
                 if layer is not None:
                     layers.append((source.spec, layer))
             for name, data in fetched.metadata:
                 data = _with_keys_below(data, so_far, [lay for _, lay in layers])
-                layer, errs = check_document(Document(name, data), self._validator)
+                layer, errs = check_document(Document(name, data), self._validator, partial=partial)
                 errors.extend(errs)
                 if layer is not None:
                     layers.append((source.spec, layer))

@@ -4,7 +4,10 @@ Layers, later wins (maps merge; lists and scalars replace):
   shipped defaults -> the image's defaults (/usr/share/corral/cloud-config.d/*.yml, by name)
   -> cloud-config.d/*.yml (by name) -> cloud-config.yml -> private.yml
   -> kernel command line -> datasources (user-data, then meta-data; in the order listed).
-A config with any invalid layer is rejected whole; the last good one stays in force.
+At boot and on reload (``load``) a config with errors keeps what is valid: each error costs its domain
+root (``corral.network``, ``hostname``, the netplan ``network``...), which stays on the last good config
+(or the defaults), and the rest is put in force (supervisor/config/salvage.py). An interactive change
+(``set``, ``unset``, ``merge``) with any error is rejected whole.
 
 Where each layer comes from, and how it is read, is supervisor/config/sources.py.
 
@@ -37,9 +40,11 @@ from supervisor.config.cmdline import SOURCE as CMDLINE
 from supervisor.config.datasources import DatasourceRegistry, MediaReader, default_registry
 from supervisor.config.errors import DOCUMENT, ConfigError
 from supervisor.config.generations import CLOUD_CONFIG, PRIVATE, Generations, Recovered
+from supervisor.config.judge import DomainCheck, Ignored, Judge, attribute
 from supervisor.config.keypath import KeyPath, format_path, get_path, nested, parse_path, without
 from supervisor.config.layers import ALIAS, CORRAL, Layer, check_document, check_text
 from supervisor.config.merge import changed_keys, diff, merge, merge_layers, same
+from supervisor.config.salvage import ON_DEFAULTS, ON_LAST_GOOD, WHOLE, Salvaged, describe_verdict, on_now
 from supervisor.config.schema import Schema
 from supervisor.config.secrets import REDACTED, keep_stored, redact, split_secrets
 from supervisor.config.sources import LayerSources
@@ -71,6 +76,8 @@ class LoadResult:
     """The sources above the user's config (cmdline, datasource files) -> what that layer is."""
     parsed: dict[str, object] = field(default_factory=dict)
     """Each domain's typed config, as its check parsed it (domain name -> object)."""
+    salvage: Salvaged | None = None
+    """``verdict``, ``load``: what a boot keeps of a config with errors (None: it has none)."""
     notes: list[str] = field(default_factory=list)
     """What each datasource found, one line each (for the journal)."""
 
@@ -82,7 +89,7 @@ class LoadResult:
 class ReloadResult(NamedTuple):
     """Outcome of ``reload``; unpacks as ``errors, changed``."""
 
-    errors: list[ConfigError]  # non-empty: rejected whole, the config in force is unchanged
+    errors: list[ConfigError]  # non-empty: the roots they cost stayed on the last good config
     changed: list[str]  # top-level key paths (``corral.*`` one level down) that changed
 
     @property
@@ -91,27 +98,9 @@ class ReloadResult(NamedTuple):
 
     def event(self, generation: int) -> ConfigChanged | None:
         """The bus event to publish when a new config came into force, else None."""
-        if self.errors or not self.changed:
+        if not self.changed:
             return None
         return ConfigChanged(generation=generation, changed=tuple(self.changed))
-
-
-Source = Callable[[str], str]
-"""Maps a key path to the file (or layer) that most likely gave it, for naming errors."""
-
-@dataclass(frozen=True)
-class Checked:
-    """What a domain's check of a whole config found, and the domain's typed config it parsed (kept with
-    the generation it was made for: the domain's reconciler reads it instead of parsing again)."""
-
-    errors: Sequence[ConfigError] = ()
-    warnings: Sequence[ConfigError] = ()
-    parsed: object = None
-
-
-DomainCheck = Callable[[Mapping[str, Any], Source], Checked]
-"""A domain's own check of the whole merged config (units, network, storage). It runs only once the
-schema is satisfied; an error rejects the config like any schema error."""
 
 
 class ConfigStore:
@@ -125,6 +114,7 @@ class ConfigStore:
         registry: DatasourceRegistry | None = None,
         checks: Mapping[str, DomainCheck] | None = None,
         media: MediaReader | None = None,
+        ignored: Ignored | None = None,
     ) -> None:
         self.paths = paths
         self._checks = dict(checks or {})
@@ -133,17 +123,23 @@ class ConfigStore:
         self._validator = Validator(self._schema)
         self.sources = LayerSources(paths, self._validator, self._schema, cmdline_text,
                                     registry if registry is not None else default_registry(), media)
+        self._judge_whole = Judge(self._validator, self.sources, self._checks, ignored or {})
         self._lock = threading.RLock()
         self._default_layers = self.sources.defaults()
         self._defaults, self._provenance = merge_layers(
             (lay.source, lay.data) for lay in self._default_layers
         )
+        self._default_provenance = dict(self._provenance)
         self._current: dict[str, Any] = self._defaults
         self._parsed: dict[str, object] = {}  # each domain's typed config of the config in force
         self.generation = 0
-        self.last_errors: list[ConfigError] = []  # why the last load was rejected; [] when accepted
+        self.last_errors: list[ConfigError] = []  # the last load's errors; [] when it had none
         self.last_warnings: list[ConfigError] = []
         self.last_notes: list[str] = []  # what each datasource found at the last load
+        self.salvaged: dict[str, str] = {}
+        """The domain roots the last load's errors cost -> what each is on (``salvage.ON_DEFAULTS``,
+        ``ON_LAST_GOOD``); ``salvage.WHOLE`` when nothing could be salvaged."""
+        self.salvaged_errors: dict[str, int] = {}  # the same roots -> how many errors each had
         self.last_recovered = Recovered()  # what the last load adopted or cleaned (generations.py)
 
     # -- locations ---------------------------------------------------------------------------------------
@@ -174,7 +170,8 @@ class ConfigStore:
         with self._lock:
             if domain not in self._parsed:
                 provenance = self._provenance
-                checked = self._checks[domain](self._current, lambda key: _attribute(key, provenance))
+                visible = self._judge_whole.visible(self._current)
+                checked = self._checks[domain](visible, lambda key: attribute(key, provenance))
                 self._parsed[domain] = checked.parsed
             return self._parsed[domain]
 
@@ -233,10 +230,18 @@ class ConfigStore:
         """The verdict on one cloud-config document as the user's whole config: the document checked
         on its own, then over the defaults (schema and every domain check), exactly as boot, reload
         and merge check it. Nothing else is read: no cmdline, no drop-ins, no datasource is fetched
-        (their kinds are checked). Changes nothing."""
+        (their kinds are checked). Changes nothing. With errors, ``salvage`` is what a boot would keep
+        of it (each failing root on the defaults) and the warnings are those of what it would apply."""
         layer, errors = check_text(text, filename, self._validator)
         layers = [*self._default_layers, *([layer] if layer is not None else [])]
-        return self._judge(layers, errors, [])
+        result = self._judge(layers, errors, [])
+        if result.ok:
+            return result
+        kept, errors = check_text(text, filename, self._validator, partial=True)
+        layers = [*self._default_layers, *([kept] if kept is not None else [])]
+        salvaged = self._judge_whole.salvage(layers, errors, self._defaults, self._default_provenance)
+        warnings = list(dict.fromkeys([*result.warnings, *salvaged.judged.warnings]))  # each once
+        return replace(result, warnings=warnings, salvage=salvaged)
 
     # -- loading -----------------------------------------------------------------------------------------
 
@@ -245,28 +250,42 @@ class ConfigStore:
         return self._load({})
 
     def load(self) -> LoadResult:
-        """Read and merge every layer; if all are valid, put the result in force (``generation`` goes
-        up when it differs). With any error, the config in force is untouched."""
+        """Read and merge every layer and put the result in force (``generation`` goes up when it
+        differs). With errors, what is valid is put in force: each error's domain root stays on the
+        config in force (the last good one) or the defaults (``salvaged`` says which), a file with an
+        error no root holds is not read, and when even that does not give a config that passes every
+        check the config in force stays whole."""
         with self._lock:
             self.last_recovered, tidy = _recover(self.sources.generations)
-            result = self.read()
-            result.warnings.extend(tidy)
-            self.last_warnings = result.warnings
-            self.last_notes = result.notes
-            if result.errors:
-                self.last_errors = result.errors
-                return result
-            self.last_errors = []
-            changed = changed_keys(self._current, result.config)
+            read = self.sources.read(self._default_layers, {}, partial=True)
+            salvaged = self._judge_whole.salvage(read.layers, read.errors, self._current, self._provenance)
+            warnings = [*read.warnings, *salvaged.judged.warnings, *tidy]
+            self.last_warnings = warnings
+            self.last_notes = read.notes
+            self.last_errors = salvaged.errors
+            self.salvaged_errors = {root: len(errs) for root, errs in salvaged.roots.items()}
+            if salvaged.config is None:
+                on = ON_DEFAULTS if self.generation == 0 else ON_LAST_GOOD
+                self.salvaged = {WHOLE: on}
+                self.salvaged_errors = {WHOLE: len(salvaged.errors)}
+                config, provenance = merge_layers((lay.source, lay.data) for lay in read.layers)
+                return LoadResult(config, salvaged.errors, warnings, provenance, overriding=read.overriding,
+                                  salvage=salvaged, notes=read.notes)
+            self.salvaged = {root: on_now(root, self.generation, self.salvaged) for root in salvaged.roots}
+            config = salvaged.config
+            changed = changed_keys(self._current, config)
             if changed:
-                self._current = result.config
-                self._parsed = result.parsed
+                self._current = config
+                self._parsed = dict(salvaged.judged.parsed)
                 self.generation += 1
-            self._provenance = result.provenance
-            return replace(result, changed=changed)
+            self._provenance = salvaged.provenance
+            return LoadResult(config, salvaged.errors, warnings, salvaged.provenance, changed,
+                              read.overriding, dict(salvaged.judged.parsed),
+                              salvaged if salvaged.errors else None, notes=read.notes)
 
     def reload(self) -> ReloadResult:
-        """``load``, reported as ``(errors, changed)``: errors mean nothing changed."""
+        """``load``, reported as ``(errors, changed)``: errors name what stayed on the last good config
+        (``salvaged``); ``changed`` is what came into force all the same."""
         result = self.load()
         return ReloadResult(result.errors, result.changed)
 
@@ -282,21 +301,11 @@ class ConfigStore:
         they are all valid, check the whole: the schema (cross-layer problems), then each domain
         check. Every path to a config in force, and ``verdict``, ends here."""
         config, provenance = merge_layers((lay.source, lay.data) for lay in layers)
-        if not errors:
-            for err in self._validator.validate(Document("merged", config)):
-                errors.append(ConfigError(_attribute(err.key, provenance), err.key, err.message))
-        if not errors:  # every datasource listed, also one a datasource lists (read, but not followed)
-            listed = self.sources.datasources(config, provenance)
-            errors.extend(e for e in listed if isinstance(e, ConfigError))
-        if not errors:
-            parsed: dict[str, object] = {}
-            for domain, check in self._checks.items():
-                checked = check(config, lambda key: _attribute(key, provenance))
-                errors.extend(checked.errors)
-                warnings.extend(checked.warnings)
-                parsed[domain] = checked.parsed
-            return LoadResult(config, errors, warnings, provenance, parsed=parsed)
-        return LoadResult(config, errors, warnings, provenance)
+        if errors:
+            return LoadResult(config, errors, warnings, provenance)
+        judged = self._judge_whole.whole(config, provenance)
+        return LoadResult(config, [*errors, *judged.errors], [*warnings, *judged.warnings], provenance,
+                          parsed=dict(judged.parsed) if not judged.errors else {})
 
     # -- editing -----------------------------------------------------------------------------------------
 
@@ -350,7 +359,7 @@ class ConfigStore:
             return self._rewrite(remove, [path], UNSET_SOURCE)
         except KeyError:
             key = format_path(path)
-            source = _attribute(key, self.provenance) if self._has(path) else None
+            source = attribute(key, self.provenance) if self._has(path) else None
             where = f"its value comes from {source}" if source else "it is not in the config at all"
             return [ConfigError(UNSET_SOURCE, key, f"not set in the user's config ({where})")]
 
@@ -478,12 +487,16 @@ def parse_key(schema: Schema, key_path: str) -> KeyPath:
 
 
 def verdict_reply(result: LoadResult) -> dict[str, Any]:
-    """``verdict`` as data, as `config validate` prints it and the control socket sends it."""
-    return {
+    """``verdict`` as data, as `config validate` prints it and the control socket sends it; with
+    errors, ``boot`` says what a boot would keep and drop (supervisor/config/salvage.py)."""
+    reply: dict[str, Any] = {
         "valid": result.ok,
         "errors": [e.to_dict() for e in result.errors],
         "warnings": [w.to_dict() for w in result.warnings],
     }
+    if result.salvage is not None:
+        reply["boot"] = {**result.salvage.kept_dropped(), "summary": describe_verdict(result.salvage)}
+    return reply
 
 
 def _leaves(data: Mapping[str, Any], path: KeyPath = ()) -> list[KeyPath]:
@@ -515,7 +528,7 @@ def _overridden(
             if giver in result.overriding and (_within(leaf, key) or _within(key, leaf))
         ]
         if not givers:  # cannot happen while only those layers come after the user's; say so anyway
-            givers = [(key, _attribute(key, result.provenance))]
+            givers = [(key, attribute(key, result.provenance))]
         leaf, giver = givers[0]
         layer = result.overriding.get(giver, "a layer above the user's config")
         where = f"{layer} ({giver})" if giver == CMDLINE else f"{giver} ({layer})"
@@ -549,29 +562,3 @@ def _dump(data: dict[str, Any]) -> str:
     if not data:
         return HEADER
     return HEADER + yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
-
-
-def _attribute(key: str, provenance: Mapping[str, str]) -> str:
-    """The source most likely responsible for a problem at ``key``."""
-    if key in provenance:
-        return provenance[key]
-    for leaf, source in provenance.items():
-        if leaf.startswith((key + ".", key + "[")):
-            return source
-    best = ""
-    for leaf in provenance:
-        if key.startswith((leaf + ".", leaf + "[")) and len(leaf) > len(best):
-            best = leaf
-    if best:
-        return provenance[best]
-    # a key nothing gave (a required key that is missing): the one source of its nearest map
-    try:
-        path = parse_path(key)
-    except ValueError:
-        return "merged"
-    for end in range(len(path) - 1, 0, -1):
-        outer = format_path(path[:end])
-        sources = {src for leaf, src in provenance.items() if leaf.startswith((outer + ".", outer + "["))}
-        if sources:
-            return sources.pop() if len(sources) == 1 else "merged"
-    return "merged"

@@ -277,8 +277,10 @@ def _not_json_message(value: Any, literal: str | None) -> str:
 
 
 def _unknown_key(key: str, path: KeyPath, known: dict[str, Any], schema: Schema) -> tuple[str, str | None]:
-    """The message for an unknown key, and the key path it suggests (None when it suggests none)."""
+    """The message for an unknown key, and the key path it suggests (None when it suggests none). Keys
+    the schema marks not implemented (supervisor/compat.py) are neither suggested nor listed."""
     message = "unknown key"
+    known = {k: v for k, v in known.items() if not _not_implemented(v)}
     suggestion: str | None = None
     if not path and key in _property_names(schema, schema.child(schema.root(), "corral")):
         suggestion = f"corral.{key}"
@@ -291,6 +293,11 @@ def _unknown_key(key: str, path: KeyPath, known: dict[str, Any], schema: Schema)
     if known:
         return f"{message} (known here: {', '.join(sorted(known))})", None
     return message, None
+
+
+def _not_implemented(node: Any) -> bool:
+    """A property the schema accepts only to warn about (``$comment`` says "not implemented")."""
+    return isinstance(node, dict) and str(node.get("$comment", "")).startswith("not implemented")
 
 
 def _property_names(schema: Schema, nodes: list[SchemaNode]) -> set[str]:

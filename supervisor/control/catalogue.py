@@ -203,7 +203,9 @@ COMMANDS: dict[str, Command] = _commands(
         "Check a cloud-config document as the only config over the defaults (schema and domain checks, "
         "as boot, merge and reload do) without applying it; `corral config validate` does the same "
         "without the supervisor.",
-        '{"valid": bool, "errors": [ConfigProblem], "warnings": [ConfigProblem]}',
+        '{"valid": bool, "errors": [ConfigProblem], "warnings": [ConfigProblem]}; invalid: also "boot": '
+        '{"salvaged": bool, "dropped_roots": [str], "dropped_files": [str], "summary": str}, what a boot '
+        'would keep',
         (
             Arg("yaml", (str,), "cloud-config YAML text", required=True),
             Arg("filename", (str,), "name used in error messages", default="<stdin>"),
@@ -248,7 +250,8 @@ COMMANDS: dict[str, Command] = _commands(
         ),
         streams="always",
     ),
-    Command("reload", "Re-read the config files and apply them.", _APPLIED),
+    Command("reload", "Re-read the config files and apply them; with errors, the parts they are in stay on "
+            "the last good config, the rest is applied, and the reply is an error naming both.", _APPLIED),
     Command("poweroff", "Stop every unit and power the machine off.", "null, sent before shutting down"),
     Command("reboot", "Stop every unit and reboot.", "null, sent before shutting down"),
     Command(

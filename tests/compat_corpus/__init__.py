@@ -39,7 +39,7 @@ from supervisor.paths import Paths
 
 CORPUS = Path(__file__).parent
 EXPECTED = CORPUS / "expected.yml"
-DOC = CORPUS.parent.parent / "docs" / "compatibility.md"
+DOC = CORPUS.parent.parent / "docs" / "corpus.md"
 DOC_BEGIN, DOC_END = "<!-- compat-corpus-counts: begin -->\n", "<!-- compat-corpus-counts: end -->\n"
 STILL_REJECTED = CORPUS / "still_rejected.yml"
 
@@ -317,7 +317,7 @@ def still_rejected_text(judged: Mapping[str, Verdict]) -> str:
 
 
 def counts_table(judged: Mapping[str, Verdict]) -> str:
-    """The counts as docs/compatibility.md shows them: all files, then each origin."""
+    """The counts as docs/corpus.md shows them: all files, then each origin."""
     rows = [("all", counts(judged)), *by_origin(judged)]
     lines = [
         "| | files | accepted | of them with warnings | rejected | of them wrongly | "
@@ -331,7 +331,7 @@ def counts_table(judged: Mapping[str, Verdict]) -> str:
 
 
 def doc_text(doc: str, judged: Mapping[str, Verdict]) -> str:
-    """``doc`` (docs/compatibility.md's text) with the counts between its markers written anew."""
+    """``doc`` (docs/corpus.md's text) with the counts between its markers written anew."""
     head, begin, rest = doc.partition(DOC_BEGIN)
     _, end, tail = rest.partition(DOC_END)
     if not begin or not end:

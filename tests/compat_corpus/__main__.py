@@ -1,5 +1,5 @@
 """`python -m tests.compat_corpus [--update]`: the corpus's summary, and where the current code's verdicts
-differ from expected.yml, still_rejected.yml and docs/compatibility.md's counts; with --update, rewrite
+differ from expected.yml, still_rejected.yml and docs/corpus.md's counts; with --update, rewrite
 them from those verdicts."""
 
 from __future__ import annotations

@@ -1,0 +1,178 @@
+"""Keys corral knows but does not implement: the one table of them, key path -> what corral does instead.
+
+RancherOS's keys with no equivalent here (from rancher/os ``config/types.go``: ``RancherConfig``,
+``DockerConfig``, ``SSHConfig``, ``StateConfig``, ``UpgradeConfig``; and its kernel command line keys)
+and the cloud-init modules corral does not run. Such a key is accepted, never a rejection: it is a
+warning naming the key and what corral does instead, every time the config is loaded (boot, reload,
+``config validate``, ``set``/``merge``), listed by ``corral status`` and ``corral config validate``.
+
+This table is read by the config store (the warnings; the domain checks do not see these keys), by
+``python -m supervisor.gen_schema`` (schema.json accepts each key, any value, its description the
+message) and by ``python -m supervisor.compat`` (docs/compatibility.md, checked current by a test). A
+key that corral comes to implement leaves this table for its parser's."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from supervisor.config.keypath import KeyPath, parse_path
+
+_USER_DOCKERD = "corral's user dockerd is Debian's docker.io, run as the `docker` system unit " \
+    "(units/defaults/docker.yml)"
+_SYSTEM_DOCKERD = "corral's system dockerd runs with fixed options (docs/system-docker.md)"
+
+# RancherOS's DockerConfig (EngineOpts and the rest), for rancher.docker.* and rancher.system_docker.*
+_DOCKER_FIELDS = (
+    "bridge", "bip", "config_file", "containerd", "debug", "exec_root", "group", "graph", "host",
+    "insecure_registry", "live_restore", "log_driver", "log_opts", "pid_file", "registry_mirror", "restart",
+    "selinux_enabled", "storage_driver", "userland_proxy", "engine", "tls", "tls_args", "extra_args",
+    "server_cert", "server_key", "ca_cert", "ca_key", "environment", "storage_context", "exec",
+)
+
+NOT_IMPLEMENTED: Mapping[str, str] = {
+    # -- RancherOS: rancher.* (corral.* is the same) ---------------------------------------------------
+    "rancher.docker.engine": "corral's user dockerd is Debian's docker.io; engine switching (ros engine) "
+                             "does not exist",
+    "rancher.docker": f"{_USER_DOCKERD}, with corral's options: to run it otherwise, turn it off "
+                      "(corral.services_include.docker: false) and give your own unit in corral.services",
+    **{f"rancher.system_docker.{name}": _SYSTEM_DOCKERD for name in _DOCKER_FIELDS},
+    "rancher.bootstrap_docker": "corral has no bootstrap dockerd: the kernel modules, the state partition "
+                                "and the network are set up by PID 1 itself",
+    "rancher.bootstrap": "corral has no bootstrap containers: the state partition is prepared by PID 1 "
+                         "(corral.state, docs/storage.md)",
+    "rancher.cloud_init_services": "corral runs no cloud-init containers: datasources are read by PID 1 "
+                                   "(corral.cloud_init.datasources)",
+    "rancher.console": "corral has one console, Debian-based (the `console` unit); console switching "
+                       "(ros console) does not exist",
+    "rancher.force_console_rebuild": "the console is an image shipped with corral, never rebuilt",
+    "rancher.autologin": "no autologin: log in on the console with corral.password or over ssh with "
+                         "ssh_authorized_keys",
+    "rancher.recovery": "no recovery console: a boot that cannot go on opens the emergency shell",
+    "rancher.rm_usr": "corral's /usr is the read-only image; nothing to remove",
+    "rancher.no_sharedroot": "corral shares no root with containers",
+    "rancher.disable": "corral's own services are not RancherOS's: turn a shipped one off with "
+                       "corral.services_include.NAME: false",
+    "rancher.repositories": "no service repositories: a unit is given in corral.services or a unit file",
+    "rancher.upgrade": "no `ros os upgrade`: corral is upgraded by replacing its image (kernel and initrd)",
+    "rancher.registry_auths": "no registry credentials for the system dockerd: corral's own images are "
+                              "shipped with the image; the user dockerd reads ~/.docker/config.json",
+    "rancher.defaults": "RancherOS's built-in defaults; corral's are its shipped config "
+                        "(supervisor/config/defaults/)",
+    "rancher.default_network": "RancherOS's built-in network defaults; corral's are its shipped config",
+    "rancher.resize_device": "no root partition resizing: corral runs from RAM and keeps its state on "
+                             "corral.state",
+    "rancher.restart_services": "units are restarted by corral's reconciler when their config changes",
+    "rancher.hypervisor_service": "no hypervisor guest-tools service is started for you: run one as a "
+                                  "unit in corral.services",
+    "rancher.shutdown_timeout": "the time between SIGTERM and SIGKILL at shutdown is corral.shutdown_grace",
+    "rancher.http_load_retries": "corral.cloud_init.datasources are read with corral's own retries",
+    "rancher.preload_wait": "image archives are loaded by the `images` boot phase before the units start",
+    "rancher.ssh": "sshd runs in the console on port 22 with host keys made once in "
+                   "/var/lib/corral/console/ssh; host keys, port and address are not configurable",
+    "rancher.state.directory": "the state partition is mounted as a whole (corral.state)",
+    "rancher.state.mdadm_scan": "no mdadm: give corral.state.dev a device node or LABEL=",
+    "rancher.state.lvm_scan": "no LVM scan: give corral.state.dev a device node or LABEL=",
+    "rancher.state.cryptsetup": "no encrypted state partition",
+    "rancher.state.rngd": "no rngd: the kernel's own entropy is used",
+    "rancher.state.script": "no state script: prepare the disk before boot, or let corral.state.autoformat "
+                            "format it",
+    "rancher.state.oem_fstype": "no OEM partition",
+    "rancher.state.oem_dev": "no OEM partition",
+    "rancher.state.boot_fstype": "corral boots from its kernel and initrd; it mounts no boot partition",
+    "rancher.state.boot_dev": "corral boots from its kernel and initrd; it mounts no boot partition",
+    # -- cloud-init modules corral does not run ----------------------------------------------------------
+    "users": "the console has the users `rancher` and `docker`; keys go in ssh_authorized_keys, the password "
+             "in corral.password",
+    "groups": "the console's groups are fixed",
+    "chpasswd": "the console's password is corral.password",
+    "ssh_pwauth": "the console's sshd takes keys (ssh_authorized_keys) and the password corral.password "
+                  "sets; that is not configurable",
+    "ssh_keys": "sshd's host keys are made once, in /var/lib/corral/console/ssh",
+    "ssh_deletekeys": "sshd's host keys are made once and kept",
+    "ssh_genkeytypes": "sshd's host keys are made once, ed25519 and ecdsa",
+    "disable_root": "root has no login over ssh; log in as rancher",
+    "fqdn": "the host name is `hostname`",
+    "preserve_hostname": "the host name is always `hostname` (default corral)",
+    "manage_etc_hosts": "corral writes /etc/hosts itself with the host name",
+    "timezone": "corral runs in UTC",
+    "ntp": "no NTP client is shipped: run one as a unit in corral.services",
+    "locale": "corral sets no locale; the console passes on the LANG and LC_* an ssh client sends",
+    "packages": "corral installs no packages: run software as units in corral.services",
+    "package_update": "corral installs no packages",
+    "package_upgrade": "corral is upgraded by replacing its image",
+    "apt": "corral has no package manager",
+    "growpart": "no root partition to grow: corral runs from RAM",
+    "resize_rootfs": "no root filesystem to resize: corral runs from RAM",
+    "power_state": "power off or reboot with `corral poweroff` / `corral reboot`",
+    "final_message": "the boot's end is the journal's `boot ready` line",
+    "phone_home": "no phone-home",
+    "ca_certs": "the image's CA certificates are fixed",
+}
+"""Key path as people write it (``rancher.``: RancherOS's spelling of ``corral.``) -> what corral does
+instead. Under a key, every key is ignored with it."""
+
+
+def key_path(shown: str) -> KeyPath:
+    """The key path a table key stands for in the merged config (``rancher.`` is ``corral.``)."""
+    path = parse_path(shown)
+    return ("corral", *path[1:]) if path[:1] == ("rancher",) else path
+
+
+def ignored() -> dict[KeyPath, tuple[str, str]]:
+    """The table as the config store takes it: key path -> (the key as written, what corral does)."""
+    return {key_path(shown): (shown, what) for shown, what in NOT_IMPLEMENTED.items()}
+
+
+# -- docs/compatibility.md --------------------------------------------------------------------------------
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "compatibility.md"
+_HEADER = """\
+# Compatibility: keys corral knows but does not implement
+
+<!-- generated by `python -m supervisor.compat` from supervisor/compat.py; do not edit by hand -->
+
+RancherOS and cloud-init keys that corral accepts but does not act on. Each one present is a
+**warning** naming the key and what corral does instead, every time the config is loaded (boot,
+reload, `corral config validate`, `set`/`merge`); `corral status` and `corral config validate` list
+them. The value under such a key is not checked. A key that is neither here nor in
+[config.md](config.md) is an error (at boot it costs its part of the config only: see
+[config.md](config.md#when-the-config-has-errors-boot-keeps-what-is-valid)).
+
+`rancher.` is RancherOS's spelling of `corral.`: `rancher.docker.engine` is `corral.docker.engine`.
+What corral makes of 277 real cloud-configs (RancherOS's and cloud-init's) is in [corpus.md](corpus.md).
+"""
+
+
+def render() -> str:
+    """docs/compatibility.md's text, from ``NOT_IMPLEMENTED``."""
+    rancher = {k: v for k, v in NOT_IMPLEMENTED.items() if k.startswith("rancher.")}
+    cloud_init = {k: v for k, v in NOT_IMPLEMENTED.items() if k not in rancher}
+    parts = [_HEADER]
+    for title, rows in (("RancherOS", rancher), ("cloud-init", cloud_init)):
+        parts.append(f"\n## {title}\n\n| Key | Warned: what corral does instead |\n|---|---|\n")
+        parts.extend(f"| `{key}` | {what} |\n" for key, what in sorted(rows.items()))
+    return "".join(parts)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m supervisor.compat",
+                                     description="write docs/compatibility.md from supervisor/compat.py")
+    parser.add_argument("--check", action="store_true", help="exit 1 when the file is not current")
+    args = parser.parse_args(argv)
+    text = render()
+    if args.check:
+        current = DOC.read_text(encoding="utf-8") if DOC.exists() else ""
+        if current != text:
+            print(f"{DOC} is out of date: run python -m supervisor.compat", file=sys.stderr)
+            return 1
+        return 0
+    DOC.write_text(text, encoding="utf-8")
+    print(f"wrote {DOC}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""Keys corral knows but does not implement (supervisor/compat.py): accepted, a warning naming the key and
+what corral does instead on every load, never a rejection; the schema and docs/compatibility.md come
+from the one table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from supervisor import compat
+from supervisor.compat import NOT_IMPLEMENTED, key_path
+from supervisor.config.schema import Schema
+from supervisor.config.store import ConfigStore
+from supervisor.domain_checks import config_store
+from supervisor.paths import Paths
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ConfigStore:
+    paths = Paths.sandbox(tmp_path)
+    paths.config_dir.mkdir(parents=True)
+    return config_store(paths, "")
+
+
+RANCHEROS = """#cloud-config
+ssh_authorized_keys: [ssh-ed25519 AAAAkey]
+rancher:
+  docker:
+    engine: docker-17.03.2-ce
+    tls: true
+  console: ubuntu
+  state:
+    dev: LABEL=RANCHER_STATE
+    mdadm_scan: true
+  system_docker:
+    storage_driver: overlay2
+  upgrade: {url: "https://example.com/releases.yml"}
+users:
+  - name: me
+timezone: Europe/Paris
+"""
+
+
+def test_every_known_but_unimplemented_key_is_a_warning_naming_it(store: ConfigStore) -> None:
+    result = store.verdict(RANCHEROS, "user.yml")
+    assert result.ok, result.errors
+    got = {w.key: w.message for w in result.warnings}
+    assert set(got) == {
+        "rancher.docker",
+        "rancher.docker.engine",
+        "rancher.console",
+        "rancher.state.mdadm_scan",
+        "rancher.system_docker.storage_driver",
+        "rancher.upgrade",
+        "users",
+        "timezone",
+    }
+    assert got["rancher.docker.engine"] == (
+        "not implemented: corral's user dockerd is Debian's docker.io; engine "
+        "switching (ros engine) does not exist; the key is ignored"
+    )
+    assert all(w.file == "user.yml" for w in result.warnings)
+
+
+def test_a_key_whose_sub_keys_all_have_their_own_entry_is_named_by_them_only(store: ConfigStore) -> None:
+    result = store.verdict("rancher:\n  docker:\n    engine: docker-18\n", "user.yml")
+    assert [w.key for w in result.warnings] == ["rancher.docker.engine"]
+
+
+def test_the_warnings_come_on_every_load_and_the_keys_stay_in_the_config(store: ConfigStore) -> None:
+    store.cloud_config_path.write_text(RANCHEROS)
+    for _ in range(2):
+        result = store.load()
+        assert result.ok
+        assert "rancher.console" in [w.key for w in store.last_warnings]
+    assert store.get("corral.console") == "ubuntu"
+    assert store.get("corral.state.dev") == "LABEL=RANCHER_STATE"  # the implemented keys beside them apply
+
+
+def test_set_and_merge_accept_them_with_the_warning(store: ConfigStore) -> None:
+    assert store.set("rancher.console", "ubuntu") == []
+    assert store.merge("rancher:\n  autologin: tty1\n") == []
+    store.load()
+    assert {"rancher.console", "rancher.autologin"} <= {w.key for w in store.last_warnings}
+
+
+def test_the_kernel_command_line_gives_them_too(tmp_path: Path) -> None:
+    paths = Paths.sandbox(tmp_path)
+    result = config_store(paths, "rancher.autologin=tty1 corral.log.level=debug").load()
+    assert result.ok
+    assert [(w.file, w.key) for w in result.warnings] == [("cmdline", "rancher.autologin")]
+
+
+def test_every_key_of_the_table_is_in_the_schema_and_each_parses() -> None:
+    schema = Schema()
+    for shown in NOT_IMPLEMENTED:
+        path = key_path(shown)
+        assert path[0] != "rancher"
+        # the key itself, or a key above it that the table ignores whole (any value under it)
+        within = [
+            path[:n] for n in range(1, len(path) + 1) if any(key_path(k) == path[:n] for k in NOT_IMPLEMENTED)
+        ]
+        assert schema.at(within[0]), shown
+
+
+def test_the_table_names_no_key_corral_implements() -> None:
+    implemented = {
+        "corral.log",
+        "corral.network",
+        "corral.sysctl",
+        "corral.state.dev",
+        "corral.services",
+        "hostname",
+        "ssh_authorized_keys",
+        "write_files",
+        "runcmd",
+        "mounts",
+        "corral.system_docker.enabled",
+    }
+    assert not implemented & {".".join(map(str, key_path(k))) for k in NOT_IMPLEMENTED}
+
+
+def test_docs_compatibility_md_is_current() -> None:
+    assert compat.DOC.read_text(encoding="utf-8") == compat.render(), "run python -m supervisor.compat"
+    assert compat.main(["--check"]) == 0
+
+
+def test_an_unknown_key_is_not_pointed_at_a_key_that_does_nothing(store: ConfigStore) -> None:
+    result = store.verdict("timezon: UTC\n", "user.yml")
+    [error] = result.errors
+    assert error.key == "timezon" and "known here: bootcmd, corral, hostname" in error.message
+    assert "timezone" not in error.message and error.suggestion is None
