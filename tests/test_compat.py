@@ -4,6 +4,7 @@ from the one table."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,29 @@ def test_an_unknown_key_is_not_pointed_at_a_key_that_does_nothing(store: ConfigS
     [error] = result.errors
     assert error.key == "timezon" and "known here: bootcmd, corral, hostname" in error.message
     assert "timezone" not in error.message and error.suggestion is None
+
+
+IMPLEMENTED_CLOUD_INIT = {"hostname", "ssh_authorized_keys", "write_files", "runcmd", "bootcmd", "mounts"}
+"""The cloud-init top-level keys corral acts on itself (docs/config.md)."""
+
+
+def cloud_init_keys() -> set[str]:
+    """Every top-level key of cloud-init's own schema (tests/cloud_init_schema/, SOURCES there)."""
+    path = Path(__file__).parent / "cloud_init_schema" / "schema-cloud-config-v1.json"
+    schema = json.loads(path.read_text())
+    keys = set(schema.get("properties", {}))
+    for part in schema.get("allOf", []):
+        name = part.get("$ref", "").rsplit("/", 1)[-1]
+        keys |= set(schema["$defs"].get(name, {}).get("properties", {}))
+    return keys
+
+
+def test_every_cloud_init_key_is_implemented_or_warned_never_an_error(store: ConfigStore) -> None:
+    keys = cloud_init_keys()
+    assert len(keys) > 90  # the schema was read
+    missing = keys - IMPLEMENTED_CLOUD_INIT - set(NOT_IMPLEMENTED)
+    assert not missing, f"cloud-init keys neither implemented nor warned: {sorted(missing)}"
+    for key in sorted(keys - IMPLEMENTED_CLOUD_INIT):
+        result = store.verdict(f"#cloud-config\n{key}: {{some: value}}\n", "ci.yml")
+        assert not result.errors, (key, result.errors)
+        assert any(w.key == key for w in result.warnings), (key, result.warnings)

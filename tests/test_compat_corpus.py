@@ -40,6 +40,7 @@ from tests.compat_corpus import (
     still_rejected_text,
     summary,
     verdicts,
+    warned,
 )
 
 FILES = files()
@@ -126,10 +127,10 @@ def test_still_rejected_lists_exactly_the_rejected_files_that_must_be_accepted()
 
 def test_every_key_of_the_schema_says_whether_it_has_an_effect() -> None:
     """A key the schema gains is reserved there, or classified in EFFECT: an effect, or why it has none."""
-    assert set(EFFECT) | reserved() == schema_keys()
-    assert not set(EFFECT) & reserved()
-    assert {"bootcmd", "users", "ntp"} <= reserved()
-    assert no_effect("bootcmd") and no_effect("write_files") and no_effect("nonsense")
+    assert set(EFFECT) | reserved() | warned() == schema_keys()
+    assert not set(EFFECT) & reserved() and not set(EFFECT) & warned()
+    assert {"users", "ntp", "corral.docker"} <= warned()
+    assert no_effect("users") and no_effect("nonsense")
     assert no_effect("hostname") is None and no_effect("corral.services") is None
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from supervisor.compat import ignored
 from supervisor.config.errors import ConfigError
 from supervisor.config.keypath import format_path
 from supervisor.config.schema import Schema
@@ -229,10 +230,19 @@ def reserved() -> frozenset[str]:
     )
 
 
+def warned() -> frozenset[str]:
+    """The keys of ``EFFECT``'s depth that supervisor/compat.py warns about (corral knows them and does
+    not implement them): every use of one is a warning naming it, so none is silently ignored."""
+    return frozenset(format_path(path) for path in ignored() if len(path) == 1 or
+                     (len(path) == 2 and path[0] == "corral"))
+
+
 def no_effect(key: str) -> str | None:
     """Why corral does nothing with ``key`` (of ``EFFECT``'s depth), or None when it acts on it."""
     if key in reserved():
         return "reserved: accepted free-form, nothing reads it"
+    if key in warned():
+        return "not implemented: a warning names it (supervisor/compat.py)"
     return EFFECT.get(key, "not a key of the schema")
 
 
