@@ -24,6 +24,7 @@ from supervisor.config.keypath import KeyPath, parse_path
 
 _USER_DOCKERD = "corral's user dockerd is Debian's docker.io, run as the `docker` system unit " \
     "(units/defaults/docker.yml)"
+_OWN_MERGE = "corral merges config layers its own way: maps merge, lists and scalars replace (docs/config.md)"
 _SYSTEM_DOCKERD = "corral's system dockerd runs with fixed options (docs/system-docker.md)"
 
 # RancherOS's DockerConfig (EngineOpts and the rest), for rancher.docker.* and rancher.system_docker.*
@@ -133,8 +134,8 @@ NOT_IMPLEMENTED: Mapping[str, str] = {
     "disable_ec2_metadata": "corral reads EC2 metadata only when `ec2` is in corral.cloud_init.datasources",
     "launch-index": "corral reads all of user-data; there is no multi-instance launch index",
     "vendor_data": "corral reads no vendor-data",
-    "merge_how": "corral merges config layers its own way: maps merge, lists and scalars replace (docs/config.md)",
-    "merge_type": "corral merges config layers its own way: maps merge, lists and scalars replace (docs/config.md)",
+    "merge_how": _OWN_MERGE,
+    "merge_type": _OWN_MERGE,
     "cloud_init_modules": "corral's modules and their order are fixed (docs/config.md)",
     "cloud_config_modules": "corral's modules and their order are fixed (docs/config.md)",
     "cloud_final_modules": "corral's modules and their order are fixed (docs/config.md)",
@@ -142,7 +143,8 @@ NOT_IMPLEMENTED: Mapping[str, str] = {
     "output": "output goes to corral's journal (corral logs)",
     "reporting": "corral reports to no webhook: its events are in the journal (corral logs)",
     "system_info": "the distribution is corral's own",
-    "updates": "no network-config updates on boot events: the network follows the config (docs/networking.md)",
+    "updates": "no network-config updates on boot events: the network follows the config "
+               "(docs/networking.md)",
     "swap": "no swap file is made",
     "mount_default_fields": "mounts are corral's own rules (docs/storage.md)",
     "disk_setup": "no disk partitioning at boot: corral.state.autoformat formats a blank state disk",
