@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import structlog.testing
+
 from supervisor import allocator, sandbox
 
 INIT = Path(__file__).resolve().parents[1] / "image" / "init"
@@ -33,3 +36,16 @@ def test_the_settings_take_effect_in_a_fresh_interpreter() -> None:
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **allocator.ENV}, text=True,
                          capture_output=True, check=True).stdout.split()
     assert out == ["0", "True"]
+
+
+def test_pid1_says_so_when_started_without_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from supervisor.__main__ import _check_allocator
+
+    monkeypatch.delenv("PYTHONMALLOC", raising=False)
+    with structlog.testing.capture_logs() as logs:
+        _check_allocator()
+    assert [(r["log_level"], r["missing"]) for r in logs] == [("warning", "PYTHONMALLOC=malloc")]
+    monkeypatch.setenv("PYTHONMALLOC", "malloc")
+    with structlog.testing.capture_logs() as logs:
+        _check_allocator()
+    assert logs == []
