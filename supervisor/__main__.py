@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from supervisor import allocator
 from supervisor.paths import Paths
 
 
@@ -24,6 +25,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
+    allocator.tune()  # before the heap grows (supervisor.allocator)
     args = parse_args(argv)
     os.environ.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
     if args.sandbox is not None:
@@ -56,6 +58,7 @@ def _serve(args: argparse.Namespace, paths: Paths, mount_root: Path) -> str:
     journal = journal_mod.setup(console=sys.stderr, console_format=args.console_format, console_thread=True)
     journal.console_mirror = True  # everything goes to the console while booting
     _raise_fd_limit()
+    _check_allocator()
     options = Options(paths=paths, mount_root=mount_root, sandbox=args.sandbox is not None,
                       emergency_shell=tuple(shlex.split(args.emergency_shell)))
     supervisor = Supervisor(options=options, journal=journal)
@@ -67,6 +70,17 @@ def _serve(args: argparse.Namespace, paths: Paths, mount_root: Path) -> str:
             return loop.run_until_complete(supervisor.run())
     finally:
         journal.close()
+
+
+def _check_allocator() -> None:
+    """Say so when PID 1 was started without ``allocator.ENV`` (then hostile configs grow its memory)."""
+    import structlog
+
+    missing = {k: v for k, v in allocator.ENV.items() if os.environ.get(k) != v}
+    if missing:
+        structlog.get_logger("supervisor").warning(
+            "PID 1 started without its allocator settings; memory freed after big config documents may "
+            "not go back to the kernel", missing=" ".join(f"{k}={v}" for k, v in missing.items()))
 
 
 def _raise_fd_limit() -> None:

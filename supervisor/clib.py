@@ -32,3 +32,15 @@ def load(soname: str, signatures: Signatures, *, use_errno: bool = False) -> cty
 def libc() -> ctypes.CDLL:
     """The C library, errno kept (``ctypes.get_errno()``)."""
     return ctypes.CDLL(LIBC, use_errno=True)
+
+
+def malloc_trim() -> bool:
+    """Give the C heap's free pages back to the kernel (glibc's ``malloc_trim(0)``: the top of each
+    heap and the free pages inside it). False where the C library has no such call (not glibc)."""
+    try:
+        trim = libc().malloc_trim
+    except AttributeError:
+        return False
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return bool(trim(0))

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from supervisor import allocator
 from supervisor.paths import Paths
 
 NAMESPACES = [
@@ -35,7 +36,10 @@ def prepare(directory: Path, config: Path | None = None, cmdline: str = "") -> P
 
 def argv(directory: Path, emergency_shell: str | None = None, python: str = sys.executable) -> list[str]:
     unshare = shutil.which("unshare") or "/usr/bin/unshare"
-    cmd = [unshare, *NAMESPACES, "--", python, "-m", "supervisor", "--sandbox", str(directory)]
+    env = shutil.which("env") or "/usr/bin/env"  # PID 1's allocator settings (supervisor.allocator)
+    settings = [f"{key}={value}" for key, value in allocator.ENV.items()]
+    cmd = [unshare, *NAMESPACES, "--", env, *settings, python, "-m", "supervisor", "--sandbox",
+           str(directory)]
     if emergency_shell is not None:
         cmd += ["--emergency-shell", emergency_shell]
     return cmd

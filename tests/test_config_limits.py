@@ -163,3 +163,62 @@ def test_key_paths_are_bounded(tmp_path: Path) -> None:
     assert store.unset("a" * 1001)[0].message == "a key path is at most 1000 characters (the limit)"
     with pytest.raises(ValueError, match="at most 1000 characters"):
         store.get("a" * 1001)
+
+
+def test_the_worker_gives_memory_back_once_after_a_burst_on_its_own_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After the last request of a burst (none waiting), the worker collects and trims the C heap, on its
+    thread: freed parse memory goes back to the kernel instead of staying in PID 1 (issue 17)."""
+    from supervisor.config import worker as worker_mod
+
+    released: list[tuple[int, int]] = []  # (thread, jobs done by then)
+    done: list[int] = []
+    monkeypatch.setattr(worker_mod, "release", lambda: released.append((threading.get_ident(), len(done))))
+
+    async def scenario() -> None:
+        worker = ConfigWorker()
+        gate = threading.Event()
+
+        def job() -> None:
+            gate.wait(10)
+            done.append(threading.get_ident())
+
+        tasks = [asyncio.create_task(worker.run_input(job)) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        assert released == []  # nothing while the burst runs
+        gate.set()
+        await asyncio.gather(*tasks)
+        for _ in range(100):
+            if worker.releases:
+                break
+            await asyncio.sleep(0.01)
+        assert worker.releases == 1
+        assert released == [(done[0], 3)]  # the worker's thread, after the three jobs
+        await worker.run(lambda: None)
+        await worker.run(lambda: None)
+        for _ in range(100):
+            if worker.releases == 3:
+                break
+            await asyncio.sleep(0.01)
+        assert worker.releases == 3  # one after each request that came alone
+        worker.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_release_empties_the_free_lists_and_trims_the_c_heap(monkeypatch: pytest.MonkeyPatch) -> None:
+    from supervisor import clib
+    from supervisor.config import worker as worker_mod
+
+    calls: list[str] = []
+    monkeypatch.setattr(worker_mod.gc, "collect", lambda generation=2: calls.append(f"collect {generation}"))
+    monkeypatch.setattr(clib, "malloc_trim", lambda: calls.append("trim") or True)
+    worker_mod.release()
+    assert calls == ["collect 2", "trim"]  # a full collection: only that one empties the free lists
+
+
+def test_malloc_trim_is_glibcs() -> None:
+    from supervisor import clib
+
+    assert clib.malloc_trim() in (True, False)  # callable here; the answer is whether pages went back

@@ -7,15 +7,26 @@ At most ``MAX_WAITING`` requests wait behind the running one; more are refused a
 ``WorkerBusy`` (the client is told to try again) instead of piling up 1 MiB documents in memory.
 
 Each document is bounded anyway (supervisor/config/yamlload.py: bytes, nesting, keys, values), so the
-time one request holds the thread is bounded too."""
+time one request holds the thread is bounded too.
+
+The memory is given back, too. Parsing and validating a big or hostile document allocates tens of MiB
+of short-lived objects; freed, they stayed in PID 1's heap: in Python's free lists (up to 2,000 tuples
+of each size) and in C heap pages that glibc keeps, so each such document left PID 1 a little bigger
+(+20 MiB over 150 hostile configs, docs/reliability.md). Once the queue is empty the worker
+``release``: a full garbage collection (the only call that empties the free lists) and
+``malloc_trim(0)``, on its own thread, never the loop's."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import gc
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
+
+from supervisor import clib
 
 MAX_WAITING = 8
 """Config requests that may wait for the worker while one runs; one more is refused (WorkerBusy)."""
@@ -33,6 +44,7 @@ class ConfigWorker:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="config-worker")
         self._limit = max_waiting + 1  # the running one and those waiting
         self._pending = 0
+        self.releases = 0  # times the worker gave its memory back (``release``)
 
     @property
     def pending(self) -> int:
@@ -59,7 +71,23 @@ class ConfigWorker:
             return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
         finally:
             self._pending -= 1
+            if self._pending == 0:  # the last of a burst: once its result is dropped, give memory back
+                with contextlib.suppress(RuntimeError):  # shut down meanwhile
+                    self._executor.submit(self._release)
+
+    def _release(self) -> None:
+        release()
+        self.releases += 1
 
     def shutdown(self) -> None:
         """Stop taking work; what is running finishes on its own (the thread is not waited for)."""
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def release() -> None:
+    """Give back what a finished parse left behind: a full collection (it also empties the interpreter's
+    free lists of tuples, lists, dicts and floats, which only a full collection does) and then the C
+    heap's free pages (``malloc_trim``). Runs on the worker thread: it holds the GIL for the
+    collection (tens of ms), never the loop's own time."""
+    gc.collect()
+    clib.malloc_trim()
