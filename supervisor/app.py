@@ -23,6 +23,7 @@ from storage.media import LabelledMedia
 from supervisor import __version__, prefetch, signals
 from supervisor.boot.context import BootContext, Runners, StopRegistry
 from supervisor.boot.datasources import disk_datasources, network_datasources
+from supervisor.boot.modules import CloudModules
 from supervisor.boot.storage import StorageServices
 from supervisor.bus import Bus
 from supervisor.config.errors import DOCUMENT, ConfigError
@@ -40,8 +41,6 @@ from supervisor.state import SupervisorState
 from supervisor.tasks import running_tasks, spawn_task
 
 if TYPE_CHECKING:
-    from handlers.cloudconfig.sysctl import SysctlKeeper
-    from handlers.cloudconfig.write_files import WriteFilesKeeper
     from handlers.udevd import Udevd
     from handlers.units.reconciler import UnitsReconciler
     from handlers.user_images import UserImagesHandler
@@ -110,8 +109,7 @@ class Supervisor:
         self.control: ControlServer | None = None
         self.acpi: AcpiSource | None = None
         self.udevd: Udevd | None = None  # corral.udev (the devices phase)
-        self.sysctl: SysctlKeeper | None = None  # corral.sysctl (the sysctl phase)
-        self.write_files: WriteFilesKeeper | None = None  # write_files (the write-files phase)
+        self.modules = CloudModules(self.ctx)  # write_files, bootcmd, runcmd, corral.sysctl
 
     # ---- life cycle ----------------------------------------------------------------------
     async def run(self) -> str:
@@ -144,9 +142,9 @@ class Supervisor:
                           lambda: disk_datasources(self.media, self.setting, self._load_config))
         await self._phase("state", self._state, fatal=True)
         await self._phase("storage", self._storage)
-        await self._phase("sysctl", self._sysctl)
-        await self._phase("bootcmd", self._bootcmd)
-        await self._phase("write-files", self._write_files)
+        await self._phase("sysctl", self.modules.start_sysctl)  # the cloud-config modules: sysctl,
+        await self._phase("bootcmd", self.modules.run_bootcmd)  # bootcmd and write_files early; the
+        await self._phase("write-files", self.modules.start_write_files)  # deferred ones and runcmd last
         await self._phase("hostname", self._hostname)
         # dockerd takes the longest to come up (25 s under QEMU's TCG): it starts now and comes up while
         # the network is configured; "system-docker" then waits for it.
@@ -162,10 +160,9 @@ class Supervisor:
         await self._phase("units", self._units)
         self.state.ready = True
         self.state.phase = "ready"
-        from supervisor.boot.modules import after_boot
         from supervisor.boot.ready import announce_ready
 
-        after_boot(self.ctx, self.write_files)  # deferred write_files, then runcmd, in the background
+        self.modules.after_boot()  # deferred write_files, then runcmd, in the background
 
         also = None
         if self.units is not None and self.user_images is not None:
@@ -303,21 +300,6 @@ class Supervisor:
         settings = self.setting("log", {}) or {}
         await asyncio.to_thread(self.journal.attach_storage, self.paths.log_dir,
                                 int(settings.get("max_bytes", 10 << 20)), int(settings.get("keep", 5)))
-
-    async def _sysctl(self) -> None:
-        from supervisor.boot.modules import start_sysctl
-
-        self.sysctl = await start_sysctl(self.ctx)
-
-    async def _bootcmd(self) -> None:
-        from supervisor.boot.modules import run_bootcmd
-
-        await run_bootcmd(self.ctx)
-
-    async def _write_files(self) -> None:
-        from supervisor.boot.modules import start_write_files
-
-        self.write_files = await start_write_files(self.ctx)
 
     async def _hostname(self) -> None:
         """The host name's reconciler (handlers/hostname.py): applied now, before the system dockerd and
@@ -497,8 +479,7 @@ class Supervisor:
             "user_docker": None if self.user_images is None else {"preload": self.user_images.status()},
             "units": None if self.units is None else self.units.status(),
             "udevd": None if self.udevd is None else self.udevd.status(),
-            "sysctl": None if self.sysctl is None else self.sysctl.status(),
-            "write_files": None if self.write_files is None else self.write_files.status(),
+            **self.modules.status(),
         }
 
 

@@ -199,13 +199,15 @@ def resolve_owner(spec: FileSpec, passwd: str, group: str) -> tuple[int, int, li
     if spec.user is not None:
         found = _lookup(spec.user, _ids(passwd))
         if found is None:
-            warnings.append(f"user {spec.user!r} is unknown (no such name in /etc/passwd); root owns the file")
+            warnings.append(f"user {spec.user!r} is unknown (no such name in /etc/passwd); "
+                            "root owns the file")
         else:
             uid = found
     if spec.group is not None:
         found = _lookup(spec.group, _ids(group))
         if found is None:
-            warnings.append(f"group {spec.group!r} is unknown (no such name in /etc/group); the file's group is root")
+            warnings.append(f"group {spec.group!r} is unknown (no such name in /etc/group); "
+                            "the file's group is root")
             gid = 0
         else:
             gid = found
