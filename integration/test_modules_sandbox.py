@@ -85,7 +85,8 @@ def test_bootcmd_and_runcmd_output_and_exit_codes(sandbox: Any, tmp_path: Path) 
         "bootcmd": [f"echo boot >> {marker}; echo hello from bootcmd",
                     ["sh", "-c", "echo on stderr >&2; exit 3"]],
         "runcmd": [f"echo run >> {marker}", ["echo", "$HOME", "a;b"], ["/nonexistent/program"],
-                   "exit 7", "echo still runs"],
+                   "exit 7", "echo still runs", "echo proxy=$HTTP_PROXY,$no_proxy"],
+        "corral": {"network": {"http_proxy": "http://proxy.example:3128", "no_proxy": "localhost"}},
     }
     sb: Sandbox = sandbox(config)
     sb.wait_ready()
@@ -98,6 +99,7 @@ def test_bootcmd_and_runcmd_output_and_exit_codes(sandbox: Any, tmp_path: Path) 
     lines = [r["event"] for r in records if r.get("stream") == "stdout"]
     assert "$HOME a;b" in lines  # an argv: no shell expanded it
     assert "still runs" in lines  # the failures before it did not stop it
+    assert "proxy=http://proxy.example:3128,localhost" in lines  # corral.network's proxies
     failed = {r["command"]: r for r in [*sb.logs(unit="bootcmd"), *records] if r["event"] == "command failed"}
     assert failed["bootcmd[1]"]["exit_code"] == 3
     assert failed["runcmd[3]"]["exit_code"] == 7

@@ -10,7 +10,7 @@ import resource
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ from supervisor.boot.modules import CloudModules
 from supervisor.boot.storage import StorageServices
 from supervisor.bus import Bus
 from supervisor.config.errors import DOCUMENT, ConfigError
+from supervisor.config.proxy import proxy_environment
 from supervisor.config.store import ReloadResult
 from supervisor.config.worker import ConfigWorker
 from supervisor.domain_checks import Domains, config_store
@@ -348,7 +349,9 @@ class Supervisor:
 
         if not await asyncio.to_thread(DOCKERD.exists):
             raise RuntimeError(f"{DOCKERD} missing: the system docker cannot run")
-        layout = DockerdLayout.system(self.paths, self.options.sandbox)
+        # corral.network's proxies are its environment (as RancherOS's; a change takes effect at its restart)
+        proxies = tuple(proxy_environment(self.config.current).items())
+        layout = replace(DockerdLayout.system(self.paths, self.options.sandbox), environment=proxies)
         dockerd = SystemDockerd(self.processes, self.bus, layout, journal=self.journal)
         self.system_docker = dockerd
         grace = float(self.setting("shutdown_grace", 10))

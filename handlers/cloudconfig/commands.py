@@ -95,22 +95,24 @@ class Outcome:
 
 
 async def run_commands(processes: ProcessManager, commands: Sequence[Command], unit: str,
-                       timeout: float) -> list[Outcome]:
-    """Run ``commands`` in order, each to its end or its timeout; a failure never stops the next."""
+                       timeout: float, env: Mapping[str, str] | None = None) -> list[Outcome]:
+    """Run ``commands`` in order, each to its end or its timeout; a failure never stops the next.
+    ``env``: their environment (None: PID 1's)."""
     outcomes = []
     for command in commands:
-        outcomes.append(await run_one(processes, command, unit, timeout))
+        outcomes.append(await run_one(processes, command, unit, timeout, env))
     if commands:
         failed = [o.key for o in outcomes if not o.ok]
         log.info(f"{unit}: done", unit=unit, commands=len(commands), failed=failed)
     return outcomes
 
 
-async def run_one(processes: ProcessManager, command: Command, unit: str, timeout: float) -> Outcome:
+async def run_one(processes: ProcessManager, command: Command, unit: str, timeout: float,
+                  env: Mapping[str, str] | None = None) -> Outcome:
     log.info("command started", unit=unit, command=command.key, run=command.describe(),
              shell=command.shell)
     try:
-        child = processes.spawn(command.argv, name=command.key, stdout=PIPE, stderr=PIPE)
+        child = processes.spawn(command.argv, name=command.key, env=env, stdout=PIPE, stderr=PIPE)
     except OSError as exc:
         reason = f"cannot start {command.argv[0]!r}: {exc.strerror or exc}"
         log.warning("command failed", unit=unit, command=command.key, error=reason)

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass
 
 import structlog
@@ -19,6 +20,7 @@ from handlers.cloudconfig.commands import BOOTCMD, BOOTCMD_TIMEOUT, RUNCMD, RUNC
 from handlers.cloudconfig.sysctl import SysctlKeeper
 from handlers.cloudconfig.write_files import WriteFilesKeeper
 from supervisor.boot.context import BootContext
+from supervisor.config.proxy import proxy_environment
 from supervisor.tasks import spawn_task
 
 log = structlog.get_logger("supervisor")
@@ -49,8 +51,13 @@ class CloudModules:
         finally:
             ctx.add_handler(keeper, initial_full=False)
 
+    def command_env(self) -> dict[str, str]:
+        """PID 1's environment and corral.network's proxies (as the dockerds and units get them)."""
+        return {**os.environ, **proxy_environment(self.ctx.config())}
+
     async def run_bootcmd(self) -> None:
-        await run_commands(self.ctx.processes, self.ctx.domains.commands(BOOTCMD), BOOTCMD, BOOTCMD_TIMEOUT)
+        await run_commands(self.ctx.processes, self.ctx.domains.commands(BOOTCMD), BOOTCMD, BOOTCMD_TIMEOUT,
+                           self.command_env())
 
     async def start_write_files(self) -> None:
         keeper = self.files = WriteFilesKeeper(self.ctx.paths, self.ctx.domains.write_files)
@@ -70,7 +77,8 @@ class CloudModules:
                     await files.reconcile(full=True)
                 except Exception as exc:  # a bug here must not keep runcmd from running
                     log.error("deferred write_files failed", error=repr(exc))
-            await run_commands(ctx.processes, ctx.domains.commands(RUNCMD), RUNCMD, RUNCMD_TIMEOUT)
+            await run_commands(ctx.processes, ctx.domains.commands(RUNCMD), RUNCMD, RUNCMD_TIMEOUT,
+                               self.command_env())
 
         task = spawn_task(body(), name="runcmd")
 
