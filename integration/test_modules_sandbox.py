@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from integration.sandbox import Sandbox
 
 
@@ -144,3 +146,33 @@ def test_sysctl_applied_in_the_sandbox_namespace_only(sandbox: Any) -> None:
     sb.wait_journal(lambda r: r.get("event") == "sysctl set" and r.get("value") == "2345")
     assert _sandbox_sysctl(sb, "net.core.somaxconn").strip() == "2345"
     assert {n: _host_sysctl(n) for n in host_before} == host_before
+
+
+CORPUS = Path(__file__).parent.parent / "tests" / "validate_corpus"
+
+
+def test_real_rancheros_and_cloud_init_files(sandbox: Any) -> None:
+    """RancherOS's own test assets (test_26: write_files; test_20: rancher.sysctl of host-global names)
+    and cloud-init's runcmd example, in one sandbox. test_26's runcmd touches /home/rancher, which here
+    would be the host's: it is left out (its `[]` entry is a unit test's case)."""
+    files = yaml.safe_load((CORPUS / "rancheros/test_26.yml").read_text())
+    sysctl = yaml.safe_load((CORPUS / "rancheros/test_20-integration.yml").read_text())
+    runcmd = yaml.safe_load((CORPUS / "cloud-init/cloud-config-run-cmds.yml").read_text())
+    config = {"write_files": files["write_files"], "rancher": sysctl["rancher"], "runcmd": runcmd["runcmd"]}
+    sb: Sandbox = sandbox(config)
+    status = sb.wait_ready()
+    script = sb.dir / "usr/bin/test"
+    assert script.read_text() == "#!/bin/bash\ntouch /home/rancher/test1\n"
+    assert script.stat().st_mode & 0o7777 == 0o755
+    assert (sb.dir / "etc/rc.local").read_text() == "wait-for-docker\ndocker run -d nginx\n"
+    # kernel.domainname and dev.cdrom.debug are the host kernel's: never written from a sandbox
+    assert set(status["sysctl"]["not_applied"]) == {"kernel.domainname", "dev.cdrom.debug"}
+    sb.wait_journal(lambda r: r.get("event") == "runcmd: done", timeout=60)
+    records = sb.logs(unit="runcmd")
+    out = [r["event"] for r in records if r.get("stream") == "stdout"]
+    assert "=========hello world=========" in out
+    assert any(r["event"].startswith("+ echo") and r.get("stream") == "stderr" for r in records)  # sh -x
+    exits = {r["command"]: r for r in records if r["event"] in ("command exited", "command failed")}
+    assert exits["runcmd[4]"]["event"] == "command exited"  # mkdir /run/mydir: the sandbox's own /run
+    assert exits["runcmd[5]"]["event"] == "command failed"  # wget: no network in the sandbox
+    assert len(exits) == 6
