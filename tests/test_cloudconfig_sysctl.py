@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from handlers.cloudconfig.sysctl import SANDBOX_SKIP, Skip, SysctlKeeper, Write, parse_sysctl, plan
+from supervisor.events.netlink import LinkChanged
 
 
 def test_names_and_values_are_checked() -> None:
@@ -61,6 +62,21 @@ async def test_keeper_applies_reports_and_follows_changes(proc_sys: Path) -> Non
     await keeper.reconcile(full=False)
     assert (proc_sys / "net/ipv4/ip_forward").read_text() == "0\n"
     assert reports[-1] == {}
+
+
+async def test_a_name_that_comes_later_is_applied_then(proc_sys: Path) -> None:
+    """Per-link names (net.ipv4.conf.eth1.*) exist once the link does: a link event wakes the keeper."""
+    assert LinkChanged in SysctlKeeper.kinds
+    reports: list[dict[str, str]] = []
+    keeper = SysctlKeeper(lambda: (("net.ipv4.conf.eth1.forwarding", "1"),), sandbox=False, root=proc_sys,
+                          report=reports.append)
+    await keeper.reconcile(full=True)
+    assert list(reports[-1]) == ["net.ipv4.conf.eth1.forwarding"]
+    link = proc_sys / "net/ipv4/conf/eth1/forwarding"
+    link.parent.mkdir(parents=True)
+    link.write_text("0\n")
+    await keeper.reconcile(full=False)
+    assert link.read_text() == "1\n" and reports[-1] == {}
 
 
 async def test_the_sandbox_never_writes_a_host_global_sysctl(proc_sys: Path) -> None:

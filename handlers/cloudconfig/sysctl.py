@@ -5,7 +5,8 @@ Pure: ``parse_sysctl`` checks each name (dot-separated parts of letters, digits 
 naming the key, and is skipped. ``plan`` lists the writes that make ``/proc/sys`` say what the config
 says (values compared with their whitespace normalised, as the kernel prints them: ``4096 87380`` is
 ``4096\t87380``). Effect: ``SysctlKeeper`` reads and writes ``<root>/<name with dots as slashes>``,
-level-triggered: at boot (the ``sysctl`` phase, early) and at each change of ``corral.sysctl``. A name
+level-triggered: at boot (the ``sysctl`` phase, early), at each change of ``corral.sysctl`` and when a
+network link comes or changes (``net.ipv4.conf.eth1.*`` exists once eth1 does). A name
 the kernel does not have, or a value it refuses, is a warning naming the key (and ``corral status``
 lists them as degraded ``sysctl``), never a boot failure.
 
@@ -27,6 +28,7 @@ import structlog
 
 from supervisor.config.errors import ConfigError, Problems, Source
 from supervisor.events import ConfigChanged, Event
+from supervisor.events.netlink import LinkChanged
 
 log = structlog.get_logger("handlers.sysctl")
 
@@ -118,7 +120,8 @@ class SysctlKeeper:
     """The reconciler. ``problems`` (name -> reason) is what is not applied now."""
 
     name = "sysctl"
-    kinds: tuple[type[Event], ...] = (ConfigChanged,)
+    # a link that comes (a NIC found late, a bond, a VLAN) brings its net.*.conf.<link>.* names
+    kinds: tuple[type[Event], ...] = (ConfigChanged, LinkChanged)
     config_keys: tuple[str, ...] | None = (CONFIG_KEY,)
 
     def __init__(self, settings: Callable[[], tuple[tuple[str, str], ...]], *, sandbox: bool,
