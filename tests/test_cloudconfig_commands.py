@@ -52,7 +52,7 @@ async def test_output_exit_codes_and_failures(pm: ProcessManager) -> None:
                 Command("runcmd[1]", ("echo", "$HOME", "a;b"), shell=False),
                 shell("runcmd[2]", "exit 7"),
                 Command("runcmd[3]", ("/nonexistent/program",), shell=False),
-                shell("runcmd[4]", "echo last")]
+                shell("runcmd[4]", "echo last; echo 'level=warning msg=\"careful now\" disk=sda'")]
     with capture_logs() as logs:
         outcomes = await run_commands(pm, commands, "runcmd", timeout=30)
     assert [(o.key, o.returncode) for o in outcomes] == [
@@ -63,6 +63,8 @@ async def test_output_exit_codes_and_failures(pm: ProcessManager) -> None:
     failed = {r["command"]: r for r in logs if r["event"] == "command failed"}
     assert failed["runcmd[2]"]["exit_code"] == 7 and failed["runcmd[2]"]["log_level"] == "warning"
     assert "cannot start '/nonexistent/program'" in failed["runcmd[3]"]["error"]
+    leveled = [r for r in logs if r["event"] == "careful now"]  # a line's own level is kept
+    assert [(r["log_level"], r["disk"], r["command"]) for r in leveled] == [("warning", "sda", "runcmd[4]")]
     done = [r for r in logs if r["event"] == "runcmd: done"]
     assert done[0]["failed"] == ["runcmd[2]", "runcmd[3]"]
 

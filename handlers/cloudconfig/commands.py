@@ -4,7 +4,8 @@ Pure: ``parse_commands`` turns each entry into a ``Command``: a list is an argv,
 through a shell); a string is shell the user wrote, run by ``sh -c`` (as cloud-init runs it). Effect:
 ``run_commands`` runs them one after the other, each spawned through ``supervisor.process`` (the one
 reaper) in a session of its own, its stdout and stderr read line by line into the journal
-(``unit=bootcmd``/``runcmd``, ``command=runcmd[2]``) and its exit code logged. A command that fails
+(``unit=bootcmd``/``runcmd``, ``command=runcmd[2]``; a line with a level of its own, logfmt or JSON,
+keeps it, as every child's output) and its exit code logged. A command that fails
 (an exit code other than 0, a program that cannot be started) is a warning, and the next one runs; one
 still running after its timeout is killed (SIGTERM to its process group, SIGKILL ``KILL_GRACE`` s
 later). Nothing here stops the boot.
@@ -28,6 +29,7 @@ from typing import Any
 import structlog
 
 from supervisor.config.errors import ConfigError, Problems, Source
+from supervisor.journal.lines import parse_line
 from supervisor.process import PIPE, ProcessManager
 from supervisor.tasks import spawn_task
 
@@ -161,5 +163,7 @@ async def _pump(reader: asyncio.StreamReader, unit: str, key: str, stream: str) 
         if not line:
             return
         text = line.decode(errors="replace").rstrip()
-        if text:
-            log.info(text, unit=unit, command=key, stream=stream)
+        if text:  # at the line's own level when it carries one (the journal's one rule: lines.py)
+            parsed = parse_line(text)
+            fields = {k: v for k, v in parsed.fields.items() if k not in ("unit", "stream", "command")}
+            getattr(log, parsed.level)(parsed.message, unit=unit, command=key, stream=stream, **fields)
