@@ -53,14 +53,21 @@ def test_every_encoding_cloud_init_spells(encoding: str | None, content: str) ->
     assert parsed.errors == () and parsed.files[0].content == b"hello\n"
 
 
-def test_bad_content_is_an_error_naming_the_entry() -> None:
+def test_bad_content_is_a_warning_naming_the_entry_which_is_skipped() -> None:
+    """cloud-init accepts such a config too, and fails only that file (its docs' example1 has a
+    placeholder, "...", for content)."""
     parsed = parse({"path": "/a", "content": "!!not base64!!", "encoding": "b64"},
-                   {"path": "/b", "content": b64(b"plain, not gzip"), "encoding": "gz+b64"})
-    assert [(e.file, e.key) for e in parsed.errors] == [("f.yml", "write_files[0].content"),
-                                                        ("f.yml", "write_files[1].content")]
-    assert "not base64" in parsed.errors[0].message
-    assert "not gzip data" in parsed.errors[1].message
-    assert parsed.files == ()
+                   {"path": "/b", "content": b64(b"plain, not gzip"), "encoding": "gz+b64"},
+                   {"path": "/c", "content": "CiMgVGhpcyBmaWxl...", "encoding": "b64"},
+                   {"path": "/ok", "content": "fine"})
+    assert parsed.errors == ()
+    assert [(e.file, e.key) for e in parsed.warnings] == [("f.yml", "write_files[0].content"),
+                                                          ("f.yml", "write_files[1].content"),
+                                                          ("f.yml", "write_files[2].content")]
+    assert "not base64" in parsed.warnings[0].message
+    assert "not gzip data" in parsed.warnings[1].message
+    assert parsed.warnings[0].message.endswith("the file is not written")
+    assert [f.path for f in parsed.files] == ["/ok"]
 
 
 def test_a_gzip_bomb_is_refused_without_inflating_it() -> None:
@@ -69,8 +76,9 @@ def test_a_gzip_bomb_is_refused_without_inflating_it() -> None:
     with pytest.raises(TooLarge):
         gunzip(bomb)
     parsed = parse({"path": "/bomb", "content": b64(bomb), "encoding": "gz+b64"})
-    assert parsed.errors[0].key == "write_files[0].content"
-    message = parsed.errors[0].message
+    assert parsed.errors == () and parsed.files == ()
+    assert parsed.warnings[0].key == "write_files[0].content"
+    message = parsed.warnings[0].message
     assert f"more than {MAX_FILE_BYTES} bytes once gunzipped (the limit of one file)" in message
     assert gunzip(gzip.compress(b"x" * 100), limit=100) == b"x" * 100
 
@@ -82,12 +90,13 @@ def test_decoded_size_is_bounded() -> None:
         decode("x" * 101, "text/plain", limit=100)
 
 
-def test_a_gzip_bomb_in_a_config_file_is_a_clear_error(tmp_path: Path) -> None:
+def test_a_gzip_bomb_in_a_config_file_is_a_clear_warning(tmp_path: Path) -> None:
     bomb = b64(gzip.compress(b"\0" * (MAX_FILE_BYTES * 4)))
     text = yaml.safe_dump({"write_files": [{"path": "/x", "encoding": "gzip+base64", "content": bomb}]})
     result = config_store(Paths.sandbox(tmp_path), "").verdict(text, "user-data")
-    assert [(e.file, e.key) for e in result.errors] == [("user-data", "write_files[0].content")]
-    assert "once gunzipped" in result.errors[0].message
+    assert result.errors == []
+    assert [(e.file, e.key) for e in result.warnings] == [("user-data", "write_files[0].content")]
+    assert "once gunzipped" in result.warnings[0].message
 
 
 @pytest.mark.parametrize(("path", "fragment"), [
@@ -194,3 +203,14 @@ async def test_a_file_that_cannot_be_written_is_reported_and_the_others_are_writ
     await keeper.reconcile(full=True)
     assert (tmp_path / "ok").read_bytes() == b"ok"
     assert list(keeper.status()["failed"]) == ["write_files[0]"]  # type: ignore[call-overload]
+
+
+def test_all_contents_together_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import handlers.cloudconfig.write_files as module
+
+    monkeypatch.setattr(module, "MAX_TOTAL_BYTES", 10)
+    parsed = parse({"path": "/a", "content": "123456"}, {"path": "/b", "content": "123456"},
+                   {"path": "/c", "content": "1234"})
+    assert [f.path for f in parsed.files] == ["/a", "/c"]
+    assert [w.key for w in parsed.warnings] == ["write_files[1]"]
+    assert "more than 10 bytes (the limit of all of write_files)" in parsed.warnings[0].message

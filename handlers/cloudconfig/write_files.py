@@ -3,10 +3,11 @@
 Pure: ``parse_write_files`` turns the config's entries into ``FileSpec``s (content decoded: plain text,
 ``b64``/``base64``, ``gz``/``gzip``, ``gz+b64``/``gzip+base64``; the mode; the owner's names), bounded
 (``MAX_FILE_BYTES`` decoded and gunzipped per file, ``MAX_TOTAL_BYTES`` for all: a gzip bomb is
-refused, naming the entry); ``resolve_owner`` finds the owner's ids in the OS's ``/etc/passwd`` and
-``/etc/group`` (an unknown name is a warning, and root is used); ``due`` says which entries are still to
-write. Effect: ``write_file`` (a thread's work: atomically, through ``supervisor.atomic``, unless
-``append``), driven by ``WriteFilesKeeper``.
+refused: a warning naming the entry, which is skipped, as is content that cannot be decoded;
+cloud-init too accepts such a config and fails only that file); ``resolve_owner`` finds the owner's
+ids in the OS's ``/etc/passwd`` and ``/etc/group`` (an unknown name is a warning, and root is used);
+``due`` says which entries are still to write. Effect: ``write_file`` (a thread's work: atomically,
+through ``supervisor.atomic``, unless ``append``), driven by ``WriteFilesKeeper``.
 
 When: entries without ``defer`` in the boot phase ``write-files`` (after ``bootcmd``, before the network
 and units), deferred ones once the boot phases are done (cloud-init's ``write_files_deferred``). Once per
@@ -142,11 +143,11 @@ def parse_write_files(config: Mapping[str, Any], source: Source = "config") -> P
         spec = _entry(entry, where, problems)
         if spec is None:
             continue
+        if total + len(spec.content) > MAX_TOTAL_BYTES:
+            problems.warn(where, f"the files' contents add up to more than {MAX_TOTAL_BYTES} bytes "
+                                 "(the limit of all of write_files): the file is not written")
+            continue
         total += len(spec.content)
-        if total > MAX_TOTAL_BYTES:
-            problems.error(where, f"the files' contents add up to more than {MAX_TOTAL_BYTES} bytes "
-                                  "(the limit of all of write_files)")
-            break
         files.append(spec)
     return Parsed(tuple(files), tuple(problems.errors), tuple(problems.warnings))
 
@@ -163,8 +164,9 @@ def _entry(entry: Mapping[str, Any], where: tuple[str | int, ...], problems: Pro
     encoding = ENCODINGS.get(str(entry.get("encoding") or PLAIN).lower(), PLAIN)
     try:
         content = decode(str(entry.get("content") or ""), encoding)
-    except ValueError as exc:
-        problems.error((*where, "content"), f"cannot be decoded as {entry.get('encoding')}: {exc}")
+    except ValueError as exc:  # cloud-init too accepts the config and fails only this file
+        problems.warn((*where, "content"), f"cannot be decoded as {entry.get('encoding')}: {exc}; "
+                                           "the file is not written")
         return None
     user: str | None = None
     group: str | None = None
