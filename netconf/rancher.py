@@ -81,6 +81,7 @@ _HOOKS: SchemaNode = {"$ref": "#/$defs/network_hooks"}
 # definitions of `corral.network` are generated from them (python -m supervisor.gen_schema). The
 # schema says structure only (types, names, plain ranges); the parser checks values (addresses,
 # names) and gives the messages for keys corral knows but does not implement.
+_PROXY = {"type": "string", "description": "a proxy URL: environment of both dockerds and the units"}
 TOP = Keys(
     "network_rancher",
     {
@@ -94,15 +95,9 @@ TOP = Keys(
         "post_cmds": _HOOKS,
         "dhcp_timeout": integer(*DHCP_TIMEOUT),
         "exclusive": {"type": "boolean", "description": "Default for every interface (false)."},
-        "http_proxy": Unsupported(
-            "proxy settings are not supported by corral; set HTTP_PROXY in corral.environment"
-        ),
-        "https_proxy": Unsupported(
-            "proxy settings are not supported by corral; set HTTPS_PROXY in corral.environment"
-        ),
-        "no_proxy": Unsupported(
-            "proxy settings are not supported by corral; set NO_PROXY in corral.environment"
-        ),
+        "http_proxy": _PROXY,
+        "https_proxy": _PROXY,
+        "no_proxy": {"type": "string", "description": "NO_PROXY of both dockerds and the units"},
         "wifi_networks": Unsupported("Wi-Fi is not supported yet"),
     },
     description="Network configuration in RancherOS's format; see docs/networking.md.",

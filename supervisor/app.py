@@ -10,7 +10,7 @@ import resource
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,9 +23,11 @@ from storage.media import LabelledMedia
 from supervisor import __version__, prefetch, signals
 from supervisor.boot.context import BootContext, Runners, StopRegistry
 from supervisor.boot.datasources import disk_datasources, network_datasources
+from supervisor.boot.modules import CloudModules
 from supervisor.boot.storage import StorageServices
 from supervisor.bus import Bus
 from supervisor.config.errors import DOCUMENT, ConfigError
+from supervisor.config.proxy import proxy_environment
 from supervisor.config.salvage import ON_LAST_GOOD, WHOLE, domain_root, summary
 from supervisor.config.store import ReloadResult
 from supervisor.config.worker import ConfigWorker
@@ -110,6 +112,7 @@ class Supervisor:
         self.control: ControlServer | None = None
         self.acpi: AcpiSource | None = None
         self.udevd: Udevd | None = None  # corral.udev (the devices phase)
+        self.modules = CloudModules(self.ctx)  # write_files, bootcmd, runcmd, corral.sysctl
 
     # ---- life cycle ----------------------------------------------------------------------
     async def run(self) -> str:
@@ -142,6 +145,9 @@ class Supervisor:
                           lambda: disk_datasources(self.media, self.setting, self._load_config))
         await self._phase("state", self._state, fatal=True)
         await self._phase("storage", self._storage)
+        await self._phase("sysctl", self.modules.start_sysctl)  # the cloud-config modules: sysctl,
+        await self._phase("bootcmd", self.modules.run_bootcmd)  # bootcmd and write_files early; the
+        await self._phase("write-files", self.modules.start_write_files)  # deferred ones and runcmd last
         await self._phase("hostname", self._hostname)
         # dockerd takes the longest to come up (25 s under QEMU's TCG): it starts now and comes up while
         # the network is configured; "system-docker" then waits for it.
@@ -158,6 +164,8 @@ class Supervisor:
         self.state.ready = True
         self.state.phase = "ready"
         from supervisor.boot.ready import announce_ready
+
+        self.modules.after_boot()  # deferred write_files, then runcmd, in the background
 
         also = None
         if self.units is not None and self.user_images is not None:
@@ -356,7 +364,9 @@ class Supervisor:
 
         if not await asyncio.to_thread(DOCKERD.exists):
             raise RuntimeError(f"{DOCKERD} missing: the system docker cannot run")
-        layout = DockerdLayout.system(self.paths, self.options.sandbox)
+        # corral.network's proxies are its environment (as RancherOS's; a change takes effect at its restart)
+        proxies = tuple(proxy_environment(self.config.current).items())
+        layout = replace(DockerdLayout.system(self.paths, self.options.sandbox), environment=proxies)
         dockerd = SystemDockerd(self.processes, self.bus, layout, journal=self.journal)
         self.system_docker = dockerd
         grace = float(self.setting("shutdown_grace", 10))
@@ -487,6 +497,7 @@ class Supervisor:
             "user_docker": None if self.user_images is None else {"preload": self.user_images.status()},
             "units": None if self.units is None else self.units.status(),
             "udevd": None if self.udevd is None else self.udevd.status(),
+            **self.modules.status(),
         }
 
 

@@ -15,6 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
+from handlers.cloudconfig.commands import BOOTCMD, RUNCMD, Command, parse_commands
+from handlers.cloudconfig.sysctl import parse_sysctl
+from handlers.cloudconfig.write_files import FileSpec, parse_write_files
 from handlers.devices import check_modules
 from netconf.model import NetworkConfig
 from netconf.parse import parse_config
@@ -29,6 +32,7 @@ from units.loader import Loaded, load_units
 
 FROM_CONFIG = "<config>"  # the units loader's name for the config, replaced by the file that gave each key
 NETWORK, STORAGE, UNITS, MODULES = "network", "storage", "units", "modules"
+WRITE_FILES, SYSCTL = "write_files", "sysctl"  # (BOOTCMD, RUNCMD: the cloud-config modules' own names)
 T = TypeVar("T")
 
 
@@ -56,7 +60,23 @@ def domain_checks(paths: Paths) -> dict[str, DomainCheck]:
         errors = [ConfigError(source("corral.modules"), key, reason) for key, reason in problems]
         return Checked(errors, (), specs)
 
-    return {UNITS: units, NETWORK: network, STORAGE: storage, MODULES: modules}
+    def write_files(config: Mapping[str, Any], source: Source) -> Checked:
+        parsed = parse_write_files(config, source)
+        return Checked(parsed.errors, parsed.warnings, parsed.files)
+
+    def sysctl(config: Mapping[str, Any], source: Source) -> Checked:
+        parsed = parse_sysctl(config, source)
+        return Checked(parsed.errors, parsed.warnings, parsed.settings)
+
+    def commands(key: str) -> DomainCheck:
+        def check(config: Mapping[str, Any], source: Source) -> Checked:
+            parsed = parse_commands(config, key, source)
+            return Checked(parsed.errors, parsed.warnings, parsed.commands)
+
+        return check
+
+    return {UNITS: units, NETWORK: network, STORAGE: storage, MODULES: modules, WRITE_FILES: write_files,
+            SYSCTL: sysctl, BOOTCMD: commands(BOOTCMD), RUNCMD: commands(RUNCMD)}
 
 
 def config_store(paths: Paths, cmdline_text: str | None = None, media: MediaReader | None = None
@@ -83,6 +103,16 @@ class Domains:
 
     def units(self) -> Loaded:
         return _typed(self.store.parsed(UNITS), Loaded)
+
+    def write_files(self) -> tuple[FileSpec, ...]:
+        return _typed(self.store.parsed(WRITE_FILES), tuple)
+
+    def sysctl(self) -> tuple[tuple[str, str], ...]:
+        return _typed(self.store.parsed(SYSCTL), tuple)
+
+    def commands(self, key: str) -> tuple[Command, ...]:
+        """``bootcmd`` or ``runcmd``."""
+        return _typed(self.store.parsed(key), tuple)
 
 
 def _typed(value: object, kind: type[T]) -> T:

@@ -131,6 +131,7 @@ def test_every_key_of_the_schema_says_whether_it_has_an_effect() -> None:
     assert not set(EFFECT) & reserved() and not set(EFFECT) & warned()
     assert {"users", "ntp", "corral.docker"} <= warned()
     assert no_effect("users") and no_effect("nonsense")
+    assert [no_effect(k) for k in ("bootcmd", "write_files", "runcmd", "corral.sysctl")] == [None] * 4
     assert no_effect("hostname") is None and no_effect("corral.services") is None
 
 
@@ -138,7 +139,7 @@ def test_a_key_without_an_effect_is_silently_ignored_unless_a_warning_names_it()
     from supervisor.config.errors import ConfigError
 
     text = "#cloud-config\nhostname: a\nrunmcd: [x]\nrancher: {sysctl: {a: '1'}, debug: true}\nx-anchor: 1\n"
-    assert silently_ignored(text, []) == ("corral.sysctl", "runmcd")  # runmcd: not even a schema key
+    assert silently_ignored(text, []) == ("runmcd",)  # runmcd: not even a schema key; sysctl is applied
     warned = [ConfigError("f", 'rancher.sysctl["a"]', "not applied"), ConfigError("f", "runmcd", "ignored")]
     assert silently_ignored(text, warned) == ()
 

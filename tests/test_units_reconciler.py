@@ -23,8 +23,10 @@ def test_reconciler_is_named_containers_and_marked_dirty_by_its_events() -> None
     assert UnitsReconciler.name == "containers"
     assert set(UnitsReconciler.kinds) == {ContainerEvent, ConfigChanged, DockerdState, TimerFired,
                                           ImagesChanged, MountChanged}
-    # a config change wakes it only when it concerns the units
-    assert UnitsReconciler.config_keys == ("corral.services", "corral.services_include", "corral.environment")
+    # a config change wakes it only when it concerns the units (corral.network: its proxies are units'
+    # environment)
+    assert UnitsReconciler.config_keys == ("corral.services", "corral.services_include", "corral.environment",
+                                           "corral.network")
 
 
 async def test_boot_starts_waves_and_oneshot_dependents_wait_for_its_exit(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 
 from supervisor.config.errors import ConfigError
 from supervisor.config.keypath import format_path, parse_path
+from supervisor.config.proxy import proxy_environment
 from units.compose import parse_service
 from units.graph import UnitGraph
 from units.interpolate import rancher_defaults
@@ -71,6 +72,7 @@ def load_units(
     if not isinstance(environment, dict):
         errors.append(ConfigError(source, "corral.environment", "expected a map of NAME to string"))
         environment = {}
+    environment = {**proxy_environment(config), **environment}  # corral.network's proxies, as RancherOS
     warnings: list[ConfigError] = []
     files, errs = find_included(includes, [*unit_dirs, shipped_dir], source, warnings)
     errors += errs

@@ -125,6 +125,7 @@ class DockerdLayout:
     shutdown_timeout: int = 5
     binary: Path = DOCKERD
     extra_args: tuple[str, ...] = ()
+    environment: tuple[tuple[str, str], ...] = ()  # more of its environment (corral.network's proxies)
 
     @classmethod
     def system(cls, paths: Paths, sandbox: bool) -> DockerdLayout:
@@ -177,6 +178,7 @@ class DockerdLayout:
         /proc/self/mountinfo when not given."""
         env = {"PATH": PATH_ENV, "HOME": "/root", "LANG": "C.UTF-8"}
         env.update({k: v for k in PASSED_ENV if (v := os.environ.get(k))})
+        env.update(self.environment)
         fstype = root_fstype if root_fstype is not None else _root_fstype()
         if fstype in RAMDISK_FSTYPES:
             env.setdefault("DOCKER_RAMDISK", "true")

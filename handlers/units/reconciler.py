@@ -62,7 +62,8 @@ class UnitsReconciler:
     name = NAME
     kinds: tuple[type[Event], ...] = (ContainerEvent, ConfigChanged, DockerdState, TimerFired, ImagesChanged,
                                       MountChanged)
-    config_keys: tuple[str, ...] | None = ("corral.services", "corral.services_include", "corral.environment")
+    config_keys: tuple[str, ...] | None = ("corral.services", "corral.services_include", "corral.environment",
+                                           "corral.network")  # (its proxies are units' environment)
 
     def __init__(
         self,

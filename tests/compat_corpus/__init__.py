@@ -52,8 +52,9 @@ EFFECT: Mapping[str, str | None] = {
     "ssh_authorized_keys": None,
     "mounts": None,
     "network": None,
-    "write_files": "accepted and checked; nothing writes the files",
-    "runcmd": "accepted and checked; nothing runs the commands",
+    "write_files": None,
+    "runcmd": None,
+    "bootcmd": None,
     # corral: (rancher: is its alias)
     "corral.environment": None,
     "corral.services": None,
@@ -69,7 +70,7 @@ EFFECT: Mapping[str, str | None] = {
     "corral.udev": None,
     "corral.shutdown_grace": None,
     "corral.handlers": None,
-    "corral.sysctl": "accepted and checked; nothing sets the parameters",
+    "corral.sysctl": None,
 }
 """Every key the schema knows, at the depth of the top level and of ``corral.``, but those it marks
 reserved (``reserved()``): None where corral acts on it, else why it does nothing. A first, coarse

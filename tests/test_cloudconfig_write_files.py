@@ -1,0 +1,216 @@
+"""write_files: the pure part (decoding, bounds, modes, owners, what is due) and the effect on a real
+directory (atomic writes, append, mode and owner, a change at run time)."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from handlers.cloudconfig.write_files import (
+    MAX_FILE_BYTES,
+    FileSpec,
+    TooLarge,
+    WriteFilesKeeper,
+    decode,
+    due,
+    gunzip,
+    parse_write_files,
+    resolve_owner,
+    write_file,
+)
+from supervisor.domain_checks import config_store
+from supervisor.paths import Paths
+
+PASSWD = "root:x:0:0:root:/root:/bin/sh\nalice:x:1234:1000::/home/alice:/bin/sh\n"
+GROUP = "root:x:0:\nstaff:x:2345:alice\n"
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def parse(*entries: dict[str, Any]) -> Any:
+    return parse_write_files({"write_files": list(entries)}, "f.yml")
+
+
+@pytest.mark.parametrize(("encoding", "content"), [
+    (None, "hello\n"),
+    ("text/plain", "hello\n"),
+    ("b64", b64(b"hello\n")),
+    ("base64", b64(b"hello\n")[:4] + "\n  " + b64(b"hello\n")[4:]),  # folded, as YAML blocks have it
+    ("gz+b64", b64(gzip.compress(b"hello\n"))),
+    ("gzip+base64", b64(gzip.compress(b"hel") + gzip.compress(b"lo\n"))),  # two gzip members
+])
+def test_every_encoding_cloud_init_spells(encoding: str | None, content: str) -> None:
+    entry = {"path": "/etc/x", "content": content, **({"encoding": encoding} if encoding else {})}
+    parsed = parse(entry)
+    assert parsed.errors == () and parsed.files[0].content == b"hello\n"
+
+
+def test_bad_content_is_a_warning_naming_the_entry_which_is_skipped() -> None:
+    """cloud-init accepts such a config too, and fails only that file (its docs' example1 has a
+    placeholder, "...", for content)."""
+    parsed = parse({"path": "/a", "content": "!!not base64!!", "encoding": "b64"},
+                   {"path": "/b", "content": b64(b"plain, not gzip"), "encoding": "gz+b64"},
+                   {"path": "/c", "content": "CiMgVGhpcyBmaWxl...", "encoding": "b64"},
+                   {"path": "/ok", "content": "fine"})
+    assert parsed.errors == ()
+    assert [(e.file, e.key) for e in parsed.warnings] == [("f.yml", "write_files[0].content"),
+                                                          ("f.yml", "write_files[1].content"),
+                                                          ("f.yml", "write_files[2].content")]
+    assert "not base64" in parsed.warnings[0].message
+    assert "not gzip data" in parsed.warnings[1].message
+    assert parsed.warnings[0].message.endswith("the file is not written")
+    assert [f.path for f in parsed.files] == ["/ok"]
+
+
+def test_a_gzip_bomb_is_refused_without_inflating_it() -> None:
+    bomb = gzip.compress(b"\0" * (MAX_FILE_BYTES + 1), compresslevel=9)
+    assert len(bomb) < 20_000
+    with pytest.raises(TooLarge):
+        gunzip(bomb)
+    parsed = parse({"path": "/bomb", "content": b64(bomb), "encoding": "gz+b64"})
+    assert parsed.errors == () and parsed.files == ()
+    assert parsed.warnings[0].key == "write_files[0].content"
+    message = parsed.warnings[0].message
+    assert f"more than {MAX_FILE_BYTES} bytes once gunzipped (the limit of one file)" in message
+    assert gunzip(gzip.compress(b"x" * 100), limit=100) == b"x" * 100
+
+
+def test_decoded_size_is_bounded() -> None:
+    with pytest.raises(TooLarge):
+        decode(b64(b"x" * 101), "b64", limit=100)
+    with pytest.raises(TooLarge):
+        decode("x" * 101, "text/plain", limit=100)
+
+
+def test_a_gzip_bomb_in_a_config_file_is_a_clear_warning(tmp_path: Path) -> None:
+    bomb = b64(gzip.compress(b"\0" * (MAX_FILE_BYTES * 4)))
+    text = yaml.safe_dump({"write_files": [{"path": "/x", "encoding": "gzip+base64", "content": bomb}]})
+    result = config_store(Paths.sandbox(tmp_path), "").verdict(text, "user-data")
+    assert result.errors == []
+    assert [(e.file, e.key) for e in result.warnings] == [("user-data", "write_files[0].content")]
+    assert "once gunzipped" in result.warnings[0].message
+
+
+@pytest.mark.parametrize(("path", "fragment"), [
+    ("/etc/../../x", "without '..'"),
+    ("/etc/dir/", "names a directory"),
+])
+def test_paths_must_be_plain_absolute_file_paths(path: str, fragment: str) -> None:
+    parsed = parse({"path": path, "content": "x"})
+    assert parsed.errors[0].key == "write_files[0].path" and fragment in parsed.errors[0].message
+
+
+def test_modes_owners_flags_and_defaults() -> None:
+    parsed = parse({"path": "/a//b", "content": "x"},
+                   {"path": "/c", "permissions": "0755", "owner": "alice:staff", "append": True,
+                    "defer": True},
+                   {"path": "/d", "permissions": 0o600, "owner": "alice"})
+    a, c, d = parsed.files
+    assert (a.path, a.mode, a.user, a.group, a.append, a.defer) == ("/a/b", 0o644, None, None, False, False)
+    assert (c.mode, c.user, c.group, c.append, c.defer) == (0o755, "alice", "staff", True, True)
+    assert c.content == b""
+    assert (d.mode, d.user, d.group, d.key) == (0o600, "alice", None, "write_files[2]")
+
+
+def test_container_entries_are_skipped_with_a_warning() -> None:
+    parsed = parse({"path": "/x", "content": "x", "container": "console"}, {"path": "/y"})
+    assert [f.path for f in parsed.files] == ["/y"]
+    assert parsed.errors == ()
+    assert [w.key for w in parsed.warnings] == ["write_files[0].container"]
+    assert "'console'" in parsed.warnings[0].message and "skipped" in parsed.warnings[0].message
+
+
+def test_the_schema_accepts_defer_and_container_and_validate_warns(tmp_path: Path) -> None:
+    text = "write_files:\n- {path: /x, defer: true}\n- {path: /y, container: ntp}\n"
+    result = config_store(Paths.sandbox(tmp_path), "").verdict(text, "f.yml")
+    assert result.errors == []
+    assert [(w.file, w.key) for w in result.warnings] == [("f.yml", "write_files[1].container")]
+
+
+def test_owners_resolve_against_the_os_files() -> None:
+    def spec(user: str | None, group: str | None = None) -> FileSpec:
+        return FileSpec("write_files[0]", "/x", b"", user=user, group=group)
+
+    assert resolve_owner(spec(None), PASSWD, GROUP) == (0, -1, [])
+    assert resolve_owner(spec("alice", "staff"), PASSWD, GROUP) == (1234, 2345, [])
+    assert resolve_owner(spec("root", "root"), "", "") == (0, 0, [])
+    assert resolve_owner(spec("1000", "1001"), "", "") == (1000, 1001, [])
+    uid, gid, warnings = resolve_owner(spec("mallory", "nogroup"), PASSWD, GROUP)
+    assert (uid, gid) == (0, 0)
+    assert warnings == ["user 'mallory' is unknown (no such name in /etc/passwd); root owns the file",
+                        "group 'nogroup' is unknown (no such name in /etc/group); the file's group is root"]
+
+
+def test_due_writes_each_entry_once_and_deferred_ones_last() -> None:
+    now = FileSpec("write_files[0]", "/a", b"1")
+    later = FileSpec("write_files[1]", "/b", b"2", defer=True)
+    assert due((now, later), frozenset(), deferred_too=False) == [now]
+    assert due((now, later), frozenset({now}), deferred_too=True) == [later]
+    changed = FileSpec("write_files[0]", "/a", b"changed")
+    assert due((changed, later), frozenset({now, later}), deferred_too=True) == [changed]
+
+
+def test_write_file_is_atomic_with_mode_and_owner(tmp_path: Path) -> None:
+    target = tmp_path / "deep" / "dir" / "file"
+    me, my_group = os.getuid(), os.getgid()
+    write_file(target, FileSpec("k", "/f", b"one", mode=0o4750), me, my_group)
+    assert target.read_bytes() == b"one"
+    assert target.stat().st_mode & 0o7777 == 0o4750  # the mode is set after chown (which clears setuid)
+    assert (target.parent.stat().st_mode & 0o777) == 0o755
+    write_file(target, FileSpec("k", "/f", b"two", mode=0o600), me, -1)
+    assert target.read_bytes() == b"two" and target.stat().st_mode & 0o7777 == 0o600
+    assert [p.name for p in target.parent.iterdir()] == ["file"]  # no temporary file left
+    write_file(target, FileSpec("k", "/f", b"+three", append=True, mode=0o640), me, -1)
+    assert target.read_bytes() == b"two+three" and target.stat().st_mode & 0o7777 == 0o640
+
+
+async def test_keeper_writes_under_the_prefix_once_and_again_when_changed(tmp_path: Path) -> None:
+    paths = Paths.sandbox(tmp_path)
+    files = (FileSpec("write_files[0]", "/etc/a", b"a\n"),
+             FileSpec("write_files[1]", "/etc/log", b"line\n", append=True),
+             FileSpec("write_files[2]", "/etc/late", b"late\n", defer=True))
+    current = list(files)
+    keeper = WriteFilesKeeper(paths, lambda: tuple(current))
+    await keeper.reconcile(full=True)
+    assert (tmp_path / "etc/a").read_bytes() == b"a\n"
+    assert not (tmp_path / "etc/late").exists()
+    keeper.deferred_too = True
+    await keeper.reconcile(full=True)
+    await keeper.reconcile(full=True)
+    assert (tmp_path / "etc/late").read_bytes() == b"late\n"
+    assert (tmp_path / "etc/log").read_bytes() == b"line\n"  # appended once per boot
+    current[0] = FileSpec("write_files[0]", "/etc/a", b"changed\n")
+    (tmp_path / "etc/late").write_bytes(b"edited by hand\n")
+    await keeper.reconcile(full=False)
+    assert (tmp_path / "etc/a").read_bytes() == b"changed\n"
+    assert (tmp_path / "etc/late").read_bytes() == b"edited by hand\n"  # unchanged entries stay as they are
+    assert keeper.status() == {"written": 3, "failed": {}}
+
+
+async def test_a_file_that_cannot_be_written_is_reported_and_the_others_are_written(tmp_path: Path) -> None:
+    paths = Paths.sandbox(tmp_path)
+    (tmp_path / "blocker").write_text("a file where a directory is wanted")
+    files = (FileSpec("write_files[0]", "/blocker/x", b"x"), FileSpec("write_files[1]", "/ok", b"ok"))
+    keeper = WriteFilesKeeper(paths, lambda: files)
+    await keeper.reconcile(full=True)
+    assert (tmp_path / "ok").read_bytes() == b"ok"
+    assert list(keeper.status()["failed"]) == ["write_files[0]"]  # type: ignore[call-overload]
+
+
+def test_all_contents_together_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import handlers.cloudconfig.write_files as module
+
+    monkeypatch.setattr(module, "MAX_TOTAL_BYTES", 10)
+    parsed = parse({"path": "/a", "content": "123456"}, {"path": "/b", "content": "123456"},
+                   {"path": "/c", "content": "1234"})
+    assert [f.path for f in parsed.files] == ["/a", "/c"]
+    assert [w.key for w in parsed.warnings] == ["write_files[1]"]
+    assert "more than 10 bytes (the limit of all of write_files)" in parsed.warnings[0].message
