@@ -56,6 +56,7 @@ from netconf.model import (
     valid_ifname,
 )
 from supervisor.config.check import (
+    Ignored,
     Keys,
     SchemaNode,
     Unsupported,
@@ -81,6 +82,7 @@ _HOOKS: SchemaNode = {"$ref": "#/$defs/network_hooks"}
 # definitions of `corral.network` are generated from them (python -m supervisor.gen_schema). The
 # schema says structure only (types, names, plain ranges); the parser checks values (addresses,
 # names) and gives the messages for keys corral knows but does not implement.
+_NO_WIFI = "no Wi-Fi support (no wpa_supplicant in the image): the Wi-Fi settings are ignored"
 _PROXY = {"type": "string", "description": "a proxy URL: environment of both dockerds and the units"}
 TOP = Keys(
     "network_rancher",
@@ -98,7 +100,8 @@ TOP = Keys(
         "http_proxy": _PROXY,
         "https_proxy": _PROXY,
         "no_proxy": {"type": "string", "description": "NO_PROXY of both dockerds and the units"},
-        "wifi_networks": Unsupported("Wi-Fi is not supported yet"),
+        "wifi_networks": Ignored(_NO_WIFI),
+        "modem_networks": Ignored("no modem (ModemManager/wwan) support: the modem networks are ignored"),
     },
     description="Network configuration in RancherOS's format; see docs/networking.md.",
 )
@@ -124,8 +127,8 @@ IFACE = Keys(
         "vlans": {"type": ["string", "integer", "array"]},
         "routes": {"type": "array", "items": {"$ref": "#/$defs/network_route"}},
         "exclusive": _BOOL,
-        "ipv4ll": Unsupported("IPv4 link-local addressing (ipv4ll) is not supported yet"),
-        "wifi_network": Unsupported("Wi-Fi is not supported yet"),
+        "ipv4ll": Ignored("no IPv4 link-local addressing (169.254.0.0/16): no such address is given"),
+        "wifi_network": Ignored(_NO_WIFI),
     },
     hints={
         "dns": _PER_HOST,

@@ -188,9 +188,21 @@ def test_dns_and_unsupported_keys() -> None:
     )
     assert [str(n) for n in net.dns.nameservers] == ["8.8.8.8", "2001:4860:4860::8888"]
     assert net.dns.search == ("a.example",)
-    assert errors("corral: {network: {interfaces: {eth0: {ipv4ll: true}}}}") == [
-        "corral.network.interfaces.eth0.ipv4ll: IPv4 link-local addressing (ipv4ll) is not supported yet"
+    assert errors("corral: {network: {dns: {domain: example.com}}}") == [
+        "corral.network.dns.domain: 'domain' is not supported: list the domain under 'search'"
     ]
+
+
+def test_rancheros_keys_corral_does_not_implement_are_warnings_naming_them() -> None:
+    """RancherOS's Wi-Fi, modem and IPv4 link-local settings (its docs' examples): RancherOS applied
+    them; corral has no Wi-Fi, modem or ipv4ll support, so each is a warning and the rest applies."""
+    parsed = parse("corral: {network: {wifi_networks: {home: {ssid: x, psk: y}}, modem_networks: {m: {}},"
+                   " interfaces: {wlan0: {wifi_network: home, dhcp: true}, eth0: {ipv4ll: true}}}}")
+    assert parsed.ok, [str(e) for e in parsed.errors]
+    assert sorted(w.key for w in parsed.warnings) == [
+        "corral.network.interfaces.eth0.ipv4ll", "corral.network.interfaces.wlan0.wifi_network",
+        "corral.network.modem_networks", "corral.network.wifi_networks"]
+    assert all("ignored" in w.message or "no such address" in w.message for w in parsed.warnings)
 
 
 def test_dhcp_args_is_ignored_with_a_warning() -> None:
