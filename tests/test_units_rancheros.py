@@ -423,3 +423,13 @@ def test_docs_table_names_every_builtin() -> None:
     section = docs.split("## RancherOS service files", 1)[1].split("\n## ", 1)[0]
     for name in BUILTINS:
         assert f"`{name}`" in section, name
+
+
+def test_an_environment_name_with_no_value_is_the_empty_string_as_rancheros_read_it() -> None:
+    """RancherOS's own example cloud-config sets ``SUFFIX:`` with no value (amd64's empty suffix)."""
+    config = {"corral": {"environment": {"SUFFIX": None},
+                         "services": {"svc": {"image": "busybox${SUFFIX}", "environment": ["SUFFIX"]}}}}
+    loaded = load_units(config, unit_dirs=[])
+    assert not loaded.errors, loaded.errors
+    assert loaded.units["svc"].image == "busybox"
+    assert dict(loaded.units["svc"].environment)["SUFFIX"] == ""

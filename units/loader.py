@@ -72,6 +72,8 @@ def load_units(
     if not isinstance(environment, dict):
         errors.append(ConfigError(source, "corral.environment", "expected a map of NAME to string"))
         environment = {}
+    # NAME: with no value is the empty string, as RancherOS read it (its own SUFFIX: on amd64)
+    environment = {name: "" if value is None else value for name, value in environment.items()}
     environment = {**proxy_environment(config), **environment}  # corral.network's proxies, as RancherOS
     warnings: list[ConfigError] = []
     files, errs = find_included(includes, [*unit_dirs, shipped_dir], source, warnings)
