@@ -433,3 +433,16 @@ def test_an_environment_name_with_no_value_is_the_empty_string_as_rancheros_read
     assert not loaded.errors, loaded.errors
     assert loaded.units["svc"].image == "busybox"
     assert dict(loaded.units["svc"].environment)["SUFFIX"] == ""
+
+
+def test_including_a_rancheros_os_service_corral_does_not_ship_is_a_warning_a_typo_an_error() -> None:
+    """RancherOS fetched ``services_include: {kernel-headers: true}`` from its service repository; corral
+    ships none of them: a warning naming it (nothing runs). A name of neither is still an error."""
+    loaded = load_units({"corral": {"services_include": {"kernel-headers": True, "amazon-ecs-agent": True}}},
+                        unit_dirs=[])
+    assert not loaded.errors, loaded.errors
+    assert [w.key for w in loaded.warnings] == ["corral.services_include.amazon-ecs-agent",
+                                                "corral.services_include.kernel-headers"]
+    assert "not shipped with corral" in loaded.warnings[0].message
+    typo = load_units({"corral": {"services_include": {"kernel-headrs": True}}}, unit_dirs=[])
+    assert [e.key for e in typo.errors] == ["corral.services_include.kernel-headrs"]

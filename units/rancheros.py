@@ -109,3 +109,21 @@ def ordering_note(name: str, before: bool) -> str | None:
     if builtin.kind == "phase":
         return f"{builtin.instead}: a unit cannot start before it; ordering ignored"
     return f"{builtin.instead}: ordering ignored"
+
+
+OS_SERVICES: frozenset[str] = frozenset((
+    "alpine", "amazon-ecs-agent", "amazon-metadata", "centos", "container-cron", "debian", "fedora",
+    "hyperv-vm-tools", "kernel-extras", "kernel-headers", "kernel-headers-system-docker", "modem-manager",
+    "nvidia-driver", "open-iscsi", "open-vm-tools", "pingan-amc", "qemu-guest-agent", "rancher-server",
+    "rancher-server-stable", "ubuntu", "virtualbox-tools", "volume-cifs", "volume-efs", "volume-nfs",
+    "waagent", "zfs",
+))
+"""The services of RancherOS's service repository (rancher/os-services at f0e2da8, one ``X/NAME.yml``
+each; its ``docker-VERSION`` engines are ``rancher.docker.engine``'s, see supervisor/compat.py), which
+``services_include: {NAME: true}`` fetched and ran. corral ships none of them: including one that no
+unit directory has is a warning (nothing runs), not the error a misspelt name of corral's own is."""
+
+
+def os_service(name: str) -> bool:
+    """Whether ``name`` is a RancherOS os-services service (or one of its docker engines)."""
+    return name in OS_SERVICES or name.startswith("docker-")

@@ -20,6 +20,7 @@ from supervisor.config.errors import DOCUMENT, ConfigError, Problems
 from supervisor.config.keypath import KeyPath
 from supervisor.config.yamlload import NodeInfo, parse_yaml
 from units.model import UNIT_NAME
+from units.rancheros import os_service
 
 SHIPPED_DIR = Path(__file__).parent / "defaults"
 
@@ -115,7 +116,11 @@ def find_included(
             problems.error((str(name),), f"bad unit file name {name!r}")
             continue
         found = next((d / f"{name}.yml" for d in dirs if (d / f"{name}.yml").is_file()), None)
-        if found is None:
+        if found is None and os_service(name):
+            problems.warn((name,), f"RancherOS's service {name!r} (rancher/os-services) is not shipped with "
+                                   f"corral and nothing runs: put a unit file {name}.yml in "
+                                   "/var/lib/corral/units/ to run one")
+        elif found is None:
             where = ", ".join(str(d) for d in dirs)
             problems.error((name,), f"no unit file {name}.yml in {where}")
         else:
