@@ -129,8 +129,9 @@ class Schema:
         return {f for n in self.expand(nodes) if isinstance(f := n.get("format"), str)}
 
     def expects_string(self, nodes: Sequence[SchemaNode]) -> bool:
-        """True when a string is the only thing allowed here."""
-        return self.types(nodes) == {"string"}
+        """True when a string is the only thing allowed here (null aside: a ``NAME:`` with no value in
+        a file, as in ``corral.environment``; text given on the command line is never null)."""
+        return self.types(nodes) - {"null"} == {"string"}
 
     def is_free_key_scalar_map(self, nodes: Sequence[SchemaNode]) -> bool:
         """A map whose keys are free-form and whose values are scalars (sysctl, environment): its
