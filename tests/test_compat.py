@@ -1,6 +1,6 @@
 """Keys corral knows but does not implement (supervisor/compat.py): accepted, a warning naming the key and
 what corral does instead on every load, never a rejection; the schema and docs/compatibility.md come
-from the one table."""
+from the one table (the document: tests/test_gen_compat.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from supervisor import compat
 from supervisor.compat import NOT_IMPLEMENTED, key_path
 from supervisor.config.schema import Schema
 from supervisor.config.store import ConfigStore
@@ -120,11 +119,6 @@ def test_the_table_names_no_key_corral_implements() -> None:
         "corral.system_docker.enabled",
     }
     assert not implemented & {".".join(map(str, key_path(k))) for k in NOT_IMPLEMENTED}
-
-
-def test_docs_compatibility_md_is_current() -> None:
-    assert compat.DOC.read_text(encoding="utf-8") == compat.render(), "run python -m supervisor.compat"
-    assert compat.main(["--check"]) == 0
 
 
 def test_an_unknown_key_is_not_pointed_at_a_key_that_does_nothing(store: ConfigStore) -> None:
