@@ -36,6 +36,7 @@ from supervisor.gen_compat.upstream import (
     netplan_keys,
     network_config_v1_keys,
     rancheros_keys,
+    rancheros_types,
 )
 
 DOC = ROOT / "docs" / "compatibility.md"
@@ -60,6 +61,7 @@ __all__ = [
     "network_config_v1_keys",
     "rancheros_keys",
     "rancheros_rows",
+    "rancheros_types",
     "render",
     "unlisted",
     "v1_rows",
@@ -97,12 +99,37 @@ def collapse(judged: Iterable[tuple[Path_, Verdict]]) -> list[tuple[Path_, Verdi
 _DOCS_OF = {"network": "networking.md", "state": "storage.md", "services": "units.md#rancheros-service-files"}
 
 
+SCALARS = ("boolean", "integer", "string")
+_WORDS = {
+    "boolean": "a boolean",
+    "integer": "an integer",
+    "number": "a number",
+    "string": "a string",
+    "object": "a map",
+    "array": "a list",
+    "null": "nothing",
+}
+
+
 def rancheros_rows(judge: Judge) -> list[tuple[Path_, Verdict]]:
+    """RancherOS's keys, each judged as the ``corral.`` key it is. A key corral has whose value RancherOS
+    typed otherwise (``rancher.log: true``; corral's ``log`` is a map) is rejected as RancherOS wrote it."""
     judged = []
-    for path in rancheros_keys():
+    for path, ros_type in rancheros_types().items():
         corral = ("corral", *path[1:]) if path[:1] == ("rancher",) else path
         verdict = judge(corral)
-        if verdict.kind == "applied" and corral != path:
+        takes = judge.node.get("type") if verdict.kind == "applied" and isinstance(judge.node, dict) else None
+        allowed = {takes} if isinstance(takes, str) else set(takes or ())
+        if "number" in allowed:
+            allowed.add("integer")
+        if ros_type in SCALARS and allowed and ros_type not in allowed:
+            verdict = Verdict(
+                "rejected",
+                f"RancherOS's value is {_WORDS[ros_type]}; corral's `{shown(corral)}` takes "
+                f"{' or '.join(_WORDS.get(t, t) for t in sorted(allowed))}, "
+                f"so {_WORDS[ros_type]} is an error",
+            )
+        elif verdict.kind == "applied" and corral != path:
             where = _DOCS_OF.get(corral[1], "config.md#keys") if len(corral) > 1 else "config.md#keys"
             note = f"as [`{shown(corral)}`]({where})"
             verdict = Verdict("applied", f"{note}: {verdict.note}" if verdict.note else note)

@@ -46,6 +46,8 @@ class Judge:
     schema: dict[str, Any] = field(default_factory=lambda: dict(corral_schema()))
     visited: set[tuple[str, str]] = field(default_factory=set)
     walked: Path_ = ()
+    node: Any = None
+    """The schema node of the last path judged applied (None otherwise)."""
     """The last path judged as it sits in a document: with ``[]`` where a list is stepped into."""
 
     def resolve(self, node: Any) -> Any:
@@ -62,7 +64,7 @@ class Judge:
     def __call__(self, path: Path_) -> Verdict:
         """The verdict of ``path`` in corral's merged config (``corral.``, not ``rancher.``)."""
         node: Any = self.schema
-        self.walked = ()
+        self.walked, self.node = (), None
         for i, seg in enumerate(path):
             node = self.resolve(node)
             if seg == ITEM or (isinstance(node, dict) and node.get("type") == "array" and not is_name(seg)):
@@ -93,7 +95,7 @@ class Judge:
             node = props[seg]
             if isinstance(node, dict) and node.get("$comment") == NOT_IMPLEMENTED_COMMENT:
                 return Verdict("warned", _compat_message(path, i + 1))
-        node = self.resolve(node)
+        node = self.node = self.resolve(node)
         description = node.get("description", "") if isinstance(node, dict) else ""
         return Verdict("applied", _first_sentence(description))
 

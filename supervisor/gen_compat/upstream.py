@@ -24,9 +24,14 @@ Path_ = tuple[str, ...]
 def rancheros_keys() -> list[Path_]:
     """Every key of a RancherOS cloud-config: its schema.go's schema, and under ``rancher.network`` the
     interface and dns keys of its netconf types (the schema has them as any object)."""
+    return list(rancheros_types())
+
+
+def rancheros_types() -> dict[Path_, str | None]:
+    """``rancheros_keys`` -> the JSON type RancherOS's schema gives each (None: not one scalar type)."""
     schema = json.loads((UPSTREAM / "rancheros-schema.json").read_text(encoding="utf-8"))
     structs = go_structs((UPSTREAM / "rancheros-netconf-types.go").read_text(encoding="utf-8"))
-    out: list[Path_] = []
+    out: dict[Path_, str | None] = {}
 
     def walk(node: Mapping[str, Any], path: Path_) -> None:
         ref = node.get("$ref", "")
@@ -36,11 +41,14 @@ def rancheros_keys() -> list[Path_]:
             walk(node["items"], (*path, ITEM))
             return
         for key, sub in node.get("properties", {}).items():
-            out.append((*path, key))
+            kind = sub.get("type")
+            out[(*path, key)] = kind if isinstance(kind, str) else None
             walk(sub, (*path, key))
         if path == ("rancher", "network"):
-            out.extend(("rancher", "network", "interfaces", "NAME", k) for k in structs["InterfaceConfig"])
-            out.extend(("rancher", "network", "dns", k) for k in structs["DNSConfig"])
+            out.update(
+                {("rancher", "network", "interfaces", "NAME", k): None for k in structs["InterfaceConfig"]}
+            )
+            out.update({("rancher", "network", "dns", k): None for k in structs["DNSConfig"]})
 
     walk(schema, ())
     return out
