@@ -342,17 +342,49 @@ def test_unknown_target_that_is_no_builtin_is_still_an_error() -> None:
 # --- scope, scalars, includes, rancher:
 
 
-def test_rancheros_unit_without_scope_label_is_warned_about() -> None:
-    _, errors, warnings = units_of("ecs:\n  image: ${REGISTRY_DOMAIN}/amazon/ecs\n")
-    assert errors == [] and [w.key for w in warnings] == ["ecs.labels"]
-    assert "RancherOS ran it in the user dockerd" in warnings[0].message
-    _, _, warnings = units_of("ecs:\n  image: x\n  labels: {io.rancher.os.after: docker}\n")
-    assert [w.key for w in warnings] == ['ecs.labels["io.rancher.os.after"]', "ecs.labels"]
-    for quiet in (
-        "w:\n  image: x\n",
-        "w:\n  image: ${REGISTRY_DOMAIN}/x\n  labels: {io.corral.scope: system}\n",
+def test_rancheros_unit_without_scope_label_runs_in_the_user_dockerd_after_docker() -> None:
+    """RancherOS ran a service without io.rancher.os.scope in the user dockerd, after its docker
+    service: so does corral, with a note (info), not a warning."""
+    docker = "docker:\n  image: corral/docker\n  labels: {io.corral.scope: system}\n"
+    units, errors, warnings = units_of(docker + "ecs:\n  image: ${REGISTRY_DOMAIN}/amazon/ecs\n")
+    assert errors == [] and warnings == []
+    assert units["ecs"].scope == "user" and units["ecs"].after == {"docker"}
+    assert units["ecs"].notes and "runs in the user dockerd, as RancherOS ran it" in units["ecs"].notes[0]
+    assert units["docker"].scope == "system" and units["docker"].notes == ()
+    units, errors, warnings = units_of(docker + "ecs:\n  image: x\n  labels: {io.rancher.os.after: console}\n")
+    assert units["ecs"].scope == "user" and units["ecs"].after == {"docker"}
+
+
+def test_rancheros_unit_without_scope_label_and_no_user_dockerd_is_warned_about() -> None:
+    units, errors, warnings = units_of("ecs:\n  image: ${REGISTRY_DOMAIN}/amazon/ecs\n")
+    assert errors == [] and units["ecs"].scope == "user" and units["ecs"].after == frozenset()
+    assert [w.key for w in warnings] == ["ecs.labels"]
+    assert "the unit 'docker') is not configured" in warnings[0].message
+
+
+def test_corral_units_and_scoped_rancheros_units_keep_their_scope() -> None:
+    for text, scope in (
+        ("w:\n  image: x\n", "system"),  # corral's own default
+        ("w:\n  image: ${REGISTRY_DOMAIN}/x\n  labels: {io.corral.scope: system}\n", "system"),
+        ("w:\n  image: x\n  labels: {io.rancher.os.scope: system, io.rancher.os.after: network}\n",
+         "system"),
+        ("w:\n  image: x\n  labels: {io.rancher.os.scope: user}\n", "user"),
     ):
-        assert units_of(quiet)[2] == []
+        units, errors, warnings = units_of(text)
+        assert errors == [] and warnings == [], text
+        assert units["w"].scope == scope and units["w"].notes == () and "docker" not in units["w"].after
+
+
+def test_rancheros_unit_now_in_the_user_dockerd_cannot_share_a_system_units_volumes() -> None:
+    """The two dockerds cannot see each other's containers: volumes_from a system unit is an error
+    naming both scopes (as it was in RancherOS, where it could not work either)."""
+    _, errors, _ = units_of(
+        "docker:\n  image: d\n  labels: {io.corral.scope: system}\n"
+        "data:\n  image: x\n  labels: {io.rancher.os.scope: system, io.rancher.os.createonly: 'true'}\n"
+        "app:\n  image: x\n  labels: {io.rancher.os.after: docker}\n  volumes_from: [data]\n"
+    )
+    assert [e.key for e in errors] == ["app.volumes_from"]
+    assert "(user) refers to 'data', which runs in the other dockerd (system)" in errors[0].message
 
 
 @pytest.mark.parametrize(

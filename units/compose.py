@@ -25,7 +25,7 @@ from supervisor.config.check import (
 from supervisor.config.errors import Problems
 from supervisor.config.keypath import KeyPath
 from units import environment as env_mod
-from units.compose_labels import corral_labels, parse_labels, scope_note
+from units.compose_labels import corral_labels, parse_labels, rancheros_scope
 from units.compose_volumes import parse_tmpfs, parse_volumes, parse_volumes_from
 from units.interpolate import Substitution, interpolate
 from units.model import (
@@ -170,7 +170,8 @@ def parse_service(
     fields["labels"] = tuple(sorted(labels.items()))
     fields.update(corral_labels(p, name, labels, known))
     rancheros = any(k.startswith(RANCHER_PREFIX) for k in labels) or bool(variables.used_defaults)
-    scope_note(p, labels, rancheros)
+    for attr, value in rancheros_scope(p, name, labels, rancheros, known).items():
+        fields[attr] = fields.get(attr, frozenset()) | value if attr == "after" else value
 
     if "restart" in body:
         try:
