@@ -478,3 +478,17 @@ def test_including_a_rancheros_os_service_corral_does_not_ship_is_a_warning_a_ty
     assert "not shipped with corral" in loaded.warnings[0].message
     typo = load_units({"corral": {"services_include": {"kernel-headrs": True}}}, unit_dirs=[])
     assert [e.key for e in typo.errors] == ["corral.services_include.kernel-headrs"]
+
+
+def test_a_variable_written_at_the_services_level_is_ignored_with_a_warning_as_libcompose_did() -> None:
+    """RancherOS's docs (running-rancher-on-rancheros, block 5) put CATTLE_HOST_LABELS under an empty
+    environment:, at the service's level: libcompose ignored the unknown key and ran the service."""
+    text = ("agent:\n  image: rancher/agent:v0.8.2\n  privileged: true\n  environment:\n"
+            "  CATTLE_HOST_LABELS: foo=bar&hello=world\n")
+    units, errors, warnings = units_of(text)
+    assert errors == [] and units["agent"].environment == ()
+    assert [w.key for w in warnings] == ["agent.CATTLE_HOST_LABELS"]
+    assert "looks like an environment variable: ignored" in warnings[0].message
+    assert "indent it under environment" in warnings[0].message
+    _, errors, _ = units_of("agent:\n  image: x\n  restrat: always\n")  # a misspelt compose key: an error
+    assert [e.key for e in errors] == ["agent.restrat"]

@@ -146,6 +146,7 @@ def parse_service(
     if not isinstance(body, dict):
         p.error((), f"a unit is a map of compose keys, got {describe(body)}")
         return None
+    body = _without_stray_variables(p, body)
     variables = Substitution(name, environment, defaults or {})
     body = interpolate(body, variables, p)
     check_keys(body, (), p, SUPPORTED_KEYS, hints=HINTS, extensions=True)
@@ -221,6 +222,21 @@ def parse_service(
         return None
     clean = {k: v for k, v in fields.items() if v is not None}
     return Unit(name=name, source=source, key=key, **clean)
+
+
+_VARIABLE_KEY = re.compile(r"[A-Z][A-Z0-9_]*")
+
+
+def _without_stray_variables(p: Problems, body: dict[Any, Any]) -> dict[Any, Any]:
+    """The service without its keys that are written like environment variables (``CATTLE_HOST_LABELS:``
+    one level too high, under an ``environment:`` left empty: RancherOS's own docs had it so). No compose
+    key is upper case, so such a key is no typo of one: RancherOS's compose (libcompose, unknown keys
+    ignored) ran the service without it, and so does corral, with a warning naming it."""
+    stray = [k for k in body if isinstance(k, str) and _VARIABLE_KEY.fullmatch(k)]
+    for k in stray:
+        p.warn((k,), f"{k} is not a compose key but looks like an environment variable: ignored, as "
+                     "RancherOS's compose ignored it; to set it, indent it under environment:")
+    return {k: v for k, v in body.items() if k not in stray} if stray else body
 
 
 def _with_binds(volumes: tuple[Volume, ...], binds: list[Volume], tmpfs: set[str]) -> tuple[Volume, ...]:
