@@ -41,6 +41,7 @@ from supervisor.process import ProcessManager
 from supervisor.sources.timer import Timer
 from supervisor.state import SupervisorState
 from supervisor.tasks import running_tasks, spawn_task
+from units.unitfiles import included_urls
 
 if TYPE_CHECKING:
     from handlers.udevd import Udevd
@@ -156,6 +157,7 @@ class Supervisor:
         await self._phase("network", self._network)
         await self._phase("network-datasources",
                           lambda: network_datasources(self.config.sources, self._load_config))
+        self._fetch_unit_urls()  # services_include URLs: in the background, never waited for
         await self._phase("control", self._control, fatal=True)
         await self._phase("handlers", self._handlers, fatal=True)
         await self._phase("system-docker", self._system_docker)
@@ -415,6 +417,16 @@ class Supervisor:
         booted = start_units(self.ctx, self.system_docker, lambda: self.storage.storage)
         self.units, self.user_images = booted.handler, booted.user_images
         await booted.wait_first_wave()
+
+    def _fetch_unit_urls(self) -> None:
+        """The unit files ``services_include`` names by URL, fetched off the loop once the network is
+        up; a copy that changed reloads the config (units/fetch.py). Boot does not wait for them: the
+        units start from the copies of the last boot meanwhile."""
+        urls = included_urls(self.setting("services_include", {}))
+        if urls:
+            from units.fetch import fetch_unit_urls
+
+            spawn_task(fetch_unit_urls(urls, self.paths.fetched_units_dir, self.reload), name="unit-urls")
 
     # ---- reactions ---------------------------------------------------------------------------
     def _on_signal(self, signum: int, action: str) -> None:

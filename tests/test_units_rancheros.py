@@ -351,7 +351,7 @@ def test_rancheros_unit_without_scope_label_runs_in_the_user_dockerd_after_docke
     assert units["ecs"].scope == "user" and units["ecs"].after == {"docker"}
     assert units["ecs"].notes and "runs in the user dockerd, as RancherOS ran it" in units["ecs"].notes[0]
     assert units["docker"].scope == "system" and units["docker"].notes == ()
-    units, errors, warnings = units_of(docker + "ecs:\n  image: x\n  labels: {io.rancher.os.after: console}\n")
+    units, _, _ = units_of(docker + "ecs:\n  image: x\n  labels: {io.rancher.os.after: console}\n")
     assert units["ecs"].scope == "user" and units["ecs"].after == {"docker"}
 
 
