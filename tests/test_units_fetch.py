@@ -95,7 +95,8 @@ def test_fetched_kept_and_loaded_then_the_copy_when_the_server_is_gone(
     assert load(url, fetched).units.keys() == {"zfs"}
 
 
-def test_a_unit_files_own_errors_name_the_url(server: tuple[ThreadingHTTPServer, str], tmp_path: Path) -> None:
+def test_a_unit_files_own_errors_name_the_url(
+        server: tuple[ThreadingHTTPServer, str], tmp_path: Path) -> None:
     _, base = server
     Files.docs["/bad-unit.yml"] = b"web:\n  image: x\n  restart: sometimes\n"
     url = f"{base}/bad-unit.yml"
@@ -124,7 +125,8 @@ def test_bad_or_too_big_is_refused_naming_the_url_and_the_copy_stays(
     assert fresh.event == "unit file refused; nothing runs from it" and not (tmp_path / "none").exists()
 
 
-def test_not_there_is_a_warning_and_nothing_runs(server: tuple[ThreadingHTTPServer, str], tmp_path: Path) -> None:
+def test_not_there_is_a_warning_and_nothing_runs(
+        server: tuple[ThreadingHTTPServer, str], tmp_path: Path) -> None:
     _, base = server
     outcome = fetch_unit_file(f"{base}/nope.yml", tmp_path, Http(QUICK))
     assert (outcome.level, outcome.event) == ("warning", "unit file not fetched; nothing runs from it")
@@ -138,7 +140,8 @@ def test_retries_are_bounded_and_paused_by_the_shared_backoff(tmp_path: Path) ->
     pauses: list[float] = []
     http = Http(Retry(attempts=4, timeout=2.0, pause=1.0), sleep=pauses.append)
     outcome = fetch_unit_file(f"http://127.0.0.1:{port}/x.yml", tmp_path, http)
-    assert outcome.event == "unit file not fetched; nothing runs from it" and "after 4 tries" in outcome.detail
+    assert outcome.event == "unit file not fetched; nothing runs from it"
+    assert "after 4 tries" in outcome.detail
     assert pauses == [1.0, 2.0, 4.0]
 
 
