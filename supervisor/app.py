@@ -92,6 +92,7 @@ class Supervisor:
         self.config_salvaged: list[str] = []  # "corral.network: 2 error(s); on the last good config"
         self.config_warnings: list[str] = []
         self.datasource_notes: list[str] = []
+        self.unit_urls: set[str] = set()  # the services_include URLs fetched this boot (units/fetch.py)
         self.stops = StopRegistry()  # in start order; shutdown walks it backwards
         self.runners = Runners(self.bus, lambda: self.setting("handlers", {}) or {})
         self.ctx = BootContext(
@@ -420,12 +421,16 @@ class Supervisor:
 
     def _fetch_unit_urls(self) -> None:
         """The unit files ``services_include`` names by URL, fetched off the loop once the network is
-        up; a copy that changed reloads the config (units/fetch.py). Boot does not wait for them: the
-        units start from the copies of the last boot meanwhile."""
-        urls = included_urls(self.setting("services_include", {}))
+        up, each once per boot (one a config change adds, when it comes); a copy that changed reloads
+        the config (units/fetch.py). Boot does not wait for them: the units start from the copies of the
+        last boot meanwhile."""
+        if not self.config.sources.network_ready:
+            return
+        urls = [u for u in included_urls(self.setting("services_include", {})) if u not in self.unit_urls]
         if urls:
             from units.fetch import fetch_unit_urls
 
+            self.unit_urls.update(urls)
             spawn_task(fetch_unit_urls(urls, self.paths.fetched_units_dir, self.reload), name="unit-urls")
 
     # ---- reactions ---------------------------------------------------------------------------
@@ -453,6 +458,8 @@ class Supervisor:
             log.info("config changed", changed=list(changed), generation=self.config.generation)
             self._apply_log_settings()
             self.bus.publish(ConfigChanged(generation=self.config.generation, changed=tuple(changed)))
+            if "corral.services_include" in changed:
+                self._fetch_unit_urls()
         result: dict[str, Any] = {"applied": not errors, "changed": list(changed),
                                   "generation": self.config.generation}
         if errors:
