@@ -25,6 +25,7 @@ from supervisor.boot.context import BootContext, Runners, StopRegistry
 from supervisor.boot.datasources import disk_datasources, network_datasources
 from supervisor.boot.modules import CloudModules
 from supervisor.boot.storage import StorageServices
+from supervisor.boot.unit_urls import UnitUrls
 from supervisor.bus import Bus
 from supervisor.config.errors import DOCUMENT, ConfigError
 from supervisor.config.proxy import proxy_environment
@@ -41,7 +42,6 @@ from supervisor.process import ProcessManager
 from supervisor.sources.timer import Timer
 from supervisor.state import SupervisorState
 from supervisor.tasks import running_tasks, spawn_task
-from units.unitfiles import included_urls
 
 if TYPE_CHECKING:
     from handlers.udevd import Udevd
@@ -92,7 +92,6 @@ class Supervisor:
         self.config_salvaged: list[str] = []  # "corral.network: 2 error(s); on the last good config"
         self.config_warnings: list[str] = []
         self.datasource_notes: list[str] = []
-        self.unit_urls: set[str] = set()  # the services_include URLs fetched this boot (units/fetch.py)
         self.stops = StopRegistry()  # in start order; shutdown walks it backwards
         self.runners = Runners(self.bus, lambda: self.setting("handlers", {}) or {})
         self.ctx = BootContext(
@@ -115,6 +114,8 @@ class Supervisor:
         self.acpi: AcpiSource | None = None
         self.udevd: Udevd | None = None  # corral.udev (the devices phase)
         self.modules = CloudModules(self.ctx)  # write_files, bootcmd, runcmd, corral.sysctl
+        self.unit_urls = UnitUrls(self.paths.fetched_units_dir, self.reload,  # services_include URLs
+                                  lambda: self.config.sources.network_ready)
 
     # ---- life cycle ----------------------------------------------------------------------
     async def run(self) -> str:
@@ -158,7 +159,7 @@ class Supervisor:
         await self._phase("network", self._network)
         await self._phase("network-datasources",
                           lambda: network_datasources(self.config.sources, self._load_config))
-        self._fetch_unit_urls()  # services_include URLs: in the background, never waited for
+        self.unit_urls.start(self.setting("services_include", {}))  # in the background, never waited for
         await self._phase("control", self._control, fatal=True)
         await self._phase("handlers", self._handlers, fatal=True)
         await self._phase("system-docker", self._system_docker)
@@ -419,20 +420,6 @@ class Supervisor:
         self.units, self.user_images = booted.handler, booted.user_images
         await booted.wait_first_wave()
 
-    def _fetch_unit_urls(self) -> None:
-        """The unit files ``services_include`` names by URL, fetched off the loop once the network is
-        up, each once per boot (one a config change adds, when it comes); a copy that changed reloads
-        the config (units/fetch.py). Boot does not wait for them: the units start from the copies of the
-        last boot meanwhile."""
-        if not self.config.sources.network_ready:
-            return
-        urls = [u for u in included_urls(self.setting("services_include", {})) if u not in self.unit_urls]
-        if urls:
-            from units.fetch import fetch_unit_urls
-
-            self.unit_urls.update(urls)
-            spawn_task(fetch_unit_urls(urls, self.paths.fetched_units_dir, self.reload), name="unit-urls")
-
     # ---- reactions ---------------------------------------------------------------------------
     def _on_signal(self, signum: int, action: str) -> None:
         self.bus.publish(SignalReceived(signum=signum, name=signals.signal_name(signum), action=action))
@@ -459,7 +446,7 @@ class Supervisor:
             self._apply_log_settings()
             self.bus.publish(ConfigChanged(generation=self.config.generation, changed=tuple(changed)))
             if "corral.services_include" in changed:
-                self._fetch_unit_urls()
+                self.unit_urls.start(self.setting("services_include", {}))
         result: dict[str, Any] = {"applied": not errors, "changed": list(changed),
                                   "generation": self.config.generation}
         if errors:

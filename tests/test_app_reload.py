@@ -75,21 +75,21 @@ async def test_a_services_include_url_is_fetched_once_the_network_is_up_and_its_
             (conf / "cloud-config.yml").write_text, f"rancher:\n  services_include:\n    {url}: true\n")
         sup.config.sources.network_ready = False  # as at boot, before the network phase: not yet
         assert "corral.services_include" in (await sup.reload())["changed"]
-        assert sup.unit_urls == set()
+        assert sup.unit_urls.seen == set()
         sup.config.sources.network_ready = True
-        sup._fetch_unit_urls()  # what boot does once the network is up
+        sup.unit_urls.start(sup.setting("services_include", {}))  # what boot does once the network is up
         [task] = [t for t in asyncio.all_tasks() if t.get_name() == "unit-urls"]
         await task
         units = sup.config.parsed("units")
         assert isinstance(units, Loaded) and units.units["zfs"].source == url
-        sup._fetch_unit_urls()  # once per boot
-        assert sup.unit_urls == {url}
+        assert sup.unit_urls.start(sup.setting("services_include", {})) is None  # once per boot
+        assert sup.unit_urls.seen == {url}
         assert [t for t in asyncio.all_tasks() if t.get_name() == "unit-urls" and not t.done()] == []
         other = url.replace("zfs.yml", "other.yml")  # a config change adds one: fetched when it comes
         await asyncio.to_thread((conf / "cloud-config.yml").write_text,
                                 f"rancher:\n  services_include:\n    {url}: true\n    {other}: true\n")
         assert "corral.services_include" in (await sup.reload())["changed"]
-        assert sup.unit_urls == {url, other}
+        assert sup.unit_urls.seen == {url, other}
         [task] = [t for t in asyncio.all_tasks() if t.get_name() == "unit-urls"]
         await task
         units = sup.config.parsed("units")
