@@ -492,3 +492,24 @@ def test_a_variable_written_at_the_services_level_is_ignored_with_a_warning_as_l
     assert "indent it under environment" in warnings[0].message
     _, errors, _ = units_of("agent:\n  image: x\n  restrat: always\n")  # a misspelt compose key: an error
     assert [e.key for e in errors] == ["agent.restrat"]
+
+
+def test_a_service_from_a_file_rancheros_would_have_run_is_rancheros_by_origin(tmp_path: Path) -> None:
+    """No RancherOS label nor variable, but from a RancherOS os-services file (or a services_include
+    URL's copy): it runs where RancherOS ran it. The same service in a file of one's own stays in the
+    system dockerd."""
+    plain = "svc:\n  image: busybox\n"
+    (tmp_path / "open-vm-tools.yml").write_text(plain)
+    (tmp_path / "mine.yml").write_text(plain.replace("svc", "mine"))
+    config = {"corral": {"services_include": {"open-vm-tools": True, "mine": True}}}
+    loaded = load_units(config, unit_dirs=[tmp_path], defaults=DEFAULTS)
+    assert loaded.units["svc"].scope == "user" and loaded.units["mine"].scope == "system"
+    raws, _ = parse_unit_text(plain, "https://example.com/x.yml", rancheros=True)
+    units, _, _ = build_units(raws, {}, defaults=DEFAULTS)
+    assert units["svc"].scope == "user"
+
+
+def test_a_rancheros_unit_ordered_before_docker_is_not_put_after_it() -> None:
+    units, errors, _ = units_of("docker:\n  image: d\n  labels: {io.corral.scope: system}\n"
+                                "pre:\n  image: x\n  labels: {io.rancher.os.before: docker}\n")
+    assert errors == [] and units["pre"].scope == "user" and units["pre"].after == frozenset()

@@ -136,12 +136,15 @@ def parse_service(
     key: str = "",
     known: Collection[str] | None = None,
     defaults: Mapping[str, str] | None = None,
+    rancheros: bool = False,
 ) -> Unit | None:
     """Check one compose service and build its Unit (pure). Problems go to ``p``, whose key paths are
     under the unit (``("image",)``); the Unit is None when there is any error (warnings are kept in
     ``p``). ``$VAR`` in values is replaced from ``environment`` and ``defaults`` (``units.interpolate``);
     ``known``, the names of every unit configured, lets references to RancherOS's built-in units that are
-    not configured resolve (``units.rancheros``)."""
+    not configured resolve (``units.rancheros``). ``rancheros``: the service is RancherOS's by where it
+    came from (a ``services_include`` URL, a RancherOS os-services file); so is one with an
+    ``io.rancher.os.*`` label or RancherOS's variables (it then runs where RancherOS ran it)."""
     before = p.count()
     if not isinstance(body, dict):
         p.error((), f"a unit is a map of compose keys, got {describe(body)}")
@@ -170,9 +173,13 @@ def parse_service(
     labels = parse_labels(p, body.get("labels"))
     fields["labels"] = tuple(sorted(labels.items()))
     fields.update(corral_labels(p, name, labels, known))
-    rancheros = any(k.startswith(RANCHER_PREFIX) for k in labels) or bool(variables.used_defaults)
+    rancheros = (rancheros or any(k.startswith(RANCHER_PREFIX) for k in labels)
+                 or bool(variables.used_defaults))
     for attr, value in rancheros_scope(p, name, labels, rancheros, known).items():
-        fields[attr] = fields.get(attr, frozenset()) | value if attr == "after" else value
+        if attr != "after":
+            fields[attr] = value
+        elif not value & fields.get("before", frozenset()):  # ordered before docker: no cycle made here
+            fields[attr] = fields.get(attr, frozenset()) | value
 
     if "restart" in body:
         try:

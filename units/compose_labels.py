@@ -173,9 +173,10 @@ def rancheros_scope(
     """RancherOS ran a service without ``io.rancher.os.scope`` in the user dockerd, after its ``docker``
     service (rancher/os pkg/docker: the user client unless the scope is ``system``, and a link to
     ``docker``); corral's own default is the system dockerd. For a unit that is RancherOS's
-    (``rancheros``: an ``io.rancher.os.*`` label, or RancherOS's variables such as ${REGISTRY_DOMAIN}) with
-    no scope label, the fields that make it run where RancherOS ran it: scope ``user``, after ``docker``
-    when that unit is configured (``known``), and a note saying so (the journal's info line, status).
+    (``rancheros``: from a ``services_include`` URL or a RancherOS os-services file, or with an
+    ``io.rancher.os.*`` label or RancherOS's variables such as ${REGISTRY_DOMAIN}) with no scope label,
+    the fields that make it run where RancherOS ran it: scope ``user``, after ``docker`` when that unit
+    is configured (``known``), and a note saying so (the journal's info line, status).
     When corral's user dockerd is not configured, a warning says the unit waits for it. Any other unit:
     nothing (corral's default)."""
     if not rancheros or any(k in labels for k in (LABEL_SCOPE, *SCOPE_ALIASES)):

@@ -84,7 +84,7 @@ def load_units(
     files = [i.path for i in included]
     from_files: list[RawService] = []
     for file in included:
-        raws, errs = read_unit_file(file.path, file.name)
+        raws, errs = read_unit_file(file.path, file.name, file.rancheros)
         from_files += raws
         errors += errs
     from_config: list[RawService] = []
@@ -135,7 +135,7 @@ def build_units(
         key = format_path(raw.path)
         unit = parse_service(
             raw.name, raw.body, environment, problems, source=raw.file, key=key, known=known,
-            defaults=defaults,
+            defaults=defaults, rancheros=raw.rancheros,
         )
         errors += problems.errors
         if warnings is not None:

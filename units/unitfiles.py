@@ -38,6 +38,7 @@ class RawService:
     file: str
     path: KeyPath  # key path of the unit in its file (its name is the last segment)
     nodes: Mapping[KeyPath, NodeInfo] = field(default_factory=dict, compare=False)
+    rancheros: bool = False  # from a file RancherOS would have run (a services_include URL, os-services)
 
     def line(self, full: KeyPath) -> int | None:
         """The line of a key path of this unit's file (of the nearest key written there), when known."""
@@ -57,8 +58,11 @@ class RawService:
         return problems.errors[0]
 
 
-def parse_unit_text(text: str, file: str) -> tuple[list[RawService], list[ConfigError]]:
-    """Parse one unit file's text (pure). An empty file holds no units."""
+def parse_unit_text(
+    text: str, file: str, rancheros: bool = False
+) -> tuple[list[RawService], list[ConfigError]]:
+    """Parse one unit file's text (pure). An empty file holds no units. ``rancheros``: a file RancherOS
+    would have run (its services run where RancherOS ran them, see units.compose)."""
     data, nodes, errors = parse_yaml(text, file)
     if errors:
         return [], errors
@@ -79,7 +83,7 @@ def parse_unit_text(text: str, file: str) -> tuple[list[RawService], list[Config
     for name, body in services.items():
         if isinstance(name, str) and name.startswith("x-"):
             continue
-        raw = RawService(str(name), body, file, (*prefix, str(name)), nodes)
+        raw = RawService(str(name), body, file, (*prefix, str(name)), nodes, rancheros)
         if not isinstance(name, str) or not UNIT_NAME.fullmatch(name):
             errs.append(raw.error((), f"bad unit name {name!r}: use letters, digits, '_', '.', '-'"))
             continue
@@ -87,14 +91,16 @@ def parse_unit_text(text: str, file: str) -> tuple[list[RawService], list[Config
     return raws, errs
 
 
-def read_unit_file(path: Path, name: str | None = None) -> tuple[list[RawService], list[ConfigError]]:
+def read_unit_file(
+    path: Path, name: str | None = None, rancheros: bool = False
+) -> tuple[list[RawService], list[ConfigError]]:
     """The services of the unit file at ``path``; problems name ``name`` (default: the path; a fetched
     file's cached copy: its URL)."""
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         return [], [ConfigError(name or str(path), DOCUMENT, f"cannot read: {exc}")]
-    return parse_unit_text(text, name or str(path))
+    return parse_unit_text(text, name or str(path), rancheros)
 
 
 def is_url(name: object) -> bool:
@@ -120,6 +126,7 @@ class Included:
 
     path: Path
     name: str
+    rancheros: bool = False  # a file RancherOS would have run: a URL, one of its os-services
 
 
 def find_included(
@@ -141,7 +148,7 @@ def find_included(
         if is_url(name):
             copy = cached_copy(fetched_dir, name) if fetched_dir is not None else None
             if copy is not None and copy.is_file():
-                files.append(Included(copy, name))
+                files.append(Included(copy, name, rancheros=True))
             else:
                 problems.warn((name,), "not fetched yet: nothing runs from it until boot fetches it (once "
                                        "the network is up; the journal says how that went), or put the "
@@ -159,7 +166,7 @@ def find_included(
             where = ", ".join(str(d) for d in dirs)
             problems.error((name,), f"no unit file {name}.yml in {where}")
         else:
-            files.append(Included(found, str(found)))
+            files.append(Included(found, str(found), rancheros=os_service(name)))
     if warnings is not None:
         warnings += problems.warnings
     return files, problems.errors
