@@ -88,15 +88,14 @@ async def fetch_unit_urls(
     reload: Callable[[], Awaitable[object]],
     http: Http | None = None,
 ) -> list[Outcome]:
-    """Fetch every URL (each in a thread, together), log what each came to, and reload the config when
-    a copy changed (the units are then taken again)."""
-    if not urls:
-        return []
+    """Fetch every URL, one after the other in a thread (a server that does not answer holds one of the
+    loop's worker threads, never more), log what each came to, and reload the config when a copy
+    changed (the units are then taken again)."""
     client = http or Http(RETRY)
-    outcomes = await asyncio.gather(
-        *(asyncio.to_thread(fetch_unit_file, url, fetched_dir, client) for url in urls)
-    )
-    for o in outcomes:
+    outcomes: list[Outcome] = []
+    for url in urls:
+        o = await asyncio.to_thread(fetch_unit_file, url, fetched_dir, client)
+        outcomes.append(o)
         fields: dict[str, object] = {"url": o.url}
         if o.detail:
             fields["detail"] = o.detail
@@ -105,5 +104,5 @@ async def fetch_unit_urls(
         getattr(log, o.level)(o.event, **fields)
     if any(o.changed for o in outcomes):
         await reload()
-    return list(outcomes)
+    return outcomes
 
