@@ -1,11 +1,14 @@
 """A RancherOS-style service file run by the real system dockerd, in the sandbox: ${REGISTRY_DOMAIN} and
 ${SUFFIX} in its image, corral.environment (given as rancher.environment) in its command, ``$$`` kept for
 the shell, ordering after RancherOS's built-ins (network, ntp), volumes_from user-volumes, libcompose's
-``privileged: "false"``; the warnings listed by `corral status`."""
+``privileged: "false"``; the warnings listed by `corral status`. A services_include URL served in the
+sandbox's network namespace: fetched and run, then its copy used on the next boot without the server."""
 
 from __future__ import annotations
 
 import platform
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -99,3 +102,56 @@ def test_rancheros_service_file_runs_as_rancheros_ran_it(sandbox: Any) -> None:
     assert "'ntp' is RancherOS's built-in unit" in text and "'network'" not in text
     assert sb.stop() == 0
     sb.assert_clean_journal(EXPECTED_ERRORS)
+
+
+URL_FILE = """\
+# A RancherOS service file served over HTTP, as services_include fetched it
+rosurl:
+  image: ${REGISTRY_DOMAIN}/corral/busybox:latest${SUFFIX}
+  command: ["sh", "-c", "trap 'exit 0' TERM; sleep 600 & wait"]
+  net: none
+  restart: always
+  labels:
+    io.rancher.os.scope: system
+"""
+
+
+def _serve(sb: Sandbox, directory: Path, port: int) -> subprocess.Popen[bytes]:
+    """An HTTP server on the sandbox's 127.0.0.1 (inside its network namespace, which has only lo)."""
+    return subprocess.Popen(
+        ["nsenter", "-t", str(sb.pid1), "-n", "--", sys.executable, "-m", "http.server", "--bind",
+         "127.0.0.1", "--directory", str(directory), str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_services_include_url_is_fetched_and_run_then_its_copy_used_when_the_server_is_gone(
+        sandbox: Any, tmp_path: Path) -> None:
+    sb: Sandbox = sandbox({"rancher": {"shutdown_grace": 1}}, setup=with_busybox)
+    sb.wait_ready(90)
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "rosurl.yml").write_text(URL_FILE)
+    url = "http://127.0.0.1:8765/rosurl.yml"
+    server = _serve(sb, served, 8765)
+    try:
+        change = tmp_path / "change.yml"
+        change.write_text(f"#cloud-config\nrancher:\n  services_include:\n    {url}: true\n")
+        sb.cli("config", "merge", str(change))  # a config change adds the URL: fetched when it comes
+        fetched = sb.wait_journal(lambda r: r.get("event") == "unit file fetched", timeout=60)
+        assert fetched["url"] == url and fetched["units"] == ["rosurl"]
+        wait_state(sb, "rosurl", "running", timeout=60)
+        assert inspect(sb, "rosurl")["Config"]["Image"] == "docker.io/corral/busybox:latest"
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert sb.stop() == 0
+    sb.assert_clean_journal(EXPECTED_ERRORS)
+
+    again: Sandbox = sandbox(again=sb)  # the next boot: nothing serves the URL now
+    again.wait_ready(90)
+    used = again.wait_journal(
+        lambda r: r.get("event") == "unit file not fetched; using the copy fetched before", timeout=60)
+    assert used["url"] == url and used["level"] == "warning"
+    wait_state(again, "rosurl", "running", timeout=60)
+    assert again.stop() == 0
+    again.assert_clean_journal(EXPECTED_ERRORS)

@@ -25,6 +25,7 @@ from supervisor.boot.context import BootContext, Runners, StopRegistry
 from supervisor.boot.datasources import disk_datasources, network_datasources
 from supervisor.boot.modules import CloudModules
 from supervisor.boot.storage import StorageServices
+from supervisor.boot.unit_urls import UnitUrls
 from supervisor.bus import Bus
 from supervisor.config.errors import DOCUMENT, ConfigError
 from supervisor.config.proxy import proxy_environment
@@ -113,6 +114,8 @@ class Supervisor:
         self.acpi: AcpiSource | None = None
         self.udevd: Udevd | None = None  # corral.udev (the devices phase)
         self.modules = CloudModules(self.ctx)  # write_files, bootcmd, runcmd, corral.sysctl
+        self.unit_urls = UnitUrls(self.paths.fetched_units_dir, self.reload,  # services_include URLs
+                                  lambda: self.config.sources.network_ready)
 
     # ---- life cycle ----------------------------------------------------------------------
     async def run(self) -> str:
@@ -156,6 +159,7 @@ class Supervisor:
         await self._phase("network", self._network)
         await self._phase("network-datasources",
                           lambda: network_datasources(self.config.sources, self._load_config))
+        self.unit_urls.start(self.setting("services_include", {}))  # in the background, never waited for
         await self._phase("control", self._control, fatal=True)
         await self._phase("handlers", self._handlers, fatal=True)
         await self._phase("system-docker", self._system_docker)
@@ -441,6 +445,8 @@ class Supervisor:
             log.info("config changed", changed=list(changed), generation=self.config.generation)
             self._apply_log_settings()
             self.bus.publish(ConfigChanged(generation=self.config.generation, changed=tuple(changed)))
+            if "corral.services_include" in changed:
+                self.unit_urls.start(self.setting("services_include", {}))
         result: dict[str, Any] = {"applied": not errors, "changed": list(changed),
                                   "generation": self.config.generation}
         if errors:

@@ -38,7 +38,8 @@ T = TypeVar("T")
 
 def domain_checks(paths: Paths) -> dict[str, DomainCheck]:
     def units(config: Mapping[str, Any], source: Source) -> Checked:
-        loaded = load_units(config, unit_dirs=[paths.units_dir], source=FROM_CONFIG)
+        loaded = load_units(config, unit_dirs=[paths.units_dir], source=FROM_CONFIG,
+                            fetched_dir=paths.fetched_units_dir)
         # each error on a key of the config names the file that gave that key (a unit file's own
         # errors name the unit file)
         errors = [replace(e, file=source(e.key)) if e.file == FROM_CONFIG else e for e in loaded.errors]

@@ -41,6 +41,11 @@ class Paths:
         return self.state_dir / "units"
 
     @property
+    def fetched_units_dir(self) -> Path:
+        """The last good copies of the unit files ``services_include`` names by URL (units/fetch.py)."""
+        return self.state_dir / "units-fetched"
+
+    @property
     def log_dir(self) -> Path:
         return self.prefix / "var" / "log" / "corral"
 

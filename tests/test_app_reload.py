@@ -43,3 +43,57 @@ async def test_a_reload_that_raises_is_reported_and_cleared_by_a_good_one(
     assert (await sup.reload())["applied"] is True
     status = sup.status()
     assert status["state"] == "ready" and status["degraded"] == {} and status["config"]["errors"] == []
+
+
+async def test_a_services_include_url_is_fetched_once_the_network_is_up_and_its_units_taken(
+    sup: Supervisor, tmp_path: Path
+) -> None:
+    """Added by a config change (or there at boot), a URL is fetched in the background once per boot,
+    and the units of its copy come into force with the reload the fetch asks for."""
+    import asyncio
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from units.loader import Loaded
+
+    class Zfs(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            name = self.path.strip("/").removesuffix(".yml")
+            body = f"{name}:\n  image: busybox\n  labels: {{io.rancher.os.scope: system}}\n".encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Zfs)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/zfs.yml"
+        conf = sup.paths.config_dir
+        await asyncio.to_thread(conf.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(
+            (conf / "cloud-config.yml").write_text, f"rancher:\n  services_include:\n    {url}: true\n")
+        sup.config.sources.network_ready = False  # as at boot, before the network phase: not yet
+        assert "corral.services_include" in (await sup.reload())["changed"]
+        assert sup.unit_urls.seen == set()
+        sup.config.sources.network_ready = True
+        sup.unit_urls.start(sup.setting("services_include", {}))  # what boot does once the network is up
+        [task] = [t for t in asyncio.all_tasks() if t.get_name() == "unit-urls"]
+        await task
+        units = sup.config.parsed("units")
+        assert isinstance(units, Loaded) and units.units["zfs"].source == url
+        assert sup.unit_urls.start(sup.setting("services_include", {})) is None  # once per boot
+        assert sup.unit_urls.seen == {url}
+        assert [t for t in asyncio.all_tasks() if t.get_name() == "unit-urls" and not t.done()] == []
+        other = url.replace("zfs.yml", "other.yml")  # a config change adds one: fetched when it comes
+        await asyncio.to_thread((conf / "cloud-config.yml").write_text,
+                                f"rancher:\n  services_include:\n    {url}: true\n    {other}: true\n")
+        assert "corral.services_include" in (await sup.reload())["changed"]
+        assert sup.unit_urls.seen == {url, other}
+        [task] = [t for t in asyncio.all_tasks() if t.get_name() == "unit-urls"]
+        await task
+        units = sup.config.parsed("units")
+        assert isinstance(units, Loaded) and {"zfs", "other"} <= set(units.units)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

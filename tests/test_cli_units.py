@@ -14,7 +14,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from supervisor.cli.main import main
-from supervisor.cli.units import render_list
+from supervisor.cli.units import render_inspect, render_list
 from supervisor.control.catalogue import COMMANDS
 from supervisor.control.protocol import ControlError
 from supervisor.control.server import ControlServer
@@ -174,3 +174,9 @@ async def test_service_is_the_units_command_under_rancheros_name(corral: Any) ->
     assert await corral("service", "list") == await corral("units", "list")
     assert await corral("service", "down", "ntp", "-o", "json") == await corral("units", "down", "ntp",
                                                                                "-o", "json")
+
+
+def test_render_inspect_shows_the_units_notes() -> None:
+    note = "no io.rancher.os.scope label: runs in the user dockerd, as RancherOS ran it"
+    text = render_inspect({**UNITS[0], "name": "ecs", "scope": "user", "notes": [note]})
+    assert f"note:            {note}" in text.splitlines()

@@ -633,3 +633,26 @@ def test_a_failed_tidy_is_a_warning_and_the_config_still_loads(
     assert [w.message for w in result.warnings] == [
         "cannot adopt or tidy the user's config files: Read-only file system"]
     assert store.set("hostname", "h2")[0].message.endswith("Read-only file system")
+
+
+def test_a_unit_file_edited_under_the_same_config_is_taken_by_a_reload(tmp_path: Path) -> None:
+    """The config does not change when a unit file it includes does (one edited in
+    /var/lib/corral/units/, a services_include URL's copy fetched again): a reload takes its units all
+    the same, as a change of the roots that bring unit files in; nothing changed, nothing is taken."""
+    from supervisor.domain_checks import domain_checks
+    from units.loader import Loaded
+
+    paths = Paths.sandbox(tmp_path)
+    paths.config_dir.mkdir(parents=True)
+    paths.units_dir.mkdir(parents=True)
+    (paths.units_dir / "web.yml").write_text("web:\n  image: busybox\n  command: sleep 1\n")
+    (paths.config_dir / "cloud-config.yml").write_text("corral:\n  services_include: {web: true}\n")
+    store = ConfigStore(paths, cmdline_text="", checks=domain_checks(paths))
+    assert store.load().errors == []
+    generation = store.generation
+    assert store.reload() == ReloadResult([], [])
+    (paths.units_dir / "web.yml").write_text("web:\n  image: busybox\n  command: sleep 2\n")
+    assert store.reload() == ReloadResult([], ["corral.services", "corral.services_include"])
+    assert store.generation == generation + 1
+    units = store.parsed("units")
+    assert isinstance(units, Loaded) and units.units["web"].command == ("sleep", "2")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog.testing
 
 from handlers.units.desired import DesiredUnits, Reloaded, localize
 from tests.units_fakes import loaded_by_generation, make, settle, svc, unit_of
@@ -181,3 +182,21 @@ async def test_a_remembered_stop_holds_when_the_boot_phase_loads_before_the_firs
     assert not any(name == "web" for _, name in docker.calls)  # never created nor started
     assert handler.unit_status("db")["state"] == "running"
     await handler.close()
+
+
+def test_a_rancheros_unit_placed_in_the_user_dockerd_says_so_in_the_journal_at_info(tmp_path: Path) -> None:
+    """A RancherOS service without a scope label runs in the user dockerd, as RancherOS ran it: an info
+    line when it comes (not again on a load that does not change it), nothing for corral's own units."""
+    rancheros = svc(labels={"io.rancher.os.after": "network"})
+    config = Config({"docker": svc(labels={"io.corral.scope": "system"}), "web": rancheros})
+    units = desired(tmp_path, config)
+    with structlog.testing.capture_logs() as logs:
+        units.load()
+    notes = [e for e in logs if e["event"] == "unit runs as RancherOS ran it"]
+    assert [(e["unit"], e["log_level"]) for e in notes] == [("web", "info")]
+    assert "runs in the user dockerd, as RancherOS ran it, after the unit 'docker'" in notes[0]["note"]
+    assert units.units["web"].scope == "user"
+    config.set({"docker": svc(labels={"io.corral.scope": "system"}), "web": rancheros, "db": svc()})
+    with structlog.testing.capture_logs() as logs:
+        units.load()
+    assert [e for e in logs if e["event"] == "unit runs as RancherOS ran it"] == []

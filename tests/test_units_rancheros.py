@@ -342,17 +342,49 @@ def test_unknown_target_that_is_no_builtin_is_still_an_error() -> None:
 # --- scope, scalars, includes, rancher:
 
 
-def test_rancheros_unit_without_scope_label_is_warned_about() -> None:
-    _, errors, warnings = units_of("ecs:\n  image: ${REGISTRY_DOMAIN}/amazon/ecs\n")
-    assert errors == [] and [w.key for w in warnings] == ["ecs.labels"]
-    assert "RancherOS ran it in the user dockerd" in warnings[0].message
-    _, _, warnings = units_of("ecs:\n  image: x\n  labels: {io.rancher.os.after: docker}\n")
-    assert [w.key for w in warnings] == ['ecs.labels["io.rancher.os.after"]', "ecs.labels"]
-    for quiet in (
-        "w:\n  image: x\n",
-        "w:\n  image: ${REGISTRY_DOMAIN}/x\n  labels: {io.corral.scope: system}\n",
+def test_rancheros_unit_without_scope_label_runs_in_the_user_dockerd_after_docker() -> None:
+    """RancherOS ran a service without io.rancher.os.scope in the user dockerd, after its docker
+    service: so does corral, with a note (info), not a warning."""
+    docker = "docker:\n  image: corral/docker\n  labels: {io.corral.scope: system}\n"
+    units, errors, warnings = units_of(docker + "ecs:\n  image: ${REGISTRY_DOMAIN}/amazon/ecs\n")
+    assert errors == [] and warnings == []
+    assert units["ecs"].scope == "user" and units["ecs"].after == {"docker"}
+    assert units["ecs"].notes and "runs in the user dockerd, as RancherOS ran it" in units["ecs"].notes[0]
+    assert units["docker"].scope == "system" and units["docker"].notes == ()
+    units, _, _ = units_of(docker + "ecs:\n  image: x\n  labels: {io.rancher.os.after: console}\n")
+    assert units["ecs"].scope == "user" and units["ecs"].after == {"docker"}
+
+
+def test_rancheros_unit_without_scope_label_and_no_user_dockerd_is_warned_about() -> None:
+    units, errors, warnings = units_of("ecs:\n  image: ${REGISTRY_DOMAIN}/amazon/ecs\n")
+    assert errors == [] and units["ecs"].scope == "user" and units["ecs"].after == frozenset()
+    assert [w.key for w in warnings] == ["ecs.labels"]
+    assert "the unit 'docker') is not configured" in warnings[0].message
+
+
+def test_corral_units_and_scoped_rancheros_units_keep_their_scope() -> None:
+    for text, scope in (
+        ("w:\n  image: x\n", "system"),  # corral's own default
+        ("w:\n  image: ${REGISTRY_DOMAIN}/x\n  labels: {io.corral.scope: system}\n", "system"),
+        ("w:\n  image: x\n  labels: {io.rancher.os.scope: system, io.rancher.os.after: network}\n",
+         "system"),
+        ("w:\n  image: x\n  labels: {io.rancher.os.scope: user}\n", "user"),
     ):
-        assert units_of(quiet)[2] == []
+        units, errors, warnings = units_of(text)
+        assert errors == [] and warnings == [], text
+        assert units["w"].scope == scope and units["w"].notes == () and "docker" not in units["w"].after
+
+
+def test_rancheros_unit_now_in_the_user_dockerd_cannot_share_a_system_units_volumes() -> None:
+    """The two dockerds cannot see each other's containers: volumes_from a system unit is an error
+    naming both scopes (as it was in RancherOS, where it could not work either)."""
+    _, errors, _ = units_of(
+        "docker:\n  image: d\n  labels: {io.corral.scope: system}\n"
+        "data:\n  image: x\n  labels: {io.rancher.os.scope: system, io.rancher.os.createonly: 'true'}\n"
+        "app:\n  image: x\n  labels: {io.rancher.os.after: docker}\n  volumes_from: [data]\n"
+    )
+    assert [e.key for e in errors] == ["app.volumes_from"]
+    assert "(user) refers to 'data', which runs in the other dockerd (system)" in errors[0].message
 
 
 @pytest.mark.parametrize(
@@ -446,3 +478,38 @@ def test_including_a_rancheros_os_service_corral_does_not_ship_is_a_warning_a_ty
     assert "not shipped with corral" in loaded.warnings[0].message
     typo = load_units({"corral": {"services_include": {"kernel-headrs": True}}}, unit_dirs=[])
     assert [e.key for e in typo.errors] == ["corral.services_include.kernel-headrs"]
+
+
+def test_a_variable_written_at_the_services_level_is_ignored_with_a_warning_as_libcompose_did() -> None:
+    """RancherOS's docs (running-rancher-on-rancheros, block 5) put CATTLE_HOST_LABELS under an empty
+    environment:, at the service's level: libcompose ignored the unknown key and ran the service."""
+    text = ("agent:\n  image: rancher/agent:v0.8.2\n  privileged: true\n  environment:\n"
+            "  CATTLE_HOST_LABELS: foo=bar&hello=world\n")
+    units, errors, warnings = units_of(text)
+    assert errors == [] and units["agent"].environment == ()
+    assert [w.key for w in warnings] == ["agent.CATTLE_HOST_LABELS"]
+    assert "looks like an environment variable: ignored" in warnings[0].message
+    assert "indent it under environment" in warnings[0].message
+    _, errors, _ = units_of("agent:\n  image: x\n  restrat: always\n")  # a misspelt compose key: an error
+    assert [e.key for e in errors] == ["agent.restrat"]
+
+
+def test_a_service_from_a_file_rancheros_would_have_run_is_rancheros_by_origin(tmp_path: Path) -> None:
+    """No RancherOS label nor variable, but from a RancherOS os-services file (or a services_include
+    URL's copy): it runs where RancherOS ran it. The same service in a file of one's own stays in the
+    system dockerd."""
+    plain = "svc:\n  image: busybox\n"
+    (tmp_path / "open-vm-tools.yml").write_text(plain)
+    (tmp_path / "mine.yml").write_text(plain.replace("svc", "mine"))
+    config = {"corral": {"services_include": {"open-vm-tools": True, "mine": True}}}
+    loaded = load_units(config, unit_dirs=[tmp_path], defaults=DEFAULTS)
+    assert loaded.units["svc"].scope == "user" and loaded.units["mine"].scope == "system"
+    raws, _ = parse_unit_text(plain, "https://example.com/x.yml", rancheros=True)
+    units, _, _ = build_units(raws, {}, defaults=DEFAULTS)
+    assert units["svc"].scope == "user"
+
+
+def test_a_rancheros_unit_ordered_before_docker_is_not_put_after_it() -> None:
+    units, errors, _ = units_of("docker:\n  image: d\n  labels: {io.corral.scope: system}\n"
+                                "pre:\n  image: x\n  labels: {io.rancher.os.before: docker}\n")
+    assert errors == [] and units["pre"].scope == "user" and units["pre"].after == frozenset()

@@ -23,7 +23,7 @@ async def test_unit_status_fields(tmp_path: Path) -> None:
         "name": "web", "scope": "system", "state": "running", "restarts": 0, "failures": 0, "uptime": 2.5,
         "last_exit": None, "next_start_in": None, "restart": "always", "image": "corral/busybox:latest",
         "container": docker.by_name("web")["Id"][:12], "container_state": "running", "oneshot": False,
-        "createonly": False, "waiting": None, "error": None}
+        "createonly": False, "waiting": None, "error": None, "notes": []}
     data = handler.unit_status("data")
     assert (data["state"], data["container_state"], data["createonly"]) == ("created", "created", True)
     docker.exit("web", 2)

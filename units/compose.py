@@ -25,7 +25,7 @@ from supervisor.config.check import (
 from supervisor.config.errors import Problems
 from supervisor.config.keypath import KeyPath
 from units import environment as env_mod
-from units.compose_labels import corral_labels, parse_labels, scope_note
+from units.compose_labels import corral_labels, parse_labels, rancheros_scope
 from units.compose_volumes import parse_tmpfs, parse_volumes, parse_volumes_from
 from units.interpolate import Substitution, interpolate
 from units.model import (
@@ -136,16 +136,20 @@ def parse_service(
     key: str = "",
     known: Collection[str] | None = None,
     defaults: Mapping[str, str] | None = None,
+    rancheros: bool = False,
 ) -> Unit | None:
     """Check one compose service and build its Unit (pure). Problems go to ``p``, whose key paths are
     under the unit (``("image",)``); the Unit is None when there is any error (warnings are kept in
     ``p``). ``$VAR`` in values is replaced from ``environment`` and ``defaults`` (``units.interpolate``);
     ``known``, the names of every unit configured, lets references to RancherOS's built-in units that are
-    not configured resolve (``units.rancheros``)."""
+    not configured resolve (``units.rancheros``). ``rancheros``: the service is RancherOS's by where it
+    came from (a ``services_include`` URL, a RancherOS os-services file); so is one with an
+    ``io.rancher.os.*`` label or RancherOS's variables (it then runs where RancherOS ran it)."""
     before = p.count()
     if not isinstance(body, dict):
         p.error((), f"a unit is a map of compose keys, got {describe(body)}")
         return None
+    body = _without_stray_variables(p, body)
     variables = Substitution(name, environment, defaults or {})
     body = interpolate(body, variables, p)
     check_keys(body, (), p, SUPPORTED_KEYS, hints=HINTS, extensions=True)
@@ -169,8 +173,13 @@ def parse_service(
     labels = parse_labels(p, body.get("labels"))
     fields["labels"] = tuple(sorted(labels.items()))
     fields.update(corral_labels(p, name, labels, known))
-    rancheros = any(k.startswith(RANCHER_PREFIX) for k in labels) or bool(variables.used_defaults)
-    scope_note(p, labels, rancheros)
+    rancheros = (rancheros or any(k.startswith(RANCHER_PREFIX) for k in labels)
+                 or bool(variables.used_defaults))
+    for attr, value in rancheros_scope(p, name, labels, rancheros, known).items():
+        if attr != "after":
+            fields[attr] = value
+        elif not value & fields.get("before", frozenset()):  # ordered before docker: no cycle made here
+            fields[attr] = fields.get(attr, frozenset()) | value
 
     if "restart" in body:
         try:
@@ -220,6 +229,21 @@ def parse_service(
         return None
     clean = {k: v for k, v in fields.items() if v is not None}
     return Unit(name=name, source=source, key=key, **clean)
+
+
+_VARIABLE_KEY = re.compile(r"[A-Z][A-Z0-9_]*")
+
+
+def _without_stray_variables(p: Problems, body: dict[Any, Any]) -> dict[Any, Any]:
+    """The service without its keys that are written like environment variables (``CATTLE_HOST_LABELS:``
+    one level too high, under an ``environment:`` left empty: RancherOS's own docs had it so). No compose
+    key is upper case, so such a key is no typo of one: RancherOS's compose (libcompose, unknown keys
+    ignored) ran the service without it, and so does corral, with a warning naming it."""
+    stray = [k for k in body if isinstance(k, str) and _VARIABLE_KEY.fullmatch(k)]
+    for k in stray:
+        p.warn((k,), f"{k} is not a compose key but looks like an environment variable: ignored, as "
+                     "RancherOS's compose ignored it; to set it, indent it under environment:")
+    return {k: v for k, v in body.items() if k not in stray} if stray else body
 
 
 def _with_binds(volumes: tuple[Volume, ...], binds: list[Volume], tmpfs: set[str]) -> tuple[Volume, ...]:

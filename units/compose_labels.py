@@ -25,6 +25,7 @@ from units.model import (
     RESERVED_LABELS,
     SCOPES,
     UNIT_NAME,
+    USER_DOCKERD_UNIT,
 )
 from units.rancheros import BUILTINS, ordering_note
 
@@ -166,12 +167,28 @@ def _builtin_target(p: Problems, label: str, target: str, known: Collection[str]
     return True
 
 
-def scope_note(p: Problems, labels: Mapping[str, str], rancheros: bool) -> None:
-    """A unit with no scope label runs in the system dockerd; RancherOS ran such a service in the user
-    dockerd. Said for the units that look like RancherOS's (``rancheros``: io.rancher.os.* labels, or
-    RancherOS's variables such as ${REGISTRY_DOMAIN})."""
+def rancheros_scope(
+    p: Problems, name: str, labels: Mapping[str, str], rancheros: bool, known: Collection[str] | None
+) -> dict[str, Any]:
+    """RancherOS ran a service without ``io.rancher.os.scope`` in the user dockerd, after its ``docker``
+    service (rancher/os pkg/docker: the user client unless the scope is ``system``, and a link to
+    ``docker``); corral's own default is the system dockerd. For a unit that is RancherOS's
+    (``rancheros``: from a ``services_include`` URL or a RancherOS os-services file, or with an
+    ``io.rancher.os.*`` label or RancherOS's variables such as ${REGISTRY_DOMAIN}) with no scope label,
+    the fields that make it run where RancherOS ran it: scope ``user``, after ``docker`` when that unit
+    is configured (``known``), and a note saying so (the journal's info line, status).
+    When corral's user dockerd is not configured, a warning says the unit waits for it. Any other unit:
+    nothing (corral's default)."""
     if not rancheros or any(k in labels for k in (LABEL_SCOPE, *SCOPE_ALIASES)):
-        return
-    p.warn(("labels",), "no io.rancher.os.scope label: the unit runs in the system dockerd (corral's "
-                        "default); RancherOS ran it in the user dockerd. Add io.rancher.os.scope: user "
-                        "(and io.rancher.os.after: docker) to run it there, or io.rancher.os.scope: system")
+        return {}
+    note = "no io.rancher.os.scope label: runs in the user dockerd, as RancherOS ran it"
+    out: dict[str, Any] = {"scope": "user"}
+    if known is not None and USER_DOCKERD_UNIT in known and name != USER_DOCKERD_UNIT:
+        out["after"] = frozenset({USER_DOCKERD_UNIT})
+        note += f", after the unit {USER_DOCKERD_UNIT!r}"
+    elif known is not None:
+        p.warn(("labels",), f"{note}; corral's user dockerd (the unit {USER_DOCKERD_UNIT!r}) is not "
+                            "configured, so the unit waits for it. Add io.rancher.os.scope: system to run "
+                            "it in the system dockerd")
+    out["notes"] = (f"{note} (io.rancher.os.scope: system runs it in the system dockerd)",)
+    return out

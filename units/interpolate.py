@@ -53,7 +53,8 @@ DEFAULT_NAMES = ("REGISTRY_DOMAIN", "ARCH", "SUFFIX", "KERNEL_VERSION")
 
 class Substitution:
     """One unit's variables: looks NAME up as ``UNIT/NAME``, ``NAME``, then the defaults; remembers the
-    defaults it used (``used_defaults``) for the scope warning of ``units.compose``."""
+    defaults it used (``used_defaults``): a unit using them is RancherOS's, run where RancherOS ran it
+    (``units.compose``)."""
 
     def __init__(self, unit: str, environment: Mapping[str, str], defaults: Mapping[str, str]) -> None:
         self.unit = unit

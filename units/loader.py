@@ -3,7 +3,8 @@
 Where units come from, later wins:
 
 1. unit files selected by ``corral.services_include`` (``NAME: true``): ``NAME.yml`` looked up in the
-   directories given to the loader, then in the shipped ``units/defaults/`` (``units.unitfiles``);
+   directories given to the loader, then in the shipped ``units/defaults/`` (``units.unitfiles``); a
+   URL (``https://.../x.yml: true``) from the copy boot fetched (``units.fetch``);
 2. ``corral.services`` (``rancher.services`` is merged into it by the config loader). A unit named
    here replaces a unit of the same name from a file, whole.
 
@@ -11,8 +12,8 @@ Each service is checked key by key by ``units.compose``, then the set's ordering
 Every problem is a ``ConfigError`` naming the file, the key path of the unit's key (for example
 ``corral.services.ntp.restart`` or ``ntp.labels["io.corral.after"]``) and what is wrong. A set with any
 problem is rejected whole: ``load_units`` then returns no units, and the caller keeps the last good set.
-Warnings (a ``$VAR`` not set, a RancherOS built-in unit referred to, a ``services_include`` URL) do not
-reject anything: they are in ``Loaded.warnings``."""
+Warnings (a ``$VAR`` not set, a RancherOS built-in unit referred to, a ``services_include`` URL not
+fetched yet) do not reject anything: they are in ``Loaded.warnings``."""
 
 from __future__ import annotations
 
@@ -53,10 +54,12 @@ def load_units(
     shipped_dir: Path = SHIPPED_DIR,
     source: str = "config",
     defaults: Mapping[str, str] | None = None,
+    fetched_dir: Path | None = None,
 ) -> Loaded:
     """All units the (merged, validated) config asks for. ``config`` is the whole document; this reads
     ``corral.services``, ``corral.services_include`` and ``corral.environment``. ``unit_dirs`` are
-    searched for included unit files before ``shipped_dir``. Reads the selected files (small; call it
+    searched for included unit files before ``shipped_dir``; ``fetched_dir`` holds the copies of the
+    ``services_include`` URLs boot fetched (units.fetch). Reads the selected files (small; call it
     from a thread if the loop must not block)."""
     corral = config.get("corral") or {}
     environment = corral.get("environment") or {}
@@ -76,11 +79,12 @@ def load_units(
     environment = {name: "" if value is None else value for name, value in environment.items()}
     environment = {**proxy_environment(config), **environment}  # corral.network's proxies, as RancherOS
     warnings: list[ConfigError] = []
-    files, errs = find_included(includes, [*unit_dirs, shipped_dir], source, warnings)
+    included, errs = find_included(includes, [*unit_dirs, shipped_dir], source, warnings, fetched_dir)
     errors += errs
+    files = [i.path for i in included]
     from_files: list[RawService] = []
-    for path in files:
-        raws, errs = read_unit_file(path)
+    for file in included:
+        raws, errs = read_unit_file(file.path, file.name, file.rancheros)
         from_files += raws
         errors += errs
     from_config: list[RawService] = []
@@ -131,7 +135,7 @@ def build_units(
         key = format_path(raw.path)
         unit = parse_service(
             raw.name, raw.body, environment, problems, source=raw.file, key=key, known=known,
-            defaults=defaults,
+            defaults=defaults, rancheros=raw.rancheros,
         )
         errors += problems.errors
         if warnings is not None:

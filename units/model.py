@@ -182,6 +182,9 @@ class Unit:
     # Where it was defined, for messages: a file (or "config") and the key path of the unit.
     source: str = field(default="", compare=False)
     key: str = field(default="", compare=False)
+    # What corral decided for it that the user did not write (the journal's info lines, status): a
+    # RancherOS service without a scope label runs in the user dockerd, as RancherOS ran it.
+    notes: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def env(self) -> dict[str, str]:

@@ -9,6 +9,7 @@ into a ``Unit`` is ``units.compose``'s job, and the whole set's is ``units.loade
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ class RawService:
     file: str
     path: KeyPath  # key path of the unit in its file (its name is the last segment)
     nodes: Mapping[KeyPath, NodeInfo] = field(default_factory=dict, compare=False)
+    rancheros: bool = False  # from a file RancherOS would have run (a services_include URL, os-services)
 
     def line(self, full: KeyPath) -> int | None:
         """The line of a key path of this unit's file (of the nearest key written there), when known."""
@@ -56,8 +58,11 @@ class RawService:
         return problems.errors[0]
 
 
-def parse_unit_text(text: str, file: str) -> tuple[list[RawService], list[ConfigError]]:
-    """Parse one unit file's text (pure). An empty file holds no units."""
+def parse_unit_text(
+    text: str, file: str, rancheros: bool = False
+) -> tuple[list[RawService], list[ConfigError]]:
+    """Parse one unit file's text (pure). An empty file holds no units. ``rancheros``: a file RancherOS
+    would have run (its services run where RancherOS ran them, see units.compose)."""
     data, nodes, errors = parse_yaml(text, file)
     if errors:
         return [], errors
@@ -78,7 +83,7 @@ def parse_unit_text(text: str, file: str) -> tuple[list[RawService], list[Config
     for name, body in services.items():
         if isinstance(name, str) and name.startswith("x-"):
             continue
-        raw = RawService(str(name), body, file, (*prefix, str(name)), nodes)
+        raw = RawService(str(name), body, file, (*prefix, str(name)), nodes, rancheros)
         if not isinstance(name, str) or not UNIT_NAME.fullmatch(name):
             errs.append(raw.error((), f"bad unit name {name!r}: use letters, digits, '_', '.', '-'"))
             continue
@@ -86,12 +91,42 @@ def parse_unit_text(text: str, file: str) -> tuple[list[RawService], list[Config
     return raws, errs
 
 
-def read_unit_file(path: Path) -> tuple[list[RawService], list[ConfigError]]:
+def read_unit_file(
+    path: Path, name: str | None = None, rancheros: bool = False
+) -> tuple[list[RawService], list[ConfigError]]:
+    """The services of the unit file at ``path``; problems name ``name`` (default: the path; a fetched
+    file's cached copy: its URL)."""
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
-        return [], [ConfigError(str(path), DOCUMENT, f"cannot read: {exc}")]
-    return parse_unit_text(text, str(path))
+        return [], [ConfigError(name or str(path), DOCUMENT, f"cannot read: {exc}")]
+    return parse_unit_text(text, name or str(path), rancheros)
+
+
+def is_url(name: object) -> bool:
+    """Whether a ``services_include`` name is a URL (RancherOS fetched ``https://.../x.yml: true``)."""
+    return isinstance(name, str) and _URL.match(name) is not None
+
+
+def included_urls(includes: object) -> list[str]:
+    """The URLs ``services_include`` turns on, in order."""
+    if not isinstance(includes, Mapping):
+        return []
+    return sorted(k for k, v in includes.items() if is_url(k) and as_bool(v, (k,), Problems()) is True)
+
+
+def cached_copy(fetched_dir: Path, url: str) -> Path:
+    """Where the last good copy of the unit file at ``url`` is kept (units.fetch writes it)."""
+    return fetched_dir / f"{hashlib.sha256(url.encode()).hexdigest()[:32]}.yml"
+
+
+@dataclass(frozen=True)
+class Included:
+    """A unit file ``services_include`` turns on: where it is read, and the name its problems give."""
+
+    path: Path
+    name: str
+    rancheros: bool = False  # a file RancherOS would have run: a URL, one of its os-services
 
 
 def find_included(
@@ -99,18 +134,25 @@ def find_included(
     dirs: Sequence[Path],
     source: str = "config",
     warnings: list[ConfigError] | None = None,
-) -> tuple[list[Path], list[ConfigError]]:
+    fetched_dir: Path | None = None,
+) -> tuple[list[Included], list[ConfigError]]:
     """The unit files ``services_include`` turns on, in name order (looked up in ``dirs`` in order).
-    A URL (RancherOS fetched ``https://.../x.yml: true``) is not fetched: a warning, added to
-    ``warnings``, says so."""
-    files: list[Path] = []
+    A URL (RancherOS fetched ``https://.../x.yml: true``) is read from the last good copy boot fetched
+    into ``fetched_dir`` (units.fetch), its problems naming the URL; with no copy yet (or no
+    ``fetched_dir``), a warning, added to ``warnings``, says nothing runs from it."""
+    files: list[Included] = []
     problems = Problems(source, base=("corral", "services_include"))
     for name in sorted(includes, key=str):
         if not as_bool(includes[name], (str(name),), problems):
             continue
-        if isinstance(name, str) and _URL.match(name):
-            problems.warn((name,), "not fetched: corral fetches no unit files from URLs yet; put the file "
-                                   "in /var/lib/corral/units/ and include it by name")
+        if is_url(name):
+            copy = cached_copy(fetched_dir, name) if fetched_dir is not None else None
+            if copy is not None and copy.is_file():
+                files.append(Included(copy, name, rancheros=True))
+            else:
+                problems.warn((name,), "not fetched yet: nothing runs from it until boot fetches it (once "
+                                       "the network is up; the journal says how that went), or put the "
+                                       "file in /var/lib/corral/units/ and include it by name")
             continue
         if not isinstance(name, str) or not _INCLUDE_NAME.fullmatch(name):
             problems.error((str(name),), f"bad unit file name {name!r}")
@@ -124,7 +166,7 @@ def find_included(
             where = ", ".join(str(d) for d in dirs)
             problems.error((name,), f"no unit file {name}.yml in {where}")
         else:
-            files.append(found)
+            files.append(Included(found, str(found), rancheros=os_service(name)))
     if warnings is not None:
         warnings += problems.warnings
     return files, problems.errors

@@ -119,6 +119,9 @@ class DesiredUnits:
                     changed.add(name)
                     log.info("unit changed; recreating it", unit=name)
             policies[name] = policy
+            if unit.notes and (old is None or name in changed):
+                for note in unit.notes:  # what corral decided for it, as RancherOS did: info, not a warning
+                    log.info("unit runs as RancherOS ran it", unit=name, note=note)
         removed = set(self.units) - set(units)
         for name in removed:
             log.info("unit removed", unit=name)

@@ -108,6 +108,7 @@ class UnitsStatus:
             "createonly": unit.createonly,
             "waiting": self.waiting.get(name),
             "error": self.restarts.errors.get(name),
+            "notes": list(unit.notes),
         }
 
     def list_status(self) -> list[dict[str, Any]]:
@@ -120,7 +121,8 @@ class UnitsStatus:
                               "failures": 0, "uptime": None, "last_exit": None, "next_start_in": None,
                               "restart": None, "image": None, "container": c.id[:12],
                               "container_state": c.state, "oneshot": False, "createonly": False,
-                              "waiting": None, "error": "no longer configured; container being removed"}
+                              "waiting": None, "error": "no longer configured; container being removed",
+                              "notes": []}
         return [rows[name] for name in sorted(rows)]
 
     def states(self) -> dict[str, int]:

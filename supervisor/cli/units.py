@@ -182,6 +182,8 @@ def render_inspect(unit: Any) -> str:
         lines.append(f"{'after:':<17}{', '.join(unit['after'])}")
     if unit.get("requires_mounts"):
         lines.append(f"{'requires mounts:':<17}{', '.join(unit['requires_mounts'])}")
+    for note in unit.get("notes") or ():
+        lines.append(f"{'note:':<17}{note}")
     create = unit.get("create") or {}
     if create.get("Cmd"):
         lines.append(f"{'command:':<17}{' '.join(str(c) for c in create['Cmd'])}")

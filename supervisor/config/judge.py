@@ -71,16 +71,19 @@ class Judge:
         visible = self.visible(config)
         parsed: dict[str, object] = {}
         placed: dict[ConfigError, tuple[str, ...]] = {}
+        file_roots: dict[str, tuple[str, ...]] = {}
         for domain, check in self._checks.items():
             checked = check(visible, lambda key: attribute(key, provenance))
             errors.extend(checked.errors)
             warnings.extend(checked.warnings)
             parsed[domain] = checked.parsed
+            if checked.roots:
+                file_roots[domain] = checked.roots
             for error in checked.errors if checked.roots else ():
                 root = domain_root(error.key)
                 if root is None or _value_at(config, parse_path(root)) is _ABSENT:
                     placed[error] = checked.roots
-        return Judged(errors, warnings, parsed, placed)
+        return Judged(errors, warnings, parsed, placed, file_roots)
 
     def visible(self, config: Mapping[str, Any]) -> Mapping[str, Any]:
         """``config`` without the keys corral ignores (what the domain checks see)."""

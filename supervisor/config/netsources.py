@@ -18,6 +18,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from supervisor.backoff import Backoff
 from supervisor.config.errors import DOCUMENT, ConfigError
 from supervisor.config.fetched import DatasourceContext, Fetched, add_user_data
 from supervisor.config.yamlload import MAX_BYTES, decode_config
@@ -33,11 +34,15 @@ class NotThere(Exception):
 @dataclass(frozen=True)
 class Retry:
     """How hard a network datasource tries: ``attempts`` per request, ``timeout`` seconds each, pauses
-    of ``pause``, doubled after each failure (5 attempts: 0.5 + 1 + 2 + 4 s of pauses at most)."""
+    of ``pause``, doubled after each failure (5 attempts: 0.5 + 1 + 2 + 4 s of pauses at most): the
+    shared backoff policy (supervisor/backoff.py)."""
 
     attempts: int = 5
     timeout: float = 3.0
     pause: float = 0.5
+
+    def backoff(self) -> Backoff:
+        return Backoff(first=self.pause, initial=2 * self.pause, cap=self.pause * 2 ** self.attempts)
 
 
 class Http:
@@ -52,7 +57,7 @@ class Http:
     def request(self, url: str, method: str = "GET", headers: dict[str, str] | None = None) -> bytes:
         """The body; NotThere on 404; the last error (OSError, urllib's HTTPError) when every attempt
         failed."""
-        pause = self.retry.pause
+        backoff = self.retry.backoff()
         for attempt in range(1, self.retry.attempts + 1):
             req = urllib.request.Request(url, method=method, headers=headers or {})
             try:
@@ -67,12 +72,11 @@ class Http:
             except OSError:  # refused, unreachable, timed out, reset
                 if attempt == self.retry.attempts:
                     raise
-            self._sleep(pause)
-            pause *= 2
+            self._sleep(backoff.delay_for(attempt))
         raise AssertionError("unreachable")
 
 
-def _why(exc: BaseException) -> str:
+def why_failed(exc: BaseException) -> str:
     if isinstance(exc, urllib.error.HTTPError):
         return f"HTTP {exc.code} {exc.reason}"
     if isinstance(exc, urllib.error.URLError):
@@ -80,7 +84,7 @@ def _why(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _check_url(url: str, what: str) -> str:
+def check_url(url: str, what: str) -> str:
     parts = urllib.parse.urlsplit(url)
     try:
         parts.port  # noqa: B018 -- a port that is not a number raises ValueError
@@ -104,7 +108,7 @@ class _NetworkDatasource:
         try:
             self.get(Http(self.retry, ctx.sleep), out)
         except (OSError, ValueError) as exc:  # HTTPError and URLError are OSErrors
-            why = f"{self.describe()}: {_why(exc)} after {self.retry.attempts} tries"
+            why = f"{self.describe()}: {why_failed(exc)} after {self.retry.attempts} tries"
             out.warnings.append(ConfigError(self.spec, DOCUMENT, f"{why}: skipped"))
             out.notes.append(f"{self.spec}: nothing ({why})")
             return out  # not kept: the next load tries again
@@ -122,7 +126,7 @@ class UrlDatasource(_NetworkDatasource):
     """``url:URL``: the body is user-data (a cloud-config)."""
 
     def __init__(self, arg: str) -> None:
-        self.url = _check_url(arg, "the url datasource")
+        self.url = check_url(arg, "the url datasource")
         self.spec = f"url:{arg}"
 
     def describe(self) -> str:
@@ -148,7 +152,7 @@ class Ec2Datasource(_NetworkDatasource):
 
     def __init__(self, arg: str) -> None:
         base = arg if "://" in arg else f"http://{arg}" if arg else EC2_DEFAULT
-        self.base = _check_url(base, "the ec2 datasource")
+        self.base = check_url(base, "the ec2 datasource")
         self.spec = f"ec2:{arg}" if arg else "ec2"
 
     def describe(self) -> str:

@@ -156,6 +156,15 @@ class Judged:
     placed: Mapping[ConfigError, tuple[str, ...]] = field(default_factory=dict)
     """Errors whose key is not a key of the config (a unit file's own), placed by the judge under the
     roots that bring them in (``corral.services``, ``corral.services_include``)."""
+    file_roots: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """The domains whose check reads files besides the config (the units': unit files, the fetched
+    copies of ``services_include`` URLs) -> the roots that bring those files in."""
+
+    def files_changed(self, before: Mapping[str, object]) -> list[str]:
+        """The roots of the domains whose files gave another result than ``before`` (the parsed configs
+        in force) under the same config: a reload then takes them (a unit file edited, a URL fetched)."""
+        return sorted({root for domain, roots in self.file_roots.items()
+                       if self.parsed.get(domain) != before.get(domain) for root in roots})
 
     def roots(self, error: ConfigError) -> tuple[str, ...]:
         """The roots ``error`` costs; () when it cannot be placed."""

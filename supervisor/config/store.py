@@ -274,6 +274,8 @@ class ConfigStore:
             self.salvaged = {root: on_now(root, self.generation, self.salvaged) for root in salvaged.roots}
             config = salvaged.config
             changed = changed_keys(self._current, config)
+            if not changed and self._parsed:  # the same config, but its unit files changed
+                changed = salvaged.judged.files_changed(self._parsed)
             if changed:
                 self._current = config
                 self._parsed = dict(salvaged.judged.parsed)
