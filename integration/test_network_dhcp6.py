@@ -18,7 +18,7 @@ import pytest
 
 from integration.netns import NetNS, unavailable
 from integration.sandbox import Sandbox
-from integration.test_network import FAST, addresses, make_nic, net_status, plug, ready, sb_ip, wait_for
+from integration.test_network import FAST, addresses, make_nic, net_status, plug, sb_ip, wait_for
 from netconf.dhcp6 import DHCPCD
 
 PREFIX = "2001:db8:66::"
