@@ -219,7 +219,8 @@ class _Client:
             self.error = f"{type(exc).__name__}: {exc}"
             self.state = "failed"
             delay = self.backoff.next_delay()
-            log.error("DHCPv6 client cannot start", link=self.link, error=self.error, retry_in=delay)
+            level = log.error if self.backoff.failures <= 1 else log.info  # said once, then retried quietly
+            level("DHCPv6 client cannot start", link=self.link, error=self.error, retry_in=delay)
             self._retry = asyncio.get_running_loop().call_later(delay, self.start)
             return
         self.child, self.error, self.state = child, None, "running"

@@ -3,19 +3,26 @@ plan (pure; the real dhcpcd against a real server is integration/test_network_dh
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 from test_netconf_sim import config, converge, nics
 
 from netconf.desired import Desired
-from netconf.dhcp6 import CONFIG, HOOK, MARK, MAX_EVENT, Lease6, argv_for, lease6, parse_event
+from netconf.dhcp6 import CONFIG, HOOK, MARK, MAX_EVENT, Dhcp6Manager, Lease6, argv_for, lease6, parse_event
 from netconf.model import DhcpOptions, Dns
-from netconf.observed import DhcpLease, Observed
+from netconf.observed import DhcpClient, DhcpLease, Observed
 from netconf.ops import AddAddress, RemoveAddress, SetIPv6, SetUp, StartDhcp, StopDhcp, WriteDns
 from netconf.plan import desired_dns, plan
+from supervisor.bus import Bus
+from supervisor.events.netlink import DhcpLeaseChanged
+from supervisor.process import ProcessManager
 
 # What dhcpcd 9.4.1 (Debian's dhcpcd-base) put in its hook's environment for a BOUND6 from dnsmasq 2.90
 # (``--dhcp-range=...,64,2m``, a DNS server and a search domain), as integration/test_network_dhcp6.py
@@ -125,3 +132,88 @@ def test_the_configs_dns_and_use_dns_false_win_over_a_dhcpv6_lease() -> None:
     static = config(ETH0 % "dhcp6: true, addresses: [2001:db8:66::1b6/64]")
     ops, _ = converge(Desired(static, (held,)), Observed(links=nics("eth0")))
     assert not any(isinstance(op, AddAddress) and op.lease for op in ops)
+
+
+# -- the supervision, with a stand-in for dhcpcd that runs corral's real hook ------------------------------
+
+FAKE_DHCPCD = """\
+#!{python}
+# Stands in for dhcpcd: runs the hook it is given as dhcpcd would (a BOUND6, RELEASE6 on SIGALRM), and
+# exits once after binding when told to (a file beside it), so that PID 1 starts it again.
+import os, signal, subprocess, sys, time
+args = sys.argv[1:]
+assert "--noconfigure" in args and "--nobackground" in args, args
+hook, link = args[args.index("--script") + 1], args[-1]
+def run(reason, **values):
+    subprocess.run([hook], env={{"reason": reason, "interface": link, **values}}, check=True)
+def release(*_):
+    run("RELEASE6")
+    sys.exit(0)
+signal.signal(signal.SIGALRM, release)
+run("PREINIT")
+print(link + ": soliciting a DHCPv6 lease", file=sys.stderr, flush=True)
+run("BOUND6", new_dhcp6_ia_na1_ia_addr1="2001:db8::5", new_dhcp6_ia_na1_ia_addr1_vltime="300",
+    new_dhcp6_ia_na1_ia_addr1_pltime="200", new_dhcp6_name_servers="2001:db8::53",
+    new_dhcp6_domain_search="corp6.example")
+die = sys.argv[0] + ".die"
+if os.path.exists(die):
+    os.unlink(die)
+    sys.exit(3)
+while True:
+    time.sleep(1)
+"""
+
+
+async def wait_until(predicate: Callable[[], object], timeout: float = 10) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def processes() -> AsyncIterator[ProcessManager]:
+    pm = ProcessManager()
+    pm.attach(asyncio.get_running_loop())
+    yield pm
+    await pm.stop_all(1.0)
+    asyncio.get_running_loop().remove_signal_handler(signal.SIGCHLD)
+
+
+async def test_the_lease_comes_through_the_hook_dhcpcd_is_restarted_and_released(
+    tmp_path: Path, processes: ProcessManager
+) -> None:
+    fake = tmp_path / "dhcpcd"
+    fake.write_text(FAKE_DHCPCD.format(python=sys.executable))
+    fake.chmod(0o755)
+    (tmp_path / "dhcpcd.die").touch()
+    bus = Bus()
+    events = bus.subscribe("test", DhcpLeaseChanged)
+    m = Dhcp6Manager(bus, processes, tmp_path / "run", program=str(fake))
+    await m.start("eth6", DhcpOptions())
+    assert m.clients() == (DhcpClient("eth6", 6, DhcpOptions()),)
+    await wait_until(lambda: m.leases())
+    [held] = m.leases()
+    assert (held.link, held.family, held.address, held.nameservers, held.search) == (
+        "eth6", 6, ipaddress.IPv6Interface("2001:db8::5/128"), (ipaddress.IPv6Address("2001:db8::53"),),
+        ("corp6.example",))
+    event = await asyncio.wait_for(events.get(), 5)
+    assert isinstance(event, DhcpLeaseChanged) and (event.state, event.family, event.lease_time) == (
+        "bound", 6, 300)
+    # it exits (status 3): started again after the backoff's first delay, and binds again
+    await wait_until(lambda: m.status()["eth6/6"]["restarts"] == 1)
+    assert [le.address for le in m.leases()] == [held.address]  # kept while dhcpcd is down
+    again = await asyncio.wait_for(events.get(), 10)
+    assert isinstance(again, DhcpLeaseChanged) and again.state == "bound"
+    assert m.status()["eth6/6"]["state"] == "running"
+    # the config no longer wants it: SIGALRM, dhcpcd releases (its hook says RELEASE6) and exits
+    await m.stop("eth6", release=True)
+    assert m.clients() == () and m.leases() == ()
+    states = []
+    while (e := events.get_nowait()) is not None:
+        assert isinstance(e, DhcpLeaseChanged)
+        states.append(e.state)
+    assert states == ["released"], states
+    assert (tmp_path / "run" / "dhcpcd6.conf").read_text() == CONFIG
