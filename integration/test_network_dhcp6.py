@@ -106,7 +106,7 @@ def test_dhcpv6_lease_dns_restart_and_release(sandbox: Any, dhcp6_server: tuple[
     assert address.endswith("/128") and 0x100 <= int(address.split("::")[1].split("/")[0], 16) <= 0x1FF
     [info] = json.loads(sb_ip(sb, "-j", "addr", "show", "dev", LINK).stdout)
     v6 = next(a for a in info["addr_info"] if f"{a['local']}/{a['prefixlen']}" == address)
-    assert 0 < v6["valid_life_time"] <= LEASE and v6.get("dynamic"), v6
+    assert 0 < v6["preferred_life_time"] <= v6["valid_life_time"] <= LEASE and v6.get("dynamic"), v6
     resolv = sb.dir / "etc" / "resolv.conf"
     wait_for("resolv.conf from the lease", lambda: resolv.exists() and DNS6 in resolv.read_text())
     assert "search corp6.example" in resolv.read_text()

@@ -6,8 +6,8 @@ T1, rebinding at T2, expiry, CONFIRM after a carrier change or a restart, RELEAS
 the lease, as for DHCPv4 (``netconf.dhcp``): dhcpcd calls its hook script at each event, the hook (a
 fixed script corral writes, ``HOOK``) prints the event's variables as one JSON line on dhcpcd's stdout,
 which corral reads (bounded) and turns into the lease held (``lease6``). The leases are desired state for
-the network plan (``netconf.plan``: the address, a /128, with the lease's valid lifetime; the DNS
-servers and search domains when the config gives none); each change is published
+the network plan (``netconf.plan``: the address, a /128, with the lease's valid and preferred
+lifetimes; the DNS servers and search domains when the config gives none); each change is published
 (``DhcpLeaseChanged``, family 6), which marks the network reconciler dirty.
 
 - bound, renewed, rebound, confirmed (``BOUND6``, ``RENEW6``, ``REBIND6``, ``REBOOT6``, ``INFORM6``): the
@@ -118,8 +118,16 @@ class Lease6:
     def expires(self) -> float | None:
         return None if self.valid is None else self.obtained + self.valid
 
+    @property
+    def preferred_ends(self) -> float | None:
+        """The end of the address's preferred lifetime, on the monotonic clock (None: the lease's end)."""
+        if self.ends is None or self.preferred is None or self.valid is None:
+            return None
+        return self.ends - self.valid + min(self.preferred, self.valid)
+
     def held(self, link: str) -> DhcpLease:
-        return DhcpLease(link, 6, self.address, None, self.nameservers, self.search, expires=self.ends)
+        return DhcpLease(link, 6, self.address, None, self.nameservers, self.search, expires=self.ends,
+                         preferred=self.preferred_ends)
 
 
 def parse_event(line: bytes) -> dict[str, str] | None:

@@ -68,7 +68,8 @@ def test_a_bound_lease_brings_its_address_lifetimes_dns_and_domains() -> None:
     assert lease == Lease6(A6, (DNS6,), ("corp6.example",), "0001000132a9a00812679d387de6", valid=120,
                            preferred=100, obtained=1000.0, ends=170.0)
     assert lease.expires == 1120.0
-    assert lease.held("eth6") == DhcpLease("eth6", 6, A6, None, (DNS6,), ("corp6.example",), expires=170.0)
+    assert lease.held("eth6") == DhcpLease("eth6", 6, A6, None, (DNS6,), ("corp6.example",), expires=170.0,
+                                           preferred=150.0)
 
 
 def test_odd_values_in_a_lease_are_left_out() -> None:
@@ -100,9 +101,9 @@ def test_dhcp6_starts_the_client_and_its_lease_brings_a_128_with_its_lifetime_an
     desired = config(DHCP6)
     ops, state = converge(desired, Observed(links=nics("eth0")))
     assert ops == [SetIPv6("eth0", "accept_ra", 2), SetUp("eth0"), StartDhcp("eth0", 6, DhcpOptions())]
-    held = DhcpLease("eth0", 6, A6, None, (DNS6,), ("corp6.example",), expires=500.0)
+    held = DhcpLease("eth0", 6, A6, None, (DNS6,), ("corp6.example",), expires=500.0, preferred=400.0)
     ops, after = converge(Desired(desired, (held,)), state)
-    assert ops == [AddAddress("eth0", A6, lease=True, expires=500.0),
+    assert ops == [AddAddress("eth0", A6, lease=True, expires=500.0, preferred=400.0),
                    WriteDns((DNS6,), ("corp6.example",))]  # no route: IPv6's default comes from the RA
     assert after.owned.addresses == {("eth0", A6)}
     assert plan(Desired(desired, (held,)), after) == []
