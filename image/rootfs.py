@@ -229,9 +229,11 @@ def _put(path: Path, data: bytes, mode: int = 0o644) -> None:
 def etc_files(version: str, hostname: str = "corral") -> dict[str, bytes]:
     """The basic /etc of the image (paths relative to the root)."""
     return {
-        "etc/passwd": b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+        # dhcpcd: the user dhcpcd's privilege separation runs as (chrooted to its home), as Debian makes it
+        "etc/passwd": b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+                      b"dhcpcd:x:100:65534:DHCP Client Daemon:/usr/lib/dhcpcd:/bin/false\n",
         "etc/group": b"root:x:0:\ndocker:x:999:\nnogroup:x:65534:\n",
-        "etc/shadow": b"root:*:1::::::\nnobody:*:1::::::\n",
+        "etc/shadow": b"root:*:1::::::\nnobody:*:1::::::\ndhcpcd:*:1::::::\n",
         "etc/hostname": hostname_file(hostname),  # as the hostname reconciler writes them (at each boot)
         "etc/hosts": hosts_file(hostname),
         "etc/nsswitch.conf": b"passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n",

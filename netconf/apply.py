@@ -179,9 +179,11 @@ class _Runner:
         elif isinstance(op, SetDown):
             await nl.link("set", index=self.idx(op.link), state="down")
         elif isinstance(op, AddAddress) and op.lease:
-            lifetime = lease_lifetime(op.expires, time.monotonic())
+            now = time.monotonic()
+            lifetime = lease_lifetime(op.expires, now)
+            preferred = lifetime if op.preferred is None else min(lifetime, lease_lifetime(op.preferred, now))
             await nl.add_address(self.idx(op.link), op.address, replace=True, valid_lft=lifetime,
-                                 preferred_lft=lifetime)
+                                 preferred_lft=preferred)
         elif isinstance(op, AddAddress):
             await nl.add_address(self.idx(op.link), op.address, replace=op.replace)
         elif isinstance(op, RemoveAddress):

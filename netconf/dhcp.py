@@ -16,8 +16,9 @@ a new exchange (a REQUEST for the lease held, else a DISCOVER). A link that disa
 Stopping a client because the config no longer wants DHCP releases its lease. The hostname is sent
 (option 12). Leases are kept under the state directory, so that after a restart the client asks for
 the same address again; until the server confirms it, such a lease is held unconfirmed (what it brought
-stays, nothing is added for it). DHCPv6 is not implemented: such a client is recorded (so the plan is
-stable) and reported as unsupported.
+stays, nothing is added for it). DHCPv6 clients are dhcpcd processes (``netconf.dhcp6``): this manager
+hands family 6 to its ``Dhcp6Manager`` and reports both; without one (tests of DHCPv4 alone), such a
+client is recorded (so the plan is stable) and reported as unsupported.
 
 How pyroute2's client is used, and why:
 
@@ -46,6 +47,7 @@ from typing import Any
 
 import structlog
 
+from netconf.dhcp6 import Dhcp6Manager
 from netconf.model import DhcpOptions, IPAddress, IPInterface
 from netconf.observed import DhcpClient, DhcpLease, Link
 from supervisor.atomic import remove_durably, write_atomic
@@ -202,8 +204,9 @@ class DhcpManager:
 
     def __init__(self, bus: Bus, lease_dir: Path | None = None,
                  hostname: Callable[[], str] = socket.gethostname,
-                 timeouts: dict[str, int] | None = None) -> None:
+                 timeouts: dict[str, int] | None = None, dhcp6: Dhcp6Manager | None = None) -> None:
         self.bus = bus
+        self.dhcp6 = dhcp6
         self.lease_dir = lease_dir
         self.hostname = hostname
         self._clients: dict[tuple[str, int], _Client] = {}
@@ -254,7 +257,8 @@ class DhcpManager:
 
     # ---- what the plan sees ----------------------------------------------------------------------
     def clients(self) -> tuple[DhcpClient, ...]:
-        return tuple(DhcpClient(c.link, c.family, c.options) for c in self._clients.values())
+        v6 = self.dhcp6.clients() if self.dhcp6 is not None else ()
+        return (*(DhcpClient(c.link, c.family, c.options) for c in self._clients.values()), *v6)
 
     def leases(self) -> tuple[DhcpLease, ...]:
         """The leases held: each client's, and (after a restart) the stored ones of links whose client
@@ -267,6 +271,8 @@ class DhcpManager:
         for link, info in self._kept.items():
             if (link, 4) not in self._clients and (info.ends is None or info.ends > now):
                 out.append(info.held(link, 4, confirmed=False))
+        if self.dhcp6 is not None:
+            out.extend(self.dhcp6.leases())
         return tuple(out)
 
     def lease_of(self, link: str, family: int = 4) -> LeaseInfo | None:
@@ -276,6 +282,9 @@ class DhcpManager:
     # ---- control ---------------------------------------------------------------------------------
     async def start(self, link: Link | str, family: int, options: DhcpOptions) -> None:
         name = link if isinstance(link, str) else link.name
+        if family == 6 and self.dhcp6 is not None:
+            await self.dhcp6.start(name, options)
+            return
         async with self._lock:
             old = self._clients.pop((name, family), None)
             if old is not None:
@@ -301,6 +310,9 @@ class DhcpManager:
                 self._arm_expiry(c)
 
     async def stop(self, link: str, family: int, release: bool = True) -> None:
+        if family == 6 and self.dhcp6 is not None:
+            await self.dhcp6.stop(link, release=release)
+            return
         async with self._lock:
             c = self._clients.pop((link, family), None)
             if c is None:
@@ -313,6 +325,9 @@ class DhcpManager:
     async def sync(self, links: Iterable[Link]) -> None:
         """Follow the links as observed: carrier down pauses a client, carrier up (or a client that
         died) starts a new exchange, a link that is gone is forgotten; the MAC is kept current."""
+        links = list(links)
+        if self.dhcp6 is not None:
+            await self.dhcp6.sync(links)
         by_name = {link.name: link for link in links}
         async with self._lock:
             for key, c in list(self._clients.items()):
@@ -348,6 +363,8 @@ class DhcpManager:
             for c in list(self._clients.values()):
                 await self._close(c, release=False)
             self._clients.clear()
+        if self.dhcp6 is not None:
+            await self.dhcp6.close()
 
     # ---- one client --------------------------------------------------------------------------------
     async def _run(self, c: _Client) -> None:
@@ -533,6 +550,8 @@ class DhcpManager:
                     "confirmed": c.confirmed,
                 },
             }
+        if self.dhcp6 is not None:
+            out.update(self.dhcp6.status())
         return out
 
 

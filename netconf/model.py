@@ -254,12 +254,6 @@ ADDR_GEN_MODE_NONE = 1
 IPV6_MTU = (1280, 65535)
 """IPv6's minimum MTU, and the largest a link takes."""
 
-DHCP6_NOT_YET = (
-    "DHCPv6 is not implemented yet: the link gets IPv6 addresses only from router advertisements "
-    "(the kernel's SLAAC, when the network offers it) and from 'addresses'"
-)
-"""The warning of ``dhcp6: true`` (both formats): nothing in the config is silently ignored."""
-
 DEFAULT_PATTERNS = ("eth*", "en*")
 """When the config names no interfaces, every link called ``eth*`` or ``en*`` runs DHCPv4 (RancherOS
 did the same for ``eth*``)."""

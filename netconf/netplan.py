@@ -21,8 +21,8 @@ netplan but accepted. ``accept-ra``, ``ipv6-privacy`` and ``ipv6-mtu`` are the l
 (``routing-policy``, offloads, ``macaddress`` on an ethernet, ...) are warnings that say what corral
 does instead (the ``Ignored`` entries of the key tables); so are the sections ``wifis``, ``tunnels``,
 ``vrfs``, ``modems``, ``virtual-ethernets``, ``nm-devices`` and the global ``openvswitch``, which are
-skipped while the rest of the document applies. ``dhcp6: true`` warns that DHCPv6 is not implemented
-yet (and brings SLAAC up: ``accept_ra`` 2). Unknown keys are errors naming the key path.
+skipped while the rest of the document applies. ``dhcp6: true`` runs corral's DHCPv6 client
+(``netconf.dhcp6``) and brings SLAAC up (``accept_ra`` 2). Unknown keys are errors naming the key path.
 
 Also accepted: cloud-init's ``network: {config: disabled}``, which turns network configuration off.
 

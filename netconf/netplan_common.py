@@ -14,7 +14,6 @@ from typing import Any
 
 from netconf.model import (
     ADDR_GEN_MODE_NONE,
-    DHCP6_NOT_YET,
     IPV6_MTU,
     METRIC,
     MTU,
@@ -139,8 +138,6 @@ def common_properties(data: Mapping[str, Any], path: KeyPath, problems: Problems
 
     out["dhcp4"] = flag("dhcp4")
     out["dhcp6"] = flag("dhcp6")
-    if out["dhcp6"]:
-        problems.warn((*path, "dhcp6"), DHCP6_NOT_YET)
     flag("optional")  # corral never waits for a link at boot: every one is optional
     flag("critical")  # corral keeps a lease's address over its own restarts: every link is critical
     if "dhcp-identifier" in data:

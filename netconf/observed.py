@@ -94,8 +94,9 @@ class DhcpLease:
     ``expires`` is the lease's end in ``time.monotonic()`` seconds (the clock of the kernel's address
     lifetimes and of the client's timers, which a step of the wall clock does not move; None: it has
     none): the address gets it as its lifetime.
-    ``confirmed`` is false for a lease kept from before a restart that the server has not confirmed
-    again yet (the client asks for it): what it brought stays, nothing is added for it."""
+    ``preferred`` is the end of the address's preferred lifetime, the same clock (DHCPv6 gives one; None:
+    the lease's end). ``confirmed`` is false for a lease kept from before a restart that the server has
+    not confirmed again yet (the client asks for it): what it brought stays, nothing is added for it."""
 
     link: str
     family: int
@@ -106,6 +107,7 @@ class DhcpLease:
     mtu: int | None = None
     expires: float | None = None
     confirmed: bool = True
+    preferred: float | None = None
 
 
 @dataclass(frozen=True)

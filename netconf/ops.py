@@ -104,7 +104,8 @@ class SetDown:
 @dataclass(frozen=True)
 class AddAddress:
     """``lease``: a DHCP lease's address, put in place (or replaced) with a lifetime that ends at
-    ``expires`` (``time.monotonic()`` seconds; None: it does not end). ``replace``: a configured
+    ``expires`` (``time.monotonic()`` seconds; None: it does not end), preferred until ``preferred``
+    (None: until ``expires``; a DHCPv6 lease's preferred lifetime). ``replace``: a configured
     address that is there with a lifetime (a lease's) is made permanent."""
 
     link: str
@@ -112,6 +113,7 @@ class AddAddress:
     lease: bool = False
     expires: float | None = None
     replace: bool = False
+    preferred: float | None = None
 
 
 @dataclass(frozen=True)

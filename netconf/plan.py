@@ -435,7 +435,8 @@ class _Planner:
             for ip, lease in self.lease_addresses(n):
                 there = present.get(ip)
                 if lease.confirmed and (there is None or not lifetime_current(there, lease)):
-                    by_lease.append(AddAddress(n, ip, lease=True, expires=lease.expires))
+                    by_lease.append(AddAddress(n, ip, lease=True, expires=lease.expires,
+                                               preferred=lease.preferred))
                     adds.append(by_lease[-1])
             for family in (4, 6):
                 if rule.wants_dhcp(family) and (n, family) not in running:

@@ -31,7 +31,6 @@ from typing import Any
 
 from netconf.bond import bond_option
 from netconf.model import (
-    DHCP6_NOT_YET,
     MTU,
     Argv,
     Dns,
@@ -303,8 +302,6 @@ def _entry(
     vlans = _vlans(data["vlans"], (*path, "vlans"), problems) if data.get("vlans") is not None else ()
     bond_opts = as_map(data.get("bond_opts"), (*path, "bond_opts"), problems) if "bond_opts" in data else None
     dhcp6 = flag("dhcp6")
-    if dhcp6:
-        problems.warn((*path, "dhcp6"), DHCP6_NOT_YET)
     rule = Interface(
         id=key,
         key=format_path(path),

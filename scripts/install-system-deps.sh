@@ -16,6 +16,8 @@ PACKAGES=(
   udev
   # the guest test's NoCloud seed and config drive, ISOs as clouds make them (test_guest_datasources.py)
   genisoimage
+  # the DHCPv6 client corral supervises (dhcpcd -6), run by the DHCPv6 integration test
+  dhcpcd-base
 )
 
 missing=()

@@ -54,6 +54,7 @@ def test_etc_names_the_os_and_root() -> None:
     files = etc_files("1.2.3")
     assert b'PRETTY_NAME="corral 1.2.3"' in files["usr/lib/os-release"]
     assert files["etc/passwd"].startswith(b"root:x:0:0:")
+    assert b"\ndhcpcd:x:100:65534:DHCP Client Daemon:/usr/lib/dhcpcd:/bin/false\n" in files["etc/passwd"]
     assert files["etc/hostname"] == b"corral\n"
     assert b"\n127.0.1.1\tcorral\n" in files["etc/hosts"]  # the reconciler's render: sudo finds the name
 

@@ -428,14 +428,11 @@ def test_keys_whose_value_is_what_corral_does_are_quiet_and_the_others_warn() ->
     )
 
 
-def test_dhcp6_is_a_warning_that_says_dhcpv6_is_not_implemented() -> None:
+def test_dhcp6_runs_dhcpv6_without_a_warning() -> None:
     text = "{ethernets: {eth0: {dhcp4: true, dhcp6: true}}}"
     assert rules(text)["eth0"].dhcp6
-    assert warnings(text) == [
-        "network.ethernets.eth0.dhcp6: DHCPv6 is not implemented yet: the link gets IPv6 addresses only "
-        "from router advertisements (the kernel's SLAAC, when the network offers it) and from 'addresses'"
-    ]
-    assert warnings("{ethernets: {eth0: {dhcp6: false}}}") == []
+    assert warnings(text) == []
+    assert not rules("{ethernets: {eth0: {dhcp6: false}}}")["eth0"].dhcp6
 
 
 def test_wifis_and_other_sections_are_skipped_with_a_warning_and_the_rest_applied() -> None:

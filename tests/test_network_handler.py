@@ -47,6 +47,7 @@ class FakeKernel:
         self.links: dict[str, Link] = {}
         self.addresses: set[tuple[str, Any]] = set()
         self.lifetimes: dict[tuple[str, Any], int] = {}  # valid_lft given, for addresses that have one
+        self.preferred: dict[tuple[str, Any], int] = {}  # and preferred_lft
         self.expires: dict[tuple[str, Any], float] = {}
         self.routes: dict[tuple[str, Route], int] = {}
         self.fail: dict[str, int] = {}  # call name -> errno to raise
@@ -106,6 +107,7 @@ class FakeKernel:
         self.expires.pop(key, None)
         if valid_lft is not None and valid_lft != 0xFFFFFFFF:
             self.lifetimes[key] = valid_lft
+            self.preferred[key] = valid_lft if preferred_lft is None else preferred_lft
             self.expires[key] = time.monotonic() + valid_lft
 
     async def remove_address(self, index: int, address: Any) -> None:
@@ -429,6 +431,16 @@ async def test_apply_puts_a_lease_address_in_place_with_its_lifetime() -> None:
     result = await apply(ops, k, snap, None)  # type: ignore[arg-type]
     assert result.ok and k.lifetimes[("eth0", ip("198.18.60.50/24"))] in (30, 31)  # replaced, not EEXIST
     assert ("eth0", ip("198.18.61.50/24")) not in k.lifetimes  # a lease without an end: no lifetime
+    assert k.preferred[("eth0", ip("198.18.60.50/24"))] == k.lifetimes[("eth0", ip("198.18.60.50/24"))]
+    # a DHCPv6 lease's preferred lifetime, never past the valid one
+    six = ipaddress.ip_interface("2001:db8::5/128")
+    now = time.monotonic()
+    v6 = [AddAddress("eth0", six, lease=True, expires=now + 100.5, preferred=now + 40.5)]
+    assert (await apply(v6, k, snap, None)).ok  # type: ignore[arg-type]
+    assert k.preferred[("eth0", six)] in (40, 41) and k.lifetimes[("eth0", six)] in (100, 101)
+    late = [AddAddress("eth0", six, lease=True, expires=now + 100.5, preferred=now + 500.0)]
+    assert (await apply(late, k, snap, None)).ok  # type: ignore[arg-type]
+    assert k.preferred[("eth0", six)] == k.lifetimes[("eth0", six)]
     assert k.routes[("eth0", default.canonical())] == RTPROT_DHCP
     assert lease_lifetime(None, 0.0) == 0xFFFFFFFF and lease_lifetime(10.0, 20.0) == 1
     assert lease_lifetime(100.2, 90.0) == 11  # rounded up: the address never goes before its lease

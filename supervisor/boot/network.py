@@ -13,6 +13,7 @@ import structlog
 from handlers.network import FIRST_ROUND_TIMEOUT, HOOK_TIMEOUT, LEASE_DIR, NetworkHandler
 from handlers.runner import HandlerRunner
 from netconf.dhcp import DhcpManager
+from netconf.dhcp6 import Dhcp6Manager
 from netconf.model import Argv
 from netconf.netlink import Netlink
 from supervisor.boot.context import BootContext
@@ -47,7 +48,9 @@ async def start_network(ctx: BootContext) -> NetworkService:
     source = NetlinkSource(ctx.bus)
     source.start()
     netlink = Netlink()
-    dhcp = DhcpManager(ctx.bus, lease_dir=paths.state_dir / LEASE_DIR, hostname=socket.gethostname)
+    dhcp6 = Dhcp6Manager(ctx.bus, ctx.processes, run_dir=paths.run_dir / "dhcp6")
+    dhcp = DhcpManager(ctx.bus, lease_dir=paths.state_dir / LEASE_DIR, hostname=socket.gethostname,
+                       dhcp6=dhcp6)
     await dhcp.load()
 
     async def run_hook(argv: Argv, link: str | None) -> int:
