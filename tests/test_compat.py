@@ -158,3 +158,44 @@ def test_every_cloud_init_key_is_implemented_or_warned_never_an_error(store: Con
         result = store.verdict(f"#cloud-config\n{key}: {{some: value}}\n", "ci.yml")
         assert not result.errors, (key, result.errors)
         assert any(w.key == key for w in result.warnings), (key, result.warnings)
+
+
+# cloud-init's own snap example (doc/module-docs/cc_snap/example1.yaml): keys YAML reads as integers
+SNAP = """#cloud-config
+snap:
+  assertions:
+    00: |
+      signed_assertion_blob_here
+  commands:
+    00: snap create-user --sudoer --known <snap_user>@mydomain.com
+    01: snap install canonical-livepatch
+    02: true
+  when: 2026-12-07
+  blob: !!binary aGVsbG8=
+  set: !!set {a, b}
+"""
+
+
+def test_a_warned_keys_value_is_not_checked(store: ConfigStore) -> None:
+    result = store.verdict(SNAP, "user.yml")
+    assert result.ok, result.errors
+    assert [w.key for w in result.warnings] == ["snap"]
+
+
+def test_a_warned_keys_value_is_kept_as_plain_data(store: ConfigStore) -> None:
+    """Non-string keys, dates, sets and !!binary under a warned key persist and export as plain data."""
+    assert store.merge(SNAP, "user.yml") == []
+    result = store.load()
+    assert result.ok, result.errors
+    assert store.get("snap") == {
+        "assertions": {"0": "signed_assertion_blob_here\n"},
+        "commands": {"0": "snap create-user --sudoer --known <snap_user>@mydomain.com",
+                     "1": "snap install canonical-livepatch", "2": True},
+        "when": "2026-12-07", "blob": "aGVsbG8=", "set": ["a", "b"],
+    }
+    json.dumps(store.export())  # the control socket's form
+
+
+def test_a_non_string_key_elsewhere_is_still_an_error(store: ConfigStore) -> None:
+    result = store.verdict("corral:\n  environment:\n    00: x\n", "user.yml")
+    assert [e.key for e in result.errors] == ["corral.environment.00"]
