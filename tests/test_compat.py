@@ -199,3 +199,19 @@ def test_a_warned_keys_value_is_kept_as_plain_data(store: ConfigStore) -> None:
 def test_a_non_string_key_elsewhere_is_still_an_error(store: ConfigStore) -> None:
     result = store.verdict("corral:\n  environment:\n    00: x\n", "user.yml")
     assert [e.key for e in result.errors] == ["corral.environment.00"]
+
+
+def test_a_duplicate_key_corral_ignores_is_a_warning_on_load_verdict_and_merge(store: ConfigStore) -> None:
+    text = "ssh_authorized_keys: [ssh-ed25519 AAAAkey]\napt: {primary: [a]}\napt: {primary: [b]}\n"
+    result = store.verdict(text, "user.yml")
+    assert result.ok, result.errors
+    duplicate = ("user.yml", "apt", 3)
+    assert duplicate in [(w.file, w.key, w.line) for w in result.warnings]
+    assert store.merge(text, "user.yml") == []
+    store.load()
+    assert store.get("apt") == {"primary": ["b"]}
+    store.cloud_config_path.write_text(text)  # a hand-written file, read at boot
+    result = store.load()
+    assert result.ok, result.errors
+    assert (str(store.cloud_config_path), "apt", 3) in [(w.file, w.key, w.line) for w in result.warnings]
+    assert store.get("ssh_authorized_keys") == ["ssh-ed25519 AAAAkey"]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from supervisor.config.errors import DOCUMENT, ConfigError
 from supervisor.config.keypath import KeyPath
 from supervisor.config.salvage import roots_of, without_roots
+from supervisor.config.schema import Schema
 from supervisor.config.validate import Validator, canonical_file_modes
 from supervisor.config.yamlload import Document, load_document
 
@@ -21,6 +23,13 @@ class Layer:
 
     source: str
     data: dict[str, Any]
+    warnings: tuple[ConfigError, ...] = ()
+    """What its reading found that is not an error: a duplicate key under a key corral ignores."""
+
+
+def layer_warnings(layers: Sequence[Layer]) -> list[ConfigError]:
+    """The warnings the layers' reading found, in merge order."""
+    return [warning for layer in layers for warning in layer.warnings]
 
 
 def fold_alias(doc: Document) -> tuple[Document | None, bool, list[ConfigError]]:
@@ -85,7 +94,7 @@ def _check_document(
         errors = [_unfold(e) for e in errors]
     if errors:
         return (_partial(folded, errors, validator) if partial else None), errors
-    return Layer(doc.source, canonical_file_modes(folded.data, validator.schema)), []
+    return Layer(doc.source, canonical_file_modes(folded.data, validator.schema), _warnings(doc)), []
 
 
 def _partial(doc: Document, errors: list[ConfigError], validator: Validator) -> Layer | None:
@@ -97,7 +106,11 @@ def _partial(doc: Document, errors: list[ConfigError], validator: Validator) -> 
     rest = replace(doc, data=without_roots(doc.data, roots))
     if validator.validate(rest):
         return None
-    return Layer(doc.source, canonical_file_modes(rest.data, validator.schema))
+    return Layer(doc.source, canonical_file_modes(rest.data, validator.schema), _warnings(doc))
+
+
+def _warnings(doc: Document) -> tuple[ConfigError, ...]:
+    return tuple(doc.duplicates)
 
 
 def _unfold(error: ConfigError) -> ConfigError:
@@ -111,6 +124,20 @@ def _unfold(error: ConfigError) -> ConfigError:
     return error
 
 
+def ignored(schema: Schema, path: KeyPath) -> bool:
+    """Whether ``path`` (as written: ``rancher.`` is ``corral.``) is, or is under, a key corral ignores
+    (supervisor/compat.py): a duplicate key there is a warning, the last one counting, as PyYAML (and so
+    cloud-init) reads it; corral does not read the value anyway."""
+    nodes = schema.root()
+    for seg in _rename(path, ALIAS, CORRAL):
+        if schema.ignored(nodes):
+            return True
+        nodes = schema.child(nodes, seg)
+        if not nodes:
+            return False
+    return schema.ignored(nodes)
+
+
 def check_text(
     text: str, source: str, validator: Validator, *, partial: bool = False
 ) -> tuple[Layer | None, list[ConfigError]]:
@@ -118,7 +145,7 @@ def check_text(
     Whatever goes wrong is an error naming ``source``: this never raises. ``partial``: see
     ``check_document``."""
     try:
-        doc, errors = load_document(text, source)
+        doc, errors = load_document(text, source, lambda path: ignored(validator.schema, path))
     except Exception as exc:  # see check_document
         return None, [unreadable(source, exc)]
     if doc is None:
