@@ -99,6 +99,49 @@ def test_a_gzip_bomb_in_a_config_file_is_a_clear_warning(tmp_path: Path) -> None
     assert "once gunzipped" in result.warnings[0].message
 
 
+ELF = b"\x7fELF\x02\x01\x01\x00\xff\xfe"
+
+
+@pytest.mark.parametrize(("encoding", "content", "written"), [
+    (None, ELF, ELF),  # cloud-init's doc/examples/cloud-config-write-files.txt: /bin/arch
+    ("text/plain", ELF, ELF),
+    ("gzip", gzip.compress(b"#!/bin/sh\necho hello world\n", mtime=0), b"#!/bin/sh\necho hello world\n"),
+    ("gz", gzip.compress(ELF, mtime=0), ELF),
+    ("b64", b64(ELF).encode(), ELF),  # the bytes are base64 text: cloud-init decodes them so
+    ("gz+b64", b64(gzip.compress(ELF, mtime=0)).encode(), ELF),
+])
+def test_binary_content_is_the_files_bytes_as_cloud_init_writes_them(
+    tmp_path: Path, encoding: str | None, content: bytes, written: bytes
+) -> None:
+    entry = {"path": "/bin/arch", "content": content, **({"encoding": encoding} if encoding else {})}
+    text = yaml.safe_dump({"write_files": [entry]})  # PyYAML writes bytes as !!binary
+    assert "!!binary" in text
+    store = config_store(Paths.sandbox(tmp_path), "")
+    result = store.verdict(text, "user-data")
+    assert (result.errors, result.warnings) == ([], [])
+    files = parse_write_files(result.config, "user-data").files
+    assert [f.content for f in files] == [written]
+    assert store.merge(text, "user-data") == []  # persisted as base64 text, which reads back the same
+    assert store.load().ok
+    assert [f.content for f in parse_write_files(store.current, "x").files] == [written]
+
+
+def test_binary_that_is_not_base64_under_a_base64_encoding_is_a_warning(tmp_path: Path) -> None:
+    text = yaml.safe_dump({"write_files": [{"path": "/x", "encoding": "b64", "content": ELF}]})
+    result = config_store(Paths.sandbox(tmp_path), "").verdict(text, "user-data")
+    assert result.errors == []
+    assert [w.key for w in result.warnings] == ["write_files[0].content"]
+
+
+def test_binary_elsewhere_is_a_short_error_naming_the_key(tmp_path: Path) -> None:
+    text = "hostname: !!binary " + b64(b"\0" * 3000) + "\n"
+    result = config_store(Paths.sandbox(tmp_path), "").verdict(text, "f.yml")
+    assert [str(e) for e in result.errors] == [
+        "f.yml: hostname: YAML read a !!binary value (3000 bytes): only write_files content can be binary; "
+        "give text here (line 1)"
+    ]
+
+
 @pytest.mark.parametrize(("path", "fragment"), [
     ("/etc/../../x", "without '..'"),
     ("/etc/dir/", "names a directory"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -62,6 +63,36 @@ def fold_alias(doc: Document) -> tuple[Document | None, bool, list[ConfigError]]
     return replace(doc, data=data, nodes=nodes), True, []
 
 
+WRITE_FILES = "write_files"
+_AS_BASE64 = {None: "b64", "text/plain": "b64", "gz": "gz+b64", "gzip": "gz+b64"}
+"""write_files' encodings (schema.json) of bytes, -> the encoding of the same bytes as base64 text."""
+_BASE64 = frozenset({"b64", "base64", "gz+b64", "gzip+base64"})
+
+
+def binary_content(doc: Document) -> Document:
+    """``write_files`` content given as YAML's ``!!binary`` (bytes), as cloud-init takes it: the bytes are
+    the file's (gunzipped first with ``encoding: gzip``), so they become base64 text with the encoding
+    that says so (``b64``, ``gz+b64``); with a base64 encoding the bytes are that base64 text. Anything
+    else stays bytes, which the schema walker refuses."""
+    entries = doc.data.get(WRITE_FILES)
+    if not isinstance(entries, list) or not any(
+        isinstance(e, dict) and isinstance(e.get("content"), bytes) for e in entries
+    ):
+        return doc
+    out: list[Any] = []
+    for entry in entries:
+        content = entry.get("content") if isinstance(entry, dict) else None
+        encoding = entry.get("encoding") if isinstance(entry, dict) else None
+        if isinstance(content, bytes) and isinstance(encoding, str | None):
+            if encoding in _AS_BASE64:
+                entry = {**entry, "content": base64.b64encode(content).decode("ascii"),
+                         "encoding": _AS_BASE64[encoding]}
+            elif encoding in _BASE64:  # not base64 text: write_files warns, and skips the file
+                entry = {**entry, "content": content.decode("latin-1")}
+        out.append(entry)
+    return replace(doc, data={**doc.data, WRITE_FILES: out})
+
+
 def _rename(path: KeyPath, old: str, new: str) -> KeyPath:
     return (new, *path[1:]) if path[:1] == (old,) else path
 
@@ -89,6 +120,7 @@ def _check_document(
     folded, aliased, errors = fold_alias(doc)
     if folded is None:
         return None, errors
+    folded = binary_content(folded)
     errors = validator.validate(folded)
     if aliased:
         errors = [_unfold(e) for e in errors]

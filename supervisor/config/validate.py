@@ -291,7 +291,12 @@ def _string_keys(value: Any) -> Any:
 
 
 def _not_json_message(value: Any, literal: str | None) -> str:
+    if isinstance(value, bytes):
+        return (f"YAML read a !!binary value ({len(value)} bytes): only write_files content can be binary; "
+                "give text here")
     shown = literal if literal is not None else str(value)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
     kind = "a date" if isinstance(value, datetime.date) else f"a {type(value).__name__}"
     return f'YAML read {shown} as {kind}, which config cannot hold; quote it: "{shown}"'
 
