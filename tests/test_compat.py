@@ -215,3 +215,13 @@ def test_a_duplicate_key_corral_ignores_is_a_warning_on_load_verdict_and_merge(s
     assert result.ok, result.errors
     assert (str(store.cloud_config_path), "apt", 3) in [(w.file, w.key, w.line) for w in result.warnings]
     assert store.get("ssh_authorized_keys") == ["ssh-ed25519 AAAAkey"]
+
+
+def test_set_takes_a_duplicate_under_a_key_corral_ignores_the_last_one_counting(store: ConfigStore) -> None:
+    assert store.set("apt", "{primary: [a], primary: [b]}") == []
+    assert store.set("rancher.console", "{a: 1, a: 2}") == []
+    store.load()
+    assert store.get("apt") == {"primary": ["b"]}
+    assert store.get("corral.console") == {"a": 2}
+    [error] = store.set("corral.log", "{level: info, level: debug}")
+    assert error.key == "corral.log" and error.message.startswith("duplicate key 'level'")

@@ -187,10 +187,13 @@ def _plain_literal(node: Node) -> str | None:
     return None
 
 
-def parse_yaml(text: str, source: str) -> tuple[Any, dict[KeyPath, NodeInfo], list[ConfigError]]:
+def parse_yaml(
+    text: str, source: str, tolerate: Tolerate | None = None
+) -> tuple[Any, dict[KeyPath, NodeInfo], list[ConfigError]]:
     """Parse one YAML document of any shape: ``(value, node info, errors)``; value is None on errors.
-    Never raises: a text over ``MAX_BYTES``, and any failure of the loader, is an error naming ``source``."""
-    value, nodes, errors, _ = _parse(text, source, None)
+    Never raises: a text over ``MAX_BYTES``, and any failure of the loader, is an error naming ``source``.
+    A duplicate key ``tolerate`` takes is no error: the last one counts."""
+    value, nodes, errors, _ = _parse(text, source, tolerate)
     return value, nodes, errors
 
 
