@@ -1,7 +1,7 @@
 """The cloud-config modules against a real PID 1 (the sandbox): ``write_files`` written with their
-content, mode and owner (plain, base64, gzip+base64, append, defer), ``bootcmd`` and ``runcmd`` run with
-their output and exit codes in the journal (``corral logs``), and ``corral.sysctl`` applied to the
-sandbox's own network namespace (net.* only: the host's kernel is never written)."""
+content, mode and owner (plain, base64, gzip+base64, !!binary, append, defer), ``bootcmd`` and
+``runcmd`` run with their output and exit codes in the journal (``corral logs``), and ``corral.sysctl``
+applied to the sandbox's own network namespace (net.* only: the host's kernel is never written)."""
 
 from __future__ import annotations
 
@@ -46,6 +46,9 @@ def test_write_files_content_mode_owner(sandbox: Any) -> None:
         {"path": "/etc/unknown-owner", "content": "x", "owner": "mallory"},
         {"path": "/etc/deferred", "content": "late\n", "defer": True},
         {"path": "/etc/in-a-container", "content": "x", "container": "ntp"},
+        # YAML's !!binary (yaml.safe_dump writes bytes so), as cloud-init's examples give /bin/arch
+        {"path": "/usr/local/bin/arch", "content": b"\x7fELF\x02\x01\xff\x00", "permissions": "0555"},
+        {"path": "/usr/local/bin/hello", "encoding": "gzip", "content": gzip.compress(b"echo hello\n")},
     ]}
     sb: Sandbox = sandbox(config, setup=_accounts)
     status = sb.wait_ready()
@@ -65,6 +68,9 @@ def test_write_files_content_mode_owner(sandbox: Any) -> None:
     sb.wait_journal(lambda r: r.get("path") == "/etc/deferred" and r.get("event") == "file written")
     assert (root / "etc/deferred").read_text() == "late\n"
     assert not (root / "etc/in-a-container").exists()
+    assert (root / "usr/local/bin/arch").read_bytes() == b"\x7fELF\x02\x01\xff\x00"
+    assert (root / "usr/local/bin/arch").stat().st_mode & 0o7777 == 0o555
+    assert (root / "usr/local/bin/hello").read_bytes() == b"echo hello\n"
     journal = sb.journal()
     assert any("user 'mallory' is unknown (no such name in /etc/passwd); root owns the file" in r["event"]
                for r in journal)
@@ -72,7 +78,7 @@ def test_write_files_content_mode_owner(sandbox: Any) -> None:
     # a change at run time: the changed entry is written again, the others are not
     config["write_files"][0]["content"] = "changed\n"
     merged = sb.paths.config_dir.parent / "change.yml"
-    merged.write_text(json.dumps({"write_files": config["write_files"]}))
+    merged.write_text(yaml.safe_dump({"write_files": config["write_files"]}))  # bytes as !!binary
     sb.cli("config", "merge", str(merged))
     sb.wait_journal(lambda r: r.get("event") == "file written" and r.get("path") == "/etc/plain.conf"
                     and r.get("bytes") == len("changed\n"))

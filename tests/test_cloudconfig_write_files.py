@@ -6,6 +6,9 @@ from __future__ import annotations
 import base64
 import gzip
 import os
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ from handlers.cloudconfig.write_files import (
     resolve_owner,
     write_file,
 )
+from supervisor.config.netsources import Retry
 from supervisor.domain_checks import config_store
 from supervisor.paths import Paths
 
@@ -97,6 +101,49 @@ def test_a_gzip_bomb_in_a_config_file_is_a_clear_warning(tmp_path: Path) -> None
     assert result.errors == []
     assert [(e.file, e.key) for e in result.warnings] == [("user-data", "write_files[0].content")]
     assert "once gunzipped" in result.warnings[0].message
+
+
+ELF = b"\x7fELF\x02\x01\x01\x00\xff\xfe"
+
+
+@pytest.mark.parametrize(("encoding", "content", "written"), [
+    (None, ELF, ELF),  # cloud-init's doc/examples/cloud-config-write-files.txt: /bin/arch
+    ("text/plain", ELF, ELF),
+    ("gzip", gzip.compress(b"#!/bin/sh\necho hello world\n", mtime=0), b"#!/bin/sh\necho hello world\n"),
+    ("gz", gzip.compress(ELF, mtime=0), ELF),
+    ("b64", b64(ELF).encode(), ELF),  # the bytes are base64 text: cloud-init decodes them so
+    ("gz+b64", b64(gzip.compress(ELF, mtime=0)).encode(), ELF),
+])
+def test_binary_content_is_the_files_bytes_as_cloud_init_writes_them(
+    tmp_path: Path, encoding: str | None, content: bytes, written: bytes
+) -> None:
+    entry = {"path": "/bin/arch", "content": content, **({"encoding": encoding} if encoding else {})}
+    text = yaml.safe_dump({"write_files": [entry]})  # PyYAML writes bytes as !!binary
+    assert "!!binary" in text
+    store = config_store(Paths.sandbox(tmp_path), "")
+    result = store.verdict(text, "user-data")
+    assert (result.errors, result.warnings) == ([], [])
+    files = parse_write_files(result.config, "user-data").files
+    assert [f.content for f in files] == [written]
+    assert store.merge(text, "user-data") == []  # persisted as base64 text, which reads back the same
+    assert store.load().ok
+    assert [f.content for f in parse_write_files(store.current, "x").files] == [written]
+
+
+def test_binary_that_is_not_base64_under_a_base64_encoding_is_a_warning(tmp_path: Path) -> None:
+    text = yaml.safe_dump({"write_files": [{"path": "/x", "encoding": "b64", "content": ELF}]})
+    result = config_store(Paths.sandbox(tmp_path), "").verdict(text, "user-data")
+    assert result.errors == []
+    assert [w.key for w in result.warnings] == ["write_files[0].content"]
+
+
+def test_binary_elsewhere_is_a_short_error_naming_the_key(tmp_path: Path) -> None:
+    text = "hostname: !!binary " + b64(b"\0" * 3000) + "\n"
+    result = config_store(Paths.sandbox(tmp_path), "").verdict(text, "f.yml")
+    assert [str(e) for e in result.errors] == [
+        "f.yml: hostname: YAML read a !!binary value (3000 bytes): only write_files content can be binary; "
+        "give text here (line 1)"
+    ]
 
 
 @pytest.mark.parametrize(("path", "fragment"), [
@@ -214,3 +261,113 @@ def test_all_contents_together_are_bounded(monkeypatch: pytest.MonkeyPatch) -> N
     assert [f.path for f in parsed.files] == ["/a", "/c"]
     assert [w.key for w in parsed.warnings] == ["write_files[1]"]
     assert "more than 10 bytes (the limit of all of write_files)" in parsed.warnings[0].message
+
+
+# -- source: {uri, headers} (cloud-init's doc/module-docs/cc_write_files/example6.yaml) ---------------------
+
+FAST = Retry(attempts=2, timeout=2.0, pause=0.01)
+
+
+class Artifacts(BaseHTTPRequestHandler):
+    docs: dict[str, bytes] = {}
+    seen: list[tuple[str, str | None]] = []
+
+    def do_GET(self) -> None:
+        self.seen.append((self.path, self.headers.get("Authorization")))
+        body = self.docs.get(self.path)
+        self.send_response(200 if body is not None else 404)
+        data = body or b""
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def artifacts() -> Iterator[tuple[str, type[Artifacts]]]:
+    handler = type("Handler", (Artifacts,), {"seen": [], "docs": {}})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", handler
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_a_source_is_parsed_with_its_headers_and_whether_content_is_a_fallback() -> None:
+    source = {"uri": "https://ci.example.com/hello", "headers": {"Authorization": "Basic QQ=="}}
+    parsed = parse({"path": "/usr/bin/hello", "source": source, "permissions": "0755"},
+                   {"path": "/b", "source": source, "content": "fallback\n"})
+    assert (parsed.errors, parsed.warnings) == ((), ())
+    first, second = parsed.files
+    assert (first.source, first.headers, first.fallback) == (
+        "https://ci.example.com/hello", (("Authorization", "Basic QQ=="),), False)
+    assert (second.content, second.fallback) == (b"fallback\n", True)
+
+
+def test_a_source_that_is_not_http_is_a_warning_saying_what_is_written_instead() -> None:
+    parsed = parse({"path": "/a", "source": {"uri": "file:///etc/hosts"}, "content": "x"},
+                   {"path": "/b", "source": {"uri": "ftp://h/x"}})
+    assert [f.path for f in parsed.files] == ["/a"] and parsed.files[0].source is None
+    assert [w.key for w in parsed.warnings] == ["write_files[0].source.uri", "write_files[1].source.uri"]
+    assert parsed.warnings[0].message.endswith("the file is written from content")
+    assert parsed.warnings[1].message.endswith("the file is not written (no content)")
+
+
+def test_a_sourced_entry_waits_for_the_network_like_a_deferred_one() -> None:
+    sourced = FileSpec("write_files[0]", "/a", b"", source="http://h/a")
+    assert due((sourced,), frozenset(), deferred_too=False) == []
+    assert due((sourced,), frozenset(), deferred_too=True) == [sourced]
+
+
+def test_cloud_init_example6_is_accepted_and_its_authorization_header_is_a_secret(tmp_path: Path) -> None:
+    text = (Path(__file__).parent / "compat_corpus/cloud-init/doc/module-docs/cc_write_files/example6.yaml"
+            ).read_text()
+    store = config_store(Paths.sandbox(tmp_path), "")
+    result = store.verdict(text, "user-data")
+    assert (result.errors, result.warnings) == ([], [])
+    assert store.merge(text) == [] and store.load().ok
+    assert "QWxhZGRpbjpvcGVuIHNlc2FtZQ==" not in str(store.export())
+    assert "QWxhZGRpbjpvcGVuIHNlc2FtZQ==" not in store.cloud_config_path.read_text()
+
+
+async def test_the_keeper_fetches_a_source_with_its_headers(
+    tmp_path: Path, artifacts: tuple[str, type[Artifacts]]
+) -> None:
+    base, handler = artifacts
+    handler.docs["/hello"] = ELF
+    spec = FileSpec("write_files[0]", "/usr/bin/hello", b"", mode=0o755, source=f"{base}/hello",
+                    headers=(("Authorization", "Basic QQ=="),), fallback=False)
+    keeper = WriteFilesKeeper(Paths.sandbox(tmp_path), lambda: (spec,), retry=FAST)
+    await keeper.reconcile(full=True)
+    assert not (tmp_path / "usr/bin/hello").exists()  # not before the network is up
+    keeper.deferred_too = True
+    await keeper.reconcile(full=True)
+    assert (tmp_path / "usr/bin/hello").read_bytes() == ELF
+    assert (tmp_path / "usr/bin/hello").stat().st_mode & 0o777 == 0o755
+    assert handler.seen == [("/hello", "Basic QQ==")]
+    assert keeper.status() == {"written": 1, "failed": {}}
+
+
+async def test_a_source_that_fails_falls_back_to_content_or_writes_nothing(
+    tmp_path: Path, artifacts: tuple[str, type[Artifacts]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import handlers.cloudconfig.write_files as module
+
+    base, handler = artifacts
+    monkeypatch.setattr(module, "MAX_FILE_BYTES", 10)
+    handler.docs["/big"] = b"x" * 11
+    files = (FileSpec("write_files[0]", "/gone", b"from content\n", source=f"{base}/gone"),
+             FileSpec("write_files[1]", "/none", b"", source=f"{base}/gone", fallback=False),
+             FileSpec("write_files[2]", "/big", b"small\n", source=f"{base}/big"),
+             FileSpec("write_files[3]", "/down", b"down\n", source="http://127.0.0.1:9/x"))
+    keeper = WriteFilesKeeper(Paths.sandbox(tmp_path), lambda: files, retry=FAST)
+    keeper.deferred_too = True
+    await keeper.reconcile(full=True)
+    assert (tmp_path / "gone").read_bytes() == b"from content\n"  # HTTP 404
+    assert not (tmp_path / "none").exists()
+    assert (tmp_path / "big").read_bytes() == b"small\n"  # over the limit of one file
+    assert (tmp_path / "down").read_bytes() == b"down\n"  # nothing listens there
+    assert keeper.status()["failed"] == {"write_files[1]": f"/none: {base}/gone: HTTP 404"}

@@ -152,3 +152,70 @@ def test_every_cloud_init_key_is_implemented_or_warned_never_an_error(store: Con
         result = store.verdict(f"#cloud-config\n{key}: {{some: value}}\n", "ci.yml")
         assert not result.errors, (key, result.errors)
         assert any(w.key == key for w in result.warnings), (key, result.warnings)
+
+
+# cloud-init's own snap example (doc/module-docs/cc_snap/example1.yaml): keys YAML reads as integers
+SNAP = """#cloud-config
+snap:
+  assertions:
+    00: |
+      signed_assertion_blob_here
+  commands:
+    00: snap create-user --sudoer --known <snap_user>@mydomain.com
+    01: snap install canonical-livepatch
+    02: true
+  when: 2026-12-07
+  blob: !!binary aGVsbG8=
+  set: !!set {a, b}
+"""
+
+
+def test_a_warned_keys_value_is_not_checked(store: ConfigStore) -> None:
+    result = store.verdict(SNAP, "user.yml")
+    assert result.ok, result.errors
+    assert [w.key for w in result.warnings] == ["snap"]
+
+
+def test_a_warned_keys_value_is_kept_as_plain_data(store: ConfigStore) -> None:
+    """Non-string keys, dates, sets and !!binary under a warned key persist and export as plain data."""
+    assert store.merge(SNAP, "user.yml") == []
+    result = store.load()
+    assert result.ok, result.errors
+    assert store.get("snap") == {
+        "assertions": {"0": "signed_assertion_blob_here\n"},
+        "commands": {"0": "snap create-user --sudoer --known <snap_user>@mydomain.com",
+                     "1": "snap install canonical-livepatch", "2": True},
+        "when": "2026-12-07", "blob": "aGVsbG8=", "set": ["a", "b"],
+    }
+    json.dumps(store.export())  # the control socket's form
+
+
+def test_a_non_string_key_elsewhere_is_still_an_error(store: ConfigStore) -> None:
+    result = store.verdict("corral:\n  environment:\n    00: x\n", "user.yml")
+    assert [e.key for e in result.errors] == ["corral.environment.00"]
+
+
+def test_a_duplicate_key_corral_ignores_is_a_warning_on_load_verdict_and_merge(store: ConfigStore) -> None:
+    text = "ssh_authorized_keys: [ssh-ed25519 AAAAkey]\napt: {primary: [a]}\napt: {primary: [b]}\n"
+    result = store.verdict(text, "user.yml")
+    assert result.ok, result.errors
+    duplicate = ("user.yml", "apt", 3)
+    assert duplicate in [(w.file, w.key, w.line) for w in result.warnings]
+    assert store.merge(text, "user.yml") == []
+    store.load()
+    assert store.get("apt") == {"primary": ["b"]}
+    store.cloud_config_path.write_text(text)  # a hand-written file, read at boot
+    result = store.load()
+    assert result.ok, result.errors
+    assert (str(store.cloud_config_path), "apt", 3) in [(w.file, w.key, w.line) for w in result.warnings]
+    assert store.get("ssh_authorized_keys") == ["ssh-ed25519 AAAAkey"]
+
+
+def test_set_takes_a_duplicate_under_a_key_corral_ignores_the_last_one_counting(store: ConfigStore) -> None:
+    assert store.set("apt", "{primary: [a], primary: [b]}") == []
+    assert store.set("rancher.console", "{a: 1, a: 2}") == []
+    store.load()
+    assert store.get("apt") == {"primary": ["b"]}
+    assert store.get("corral.console") == {"a": 2}
+    [error] = store.set("corral.log", "{level: info, level: debug}")
+    assert error.key == "corral.log" and error.message.startswith("duplicate key 'level'")

@@ -11,7 +11,7 @@ from supervisor.config.errors import ConfigError
 from supervisor.config.layers import check_text
 from supervisor.config.schema import Schema
 from supervisor.config.validate import Validator
-from supervisor.config.yamlload import MAX_NODES, load_document, parse_yaml
+from supervisor.config.yamlload import MAX_DUPLICATES, MAX_NODES, load_document, parse_yaml
 
 VALIDATOR = Validator(Schema())
 
@@ -41,6 +41,49 @@ def test_duplicate_keys_name_the_path_and_both_lines() -> None:
     [error] = check_text(text, "f.yml", VALIDATOR)[1]
     assert error == ConfigError("f.yml", "corral.environment.A", error.message, 5)
     assert str(error).startswith("f.yml: corral.environment.A: duplicate key")
+
+
+# cloud-init's own doc/examples/cloud-config-add-apt-repos.txt gives `apt:` three times (alternatives)
+APT_THRICE = "apt:\n  primary: [a]\n# or\napt:\n  primary: [b]\n# or\napt:\n  primary: [c]\nhostname: h\n"
+
+
+def test_a_duplicate_key_corral_ignores_is_a_warning_and_the_last_one_counts() -> None:
+    """As PyYAML, and so cloud-init, reads it; corral does not read the value anyway."""
+    layer, errors = check_text(APT_THRICE, "f.yml", VALIDATOR)
+    assert errors == []
+    assert layer is not None
+    assert layer.data == {"apt": {"primary": ["c"]}, "hostname": "h"}
+    suffix = ": the last one counts, as YAML readers take it (corral ignores this key)"
+    assert layer.warnings == (
+        ConfigError("f.yml", "apt", "duplicate key 'apt' at line 4 (first given at line 1)" + suffix, 4),
+        ConfigError("f.yml", "apt", "duplicate key 'apt' at line 7 (first given at line 1)" + suffix, 7),
+    )
+
+
+def test_a_duplicate_under_a_key_corral_ignores_is_a_warning_also_as_rancher() -> None:
+    layer, errors = check_text("rancher:\n  console:\n    a: 1\n    a: 2\n", "f.yml", VALIDATOR)
+    assert errors == []
+    assert layer is not None
+    assert [w.key for w in layer.warnings] == ["rancher.console.a"]
+
+
+def test_a_duplicate_next_to_a_key_corral_ignores_is_still_an_error() -> None:
+    assert errors_of("apt: {}\nhostname: a\nhostname: b\n") == [
+        ("hostname", "duplicate key 'hostname' at line 3 (first given at line 2)")
+    ]
+    text = "corral:\n  docker: {}\n  log: {level: info, level: debug}\n"
+    assert errors_of(text)[0][0] == "corral.log.level"
+
+
+def test_tolerated_duplicates_are_reported_at_most_max_duplicates_times() -> None:
+    text = "snap:\n" + "  a: 1\n" * (MAX_DUPLICATES + 6)
+    layer, errors = check_text(text, "f.yml", VALIDATOR)
+    assert errors == []
+    assert layer is not None
+    assert len(layer.warnings) == MAX_DUPLICATES + 1
+    assert layer.warnings[-1].message == (
+        "5 more duplicate keys under keys corral ignores: the last of each counts"
+    )
 
 
 def test_duplicates_that_yaml_resolves_to_the_same_key() -> None:

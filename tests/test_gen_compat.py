@@ -146,7 +146,7 @@ def test_the_document_lists_the_three_verdicts_with_what_corral_does(built: tupl
         "| `rancher.network.interfaces.NAME.dhcp` | applied | as [`corral.network.interfaces.NAME.dhcp`]"
         "(networking.md)",
         "| `rancher.state.dev` | applied | as [`corral.state.dev`](storage.md)",
-        "| `write_files[].source` | rejected | unknown key |",
+        "| `rancher.autoformat` | rejected | unknown key |",
         "| `rancher.state.wait` | rejected | RancherOS's value is a boolean; corral's `corral.state.wait` "
         "takes an integer, so a boolean is an error |",
         "| `timezone` | warned | corral runs in UTC |",

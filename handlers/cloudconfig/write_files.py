@@ -14,7 +14,13 @@ and units), deferred ones once the boot phases are done (cloud-init's ``write_fi
 boot; at run time, an entry that is new or changed (any of its fields) is written at once (unchanged
 ones are not written again, an ``append`` entry that changed appends again); removing an entry leaves the
 file. RancherOS's ``container:`` (write into a system container) has no equivalent here: the entry is
-skipped, with a warning."""
+skipped, with a warning.
+
+cloud-init's ``source: {uri, headers}``: the content is fetched from ``uri`` (http or https) with
+netsources' ``Http`` (the datasources' fetcher: bounded tries, each with a timeout, no proxy), at most
+``MAX_FILE_BYTES``, once the boot phases are done (the network is up, as cloud-init fetches in its network
+stage), like a deferred entry; when the fetch fails the file is written from ``content`` (decoded as
+above) or, with no ``content``, not at all, a warning either way, as cloud-init does."""
 
 from __future__ import annotations
 
@@ -23,9 +29,11 @@ import base64
 import binascii
 import os
 import posixpath
+import urllib.error
+import urllib.parse
 import zlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +42,7 @@ import structlog
 from supervisor.atomic import fsync_directory, write_atomic
 from supervisor.config.check import describe
 from supervisor.config.errors import ConfigError, Problems, Source
+from supervisor.config.netsources import Http, NotThere, Retry, check_url
 from supervisor.events import ConfigChanged, Event
 from supervisor.paths import Paths
 
@@ -48,6 +57,8 @@ DEFAULT_MODE = 0o644
 PLAIN, B64, GZ, GZ_B64 = "text/plain", "b64", "gz", "gz+b64"
 ENCODINGS = {"text/plain": PLAIN, "b64": B64, "base64": B64, "gz": GZ, "gzip": GZ,
              "gz+b64": GZ_B64, "gzip+base64": GZ_B64}
+SOURCE_RETRY = Retry(attempts=3, timeout=5.0, pause=1.0)
+"""How hard a ``source`` is fetched: 3 tries of 5 s, 1 s then 2 s apart (cloud-init: 3 retries, 3 s apart)."""
 CONTAINER_WARNING = ("RancherOS wrote this file into its system container {name!r}; corral has no "
                      "such container: the entry is skipped (leave out 'container' to write it on the host)")
 
@@ -65,6 +76,9 @@ class FileSpec:
     group: str | None = None
     append: bool = False
     defer: bool = False
+    source: str | None = None  # an http(s) URL to fetch the content from; ``content`` is the fallback
+    headers: tuple[tuple[str, str], ...] = ()  # the request's headers (may hold secrets: never logged)
+    fallback: bool = True  # whether ``content`` was given: without it a failed fetch writes nothing
 
 
 @dataclass(frozen=True)
@@ -174,9 +188,23 @@ def _entry(entry: Mapping[str, Any], where: tuple[str | int, ...], problems: Pro
         user, _, rest = str(entry["owner"]).partition(":")
         group = rest or None
     mode = parse_mode(entry.get("permissions"))
-    return FileSpec(key=problems.key(where), path=path, content=content,
+    spec = FileSpec(key=problems.key(where), path=path, content=content,
                     mode=DEFAULT_MODE if mode is None else mode, user=user, group=group,
                     append=bool(entry.get("append", False)), defer=bool(entry.get("defer", False)))
+    source = entry.get("source")
+    if not isinstance(source, Mapping):
+        return spec
+    fallback = entry.get("content") is not None
+    uri = str(source.get("uri", ""))
+    try:
+        check_url(uri, "a write_files source")
+    except ValueError as exc:
+        instead = "the file is written from content" if fallback else "the file is not written (no content)"
+        problems.warn((*where, "source", "uri"), f"{exc}: only those are fetched; {instead}")
+        return spec if fallback else None
+    headers = source.get("headers")
+    pairs = tuple((str(k), str(v)) for k, v in headers.items()) if isinstance(headers, Mapping) else ()
+    return replace(spec, source=uri, headers=pairs, fallback=fallback)
 
 
 # -- owners --------------------------------------------------------------------------------------------
@@ -230,8 +258,35 @@ def _lookup(name: str, table: Mapping[str, tuple[int, int]]) -> int | None:
 
 def due(files: tuple[FileSpec, ...], written: frozenset[FileSpec], deferred_too: bool) -> list[FileSpec]:
     """The entries to write now: not yet written this boot (a changed entry is a new one), deferred ones
-    only once ``deferred_too``."""
-    return [f for f in files if f not in written and (deferred_too or not f.defer)]
+    and those fetched from a ``source`` (which needs the network) only once ``deferred_too``."""
+    return [f for f in files
+            if f not in written and (deferred_too or not (f.defer or f.source is not None))]
+
+
+def shown_url(url: str) -> str:
+    """``url`` without what may be a secret (user:password@, the query) for the journal and status."""
+    parts = urllib.parse.urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
+
+
+def fetch_source(spec: FileSpec, retry: Retry = SOURCE_RETRY) -> tuple[bytes | None, str | None]:
+    """``(content, why not fetched)``: the body at ``spec.source`` (blocking: run it in a thread), or, when
+    it cannot be fetched, the fallback ``content`` (None without one) and why."""
+    try:
+        body = Http(retry).request(spec.source or "", headers=dict(spec.headers), limit=MAX_FILE_BYTES)
+        if len(body) > MAX_FILE_BYTES:
+            raise TooLarge(f"more than {MAX_FILE_BYTES} bytes (the limit of one file)")
+        return body, None
+    except NotThere:
+        why = "HTTP 404"
+    except urllib.error.HTTPError as exc:
+        why = f"HTTP {exc.code} {exc.reason}"
+    except urllib.error.URLError as exc:
+        why = str(exc.reason)
+    except (OSError, ValueError) as exc:  # timed out, reset; too large; a bad URL
+        why = str(exc) or type(exc).__name__
+    return (spec.content if spec.fallback else None), why
 
 
 def write_file(target: Path, spec: FileSpec, uid: int, gid: int) -> None:
@@ -270,9 +325,11 @@ class WriteFilesKeeper:
     kinds: tuple[type[Event], ...] = (ConfigChanged,)
     config_keys: tuple[str, ...] | None = (CONFIG_KEY,)
 
-    def __init__(self, paths: Paths, files: Callable[[], tuple[FileSpec, ...]]) -> None:
+    def __init__(self, paths: Paths, files: Callable[[], tuple[FileSpec, ...]],
+                 retry: Retry = SOURCE_RETRY) -> None:
         self.paths = paths
         self.files = files
+        self.retry = retry
         self.deferred_too = False  # set once the boot phases are done
         self.written: set[FileSpec] = set()
         self.failed: dict[str, str] = {}
@@ -295,8 +352,20 @@ class WriteFilesKeeper:
             for warning in warnings:
                 log.warning(f"write_files: {warning}", entry=spec.key, path=spec.path)
             target = self.paths.under(spec.path)
+            fetched = spec
+            if spec.source is not None:
+                content, why = await asyncio.to_thread(fetch_source, spec, self.retry)
+                if why is not None:
+                    instead = "written from content" if content is not None else "not written (no content)"
+                    log.warning(f"write_files: source not fetched: {instead}", entry=spec.key,
+                                path=spec.path, source=shown_url(spec.source), error=why)
+                if content is None:
+                    self.failed[spec.key] = f"{spec.path}: {shown_url(spec.source)}: {why}"
+                    self.written.add(spec)  # as a failed write: the next change of the entry retries
+                    continue
+                fetched = replace(spec, content=content)
             try:
-                await asyncio.to_thread(write_file, target, spec, uid, gid)
+                await asyncio.to_thread(write_file, target, fetched, uid, gid)
             except OSError as exc:
                 self.failed[spec.key] = f"{spec.path}: {exc.strerror or exc}"
                 log.warning("write_files: file not written", entry=spec.key, path=spec.path,
@@ -305,8 +374,9 @@ class WriteFilesKeeper:
                 continue
             self.failed.pop(spec.key, None)
             self.written.add(spec)
-            log.info("file written", entry=spec.key, path=spec.path, bytes=len(spec.content),
-                     mode=f"{spec.mode:04o}", uid=uid, gid=gid, append=spec.append, deferred=spec.defer)
+            log.info("file written", entry=spec.key, path=spec.path, bytes=len(fetched.content),
+                     mode=f"{spec.mode:04o}", uid=uid, gid=gid, append=spec.append, deferred=spec.defer,
+                     **({"source": shown_url(spec.source)} if spec.source is not None else {}))
 
     def status(self) -> dict[str, object]:
         return {"written": len(self.written), "failed": dict(self.failed)}

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from supervisor.config.errors import DOCUMENT, ConfigError
 from supervisor.config.keypath import KeyPath
 from supervisor.config.salvage import roots_of, without_roots
+from supervisor.config.schema import Schema
 from supervisor.config.validate import Validator, canonical_file_modes
 from supervisor.config.yamlload import Document, load_document
 
@@ -21,6 +24,13 @@ class Layer:
 
     source: str
     data: dict[str, Any]
+    warnings: tuple[ConfigError, ...] = ()
+    """What its reading found that is not an error: a duplicate key under a key corral ignores."""
+
+
+def layer_warnings(layers: Sequence[Layer]) -> list[ConfigError]:
+    """The warnings the layers' reading found, in merge order."""
+    return [warning for layer in layers for warning in layer.warnings]
 
 
 def fold_alias(doc: Document) -> tuple[Document | None, bool, list[ConfigError]]:
@@ -53,6 +63,36 @@ def fold_alias(doc: Document) -> tuple[Document | None, bool, list[ConfigError]]
     return replace(doc, data=data, nodes=nodes), True, []
 
 
+WRITE_FILES = "write_files"
+_AS_BASE64 = {None: "b64", "text/plain": "b64", "gz": "gz+b64", "gzip": "gz+b64"}
+"""write_files' encodings (schema.json) of bytes, -> the encoding of the same bytes as base64 text."""
+_BASE64 = frozenset({"b64", "base64", "gz+b64", "gzip+base64"})
+
+
+def binary_content(doc: Document) -> Document:
+    """``write_files`` content given as YAML's ``!!binary`` (bytes), as cloud-init takes it: the bytes are
+    the file's (gunzipped first with ``encoding: gzip``), so they become base64 text with the encoding
+    that says so (``b64``, ``gz+b64``); with a base64 encoding the bytes are that base64 text. Anything
+    else stays bytes, which the schema walker refuses."""
+    entries = doc.data.get(WRITE_FILES)
+    if not isinstance(entries, list) or not any(
+        isinstance(e, dict) and isinstance(e.get("content"), bytes) for e in entries
+    ):
+        return doc
+    out: list[Any] = []
+    for entry in entries:
+        content = entry.get("content") if isinstance(entry, dict) else None
+        encoding = entry.get("encoding") if isinstance(entry, dict) else None
+        if isinstance(content, bytes) and isinstance(encoding, str | None):
+            if encoding in _AS_BASE64:
+                entry = {**entry, "content": base64.b64encode(content).decode("ascii"),
+                         "encoding": _AS_BASE64[encoding]}
+            elif encoding in _BASE64:  # not base64 text: write_files warns, and skips the file
+                entry = {**entry, "content": content.decode("latin-1")}
+        out.append(entry)
+    return replace(doc, data={**doc.data, WRITE_FILES: out})
+
+
 def _rename(path: KeyPath, old: str, new: str) -> KeyPath:
     return (new, *path[1:]) if path[:1] == (old,) else path
 
@@ -80,12 +120,13 @@ def _check_document(
     folded, aliased, errors = fold_alias(doc)
     if folded is None:
         return None, errors
+    folded = binary_content(folded)
     errors = validator.validate(folded)
     if aliased:
         errors = [_unfold(e) for e in errors]
     if errors:
         return (_partial(folded, errors, validator) if partial else None), errors
-    return Layer(doc.source, canonical_file_modes(folded.data, validator.schema)), []
+    return Layer(doc.source, canonical_file_modes(folded.data, validator.schema), _warnings(doc)), []
 
 
 def _partial(doc: Document, errors: list[ConfigError], validator: Validator) -> Layer | None:
@@ -97,7 +138,11 @@ def _partial(doc: Document, errors: list[ConfigError], validator: Validator) -> 
     rest = replace(doc, data=without_roots(doc.data, roots))
     if validator.validate(rest):
         return None
-    return Layer(doc.source, canonical_file_modes(rest.data, validator.schema))
+    return Layer(doc.source, canonical_file_modes(rest.data, validator.schema), _warnings(doc))
+
+
+def _warnings(doc: Document) -> tuple[ConfigError, ...]:
+    return tuple(doc.duplicates)
 
 
 def _unfold(error: ConfigError) -> ConfigError:
@@ -111,6 +156,20 @@ def _unfold(error: ConfigError) -> ConfigError:
     return error
 
 
+def ignored(schema: Schema, path: KeyPath) -> bool:
+    """Whether ``path`` (as written: ``rancher.`` is ``corral.``) is, or is under, a key corral ignores
+    (supervisor/compat.py): a duplicate key there is a warning, the last one counting, as PyYAML (and so
+    cloud-init) reads it; corral does not read the value anyway."""
+    nodes = schema.root()
+    for seg in _rename(path, ALIAS, CORRAL):
+        if schema.ignored(nodes):
+            return True
+        nodes = schema.child(nodes, seg)
+        if not nodes:
+            return False
+    return schema.ignored(nodes)
+
+
 def check_text(
     text: str, source: str, validator: Validator, *, partial: bool = False
 ) -> tuple[Layer | None, list[ConfigError]]:
@@ -118,7 +177,7 @@ def check_text(
     Whatever goes wrong is an error naming ``source``: this never raises. ``partial``: see
     ``check_document``."""
     try:
-        doc, errors = load_document(text, source)
+        doc, errors = load_document(text, source, lambda path: ignored(validator.schema, path))
     except Exception as exc:  # see check_document
         return None, [unreadable(source, exc)]
     if doc is None:

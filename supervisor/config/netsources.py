@@ -54,15 +54,16 @@ class Http:
         # never through a proxy from the environment: the metadata service is link-local
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
-    def request(self, url: str, method: str = "GET", headers: dict[str, str] | None = None) -> bytes:
-        """The body; NotThere on 404; the last error (OSError, urllib's HTTPError) when every attempt
-        failed."""
+    def request(self, url: str, method: str = "GET", headers: dict[str, str] | None = None,
+                limit: int = MAX_BYTES) -> bytes:
+        """The body, at most ``limit`` + 1 bytes read (more than ``limit``: the caller's "too large");
+        NotThere on 404; the last error (OSError, urllib's HTTPError) when every attempt failed."""
         backoff = self.retry.backoff()
         for attempt in range(1, self.retry.attempts + 1):
             req = urllib.request.Request(url, method=method, headers=headers or {})
             try:
                 with urllib.request.urlopen(req, timeout=self.retry.timeout) as response:
-                    body: bytes = response.read(MAX_BYTES + 1)
+                    body: bytes = response.read(limit + 1)
                     return body
             except urllib.error.HTTPError as exc:
                 if exc.code == 404:

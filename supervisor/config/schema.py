@@ -18,6 +18,9 @@ from supervisor.config.keypath import Segment
 
 SchemaNode = dict[str, Any]
 
+NOT_IMPLEMENTED = "not implemented"
+"""How the ``$comment`` of a key corral ignores begins (written by supervisor/gen_schema.py)."""
+
 SCALAR_TYPES = frozenset({"string", "integer", "number", "boolean", "null"})
 
 
@@ -124,6 +127,11 @@ class Schema:
             if isinstance(enum, list) and "type" not in node:
                 found.update(json_type(v) for v in enum)
         return found
+
+    def ignored(self, nodes: Sequence[SchemaNode]) -> bool:
+        """True at a key corral knows but ignores (supervisor/compat.py: schema.json accepts it, any
+        value, its ``$comment`` saying "not implemented"): the value under it is not checked."""
+        return any(str(node.get("$comment", "")).startswith(NOT_IMPLEMENTED) for node in nodes)
 
     def formats(self, nodes: Sequence[SchemaNode]) -> set[str]:
         return {f for n in self.expand(nodes) if isinstance(f := n.get("format"), str)}

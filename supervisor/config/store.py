@@ -42,7 +42,15 @@ from supervisor.config.errors import DOCUMENT, ConfigError
 from supervisor.config.generations import CLOUD_CONFIG, PRIVATE, Generations, Recovered
 from supervisor.config.judge import DomainCheck, Ignored, Judge, attribute
 from supervisor.config.keypath import KeyPath, format_path, get_path, nested, parse_path, without
-from supervisor.config.layers import ALIAS, CORRAL, Layer, check_document, check_text
+from supervisor.config.layers import (
+    ALIAS,
+    CORRAL,
+    Layer,
+    check_document,
+    check_text,
+    ignored,
+    layer_warnings,
+)
 from supervisor.config.merge import changed_keys, diff, merge, merge_layers, same
 from supervisor.config.salvage import ON_DEFAULTS, ON_LAST_GOOD, WHOLE, Salvaged, describe_verdict, on_now
 from supervisor.config.schema import Schema
@@ -259,7 +267,7 @@ class ConfigStore:
             self.last_recovered, tidy = _recover(self.sources.generations)
             read = self.sources.read(self._default_layers, {}, partial=True)
             salvaged = self._judge_whole.salvage(read.layers, read.errors, self._current, self._provenance)
-            warnings = [*read.warnings, *salvaged.judged.warnings, *tidy]
+            warnings = [*read.warnings, *layer_warnings(read.layers), *salvaged.judged.warnings, *tidy]
             self.last_warnings = warnings
             self.last_notes = read.notes
             self.last_errors = salvaged.errors
@@ -303,6 +311,7 @@ class ConfigStore:
         they are all valid, check the whole: the schema (cross-layer problems), then each domain
         check. Every path to a config in force, and ``verdict``, ends here."""
         config, provenance = merge_layers((lay.source, lay.data) for lay in layers)
+        warnings = [*warnings, *layer_warnings(layers)]
         if errors:
             return LoadResult(config, errors, warnings, provenance)
         judged = self._judge_whole.whole(config, provenance)
@@ -321,7 +330,9 @@ class ConfigStore:
                 raise ValueError("a list element cannot be set on its own: set the whole list")
         except ValueError as exc:
             return [ConfigError(SET_SOURCE, key_path, str(exc))]
-        value, nodes, errors = parse_yaml(value_yaml_text, SET_SOURCE)
+        # a duplicate key under a key corral ignores: the last one counts, as in a file (layers.ignored)
+        value, nodes, errors = parse_yaml(value_yaml_text, SET_SOURCE,
+                                          lambda inner: ignored(self._schema, (*path, *inner)))
         if errors:
             return [ConfigError(SET_SOURCE, format_path(path), e.message, e.line) for e in errors]
         if self._schema.expects_string(self._schema.at(path)) and not isinstance(value, str | list | dict):

@@ -10,6 +10,7 @@ Two passes, both driven by the schema:
 
 from __future__ import annotations
 
+import base64
 import datetime
 import re
 from collections.abc import Iterator, Sequence
@@ -21,7 +22,7 @@ import jsonschema
 from supervisor.config.check import out_of_range
 from supervisor.config.errors import DOCUMENT, ConfigError
 from supervisor.config.keypath import KeyPath, format_path
-from supervisor.config.schema import Schema, SchemaNode, json_type
+from supervisor.config.schema import NOT_IMPLEMENTED, Schema, SchemaNode, json_type
 from supervisor.config.suggest import closest, did_you_mean
 from supervisor.config.yamlload import Document, NodeInfo
 
@@ -73,6 +74,8 @@ class Validator:
     def _walk(
         self, value: Any, schemas: list[SchemaNode], path: KeyPath, nodes: dict[KeyPath, NodeInfo]
     ) -> Iterator[Problem]:
+        if self.schema.ignored(schemas):
+            return  # a key corral ignores (supervisor/compat.py): its value is not checked
         if isinstance(value, dict):
             for key, item in value.items():
                 if not isinstance(key, str):
@@ -261,6 +264,23 @@ def _bad_key_message(key: Any, literal: str | None) -> str:
     return f'YAML reads the unquoted key {text} as {kind}, not a string; quote it: "{text}"'
 
 
+def plain(value: Any) -> Any:
+    """``value`` as JSON-like data: map keys as strings (``00`` read as 0 is ``"0"``, ``on`` is
+    ``"true"``), a date as ISO text, ``!!binary`` bytes as base64 text, a set or a tuple as a list. For
+    the values corral does not check (YAML nests them at most ``MAX_DEPTH`` deep)."""
+    if isinstance(value, dict):
+        return {_yaml_text(k) if not isinstance(k, str) else k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, set | frozenset):
+        return sorted((plain(v) for v in value), key=str)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    return value
+
+
 def _string_keys(value: Any) -> Any:
     """``value`` with every map key a string (jsonschema cannot look at others; the walker reports them)."""
     if isinstance(value, dict):
@@ -271,7 +291,12 @@ def _string_keys(value: Any) -> Any:
 
 
 def _not_json_message(value: Any, literal: str | None) -> str:
+    if isinstance(value, bytes):
+        return (f"YAML read a !!binary value ({len(value)} bytes): only write_files content can be binary; "
+                "give text here")
     shown = literal if literal is not None else str(value)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
     kind = "a date" if isinstance(value, datetime.date) else f"a {type(value).__name__}"
     return f'YAML read {shown} as {kind}, which config cannot hold; quote it: "{shown}"'
 
@@ -297,7 +322,7 @@ def _unknown_key(key: str, path: KeyPath, known: dict[str, Any], schema: Schema)
 
 def _not_implemented(node: Any) -> bool:
     """A property the schema accepts only to warn about (``$comment`` says "not implemented")."""
-    return isinstance(node, dict) and str(node.get("$comment", "")).startswith("not implemented")
+    return isinstance(node, dict) and str(node.get("$comment", "")).startswith(NOT_IMPLEMENTED)
 
 
 def _property_names(schema: Schema, nodes: list[SchemaNode]) -> set[str]:
@@ -345,11 +370,15 @@ def _yaml_text(value: Any) -> str:
 
 def canonical_file_modes(data: Any, schema: Schema) -> Any:
     """A copy of valid ``data`` with every file mode as a 4-digit octal string (``420`` -> ``"0644"``,
-    ``"644"`` -> ``"0644"``), so consumers and persisted files see one spelling."""
+    ``"644"`` -> ``"0644"``), so consumers and persisted files see one spelling; and the value of a key
+    corral ignores (not checked) made plain data: its keys strings, a date, a set or a ``!!binary``
+    value as text (``plain``), so that it merges, persists and exports like any other."""
     return _canonical(data, schema.root(), schema)
 
 
 def _canonical(value: Any, schemas: list[SchemaNode], schema: Schema) -> Any:
+    if schema.ignored(schemas):
+        return plain(value)
     if isinstance(value, dict):
         return {k: _canonical(v, schema.child(schemas, k), schema) for k, v in value.items()}
     if isinstance(value, list):

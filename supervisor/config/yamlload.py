@@ -1,13 +1,15 @@
 """Reading one YAML config document strictly.
 
 ``StrictLoader`` is PyYAML's SafeLoader that (1) rejects duplicate keys, naming the key path and both
-lines, and (2) records, for every node, its line and (for plain scalars) the literal text, so that the
-schema walker can tell that ``420`` came from ``0644`` or ``True`` from ``on``. It never decides what
-is a trap: ``validate`` does that with the schema."""
+lines (except where the caller tolerates them: under a key corral ignores, the last one counts, as in
+PyYAML and so cloud-init, and the duplicate is a warning), and (2) records, for every node, its line and
+(for plain scalars) the literal text, so that the schema walker can tell that ``420`` came from ``0644``
+or ``True`` from ``on``. It never decides what is a trap: ``validate`` does that with the schema."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,10 @@ MAX_KEYS = 10_000
 
 MAX_DEPTH = 64
 """Upper bound on nesting (maps and lists inside each other); deeper input is an error, not a crash."""
+
+MAX_DUPLICATES = 20
+"""Upper bound on the tolerated duplicate keys one document reports (one warning each; the rest are
+counted in one more)."""
 
 MAX_BYTES = 1 << 20
 """Upper bound on the size of one config document (1 MiB): files, stdin and text sent to the supervisor."""
@@ -51,6 +57,8 @@ class Document:
     source: str
     data: dict[str, Any]
     nodes: dict[KeyPath, NodeInfo] = field(default_factory=dict)
+    duplicates: list[ConfigError] = field(default_factory=list)
+    """The duplicate keys the reader tolerated (``load_document``'s ``tolerate``), one warning each."""
 
     def line(self, path: KeyPath) -> int | None:
         """The line of ``path``, or of its nearest ancestor that has one."""
@@ -71,12 +79,19 @@ class YamlProblem(yaml.YAMLError):
         self.line = line
 
 
-class StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys and records the source of every value."""
+Tolerate = Callable[[KeyPath], bool]
+"""Whether a duplicate key at this key path (as written) is tolerated: the last one counts."""
 
-    def __init__(self, stream: str) -> None:
+
+class StrictLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate keys (those ``tolerate`` does not take: kept in ``tolerated``)
+    and records the source of every value."""
+
+    def __init__(self, stream: str, tolerate: Tolerate | None = None) -> None:
         super().__init__(stream)
         self.node_info: dict[KeyPath, NodeInfo] = {}
+        self.tolerate = tolerate
+        self.tolerated: list[YamlProblem] = []
         self._visited = 0
         self._depth = 0
         self._composed = 0
@@ -139,12 +154,15 @@ class StrictLoader(yaml.SafeLoader):
             seg = key if isinstance(key, str) else str(key)
             line = _line(key_node)
             if key in first_line:
-                raise YamlProblem(
+                problem = YamlProblem(
                     (*path, seg),
                     f"duplicate key {seg!r} at line {line} (first given at line {first_line[key]})",
                     line,
                 )
-            first_line[key] = line
+                if self.tolerate is None or not self.tolerate((*path, seg)):
+                    raise problem
+                self.tolerated.append(problem)  # the constructor keeps the last one, as PyYAML does
+            first_line.setdefault(key, line)
             self._inspect(value_node, (*path, seg), stack, None if isinstance(key, str) else key_node.value)
         # "<<: *anchor" merges: explicit keys win, so merged values only fill in what is missing
         for merged in merges:
@@ -169,21 +187,34 @@ def _plain_literal(node: Node) -> str | None:
     return None
 
 
-def parse_yaml(text: str, source: str) -> tuple[Any, dict[KeyPath, NodeInfo], list[ConfigError]]:
+def parse_yaml(
+    text: str, source: str, tolerate: Tolerate | None = None
+) -> tuple[Any, dict[KeyPath, NodeInfo], list[ConfigError]]:
     """Parse one YAML document of any shape: ``(value, node info, errors)``; value is None on errors.
-    Never raises: a text over ``MAX_BYTES``, and any failure of the loader, is an error naming ``source``."""
+    Never raises: a text over ``MAX_BYTES``, and any failure of the loader, is an error naming ``source``.
+    A duplicate key ``tolerate`` takes is no error: the last one counts."""
+    value, nodes, errors, _ = _parse(text, source, tolerate)
+    return value, nodes, errors
+
+
+def _parse(
+    text: str, source: str, tolerate: Tolerate | None
+) -> tuple[Any, dict[KeyPath, NodeInfo], list[ConfigError], list[ConfigError]]:
+    """``parse_yaml``, and the duplicate keys ``tolerate`` took, as warnings (at most ``MAX_DUPLICATES``
+    and one counting the rest)."""
     size = len(text.encode("utf-8", "surrogatepass"))
     if size > MAX_BYTES:
-        return None, {}, [ConfigError(source, DOCUMENT, too_large(size))]
+        return None, {}, [ConfigError(source, DOCUMENT, too_large(size))], []
     loader: StrictLoader | None = None
     try:
-        loader = StrictLoader(text)  # the reader checks every character here
-        return loader.get_single_data(), loader.node_info, []
+        loader = StrictLoader(text, tolerate)  # the reader checks every character here
+        value = loader.get_single_data()
+        return value, loader.node_info, [], _duplicate_warnings(loader.tolerated, source)
     except YamlProblem as exc:
         message = (
             exc.message if exc.line is None or "line " in exc.message else f"{exc.message} (line {exc.line})"
         )
-        return None, {}, [ConfigError(source, format_path(exc.path) or DOCUMENT, message, exc.line)]
+        return None, {}, [ConfigError(source, format_path(exc.path) or DOCUMENT, message, exc.line)], []
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = int(mark.line) + 1 if mark is not None else None
@@ -192,24 +223,38 @@ def parse_yaml(text: str, source: str) -> tuple[Any, dict[KeyPath, NodeInfo], li
         message = f"YAML syntax error{where}: {what}"
         if "expected a single document" in (exc.context or ""):
             message = f"more than one YAML document (---){where}: give one document per file"
-        return None, {}, [ConfigError(source, DOCUMENT, message, line)]
+        return None, {}, [ConfigError(source, DOCUMENT, message, line)], []
     except yaml.reader.ReaderError as exc:
         line, column = _position(text, exc.position)
         what = f"character #x{exc.character:04x}" if isinstance(exc.character, int) else "byte"
         message = f"YAML syntax error at line {line}, column {column}: unacceptable {what}: {exc.reason}"
-        return None, {}, [ConfigError(source, DOCUMENT, message, line)]
+        return None, {}, [ConfigError(source, DOCUMENT, message, line)], []
     except yaml.YAMLError as exc:
-        return None, {}, [ConfigError(source, DOCUMENT, f"YAML error: {exc}")]
+        return None, {}, [ConfigError(source, DOCUMENT, f"YAML error: {exc}")], []
     except ValueError as exc:  # a constructor's own limit, such as an integer with thousands of digits
         digits = sys.get_int_max_str_digits()
         message = (f"an integer with more than {digits} digits (the limit)" if "integer string conversion"
                    in str(exc) else f"cannot read a value: {exc}")
-        return None, {}, [ConfigError(source, DOCUMENT, message)]
+        return None, {}, [ConfigError(source, DOCUMENT, message)], []
     except Exception as exc:  # RecursionError, MemoryError...: the input's error, not a crash
-        return None, {}, [ConfigError(source, DOCUMENT, f"cannot be read: {type(exc).__name__}: {exc}"[:500])]
+        why = f"cannot be read: {type(exc).__name__}: {exc}"[:500]
+        return None, {}, [ConfigError(source, DOCUMENT, why)], []
     finally:
         if loader is not None:
             loader.dispose()
+
+
+def _duplicate_warnings(tolerated: list[YamlProblem], source: str) -> list[ConfigError]:
+    warnings = [
+        ConfigError(source, format_path(p.path) or DOCUMENT,
+                    f"{p.message}: the last one counts, as YAML readers take it (corral ignores this key)",
+                    p.line)
+        for p in tolerated[:MAX_DUPLICATES]
+    ]
+    if len(tolerated) > MAX_DUPLICATES:
+        warnings.append(ConfigError(source, DOCUMENT, f"{len(tolerated) - MAX_DUPLICATES} more duplicate "
+                                    "keys under keys corral ignores: the last of each counts"))
+    return warnings
 
 
 def _position(text: str, offset: int) -> tuple[int, int]:
@@ -218,11 +263,14 @@ def _position(text: str, offset: int) -> tuple[int, int]:
     return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
 
 
-def load_document(text: str, source: str) -> tuple[Document | None, list[ConfigError]]:
+def load_document(
+    text: str, source: str, tolerate: Tolerate | None = None
+) -> tuple[Document | None, list[ConfigError]]:
     """Parse one cloud-config document. An empty document is an empty mapping; a top level that is
     not a mapping, a syntax error or a duplicate key are errors on the key path ``(document)`` or on
-    the duplicated key. A document larger than ``MAX_BYTES`` is an error."""
-    data, nodes, errors = parse_yaml(text, source)
+    the duplicated key (a duplicate ``tolerate`` takes is in the document's ``duplicates``, the last one
+    counting). A document larger than ``MAX_BYTES`` is an error."""
+    data, nodes, errors, duplicates = _parse(text, source, tolerate)
     if errors:
         return None, errors
     if data is None:
@@ -232,7 +280,7 @@ def load_document(text: str, source: str) -> tuple[Document | None, list[ConfigE
         return None, [
             ConfigError(source, DOCUMENT, f"the top level must be a mapping of keys, got {kind} (line 1)", 1)
         ]
-    return Document(source, data, nodes), []
+    return Document(source, data, nodes, duplicates), []
 
 
 def too_large(size: int | None = None) -> str:
