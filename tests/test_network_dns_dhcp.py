@@ -11,7 +11,8 @@ from types import SimpleNamespace
 
 from netconf import dns
 from netconf.desired import LEASE_ROUTE_METRIC, lease_route
-from netconf.dhcp import DhcpManager, _Client, decode_domain_search, lease_info
+from netconf.dhcp import DhcpManager, _Client
+from netconf.dhcp4_lease import decode_domain_search, lease_info
 from netconf.model import DhcpOptions, Dns, Interface, Match
 from netconf.netlink import Netlink
 from supervisor.bus import Bus
