@@ -11,14 +11,26 @@ Pure: config data in, frozen rules and named problems (``ConfigError``: key path
   such as ``/dev/sd?1``; all given must hold), ``path``, ``fstype``, ``options`` (a string or a list),
   ``fsck`` (default false) and ``on_remove`` (``stop``, the default, or ``ignore``).
 
-Mounts get ``nodev,nosuid`` unless the options say ``dev`` or ``suid``."""
+Mounts get ``nodev,nosuid`` unless the options say ``dev`` or ``suid``.
+
+A list entry is read as cloud-init and RancherOS read it. Besides block devices it may be a bind mount
+(options ``bind`` or ``rbind``; the source a path) or an NFS mount (fstype ``nfs``/``nfs4``, or a source
+``host:/path``): rules of ``kind`` ``bind`` and ``nfs`` with a ``source``, mounted by
+``storage.sourced``'s plan. Entries corral cannot act on are warnings naming the entry and what happens
+instead, never errors, as cloud-init wrote them to fstab and went on: swap; a mount point of ``none`` or
+none at all (cloud-init's way to drop a default entry); a mount point where storage has no place
+(``/dev/zero``); cloud-init's datasource names (``ephemeral0``) and ``device_aliases`` names
+(``my_alias.1``); other network filesystems (``glusterfs``, ``cifs``). Several list entries may share a
+mount point (cloud-init's own example names ``sdc`` and ``xvdh`` for one path: whichever the hypervisor
+has); a map entry's path is its own."""
 
 from __future__ import annotations
 
 import fnmatch
 import posixpath
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from supervisor.config.check import (
@@ -72,13 +84,23 @@ _FLAG_OPTIONS: dict[str, tuple[int, bool]] = {
 _IGNORED_OPTIONS = {"defaults", "auto", "nofail", "_netdev", "user", "nouser", "users", "owner", "group",
                     "nouser_xattr"}
 _REFUSED_OPTIONS = {
-    "bind": "bind mounts are not storage rules",
-    "rbind": "bind mounts are not storage rules",
+    "bind": "a bind mount is a list entry [source, path, \"\", bind]",
+    "rbind": "a bind mount is a list entry [source, path, \"\", rbind]",
     "move": "moving mounts is not supported here",
     "remount": "remount is not supported here",
     "loop": "loop devices are not set up by mounts: rules",
 }
 _FORBIDDEN_PATHS = ("/", "/proc", "/sys", "/dev", "/run")
+NFS_TYPES = ("nfs", "nfs4")
+KINDS = ("device", "bind", "nfs")
+# cloud-init's names that only its datasources resolve (cc_mounts.is_meta_device_name)
+_META_NAME = re.compile(r"^(ami|root|ephemeral[0-9]*|ebs[0-9]*)$")
+# cloud-init's NETWORK_NAME_RE: "server:/path", "host:port"
+_NETWORK_NAME = re.compile(r"^.+:.*")
+_NFS_SOURCE = re.compile(r"^(\[[0-9A-Fa-f:.%a-zA-Z]+\]|[A-Za-z0-9][A-Za-z0-9_.\-]*):(/[^\s]*)$")
+# mount.nfs's -o value: options as mount(8) writes them, no spaces, no shell or option syntax
+_NFS_OPTION = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:=/@,+\-]*$")
+MAX_SOURCE = 1024
 
 # The keys of each map, declared once: the parser checks against these tables, and schema.json's
 # definitions of `corral.state` and of a `mounts:` map entry are generated from them (python -m
@@ -173,6 +195,8 @@ class MountRule:
     options: MountOptions = field(default_factory=MountOptions)
     fsck: bool = False
     on_remove: str = "stop"
+    kind: str = "device"  # device (by match) | bind | nfs (from ``source``)
+    source: str = ""  # bind: the path bound; nfs: host:/path
 
     @property
     def auto(self) -> bool:
@@ -290,7 +314,7 @@ def parse_mounts(value: Any, path: KeyPath, problems: Problems) -> tuple[MountRu
         problems.error(path, f"expected a list, got {describe(value)}")
         return ()
     rules: list[MountRule] = []
-    seen: dict[str, str] = {}
+    seen: dict[str, tuple[str, bool]] = {}  # path -> (the first rule's key, written as a list)
     for i, entry in enumerate(value):
         here = (*path, i)
         rule: MountRule | None
@@ -304,21 +328,22 @@ def parse_mounts(value: Any, path: KeyPath, problems: Problems) -> tuple[MountRu
             rule = None
         if rule is None:
             continue
-        if rule.path in seen:
+        listed = isinstance(entry, list)
+        if rule.path in seen and not (listed and seen[rule.path][1]):
+            # list entries may share a path (fstab lines: whichever device is there); a map rule may not
             problems.error((*here, "path") if isinstance(entry, Mapping) else (*here, 1),
-                           f"{rule.path} is also the path of {seen[rule.path]}")
+                           f"{rule.path} is also the path of {seen[rule.path][0]}")
             continue
-        seen[rule.path] = rule.key
+        seen.setdefault(rule.path, (rule.key, listed))
         rules.append(rule)
     return tuple(rules)
 
 
 def _parse_list_entry(entry: list[Any], here: KeyPath, problems: Problems) -> MountRule | None:
+    """cloud-config's ``[device, path, fstype, options, dump, passno]``, as cloud-init and RancherOS read
+    it (see the module doc): a block device, a bind mount, an NFS mount, or a warning."""
     key = format_path(here)
     before = len(problems.errors)
-    if len(entry) < 2:
-        problems.error(here, "expected at least [device, path]")
-        return None
     if len(entry) > 6:
         problems.error(here, "expected at most [device, path, fstype, options, dump, passno]")
         return None
@@ -328,19 +353,48 @@ def _parse_list_entry(entry: list[Any], here: KeyPath, problems: Problems) -> Mo
         if v is not None and not isinstance(v, str):
             problems.error((*here, i), f"expected a string, got {describe(v)}")
             return None
-    dev_text, path_text = fields[0], fields[1]
+    dev_text = fields[0] if fields else None
+    path_text = fields[1] if len(fields) > 1 else None
     fstype_text = fields[2] if len(fields) > 2 else None
+    opts_text = fields[3] if len(fields) > 3 and fields[3] is not None else "defaults"
     if fstype_text == "swap" or path_text in ("none", "swap"):
         problems.warn(here, "swap entries are not supported by corral; ignored")
         return None
-    if dev_text is None:
+    if dev_text is None or not dev_text.strip():
         problems.error((*here, 0), "a device is required")
         return None
-    match = parse_device_ref(dev_text, (*here, 0), problems, allow_glob=True)
-    target = _mount_path(path_text, (*here, 1), problems)
+    dev = dev_text.strip()
+    if path_text is None or not path_text.strip():
+        problems.warn(here, f"no mount point for {dev!r} (cloud-init's way to drop an earlier or default "
+                            "entry of that device); corral has no default mounts: nothing is mounted")
+        return None
+    words = [w.strip() for w in opts_text.split(",") if w.strip()]
     fstype = _fstype(fstype_text, (*here, 2), problems) if fstype_text is not None else None
-    options = parse_options(fields[3] if len(fields) > 3 and fields[3] is not None else "defaults",
-                            (*here, 3), problems)
+    if len(problems.errors) > before:
+        return None
+    if "bind" in words or "rbind" in words:
+        return _bind_rule(key, dev, path_text, words, here, problems)
+    upper = dev.upper()
+    by_name = upper.startswith(("LABEL=", "UUID=", "PARTUUID=", "PARTLABEL="))
+    if fstype in NFS_TYPES or (fstype is None and not by_name and _NFS_SOURCE.match(dev)):
+        return _nfs_rule(key, dev, path_text, fstype or "nfs", words, opts_text, here, problems)
+    if not by_name and (_NETWORK_NAME.match(dev) or dev.startswith("//")):
+        problems.warn(here, f"{dev!r} is a {fstype or 'network'} filesystem: corral mounts NFS "
+                            "(fstype nfs or nfs4), bind mounts and block devices; this entry is not mounted")
+        return None
+    if _META_NAME.match(dev):
+        problems.warn((*here, 0), f"{dev!r} is a name only cloud-init's datasources resolve (the cloud's "
+                                  "block device mapping); corral does not: this entry is not mounted")
+        return None
+    if re.match(r"^[A-Za-z_][A-Za-z0-9_-]*\.[0-9]+$", dev):
+        problems.warn((*here, 0), f"{dev!r} is a cloud-init device_aliases name (NAME.PARTITION); corral "
+                                  "does not implement device_aliases: this entry is not mounted")
+        return None
+    target = _mount_path(path_text, (*here, 1), problems, lenient=True)
+    if target is None and len(problems.errors) == before:
+        return None  # warned: a place corral mounts nothing at
+    match = parse_device_ref(dev, (*here, 0), problems, allow_glob=True)
+    options = parse_options(opts_text, (*here, 3), problems)
     fsck = False
     if len(fields) > 5 and fields[5] is not None:
         passno = fields[5].strip()
@@ -356,6 +410,63 @@ def _parse_list_entry(entry: list[Any], here: KeyPath, problems: Problems) -> Mo
     return MountRule(key=key, match=match, path=target, fstype=fstype, options=options, fsck=fsck)
 
 
+def _bind_rule(key: str, source: str, path_text: str, words: list[str], here: KeyPath,
+               problems: Problems) -> MountRule | None:
+    """``[/test, /home/rancher/test, "", bind]``: mount(2) MS_BIND (``rbind``: with MS_REC), then a remount
+    with the entry's flags (``nodev,nosuid`` unless ``dev``/``suid``), as mount(8) does for ``bind,ro``."""
+    before = len(problems.errors)
+    if not source.startswith("/") or len(source) > MAX_SOURCE or "\0" in source:
+        problems.error((*here, 0), f"{source!r} is not an absolute path: a bind mount's source is a path")
+    target = _mount_path(path_text, (*here, 1), problems, lenient=True)
+    rest = [w for w in words if w not in ("bind", "rbind")]
+    options = parse_options(",".join(rest), (*here, 3), problems)
+    if len(problems.errors) > before or target is None or options is None:
+        return None
+    if options.data:
+        problems.warn((*here, 3), f"{options.data!r}: a bind mount takes flags only; ignored")
+    norm = posixpath.normpath(source)
+    if norm == target:
+        problems.warn(here, f"{norm} bound onto itself: nothing to do; not mounted")
+        return None
+    return MountRule(key=key, match=Match(), path=target, fstype="rbind" if "rbind" in words else "bind",
+                     options=replace(options, data=""), kind="bind", source=norm)
+
+
+def _nfs_rule(key: str, source: str, path_text: str, fstype: str, words: list[str], text: str,
+              here: KeyPath, problems: Problems) -> MountRule | None:
+    """``[server:/export, /mnt/nfs, nfs, "vers=4.2,ro"]``: mounted by ``mount.nfs SOURCE PATH -o OPTIONS``
+    (``mount.nfs4`` for nfs4). Its options are passed on as written (with ``nodev,nosuid`` unless
+    ``dev``/``suid``), each checked: no spaces, nothing that reads as an option of its own."""
+    before = len(problems.errors)
+    if not _NFS_SOURCE.match(source) or len(source) > MAX_SOURCE:
+        problems.error((*here, 0), f"{source!r} is not an NFS export (server:/path)")
+    target = _mount_path(path_text, (*here, 1), problems, lenient=True)
+    kept: list[str] = []
+    auto = True
+    for word in words:
+        if word == "noauto":
+            auto = False
+        elif word.startswith(("x-", "comment=")):
+            continue
+        elif word in _REFUSED_OPTIONS:
+            problems.error((*here, 3), f"option {word!r}: {_REFUSED_OPTIONS[word]}")
+        elif not _NFS_OPTION.match(word) or len(word) > 256:
+            problems.error((*here, 3), f"option {word!r} is not an NFS mount option")
+        else:
+            kept.append(word)
+    if len(problems.errors) > before or target is None:
+        return None
+    flags = MS_NODEV | MS_NOSUID
+    for word in kept:
+        if word in _FLAG_OPTIONS:
+            flag, on = _FLAG_OPTIONS[word]
+            flags = flags | flag if on else flags & ~flag
+    for word, flag in (("nodev", MS_NODEV), ("nosuid", MS_NOSUID)):
+        if flags & flag and word not in kept:
+            kept.append(word)
+    options = MountOptions(flags=flags, data=",".join(kept), text=text.strip() or "defaults", auto=auto)
+    return MountRule(key=key, match=Match(), path=target, fstype=fstype, options=options, kind="nfs",
+                     source=source)
 
 
 def _parse_map_entry(entry: Mapping[Any, Any], here: KeyPath, problems: Problems) -> MountRule | None:
@@ -501,7 +612,10 @@ def _device_path(text: str, allow_glob: bool = False) -> str | None:
     return posixpath.normpath(text)
 
 
-def _mount_path(value: Any, here: KeyPath, problems: Problems) -> str | None:
+def _mount_path(value: Any, here: KeyPath, problems: Problems, lenient: bool = False) -> str | None:
+    """An absolute mount point outside ``/``, ``/proc``, ``/sys``, ``/dev`` and ``/run``. ``lenient`` (a
+    list entry, which cloud-init wrote to fstab whatever it was): such a place is a warning, the entry
+    not mounted; None either way."""
     text = as_absolute(value, here, problems)
     if text is None:
         return None
@@ -510,8 +624,12 @@ def _mount_path(value: Any, here: KeyPath, problems: Problems) -> str | None:
         norm = "/" + norm.lstrip("/")
     for forbidden in _FORBIDDEN_PATHS:
         if norm == forbidden or (forbidden != "/" and norm.startswith(forbidden + "/")):
-            problems.error(here, f"{norm} is {'the root' if forbidden == '/' else 'under ' + forbidden}: "
-                                 "not a place for storage mounts")
+            why = f"{norm} is {'the root' if forbidden == '/' else 'under ' + forbidden}: " \
+                  "not a place for storage mounts"
+            if lenient:
+                problems.warn(here, f"{why}; this entry is not mounted")
+            else:
+                problems.error(here, why)
             return None
     return norm
 
