@@ -194,17 +194,18 @@ class SourcedMounts:
     async def _nfs(self, rule: MountRule) -> Tried:
         started = time.monotonic()
         argv = nfs_argv(rule, self.mount_nfs)
+        program = Path(argv[0]).name
         try:
             await asyncio.to_thread(Path(rule.path).mkdir, parents=True, exist_ok=True)
             status, out, err = await self.processes.run(argv, name="mount.nfs", timeout=self.timeout)
         except TimeoutError:
-            return Tried(False, f"{argv[0]} did not finish in {self.timeout:g} s", seconds=self.timeout)
+            return Tried(False, f"{program} did not finish in {self.timeout:g} s", seconds=self.timeout)
         except OSError as exc:
             return Tried(False, f"{argv[0]}: {exc.strerror or exc}", seconds=time.monotonic() - started)
         took = time.monotonic() - started
         if status.returncode != 0:
             text = " ".join((err or out).decode(errors="replace").split())[:300]
-            return Tried(False, f"{argv[0]} exit {status.returncode}: {text}", seconds=took)
+            return Tried(False, f"{program} exit {status.returncode}: {text}", seconds=took)
         mount_id = await asyncio.to_thread(top_mount_id, rule.path)
         return Tried(True, mount_id=mount_id, seconds=took)
 

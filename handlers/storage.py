@@ -165,6 +165,7 @@ class StorageHandler:
         self.observer = observer or Observer(Prober(processes, blkid))
         self.fsck = tuple(fsck)
         self.rules: tuple[MountRule, ...] = tuple(rules)
+        self.sourced.set_rules(self.rules)
         self.known: dict[str, Known] = {}
         self.held: dict[Held, str] = {}  # (path, device, diskseq) -> why
         self.suppressed: dict[str, Suppressed] = {}  # rule path -> the mount unmounted on request
