@@ -322,3 +322,19 @@ async def test_a_missing_helper_is_a_failed_try(pm: ProcessManager, tmp_path: Pa
     await asyncio.gather(*sourced.tasks.values())
     (status,) = sourced.status()
     assert status["state"] == "failed" and "no-such-mount.nfs" in str(status["error"])
+
+
+def test_storage_status_renders_bind_and_nfs_states() -> None:
+    from supervisor.cli.storage import render
+
+    rules = [{"key": f"mounts[{i}]", "match": m, "path": p, "options": "defaults"}
+             for i, (m, p) in enumerate([("/test (bind)", "/home/rancher/test"),
+                                         ("nas:/x (nfs)", "/mnt/n"), ("nas:/y (nfs)", "/mnt/y")])]
+    sourced = [{"rule": "mounts[0]", "state": "mounted", "source": "/test"},
+               {"rule": "mounts[1]", "state": "retrying", "retry_in": 10.0, "attempts": 2,
+                "error": "mount.nfs exit 32: mount.nfs: Connection timed out"},
+               {"rule": "mounts[2]", "state": "failed", "attempts": 5, "error": "mount.nfs exit 32: x"}]
+    text = render({"storage": {"rules": rules, "sourced": sourced}})
+    assert "mounted: /test" in text
+    assert "retrying in 10.0 s (attempt 2 failed: mount.nfs exit 32: mount.nfs: Connection timed out)" in text
+    assert "failed after 5 attempts: mount.nfs exit 32: x; `corral storage mount mounts[2]` tries again" in text
