@@ -337,4 +337,5 @@ def test_storage_status_renders_bind_and_nfs_states() -> None:
     text = render({"storage": {"rules": rules, "sourced": sourced}})
     assert "mounted: /test" in text
     assert "retrying in 10.0 s (attempt 2 failed: mount.nfs exit 32: mount.nfs: Connection timed out)" in text
-    assert "failed after 5 attempts: mount.nfs exit 32: x; `corral storage mount mounts[2]` tries again" in text
+    assert "failed after 5 attempts: mount.nfs exit 32: x; `corral storage mount mounts[2]` tries again" \
+        in text
