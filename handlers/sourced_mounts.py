@@ -121,6 +121,25 @@ class SourcedMounts:
                                                          name=f"storage:mount:{action.rule.key}")
         self._wake_at(the_plan.wake_at)
 
+    async def mount_now(self, rule: MountRule) -> tuple[dict[str, object], str | None]:
+        """``corral storage mount`` of a bind or NFS rule: tried again now; a bind is waited for, an NFS try
+        goes on in the background (``mounting``; ``corral storage status`` tells the rest). The answer,
+        and why it failed (None: it did not)."""
+        self.request(rule)
+        await self.apply(await asyncio.to_thread(read_mountinfo))
+        task = self.tasks.get(rule.key)
+        if task is not None and rule.kind == "bind":
+            await asyncio.shield(task)
+        state = next(s for s in self.status() if s["rule"] == rule.key)
+        answer: dict[str, object] = {"rule": rule.key, "path": rule.path, "state": state["state"],
+                                     "device": rule.source, "fstype": rule.fstype}
+        if state["state"] in ("failed", "retrying"):
+            return answer, f"{rule.key}: mounting {rule.source} at {rule.path} failed: {state.get('error')}"
+        for note in self.notes:
+            if state["state"] == "waiting" and note.startswith(f"{rule.key}:"):
+                return answer, note
+        return answer, None
+
     async def unmount(self, rule: MountRule, reason: str) -> str | None:
         """Unmount a rule's mount on request (never lazily) and hold it until ``request``; the reason it
         cannot, or None."""

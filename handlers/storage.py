@@ -417,7 +417,10 @@ class StorageHandler:
         async with self._lock:
             rule = await self._rule_to_mount(name)
             if rule.kind in SOURCED_KINDS:
-                return await self._request_sourced(rule)
+                answer, why = await self.sourced.mount_now(rule)
+                if why is not None:
+                    raise StorageRequestError(why)
+                return answer
             if self.suppressed.pop(rule.path, None) is not None:
                 log.info("mount requested; the unmount on request is lifted", path=rule.path, rule=rule.key)
             for key in [k for k in self.held if k[0] == rule.path]:
@@ -428,25 +431,6 @@ class StorageHandler:
             self._stale = False
             await self._converge(full, set())
             return mounted_or_why(rule, self.known, self.held, self.stats.notes)
-
-    async def _request_sourced(self, rule: MountRule) -> dict[str, object]:
-        """A bind or NFS rule: tried again now; a bind is waited for, an NFS try goes on in the background
-        (its state: ``mounting``, then ``corral storage status``)."""
-        self.sourced.request(rule)
-        await self.sourced.apply(await asyncio.to_thread(read_mountinfo))
-        task = self.sourced.tasks.get(rule.key)
-        if task is not None and rule.kind == "bind":
-            await asyncio.shield(task)
-        state = next(s for s in self.sourced.status() if s["rule"] == rule.key)
-        if state["state"] in ("failed", "retrying"):
-            raise StorageRequestError(f"{rule.key}: mounting {rule.source} at {rule.path} failed: "
-                                      f"{state.get('error')}")
-        if state["state"] == "waiting" and self.sourced.notes:
-            for note in self.sourced.notes:
-                if note.startswith(f"{rule.key}:"):
-                    raise StorageRequestError(note)
-        return {"rule": rule.key, "path": rule.path, "state": state["state"], "device": rule.source,
-                "fstype": rule.fstype}
 
     async def request_unmount(self, name: str) -> dict[str, object]:
         """Unmount a rule's mount (named by the rule's key or path, or by its device) and keep it unmounted
