@@ -1,5 +1,5 @@
 """cloud-config's ``mounts:`` list entries, ``[device, path, fstype, options, dump, passno]``, as cloud-init
-and RancherOS read them. Pure, like ``storage.rules`` (whose helpers it uses).
+and RancherOS read them. Pure, like ``storage.rules`` (it uses ``storage.mountspec``'s pieces).
 
 Besides block devices (``LABEL=``, ``UUID=``, a path, a bare name ``sdb1`` = ``/dev/sdb1``) an entry may be
 a bind mount (options ``bind`` or ``rbind``; the source a path) or an NFS mount (fstype ``nfs``/``nfs4``,
@@ -19,19 +19,19 @@ import re
 from dataclasses import replace
 from typing import Any
 
-from storage.rules import (
+from storage.mountspec import (
     _FLAG_OPTIONS,
     _REFUSED_OPTIONS,
     Match,
     MountOptions,
     MountRule,
-    Problems,
     _fstype,
     _mount_path,
     parse_device_ref,
     parse_options,
 )
 from supervisor.config.check import describe
+from supervisor.config.errors import Problems
 from supervisor.config.keypath import KeyPath, format_path
 from supervisor.mounts import MS_NODEV, MS_NOSUID
 

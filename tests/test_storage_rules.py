@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from storage.mountspec import MS_NOATIME
 from storage.rules import (
-    MS_NOATIME,
     MS_RDONLY,
     Match,
     Parsed,
