@@ -26,6 +26,7 @@ from storage.sourced import (
     Attempt,
     Detach,
     Lost,
+    Rekey,
     SourcedKnown,
     nfs_argv,
     plan_sourced,
@@ -116,6 +117,9 @@ class SourcedMounts:
                                               fstype=k.fstype, rule=k.rule, reason=action.reason))
             elif isinstance(action, Detach):
                 await self._detach(action.known, action.reason)
+            elif isinstance(action, Rekey):
+                del self.known[action.known.rule]
+                self.known[action.rule.key] = replace(action.known, rule=action.rule.key)
             elif isinstance(action, Attach):
                 self.tasks[action.rule.key] = spawn_task(self._attach(action.rule, action.attempt),
                                                          name=f"storage:mount:{action.rule.key}")

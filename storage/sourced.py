@@ -7,7 +7,8 @@ rules x the mount table x what was tried -> actions.
   mount`` asks or the rules change (the attempts are the caller's: ``Attempt``);
 - a mount it made that is still there stays; one that is gone (unmounted by hand) -> ``Lost``: held, not
   mounted again until the rules change or a request, as a block device's mount unmounted by hand;
-- a mount it made whose rule is gone -> ``Detach`` (lazily: a gone NFS server must not block anything);
+- a mount it made whose rule is gone -> ``Detach`` (lazily: a gone NFS server must not block anything),
+  unless a rule of another key asks for the same (the list changed before it) -> ``Rekey``;
 - something else mounted at the path already -> a note; nothing is mounted over it.
 
 Several rules may share a path (list entries, as fstab lines): the first in order that is mounted, or
@@ -59,12 +60,20 @@ class Detach:
 
 
 @dataclass(frozen=True)
+class Rekey:
+    """A mount whose rule moved in the list (mounts[2] is mounts[1] now): the same mount, the new key."""
+
+    known: SourcedKnown
+    rule: MountRule
+
+
+@dataclass(frozen=True)
 class Lost:
     known: SourcedKnown
     reason: str = "unmounted outside corral"
 
 
-SourcedAction = Attach | Detach | Lost
+SourcedAction = Attach | Detach | Lost | Rekey
 
 
 @dataclass(frozen=True)
@@ -98,6 +107,13 @@ def plan_sourced(rules: Sequence[MountRule], mounts: Sequence[MountEntry], known
         if k.mount_id not in ids:
             actions.append(Lost(k))
             continue
+        if rule is None:
+            moved = next((r for r in wanted if r.key not in known and (r.kind, r.source, r.path) ==
+                          (k.kind, k.source, k.path)), None)
+            if moved is not None and moved.key not in taken.values():
+                actions.append(Rekey(k, moved))
+                taken[k.path] = moved.key
+                continue
         if rule is None or rule.path != k.path or rule.source != k.source:
             actions.append(Detach(k, "rule removed" if rule is None else "rule changed"))
             continue

@@ -19,7 +19,7 @@ from handlers.sourced_mounts import SourcedMounts
 from storage.observe import BlockDevice, FsFacts
 from storage.plan import Known, Mount, plan
 from storage.rules import MS_RDONLY, MountRule, Parsed, parse_storage
-from storage.sourced import Attach, Attempt, Detach, Lost, SourcedKnown, nfs_argv, plan_sourced
+from storage.sourced import Attach, Attempt, Detach, Lost, Rekey, SourcedKnown, nfs_argv, plan_sourced
 from supervisor.backoff import Backoff
 from supervisor.bus import Bus
 from supervisor.events.udev import MountChanged
@@ -230,6 +230,15 @@ def test_plan_sourced_busy_held_mounted_lost_removed() -> None:
     assert plan_sourced((NFS,), [], {NFS.key: k}, {}, now=0.0).actions == (Lost(k), Attach(NFS, 1))
     assert plan_sourced((), [entry("/mnt/n", 77)], {NFS.key: k}, {}, now=0.0).actions == (
         Detach(k, "rule removed"),)
+
+
+def test_plan_sourced_keeps_a_mount_whose_rule_moved_in_the_list() -> None:
+    k = SourcedKnown("/mnt/n", "mounts[3]", "nfs", "nas:/x", "nfs", 77)
+    assert plan_sourced((NFS,), [entry("/mnt/n", 77)], {"mounts[3]": k}, {}, now=0.0).actions == (
+        Rekey(k, NFS),)
+    other = SourcedKnown("/mnt/n", "mounts[3]", "nfs", "nas:/other", "nfs", 77)
+    assert plan_sourced((NFS,), [entry("/mnt/n", 77)], {"mounts[3]": other}, {}, now=0.0).actions == (
+        Detach(other, "rule removed"),)
 
 
 def test_plan_sourced_never_mounts_over_something_else() -> None:
