@@ -286,6 +286,11 @@ def plan(rules: Sequence[MountRule], devices: Sequence[BlockDevice], mounts: Seq
             if (rule.path, dev.devname, dev.diskseq) in held_set:
                 continue
             if rule.fstype is None and dev.fstype is None:
+                if rule.match.device == dev.devname and dev.fs is not None:  # named, probed: say so
+                    what = "a partition table" if dev.fs.pttype else "no filesystem"
+                    notes.append(f"{rule.key}: {dev.devname} has {what}: not mounted (name a partition, "
+                                 f"such as {dev.devname}1)" if dev.fs.pttype else
+                                 f"{rule.key}: {dev.devname} has {what}: not mounted")
                 continue  # nothing mountable on it (a partition table, or no filesystem)
             candidates.append(dev)
         if not candidates:

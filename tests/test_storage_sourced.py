@@ -195,6 +195,16 @@ def test_the_first_present_device_gets_a_shared_path() -> None:
     assert plan(both, [sdc, dev("xvdh", 112)], [mnt("/opt/data", sdc)], known).actions == ()
 
 
+def test_a_named_disk_with_a_partition_table_is_a_note() -> None:
+    """cloud-init would mount sdc's first partition; corral mounts what the entry names, and says why not."""
+    disk = BlockDevice(name="sdc", devname="/dev/sdc", major=8, minor=32, size=2048, diskseq=3,
+                       fs=FsFacts(type=None, pttype="gpt"))
+    p = plan(rules_of(["sdc", "/opt/data"]), [disk], [], {})
+    assert p.actions == ()
+    assert p.notes == ("mounts[0]: /dev/sdc has a partition table: not mounted (name a partition, such as "
+                       "/dev/sdc1)",)
+
+
 def test_block_plan_leaves_bind_and_nfs_rules_alone() -> None:
     mixed = rules_of(["/srv", "/mnt/s", "", "bind"], ["nas:/x", "/mnt/n", "nfs"], ["vdb", "/mnt/v"])
     assert [m.path for m in plan(mixed, [dev("vdb", 16)], [], {}).mounts] == ["/mnt/v"]
