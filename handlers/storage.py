@@ -48,11 +48,15 @@ from storage.resolve import (
     resolve_path,
 )
 from storage.rules import MS_RDONLY, MountRule, StorageRules
+from storage.sourced import SOURCED_KINDS, describe_source
 from supervisor import mounts as sysmounts
 from supervisor.bus import Bus
 from supervisor.events import ConfigChanged, Event
 from supervisor.events.udev import BlockEvent, MountChanged
+from supervisor.mountinfo import read_mountinfo
 from supervisor.process import ProcessManager
+
+from .sourced_mounts import SourcedMounts, with_root
 
 log = structlog.get_logger("handlers.storage")
 
@@ -149,10 +153,11 @@ class StorageHandler:
     def __init__(self, processes: ProcessManager, bus: Bus, *, rules: Sequence[MountRule] = (),
                  config: RulesSource | None = None, observer: Observer | None = None,
                  fsck: Sequence[str] = ("fsck",), blkid: Sequence[str] = ("blkid",),
-                 root: Path = Path("/")) -> None:
+                 root: Path = Path("/"), sourced: SourcedMounts | None = None) -> None:
         """``rules`` are used as given; with ``config`` (a function returning the storage rules of the
         config in force) they follow it at each config change. ``root`` is where rule paths live (the
-        sandbox's directory; "/" on a real host)."""
+        sandbox's directory; "/" on a real host). ``sourced`` carries out the bind and NFS rules."""
+        self.sourced = sourced or SourcedMounts(processes, bus)
         self.root = root
         self.processes = processes
         self.bus = bus
@@ -160,6 +165,7 @@ class StorageHandler:
         self.observer = observer or Observer(Prober(processes, blkid))
         self.fsck = tuple(fsck)
         self.rules: tuple[MountRule, ...] = tuple(rules)
+        self.sourced.set_rules(self.rules)
         self.known: dict[str, Known] = {}
         self.held: dict[Held, str] = {}  # (path, device, diskseq) -> why
         self.suppressed: dict[str, Suppressed] = {}  # rule path -> the mount unmounted on request
@@ -174,7 +180,9 @@ class StorageHandler:
 
     # ---- rules ------------------------------------------------------------------------------------------
     def set_rules(self, rules: Sequence[MountRule]) -> None:
-        rules = tuple(replace(r, path=str(self.root / r.path.lstrip("/"))) for r in rules)
+        rules = tuple(with_root(replace(r, path=str(self.root / r.path.lstrip("/"))), self.root)
+                      for r in rules)
+        self.sourced.set_rules(rules)
         if rules != self.rules:
             self.rules = rules
             self.held.clear()
@@ -220,7 +228,7 @@ class StorageHandler:
         names, changed, everything = self._drain()
         if self.config is not None and (full or everything):
             self._load_rules()  # rules change only with the config
-        if not self.rules and not self.known:
+        if not self.rules and not self.known and not self.sourced.known:
             self._stale = True  # events were not looked at: look at everything next time
             return  # no rules, nothing of ours mounted: nothing to look at
         full = full or everything or self._stale
@@ -230,6 +238,7 @@ class StorageHandler:
         for devname in changed:
             self.observer.prober.forget(devname)
         await self._converge(full, names)
+        await self.sourced.apply(await asyncio.to_thread(read_mountinfo))
 
     async def _converge(self, full: bool, names: set[str]) -> None:
         for _ in range(MAX_PASSES):
@@ -407,6 +416,11 @@ class StorageHandler:
         mounted afterwards, saying why."""
         async with self._lock:
             rule = await self._rule_to_mount(name)
+            if rule.kind in SOURCED_KINDS:
+                answer, why = await self.sourced.mount_now(rule)
+                if why is not None:
+                    raise StorageRequestError(why)
+                return answer
             if self.suppressed.pop(rule.path, None) is not None:
                 log.info("mount requested; the unmount on request is lifted", path=rule.path, rule=rule.key)
             for key in [k for k in self.held if k[0] == rule.path]:
@@ -425,6 +439,11 @@ class StorageHandler:
         async with self._lock:
             await self._current()
             rule = rule_to_unmount(name, self.rules, self.known, self.root)
+            if rule.kind in SOURCED_KINDS:
+                why = await self.sourced.unmount(rule, UNMOUNT_REQUESTED)
+                if why is not None:
+                    raise StorageRequestError(why)
+                return {"rule": rule.key, "path": rule.path, "state": "unmounted", "device": rule.source}
             k = self.known.get(rule.path)
             if k is None:
                 if rule.path in self.suppressed:
@@ -502,7 +521,7 @@ class StorageHandler:
         s = self.stats
         probes = self.observer.prober.stats
         return {
-            "rules": [{"key": r.key, "match": r.match.describe(), "path": r.path,
+            "rules": [{"key": r.key, "match": describe_source(r), "path": r.path,
                        "fstype": r.fstype or "auto", "options": r.options.text, "fsck": r.fsck,
                        "on_remove": r.on_remove, "auto": r.auto} for r in self.rules],
             "mounts": [{"path": k.path, "device": k.devname, "fstype": k.fstype, "rule": k.rule,
@@ -512,6 +531,7 @@ class StorageHandler:
             "suppressed": [{"path": p, "rule": x.rule, "device": x.device, "diskseq": x.diskseq,
                             "reason": UNMOUNT_REQUESTED} for p, x in sorted(self.suppressed.items())],
             "requested": sorted(self.requested),
+            "sourced": self.sourced.status(),  # bind and NFS rules: mounted, mounting, retrying, failed
             "notes": list(s.notes),
             "last_plan": list(s.last_plan),
             "counters": {"reconciles": s.reconciles, "passes": s.passes,

@@ -23,6 +23,7 @@ import fcntl
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -119,7 +120,8 @@ class Child:
         self.log = directory / "child.log"
         self._log_file = open(self.log, "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            ["unshare", "--mount", "--propagation", "private", "--",
+            ["unshare", "--mount", "--propagation", "private", *(["--net"] if config.get("net") else []),
+             "--",
              sys.executable, "-m", "integration.test_storage", "child", str(self.config_file)],
             cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log_file,
             start_new_session=True)
@@ -466,6 +468,76 @@ def test_state_waits_for_a_rancher_state_device(tmp_path: Path, loops: Loops,
     child.assert_clean_log()
 
 
+def test_rancheros_bind_mount_and_one_device_at_four_paths(tmp_path: Path, loops: Loops,
+                                                            start_child: Callable[..., Child]) -> None:
+    """RancherOS's tests/assets/test_23 (and cnrancher's test_mounts.yml), under the test's directory: a
+    file bound onto another path, and one disk named by its path at four mount points (RancherOS's test
+    checked /home/rancher/a, b and c after `cloud-init-execute`)."""
+    source = tmp_path / "test"
+    source.write_text("test\n")
+    home = tmp_path / "home" / "rancher"
+    dev = loops.attach(loops.image("vdb.img", "CT_VDB"))
+    child = start_child(config={"mounts": [
+        [str(source), str(home / "test"), "", "bind"],
+        [dev, str(home / "a"), "ext4", ""],
+        [dev, str(home / "b"), "", ""],
+        [dev, str(home / "c"), "auto", "defaults"],
+        [dev, str(home / "d"), "auto", "defaults"]]})
+    for name in ("test", "a", "b", "c", "d"):
+        child.wait_mount_event(home / name, "mounted")
+    table = {m.target: m for m in child.mounts(tmp_path / "home")}
+    assert sorted(table) == [str(home / n) for n in ("a", "b", "c", "d", "test")]
+    assert {table[str(home / n)].source for n in "abcd"} == {dev}
+    bound = table[str(home / "test")]
+    assert bound.root.endswith(str(source)) and {"nodev", "nosuid"} <= opts(bound)
+    # the file is seen through the bind, in the child's mount namespace
+    assert Path(f"/proc/{child.proc.pid}/root{home / 'test'}").read_text() == "test\n"
+    (state,) = child.status()["storage"]["sourced"]
+    assert (state["rule"], state["kind"], state["state"]) == ("mounts[0]", "bind", "mounted")
+    child.assert_clean_log()
+
+
+def _mount_nfs(tmp_path: Path) -> str:
+    """mount.nfs from the host, else from the image's package cache (nfs-common's .deb, unpacked here)."""
+    found = shutil.which("mount.nfs")
+    if found:
+        return found
+    from image.debs import DEFAULT_CACHE
+
+    debs = sorted(DEFAULT_CACHE.glob("nfs-common_*.deb"))
+    if not debs:
+        pytest.skip("no mount.nfs: nfs-common neither installed nor in .cache/debs (make image fetches it)")
+    subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(tmp_path / "nfs-common")], check=True)
+    return str(tmp_path / "nfs-common" / "sbin" / "mount.nfs")
+
+
+def test_nfs_server_unreachable_is_retried_reported_and_holds_nothing_up(
+        tmp_path: Path, loops: Loops, start_child: Callable[..., Child]) -> None:
+    """The real mount.nfs in an empty network namespace the test made (no route to any server; this
+    host's kernel has no NFS client either): each try fails at once, is retried after the backoff, gives
+    up after the bounded attempts, is reported; the disk of the same config is mounted meanwhile."""
+    helper = _mount_nfs(tmp_path)
+    nfs_path = tmp_path / "mnt" / "nfs"
+    disk_path = tmp_path / "mnt" / "disk"
+    child = start_child(net=True, mount_nfs=helper, nfs_attempts=3, config={"mounts": [
+        ["192.0.2.1:/export", str(nfs_path), "nfs", "vers=3,nolock"],
+        ["LABEL=CT_DISK", str(disk_path)]]})
+    dev = loops.attach(loops.image("disk.img", "CT_DISK"))
+    assert child.wait_mount_event(disk_path, "mounted")["event"]["device"] == dev
+    deadline = time.monotonic() + 30
+    while (state := child.status()["storage"]["sourced"][0])["state"] != "failed":
+        assert time.monotonic() < deadline, state
+        time.sleep(0.05)
+    failed = [e for e in child.events("storage.mount") if e["path"] == str(nfs_path)]
+    assert [e["state"] for e in failed] == ["failed"] * 3
+    assert state["attempts"] == 3 and state["error"].startswith("mount.nfs exit 32: ")
+    assert [m.target for m in child.mounts(tmp_path / "mnt")] == [str(disk_path)]
+    log_text = child.log_text()
+    assert log_text.count("mount failed; retrying") == 2
+    assert "gave up after 3 attempts (corral storage mount mounts[0] tries again)" in log_text
+    child.assert_clean_log(expected=("gave up after 3 attempts",))
+
+
 # ---- the child ------------------------------------------------------------------------------------------
 def _child_main(config_file: str) -> None:
     import structlog
@@ -482,6 +554,7 @@ def _emit(msg: dict[str, Any]) -> None:
 
 async def _child(config: dict[str, Any]) -> None:
     from handlers.runner import HandlerRunner
+    from handlers.sourced_mounts import SourcedMounts
     from handlers.storage import StorageHandler
     from storage.observe import Observer, Prober
     from storage.rules import Problems as RuleProblems
@@ -532,8 +605,12 @@ async def _child(config: dict[str, Any]) -> None:
     if config.get("mode", "mounts") == "mounts":
         parsed = parse_storage(config.get("config", {}))
         assert parsed.rules is not None, parsed.errors
-        storage = StorageHandler(pm, bus, rules=parsed.rules.mounts, observer=observer)
+        sourced = SourcedMounts(pm, bus, mount_nfs=config.get("mount_nfs", "mount.nfs"),
+                                attempts=int(config.get("nfs_attempts", 5)),
+                                backoff=lambda: Backoff(first=0.05, initial=0.05, reset_after=float("inf")))
+        storage = StorageHandler(pm, bus, rules=parsed.rules.mounts, observer=observer, sourced=sourced)
         runner = HandlerRunner(bus, storage, Backoff(initial=0.01, cap=0.5))
+        storage.sourced.poke = runner.mark_dirty
         if config.get("storage_first"):
             runner.start()  # observes (nothing) before the source even opens its monitor
             for _ in range(2000):

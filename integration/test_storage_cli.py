@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import uuid
+from pathlib import Path
 from typing import Any
 
 from integration.sandbox import Sandbox
@@ -99,5 +100,41 @@ def test_dev_resolves_labels_uuids_and_paths(sandbox: Any, loops: Loops) -> None
     assert none.stderr.strip() == f"corral: no device has LABEL=NOSUCH{tag}"
     bad = sb.cli("dev", "/etc/hostname", check=False)
     assert bad.returncode == 1 and bad.stderr.strip() == "corral: /etc/hostname is not a block device"
+    assert sb.stop() == 0
+    sb.assert_clean_journal()
+
+
+def test_bind_mount_and_an_nfs_mount_that_cannot_be_made(sandbox: Any) -> None:
+    """RancherOS's bind entry (a file bound onto another path) mounted by PID 1, unmounted and mounted again
+    on request; an NFS entry whose server cannot be reached (the sandbox's network namespace has only lo,
+    and no mount.nfs may be on this host) does not hold up the boot: retried, its error in status."""
+
+    def setup(directory: Any) -> None:
+        (directory / "test").write_text("test\n")
+
+    sb: Sandbox = sandbox({"mounts": [["/test", "/home/rancher/test", "", "bind,ro"],
+                                      ["192.0.2.1:/export", "/mnt/nfs", "nfs", "vers=4.2"]]}, setup=setup)
+    sb.wait_ready()  # the boot is ready while the NFS entry fails
+    pid1 = sb.pid1
+    target = str(sb.dir / "home/rancher/test")
+    wait_for(lambda: target in mounts_of(pid1))
+    assert Path(f"/proc/{pid1}/root{target}").read_text() == "test\n"  # through the bind, in PID 1's mounts
+
+    def sourced() -> dict[str, dict[str, Any]]:
+        return {s["rule"]: s for s in sb.request("storage.status")["storage"]["sourced"]}
+
+    assert sourced()["mounts[0]"]["state"] == "mounted"
+    nfs = wait_for(lambda: sourced()["mounts[1]"] if sourced()["mounts[1]"].get("attempts") else None)
+    assert nfs["state"] in ("retrying", "mounting") and nfs["error"].startswith("mount.nfs")
+    text = sb.cli("storage", "status").stdout
+    assert "mounted: " in text and ("retrying in" in text or "mounting" in text)
+
+    out = sb.cli("storage", "unmount", "mounts[0]").stdout
+    assert out.strip().startswith(f"mounts[0]: {target} unmounted")
+    assert target not in mounts_of(pid1)
+    assert sourced()["mounts[0]"]["state"] == "unmounted"
+    result = json.loads(sb.cli("storage", "mount", "mounts[0]", "-o", "json").stdout)
+    assert result["state"] == "mounted" and result["path"] == target
+    assert target in mounts_of(pid1)
     assert sb.stop() == 0
     sb.assert_clean_journal()

@@ -205,11 +205,12 @@ def plan(rules: Sequence[MountRule], devices: Sequence[BlockDevice], mounts: Seq
     devices their rules match stay theirs (they are not mounted by another rule either)."""
     held_set = set(held)
     suppressed_paths = set(suppressed)
-    active = [r for r in rules if r.auto]
-    by_path = {r.path: r for r in active}
+    active = [r for r in rules if r.auto and r.kind == "device"]  # binds and NFS: storage.sourced
+    at_path: dict[str, list[MountRule]] = {}
+    for r in active:
+        at_path.setdefault(r.path, []).append(r)
     present = {d.devno: d for d in devices}
     visible = top_mounts(mounts)
-    mounted_devnos = {m.devno for m in mounts}
     actions: list[Action] = []
     notes: list[str] = []
     settled: set[str] = set()  # rule paths that are mounted and stay so
@@ -223,7 +224,8 @@ def plan(rules: Sequence[MountRule], devices: Sequence[BlockDevice], mounts: Seq
             held_set.add((path, k.devname, k.diskseq))  # honoured from this plan on
             continue
         dev = present.get((k.major, k.minor))
-        rule = by_path.get(path)
+        here = at_path.get(path, [])
+        rule = next((r for r in here if r.key == k.rule), here[0] if here else None)
         if dev is None:
             reason, lazy = "device removed", True
         elif k.diskseq is not None and dev.diskseq is not None and dev.diskseq != k.diskseq:
@@ -237,21 +239,39 @@ def plan(rules: Sequence[MountRule], devices: Sequence[BlockDevice], mounts: Seq
             continue
         actions.append(Unmount(k.rule, path, k.devname, reason, lazy=lazy, on_remove=k.on_remove))
         busy_paths.add(path)
-    in_use = {(known[p].major, known[p].minor) for p in settled}
+    # A device is used by one group of rules: those that name it alike (RancherOS mounted one
+    # [/dev/vdb, PATH] entry per path); a device mounted anywhere else is left alone.
+    in_use: dict[tuple[int, int], Match] = {}
+    for p in settled:
+        here = at_path.get(p, [])
+        k = known[p]
+        rule = next((r for r in here if r.key == k.rule), here[0])
+        in_use[(k.major, k.minor)] = rule.match
+    foreign = {m.devno for m in mounts if m.target not in settled}
+    leads: dict[Match, MountRule] = {}
+    for r in active:
+        leads.setdefault(r.match, r)
 
     # 2. each rule: satisfied, adoptable, occupied, or to be mounted
-    assignment = assign(active, devices)
+    assignment = assign(list(leads.values()), devices)
+    taken: dict[str, str] = {}  # path -> the rule mounting there in this plan
     for rule in active:
+        devs = assignment[leads[rule.match].key]
         if rule.path in settled or rule.path in busy_paths or rule.path in suppressed_paths:
             continue
+        if rule.path in taken:
+            if devs:
+                notes.append(f"{rule.key}: {rule.path} gets {taken[rule.path]}'s device; "
+                             f"{devs[0].devname} is not mounted there")
+            continue
         m = visible.get(rule.path)
-        devs = assignment[rule.key]
         if m is not None and m.major != 0:
             dev = present.get(m.devno)
             if dev is not None and dev in devs:
                 actions.append(Adopt(Known(rule.path, dev.devname, dev.major, dev.minor, dev.diskseq,
                                            rule.key, m.fstype, rule.on_remove)))
-                in_use.add(dev.devno)
+                in_use[dev.devno] = rule.match
+                taken[rule.path] = rule.key
                 continue
         if m is not None:
             if devs:
@@ -259,11 +279,18 @@ def plan(rules: Sequence[MountRule], devices: Sequence[BlockDevice], mounts: Seq
             continue
         candidates = []
         for dev in devs:
-            if dev.devno in in_use or dev.devno in mounted_devnos:
+            if in_use.get(dev.devno, rule.match) != rule.match:
+                continue
+            if dev.devno in foreign and dev.devno not in in_use:
                 continue
             if (rule.path, dev.devname, dev.diskseq) in held_set:
                 continue
             if rule.fstype is None and dev.fstype is None:
+                if rule.match.device == dev.devname and dev.fs is not None:  # named, probed: say so
+                    what = "a partition table" if dev.fs.pttype else "no filesystem"
+                    notes.append(f"{rule.key}: {dev.devname} has {what}: not mounted (name a partition, "
+                                 f"such as {dev.devname}1)" if dev.fs.pttype else
+                                 f"{rule.key}: {dev.devname} has {what}: not mounted")
                 continue  # nothing mountable on it (a partition table, or no filesystem)
             candidates.append(dev)
         if not candidates:
@@ -274,8 +301,9 @@ def plan(rules: Sequence[MountRule], devices: Sequence[BlockDevice], mounts: Seq
             notes.append(f"{rule.key}: {len(candidates)} devices match ({names}); mounting {dev.devname}")
         fstype = rule.fstype or dev.fstype
         assert fstype is not None
-        in_use.add(dev.devno)
-        if rule.fsck:
+        in_use[dev.devno] = rule.match
+        taken[rule.path] = rule.key
+        if rule.fsck and not any(isinstance(a, Fsck) and a.device == dev.devname for a in actions):
             actions.append(Fsck(rule.key, dev.devname, fstype))
         actions.append(Mount(rule.key, dev.devname, rule.path, fstype, rule.options.flags, rule.options.data,
                              rule.options.text, dev.major, dev.minor, dev.diskseq, rule.on_remove, rule.fsck))
@@ -283,6 +311,7 @@ def plan(rules: Sequence[MountRule], devices: Sequence[BlockDevice], mounts: Seq
     ordered: list[Action] = [a for a in actions if not isinstance(a, Fsck | Mount)]
     mounts_first = sorted((a for a in actions if isinstance(a, Mount)), key=lambda a: a.path.count("/"))
     for mount in mounts_first:
-        ordered.extend(a for a in actions if isinstance(a, Fsck) and a.device == mount.device)
+        ordered.extend(a for a in actions if isinstance(a, Fsck) and a.device == mount.device
+                       and a not in ordered)
         ordered.append(mount)
     return Plan(tuple(ordered), tuple(notes))

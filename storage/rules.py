@@ -11,20 +11,30 @@ Pure: config data in, frozen rules and named problems (``ConfigError``: key path
   such as ``/dev/sd?1``; all given must hold), ``path``, ``fstype``, ``options`` (a string or a list),
   ``fsck`` (default false) and ``on_remove`` (``stop``, the default, or ``ignore``).
 
-Mounts get ``nodev,nosuid`` unless the options say ``dev`` or ``suid``."""
+Mounts get ``nodev,nosuid`` unless the options say ``dev`` or ``suid``.
+
+A list entry is read as cloud-init and RancherOS read it: a block device, a bind mount or an NFS
+mount, or a warning (``storage.entries``)."""
 
 from __future__ import annotations
 
-import fnmatch
-import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+# re-exported: what a rule is, for the plan, the handlers and the tests (storage.mountspec)
+from storage.mountspec import KINDS as KINDS
+from storage.mountspec import MS_RDONLY as MS_RDONLY
+from storage.mountspec import Match as Match
+from storage.mountspec import MountOptions as MountOptions
+from storage.mountspec import MountRule as MountRule
+from storage.mountspec import _device_path, _fstype, _mount_path
+from storage.mountspec import glob_match as glob_match
+from storage.mountspec import parse_device_ref as parse_device_ref
+from storage.mountspec import parse_options as parse_options
 from supervisor.config.check import (
     Keys,
     SchemaNode,
-    as_absolute,
     as_bool,
     as_enum,
     as_number,
@@ -35,16 +45,6 @@ from supervisor.config.check import (
 from supervisor.config.errors import ConfigError, Source
 from supervisor.config.errors import Problems as Problems  # re-exported: the state tests use it
 from supervisor.config.keypath import KeyPath, format_path
-from supervisor.mounts import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RELATIME
-
-MS_RDONLY = 1
-MS_SYNCHRONOUS = 16
-MS_DIRSYNC = 128
-MS_NOATIME = 1024
-MS_NODIRATIME = 2048
-MS_SILENT = 32768
-MS_STRICTATIME = 1 << 24
-MS_LAZYTIME = 1 << 25
 
 STATE_LABEL = "CORRAL_STATE"
 RANCHER_STATE_LABEL = "RANCHER_STATE"
@@ -53,32 +53,6 @@ DEFAULT_WAIT = 0
 DEFAULT_WAIT_REQUIRED = 10
 ON_REMOVE = ("stop", "ignore")
 
-# option -> (flag, set it?)
-_FLAG_OPTIONS: dict[str, tuple[int, bool]] = {
-    "ro": (MS_RDONLY, True), "rw": (MS_RDONLY, False),
-    "nosuid": (MS_NOSUID, True), "suid": (MS_NOSUID, False),
-    "nodev": (MS_NODEV, True), "dev": (MS_NODEV, False),
-    "noexec": (MS_NOEXEC, True), "exec": (MS_NOEXEC, False),
-    "sync": (MS_SYNCHRONOUS, True), "async": (MS_SYNCHRONOUS, False),
-    "dirsync": (MS_DIRSYNC, True),
-    "noatime": (MS_NOATIME, True), "atime": (MS_NOATIME, False),
-    "nodiratime": (MS_NODIRATIME, True), "diratime": (MS_NODIRATIME, False),
-    "relatime": (MS_RELATIME, True), "norelatime": (MS_RELATIME, False),
-    "strictatime": (MS_STRICTATIME, True), "nostrictatime": (MS_STRICTATIME, False),
-    "lazytime": (MS_LAZYTIME, True), "nolazytime": (MS_LAZYTIME, False),
-    "silent": (MS_SILENT, True), "loud": (MS_SILENT, False),
-}
-# fstab words that mean something to mount(8) or to boot scripts, not to the kernel
-_IGNORED_OPTIONS = {"defaults", "auto", "nofail", "_netdev", "user", "nouser", "users", "owner", "group",
-                    "nouser_xattr"}
-_REFUSED_OPTIONS = {
-    "bind": "bind mounts are not storage rules",
-    "rbind": "bind mounts are not storage rules",
-    "move": "moving mounts is not supported here",
-    "remount": "remount is not supported here",
-    "loop": "loop devices are not set up by mounts: rules",
-}
-_FORBIDDEN_PATHS = ("/", "/proc", "/sys", "/dev", "/run")
 
 # The keys of each map, declared once: the parser checks against these tables, and schema.json's
 # definitions of `corral.state` and of a `mounts:` map entry are generated from them (python -m
@@ -121,64 +95,6 @@ tables above by ``python -m supervisor.gen_schema``)."""
 
 
 # ---- model ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class MountOptions:
-    """Options split as mount(2) wants them: ``flags`` and the filesystem's own ``data``."""
-
-    flags: int = MS_NODEV | MS_NOSUID
-    data: str = ""
-    text: str = "defaults"  # as written
-    auto: bool = True  # false for ``noauto``: the rule is kept but never acted on
-
-    @property
-    def read_only(self) -> bool:
-        return bool(self.flags & MS_RDONLY)
-
-
-@dataclass(frozen=True)
-class Match:
-    """What a device must have: every criterion given must hold. ``device`` is an exact path (also
-    compared with the device's /dev links) or, when it holds ``*?[``, a glob on the device path."""
-
-    device: str | None = None
-    label: str | None = None
-    uuid: str | None = None
-    fstype: str | None = None
-    serial: str | None = None
-
-    @property
-    def device_is_glob(self) -> bool:
-        return self.device is not None and any(c in self.device for c in "*?[")
-
-    def describe(self) -> str:
-        parts = []
-        if self.device is not None:
-            parts.append(self.device)
-        for name in ("label", "uuid", "fstype", "serial"):
-            value = getattr(self, name)
-            if value is not None:
-                parts.append(f"{name.upper()}={value}")
-        return " ".join(parts) or "(nothing)"
-
-    def empty(self) -> bool:
-        return all(getattr(self, n) is None for n in ("device", "label", "uuid", "fstype", "serial"))
-
-
-@dataclass(frozen=True)
-class MountRule:
-    key: str  # where it was written: mounts[2]
-    match: Match
-    path: str
-    fstype: str | None = None  # None: what blkid says
-    options: MountOptions = field(default_factory=MountOptions)
-    fsck: bool = False
-    on_remove: str = "stop"
-
-    @property
-    def auto(self) -> bool:
-        return self.options.auto
-
-
 @dataclass(frozen=True)
 class StateRule:
     """``corral.state``. ``dev`` lists what is accepted, first preferred: the default accepts
@@ -290,12 +206,14 @@ def parse_mounts(value: Any, path: KeyPath, problems: Problems) -> tuple[MountRu
         problems.error(path, f"expected a list, got {describe(value)}")
         return ()
     rules: list[MountRule] = []
-    seen: dict[str, str] = {}
+    seen: dict[str, tuple[str, bool]] = {}  # path -> (the first rule's key, written as a list)
     for i, entry in enumerate(value):
         here = (*path, i)
         rule: MountRule | None
         if isinstance(entry, list):
-            rule = _parse_list_entry(entry, here, problems)
+            from storage.entries import parse_list_entry  # it builds on this module's helpers
+
+            rule = parse_list_entry(entry, here, problems)
         elif isinstance(entry, Mapping):
             rule = _parse_map_entry(entry, here, problems)
         else:
@@ -304,58 +222,15 @@ def parse_mounts(value: Any, path: KeyPath, problems: Problems) -> tuple[MountRu
             rule = None
         if rule is None:
             continue
-        if rule.path in seen:
+        listed = isinstance(entry, list)
+        if rule.path in seen and not (listed and seen[rule.path][1]):
+            # list entries may share a path (fstab lines: whichever device is there); a map rule may not
             problems.error((*here, "path") if isinstance(entry, Mapping) else (*here, 1),
-                           f"{rule.path} is also the path of {seen[rule.path]}")
+                           f"{rule.path} is also the path of {seen[rule.path][0]}")
             continue
-        seen[rule.path] = rule.key
+        seen.setdefault(rule.path, (rule.key, listed))
         rules.append(rule)
     return tuple(rules)
-
-
-def _parse_list_entry(entry: list[Any], here: KeyPath, problems: Problems) -> MountRule | None:
-    key = format_path(here)
-    before = len(problems.errors)
-    if len(entry) < 2:
-        problems.error(here, "expected at least [device, path]")
-        return None
-    if len(entry) > 6:
-        problems.error(here, "expected at most [device, path, fstype, options, dump, passno]")
-        return None
-    fields = [None if v is None else str(v) if isinstance(v, int) and not isinstance(v, bool) else v
-              for v in entry]
-    for i, v in enumerate(fields):
-        if v is not None and not isinstance(v, str):
-            problems.error((*here, i), f"expected a string, got {describe(v)}")
-            return None
-    dev_text, path_text = fields[0], fields[1]
-    fstype_text = fields[2] if len(fields) > 2 else None
-    if fstype_text == "swap" or path_text in ("none", "swap"):
-        problems.warn(here, "swap entries are not supported by corral; ignored")
-        return None
-    if dev_text is None:
-        problems.error((*here, 0), "a device is required")
-        return None
-    match = parse_device_ref(dev_text, (*here, 0), problems, allow_glob=True)
-    target = _mount_path(path_text, (*here, 1), problems)
-    fstype = _fstype(fstype_text, (*here, 2), problems) if fstype_text is not None else None
-    options = parse_options(fields[3] if len(fields) > 3 and fields[3] is not None else "defaults",
-                            (*here, 3), problems)
-    fsck = False
-    if len(fields) > 5 and fields[5] is not None:
-        passno = fields[5].strip()
-        if not passno.isdigit():
-            problems.error((*here, 5), f"{passno!r} is not a fsck pass number (0, 1 or 2)")
-            return None
-        fsck = int(passno) > 0
-    if len(fields) > 4 and fields[4] is not None and not fields[4].strip().isdigit():
-        problems.error((*here, 4), f"{fields[4]!r} is not a dump frequency (a number)")
-        return None
-    if len(problems.errors) > before or match is None or target is None or options is None:
-        return None
-    return MountRule(key=key, match=match, path=target, fstype=fstype, options=options, fsck=fsck)
-
-
 
 
 def _parse_map_entry(entry: Mapping[Any, Any], here: KeyPath, problems: Problems) -> MountRule | None:
@@ -435,99 +310,3 @@ def _parse_match(raw: Mapping[Any, Any], here: KeyPath, problems: Problems) -> M
         return None
     return Match(**values)
 
-
-def parse_device_ref(text: str, here: KeyPath, problems: Problems, allow_glob: bool) -> Match | None:
-    """``LABEL=x``, ``UUID=x``, ``/dev/path`` (or ``sdb1``); a glob too when ``allow_glob``."""
-    text = text.strip()
-    upper = text.upper()
-    for prefix, name in (("LABEL=", "label"), ("UUID=", "uuid")):
-        if upper.startswith(prefix):
-            value = text[len(prefix):].strip().strip('"')
-            if not value:
-                problems.error(here, f"{text!r}: empty {name}")
-                return None
-            return Match(**{name: value})
-    if upper.startswith(("PARTUUID=", "PARTLABEL=")):
-        problems.error(here, f"{text!r}: PARTUUID= and PARTLABEL= are not supported; "
-                             "use LABEL=, UUID= or a path")
-        return None
-    devpath = _device_path(text, allow_glob=allow_glob)
-    if devpath is None:
-        what = "LABEL=..., UUID=..., a device path or a glob" if allow_glob else \
-            "LABEL=..., UUID=... or a device path"
-        problems.error(here, f"{text!r} is not {what}")
-        return None
-    return Match(device=devpath)
-
-
-def parse_options(text: str, here: KeyPath, problems: Problems) -> MountOptions | None:
-    """mount(8)-style options into flags and data; ``nodev,nosuid`` unless ``dev``/``suid`` say otherwise."""
-    flags = MS_NODEV | MS_NOSUID
-    data: list[str] = []
-    auto = True
-    bad = False
-    for raw in text.split(","):
-        opt = raw.strip()
-        if not opt:
-            continue
-        if opt in _FLAG_OPTIONS:
-            flag, on = _FLAG_OPTIONS[opt]
-            flags = flags | flag if on else flags & ~flag
-        elif opt == "noauto":
-            auto = False
-        elif opt in _IGNORED_OPTIONS or opt.startswith(("x-", "comment=")):
-            continue
-        elif opt in _REFUSED_OPTIONS:
-            problems.error(here, f"option {opt!r}: {_REFUSED_OPTIONS[opt]}")
-            bad = True
-        else:
-            data.append(opt)
-    if bad:
-        return None
-    return MountOptions(flags=flags, data=",".join(data), text=text.strip() or "defaults", auto=auto)
-
-
-# ---- helpers ---------------------------------------------------------------------------------------------
-def _device_path(text: str, allow_glob: bool = False) -> str | None:
-    text = text.strip()
-    if not text or "=" in text or " " in text:
-        return None
-    if not text.startswith("/"):
-        text = "/dev/" + text
-    if not text.startswith("/dev/") or ".." in text.split("/"):
-        return None
-    if not allow_glob and any(c in text for c in "*?["):
-        return None
-    return posixpath.normpath(text)
-
-
-def _mount_path(value: Any, here: KeyPath, problems: Problems) -> str | None:
-    text = as_absolute(value, here, problems)
-    if text is None:
-        return None
-    norm = posixpath.normpath(text)
-    if norm.startswith("//"):
-        norm = "/" + norm.lstrip("/")
-    for forbidden in _FORBIDDEN_PATHS:
-        if norm == forbidden or (forbidden != "/" and norm.startswith(forbidden + "/")):
-            problems.error(here, f"{norm} is {'the root' if forbidden == '/' else 'under ' + forbidden}: "
-                                 "not a place for storage mounts")
-            return None
-    return norm
-
-
-def _fstype(value: Any, here: KeyPath, problems: Problems) -> str | None:
-    text = as_str(value, here, problems)
-    if text is None:
-        return None
-    text = text.strip()
-    if text in ("", "auto"):
-        return None
-    if not all(c.isalnum() or c in "._-" for c in text):
-        problems.error(here, f"{text!r} is not a filesystem type")
-        return None
-    return text
-
-
-def glob_match(pattern: str, name: str) -> bool:
-    return fnmatch.fnmatchcase(name, pattern)

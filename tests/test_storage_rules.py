@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from storage.mountspec import MS_NOATIME
 from storage.rules import (
-    MS_NOATIME,
     MS_RDONLY,
     Match,
     Parsed,
@@ -130,14 +130,21 @@ def test_swap_is_ignored_with_a_warning() -> None:
 
 
 @pytest.mark.parametrize(("mounts", "key", "fragment"), [
-    ([["LABEL=A"]], "mounts[0]", "expected at least [device, path]"),
+    ([[]], "mounts[0][0]", "a device is required"),
     ([["LABEL=A", "relative/path"]], "mounts[0][1]", "is not an absolute path"),
-    ([["LABEL=A", "/"]], "mounts[0][1]", "is the root"),
-    ([["LABEL=A", "/proc/x"]], "mounts[0][1]", "is under /proc"),
-    ([["LABEL=A", "/mnt/a", "ext4", "bind"]], "mounts[0][3]", "bind mounts are not storage rules"),
+    ([{"match": {"label": "A"}, "path": "/"}], "mounts[0].path", "is the root"),
+    ([{"match": {"label": "A"}, "path": "/proc/x"}], "mounts[0].path", "is under /proc"),
+    ([["LABEL=A", "/mnt/a", "ext4", "bind"]], "mounts[0][0]", "a bind mount's source is a path"),
+    ([{"match": {"label": "A"}, "path": "/mnt/a", "options": "bind"}], "mounts[0].options",
+     "a bind mount is a list entry"),
+    ([["nas:/export", "/mnt/a", "nfs", "vers=4,-o x"]], "mounts[0][3]", "is not an NFS mount option"),
+    ([["-o:/export", "/mnt/a", "nfs"]], "mounts[0][0]", "is not an NFS export (server:/path)"),
     ([["LABEL=A", "/mnt/a", "ext4", "defaults", "0", "x"]], "mounts[0][5]", "is not a fsck pass number"),
     ([["LABEL=A", "/mnt/a", "ext4", "defaults", "z"]], "mounts[0][4]", "is not a dump frequency"),
-    ([["LABEL=A", "/mnt/a"], ["LABEL=B", "/mnt/a/"]], "mounts[1][1]", "/mnt/a is also the path of mounts[0]"),
+    ([{"match": {"label": "A"}, "path": "/mnt/a"}, ["LABEL=B", "/mnt/a/"]], "mounts[1][1]",
+     "/mnt/a is also the path of mounts[0]"),
+    ([["LABEL=B", "/mnt/a/"], {"match": {"label": "A"}, "path": "/mnt/a"}], "mounts[1].path",
+     "/mnt/a is also the path of mounts[0]"),
     ([["LABEL=A", "/mnt/a", {"x": 1}]], "mounts[0][2]", "expected a string, got a map"),
     ([["bad name", "/mnt/a"]], "mounts[0][0]", "is not LABEL=..., UUID=..., a device path or a glob"),
     (["LABEL=A /mnt/a"], "mounts[0]", "expected a list [device, path, fstype, options] or a map"),

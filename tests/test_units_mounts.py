@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -142,6 +143,25 @@ def test_storage_rule_mounts_reads_the_handlers_rules_and_known_mounts() -> None
     assert view == {"/a": RuleMount("/a", True, "ignore", "/dev/sdb1", 4), "/b": RuleMount("/b", False),
                     "/old": RuleMount("/old", True, "ignore", "/dev/sdc1", 2)}
     assert storage_rule_mounts(None) == {}
+
+
+def test_storage_rule_mounts_sees_bind_and_nfs_mounts_and_shared_paths() -> None:
+    from storage.rules import parse_storage
+    from storage.sourced import SourcedKnown
+
+    parsed = parse_storage({"mounts": [["sdc", "/opt/data"], ["xvdh", "/opt/data"],
+                                       ["nas:/x", "/mnt/nfs", "nfs"]]})
+    assert parsed.rules is not None
+    rules = parsed.rules.mounts
+
+    block = SimpleNamespace(devname="/dev/xvdh", diskseq=7, on_remove="stop")
+    nfs = SourcedKnown("/mnt/nfs", "mounts[2]", "nfs", "nas:/x", "nfs", 9)
+    storage = SimpleNamespace(rules=rules, known={"/opt/data": block},
+                              sourced=SimpleNamespace(known={"mounts[2]": nfs}))
+    # the first rule of /opt/data did not mount it, the second did: the path is mounted
+    assert storage_rule_mounts(storage) == {
+        "/opt/data": RuleMount("/opt/data", True, "stop", "/dev/xvdh", 7),
+        "/mnt/nfs": RuleMount("/mnt/nfs", True, "stop", "nas:/x")}
 
 
 # ---- holding and releasing ---------------------------------------------------------------------------

@@ -30,9 +30,17 @@ def storage_rule_mounts(storage: Any) -> dict[str, RuleMount]:
     if storage is None:
         return {}
     known: Mapping[str, Any] = getattr(storage, "known", {}) or {}
+    # bind and NFS mounts (``handlers.sourced_mounts``): by rule key; their "device" is the source
+    sourced = {k.path: k for k in (getattr(getattr(storage, "sourced", None), "known", {}) or {}).values()}
     view: dict[str, RuleMount] = {}
     for rule in getattr(storage, "rules", ()) or ():
+        if rule.path in view and view[rule.path].mounted:
+            continue  # several rules for one path (list entries): the one that mounted it
         k = known.get(rule.path)
+        made = sourced.get(rule.path)
+        if k is None and made is not None:
+            view[rule.path] = RuleMount(rule.path, True, getattr(rule, "on_remove", "stop"), made.source)
+            continue
         view[rule.path] = RuleMount(rule.path, k is not None, getattr(rule, "on_remove", "stop"),
                                     getattr(k, "devname", None), getattr(k, "diskseq", None))
     for path, k in known.items():  # mounted by a rule that is gone (unmounted at its next reconcile)

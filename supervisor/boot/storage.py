@@ -95,7 +95,8 @@ async def start_storage(ctx: BootContext, services: StorageServices, *, target: 
     storage = StorageHandler(ctx.processes, ctx.bus, config=ctx.domains.storage, observer=observer,
                              root=ctx.paths.prefix)
     services.storage = storage
-    ctx.add_handler(storage, initial_full=True)
+    runner = ctx.add_handler(storage, initial_full=True)
+    storage.sourced.poke = runner.mark_dirty  # an NFS try that ended, a retry that is due
     if services.state is not None and services.state.outcome == "emergency":
         raise StateEmergency(services.state.reason)
     return mounted

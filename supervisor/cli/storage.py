@@ -117,8 +117,27 @@ def render_request(result: Any) -> str:
         return str(result)
     if result.get("state") == "mounted":
         return f"{result.get('rule')}: {result.get('device')} mounted on {result.get('path')}"
+    if result.get("state") == "mounting":
+        return (f"{result.get('rule')}: mounting {result.get('device')} on {result.get('path')} "
+                "(`corral storage status` shows how it went)")
     return (f"{result.get('rule')}: {result.get('path')} unmounted ({result.get('device')}); not mounted "
             f"again until `corral storage mount {result.get('rule')}` or the device is re-plugged")
+
+
+def sourced_now(state: dict[str, Any]) -> str:
+    """A bind or NFS rule's state, for the NOW column."""
+    what, key = state.get("state"), state.get("rule")
+    if what == "mounted":
+        return f"mounted: {state.get('source')}"
+    if what == "retrying":
+        return (f"retrying in {state.get('retry_in')} s (attempt {state.get('attempts')} failed: "
+                f"{state.get('error')})")
+    if what == "failed":
+        return (f"failed after {state.get('attempts')} attempts: {state.get('error')}; "
+                f"`corral storage mount {key}` tries again")
+    if what == "unmounted":
+        return f"unmounted ({state.get('reason')}): `corral storage mount {key}` mounts it again"
+    return str(what)
 
 
 def render(status: Any) -> str:
@@ -143,10 +162,13 @@ def render(status: Any) -> str:
     suppressed = {h.get("path"): h for h in storage.get("suppressed") or []}
     rules = storage.get("rules") or []
     lines.append(f"rules:    {len(rules)}")
+    sourced = {x.get("rule"): x for x in storage.get("sourced") or []}
     rows = []
     for rule in rules:
         path = rule.get("path")
-        if path in mounted:
+        if rule.get("key") in sourced:
+            now = sourced_now(sourced[rule.get("key")])
+        elif path in mounted:
             now = f"mounted: {mounted[path].get('device')}"
         elif path in suppressed:
             now = (f"unmounted by request ({suppressed[path].get('device')}): "
