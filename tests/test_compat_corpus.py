@@ -39,6 +39,7 @@ from tests.compat_corpus import (
     still_rejected,
     still_rejected_text,
     summary,
+    used_keys,
     verdicts,
     warned,
 )
@@ -192,3 +193,9 @@ def test_update_rewrites_the_expectations_and_a_stale_one_is_shown_as_a_diff(
     assert regenerate.main([]) == 1
     out = capsys.readouterr().out
     assert "-gone.yml" in out and "compat corpus: " in out
+
+
+def test_an_empty_key_sets_nothing_so_nothing_of_it_is_ignored() -> None:
+    # RancherOS's docs give `rancher:` with all of it commented out above the keys that matter
+    assert used_keys({"rancher": None, "write_files": [{"path": "/x"}], "runcmd": []}) == ["write_files"]
+    assert used_keys({"rancher": {"sysctl": {"a": "1"}}}) == ["corral.sysctl"]

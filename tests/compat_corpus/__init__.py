@@ -156,6 +156,8 @@ def used_keys(document: Any) -> list[str]:
     used: list[str] = []
     for key, value in document.items():
         key = _unaliased(str(key))
+        if value is None or value == {} or value == []:  # an empty key (`rancher:` with all of it commented
+            continue  # out, as RancherOS's docs give it) sets nothing, so nothing of it can be ignored
         if key == "corral" and isinstance(value, Mapping):
             used.extend(f"corral.{sub}" for sub in value)
         else:
@@ -234,8 +236,9 @@ def reserved() -> frozenset[str]:
 def warned() -> frozenset[str]:
     """The keys of ``EFFECT``'s depth that supervisor/compat.py warns about (corral knows them and does
     not implement them): every use of one is a warning naming it, so none is silently ignored."""
-    return frozenset(format_path(path) for path in ignored() if len(path) == 1 or
-                     (len(path) == 2 and path[0] == "corral"))
+    return frozenset(
+        format_path(path) for path in ignored() if len(path) == 1 or (len(path) == 2 and path[0] == "corral")
+    )
 
 
 def no_effect(key: str) -> str | None:
