@@ -63,7 +63,8 @@ def test_every_known_but_unimplemented_key_is_a_warning_naming_it(store: ConfigS
     assert all(w.file == "user.yml" for w in result.warnings)
 
 
-# RancherOS's os-config.yml of the v0.4-v0.5 days: the autoformat container, the system dockerd's argv
+# shaped like RancherOS's early os-config.yml (config/types.go: autoformat is a map of services, not of
+# devices; DockerConfig.Args is the dockerd's argv), written here, not copied
 ROS_AUTOFORMAT = """#cloud-config
 rancher:
   autoformat:

@@ -51,6 +51,14 @@ def test_boot_takes_rancheros_booleans_with_a_warning_each_and_corral_defaults(t
     assert store.current["corral"]["log"] == _store(tmp_path / "d").read().config["corral"]["log"]
 
 
+def test_a_broken_domain_beside_them_keeps_the_warnings_at_boot(tmp_path: Path) -> None:
+    store = _store(tmp_path, ROS + "  network:\n    interfaces:\n      eth0: {address: 10.1.2.300/24}\n")
+    result = store.load()
+    assert [e.key for e in result.errors] == ["corral.network.interfaces.eth0.address"]  # the domain check's
+    assert [key for key, _ in _named(result.warnings)] == ["rancher.log", "rancher.state.wait"]
+    assert store.current["hostname"] == "ros-1"
+
+
 def test_config_validate_gives_the_same_verdict(tmp_path: Path) -> None:
     result = _store(tmp_path).verdict(ROS, "ros.yml")
     assert result.ok, result.errors
