@@ -97,8 +97,11 @@ SUBNET = Keys(
 )
 SUBNET_ROUTE = Keys(
     "network_v1_subnet_route",
-    {"destination": _ANY, "network": _ANY, "netmask": _ANY, "prefix": _ANY, "gateway": _ANY, "metric": _ANY},
+    {"type": _ANY, "destination": _ANY, "network": _ANY, "netmask": _ANY, "prefix": _ANY, "gateway": _ANY,
+     "metric": _ANY},
 )
+ROUTE_TYPE = "route"
+"""A subnet route's ``type``: cloud-init's schema allows this one value; any other is a warning."""
 _DHCP4 = ("dhcp", "dhcp4")
 _DHCP6 = ("dhcp6", "ipv6_dhcpv6-stateful", "ipv6_dhcpv6-stateless")
 SUBNET_TYPES = (*_DHCP4, *_DHCP6, "ipv6_slaac", "static", "static6", "manual")
@@ -334,6 +337,9 @@ def _subnet(value: Any, path: KeyPath, out: dict[str, Any], problems: Problems) 
         if r is None:
             continue
         check_keys(r, rpath, problems, SUBNET_ROUTE)
+        if r.get("type", ROUTE_TYPE) != ROUTE_TYPE:
+            problems.warn((*rpath, "type"), f"{show(r['type'])} is not a route type corral knows "
+                          f"(cloud-init's is {ROUTE_TYPE!r}); the route is added as a plain route")
         v2_route = _route(r, rpath, problems, metric)
         if v2_route is not None:
             out.setdefault("routes", []).append(v2_route)

@@ -27,7 +27,7 @@ _SYSTEM_DOCKERD = "corral's system dockerd runs with fixed options (docs/system-
 
 # RancherOS's DockerConfig (EngineOpts and the rest), for rancher.docker.* and rancher.system_docker.*
 _DOCKER_FIELDS = (
-    "bridge", "bip", "config_file", "containerd", "debug", "exec_root", "group", "graph", "host",
+    "args", "bridge", "bip", "config_file", "containerd", "debug", "exec_root", "group", "graph", "host",
     "insecure_registry", "live_restore", "log_driver", "log_opts", "pid_file", "registry_mirror", "restart",
     "selinux_enabled", "storage_driver", "userland_proxy", "engine", "tls", "tls_args", "extra_args",
     "server_cert", "server_key", "ca_cert", "ca_key", "environment", "storage_context", "exec",
@@ -40,6 +40,9 @@ NOT_IMPLEMENTED: Mapping[str, str] = {
     "rancher.docker": f"{_USER_DOCKERD}, with corral's options: to run it otherwise, turn it off "
                       "(corral.services_include.docker: false) and give your own unit in corral.services",
     **{f"rancher.system_docker.{name}": _SYSTEM_DOCKERD for name in _DOCKER_FIELDS},
+    "rancher.autoformat": "RancherOS's autoformat containers (services that formatted the state disk), "
+                          "not a list of devices, so it cannot be read as corral.state.autoformat: corral "
+                          "formats a blank state disk itself; list the devices in corral.state.autoformat",
     "rancher.bootstrap_docker": "corral has no bootstrap dockerd: the kernel modules, the state partition "
                                 "and the network are set up by PID 1 itself",
     "rancher.bootstrap": "corral has no bootstrap containers: the state partition is prepared by PID 1 "

@@ -63,6 +63,38 @@ def test_every_known_but_unimplemented_key_is_a_warning_naming_it(store: ConfigS
     assert all(w.file == "user.yml" for w in result.warnings)
 
 
+# shaped like RancherOS's early os-config.yml (config/types.go: autoformat is a map of services, not of
+# devices; DockerConfig.Args is the dockerd's argv), written here, not copied
+ROS_AUTOFORMAT = """#cloud-config
+rancher:
+  autoformat:
+    autoformat:
+      image: rancher/os-autoformat:v0.4.0
+      labels: {io.rancher.os.detach: "false", io.rancher.os.scope: system}
+      net: none
+      privileged: true
+  system_docker:
+    args: [daemon, --log-opt, max-size=25m, -s, overlay, -G, root, -H, "unix:///var/run/system-docker.sock"]
+  docker:
+    args: [daemon, --log-opt, max-size=25m, -s, overlay, -G, docker, -H, "unix:///var/run/docker.sock"]
+  state:
+    autoformat: [/dev/sda, /dev/vda]
+"""
+
+
+def test_rancheros_autoformat_containers_and_dockerd_args_are_warnings(store: ConfigStore) -> None:
+    result = store.verdict(ROS_AUTOFORMAT, "os-config.yml")
+    assert result.ok, result.errors
+    got = {w.key: w.message for w in result.warnings}
+    assert set(got) == {"rancher.autoformat", "rancher.system_docker.args", "rancher.docker"}
+    assert "list the devices in corral.state.autoformat" in got["rancher.autoformat"]
+    assert "corral's system dockerd runs with fixed options" in got["rancher.system_docker.args"]
+    store.cloud_config_path.parent.mkdir(parents=True, exist_ok=True)
+    store.cloud_config_path.write_text(ROS_AUTOFORMAT)
+    assert store.load().ok
+    assert store.get("corral.state.autoformat") == ["/dev/sda", "/dev/vda"]  # the state's own list applies
+
+
 def test_a_key_whose_sub_keys_all_have_their_own_entry_is_named_by_them_only(store: ConfigStore) -> None:
     result = store.verdict("rancher:\n  docker:\n    engine: docker-18\n", "user.yml")
     assert [w.key for w in result.warnings] == ["rancher.docker.engine"]

@@ -146,9 +146,11 @@ def test_the_document_lists_the_three_verdicts_with_what_corral_does(built: tupl
         "| `rancher.network.interfaces.NAME.dhcp` | applied | as [`corral.network.interfaces.NAME.dhcp`]"
         "(networking.md)",
         "| `rancher.state.dev` | applied | as [`corral.state.dev`](storage.md)",
-        "| `rancher.autoformat` | rejected | unknown key |",
-        "| `rancher.state.wait` | rejected | RancherOS's value is a boolean; corral's `corral.state.wait` "
-        "takes an integer, so a boolean is an error |",
+        "| `rancher.autoformat` | warned | RancherOS's autoformat containers",
+        "| `rancher.state.wait` | warned | RancherOS's boolean is ignored: corral.state.wait is a number of "
+        "seconds",
+        "| `domain` | `network_dns` | rejected | RancherOS's netconf never had it; corral names `search` "
+        "instead |",
         "| `timezone` | warned | corral runs in UTC |",
         "| `wifis` | warned | not implemented; Wi-Fi links are not set up",
         "| `routes[].mtu` | warned | route option 'mtu' is not implemented",

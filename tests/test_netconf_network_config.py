@@ -259,6 +259,28 @@ config:
     ]
 
 
+def test_v1_subnet_routes_take_cloud_inits_type_and_warn_on_another() -> None:
+    text = """
+version: 1
+config:
+  - type: physical
+    name: eth0
+    subnets:
+      - type: static
+        address: 10.0.0.2/24
+        routes:
+          - {type: route, network: 10.1.0.0/16, gateway: 10.0.0.1}
+          - {type: blackhole, destination: 10.2.0.0/16, gateway: 10.0.0.1}
+"""
+    got = rules(text)["eth0"]
+    assert got.routes == (Route(ip_network("10.1.0.0/16"), ip_address("10.0.0.1")),
+                          Route(ip_network("10.2.0.0/16"), ip_address("10.0.0.1")))
+    assert warnings(text) == [
+        "network.config[0].subnets[0].routes[1].type: 'blackhole' is not a route type corral knows "
+        "(cloud-init's is 'route'); the route is added as a plain route"
+    ]
+
+
 def test_v1_in_a_config_file_passes_the_schema() -> None:
     from supervisor.config.schema import Schema
     from supervisor.config.validate import Validator

@@ -1,4 +1,5 @@
-"""From text to a validated layer: parse, fold ``rancher:`` into ``corral:``, validate, canonicalise."""
+"""From text to a validated layer: parse, fold ``rancher:`` into ``corral:``, read RancherOS's values
+(supervisor/config/rancheros_values.py), validate, canonicalise."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 from supervisor.config.errors import DOCUMENT, ConfigError
 from supervisor.config.keypath import KeyPath
+from supervisor.config.rancheros_values import rancheros_values
 from supervisor.config.salvage import roots_of, without_roots
 from supervisor.config.schema import Schema
 from supervisor.config.validate import Validator, canonical_file_modes
@@ -25,7 +27,8 @@ class Layer:
     source: str
     data: dict[str, Any]
     warnings: tuple[ConfigError, ...] = ()
-    """What its reading found that is not an error: a duplicate key under a key corral ignores."""
+    """What its reading found that is not an error: a duplicate key under a key corral ignores,
+    RancherOS's boolean at a key where corral takes another type (supervisor/config/rancheros_values.py)."""
 
 
 def layer_warnings(layers: Sequence[Layer]) -> list[ConfigError]:
@@ -120,16 +123,19 @@ def _check_document(
     folded, aliased, errors = fold_alias(doc)
     if folded is None:
         return None, errors
-    folded = binary_content(folded)
+    folded, read = rancheros_values(binary_content(folded))
+    warnings = (*doc.duplicates, *(_unfold(w) if aliased else w for w in read))
     errors = validator.validate(folded)
     if aliased:
         errors = [_unfold(e) for e in errors]
     if errors:
-        return (_partial(folded, errors, validator) if partial else None), errors
-    return Layer(doc.source, canonical_file_modes(folded.data, validator.schema), _warnings(doc)), []
+        return (_partial(folded, errors, validator, warnings) if partial else None), errors
+    return Layer(doc.source, canonical_file_modes(folded.data, validator.schema), warnings), []
 
 
-def _partial(doc: Document, errors: list[ConfigError], validator: Validator) -> Layer | None:
+def _partial(
+    doc: Document, errors: list[ConfigError], validator: Validator, warnings: tuple[ConfigError, ...]
+) -> Layer | None:
     """What is left of ``doc`` without the roots its errors cost, checked again (None: an error that
     no root holds, or what is left still fails)."""
     roots, unplaced = roots_of(errors)
@@ -138,11 +144,7 @@ def _partial(doc: Document, errors: list[ConfigError], validator: Validator) -> 
     rest = replace(doc, data=without_roots(doc.data, roots))
     if validator.validate(rest):
         return None
-    return Layer(doc.source, canonical_file_modes(rest.data, validator.schema), _warnings(doc))
-
-
-def _warnings(doc: Document) -> tuple[ConfigError, ...]:
-    return tuple(doc.duplicates)
+    return Layer(doc.source, canonical_file_modes(rest.data, validator.schema), warnings)
 
 
 def _unfold(error: ConfigError) -> ConfigError:

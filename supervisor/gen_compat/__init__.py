@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from netconf import network_config
 from supervisor.config.check import Keys
 from supervisor.config.errors import Problems
+from supervisor.config.rancheros_values import BOOLEANS
+from supervisor.config.rancheros_values import message as boolean_message
 from supervisor.gen_compat.judge import Judge, Verdict, all_tables
 from supervisor.gen_compat.upstream import (
     ITEM,
@@ -113,7 +115,8 @@ _WORDS = {
 
 def rancheros_rows(judge: Judge) -> list[tuple[Path_, Verdict]]:
     """RancherOS's keys, each judged as the ``corral.`` key it is. A key corral has whose value RancherOS
-    typed otherwise (``rancher.log: true``; corral's ``log`` is a map) is rejected as RancherOS wrote it."""
+    typed otherwise is rejected as RancherOS wrote it, unless corral reads RancherOS's value there
+    (supervisor/config/rancheros_values.py: ``rancher.log: true`` is a warning)."""
     judged = []
     for path, ros_type in rancheros_types().items():
         corral = ("corral", *path[1:]) if path[:1] == ("rancher",) else path
@@ -122,7 +125,9 @@ def rancheros_rows(judge: Judge) -> list[tuple[Path_, Verdict]]:
         allowed = {takes} if isinstance(takes, str) else set(takes or ())
         if "number" in allowed:
             allowed.add("integer")
-        if ros_type in SCALARS and allowed and ros_type not in allowed:
+        if ros_type == "boolean" and corral in BOOLEANS:
+            verdict = Verdict("warned", boolean_message(corral))
+        elif ros_type in SCALARS and allowed and ros_type not in allowed:
             verdict = Verdict(
                 "rejected",
                 f"RancherOS's value is {_WORDS[ros_type]}; corral's `{shown(corral)}` takes "
