@@ -49,6 +49,7 @@ from units.runtime import DockerAPIError, DockerUnavailable, NotFound, Runtime
 
 log = structlog.get_logger("units")
 
+ARM_GRACE = 2.0  # seconds the inits' watches being set up are given to end at shutdown
 EXIT_WAIT = 10.0  # seconds an init gone waits for dockerd to show its container stopped (then: the reconcile)
 
 
@@ -150,6 +151,7 @@ class Actions:
             return
         runtime = self.dockerds.runtime(scope)
         if runtime is not None:
+            log.info("container init gone", unit=name, container=container_id[:12])
             self._spawn_task(name, self._reap(runtime, name, current, scope))
 
     async def _reap(self, runtime: Runtime, name: str, container: ObservedContainer, scope: Scope) -> None:
@@ -296,7 +298,10 @@ class Actions:
     async def cancel(self) -> None:
         """Cancel every action in flight (at shutdown) and wait for them to end."""
         self.inits.close()
-        busy = [t for t in [*self.busy.values(), *self._arming.values()] if not t.done()]
+        arming = [t for t in self._arming.values() if not t.done()]
+        if arming:  # an inspect each: let them end (one cut off makes dockerd log a broken pipe as an error)
+            await asyncio.wait(arming, timeout=ARM_GRACE)
+        busy = [t for t in [*self.busy.values(), *arming] if not t.done()]
         for task in busy:
             task.cancel()
         await asyncio.gather(*busy, return_exceptions=True)

@@ -219,6 +219,8 @@ class UnitsReconciler:
             "reachable": sorted(self.containers.reachable),
             "reconciles": self.reconciles,
             "last_reconcile_seconds": self.last_seconds,
+            "inits_watched": len(self.actions.inits.watched),
+            "inits_gone": self.actions.inits.fired,
         }
 
     def unit_status(self, name: str) -> dict[str, Any]:
