@@ -37,7 +37,15 @@ from pathlib import Path
 
 import integration.sandbox as sandbox_mod
 from bench._stats import pct
-from integration.units_helpers import IMAGE, SLEEP, config, container_host_pids, unit, wait_state, with_busybox
+from integration.units_helpers import (
+    IMAGE,
+    SLEEP,
+    config,
+    container_host_pids,
+    unit,
+    wait_state,
+    with_busybox,
+)
 from supervisor.paths import Paths
 from units.runtime import Runtime
 from units.system_dockerd import DockerdLayout, remove_cgroups
@@ -200,8 +208,8 @@ def main() -> None:
     for who in ("spare", "fresh"):
         print(f"{who} / dockerd's own policy: {med[who] / med['docker']:.2f}; {who} - bare start: "
               f"{(med[who] - med['bare']) * 1e3:+.1f} ms")
-    print(f"corral counted {units[0]['restarts']} restarts, {status['inits_gone']} of them seen by the init's "
-          f"pidfd; load average {loads[0]:.2f} at the start, {loads[1]:.2f} at the end")
+    print(f"corral counted {units[0]['restarts']} restarts, {status['inits_gone']} of them seen by the "
+          f"init's pidfd; load average {loads[0]:.2f} at the start, {loads[1]:.2f} at the end")
 
 
 if __name__ == "__main__":

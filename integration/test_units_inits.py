@@ -61,9 +61,9 @@ def test_an_init_killed_is_seen_gone_before_dockerds_die_and_restarted_once(sand
     for round_ in (1, 2):  # the second kill proves the new init is watched again
         wait_for("the new init watched", lambda: units_status(sb)["inits_watched"] == 1)
         killed = kill_unit(sb, "web")
-        wait_for("web restarted", lambda: started_at(sb, "web") > first, 15)
+        wait_for("web restarted", lambda before=first: started_at(sb, "web") > before, 15)
         first = started_at(sb, "web")
-        wait_for("dockerd's die", lambda: die_times(sb, cid, killed - 0.5), 10)
+        wait_for("dockerd's die", lambda since=killed - 0.5: die_times(sb, cid, since), 10)
         time.sleep(1.0)  # the die has reached PID 1 too: it must change nothing
         gone = records(sb, "container init gone", "web")
         assert len(gone) == round_
@@ -71,7 +71,7 @@ def test_an_init_killed_is_seen_gone_before_dockerds_die_and_restarted_once(sand
         assert len(died) == 1
         assert killed <= ts(gone[-1]) < died[0], (killed, ts(gone[-1]), died)
         exits = records(sb, "unit exited; restarting", "web")
-        assert [(e["via"], e["exit_code"]) for e in exits] == [("pidfd", 137)] * round_
+        assert [(e["via"].split("+")[0], e["exit_code"]) for e in exits] == [("pidfd", 137)] * round_
         assert len(records(sb, "unit started", "web")) == 1 + round_
         status = units(sb)["web"]
         assert (status["state"], status["restarts"], status["last_exit"]) == ("running", round_, 137)

@@ -18,8 +18,9 @@ import structlog
 from handlers.units.inits import InitWatch, open_init
 from handlers.units.reconciler import UnitsReconciler
 from supervisor.events.docker import ContainerEvent
-from tests.units_fakes import Clock, FakeDocker, make, settle, svc
+from tests.units_fakes import Clock, FakeDocker, FakeRuntime, make, settle, svc
 from units.model import Scope
+from units.runtime import DockerUnavailable
 
 CID = "c" * 64
 
@@ -133,16 +134,34 @@ async def test_an_init_gone_restarts_the_unit_once_and_the_die_after_it_is_coale
     with structlog.testing.capture_logs() as logs:
         gone(handler, docker, "web", 137)
         assert list(handler.actions.busy) == ["web"]  # before any reconcile
-        # dockerd's die, while the unit's task is in flight and after it: nothing more.
-        die(docker, handler, "web", 137, killed)
         await settle(handler)
+        # dockerd's die, after the restart: nothing more.
         die(docker, handler, "web", 137, killed)
         await settle(handler)
     assert docker.calls == [("wait", "web"), ("start", "web")]
     status = handler.unit_status("web")
     assert status["restarts"] == 1 and status["last_exit"] == 137 and status["state"] == "running"
     exits = [e for e in logs if e["event"] == "unit exited; restarting"]
-    assert [(e["via"], e["exit_code"]) for e in exits] == [("pidfd", 137)]
+    assert [(e["via"], e["exit_code"]) for e in exits] == [("pidfd+wait", 137)]
+    await handler.close()
+
+
+async def test_the_die_that_comes_before_the_wait_answers_tells_the_exit_at_once(tmp_path: Path) -> None:
+    """dockerd sends `die` while it still holds the container for its clean-up, and answers the wait after:
+    the start goes out on the die (it waits in dockerd), the wait's answer changes nothing."""
+    clock = Clock()
+    handler, docker, _ = make(tmp_path, {"web": svc(restart="always")}, clock=clock)
+    await settle(handler)
+    docker.calls.clear()
+    clock.now += 2
+    with structlog.testing.capture_logs() as logs:
+        gone(handler, docker, "web", 137)
+        die(docker, handler, "web", 137, time.time_ns())  # before the wait is even sent
+        await settle(handler)
+    assert sorted(docker.calls) == [("start", "web"), ("wait", "web")]
+    exits = [e for e in logs if e["event"] == "unit exited; restarting"]
+    assert [(e["via"], e["exit_code"]) for e in exits] == [("pidfd+die", 137)]
+    assert handler.unit_status("web")["restarts"] == 1
     await handler.close()
 
 
@@ -178,4 +197,22 @@ async def test_an_init_gone_the_fast_path_does_not_own_is_left_alone(tmp_path: P
     blocker.set()
     await settle(handler)
     assert docker.calls == []
+    await handler.close()
+
+
+async def test_an_init_gone_that_dockerd_does_not_confirm_is_left_to_the_reconcile(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def unanswered(*_: object, **__: object) -> int:
+        raise DockerUnavailable("wait web: no answer")
+
+    monkeypatch.setattr(FakeRuntime, "wait", unanswered)
+    handler, docker, _ = make(tmp_path, {"web": svc(restart="always")})
+    await settle(handler)
+    docker.calls.clear()
+    gone(handler, docker, "web", 137)
+    await asyncio.sleep(0.01)
+    assert handler.unit_status("web")["restarts"] == 0  # nothing decided on the pidfd alone
+    await settle(handler)  # the reconcile sees the exit in the listing
+    assert docker.calls == [("start", "web")]
+    assert handler.unit_status("web")["restarts"] == 1
     await handler.close()

@@ -13,10 +13,10 @@ goes out at once and queues behind dockerd's own handling of the exit, without w
 Docker's own policy waits 100 ms before its first restart (bench/restart_latency.py compares the two).
 Sooner still, the kernel tells: each running unit's container init is watched through a pidfd
 (``handlers.units.inits``); when it is gone (``init_gone``, within a millisecond of the exit) the unit's
-task waits for dockerd to have processed the exit (``POST /containers/ID/wait``: dockerd still shows the
-container running, and a start now would be answered "already started"), which also gives the exit code,
-and then takes the same decision and the same start as a ``die`` would. The ``die`` that follows finds
-the unit busy, or started after it: it is not acted on twice.
+task waits for dockerd to have taken the exit (dockerd still shows the container running, and a start now
+would be answered "already started"): its ``die`` or the answer to ``POST /containers/ID/wait``, whichever
+comes first, both with the exit code; then the same decision and the same start as on a ``die``. The
+``die`` is not acted on twice: it is the one awaited, or finds the unit busy or started after it.
 
 At shutdown (``stop_in_order``) units stop in reverse dependency order, user units first, the units of
 one wave in parallel."""
@@ -89,6 +89,8 @@ class Actions:
         self.busy: dict[str, asyncio.Task[None]] = {}
         self.inits = InitWatch(self.init_gone)
         self._arming: dict[str, asyncio.Task[None]] = {}
+        # container id -> (what told it, its exit code), for an init gone (``_reap``)
+        self._exits_awaited: dict[str, asyncio.Future[tuple[str, int | None]]] = {}
         self.spawned = 0  # tasks spawned so far (``spawned_since``)
         self._spawned_at: dict[str, int] = {}  # key -> the ``spawned`` count of its last task
 
@@ -125,6 +127,10 @@ class Actions:
         reconcile the event triggers; so are oneshots, createonly units, units with a task in flight,
         and a die from before corral last started the unit (the events source, reconnected, infers
         what happened while it was away, or dockerd replays it: the unit may be running again)."""
+        told = self._exits_awaited.pop(event.container_id, None)
+        if told is not None and not told.done():
+            told.set_result(("die", event.exit_code))  # its init's exit is being handled (``init_gone``)
+            return
         name = event.unit
         if name is None or event.daemon not in SCOPES:
             return
@@ -152,18 +158,39 @@ class Actions:
         runtime = self.dockerds.runtime(scope)
         if runtime is not None:
             log.info("container init gone", unit=name, container=container_id[:12])
-            self._spawn_task(name, self._reap(runtime, name, current, scope))
+            told: asyncio.Future[tuple[str, int | None]] = asyncio.get_running_loop().create_future()
+            self._exits_awaited[container_id] = told
+            self._spawn_task(name, self._reap(runtime, name, current, scope, told))
 
-    async def _reap(self, runtime: Runtime, name: str, container: ObservedContainer, scope: Scope) -> None:
-        """Wait until dockerd has processed the exit (it holds the container while it deletes the task
-        and cleans up; a start now would find it still running), then decide and restart as on a
-        ``die``. A dockerd that does not answer leaves it to the ``die`` event and the reconcile."""
+    async def _reap(self, runtime: Runtime, name: str, container: ObservedContainer, scope: Scope,
+                    told: asyncio.Future[tuple[str, int | None]]) -> None:
+        """Wait until dockerd has taken the exit (a start sent before it has would find the container
+        still running), then decide and restart as on a ``die``. Whichever tells first: dockerd's ``die``
+        (sent while dockerd still holds the container for its clean-up: a start sent then waits in
+        dockerd and begins the moment the clean-up ends) or ``POST /containers/ID/wait`` (answered once
+        the clean-up ended; the one that counts when the event stream lags). Both carry the exit code.
+        A dockerd that tells neither leaves it to the reconcile."""
+        async def wait() -> None:
+            told_by: tuple[str, int | None]
+            try:
+                told_by = "wait", await runtime.wait(container.id, timeout=EXIT_WAIT)
+            except (DockerUnavailable, DockerAPIError) as exc:
+                log.debug("container init gone; dockerd did not say so", unit=name, error=str(exc))
+                told_by = "nothing", None
+            if not told.done():
+                told.set_result(told_by)
+
+        # Not cancelled once the die told: dockerd logs a wait cut off as an error (a broken pipe). It ends
+        # on its own as soon as the clean-up does.
+        spawn_task(wait(), name=f"units:{name}:wait")
         try:
-            code = await runtime.wait(container.id, timeout=EXIT_WAIT)
-        except (DockerUnavailable, DockerAPIError) as exc:
-            log.debug("container init gone; dockerd did not say so", unit=name, error=str(exc))
+            told_by, code = await told
+        finally:
+            self._exits_awaited.pop(container.id, None)
+        if told_by == "nothing":
             return
-        decision = self.restarts.exited(name, replace(container, state="exited", exit_code=code), via="pidfd")
+        decision = self.restarts.exited(name, replace(container, state="exited", exit_code=code),
+                                        via=f"pidfd+{told_by}")
         if decision is not None and decision.at_once:
             await self._run([Start(name, scope)])
 
