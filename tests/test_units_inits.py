@@ -216,3 +216,46 @@ async def test_an_init_gone_that_dockerd_does_not_confirm_is_left_to_the_reconci
     assert docker.calls == [("start", "web")]
     assert handler.unit_status("web")["restarts"] == 1
     await handler.close()
+
+
+async def test_a_running_units_init_is_watched_and_its_exit_restarts_it(
+        tmp_path: Path, child: subprocess.Popen[bytes]) -> None:
+    """Armed when corral starts the unit, again by a reconcile when the watch is missing (a container that
+    was running before PID 1 came up); the real pidfd of the init firing restarts the unit."""
+    handler, docker, _ = make(tmp_path, {"web": svc(restart="always")})
+    def opener(pid: int, _cid: str) -> int | None:
+        try:
+            return os.pidfd_open(pid)
+        except OSError:
+            return None  # the init of the restarted container (the dead child again)
+
+    handler.actions.inits.opener = opener
+    original_start = FakeRuntime.start
+
+    async def start(self: FakeRuntime, container: str) -> None:
+        await original_start(self, container)
+        self.docker.by_name(container)["Pid"] = child.pid
+
+    FakeRuntime.start = start  # type: ignore[method-assign]
+    try:
+        await settle(handler)
+        assert list(handler.actions.inits.watched) == ["web"]  # by corral's start
+        handler.actions.inits.disarm("web")
+        await handler.reconcile(False)
+        await asyncio.sleep(0.05)
+        assert list(handler.actions.inits.watched) == ["web"]  # by the reconcile
+        docker.calls.clear()
+        docker.exit("web", 137)
+        child.kill()
+        child.wait()
+        for _ in range(100):
+            if handler.actions.inits.fired:
+                break
+            await asyncio.sleep(0.01)
+        await settle(handler)
+    finally:
+        FakeRuntime.start = original_start  # type: ignore[method-assign]
+    assert handler.actions.inits.fired == 1
+    assert docker.calls == [("wait", "web"), ("start", "web")]
+    assert handler.unit_status("web")["restarts"] == 1
+    await handler.close()

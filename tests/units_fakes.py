@@ -88,7 +88,7 @@ class FakeRuntime:
         except StopIteration:
             return None
         raw = {"Id": c["Id"], "Name": c["Names"][0], "Config": {"Labels": c["Labels"]},
-               "State": {"Status": c["State"]}}
+               "State": {"Status": c["State"], "Running": c["State"] == "running", "Pid": c.get("Pid", 0)}}
         return ContainerState.from_inspect(raw)
 
     async def wait(self, container: str, *, timeout: float | None, condition: str = "not-running") -> int:
