@@ -92,17 +92,17 @@ def test_exits_are_decided_once_and_a_reloadconfig_unit_reloads_when_it_is_done(
                            clock, on_reload=lambda: reloads.append(True))
     restarts.desired.policy("setup").on_started(clock.now)
     gone = ObservedContainer("c1", "setup", {}, "exited", exit_code=0)
-    decision = restarts.exited("setup", gone)
+    decision = restarts.exited("setup", gone, via="die")
     assert decision is not None and decision.state == EXITED and not decision.restart
     assert reloads == [True]
-    assert restarts.exited("setup", gone) is None  # decided already
+    assert restarts.exited("setup", gone, via="die") is None  # decided already
     assert reloads == [True]
 
 
 def test_an_unknown_unit_has_no_exit_to_decide() -> None:
     restarts = restarts_of({"web": svc()}, Clock())
     with pytest.raises(KeyError):
-        restarts.exited("nope", ObservedContainer("c1", "nope", {}, "exited"))
+        restarts.exited("nope", ObservedContainer("c1", "nope", {}, "exited"), via="die")
 
 
 # ---- through the reconciler ---------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -87,8 +88,16 @@ class FakeRuntime:
         except StopIteration:
             return None
         raw = {"Id": c["Id"], "Name": c["Names"][0], "Config": {"Labels": c["Labels"]},
-               "State": {"Status": c["State"]}}
+               "State": {"Status": c["State"], "Running": c["State"] == "running", "Pid": c.get("Pid", 0)}}
         return ContainerState.from_inspect(raw)
+
+    async def wait(self, container: str, *, timeout: float | None, condition: str = "not-running") -> int:
+        """The container's exit code (the tests make it exit first: dockerd has processed the exit)."""
+        c = self.docker.by_name(container)
+        self.docker.calls.append(("wait", c["Names"][0][1:]))
+        assert c["State"] != "running", "a fake wait would block"
+        found = re.search(r"\((-?\d+)\)", c["Status"])
+        return int(found.group(1)) if found else -1
 
     @contextlib.asynccontextmanager
     async def events(self, **_: Any) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:

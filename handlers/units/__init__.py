@@ -7,6 +7,7 @@
 - ``image_ids``: the units' image ids, and each dockerd's image events
 - ``required_mounts``: the paths units require (``io.corral.requires-mount``) as observed
 - ``exits``: the ``die`` events, followed at once
+- ``inits``: the units' container inits, watched through pidfds (gone: the same path as a ``die``)
 - ``restarts``: exits and failed starts, between the restart policies and the reconciler
 - ``acting``: carrying out the plan (the actions in flight), the fast restart path, stopping at shutdown
 - ``status``: what is reported about the units; the first wave, every unit up

@@ -11,6 +11,12 @@ The fast path (``restart_at_once``): a ``die`` reaches the bus ~20 ms after the 
 policy says restart now (``units.plan.decide_exit``: the first restart is immediate), the start call
 goes out at once and queues behind dockerd's own handling of the exit, without waiting for a reconcile.
 Docker's own policy waits 100 ms before its first restart (bench/restart_latency.py compares the two).
+Sooner still, the kernel tells: each running unit's container init is watched through a pidfd
+(``handlers.units.inits``); when it is gone (``init_gone``, within a millisecond of the exit) the unit's
+task waits for dockerd to have taken the exit (dockerd still shows the container running, and a start now
+would be answered "already started"): its ``die`` or the answer to ``POST /containers/ID/wait``, whichever
+comes first, both with the exit code; then the same decision and the same start as on a ``die``. The
+``die`` is not acted on twice: it is the one awaited, or finds the unit busy or started after it.
 
 At shutdown (``stop_in_order``) units stop in reverse dependency order, user units first, the units of
 one wave in parallel."""
@@ -20,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -29,6 +35,7 @@ import structlog
 from handlers.units.desired import DesiredUnits
 from handlers.units.dockerds import Dockerds
 from handlers.units.exits import ExitTap
+from handlers.units.inits import InitWatch
 from handlers.units.observe import ContainerView, observed_from_summary
 from handlers.units.required_mounts import RequiredMounts
 from handlers.units.restarts import Restarts
@@ -37,10 +44,13 @@ from supervisor.tasks import spawn_task
 from units.graph import UnitGraph
 from units.logs import UnitLogs
 from units.model import SCOPES, Scope, Unit
-from units.plan import Action, Create, ObservedContainer, Recreate, Remove, Restart, Start, Stop, Wait
+from units.plan import ACTIVE, Action, Create, ObservedContainer, Recreate, Remove, Restart, Start, Stop, Wait
 from units.runtime import DockerAPIError, DockerUnavailable, NotFound, Runtime
 
 log = structlog.get_logger("units")
+
+ARM_GRACE = 2.0  # seconds the inits' watches being set up are given to end at shutdown
+EXIT_WAIT = 10.0  # seconds an init gone waits for dockerd to show its container stopped (then: the reconcile)
 
 
 def _key(action: Action) -> str:
@@ -77,6 +87,10 @@ class Actions:
         self.clock = clock
         self.wall = wall
         self.busy: dict[str, asyncio.Task[None]] = {}
+        self.inits = InitWatch(self.init_gone)
+        self._arming: dict[str, asyncio.Task[None]] = {}
+        # container id -> (what told it, its exit code), for an init gone (``_reap``)
+        self._exits_awaited: dict[str, asyncio.Future[tuple[str, int | None]]] = {}
         self.spawned = 0  # tasks spawned so far (``spawned_since``)
         self._spawned_at: dict[str, int] = {}  # key -> the ``spawned`` count of its last task
 
@@ -113,6 +127,10 @@ class Actions:
         reconcile the event triggers; so are oneshots, createonly units, units with a task in flight,
         and a die from before corral last started the unit (the events source, reconnected, infers
         what happened while it was away, or dockerd replays it: the unit may be running again)."""
+        told = self._exits_awaited.pop(event.container_id, None)
+        if told is not None and not told.done():
+            told.set_result(("die", event.exit_code))  # its init's exit is being handled (``init_gone``)
+            return
         name = event.unit
         if name is None or event.daemon not in SCOPES:
             return
@@ -124,18 +142,69 @@ class Actions:
             return
         if event.time_nano < self.containers.last_start.get(name, 0.0) * 1e9:
             return  # it died before corral last started it: a die inferred or replayed after a reconnect
-        decision = self.restarts.exited(name, replace(current, state="exited", exit_code=event.exit_code))
+        decision = self.restarts.exited(name, replace(current, state="exited", exit_code=event.exit_code),
+                                        via="die")
         if decision is not None and decision.at_once:
             self._spawn(name, [Start(name, scope)])
 
+    def init_gone(self, name: str, container_id: str, scope: Scope) -> None:
+        """The unit's container init exited (its pidfd, ``handlers.units.inits``): the same path as a
+        ``die``, a few tens of milliseconds before it (see ``restart_at_once`` for what is left alone)."""
+        unit, current = self.desired.units.get(name), self.containers.current.get(name)
+        if (unit is None or name not in self.desired.policies or current is None
+                or current.id != container_id or unit.scope != scope or unit.oneshot or unit.createonly
+                or self.running(name) is not None):
+            return
+        runtime = self.dockerds.runtime(scope)
+        if runtime is not None:
+            log.info("container init gone", unit=name, container=container_id[:12])
+            told: asyncio.Future[tuple[str, int | None]] = asyncio.get_running_loop().create_future()
+            self._exits_awaited[container_id] = told
+            self._spawn_task(name, self._reap(runtime, name, current, scope, told))
+
+    async def _reap(self, runtime: Runtime, name: str, container: ObservedContainer, scope: Scope,
+                    told: asyncio.Future[tuple[str, int | None]]) -> None:
+        """Wait until dockerd has taken the exit (a start sent before it has would find the container
+        still running), then decide and restart as on a ``die``. Whichever tells first: dockerd's ``die``
+        (sent while dockerd still holds the container for its clean-up: a start sent then waits in
+        dockerd and begins the moment the clean-up ends) or ``POST /containers/ID/wait`` (answered once
+        the clean-up ended; the one that counts when the event stream lags). Both carry the exit code.
+        A dockerd that tells neither leaves it to the reconcile."""
+        async def wait() -> None:
+            told_by: tuple[str, int | None]
+            try:
+                told_by = "wait", await runtime.wait(container.id, timeout=EXIT_WAIT)
+            except (DockerUnavailable, DockerAPIError) as exc:
+                log.debug("container init gone; dockerd did not say so", unit=name, error=str(exc))
+                told_by = "nothing", None
+            if not told.done():
+                told.set_result(told_by)
+
+        # Not cancelled once the die told: dockerd logs a wait cut off as an error (a broken pipe). It ends
+        # on its own as soon as the clean-up does.
+        spawn_task(wait(), name=f"units:{name}:wait")
+        try:
+            told_by, code = await told
+        finally:
+            self._exits_awaited.pop(container.id, None)
+        if told_by == "nothing":
+            return
+        decision = self.restarts.exited(name, replace(container, state="exited", exit_code=code),
+                                        via=f"pidfd+{told_by}")
+        if decision is not None and decision.at_once:
+            await self._run([Start(name, scope)])
+
     def _spawn(self, key: str, group: list[Action]) -> None:
+        self._spawn_task(key, self._run(group))
+
+    def _spawn_task(self, key: str, work: Coroutine[Any, Any, None]) -> None:
         self.spawned += 1
         self._spawned_at[key] = self.spawned
-        self.busy[key] = spawn_task(self._background(key, group), name=f"units:{key}")
+        self.busy[key] = spawn_task(self._background(key, work), name=f"units:{key}")
 
-    async def _background(self, key: str, group: list[Action]) -> None:
+    async def _background(self, key: str, work: Coroutine[Any, Any, None]) -> None:
         try:
-            await self._run(group)
+            await work
         finally:
             if self.busy.get(key) is asyncio.current_task():
                 del self.busy[key]
@@ -207,10 +276,43 @@ class Actions:
         self.restarts.started(name)
         current = self.containers.started(name, before)
         if current is not None:
-            self.exits.forget(current.id)
+            self.exits.forget(current.id, before)
         log.info("unit started", unit=name, restarts=policy.restarts if policy else 0)
         if self.logs is not None and current is not None:
             self.logs.started(name, current.id, scope, before)
+        await self._watch_init(runtime, name, scope)
+
+    async def _watch_init(self, runtime: Runtime, name: str, scope: Scope) -> None:
+        """Watch the unit's container init (``handlers.units.inits``); one that cannot be is restarted
+        on the ``die`` event."""
+        unit = self.desired.units.get(name)
+        if unit is None or unit.oneshot or unit.createonly:
+            return
+        try:
+            state = await runtime.inspect(name)
+        except (DockerUnavailable, DockerAPIError):
+            return
+        if state is not None and state.running and state.unit == name:
+            await self.inits.arm(name, state.id, scope, state.pid)
+
+    def watch_inits(self, busy: set[str]) -> None:
+        """Watch the init of every running unit container not watched yet (one corral did not start: it
+        was running when PID 1 came up, or the user started it). Units in ``busy`` are being started:
+        ``_start`` does."""
+        self.inits.keep_only(set(self.desired.units))
+        for name, c in self.containers.current.items():
+            if (c.state not in ACTIVE or name in busy or name in self._arming
+                    or not self.inits.wants(name, c.id)):
+                continue
+            runtime = self.dockerds.runtime(c.scope)
+            if runtime is not None:
+                self._arming[name] = spawn_task(self._arm(runtime, name, c.scope), name=f"units:{name}:init")
+
+    async def _arm(self, runtime: Runtime, name: str, scope: Scope) -> None:
+        try:
+            await self._watch_init(runtime, name, scope)
+        finally:
+            self._arming.pop(name, None)
 
     def follow_logs(self, busy: set[str]) -> None:
         """Follow the output of every running unit's container (a unit being started: ``_start`` does)."""
@@ -222,7 +324,11 @@ class Actions:
 
     async def cancel(self) -> None:
         """Cancel every action in flight (at shutdown) and wait for them to end."""
-        busy = [t for t in self.busy.values() if not t.done()]
+        self.inits.close()
+        arming = [t for t in self._arming.values() if not t.done()]
+        if arming:  # an inspect each: let them end (one cut off makes dockerd log a broken pipe as an error)
+            await asyncio.wait(arming, timeout=ARM_GRACE)
+        busy = [t for t in [*self.busy.values(), *arming] if not t.done()]
         for task in busy:
             task.cancel()
         await asyncio.gather(*busy, return_exceptions=True)

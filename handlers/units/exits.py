@@ -28,6 +28,7 @@ class ExitTap:
         self.name = name  # of the subscription and its task: "handler:<name>:exits"
         self.on_die = on_die
         self._died: dict[str, int | None] = {}
+        self._started: dict[str, int] = {}  # container id -> when corral last started it (unix ns)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -49,14 +50,22 @@ class ExitTap:
         if not isinstance(event, ContainerEvent):
             return  # a resync (overflow): the runner's reconcile observes everything anyway
         if event.action == "die":
+            if 0 < event.time_nano < self._started.get(event.container_id, 0):
+                return  # of a run before corral started it again (its exit was told by the init's pidfd)
             self._died[event.container_id] = event.exit_code
             self.on_die(event)
         elif event.action in ("start", "destroy"):
             self._died.pop(event.container_id, None)
+            if event.action == "destroy":
+                self._started.pop(event.container_id, None)
 
-    def forget(self, container: str) -> None:
-        """The container was started again."""
+    def forget(self, container: str, since: float) -> None:
+        """Corral started the container again (its start call went out at ``since``, unix seconds): a
+        ``die`` from before then, still on its way, is of the run before."""
         self._died.pop(container, None)
+        self._started[container] = int(since * 1e9)
+        if len(self._started) > 4096:  # bounded: containers destroyed while the stream was down
+            self._started.clear()
 
     def with_exits(self, observed: Iterable[ObservedContainer]) -> list[ObservedContainer]:
         """``observed`` with the containers that died shown as exited (with their exit code) until the

@@ -16,9 +16,10 @@ timer) only marks it dirty; a reconcile then:
    again at once, for the dependents.
 
 A ``die`` is also acted on without waiting for a reconcile (``acting.Actions.restart_at_once``): a crash
-is restarted within milliseconds. What the reconciler reports (``corral units list``, the first wave,
-every unit up) is ``status``; the user's commands are ``commands``. This class composes those parts and
-is what the supervisor holds (``Supervisor.units``)."""
+is restarted within milliseconds; sooner when the kernel tells first (each running unit's container init
+is watched through a pidfd, ``inits``; ``acting.Actions.init_gone``). What the reconciler reports
+(``corral units list``, the first wave, every unit up) is ``status``; the user's commands are
+``commands``. This class composes those parts and is what the supervisor holds (``Supervisor.units``)."""
 
 from __future__ import annotations
 
@@ -180,6 +181,7 @@ class UnitsReconciler:
         self.mounts.log(news, actions, busy, self.containers.current)
         self.report.waiting = {a.unit: a.reason for a in actions if isinstance(a, Wait)}
         self.actions.follow_logs(busy)
+        self.actions.watch_inits(busy)
         self.report.check_first_wave()
         self.actions.execute([a for a in actions if not isinstance(a, Wait)], busy)
         dues = [a.until for a in actions if isinstance(a, Wait) and a.until is not None]
@@ -200,6 +202,7 @@ class UnitsReconciler:
     async def close(self) -> None:
         self._stopping = True
         self.wake.close()
+        self.actions.inits.close()
         await self.exits.close()
         await self.images.close()
         if self.logs is not None:
@@ -216,6 +219,8 @@ class UnitsReconciler:
             "reachable": sorted(self.containers.reachable),
             "reconciles": self.reconciles,
             "last_reconcile_seconds": self.last_seconds,
+            "inits_watched": len(self.actions.inits.watched),
+            "inits_gone": self.actions.inits.fired,
         }
 
     def unit_status(self, name: str) -> dict[str, Any]:

@@ -73,22 +73,23 @@ class Restarts:
         for answered in sorted(running & set(self.unanswered)):
             self.answered(answered)
 
-    def exited(self, name: str, container: ObservedContainer) -> Decision | None:
-        """The unit's ``container`` exited (a ``die`` event, before the listing shows it): the policy's
-        decision, reported (None: the policy does not believe the unit was running)."""
+    def exited(self, name: str, container: ObservedContainer, *, via: str) -> Decision | None:
+        """The unit's ``container`` exited, before the listing shows it (``via``: "die", dockerd's event,
+        or "pidfd", the kernel's word that its init is gone): the policy's decision, reported (None: the
+        policy does not believe the unit was running)."""
         decision = decide_exit(self.desired.policy(name), container, self.clock())
         if decision is not None:
-            self.report(name, decision)
+            self.report(name, decision, via=via)
         return decision
 
-    def report(self, name: str, decision: Decision) -> None:
-        """The journal's line about an exit and its decision; a ``reloadconfig`` unit that is not
-        restarted has the config reloaded."""
+    def report(self, name: str, decision: Decision, *, via: str = "listing") -> None:
+        """The journal's line about an exit and its decision (``via``: what told of the exit); a
+        ``reloadconfig`` unit that is not restarted has the config reloaded."""
         policy = self.desired.policies[name]
         unit = self.desired.units[name]
         code = policy.last_exit
         fields: dict[str, Any] = {"unit": name, "exit_code": code, "state": decision.state,
-                                  "restarts": policy.restarts}
+                                  "restarts": policy.restarts, "via": via}
         if decision.restart:
             level = log.info if code == 0 else log.warning
             level("unit exited; restarting", restart_in=decision.delay, failures=policy.backoff.failures,
