@@ -83,7 +83,7 @@ class Netlink:
 
     def _socket(self) -> Any:
         if self._ipr is None:
-            from pyroute2 import AsyncIPRoute
+            from pyroute2.iproute.linux import AsyncIPRoute
 
             ipr = AsyncIPRoute()
             try:

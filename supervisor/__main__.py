@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from supervisor import allocator
+from supervisor import allocator, lean
 from supervisor.paths import Paths
 
 
@@ -26,6 +26,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     allocator.tune()  # before the heap grows (supervisor.allocator)
+    lean.setup()  # before anything imports pyroute2 or structlog (supervisor.lean)
     args = parse_args(argv)
     os.environ.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
     if args.sandbox is not None:

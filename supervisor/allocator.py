@@ -10,6 +10,12 @@ over 150 hostile configs and never came back (docs/reliability.md). So PID 1 run
   arena (the worker's garbage does not sit among the loop's objects) and free pages can be returned;
 - a fixed ``M_MMAP_THRESHOLD`` (``tune``, at start): glibc's threshold otherwise rises after each big
   block is freed (up to 32 MiB), and then big blocks come from the heaps and their top is kept;
+- ``M_ARENA_MAX`` 2 (``tune``, at start, before any thread): glibc otherwise gives each thread that
+  allocates its own arena (up to 8 per core), and each keeps its own free space and top: PID 1's
+  threads (prefetch, the config worker, the default executor's, the console writer) cost 1.5-2 MiB of
+  RSS ready and idle (docs/benchmarks.md). With 2, the loop thread keeps the main arena to itself and
+  the other threads share the second, so the worker's garbage still never sits among the loop's
+  objects;
 - after each config request the worker calls ``release`` (supervisor.config.worker): a full collection and
   ``malloc_trim(0)``.
 
@@ -25,18 +31,22 @@ from supervisor import clib
 ENV = {"PYTHONMALLOC": "malloc"}
 """PID 1's environment for the allocator (a unit test checks image/init exports the same)."""
 
-M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameters
+M_ARENA_MAX = -8
 MMAP_THRESHOLD = 128 * 1024
 """Blocks this big or bigger are mapped on their own and unmapped when freed (glibc's default start
 value, made fixed)."""
+ARENA_MAX = 2
+"""The main arena (the loop thread's) and one for every other thread."""
 
 
 def tune() -> bool:
-    """Fix glibc's mmap threshold (``mallopt``); False where the C library has no ``mallopt``."""
+    """Fix glibc's mmap threshold and arena count (``mallopt``); False where the C library has no
+    ``mallopt`` or refuses either."""
     try:
         mallopt = clib.libc().mallopt
     except AttributeError:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) & bool(mallopt(M_ARENA_MAX, ARENA_MAX))

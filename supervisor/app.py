@@ -519,7 +519,7 @@ def _status_kib(field: str) -> int:
 
 
 def _loopback_up() -> None:
-    from pyroute2 import IPRoute
+    from pyroute2.iproute.linux import IPRoute
 
     with IPRoute() as ipr:
         index = ipr.link_lookup(ifname="lo")

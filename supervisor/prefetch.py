@@ -17,9 +17,12 @@ import importlib
 import threading
 from collections.abc import Sequence
 
-# In the order the boot needs them: pyroute2 for the system dockerd's bridge and the loopback (right
-# after the state phase), aiohttp and aiodocker for the system dockerd's API (once it is spawned).
-BOOT_MODULES = ("pyroute2", "aiohttp", "aiodocker")
+from supervisor.lean import NETLINK_MODULES
+
+# In the order the boot needs them: pyroute2's IPRoute for the system dockerd's bridge and the loopback
+# (right after the state phase; the submodule, not the package: supervisor/lean.py), aiohttp and
+# aiodocker for the system dockerd's API (once it is spawned).
+BOOT_MODULES = (*NETLINK_MODULES, "aiohttp", "aiodocker")
 
 
 def _run(modules: Sequence[str], done: dict[str, bool]) -> None:

@@ -49,3 +49,40 @@ def test_pid1_says_so_when_started_without_the_settings(monkeypatch: pytest.Monk
     with structlog.testing.capture_logs() as logs:
         _check_allocator()
     assert logs == []
+
+
+ARENAS = """
+import ctypes, sys, threading
+from supervisor import allocator
+if sys.argv[1] == "tune":
+    allocator.tune()
+barrier = threading.Barrier(7)
+
+def work():
+    kept = [bytes(100) for _ in range(1000)]  # from this thread's arena
+    barrier.wait()
+    barrier.wait()
+    del kept
+
+threads = [threading.Thread(target=work) for _ in range(6)]
+for t in threads:
+    t.start()
+barrier.wait()
+ctypes.CDLL(None).malloc_stats()  # one "Arena N:" paragraph per arena, on stderr
+barrier.wait()
+for t in threads:
+    t.join()
+"""
+
+
+def _arenas(how: str) -> int:
+    out = subprocess.run([sys.executable, "-c", ARENAS, how], env={**os.environ, **allocator.ENV}, text=True,
+                         capture_output=True, check=True, timeout=60)
+    return len([line for line in out.stderr.splitlines() if line.startswith("Arena ")])
+
+
+def test_threads_share_the_second_arena() -> None:
+    """glibc gives each new thread that allocates its own arena, up to 8 per core (each keeps its free
+    space and top); PID 1 caps them at the loop thread's and one for the others (docs/benchmarks.md)."""
+    assert _arenas("as is") > allocator.ARENA_MAX  # the check sees glibc's arenas
+    assert _arenas("tune") == allocator.ARENA_MAX

@@ -157,7 +157,7 @@ def test_catalogue() -> None:
         "status", "config.get", "config.set", "config.unset", "config.export", "config.merge",
         "config.validate", "config.schema", "logs", "events", "reload", "poweroff", "reboot",
         "debug.fail", "debug.spawn",
-        "debug.publish",
+        "debug.publish", "debug.modules",
         "units.list", "units.inspect", "units.up", "units.down", "units.restart", "units.enable",
         "units.disable", "storage.status", "net.status", "net.plan", "net.apply", "net.try", "net.confirm",
         "storage.mount", "storage.unmount", "dev",

@@ -454,7 +454,7 @@ def prepare(layout: DockerdLayout) -> None:
 
 def ensure_bridge(name: str, cidr: str) -> None:
     """A Linux bridge ``name`` with address ``cidr``, up, in this network namespace (pyroute2)."""
-    from pyroute2 import IPRoute
+    from pyroute2.iproute.linux import IPRoute
 
     iface = ipaddress.ip_interface(cidr)
     with IPRoute() as ipr:

@@ -1,4 +1,5 @@
-"""`corral debug fail|spawn`: fault injection and reaper checks (need `corral.debug: true`)."""
+"""`corral debug fail|spawn|publish|modules`: fault injection, reaper, load and import checks (need
+`corral.debug: true`)."""
 
 from __future__ import annotations
 
@@ -49,6 +50,16 @@ def add_parser(subparsers: Subparsers) -> None:
         run=run_publish,
     )
     publish.add_argument("count", type=int, help="how many events")
+    add_command(
+        sub,
+        "modules",
+        summary="list the modules PID 1 has imported",
+        description="Print the name of every module PID 1 has imported, one a line (what its boot path\n"
+        "and its handlers loaded; see docs/benchmarks.md, PID 1's memory).",
+        examples=[("corral debug modules | grep -c pyroute2", "how many of pyroute2's modules are loaded")],
+        parents=[client_options()],
+        run=run_modules,
+    )
 
 
 def run_fail(args: argparse.Namespace) -> int:
@@ -69,6 +80,16 @@ def run_spawn(args: argparse.Namespace) -> int:
         for r in result:
             how = f"killed by signal {r['signal']}" if r["signal"] is not None else f"exited {r['exitcode']}"
             out(f"pid {r['pid']}: {how}")
+    return EXIT_OK
+
+
+def run_modules(args: argparse.Namespace) -> int:
+    result = call(args, "debug.modules")
+    if args.output == "json":
+        print_json(result)
+    else:
+        for name in result["modules"]:
+            out(name)
     return EXIT_OK
 
 

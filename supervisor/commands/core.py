@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
@@ -74,6 +75,7 @@ class Commands:
         server.register("debug.fail", self.debug_fail)
         server.register("debug.spawn", self.debug_spawn)
         server.register("debug.publish", self.debug_publish)
+        server.register("debug.modules", self.debug_modules)
         server.register_stream("logs", self.logs)
         server.register_stream("events", self.events)
 
@@ -212,6 +214,11 @@ class Commands:
             if i % 100 == 99:
                 await asyncio.sleep(0)
         return {"published": count}
+
+    async def debug_modules(self, args: dict[str, Any]) -> Any:
+        """The names in sys.modules that are modules (not the ones marked absent: supervisor.lean)."""
+        self._require_debug()
+        return {"modules": sorted(name for name, module in list(sys.modules.items()) if module is not None)}
 
     async def debug_spawn(self, args: dict[str, Any]) -> Any:
         """Spawn the given argv lists at once through the process module and report each exit."""

@@ -275,6 +275,11 @@ COMMANDS: dict[str, Command] = _commands(
         '{"published": int}',
         (Arg("count", (int,), "how many events", required=True, low=0, high=MAX_DEBUG_COUNT),),
     ),
+    Command(
+        "debug.modules",
+        "The modules PID 1 has imported, to check what its boot path loads (needs corral.debug: true).",
+        '{"modules": [str]}',
+    ),
     Command("net.status", "Each link: matched rule, state, carrier, addresses, routes, DHCP lease, drift.",
             "the network handler's status (see docs/networking.md)"),
     Command(
