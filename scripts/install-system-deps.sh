@@ -16,6 +16,8 @@ PACKAGES=(
   udev
   # the guest test's NoCloud seed and config drive, ISOs as clouds make them (test_guest_datasources.py)
   genisoimage
+  # bench/units_compose.py: N units against `docker-compose up -d` of the same N services (Debian's 1.29)
+  docker-compose
 )
 
 missing=()
