@@ -25,6 +25,7 @@ import argparse
 import http.client
 import json
 import os
+import resource
 import shutil
 import socket
 import statistics
@@ -40,7 +41,7 @@ from typing import Any
 
 import integration.sandbox as sandbox_mod
 from bench._stats import Samples, alternate
-from integration.units_helpers import IMAGE, SLEEP, config, docker_time, unit, with_busybox
+from integration.units_helpers import IMAGE, SLEEP, config, docker_time, dockerd_host_pid, unit, with_busybox
 from supervisor.paths import Paths
 from units.system_dockerd import DockerdLayout, remove_cgroups
 
@@ -118,16 +119,30 @@ class Docker:
 
 @dataclass
 class Where:
-    """Seconds from the command's spawn to the first and last create and start of a sample."""
+    """Seconds from the command's spawn to the first and last create and start of a sample, and the CPU
+    seconds the client (PID 1 and the corral CLI, or docker-compose) and dockerd used meanwhile."""
 
     first_create: float
     last_create: float
     first_start: float
     last_start: float
+    client_cpu: float
+    dockerd_cpu: float
 
     def text(self) -> str:
         return (f"creates {self.first_create:6.2f}-{self.last_create:6.2f} s, "
-                f"starts {self.first_start:6.2f}-{self.last_start:6.2f} s")
+                f"starts {self.first_start:6.2f}-{self.last_start:6.2f} s, "
+                f"CPU client {self.client_cpu:5.2f} s, dockerd {self.dockerd_cpu:5.2f} s")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def wait_until(what: str, check: Any, timeout: float, every: float = 0.05) -> None:
@@ -144,6 +159,7 @@ class Bench:
         self.work = work
         self.socket = str(sb.paths.under("/run/system-docker.sock"))
         self.docker = Docker(self.socket)
+        self.dockerd = dockerd_host_pid(sb)
         self.env = dict(os.environ, DOCKER_HOST=f"unix://{self.socket}", COMPOSE_HTTP_TIMEOUT="600")
 
     def prefix(self, side: str) -> str:
@@ -172,15 +188,20 @@ class Bench:
 
     def sample(self, side: str, n: int, file: Path) -> tuple[float, Where]:
         prefix = self.prefix(side)
+        cpu0 = (cpu_seconds(self.sb.pid1), children_cpu(), cpu_seconds(self.dockerd))
         t0 = time.time()
         self.spawn(side, n, file)
         wait_until(f"{n} {side} containers running",
                    lambda: len(self.docker.names(prefix, "running")) >= n, 600)
+        cpu1 = (cpu_seconds(self.sb.pid1), children_cpu(), cpu_seconds(self.dockerd))
         last = max(self.docker.started_at(name) for name in self.docker.names(prefix))
         time.sleep(0.2)  # the events of the last start reach the follower
         seen = self.docker.actions(t0, time.time(), prefix)
         creates, starts = sorted(seen["create"]), sorted(seen["start"])
-        where = Where(creates[0] - t0, creates[-1] - t0, starts[0] - t0, starts[-1] - t0)
+        # The client: PID 1 and the CLI (a child of this process) for corral, docker-compose (a child).
+        client = cpu1[1] - cpu0[1] + (cpu1[0] - cpu0[0] if side == "corral" else 0.0)
+        where = Where(creates[0] - t0, creates[-1] - t0, starts[0] - t0, starts[-1] - t0, client,
+                      cpu1[2] - cpu0[2])
         self.remove(side, file)
         return last - t0, where
 
