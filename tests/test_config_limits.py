@@ -177,7 +177,7 @@ def test_the_worker_gives_memory_back_once_after_a_burst_on_its_own_thread(
     monkeypatch.setattr(worker_mod, "release", lambda: released.append((threading.get_ident(), len(done))))
 
     async def scenario() -> None:
-        worker = ConfigWorker(release_growth=0)  # whatever the RSS did (the next test: only on growth)
+        worker = ConfigWorker()
         gate = threading.Event()
 
         def job() -> None:
@@ -205,57 +205,6 @@ def test_the_worker_gives_memory_back_once_after_a_burst_on_its_own_thread(
         worker.shutdown()
 
     asyncio.run(scenario())
-
-
-def test_the_worker_releases_only_once_pid1_grew_by_release_growth(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A full collection holds the GIL for the whole heap (100-300 ms of PID 1's loop): after a request
-    that left PID 1 no bigger (a `config set`, a merge of a few units) it is skipped; once the RSS has
-    grown by ``release_growth`` since the last release, the worker releases (and measures from there)."""
-    from supervisor.config import worker as worker_mod
-
-    rss = [50 << 20]
-    released: list[int] = []
-
-    def fake_release() -> None:
-        released.append(rss[0])
-        rss[0] -= 1 << 20  # what the release gave back
-
-    monkeypatch.setattr(worker_mod, "release", fake_release)
-    monkeypatch.setattr(worker_mod, "rss_bytes", lambda: rss[0])
-
-    async def settle(worker: ConfigWorker, count: int) -> None:
-        for _ in range(500):
-            if worker.releases + worker.skipped >= count:
-                return
-            await asyncio.sleep(0.01)
-        raise AssertionError(f"the worker did not decide {count} times")
-
-    async def scenario() -> None:
-        worker = ConfigWorker(release_growth=2 << 20)
-        await worker.run(lambda: None)  # the first (the boot's load): always released
-        await settle(worker, 1)
-        assert released == [50 << 20]
-        rss[0] += 1 << 20  # 49 -> 50 MiB: 1 MiB above the last release, under the 2 MiB
-        await worker.run(lambda: None)
-        await settle(worker, 2)
-        assert (worker.releases, worker.skipped) == (1, 1)
-        rss[0] += 1 << 20  # 51 MiB: 2 MiB above it
-        await worker.run(lambda: None)
-        await settle(worker, 3)
-        assert (worker.releases, worker.skipped) == (2, 1)
-        assert released == [50 << 20, 51 << 20]
-        await worker.run(lambda: None)  # 50 MiB now, the new baseline: nothing to give back
-        await settle(worker, 4)
-        assert (worker.releases, worker.skipped) == (2, 2)
-        worker.shutdown()
-
-    asyncio.run(scenario())
-
-
-def test_rss_bytes_reads_this_process() -> None:
-    from supervisor.config.worker import rss_bytes
-
-    assert rss_bytes() > 1 << 20
 
 
 def test_release_empties_the_free_lists_and_trims_the_c_heap(monkeypatch: pytest.MonkeyPatch) -> None:

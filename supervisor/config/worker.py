@@ -14,15 +14,7 @@ of short-lived objects; freed, they stayed in PID 1's heap: in Python's free lis
 of each size) and in C heap pages that glibc keeps, so each such document left PID 1 a little bigger
 (+20 MiB over 150 hostile configs, docs/reliability.md). Once the queue is empty the worker
 ``release``: a full garbage collection (the only call that empties the free lists) and
-``malloc_trim(0)``, on its own thread, never the loop's.
-
-Only when there is something to give back: the full collection walks PID 1's whole heap while holding
-the GIL, 100-300 ms on the development machine, and the loop waits that long, right when it should act on
-the change just made (bench/units_compose.py: two releases per `config merge`, the units it added
-created half a second late). After an ordinary `config set` or a merge of a few units the resident set
-has grown by a few hundred KiB at most, and a release gave back less than that; after a big or hostile
-document it has grown by MiBs. So the worker releases once PID 1's RSS has grown by ``RELEASE_GROWTH``
-since the last release (the first time, after the boot's load, it always releases)."""
+``malloc_trim(0)``, on its own thread, never the loop's."""
 
 from __future__ import annotations
 
@@ -30,7 +22,6 @@ import asyncio
 import contextlib
 import functools
 import gc
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
@@ -39,8 +30,6 @@ from supervisor import clib
 
 MAX_WAITING = 8
 """Config requests that may wait for the worker while one runs; one more is refused (WorkerBusy)."""
-RELEASE_GROWTH = 1 << 20
-"""Bytes of RSS growth since the last release before the worker releases again."""
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -51,14 +40,11 @@ class WorkerBusy(RuntimeError):
 
 
 class ConfigWorker:
-    def __init__(self, max_waiting: int = MAX_WAITING, release_growth: int = RELEASE_GROWTH) -> None:
+    def __init__(self, max_waiting: int = MAX_WAITING) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="config-worker")
         self._limit = max_waiting + 1  # the running one and those waiting
         self._pending = 0
-        self.release_growth = release_growth
-        self._baseline = 0  # RSS after the last release (0: none yet, so the first one releases)
         self.releases = 0  # times the worker gave its memory back (``release``)
-        self.skipped = 0  # times it did not: RSS had not grown by ``release_growth``
 
     @property
     def pending(self) -> int:
@@ -90,28 +76,12 @@ class ConfigWorker:
                     self._executor.submit(self._release)
 
     def _release(self) -> None:
-        if rss_bytes() - self._baseline < self.release_growth:
-            self.skipped += 1
-            return
         release()
         self.releases += 1
-        self._baseline = rss_bytes()
 
     def shutdown(self) -> None:
         """Stop taking work; what is running finishes on its own (the thread is not waited for)."""
         self._executor.shutdown(wait=False, cancel_futures=True)
-
-
-def rss_bytes() -> int:
-    """PID 1's resident set now (/proc/self/statm: one small read, on the worker's thread)."""
-    try:
-        with open("/proc/self/statm", "rb") as f:
-            return int(f.read().split()[1]) * PAGE_SIZE
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
 def release() -> None:
