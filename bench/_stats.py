@@ -70,7 +70,7 @@ class Samples:
     def line(self, sample: Sample, label: str = "") -> str:
         head = f"{label} " if label else ""
         value = sample.value * self.scale
-        return f"  {head}{sample.side:<16} {value:9.2f} {self.unit}   load {sample.load:.2f}"
+        return f"  {head}{sample.side:<18} {value:9.2f} {self.unit}   load {sample.load:.2f}"
 
     def record(self, side: str, value: float, label: str = "") -> Sample:
         """Add a sample and print its line (with the load average now)."""
@@ -97,7 +97,7 @@ class Samples:
         for name in (side, peer):
             values = self.of(name)
             lines.append(
-                f"  {name:<16} median {statistics.median(values) * self.scale:8.2f} {self.unit}   "
+                f"  {name:<18} median {statistics.median(values) * self.scale:8.2f} {self.unit}   "
                 f"p99 {pct(values, 0.99) * self.scale:8.2f}   min {min(values) * self.scale:8.2f}   "
                 f"max {max(values) * self.scale:8.2f}   n={len(values)}")
         low, high = self.loads()
