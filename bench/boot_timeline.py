@@ -12,7 +12,9 @@ serial console:
   units       "boot phase done ... phase=units"          "baseline: units"
   ready       "corral VERSION ready"                     "baseline ready"
 
-Prints the medians (and min/max) per stage over N boots each and the ratio of the medians at "ready".
+Both clocks start at QEMU's spawn; the kinds alternate (the order turned round at every boot) and each
+boot is printed with the load average at its end. Prints the medians (and min/max) per stage over N
+boots each and the ratio of the medians at "ready".
 `python -m bench.boot_timeline [--boots 5] [--out .cache/image/out]`; builds the image first (from cache).
 """
 
@@ -30,6 +32,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench._stats import alternate, loadavg
 from image.run import DEFAULT_OUT, Machine, qemu_argv
 
 REPO = Path(__file__).resolve().parent.parent
@@ -130,15 +133,14 @@ def main(argv: list[str] | None = None) -> int:
                                 ssh_port=None, serial="stdio"),
         }
         boots: list[Boot] = []
-        for i in range(args.boots):
-            for kind in ("corral", "baseline") if i % 2 == 0 else ("baseline", "corral"):
-                boot = boot_once(kind, machines[kind])
-                boots.append(boot)
-                got = ", ".join(f"{s} {boot.stages[s]:.1f}" for s in STAGES if s in boot.stages)
-                print(f"boot {i + 1} {kind:<8}: {got}", flush=True)
-                if args.keep_logs:
-                    args.keep_logs.mkdir(parents=True, exist_ok=True)
-                    (args.keep_logs / f"{i + 1}-{kind}.log").write_text("\n".join(boot.log) + "\n")
+        for i, kind in alternate(("corral", "baseline"), args.boots):
+            boot = boot_once(kind, machines[kind])
+            boots.append(boot)
+            got = ", ".join(f"{s} {boot.stages[s]:.1f}" for s in STAGES if s in boot.stages)
+            print(f"boot {i + 1} {kind:<8}: {got}   load {loadavg():.2f}", flush=True)
+            if args.keep_logs:
+                args.keep_logs.mkdir(parents=True, exist_ok=True)
+                (args.keep_logs / f"{i + 1}-{kind}.log").write_text("\n".join(boot.log) + "\n")
     print(f"\nBoot timeline under QEMU TCG (seconds from QEMU's start), {args.boots} boots each, alternated")
     medians: dict[str, float] = {}
     for kind in ("corral", "baseline"):

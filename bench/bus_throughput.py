@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from bench._stats import summary
+from bench._stats import loadavg, summary
 from handlers.runner import HandlerRunner
 from supervisor import journal
 from supervisor.backoff import Backoff
@@ -46,7 +46,8 @@ async def main() -> None:
     while runner._sub.pending():  # noqa: ASYNC110 (spinning the loop is what is measured)
         await asyncio.sleep(0)
     took = time.perf_counter() - start
-    print(f"storm: {n} events in {took:.3f} s = {n / took:,.0f} events/s, {noop.calls} reconciles")
+    print(f"storm: {n} events in {took:.3f} s = {n / took:,.0f} events/s, {noop.calls} reconciles; "
+          f"load {loadavg():.2f}")
 
     n = 20_000
     start = time.perf_counter()
@@ -55,7 +56,8 @@ async def main() -> None:
         bus.publish(TimerFired(name="t"))
         await noop.woken.wait()
     took = time.perf_counter() - start
-    print(f"one at a time: {n} events in {took:.3f} s = {n / took:,.0f} events/s (a reconcile each)")
+    print(f"one at a time: {n} events in {took:.3f} s = {n / took:,.0f} events/s (a reconcile each); "
+          f"load {loadavg():.2f}")
 
     latencies = []
     for _ in range(5000):
@@ -65,7 +67,7 @@ async def main() -> None:
         await noop.woken.wait()
         latencies.append(time.perf_counter() - t0)
         await asyncio.sleep(0)
-    print(f"event -> reconcile latency: {summary(latencies, 'us', 1e6)}")
+    print(f"event -> reconcile latency: {summary(latencies, 'us', 1e6)}; load {loadavg():.2f}")
     await runner.stop()
 
 

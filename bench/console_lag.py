@@ -5,7 +5,8 @@ The console here is a pipe shrunk to one page (a tty's buffer is about as small)
 at the baud rate. The journal emits a boot's worth of records from the loop (a few per loop turn, as the
 handlers do) while a heartbeat task measures how late each of its 5 ms ticks comes. Run side by side:
 the journal writing the console itself (``console_thread=False``, what corral did before) and through its
-console thread.
+console thread, alternated (the order turned round at every run), each run printed with the load
+average at its time.
 
     python -m bench.console_lag [--records 400] [--baud 115200] [--runs 3]
 """
@@ -20,6 +21,7 @@ import statistics
 import threading
 import time
 
+from bench._stats import alternate, loadavg
 from supervisor.journal import Journal
 
 F_SETPIPE_SZ = 1031
@@ -85,9 +87,11 @@ def main() -> None:
     args = parser.parse_args()
     print(f"{args.records} records to a {args.baud}-baud console, {args.runs} runs each (medians)")
     results: dict[str, list[tuple[float, float, float]]] = {"itself": [], "thread": []}
-    for _ in range(args.runs):  # alternated
-        results["itself"].append(run_once(False, args.records, args.baud))
-        results["thread"].append(run_once(True, args.records, args.baud))
+    for i, side in alternate(("itself", "thread"), args.runs):
+        row = run_once(side == "thread", args.records, args.baud)
+        results[side].append(row)
+        print(f"  run {i + 1} {side:<7} emit all {row[0]:.3f} s, max lag {row[1] * 1e3:.1f} ms, "
+              f"p99 lag {row[2] * 1e3:.1f} ms   load {loadavg():.2f}", flush=True)
     header = ("journal writes the console", "emit all (s)", "max lag (ms)", "p99 lag (ms)")
     print(f"{header[0]:<28} {header[1]:>12} {header[2]:>13} {header[3]:>13}")
     for name, rows in results.items():

@@ -3,7 +3,11 @@
 Each sample: a veth made in a test namespace is moved into the namespace of the system under test
 (``ip link set bench<i> netns <pid>``); a watcher inside that namespace (bench/_netwatch.py) timestamps
 the link's first RTM_NEWLINK and the moment both 198.18.70.2/24 and ``default via 198.18.70.1`` are on
-it. The link is then deleted and the next sample starts.
+it: both timestamps come from the same watcher, so both sides' clocks start at the same event. The link
+is then deleted and the next sample starts. Both systems run side by side for the whole run and the
+samples alternate between them (corral, networkd; networkd, corral; ...), each printed with the load
+average at its time (the medians of one side measured after the other's were not comparable: the load
+had changed in between).
 
 - corral: the supervisor as PID 1 in `corral sandbox` (its own namespaces), rule ``bench*``.
 - systemd-networkd (Debian 12's, 252): run standalone in a new network + mount namespace with a private
@@ -30,7 +34,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from bench._stats import pct
+from bench._stats import Samples, alternate
 from integration.netns import NetNS, netns_factory
 from integration.sandbox import Sandbox, sandbox_factory
 
@@ -84,31 +88,38 @@ class Watcher:
         self.proc.wait(5)
 
 
-def samples(target_pid: int, ns: NetNS, count: int, delete: Callable[[str], None]) -> list[float]:
-    watcher = Watcher(target_pid)
-    out: list[float] = []
-    try:
-        for i in range(count):
-            name = f"bench{i}"
-            ns.ip("link", "add", name, "type", "veth", "peer", "name", f"bp{i}")
-            ns.ip("link", "set", f"bp{i}", "up")
-            ns.ip("link", "set", name, "netns", str(target_pid))
-            appeared = watcher.wait(lambda e, n=name: e["ev"] == "appeared" and e["link"] == n, 10)["t"]  # type: ignore[misc]
-            configured = watcher.wait(lambda e, n=name: e["ev"] == "configured" and e["link"] == n, 10)["t"]  # type: ignore[misc]
-            out.append(configured - appeared)
-            delete(name)
-            watcher.wait(lambda e, n=name: e["ev"] == "gone" and e["link"] == n, 10)  # type: ignore[misc]
-            time.sleep(0.05)  # let the system under test finish its reconcile of the removal
-    finally:
-        watcher.stop()
-    return out
+class Target:
+    """One system under test: the namespace it manages and a watcher in it."""
+
+    def __init__(self, name: str, pid: int) -> None:
+        self.name, self.pid = name, pid
+        self.watcher = Watcher(pid)
+
+    def sample(self, ns: NetNS, i: int) -> float:
+        """A veth moved into the target's namespace: first RTM_NEWLINK there -> address and default route
+        on it (both timestamps from the same watcher, so both sides' clocks start at the same event)."""
+        name = f"bench{i}"
+        ns.ip("link", "add", name, "type", "veth", "peer", "name", f"bp{i}")
+        ns.ip("link", "set", f"bp{i}", "up")
+        ns.ip("link", "set", name, "netns", str(self.pid))
+        watcher = self.watcher
+        appeared = watcher.wait(lambda e: e["ev"] == "appeared" and e["link"] == name, 10)["t"]
+        configured = watcher.wait(lambda e: e["ev"] == "configured" and e["link"] == name, 10)["t"]
+        in_ns(self.pid, "ip", "link", "del", name)
+        watcher.wait(lambda e: e["ev"] == "gone" and e["link"] == name, 10)
+        time.sleep(0.05)  # let the system under test finish its reconcile of the removal
+        return float(configured - appeared)
+
+    def stop(self) -> None:
+        self.watcher.stop()
 
 
 def in_ns(pid: int, *argv: str) -> None:
     subprocess.run(["nsenter", "-t", str(pid), "-n", *argv], check=True, capture_output=True)
 
 
-def run_corral(ns: NetNS, count: int) -> list[float]:
+@contextlib.contextmanager
+def corral_target() -> Iterator[Target]:
     directory = Path(tempfile.mkdtemp(prefix="corral-bench-nic-"))
     gen: Iterator[Any] = sandbox_factory(directory)
     start = next(gen)
@@ -116,12 +127,14 @@ def run_corral(ns: NetNS, count: int) -> list[float]:
         sb: Sandbox = start({"corral": {"network": {"interfaces": {
             "bench*": {"address": f"{ADDRESS}/24", "gateway": GATEWAY}}}}})
         sb.wait_ready()
-        pid = sb.pid1
-        result = samples(pid, ns, count, lambda name: in_ns(pid, "ip", "link", "del", name))
-        status = sb.request("net.status")
-        print(f"  corral: {status['rounds']} reconciles, {status['source']['messages']} netlink messages")
+        target = Target("corral", sb.pid1)
+        try:
+            yield target
+            status = sb.request("net.status")
+            print(f"  corral: {status['rounds']} reconciles, {status['source']['messages']} netlink messages")
+        finally:
+            target.stop()
         sb.stop()
-        return result
     finally:
         with contextlib.suppress(StopIteration):
             next(gen)
@@ -136,7 +149,8 @@ def networkd_unavailable() -> str | None:
     return None
 
 
-def run_networkd(ns: NetNS, count: int) -> list[float]:
+@contextlib.contextmanager
+def networkd_target() -> Iterator[Target]:
     log = tempfile.NamedTemporaryFile(prefix="networkd-", suffix=".log", delete=False)  # noqa: SIM115
     proc = subprocess.Popen(["unshare", "--net", "--mount", "--propagation", "private", "--",
                              "sh", "-c", NETWORKD_SETUP], stdout=log, stderr=log)
@@ -144,8 +158,11 @@ def run_networkd(ns: NetNS, count: int) -> list[float]:
         time.sleep(0.5)
         if proc.poll() is not None:
             raise RuntimeError(f"systemd-networkd exited {proc.returncode}; see {log.name}")
-        pid = proc.pid
-        return samples(pid, ns, count, lambda name: in_ns(pid, "ip", "link", "del", name))
+        target = Target("systemd-networkd", proc.pid)
+        try:
+            yield target
+        finally:
+            target.stop()
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -157,12 +174,6 @@ def run_networkd(ns: NetNS, count: int) -> list[float]:
         os.unlink(log.name)
 
 
-def report(name: str, values: list[float]) -> None:
-    ms = sorted(v * 1e3 for v in values)
-    print(f"  {name:16s} p50 {pct(ms, 0.5):7.2f} ms   p99 {pct(ms, 0.99):7.2f} ms   "
-          f"min {ms[0]:6.2f}   max {ms[-1]:7.2f}   n={len(ms)}")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -171,19 +182,22 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("network_nic: needs root (namespaces)", file=sys.stderr)
         return 1
-    print(f"NIC appears -> {ADDRESS}/24 and default via {GATEWAY} in place ({args.samples} samples each)")
-    with netns_factory() as make:
+    reason = networkd_unavailable()
+    sides = ("corral",) if reason else ("corral", "systemd-networkd")
+    print(f"NIC appears -> {ADDRESS}/24 and default via {GATEWAY} in place ({args.samples} samples each, "
+          "alternated)")
+    results = Samples()
+    with netns_factory() as make, contextlib.ExitStack() as stack:
         ns = make()
-        corral = run_corral(ns, args.samples)
-        report("corral", corral)
-        reason = networkd_unavailable()
-        if reason:
-            print(f"  systemd-networkd: not measured ({reason})")
-            return 0
-        networkd = run_networkd(ns, args.samples)
-        report("systemd-networkd", networkd)
-    ratio = pct(corral, 0.5) / pct(networkd, 0.5)
-    print(f"  ratio corral/networkd: p50 {ratio:.2f}x, p99 {pct(corral, 0.99) / pct(networkd, 0.99):.2f}x")
+        targets = {"corral": stack.enter_context(corral_target())}
+        if not reason:
+            targets["systemd-networkd"] = stack.enter_context(networkd_target())
+        for i, side in alternate(sides, args.samples):
+            results.record(side, targets[side].sample(ns, i), label=f"{i + 1:3d}")
+    if reason:
+        print(f"  systemd-networkd: not measured ({reason})")
+        return 0
+    print("\n".join(results.report("corral", "systemd-networkd")))
     return 0
 
 

@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bench._stats import loadavg
 from integration.netns import netns_factory
 from integration.sandbox import Sandbox, sandbox_factory
 
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                       + (f"{converged * 1e3:.1f} ms after it" if converged is not None else "NEVER")
                       + f"; {messages} netlink messages, {rounds} reconciles, {overflows} overflows; "
                       f"PID 1 CPU {cpu:.2f} s = {cpu / max(messages, 1) * 1e6:.1f} us/message, "
-                      f"{cpu / max(rounds, 1) * 1e3:.2f} ms/reconcile")
+                      f"{cpu / max(rounds, 1) * 1e3:.2f} ms/reconcile; load {loadavg():.2f}")
             sb.stop()
     finally:
         with contextlib.suppress(StopIteration):

@@ -1,8 +1,11 @@
 """Disk appears -> mounted at its rule's path: corral (a sandboxed PID 1: udev source, storage handler)
 against doing the same by hand (blkid probe + mount(2)), alternated in one run.
 
-A sample starts when `losetup` has attached the image (the kernel sends the uevent) and ends when the
-mount is visible in the mounting process's /proc/PID/mountinfo (polled every 0.2 ms). corral's side
+A sample starts just before `losetup` is run to attach the image (the same event for both sides: the
+kernel sends the uevent while losetup configures the device, so corral may start its work before
+losetup has returned) and ends when the mount is visible in the mounting process's /proc/PID/mountinfo
+(polled every 0.2 ms). Both sides pay the same losetup. The samples alternate (corral, by hand; by hand,
+corral; ...) and each is printed with the load average at its time. corral's side
 includes the uevent, its level-triggered observation (only the device the uevent named, plus the mount
 table), a probe (libblkid in a worker thread: the same probe as `blkid -p`, without a process) and
 mount(2); the peer runs the `blkid -p` command and mount(2) only, with no event to wait for. At the
@@ -12,14 +15,13 @@ partial (only the devices uevents named)."""
 from __future__ import annotations
 
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench._stats import summary
+from bench._stats import Samples, alternate
 from integration.sandbox import Sandbox
 from integration.test_storage import Loops
 from supervisor.mounts import MS_NODEV, MS_NOSUID, MountSpec, mount, umount
@@ -40,8 +42,8 @@ def wait_mounted(pid: int | str, target: str, present: bool = True, timeout: flo
 
 def by_hand(loops: Loops, image: Path, target: Path) -> float:
     """Attach, probe with blkid, mount(2): what a person (or a script) would do."""
-    dev = loops.attach(image, read_only=True)
     start = time.perf_counter()
+    dev = loops.attach(image, read_only=True)
     probe = subprocess.run(["blkid", "-p", "-o", "export", dev], capture_output=True, text=True, check=True)
     fstype = next(line.split("=", 1)[1] for line in probe.stdout.splitlines() if line.startswith("TYPE="))
     mount(MountSpec(dev, str(target), fstype, MS_NOSUID | MS_NODEV | MS_RDONLY), target)
@@ -50,8 +52,8 @@ def by_hand(loops: Loops, image: Path, target: Path) -> float:
 
 
 def by_corral(sb: Sandbox, loops: Loops, image: Path, target: str) -> float:
-    loops.attach(image, read_only=True)
     start = time.perf_counter()
+    loops.attach(image, read_only=True)
     wait_mounted(sb.pid1, target)
     return time.perf_counter() - start
 
@@ -73,15 +75,18 @@ def main() -> None:
                  for i in range(SAMPLES)]
         sb = Sandbox(root / "sb", config={"mounts": rules})
         mounted: list[Path] = []
+        results = Samples()
         try:
             sb.wait_ready()
-            ours, theirs = [], []
-            for i in range(SAMPLES):
-                ours.append(by_corral(sb, loops, ours_images[i], str(sb.dir / f"mnt/b{i}")))
-                target = root / f"hand{i}"
-                target.mkdir()
-                theirs.append(by_hand(loops, hand_images[i], target))
-                mounted.append(target)
+            for i, side in alternate(("corral", "by hand"), SAMPLES):
+                if side == "corral":
+                    took = by_corral(sb, loops, ours_images[i], str(sb.dir / f"mnt/b{i}"))
+                else:
+                    target = root / f"hand{i}"
+                    target.mkdir()
+                    took = by_hand(loops, hand_images[i], target)
+                    mounted.append(target)
+                results.record(side, took, label=f"{i + 1:2d}")
             counters = sb.request("storage.status")["storage"]["counters"]
         finally:
             for target in mounted:
@@ -89,9 +94,8 @@ def main() -> None:
             sb.stop()
             time.sleep(1)  # the sandbox's mount namespace lets go of its disks
             loops.cleanup()
-    print(f"corral (uevent -> observe -> libblkid -> mount): {summary(ours)}")
-    print(f"by hand (blkid command -> mount):               {summary(theirs)}")
-    print(f"ratio of medians (corral / by hand): {statistics.median(ours) / statistics.median(theirs):.2f}")
+    print("corral: losetup -> uevent -> observe -> libblkid -> mount; by hand: losetup -> blkid -> mount")
+    print("\n".join(results.report("corral", "by hand")))
     print("corral's storage handler: " + ", ".join(f"{k} {counters[k]}" for k in (
         "reconciles", "passes", "full_observations", "partial_observations", "blkid_probes", "blkid_cached")))
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import integration.sandbox as sandbox_mod
+from bench._stats import loadavg
 from integration.units_helpers import config, unit, wait_for, with_busybox
 from supervisor.paths import Paths
 from units.system_dockerd import DockerdLayout, remove_cgroups
@@ -65,8 +66,8 @@ def main() -> None:
                 took_units, took_boot = boot_once(base, n, run)
                 units.append(took_units)
                 boots.append(took_boot)
-                print(f"  N={n:3d} run {run + 1}: units {took_units:.3f} s, boot {took_boot:.3f} s",
-                      flush=True)
+                print(f"  N={n:3d} run {run + 1}: units {took_units:.3f} s, boot {took_boot:.3f} s   "
+                      f"load {loadavg():.2f}", flush=True)
             rows.append((n, statistics.median(units), statistics.median(boots)))
     finally:
         shutil.rmtree(base, ignore_errors=True)

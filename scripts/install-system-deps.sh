@@ -18,6 +18,8 @@ PACKAGES=(
   genisoimage
   # the DHCPv6 client corral supervises (dhcpcd -6), run by the DHCPv6 integration test
   dhcpcd-base
+  # bench/units_compose.py: N units against `docker-compose up -d` of the same N services (Debian's 1.29)
+  docker-compose
 )
 
 missing=()

@@ -207,6 +207,42 @@ def test_the_worker_gives_memory_back_once_after_a_burst_on_its_own_thread(
     asyncio.run(scenario())
 
 
+def test_a_change_and_its_reload_are_one_burst_released_once_after_both(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`config set/unset/merge` is two requests (the change, the reload): inside ``burst`` the worker
+    gives memory back once, after both, not between them, where the collection held PID 1's loop and the
+    reload waited behind it (bench/units_compose.py)."""
+    from supervisor.config import worker as worker_mod
+
+    order: list[str] = []
+    monkeypatch.setattr(worker_mod, "release", lambda: order.append("release"))
+
+    async def scenario() -> None:
+        worker = ConfigWorker()
+        async with worker.burst():
+            await worker.run_input(lambda: order.append("change"))
+            await asyncio.sleep(0.05)  # time enough for a release to run, were one submitted
+            await worker.run(lambda: order.append("reload"))
+            await asyncio.sleep(0.05)
+            assert order == ["change", "reload"]
+        for _ in range(500):
+            if worker.releases:
+                break
+            await asyncio.sleep(0.01)
+        assert order == ["change", "reload", "release"]
+        async with worker.burst():  # a burst whose change fails before any request: released all the same
+            pass
+        for _ in range(500):
+            if worker.releases == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert worker.releases == 2
+        worker.shutdown()
+
+    asyncio.run(scenario())
+
+
 def test_release_empties_the_free_lists_and_trims_the_c_heap(monkeypatch: pytest.MonkeyPatch) -> None:
     from supervisor import clib
     from supervisor.config import worker as worker_mod
@@ -222,3 +258,55 @@ def test_malloc_trim_is_glibcs() -> None:
     from supervisor import clib
 
     assert clib.malloc_trim() in (True, False)  # callable here; the answer is whether pages went back
+
+
+@pytest.mark.parametrize("command", ["config_set", "config_unset", "config_merge"])
+def test_config_set_unset_and_merge_release_once_after_their_reload(
+    monkeypatch: pytest.MonkeyPatch, command: str,
+) -> None:
+    """The control commands make their change and its reload one burst of the worker (one release)."""
+    from typing import Any, cast
+
+    from supervisor.commands.core import Commands
+    from supervisor.commands.host import Host
+    from supervisor.config import worker as worker_mod
+
+    order: list[str] = []
+    monkeypatch.setattr(worker_mod, "release", lambda: order.append("release"))
+
+    class Store:
+        def set(self, key: str, value: str) -> list[Any]:
+            order.append("change")
+            return []
+
+        def unset(self, key: str) -> list[Any]:
+            order.append("change")
+            return []
+
+        def merge(self, text: str, filename: str | None) -> list[Any]:
+            order.append("change")
+            return []
+
+    class Sup:
+        def __init__(self) -> None:
+            self.config = Store()
+            self.config_worker = ConfigWorker()
+
+        async def reload(self) -> dict[str, Any]:
+            await asyncio.sleep(0.05)  # time enough for a release to run, were one submitted already
+            await self.config_worker.run(lambda: order.append("reload"))
+            return {"applied": True, "generation": 2, "changed": ["hostname"]}
+
+    async def scenario() -> None:
+        sup = Sup()
+        args = {"key": "hostname", "value": "a", "yaml": "hostname: a", "filename": None}
+        assert await getattr(Commands(cast(Host, sup)), command)(args) == {"generation": 2,
+                                                                          "changed": ["hostname"]}
+        for _ in range(500):
+            if sup.config_worker.releases:
+                break
+            await asyncio.sleep(0.01)
+        assert order == ["change", "reload", "release"]
+        sup.config_worker.shutdown()
+
+    asyncio.run(scenario())

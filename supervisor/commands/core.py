@@ -101,17 +101,21 @@ class Commands:
             f"{key}: not set (a known key; no layer of the config in force gives it a value)", NOT_SET
         )
 
+    # A change and its reload are one burst of the config worker: one memory release, after both.
     async def config_set(self, args: dict[str, Any]) -> Any:
-        errors = await self._work(self.sup.config.set, args["key"], args["value"])
-        return await self._applied(errors)
+        async with self.sup.config_worker.burst():
+            errors = await self._work(self.sup.config.set, args["key"], args["value"])
+            return await self._applied(errors)
 
     async def config_unset(self, args: dict[str, Any]) -> Any:
-        errors = await self._work(self.sup.config.unset, args["key"])
-        return await self._applied(errors)
+        async with self.sup.config_worker.burst():
+            errors = await self._work(self.sup.config.unset, args["key"])
+            return await self._applied(errors)
 
     async def config_merge(self, args: dict[str, Any]) -> Any:
-        errors = await self._work(self.sup.config.merge, args["yaml"], args.get("filename"))
-        return await self._applied(errors)
+        async with self.sup.config_worker.burst():
+            errors = await self._work(self.sup.config.merge, args["yaml"], args.get("filename"))
+            return await self._applied(errors)
 
     async def _work(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """``fn`` on the config worker (never on the loop); a full queue is the client's error."""

@@ -14,7 +14,12 @@ of short-lived objects; freed, they stayed in PID 1's heap: in Python's free lis
 of each size) and in C heap pages that glibc keeps, so each such document left PID 1 a little bigger
 (+20 MiB over 150 hostile configs, docs/reliability.md). Once the queue is empty the worker
 ``release``: a full garbage collection (the only call that empties the free lists) and
-``malloc_trim(0)``, on its own thread, never the loop's."""
+``malloc_trim(0)``, on its own thread, never the loop's.
+
+The full collection walks PID 1's whole heap with the GIL held (100-300 ms on the development machine:
+the loop waits that long). A `config set`, `unset` or `merge` is two requests, the change and the reload
+that puts it in force: they are one burst (``burst``), so the release comes once, after the reload,
+instead of once between them (where the reload also waited for it) and once after."""
 
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ import asyncio
 import contextlib
 import functools
 import gc
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
@@ -44,6 +49,7 @@ class ConfigWorker:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="config-worker")
         self._limit = max_waiting + 1  # the running one and those waiting
         self._pending = 0
+        self._bursts = 0  # ``burst`` blocks open: the release waits for their end too
         self.releases = 0  # times the worker gave its memory back (``release``)
 
     @property
@@ -71,9 +77,23 @@ class ConfigWorker:
             return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
         finally:
             self._pending -= 1
-            if self._pending == 0:  # the last of a burst: once its result is dropped, give memory back
-                with contextlib.suppress(RuntimeError):  # shut down meanwhile
-                    self._executor.submit(self._release)
+            self._maybe_release()
+
+    @contextlib.asynccontextmanager
+    async def burst(self) -> AsyncIterator[None]:
+        """The requests made inside are one burst: the memory is given back once, after the last of them
+        (a change and the reload that puts it in force), not between them."""
+        self._bursts += 1
+        try:
+            yield
+        finally:
+            self._bursts -= 1
+            self._maybe_release()
+
+    def _maybe_release(self) -> None:
+        if self._pending == 0 and self._bursts == 0:  # the last of a burst: give memory back
+            with contextlib.suppress(RuntimeError):  # shut down meanwhile
+                self._executor.submit(self._release)
 
     def _release(self) -> None:
         release()
