@@ -18,6 +18,9 @@ PACKAGES=(
   genisoimage
   # the DHCPv6 client corral supervises (dhcpcd -6), run by the DHCPv6 integration test
   dhcpcd-base
+  # the hybrid BIOS+UEFI ISO (`corral-image build --iso`: grub-mkrescue + xorriso + mtools) and the
+  # UEFI firmware its test boots it with (OVMF)
+  grub-pc-bin grub-efi-amd64-bin grub-common xorriso mtools ovmf
 )
 
 missing=()
