@@ -77,8 +77,10 @@ def missing_tools(grub_lib: Path = GRUB_LIB) -> list[str]:
 def mkrescue_argv(staging: Path, dest: Path) -> list[str]:
     """``grub-mkrescue`` (pure): it makes an image for every platform under ``/usr/lib/grub`` it finds
     (i386-pc and x86_64-efi: :func:`missing_tools` checks both are there; ``--directory`` would take one
-    only); what follows ``--`` goes to xorriso."""
-    return [MKRESCUE, "--compress=xz", "-o", os.fspath(dest), os.fspath(staging), "--", "-volid", VOLUME_ID]
+    only); what follows ``--`` goes to xorriso. No translations, fonts nor themes: the menu is text, on the
+    serial port and the screen (3.1 MiB less)."""
+    return [MKRESCUE, "--compress=xz", "--locales=", "--fonts=", "--themes=", "-o", os.fspath(dest),
+            os.fspath(staging), "--", "-volid", VOLUME_ID]
 
 
 def input_key(out: Path, cfg: str) -> str:

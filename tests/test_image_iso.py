@@ -29,6 +29,7 @@ def test_mkrescue_makes_both_platforms_and_passes_the_volume_id_to_xorriso(tmp_p
     assert not any(a.startswith(("--directory", "-d")) for a in argv)  # one platform only: never
     assert argv[argv.index("-o") + 1] == os.fspath(tmp_path / "o.iso")
     assert argv[argv.index("--"):] == ["--", "-volid", "CORRAL"]
+    assert {"--locales=", "--fonts=", "--themes="} <= set(argv)  # a text menu needs none of them
 
 
 def test_missing_tools_name_their_packages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
