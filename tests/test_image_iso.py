@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ def test_mkrescue_makes_both_platforms_and_passes_the_volume_id_to_xorriso(tmp_p
 
 
 def test_missing_tools_name_their_packages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(iso.shutil, "which", lambda tool: None if tool == "mformat" else f"/usr/bin/{tool}")
+    monkeypatch.setattr(shutil, "which", lambda tool: None if tool == "mformat" else f"/usr/bin/{tool}")
     (tmp_path / "i386-pc").mkdir()
     assert iso.missing_tools(tmp_path) == ["mformat (mtools)",
                                            f"{tmp_path / 'x86_64-efi'} (grub-efi-amd64-bin)"]
@@ -69,7 +70,7 @@ def test_build_stages_kernel_initrd_and_cfg_then_is_up_to_date(tmp_path: Path,
         return subprocess.CompletedProcess(argv, 0, "", "")
 
     monkeypatch.setattr(iso, "missing_tools", lambda: [])
-    monkeypatch.setattr(iso.subprocess, "run", mkrescue)
+    monkeypatch.setattr(subprocess, "run", mkrescue)
     section, made = iso.build(out, "9.9")
     assert "menuentry 'corral 9.9 (live)'" in (out / ".iso-cfg-seen").read_text()
     assert made and section["components"] == {"kernel": 6, "initrd": 60, "bootloader": 934}
@@ -85,7 +86,7 @@ def test_a_failed_mkrescue_names_it_and_leaves_no_iso(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     out = _fake_out(tmp_path)
     monkeypatch.setattr(iso, "missing_tools", lambda: [])
-    monkeypatch.setattr(iso.subprocess, "run",
+    monkeypatch.setattr(subprocess, "run",
                         lambda argv, **_: subprocess.CompletedProcess(argv, 1, "", "xorriso : FAILURE : no"))
     with pytest.raises(iso.IsoError, match="grub-mkrescue failed \\(1\\):\nxorriso : FAILURE : no"):
         iso.build(out, "1")
