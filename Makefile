@@ -28,7 +28,7 @@ APPEND ?= corral.password=rancher
 # `make image LOCK=update` resolves every package again.
 LOCK ?=
 LOCK_FLAG := $(if $(filter frozen,$(LOCK)),--frozen,$(if $(filter update,$(LOCK)),--update-lock,))
-.PHONY: help sysdeps venv lint test soak run sandbox bench clean distclean image
+.PHONY: help sysdeps venv lint test soak run sandbox bench clean distclean image iso
 
 help:
 	@echo "make venv       Debian packages (when missing) + $(VENV) with corral[test], editable"
@@ -41,6 +41,7 @@ help:
 	@echo "make bench      run every bench/*.py"
 	@echo "make image      build the OS image: .cache/image/out/{vmlinuz,initrd,manifest.json} [COMPRESSION=xz]"
 	@echo "                [LOCK=frozen: fail on a pin the archive dropped | LOCK=update: resolve all again]"
+	@echo "make iso        the image and .cache/image/out/corral.iso: hybrid (BIOS and UEFI, CD or USB stick)"
 	@echo "make clean      caches and build output; make distclean also removes $(VENV) and .cache"
 
 sysdeps:
@@ -82,6 +83,10 @@ sandbox: venv
 COMPRESSION ?= zstd
 image: venv
 	$(PY) -m image build --compression $(COMPRESSION) $(LOCK_FLAG)
+
+# The same build plus a hybrid ISO of it (docs/image.md, "The ISO"); same COMPRESSION and LOCK.
+iso: venv
+	$(PY) -m image build --iso --compression $(COMPRESSION) $(LOCK_FLAG)
 
 bench: venv
 	@shopt -s nullglob; ran=0; \

@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def build_main(argv: Sequence[str]) -> int:
-    from image import build, definition, initramfs
+    from image import build, definition, initramfs, iso
 
     parser = argparse.ArgumentParser(prog="corral-image build",
                                      description=(build.__doc__ or "").split("\n\n")[0])
@@ -19,6 +19,9 @@ def build_main(argv: Sequence[str]) -> int:
                         help="initrd compression (default: zstd; xz is the smallest, and slow to make)")
     parser.add_argument("--definition", type=Path, default=definition.DEFAULT_PATH,
                         help="image definition YAML (default: image/definition.yml)")
+    parser.add_argument("--iso", action="store_true",
+                        help="also make corral.iso in the output directory: a hybrid ISO (BIOS and UEFI, CD "
+                             "or USB stick) that boots the live OS with this vmlinuz and initrd")
     locks = parser.add_mutually_exclusive_group()
     locks.add_argument("--update-lock", action="store_true",
                        help="resolve every package again and rewrite the lock files")
@@ -38,7 +41,9 @@ def build_main(argv: Sequence[str]) -> int:
                            locks=build.Locks(args.lock.resolve(), args.console_lock.resolve(),
                                              args.python_lock.resolve(),
                                              update=args.update_lock, frozen=args.frozen))
-    except (build.BuildError, definition.DefinitionError, OSError, RuntimeError) as exc:
+        if args.iso:
+            data = build.add_iso(data, args.output.resolve())
+    except (build.BuildError, definition.DefinitionError, iso.IsoError, OSError, RuntimeError) as exc:
         print(f"corral-image build: {exc}", file=sys.stderr)
         return 1
     print(build.summary(data))

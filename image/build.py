@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from image import debs, elf, initramfs, manifest, modules, repeats, rootfs, wheels
+from image import debs, elf, initramfs, iso, manifest, modules, repeats, rootfs, wheels
 from image.definition import Definition
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -69,6 +69,9 @@ class Progress:
 
     def done(self, detail: str) -> None:
         self._print(f"      {detail} ({time.monotonic() - self.stage_started:.1f} s)")
+
+    def heading(self, text: str) -> None:
+        self._print(text)
 
     def note(self, text: str) -> None:
         self._print(f"      {text}")
@@ -462,9 +465,28 @@ def _build(definition: Definition, out: Path, compression: str, locks: Locks,
         python=[f"{n}=={v}" for n, v in sorted(pins.items())],
         modules=[modules.module_name(p) for p in closure.paths],
         images={name: p.stat().st_size for name, p in images.items()}, input_hash=key)
+    (out / iso.ISO_NAME).unlink(missing_ok=True)  # made from the previous initrd: stale now
     manifest.write(out / "manifest.json", data)
     progress.done(f"initrd {mib(sizes.compressed)} ({compression}; {mib(sizes.raw)} raw), "
                   f"vmlinuz {mib(data['files']['vmlinuz'])} -> {out}")
+    return data
+
+
+def add_iso(data: dict[str, Any], out: Path, progress: Progress | None = None) -> dict[str, Any]:
+    """``--iso``: make (or find up to date) ``out/corral.iso`` from the build in ``out`` and record its
+    sizes in the manifest's ``iso`` section; returns the manifest."""
+    progress = progress or Progress()
+    progress.heading(f"[iso] {iso.ISO_NAME} ...")
+    started = time.monotonic()
+    with (CACHE / ".lock").open("w") as lock:  # a concurrent build must not swap the initrd meanwhile
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        section, made = iso.build(out, str(data["corral_version"]), data.get("iso"))
+        if made or data.get("iso") != section:
+            data = {**data, "iso": section}
+            manifest.write(out / "manifest.json", data)
+    what = "made" if made else "up to date"
+    progress.note(f"{what}: {out / iso.ISO_NAME}, {mib(section['bytes'])} "
+                  f"({time.monotonic() - started:.1f} s)")
     return data
 
 
@@ -474,4 +496,9 @@ def summary(data: dict[str, Any]) -> str:
              f"({mib(data['initrd_raw_bytes'])} raw)"]
     for name, size in data["components"].items():
         lines.append(f"  {name:<8} {mib(size):>11}")
+    if "iso" in data:
+        section = data["iso"]
+        lines.append(f"{section['file']} {mib(section['bytes'])} (hybrid: BIOS and UEFI, CD or USB stick)")
+        for name, size in section["components"].items():
+            lines.append(f"  {name:<10} {mib(size):>9}")
     return "\n".join(lines)

@@ -73,18 +73,29 @@ def nic_mac(index: int) -> str:
 
 @dataclass(frozen=True)
 class Disk:
-    """A raw disk image attached as virtio-blk; ``serial`` is what the guest sees as its serial."""
+    """A raw disk image attached as virtio-blk; ``serial`` is what the guest sees as its serial. With
+    ``bootindex`` the firmware boots from it (a hybrid ISO written to a stick, as a disk)."""
 
     path: Path
     serial: str
+    bootindex: int | None = None
+
+
+@dataclass(frozen=True)
+class Uefi:
+    """UEFI firmware as two pflash drives: OVMF's code (read-only) and a writable copy of its variables."""
+
+    code: Path
+    vars: Path
 
 
 @dataclass(frozen=True)
 class Machine:
-    """Everything :func:`qemu_argv` needs; paths are absolute."""
+    """Everything :func:`qemu_argv` needs; paths are absolute. Without ``kernel`` (and ``initrd``) the
+    firmware boots: from ``cdrom`` (an ISO on an IDE CD-ROM), or a disk with a ``bootindex``."""
 
-    kernel: Path
-    initrd: Path
+    kernel: Path | None
+    initrd: Path | None
     append: str = ""
     memory_mib: int = 1536
     cpus: int = 2
@@ -94,6 +105,8 @@ class Machine:
     qmp: Path | None = None
     serial: str = "mon:stdio"  # a QEMU -serial argument; the harness uses "stdio" on pipes
     extra_args: tuple[str, ...] = ()
+    cdrom: Path | None = None
+    uefi: Uefi | None = None  # None: QEMU's default firmware (SeaBIOS)
 
 
 def qemu_argv(m: Machine, qemu: str = QEMU) -> list[str]:
@@ -102,12 +115,22 @@ def qemu_argv(m: Machine, qemu: str = QEMU) -> list[str]:
         raise RunError(f"--memory: {m.memory_mib}M is too little; the guest needs at least {MIN_MEMORY_MIB}M")
     if m.nics < 0:
         raise RunError("--nic: must not be negative")
-    append = " ".join(a for a in (BASE_APPEND, m.append.strip()) if a)
+    if (m.kernel is None) != (m.initrd is None):
+        raise RunError("a kernel needs an initrd and an initrd a kernel")
+    if m.kernel is None and m.cdrom is None and not any(d.bootindex is not None for d in m.disks):
+        raise RunError("nothing to boot: no kernel, no CD-ROM and no disk with a bootindex")
     argv = [
         qemu, "-nodefaults", "-display", "none", "-no-user-config",
         "-machine", "pc", "-accel", "tcg", "-cpu", "max",
         "-m", f"{m.memory_mib}M", "-smp", str(m.cpus),
-        "-kernel", os.fspath(m.kernel), "-initrd", os.fspath(m.initrd), "-append", append,
+    ]
+    if m.uefi is not None:
+        argv += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={m.uefi.code}",
+                 "-drive", f"if=pflash,format=raw,unit=1,file={m.uefi.vars}"]
+    if m.kernel is not None and m.initrd is not None:
+        append = " ".join(a for a in (BASE_APPEND, m.append.strip()) if a)
+        argv += ["-kernel", os.fspath(m.kernel), "-initrd", os.fspath(m.initrd), "-append", append]
+    argv += [
         "-serial", m.serial,
         "-device", "virtio-rng-pci",  # entropy early: dockerd and sshd would otherwise wait for it
         "-no-reboot",
@@ -121,8 +144,13 @@ def qemu_argv(m: Machine, qemu: str = QEMU) -> list[str]:
         argv += [
             "-blockdev", f"driver=file,filename={disk.path},node-name=f{i},cache.direct=off",
             "-blockdev", f"driver=raw,file=f{i},node-name=d{i}",
-            "-device", f"virtio-blk-pci,drive=d{i},serial={disk.serial}",
+            "-device", f"virtio-blk-pci,drive=d{i},serial={disk.serial}"
+                       + (f",bootindex={disk.bootindex}" if disk.bootindex is not None else ""),
         ]
+    if m.cdrom is not None:
+        argv += ["-blockdev", f"driver=file,filename={m.cdrom},node-name=cdf,read-only=on",
+                 "-blockdev", "driver=raw,file=cdf,node-name=cd,read-only=on",
+                 "-device", "ide-cd,drive=cd,bus=ide.1,bootindex=0"]
     if m.qmp is not None:
         argv += ["-qmp", f"unix:{m.qmp},server=on,wait=off"]
     argv += list(m.extra_args)

@@ -94,6 +94,38 @@ def build_image(out: Path = IMAGE_OUT) -> tuple[Path | None, str]:
     return out, ""
 
 
+def build_iso(out: Path) -> tuple[Path | None, str]:
+    """``python -m image build --iso -o OUT`` (the image itself from cache, as :func:`build_image` made it)
+    -> (the ISO, "") or (None, why). With ``CORRAL_GUEST_IMAGE`` set, the ISO is made beside that build
+    by ``image.build.add_iso`` (the build itself is used as it is)."""
+    from image import build, iso, manifest
+
+    missing = iso.missing_tools()
+    if missing:
+        return None, "--iso needs " + ", ".join(missing) + " (scripts/install-system-deps.sh installs them)"
+    if os.environ.get("CORRAL_GUEST_IMAGE"):
+        data = manifest.read(out / "manifest.json")
+        if data is None:
+            return None, f"CORRAL_GUEST_IMAGE: no manifest.json in {out}"
+        try:
+            build.add_iso(data, out)
+        except (iso.IsoError, OSError) as exc:
+            return None, str(exc)
+        return out / iso.ISO_NAME, ""
+    argv = [sys.executable, "-m", "image", "build", "--iso", "-o", os.fspath(out)]
+    try:
+        done = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=BUILD_TIMEOUT,
+                              check=False)
+    except subprocess.TimeoutExpired:
+        return None, f"`{shlex.join(argv)}` did not finish in {BUILD_TIMEOUT:g}s"
+    if done.returncode != 0:
+        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
+        return None, f"`{shlex.join(argv)}` failed ({done.returncode}):\n{tail}"
+    if not (out / iso.ISO_NAME).is_file():
+        return None, f"`{shlex.join(argv)}` left no {iso.ISO_NAME} in {out}"
+    return out / iso.ISO_NAME, ""
+
+
 def image_version(out: Path) -> str | None:
     """corral's version from the build's manifest (what the ready line names), if it says."""
     try:
@@ -230,6 +262,49 @@ class GuestSpec:
     memory: str = os.environ.get("CORRAL_GUEST_MEMORY", run_mod.DEFAULT_MEMORY)
     boot_timeout: float = BOOT_TIMEOUT
     out: Path = IMAGE_OUT
+    # Boot the firmware from this hybrid ISO (``corral-image build --iso``) instead of -kernel/-initrd: as
+    # a CD-ROM, or a copy of it as a plain disk (what ``dd`` to a USB stick gives). No config reaches
+    # such a guest (the ISO's grub.cfg is fixed), so no ssh either: the serial console only.
+    iso: Path | None = None
+    iso_as: str = "cdrom"  # or "disk"
+    uefi: bool = False  # OVMF (a copy of its variables per boot) instead of SeaBIOS
+
+
+OVMF_DIR = Path("/usr/share/OVMF")
+OVMF_PAIRS = (("OVMF_CODE_4M.fd", "OVMF_VARS_4M.fd"), ("OVMF_CODE.fd", "OVMF_VARS.fd"))
+
+
+def ovmf() -> tuple[Path, Path] | None:
+    """Debian's OVMF (package ovmf): the code and the variables' template, or None when not installed."""
+    for code, variables in OVMF_PAIRS:
+        if (OVMF_DIR / code).is_file() and (OVMF_DIR / variables).is_file():
+            return OVMF_DIR / code, OVMF_DIR / variables
+    return None
+
+
+def iso_machine(workdir: Path, spec: GuestSpec, ssh_port: int, qmp: Path) -> run_mod.Machine:
+    """The machine that boots ``spec.iso`` through the firmware (no -kernel/-initrd)."""
+    assert spec.iso is not None
+    iso = Path(spec.iso).resolve()
+    uefi = None
+    if spec.uefi:
+        found = ovmf()
+        if found is None:
+            raise GuestError(f"UEFI boot: no OVMF in {OVMF_DIR} (apt-get install ovmf)")
+        variables = workdir / "OVMF_VARS.fd"
+        shutil.copyfile(found[1], variables)  # the firmware writes its variables: a copy per boot
+        uefi = run_mod.Uefi(found[0], variables)
+    disks: tuple[run_mod.Disk, ...] = ()
+    cdrom: Path | None = iso
+    if spec.iso_as == "disk":
+        stick = workdir / "stick.img"
+        shutil.copyfile(iso, stick)  # dd if=corral.iso of=/dev/sdX, as a file
+        disks, cdrom = (run_mod.Disk(stick, "corral-stick", bootindex=0),), None
+    elif spec.iso_as != "cdrom":
+        raise GuestError(f"iso_as={spec.iso_as!r}: expected cdrom or disk")
+    memory = run_mod.parse_size(spec.memory, "memory") // (1 << 20)
+    return run_mod.Machine(kernel=None, initrd=None, memory_mib=memory, disks=disks, nics=1 + spec.nics,
+                           ssh_port=ssh_port, qmp=qmp, serial="stdio", cdrom=cdrom, uefi=uefi)
 
 
 class Guest:
@@ -247,18 +322,10 @@ class Guest:
         config["ssh_authorized_keys"] = [*keys, key.public]
         config_file = workdir / "user-data.yml"
         config_file.write_text("#cloud-config\n" + yaml.safe_dump(config, sort_keys=False))
-        state: str | None = None
-        if spec.state_disk is not None:
-            state = os.fspath(spec.state_disk)
-        opts = run_mod.Options(out=spec.out, run_dir=workdir, disks=list(spec.disks), state_disk=state,
-                               nics=spec.nics, append=f"corral.password={PASSWORD} {spec.append}".strip(),
-                               config=config_file, ssh_port=self.ssh_port, memory=spec.memory,
-                               qmp=self.qmp_socket, serial="stdio")
-        self.machine = run_mod.prepare(opts)
-        if spec.images:
-            given = tuple(run_mod.Disk(Path(p).resolve(), f"corral-image{i}")
-                          for i, p in enumerate(spec.images))
-            self.machine = dataclasses.replace(self.machine, disks=(*self.machine.disks, *given))
+        if spec.iso is not None:
+            self.machine = iso_machine(workdir, spec, self.ssh_port, self.qmp_socket)
+        else:
+            self.machine = self._kernel_machine(workdir, spec, config_file)
         self.argv = run_mod.qemu_argv(self.machine)
         (workdir / "qemu.argv").write_text(shlex.join(self.argv) + "\n")
         self.started = time.monotonic()
@@ -268,6 +335,21 @@ class Guest:
         self.serial = SerialLog(self.proc.stdout, workdir / "serial.log")
         self.version: str | None = None
         self.ready_seconds: float | None = None
+
+    def _kernel_machine(self, workdir: Path, spec: GuestSpec, config_file: Path) -> run_mod.Machine:
+        state: str | None = None
+        if spec.state_disk is not None:
+            state = os.fspath(spec.state_disk)
+        opts = run_mod.Options(out=spec.out, run_dir=workdir, disks=list(spec.disks), state_disk=state,
+                               nics=spec.nics, append=f"corral.password={PASSWORD} {spec.append}".strip(),
+                               config=config_file, ssh_port=self.ssh_port, memory=spec.memory,
+                               qmp=self.qmp_socket, serial="stdio")
+        machine = run_mod.prepare(opts)
+        if spec.images:
+            given = tuple(run_mod.Disk(Path(p).resolve(), f"corral-image{i}")
+                          for i, p in enumerate(spec.images))
+            machine = dataclasses.replace(machine, disks=(*machine.disks, *given))
+        return machine
 
     # ---- state --------------------------------------------------------------------------------------
     def alive(self) -> bool:

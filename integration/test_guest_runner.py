@@ -135,3 +135,36 @@ def test_cli_prints_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixtu
     line = capsys.readouterr().out
     assert "hostfwd" not in line and "id=n1" in line and "disk0.img" in line
     assert run.main(["--out", os.fspath(out), "--memory", "256M", "--print"]) == 2
+
+
+def test_firmware_boots_a_cdrom_without_kernel_or_initrd(tmp_path: Path) -> None:
+    m = run.Machine(kernel=None, initrd=None, cdrom=tmp_path / "corral.iso", ssh_port=None)
+    argv = run.qemu_argv(m)
+    assert "-kernel" not in argv and "-initrd" not in argv and "-append" not in argv
+    assert option(argv, "-blockdev")[:2] == [
+        f"driver=file,filename={tmp_path / 'corral.iso'},node-name=cdf,read-only=on",
+        "driver=raw,file=cdf,node-name=cd,read-only=on"]
+    assert "ide-cd,drive=cd,bus=ide.1,bootindex=0" in option(argv, "-device")
+    assert "-drive" not in argv  # SeaBIOS, QEMU's default firmware
+
+
+def test_uefi_is_two_pflash_drives_with_the_variables_writable(tmp_path: Path) -> None:
+    m = run.Machine(kernel=None, initrd=None, cdrom=tmp_path / "c.iso",
+                    uefi=run.Uefi(tmp_path / "CODE.fd", tmp_path / "VARS.fd"))
+    assert option(run.qemu_argv(m), "-drive") == [
+        f"if=pflash,format=raw,unit=0,readonly=on,file={tmp_path / 'CODE.fd'}",
+        f"if=pflash,format=raw,unit=1,file={tmp_path / 'VARS.fd'}"]
+
+
+def test_a_disk_with_a_bootindex_is_what_the_firmware_boots(tmp_path: Path) -> None:
+    m = run.Machine(kernel=None, initrd=None, disks=(run.Disk(tmp_path / "stick.img", "st", bootindex=0),))
+    argv = run.qemu_argv(m)
+    assert "virtio-blk-pci,drive=d0,serial=st,bootindex=0" in option(argv, "-device")
+    assert not any(d.startswith("ide-cd") for d in option(argv, "-device"))
+
+
+def test_nothing_to_boot_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(run.RunError, match="nothing to boot"):
+        run.qemu_argv(run.Machine(kernel=None, initrd=None, disks=(run.Disk(tmp_path / "a", "s"),)))
+    with pytest.raises(run.RunError, match="needs an initrd"):
+        run.qemu_argv(run.Machine(kernel=tmp_path / "vmlinuz", initrd=None))

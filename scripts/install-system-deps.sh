@@ -20,6 +20,9 @@ PACKAGES=(
   dhcpcd-base
   # bench/units_compose.py: N units against `docker-compose up -d` of the same N services (Debian's 1.29)
   docker-compose
+  # the hybrid BIOS+UEFI ISO (`corral-image build --iso`: grub-mkrescue + xorriso + mtools) and the
+  # UEFI firmware its test boots it with (OVMF)
+  grub-pc-bin grub-efi-amd64-bin grub-common xorriso mtools ovmf
 )
 
 missing=()
