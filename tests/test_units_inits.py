@@ -11,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
@@ -258,4 +259,34 @@ async def test_a_running_units_init_is_watched_and_its_exit_restarts_it(
     assert handler.actions.inits.fired == 1
     assert docker.calls == [("wait", "web"), ("start", "web")]
     assert handler.unit_status("web")["restarts"] == 1
+    await handler.close()
+
+
+async def test_a_start_cancelled_at_shutdown_lets_its_watchs_inspect_end(tmp_path: Path) -> None:
+    """The inspect that sets up a started unit's watch is not cut off when the start is cancelled at
+    shutdown (dockerd logs a client that hangs up mid-answer as an error: "write: broken pipe")."""
+    handler, _docker, _ = make(tmp_path, {"web": svc(restart="always")})
+    entered, release, ended = asyncio.Event(), asyncio.Event(), []
+    original = FakeRuntime.inspect
+
+    async def inspect(self: FakeRuntime, container: str) -> Any:
+        entered.set()
+        try:
+            await release.wait()
+        except asyncio.CancelledError:
+            ended.append(False)  # cut off
+            raise
+        ended.append(True)
+        return await original(self, container)
+
+    FakeRuntime.inspect = inspect  # type: ignore[method-assign]
+    try:
+        task = asyncio.ensure_future(handler.reconcile(False))
+        await asyncio.wait_for(entered.wait(), 5)  # the start is done; its watch's inspect is in flight
+        asyncio.get_running_loop().call_later(0.2, release.set)  # dockerd answers a little later
+        await handler.actions.cancel()
+        assert ended == [True]  # answered, not cut off
+        await asyncio.gather(task, return_exceptions=True)
+    finally:
+        FakeRuntime.inspect = original  # type: ignore[method-assign]
     await handler.close()

@@ -45,7 +45,7 @@ from units.graph import UnitGraph
 from units.logs import UnitLogs
 from units.model import SCOPES, Scope, Unit
 from units.plan import ACTIVE, Action, Create, ObservedContainer, Recreate, Remove, Restart, Start, Stop, Wait
-from units.runtime import DockerAPIError, DockerUnavailable, NotFound, Runtime
+from units.runtime import ContainerState, DockerAPIError, DockerUnavailable, NotFound, Runtime
 
 log = structlog.get_logger("units")
 
@@ -89,6 +89,7 @@ class Actions:
         self.busy: dict[str, asyncio.Task[None]] = {}
         self.inits = InitWatch(self.init_gone)
         self._arming: dict[str, asyncio.Task[None]] = {}
+        self._inspecting: set[asyncio.Task[ContainerState | None]] = set()  # the watches' inspects
         # container id -> (what told it, its exit code), for an init gone (``_reap``)
         self._exits_awaited: dict[str, asyncio.Future[tuple[str, int | None]]] = {}
         self.spawned = 0  # tasks spawned so far (``spawned_since``)
@@ -288,10 +289,12 @@ class Actions:
         unit = self.desired.units.get(name)
         if unit is None or unit.oneshot or unit.createonly:
             return
-        try:
-            state = await runtime.inspect(name)
-        except (DockerUnavailable, DockerAPIError):
-            return
+        # shielded: a start cancelled at shutdown must not cut its inspect off (dockerd logs the broken
+        # pipe as an error); ``cancel`` gives the inspects in flight ARM_GRACE to end
+        inspect = spawn_task(_inspect_quietly(runtime, name), name=f"units:{name}:init-inspect")
+        self._inspecting.add(inspect)
+        inspect.add_done_callback(self._inspecting.discard)
+        state = await asyncio.shield(inspect)
         if state is not None and state.running and state.unit == name:
             await self.inits.arm(name, state.id, scope, state.pid)
 
@@ -326,8 +329,11 @@ class Actions:
         """Cancel every action in flight (at shutdown) and wait for them to end."""
         self.inits.close()
         arming = [t for t in self._arming.values() if not t.done()]
-        if arming:  # an inspect each: let them end (one cut off makes dockerd log a broken pipe as an error)
-            await asyncio.wait(arming, timeout=ARM_GRACE)
+        inspecting = [t for t in self._inspecting if not t.done()]
+        if arming or inspecting:  # an inspect each: let them end (one cut off makes dockerd log a broken
+            await asyncio.wait([*arming, *inspecting], timeout=ARM_GRACE)  # pipe as an error)
+            for task in inspecting:
+                task.cancel()
         busy = [t for t in [*self.busy.values(), *arming] if not t.done()]
         for task in busy:
             task.cancel()
@@ -379,3 +385,12 @@ async def _stop_quietly(runtime: Runtime, container: str, grace: int) -> None:
 async def _remove_quietly(runtime: Runtime, container: str) -> None:
     with contextlib.suppress(NotFound):
         await runtime.remove(container, force=True)
+
+
+async def _inspect_quietly(runtime: Runtime, name: str) -> ContainerState | None:
+    """The unit's container, or None when there is none or dockerd cannot say (the ``die`` event then
+    restarts it, as before the watch)."""
+    try:
+        return await runtime.inspect(name)
+    except (DockerUnavailable, DockerAPIError):
+        return None
