@@ -9,7 +9,7 @@ import os
 import resource
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +36,7 @@ from supervisor.domain_checks import Domains, config_store
 from supervisor.emergency import emergency_shell, open_console
 from supervisor.events import ConfigChanged, Phase, SignalReceived
 from supervisor.journal import Journal
+from supervisor.journal.redact import redact_text
 from supervisor.mounts import MountTable
 from supervisor.paths import Paths
 from supervisor.process import ProcessManager
@@ -480,8 +481,8 @@ class Supervisor:
             "boot_phases": dict(self.state.phases),
             "degraded": dict(self.state.degraded),
             "emergency": self.state.emergency,
-            "config": {"generation": self.config.generation, "errors": list(self.config_errors),
-                       "warnings": list(self.config_warnings), "salvaged": dict(self.config.salvaged)},
+            "config": config_status(self.config.generation, self.config_errors, self.config_warnings,
+                                    self.config.salvaged),
             "handlers": self.runners.status(),
             "processes": {
                 "children": [{"name": c.name, "pid": c.pid} for c in self.processes.children()],
@@ -505,6 +506,14 @@ class Supervisor:
             "udevd": None if self.udevd is None else self.udevd.status(),
             **self.modules.status(),
         }
+
+
+def config_status(generation: int, errors: list[str], warnings: list[str],
+                  salvaged: Mapping[str, str]) -> dict[str, Any]:
+    """The ``config`` part of status. Errors and warnings quote the user's values (a URL with its
+    password, a ``token=...``): status is a plain view, so they pass the journal's redaction too."""
+    return {"generation": generation, "errors": [redact_text(e) for e in errors],
+            "warnings": [redact_text(w) for w in warnings], "salvaged": dict(salvaged)}
 
 
 def _status_kib(field: str) -> int:
