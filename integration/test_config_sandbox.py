@@ -4,11 +4,13 @@ while eight 1 MB validates run), a reload that fails (a drop-in the loader canno
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from integration.sandbox import CORRAL, Sandbox
@@ -116,4 +118,24 @@ def test_bad_bytes_are_clear_errors_never_tracebacks(sandbox: Any) -> None:
     r = corral("config", "validate", "-", stdin=BIG.encode())
     assert r.returncode == 1 and f"more than {MAX_KEYS} keys".encode() in r.stdout
     assert sb.request("status")["state"] == "ready"
+    sb.assert_clean_journal()
+
+
+def test_set_and_merge_say_what_they_ignore(sandbox: Any, tmp_path: Path) -> None:
+    """A change that corral takes but ignores in part says so to whoever made it: RancherOS's boolean
+    dropped by ``set``, a key corral does not implement brought in by ``merge`` (new to the config in
+    force), on stderr and in the JSON reply; a plain change has no warnings."""
+    sb: Sandbox = sandbox()
+    sb.wait_ready()
+    r = sb.cli("config", "set", "rancher.state.wait", "true")
+    assert "warning: " in r.stderr and "RancherOS's boolean is ignored" in r.stderr, r.stderr
+    merged = tmp_path / "ros.yml"
+    merged.write_text("rancher:\n  autoformat:\n    enabled: true\n")
+    r = sb.cli("config", "merge", "-o", "json", str(merged))
+    reply = json.loads(r.stdout)
+    assert any("autoformat" in w for w in reply["warnings"]), reply
+    again = json.loads(sb.cli("config", "merge", "-o", "json", str(merged)).stdout)
+    assert "warnings" not in again, again  # in force already: status lists it, the reply does not
+    plain = json.loads(sb.cli("config", "set", "-o", "json", "hostname", "plain").stdout)
+    assert "warnings" not in plain, plain
     sb.assert_clean_journal()

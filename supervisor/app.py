@@ -435,6 +435,7 @@ class Supervisor:
         """Re-read the config and put it in force. With errors, each domain root they cost stays on
         the last good config and the rest is applied all the same (supervisor/config/salvage.py):
         ``applied`` is False, ``salvaged`` names those roots, ``changed`` what came into force."""
+        warned = set(self.config_warnings)
         try:
             errors, changed = await self.config_worker.run(self.config.reload)
         except Exception as exc:  # a failed reload is reported (status), never a dead task
@@ -449,7 +450,8 @@ class Supervisor:
             if "corral.services_include" in changed:
                 self.unit_urls.start(self.setting("services_include", {}))
         result: dict[str, Any] = {"applied": not errors, "changed": list(changed),
-                                  "generation": self.config.generation}
+                                  "generation": self.config.generation,
+                                  "new_warnings": [w for w in self.config_warnings if w not in warned]}
         if errors:
             result.update(errors=self.config_errors, salvaged=list(self.config_salvaged))
         return result

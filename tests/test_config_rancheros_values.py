@@ -72,11 +72,15 @@ def test_set_and_merge_accept_the_boolean(tmp_path: Path, key: str, value: str) 
     store = _store(tmp_path)
     assert store.load().ok
     assert store.set(key, value) == []
+    # said (``config set`` names the key as corral's: ``rancher.`` is its alias)
+    assert [k for k, _ in _named(store.last_edit_warnings)] == [key.replace("rancher.", "corral.", 1)]
     root, *rest = key.split(".")
     doc = f"{root}:\n" + "".join(f"{'  ' * (i + 1)}{seg}:\n" for i, seg in enumerate(rest[:-1]))
     doc += f"{'  ' * len(rest)}{rest[-1]}: {value}\n"
     assert store.merge(doc) == []
+    assert len(_named(store.last_edit_warnings)) == 1
     assert store.reload().ok
+    assert store.set("hostname", "plain") == [] and store.last_edit_warnings == []  # one change's own
 
 
 def test_a_bare_rancher_state_wait_on_the_kernel_command_line_is_a_warning(tmp_path: Path) -> None:

@@ -249,6 +249,8 @@ def _emit(args: argparse.Namespace, result: Any, text: str) -> int:
         print_json(result)
     else:
         out(text)
+        for warning in result.get("warnings", []) if isinstance(result, dict) else []:
+            print(f"warning: {warning}", file=sys.stderr, flush=True)  # what the change ignores
     return EXIT_OK
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from supervisor.config.store import verdict_reply
@@ -17,6 +17,7 @@ from supervisor.control.limits import Limits
 from supervisor.control.protocol import NOT_SET, ControlError
 from supervisor.control.server import ControlServer
 from supervisor.events import TimerFired
+from supervisor.journal.redact import redact_text
 
 if TYPE_CHECKING:
     from supervisor.commands.host import Host
@@ -105,7 +106,7 @@ class Commands:
     async def config_set(self, args: dict[str, Any]) -> Any:
         async with self.sup.config_worker.burst():
             errors = await self._work(self.sup.config.set, args["key"], args["value"])
-            return await self._applied(errors)
+            return await self._applied(errors, self.sup.config.last_edit_warnings)
 
     async def config_unset(self, args: dict[str, Any]) -> Any:
         async with self.sup.config_worker.burst():
@@ -115,7 +116,7 @@ class Commands:
     async def config_merge(self, args: dict[str, Any]) -> Any:
         async with self.sup.config_worker.burst():
             errors = await self._work(self.sup.config.merge, args["yaml"], args.get("filename"))
-            return await self._applied(errors)
+            return await self._applied(errors, self.sup.config.last_edit_warnings)
 
     async def _work(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """``fn`` on the config worker (never on the loop); a full queue is the client's error."""
@@ -124,13 +125,20 @@ class Commands:
         except WorkerBusy as exc:
             raise ControlError(str(exc)) from None
 
-    async def _applied(self, errors: list[Any]) -> Any:
+    async def _applied(self, errors: list[Any], edit_warnings: Sequence[Any] = ()) -> Any:
+        """The reply of a change: its generation and what changed; ``warnings`` when the change had any
+        (a RancherOS boolean dropped) or the reload found new ones (a key corral does not implement)."""
         if errors:
             raise ControlError("; ".join(str(e) for e in errors))
+        edit = [str(w) for w in edit_warnings]  # read before the reload: this change's own
         result = await self.sup.reload()
         if not result.get("applied"):
             raise ControlError("; ".join(result.get("errors", [])))
-        return {"generation": result["generation"], "changed": result["changed"]}
+        reply: dict[str, Any] = {"generation": result["generation"], "changed": result["changed"]}
+        warnings = list(dict.fromkeys([*edit, *result.get("new_warnings", [])]))
+        if warnings:
+            reply["warnings"] = [redact_text(w) for w in warnings]
+        return reply
 
     async def config_export(self, args: dict[str, Any]) -> Any:
         # it reads the user's files (cloud-config.yml, private.yml): off the loop

@@ -143,6 +143,7 @@ class ConfigStore:
         self.generation = 0
         self.last_errors: list[ConfigError] = []  # the last load's errors; [] when it had none
         self.last_warnings: list[ConfigError] = []
+        self.last_edit_warnings: list[ConfigError] = []  # the last set/merge's own (a RancherOS boolean)
         self.last_notes: list[str] = []  # what each datasource found at the last load
         self.salvaged: dict[str, str] = {}
         """The domain roots the last load's errors cost -> what each is on (``salvage.ON_DEFAULTS``,
@@ -340,6 +341,7 @@ class ConfigStore:
             nodes = {}
         doc = Document(SET_SOURCE, nested(path, value), {(*path, *p): info for p, info in nodes.items()})
         layer, errors = check_document(doc, self._validator)
+        self.last_edit_warnings = list(layer.warnings) if layer is not None else []
         if layer is None:
             return errors
         return self._persist(layer.data, SET_SOURCE)
@@ -350,6 +352,7 @@ class ConfigStore:
         also those found only in the merged whole. Returns errors; [] when persisted."""
         source = filename or MERGE_SOURCE
         layer, errors = check_text(yaml_text, source, self._validator)
+        self.last_edit_warnings = list(layer.warnings) if layer is not None else []
         if layer is None:
             return errors
         return self._persist(layer.data, source)
