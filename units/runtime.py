@@ -193,12 +193,6 @@ class Runtime:
         except (aiohttp.ClientError, OSError) as exc:
             raise DockerUnavailable(f"{what}: {self.socket}: {exc}") from None
 
-    async def api(self, what: str, call: Callable[[aiodocker.Docker], Awaitable[T]],
-                  timeout: float | None = -1.0) -> T:
-        """One aiodocker call (``call(client)``) with this runtime's deadline and failures: for the thin
-        adapters of other parts of the API (handlers/swarm/client.py)."""
-        return await self._call(what, lambda: call(self._client()), timeout)
-
     # ---- the daemon ----------------------------------------------------------------------------
     async def ping(self, timeout: float = -1.0) -> bool:
         """True when dockerd answers ``GET /_ping`` with OK within ``timeout`` (default: the call timeout)."""
@@ -410,6 +404,13 @@ class Runtime:
                 pass  # dockerd went away: the log ends here
             for line in splitter.flush():
                 yield line
+
+
+async def api_call(runtime: Runtime, what: str, call: Callable[[aiodocker.Docker], Awaitable[T]],
+                   timeout: float | None = -1.0) -> T:
+    """One aiodocker call (``call(client)``) with ``runtime``'s deadline and failures: for the thin
+    adapters of other parts of the API (handlers/swarm/client.py)."""
+    return await runtime._call(what, lambda: call(runtime._client()), timeout)
 
 
 async def pump_logs(runtime: Runtime, container: str, unit: str, sink: LineSink, *,

@@ -9,7 +9,7 @@ from typing import Any
 
 from swarm.config import InitSpec
 from swarm.plan import JoinRequest, Observed
-from units.runtime import Runtime
+from units.runtime import Runtime, api_call
 
 JOIN_TIMEOUT = 45.0  # dockerd answers a join within 20 s (then keeps trying in the background)
 TASK_LABEL = "com.docker.swarm.task.id"
@@ -29,7 +29,7 @@ class SwarmClient:
         return Observed.from_info(info, node)
 
     async def node(self, node_id: str) -> dict[str, Any]:
-        return dict(await self.runtime.api("inspect node", lambda d: d.nodes.inspect(node_id=node_id)))
+        return dict(await api_call(self.runtime, "inspect node", lambda d: d.nodes.inspect(node_id=node_id)))
 
     async def init(self, spec: InitSpec) -> str:
         async def call(docker: Any) -> str:
@@ -37,23 +37,23 @@ class SwarmClient:
                 advertise_addr=spec.advertise_addr, listen_addr=spec.listen_addr,
                 default_addr_pool=list(spec.default_addr_pool) or None, data_path_port=spec.data_path_port))
 
-        return await self.runtime.api("swarm init", call, JOIN_TIMEOUT)
+        return await api_call(self.runtime, "swarm init", call, JOIN_TIMEOUT)
 
     async def join(self, request: JoinRequest) -> None:
-        await self.runtime.api("swarm join", lambda d: d.swarm.join(
+        await api_call(self.runtime, "swarm join", lambda d: d.swarm.join(
             remote_addrs=list(request.remote_addrs), join_token=request.token,
             listen_addr=request.listen_addr, advertise_addr=request.advertise_addr), JOIN_TIMEOUT)
 
     async def leave(self, force: bool) -> None:
-        await self.runtime.api("swarm leave", lambda d: d.swarm.leave(force=force), JOIN_TIMEOUT)
+        await api_call(self.runtime, "swarm leave", lambda d: d.swarm.leave(force=force), JOIN_TIMEOUT)
 
     async def update_node(self, node_id: str, version: int, spec: Mapping[str, Any]) -> None:
-        await self.runtime.api("update node", lambda d: d.nodes.update(node_id=node_id, version=version,
+        await api_call(self.runtime, "update node", lambda d: d.nodes.update(node_id=node_id, version=version,
                                                                         spec=dict(spec)))
 
     async def swarm(self) -> dict[str, Any]:
         """``GET /swarm`` (a manager only): the cluster, with its join tokens."""
-        return dict(await self.runtime.api("inspect swarm", lambda d: d.swarm.inspect()))
+        return dict(await api_call(self.runtime, "inspect swarm", lambda d: d.swarm.inspect()))
 
     async def tasks_here(self) -> list[dict[str, Any]]:
         """The swarm tasks running on this node, from its own containers (a worker cannot list tasks)."""
