@@ -63,6 +63,11 @@ def test_no_config_and_no_swarm_is_nothing() -> None:
     assert plan(None, INACTIVE) == []
 
 
+def test_a_swarm_corral_never_managed_is_left_alone() -> None:
+    for observed in (manager(), WORKER_NODE, PENDING, Observed(state="locked")):
+        assert plan(None, observed, managed=False) == []
+
+
 def test_the_key_removed_from_the_last_manager_leaves_with_force_and_a_warning() -> None:
     [leave] = plan(None, manager(managers=1))
     assert isinstance(leave, Leave) and leave.force
