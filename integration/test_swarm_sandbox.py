@@ -26,8 +26,14 @@ NOBODY = "198.18.99.77"  # on that link's subnet: nothing answers there
 TOKEN = "SWMTKN-1-" + "3" * 50 + "-" + "a" * 25
 
 
-@pytest.fixture(autouse=True)
-def _user_docker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+@pytest.fixture
+def system_docker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    with system_docker_on(monkeypatch, tmp_path):
+        yield
+
+
+@pytest.fixture
+def user_docker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     reason = privileged_unavailable()
     if reason:
         pytest.skip(reason)
@@ -42,7 +48,23 @@ def swarm(sb: Sandbox) -> dict[str, Any]:
     return dict(sb.request("status")["swarm"])
 
 
-def test_swarm_from_config_in_a_real_pid1(sandbox: Any) -> None:
+def test_no_user_dockerd_holds_nothing_up_and_says_so(system_docker: None, sandbox: Any) -> None:
+    """The user dockerd off (the `docker` unit not included): the boot is ready, status says why."""
+    config = {"corral": {"swarm": {"init": {"advertise_addr": "eth0"}}}}
+    sb: Sandbox = sandbox(config)
+    status = sb.wait_ready(120)
+    assert status["state"] == "ready", status["degraded"]
+    assert status["swarm"]["desired"] == "init"
+    wait_for("the swarm reconciler says why it waits",
+             lambda: swarm(sb)["error"] == "the user dockerd does not answer (yet)", 30)
+    text = sb.cli("status").stdout
+    assert "swarm:     init; not looked at yet; error: the user dockerd does not answer" in text
+    failed = sb.cli("swarm", "token", "worker", check=False)
+    assert failed.returncode == 1 and "the user dockerd does not answer" in failed.stderr
+    assert sb.stop() == 0
+
+
+def test_swarm_from_config_in_a_real_pid1(user_docker: None, sandbox: Any) -> None:
     config = {
         "network": {"version": 2, "dummy-devices": {"sw0": {"addresses": [f"{ADDRESS}/24"]}}},
         "corral": {
