@@ -327,6 +327,12 @@ COMMANDS: dict[str, Command] = _commands(
         '{"spec": str, "devices": [BlockDevice]}; error "no device has SPEC" when none',
         (Arg("spec", (str,), "LABEL=x, UUID=x, PARTUUID=x, PARTLABEL=x or a path", required=True),),
     ),
+    Command("swarm.status", "This node in Docker Swarm: id, role, managers, reachability, tasks here.",
+            "the swarm reconciler's live status (see docs/cli.md, corral swarm status)"),
+    Command("swarm.token", "The join token for a worker or a manager (this node must be a manager).",
+            '{"kind": str, "token": str}',
+            (Arg("kind", (str,), "worker or manager", required=True),),
+            choices={"kind": ("worker", "manager")}),
     Command("units.list", "Every unit: state, restarts, uptime, last exit.", "[UnitStatus] by name"),
     Command(
         "units.inspect",
@@ -442,6 +448,9 @@ class StatusResult(TypedDict, total=False):
     journal: dict[str, Any]
     units: dict[str, Any] | None  # {"units", "states": {state: count}, "reachable", "reconciles", ...}
     udevd: dict[str, Any] | None  # corral.udev: {"state", "pid", "restarts", "reason", ...}; None when off
+    # corral.swarm's reconciler: {"desired", "state", "node_id", "manager", "error", "waiting", "notes",
+    # "last_actions", "retry_in", "checked_at"}; None when the system docker is off
+    swarm: dict[str, Any] | None
     control: dict[str, int]  # the control socket: {"open", "limit", "admitted", "evicted", "refused"}
 
 
