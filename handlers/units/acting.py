@@ -321,12 +321,12 @@ class Actions:
         policy = self.desired.policies.get(action.unit)
         if policy is not None and policy.last_exit is None:
             policy.last_exit = code
-        await _remove_quietly(runtime, action.old_id, volumes=True)
-        try:
+        try:  # (a reconcile meanwhile may be removing it too: an extra container of the unit)
+            await _remove_quietly(runtime, action.old_id, volumes=True)
             await runtime.rename(action.spare_id, action.unit)
             self.containers.renamed(action.unit, action.spare_id)
-        except DockerAPIError as exc:  # the name still held: the reconcile renames it later
-            log.info("replacement not renamed yet", unit=action.unit, error=exc.message)
+        except DockerAPIError as exc:  # not a failed start: the reconcile removes or renames it later
+            log.info("replaced container not removed or renamed yet", unit=action.unit, error=exc.message)
         log.info("unit replaced", unit=action.unit, old=action.old_id[:12], exit_code=code,
                  container=action.spare_id[:12])
 
