@@ -183,6 +183,7 @@ async def test_an_init_gone_starts_the_spare_at_once_then_removes_the_old_and_ma
     assert names(docker) == [("web", "running"), ("web.spare", "created")]
     old = docker.by_name("web")["Id"]
     spare = next(c["Id"] for c in docker.containers.values() if c["State"] == "created")
+    assert handler.unit_status("web")["spare"] == spare[:12]
     docker.calls.clear()
     clock.now += 2
     killed = time.time_ns()
