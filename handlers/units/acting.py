@@ -18,6 +18,12 @@ would be answered "already started"): its ``die`` or the answer to ``POST /conta
 comes first, both with the exit code; then the same decision and the same start as on a ``die``. The
 ``die`` is not acted on twice: it is the one awaited, or finds the unit busy or started after it.
 
+A unit in replace mode (``io.corral.restart-mode: replace``) has a spare container, created beforehand
+(``CreateSpare``); its restart starts the spare (``units.plan.restart_action``: ``Replace``), which dockerd
+does not hold, so when the decision needs no exit code (``units.plan.code_free``) it goes out at the
+pidfd itself, without waiting for dockerd; the old container's exit code, its removal and the name are
+taken care of after the spare's start (``_replace``).
+
 At shutdown (``stop_in_order``) units stop in reverse dependency order, user units first, the units of
 one wave in parallel."""
 
@@ -311,7 +317,7 @@ class Actions:
         the spare the unit's name. (The next reconcile creates the next spare.)"""
         spare = self.containers.spares.get(action.unit)
         if spare is None or spare.id != action.spare_id:
-            spare = ObservedContainer(action.spare_id, "", {}, "created", scope=action.scope)
+            spare = ObservedContainer(action.spare_id, action.spare_id, {}, "created", scope=action.scope)
         log.info("replacing the unit's container by its spare", unit=action.unit, old=action.old_id[:12],
                  spare=action.spare_id[:12])
         await self._start(runtime, action.unit, action.scope, spare)
