@@ -253,3 +253,30 @@ async def test_no_spare_is_left_behind(tmp_path: Path, change: str) -> None:
     else:
         assert spares_left == []
     await handler.close()
+
+
+async def test_a_replacement_with_a_delay_is_not_taken_back_by_a_listing_that_still_shows_it_running(
+    tmp_path: Path,
+) -> None:
+    """The pidfd tells before dockerd does: a reconcile in between lists the dead container as running. A
+    restart decided with a delay (the second in a row) must not be undone by it (the policy adopting the
+    container as running again); it replaces the unit once due."""
+    clock = Clock()
+    handler, docker, _ = make(tmp_path, {"web": REPLACE}, clock=clock)
+    await settle(handler)
+    handler.actions.init_gone("web", docker.exit("web", 137), "system")  # the first: at once
+    await settle(handler)
+    clock.now += 1
+    running = docker.by_name("web")["Id"]
+    handler.actions.init_gone("web", running, "system")  # dockerd still shows it running
+    assert handler.actions.running("web") is None  # a delay: left to the timer
+    await settle(handler)
+    assert handler.unit_status("web")["state"] == "restarting"
+    assert docker.by_name("web")["Id"] == running
+    docker.exit("web", 137)
+    clock.now += 1  # the delay (0.1 s) is past
+    await settle(handler)
+    status = handler.unit_status("web")
+    assert (status["state"], status["restarts"]) == ("running", 2)
+    assert docker.by_name("web")["Id"] != running
+    await handler.close()
