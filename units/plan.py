@@ -36,8 +36,8 @@ Rules:
   (``Replace``: the old one is removed, the spare takes the unit's name) instead of the old one being
   started again; with no spare it is started again as any unit is. A spare that is stale (the definition
   or image changed), extra, or of a unit no longer in replace mode (or no longer configured) is removed.
-  A running container that does not have its unit's name (a spare started in place of the one that had
-  it) gets it once no container has it (``Rename``). A unit that
+  Its running container, when it does not have the unit's name (a spare started in place of the one
+  that had it), gets it once no container has it (``Rename``). A unit that
   will not run again (stopped by the user, held for a mount, or exited and not to be restarted) keeps no
   spare.
 
@@ -487,7 +487,8 @@ def plan(
                 stale = stale_mounts(unit, policy.started_on, mounts)
                 if stale and not unit.createonly and c.state in ACTIVE:
                     work.append(Restart(name, unit.scope, c.id, stale))
-                elif c.state in ACTIVE and c.name != name and (unit.scope, name) not in names_in_use:
+                elif (unit.replace and c.state in ACTIVE and c.name != name
+                      and (unit.scope, name) not in names_in_use):
                     work.append(Rename(name, unit.scope, c.id))
                 if unit.replace and c.state in ACTIVE and not stale and name not in spare_of:
                     body = spare_request(unit, image_ids.get(unit.image))
