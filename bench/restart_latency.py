@@ -1,20 +1,23 @@
-"""Restart latency, container death -> running again: a unit restarted by corral (restart: always, the
-container's own policy `no`) against the same container under dockerd's own `--restart=always`, and
-against the floor, a bare `POST /start` of a stopped container; on the same system dockerd in one
-sandbox, the sides alternated sample by sample.
+"""Restart latency, container death -> running again, on the same system dockerd in one sandbox, the sides
+alternated sample by sample (the order turned every round, ``bench._stats.alternate``):
+
+- `corral`: a unit restarted by corral (restart: always, the container's own policy `no`), its exit seen
+  through the init's pidfd (the default);
+- `die-only`: the same, with the pidfd watch off for that unit (``corral debug init-watch UNIT off``): its
+  exit is told by dockerd's `die` event alone, the path before the watch;
+- `replace`: a unit in replace mode (``io.corral.restart-mode: replace``): at its init's exit corral
+  starts the spare it created beforehand, in place of the dead container;
+- `docker`: the same container under dockerd's own `--restart=always`;
+- `bare`: the floor, a bare `POST /start` of a stopped container;
+- `spare`: what the replace mode could reach, played by this script (it holds a pidfd of the init as corral
+  does, and at its exit starts a container of the same config created beforehand).
 
 Death: SIGKILL to the container's init from the host (its pid from the container's cgroup), the time
-taken just before. Running again: the container's new ``State.StartedAt`` (dockerd's clock; the same
-host clock). The bare start's clock starts just before its ``POST /start``. Each restarted container
-is killed only after it has run for more than 10 s, so both restart policies are at their first,
-fastest restart every time (both start their backoff over after 10 s up): corral restarts at once,
-dockerd after 100 ms.
-
-Two more sides show what corral could do around dockerd's handling of the exit (during which dockerd
-holds the container: a start of it waits until that is done), played by this script, which holds a
-pidfd of the init as corral does: `fresh`, at the init's exit a new container of the same config is
-created and started; `spare`, a container of the same config created beforehand is started. Their
-running again is the new container's ``StartedAt``.
+taken just before. Running again: the new ``State.StartedAt`` (dockerd's clock; the same host clock) of
+the unit's container (for `replace` and `spare`, the container that stands in). The bare start's clock
+starts just before its ``POST /start``. Each restarted container is killed only after it has run for more
+than 10 s, so the restart policies are at their first, fastest restart every time (they start their
+backoff over after 10 s up): corral restarts at once, dockerd after 100 ms.
 
 All are the same busybox `sleep`, on the network given (`--net`, default `none`: each run gets a
 network namespace of its own, and dockerd runs its `libnetwork-setkey` hook on every start; `host`:
@@ -36,7 +39,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import integration.sandbox as sandbox_mod
-from bench._stats import pct
+from bench._stats import Samples, alternate, pct
 from integration.units_helpers import (
     IMAGE,
     SLEEP,
@@ -51,7 +54,9 @@ from units.runtime import Runtime
 from units.system_dockerd import DockerdLayout, remove_cgroups
 
 UP_BEFORE_KILL = 10.5  # seconds each restarted container runs before it is killed (backoffs start over)
-SIDES = ("corral", "docker", "bare", "spare", "fresh")
+SIDES = ("corral", "die-only", "replace", "docker", "bare", "spare")
+UNITS = {"corral": "corral-managed", "die-only": "corral-dieonly", "replace": "corral-replace",
+         "docker": "docker-managed"}  # the sides whose container is killed, by their container's name
 
 
 async def started_at(runtime: Runtime, name: str) -> float | None:
@@ -97,11 +102,11 @@ async def bare_start(runtime: Runtime, name: str) -> float:
 
 
 class Replacer:
-    """The `spare` and `fresh` sides: a running container replaced at its init's exit by another of the
-    same config, the exit seen through a pidfd; containers named PREFIX-0, PREFIX-1, ..."""
+    """The `spare` side: a running container replaced at its init's exit by another of the same config
+    created beforehand, the exit seen through a pidfd; containers named PREFIX-1, PREFIX-2, ..."""
 
-    def __init__(self, sb: sandbox_mod.Sandbox, runtime: Runtime, prefix: str, net: str, spare: bool) -> None:
-        self.sb, self.runtime, self.prefix, self.spare = sb, runtime, prefix, spare
+    def __init__(self, sb: sandbox_mod.Sandbox, runtime: Runtime, prefix: str, net: str) -> None:
+        self.sb, self.runtime, self.prefix = sb, runtime, prefix
         self.body = {"Image": IMAGE, "Cmd": SLEEP, "HostConfig": {"NetworkMode": net}}
         self.count = 0
 
@@ -112,7 +117,7 @@ class Replacer:
     async def setup(self) -> None:
         self.current = await self._create()
         await self.runtime.start(self.current)
-        self.standby = await self._create() if self.spare else None
+        self.standby = await self._create()
 
     async def replace(self) -> float:
         state = await self.runtime.inspect(self.current)
@@ -120,8 +125,12 @@ class Replacer:
         pid = init_of(self.sb, state.id)
         fd = os.pidfd_open(pid)
         loop = asyncio.get_running_loop()
-        gone = loop.create_future()
-        loop.add_reader(fd, lambda: gone.done() or gone.set_result(None))
+        gone: asyncio.Future[None] = loop.create_future()
+        def fire() -> None:
+            if not gone.done():
+                gone.set_result(None)
+
+        loop.add_reader(fd, fire)
         killed = time.time()
         try:
             os.kill(pid, signal.SIGKILL)
@@ -129,46 +138,58 @@ class Replacer:
         finally:
             loop.remove_reader(fd)
             os.close(fd)
-        new = self.standby if self.standby is not None else await self._create()
+        new = self.standby
         await self.runtime.start(new)
         took = await until_started(self.runtime, new, 0.0, killed)
         old, self.current = self.current, new
         await self.runtime.remove(old, force=True)
-        if self.spare:
-            self.standby = await self._create()
+        self.standby = await self._create()
         return took
 
 
-async def measure(sb: sandbox_mod.Sandbox, samples: int, net: str) -> dict[str, list[float]]:
-    results: dict[str, list[float]] = {who: [] for who in SIDES}
+async def measure(sb: sandbox_mod.Sandbox, samples: int, net: str) -> Samples:
+    results = Samples()
     async with Runtime(sb.paths.under("/run/system-docker.sock")) as runtime:
         await runtime.create({"Image": IMAGE, "Cmd": SLEEP, "HostConfig": {"NetworkMode": net}}, name="bare")
-        spare = Replacer(sb, runtime, "spare", net, spare=True)
-        fresh = Replacer(sb, runtime, "fresh", net, spare=False)
+        spare = Replacer(sb, runtime, "spare", net)
         await spare.setup()
-        await fresh.setup()
         sides: dict[str, Callable[[], Awaitable[float]]] = {
-            "corral": lambda: kill_and_time(sb, runtime, "corral-managed"),
-            "docker": lambda: kill_and_time(sb, runtime, "docker-managed"),
+            **{who: killer(sb, runtime, name) for who, name in UNITS.items()},
             "bare": lambda: bare_start(runtime, "bare"),
             "spare": spare.replace,
-            "fresh": fresh.replace,
         }
         last = {who: time.monotonic() for who in SIDES}
-        for i in range(samples):
-            for who in SIDES:
-                if who in ("corral", "docker"):
-                    wait = last[who] + UP_BEFORE_KILL - time.monotonic()
-                    if wait > 0:
-                        await asyncio.sleep(wait)
-                else:
-                    await asyncio.sleep(0.5)  # the previous side's cleanup is done in dockerd
-                latency = await sides[who]()
-                last[who] = time.monotonic()
-                results[who].append(latency)
-                load = os.getloadavg()[0]
-                print(f"  {i + 1:2d} {who:6s} {latency * 1e3:7.1f} ms  load {load:.2f}", flush=True)
+        for i, who in alternate(SIDES, samples):
+            if who in UNITS:
+                if who == "replace":  # its next spare is there (made after the last replacement)
+                    await until_spare(runtime, UNITS[who])
+                wait = last[who] + UP_BEFORE_KILL - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            else:
+                await asyncio.sleep(0.5)  # the previous side's cleanup is done in dockerd
+            latency = await sides[who]()
+            last[who] = time.monotonic()
+            results.record(who, latency, label=f"{i + 1:2d}")
     return results
+
+
+def killer(sb: sandbox_mod.Sandbox, runtime: Runtime, name: str) -> Callable[[], Awaitable[float]]:
+    return lambda: kill_and_time(sb, runtime, name)
+
+
+async def until_spare(runtime: Runtime, unit: str) -> None:
+    """Wait until the replace-mode unit's container has its name back and its spare exists."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        listed = await runtime.list_summaries(label=f"io.corral.unit={unit}")
+        names = {str((c.get("Names") or [""])[0]).lstrip("/"): c for c in listed}
+        spares = [c for c in listed if (c.get("Labels") or {}).get("io.corral.spare") == "true"
+                  and c.get("State") == "created"]
+        if unit in names and names[unit].get("State") == "running" and spares:
+            return
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"{unit}: no spare within 30 s")
 
 
 def main() -> None:
@@ -181,35 +202,45 @@ def main() -> None:
     directory = base / "sb"
     directory.mkdir()
     with_busybox(directory)
-    sb = sandbox_mod.Sandbox(directory, config({"corral-managed": unit(restart="always", net=args.net)}))
+    sb = sandbox_mod.Sandbox(directory, config({
+        "corral-managed": unit(restart="always", net=args.net),
+        "corral-dieonly": unit(restart="always", net=args.net),
+        "corral-replace": unit(restart="always", net=args.net, labels={"io.corral.restart-mode": "replace"}),
+    }, debug=True))
     loads = [os.getloadavg()[0]]
     try:
         sb.wait_ready(90)
-        wait_state(sb, "corral-managed", "running")
+        for name in ("corral-managed", "corral-dieonly", "corral-replace"):
+            wait_state(sb, name, "running")
+        sb.request("debug.init_watch", name="corral-dieonly", watch=False)
         sb.cli("system-docker", "run", "-d", "--name", "docker-managed", "--restart=always",
                "--network", args.net, "corral/busybox", *SLEEP)
         print(f"{args.samples} samples of each of {', '.join(SIDES)}, alternating, the restarted ones after "
               f"{UP_BEFORE_KILL} s up, net {args.net} (about {args.samples * UP_BEFORE_KILL / 60:.0f} min)")
         results = asyncio.run(measure(sb, args.samples, args.net))
         loads.append(os.getloadavg()[0])
-        units = sb.request("units.list")
+        units = {u["name"]: u for u in sb.request("units.list")}
         status = sb.request("status")["units"]
     finally:
         sb.stop()
         remove_cgroups(DockerdLayout.system(Paths.sandbox(directory), sandbox=True).cgroup_parent)
         shutil.rmtree(base, ignore_errors=True)
-    for who, values in results.items():
-        print(f"{who:6s}: median {statistics.median(values) * 1e3:6.1f} ms, "
+    for who in SIDES:
+        values = results.of(who)
+        print(f"{who:8s}: median {statistics.median(values) * 1e3:6.1f} ms, "
               f"min {min(values) * 1e3:6.1f} ms, p90 {pct(values, 0.9) * 1e3:6.1f} ms, "
               f"max {max(values) * 1e3:6.1f} ms, n={len(values)}")
-    med = {who: statistics.median(values) for who, values in results.items()}
-    print(f"corral / dockerd's own policy (medians): {med['corral'] / med['docker']:.2f} (target <= 0.6)")
-    print(f"corral - bare start (medians): {(med['corral'] - med['bare']) * 1e3:+.1f} ms (target <= +10 ms)")
-    for who in ("spare", "fresh"):
-        print(f"{who} / dockerd's own policy: {med[who] / med['docker']:.2f}; {who} - bare start: "
-              f"{(med[who] - med['bare']) * 1e3:+.1f} ms")
-    print(f"corral counted {units[0]['restarts']} restarts, {status['inits_gone']} of them seen by the "
-          f"init's pidfd; load average {loads[0]:.2f} at the start, {loads[1]:.2f} at the end")
+    for who in ("corral", "die-only", "replace", "spare"):
+        print(f"{who:8s} / dockerd's own policy (medians): {results.ratio(who, 'docker'):.2f}x "
+              "(target <= 0.6); "
+              f"- bare start: {(results.median(who) - results.median('bare')) * 1e3:+.1f} ms (target <= +10)")
+    print(f"pidfd path / die-only path (medians): {results.ratio('corral', 'die-only'):.2f}x, "
+          f"{(results.median('corral') - results.median('die-only')) * 1e3:+.1f} ms")
+    low, high = results.loads()
+    print(f"restarts counted: corral {units['corral-managed']['restarts']}, die-only "
+          f"{units['corral-dieonly']['restarts']}, replace {units['corral-replace']['restarts']}; "
+          f"{status['inits_gone']} seen by an init's pidfd; load average {loads[0]:.2f} at the start, "
+          f"{loads[1]:.2f} at the end, {low:.2f}-{high:.2f} over the samples")
 
 
 if __name__ == "__main__":

@@ -582,7 +582,7 @@ def test_every_command_is_found() -> None:
         "status", "config", "config get", "config set", "config unset", "config export", "config merge",
         "config validate", "config schema", "logs", "events", "reload", "poweroff", "reboot", "sandbox",
         "debug", "debug fail",
-        "debug spawn", "debug publish", "debug modules", "system-docker",
+        "debug spawn", "debug publish", "debug modules", "debug init-watch", "system-docker",
         "units", "units list", "units inspect", "units up", "units down", "units restart",
         "units enable", "units disable", "units logs",
         "service", "service list", "service inspect", "service up", "service down", "service restart",

@@ -290,3 +290,15 @@ async def test_a_start_cancelled_at_shutdown_lets_its_watchs_inspect_end(tmp_pat
     finally:
         FakeRuntime.inspect = original  # type: ignore[method-assign]
     await handler.close()
+
+
+async def test_a_unit_switched_off_is_not_watched_until_switched_on(child: subprocess.Popen[bytes]) -> None:
+    """`corral debug init-watch UNIT off`: its exits are told by dockerd's die alone (the die-only side)."""
+    watch = InitWatch(lambda *_: None, opener=lambda pid, _cid: os.pidfd_open(pid))
+    assert await watch.arm("web", CID, "system", child.pid)
+    watch.switch("web", False)
+    assert watch.watched == {} and not watch.wants("web", CID)
+    assert not await watch.arm("web", CID, "system", child.pid)
+    watch.switch("web", True)
+    assert watch.wants("web", CID) and await watch.arm("web", CID, "system", child.pid)
+    watch.close()

@@ -82,6 +82,11 @@ class FakeRuntime:
         self.docker.calls.append(("remove", c["Names"][0][1:]))
         del self.docker.containers[c["Id"]]
 
+    async def rename(self, container: str, name: str) -> None:
+        c = self.docker.by_name(container)
+        self.docker.calls.append(("rename", name))
+        c["Names"] = [f"/{name}"]
+
     async def inspect(self, container: str) -> ContainerState | None:
         try:
             c = self.docker.by_name(container)

@@ -29,6 +29,7 @@ from units.compose_labels import corral_labels, parse_labels, rancheros_scope
 from units.compose_volumes import parse_tmpfs, parse_volumes, parse_volumes_from
 from units.interpolate import Substitution, interpolate
 from units.model import (
+    LABEL_RESTART_MODE,
     UNIT_NAME,
     Device,
     Healthcheck,
@@ -186,6 +187,10 @@ def parse_service(
             fields["restart"] = RestartSpec.parse(body["restart"])
         except ValueError as exc:
             p.error(("restart",), str(exc))
+    if fields.get("replace") and fields.get("restart", RestartSpec()).name == "no":
+        p.error(("labels", LABEL_RESTART_MODE),
+                f"{LABEL_RESTART_MODE}: replace needs a restart policy that restarts (restart: always, "
+                "unless-stopped or on-failure); with restart: no the spare would never be used")
 
     volumes, tmpfs_from_volumes = parse_volumes(p, body.get("volumes"))
     requires: set[str] = set()

@@ -19,6 +19,7 @@ from units.model import (
     LABEL_ONESHOT,
     LABEL_RELOADCONFIG,
     LABEL_REQUIRES_MOUNT,
+    LABEL_RESTART_MODE,
     LABEL_SCOPE,
     RANCHER_ALIASES,
     RANCHER_DETACH,
@@ -29,6 +30,7 @@ from units.model import (
 )
 from units.rancheros import BUILTINS, ordering_note
 
+RESTART_MODES = ("restart", "replace")
 SCOPE_ALIASES = tuple(k for k, v in RANCHER_ALIASES.items() if v == LABEL_SCOPE)
 
 
@@ -123,6 +125,13 @@ def corral_labels(
             return None
         return tuple(sorted({posixpath.normpath(i).replace("//", "/") for i in items}))
 
+    def restart_mode(text: str, label: str) -> bool | None:
+        mode = text.strip()
+        if mode in RESTART_MODES:
+            return mode == "replace"
+        p.error(("labels", label), f"label {label} must be {' or '.join(RESTART_MODES)}, got {text!r}")
+        return None
+
     interpret: dict[str, tuple[str, Callable[[str, str], Any]]] = {
         LABEL_SCOPE: ("scope", scope),
         LABEL_AFTER: ("after", names),
@@ -131,6 +140,7 @@ def corral_labels(
         LABEL_CREATEONLY: ("createonly", boolean),
         LABEL_RELOADCONFIG: ("reloadconfig", boolean),
         LABEL_REQUIRES_MOUNT: ("requires_mounts", mount_paths),
+        LABEL_RESTART_MODE: ("replace", restart_mode),
     }
     out: dict[str, Any] = {}
     given_by: dict[str, str] = {}
@@ -153,6 +163,11 @@ def corral_labels(
         p.error(
             ("labels", given_by["createonly"]), "a createonly unit is never started: it cannot be oneshot"
         )
+    if out.get("replace") and (out.get("oneshot") or out.get("createonly")):
+        kind = "oneshot" if out.get("oneshot") else "createonly"
+        p.error(("labels", LABEL_RESTART_MODE),
+                f"{LABEL_RESTART_MODE}: replace is for a unit that keeps running; a {kind} unit is never "
+                "restarted")
     return out
 
 

@@ -23,6 +23,7 @@ UNIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 # Labels corral sets on every container it creates (a unit may not set them itself).
 LABEL_UNIT = "io.corral.unit"
 LABEL_HASH = "io.corral.config-hash"
+LABEL_SPARE = "io.corral.spare"  # on a replace-mode unit's spare container (``units.plan``), "true"
 
 # Labels a unit sets to tell corral about itself.
 LABEL_SCOPE = "io.corral.scope"
@@ -32,10 +33,11 @@ LABEL_ONESHOT = "io.corral.oneshot"
 LABEL_CREATEONLY = "io.corral.createonly"
 LABEL_RELOADCONFIG = "io.corral.reloadconfig"
 LABEL_REQUIRES_MOUNT = "io.corral.requires-mount"
+LABEL_RESTART_MODE = "io.corral.restart-mode"  # restart (default) | replace (a fresh spare at each exit)
 
 CORRAL_LABELS = (LABEL_SCOPE, LABEL_AFTER, LABEL_BEFORE, LABEL_ONESHOT, LABEL_CREATEONLY, LABEL_RELOADCONFIG,
-                 LABEL_REQUIRES_MOUNT)
-RESERVED_LABELS = (LABEL_UNIT, LABEL_HASH)
+                 LABEL_REQUIRES_MOUNT, LABEL_RESTART_MODE)
+RESERVED_LABELS = (LABEL_UNIT, LABEL_HASH, LABEL_SPARE)
 
 RANCHER_DETACH = "io.rancher.os.detach"
 RANCHER_ALIASES: Mapping[str, str] = {
@@ -156,6 +158,9 @@ class Unit:
     # Absolute paths that must be mount points for the unit to run (io.corral.requires-mount), sorted.
     requires_mounts: tuple[str, ...] = ()
     restart: RestartSpec = RestartSpec()
+    # io.corral.restart-mode: replace: a restart starts a spare container created beforehand from the
+    # same definition, in place of the one that exited (which is removed); see units.plan.
+    replace: bool = False
     command: tuple[str, ...] | None = None
     entrypoint: tuple[str, ...] | None = None
     environment: tuple[tuple[str, str], ...] = ()  # sorted by name

@@ -30,6 +30,17 @@ Rules:
   has since been replaced (its policy's ``started_on`` differs from ``mounts``) is restarted. For the
   ordering, a unit held for a mount counts as settled: its dependents do not wait for the mount.
 
+- A replace-mode unit (``io.corral.restart-mode: replace``) that runs, up to date, gets a spare
+  container made from its definition (``CreateSpare``; labelled ``io.corral.spare``, never started until
+  needed). When its container exited and its policy restarts it, the spare is started in its place
+  (``Replace``: the old one is removed, the spare takes the unit's name) instead of the old one being
+  started again; with no spare it is started again as any unit is. A spare that is stale (the definition
+  or image changed), extra, or of a unit no longer in replace mode (or no longer configured) is removed.
+  Its running container, when it does not have the unit's name (a spare started in place of the one
+  that had it), gets it once no container has it (``Rename``). A unit that
+  will not run again (stopped by the user, held for a mount, or exited and not to be restarted) keeps no
+  spare.
+
 Nothing changed, nothing pending: no actions."""
 
 from __future__ import annotations
@@ -40,10 +51,10 @@ from datetime import datetime
 from typing import Any
 
 from units.graph import UnitGraph
-from units.model import LABEL_HASH, LABEL_UNIT, Scope, Unit
+from units.model import LABEL_HASH, LABEL_SPARE, LABEL_UNIT, Scope, Unit
 from units.mounts import MountState, missing_mounts, stale_mounts, stopping_mounts
 from units.policy import Decision, UnitPolicy
-from units.spec import config_hash, create_request
+from units.spec import config_hash, create_request, spare_request
 
 ACTIVE = ("running", "restarting", "paused")
 
@@ -65,6 +76,12 @@ class ObservedContainer:
     @property
     def unit(self) -> str | None:
         return self.labels.get(LABEL_UNIT)
+
+    @property
+    def spare(self) -> bool:
+        """A replace-mode unit's spare: created by corral to stand in at the next exit, never started yet
+        (once started it is the unit's container like any other)."""
+        return self.labels.get(LABEL_SPARE) == "true" and self.state == "created"
 
     @property
     def ran_for(self) -> float | None:
@@ -180,7 +197,41 @@ class Wait:
     until: float | None = None
 
 
-Action = Create | Recreate | Start | Stop | Restart | Remove | Wait
+@dataclass(frozen=True)
+class CreateSpare:
+    """Create a spare container for a replace-mode unit (``io.corral.restart-mode: replace``), from the
+    unit's definition, labelled ``io.corral.spare``: it is started in place of the unit's container at its
+    next exit (``Replace``)."""
+
+    unit: str
+    scope: Scope
+    config_hash: str
+    body: Mapping[str, Any] = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Replace:
+    """Restart a replace-mode unit by starting its spare ``spare_id``; then remove ``old_id`` (the container
+    that exited, with its anonymous volumes) and give the spare the unit's name. The next reconcile
+    creates the next spare."""
+
+    unit: str
+    scope: Scope
+    old_id: str
+    spare_id: str
+
+
+@dataclass(frozen=True)
+class Rename:
+    """The unit's running container does not have the unit's name (a spare started in place of the one
+    that had it) and no container has that name now: give it the name."""
+
+    unit: str
+    scope: Scope
+    container_id: str
+
+
+Action = Create | Recreate | Start | Stop | Restart | Remove | Wait | CreateSpare | Replace | Rename
 
 
 # ----------------------------------------------------------------------------------------------- plan
@@ -257,13 +308,45 @@ def decide_exit(policy: UnitPolicy, container: ObservedContainer | None, now: fl
     return policy.on_exit(exit_code, ran_for, now)
 
 
+def restart_action(unit: Unit, old: ObservedContainer | None,
+                   spare: ObservedContainer | None) -> Start | Replace:
+    """How a unit whose container exited is run again, once its policy decided a restart: a replace-mode
+    unit with a spare (see ``spares``) starts the spare in place of ``old``; any other unit starts its
+    container again."""
+    if unit.replace and old is not None and spare is not None and spare.spare and spare.scope == unit.scope:
+        return Replace(unit.name, unit.scope, old.id, spare.id)
+    return Start(unit.name, unit.scope)
+
+
+def code_free(policy: UnitPolicy) -> bool:
+    """Whether the policy's decision on an exit is the same whatever the exit code: then a replace-mode
+    unit is replaced the instant its init is gone (its pidfd), before dockerd says how it exited (the
+    code is recorded afterwards). ``on-failure`` and ``no`` need the code."""
+    return policy.stopped or policy.held or policy.restart.name in ("always", "unless-stopped")
+
+
+def spares(desired: Mapping[str, Unit], observed: Sequence[ObservedContainer],
+           image_ids: Mapping[str, str] | None = None) -> dict[str, ObservedContainer]:
+    """The spare each replace-mode unit would start at its next exit: its first spare made from its
+    current definition (and image). Others are removed by ``plan``."""
+    result: dict[str, ObservedContainer] = {}
+    for c in observed:
+        name = c.unit
+        if (c.spare and name is not None and name not in result and name in desired
+                and desired[name].replace and desired[name].scope == c.scope
+                and _same(desired[name], c, image_ids or {})):
+            result[name] = c
+    return result
+
+
 def _by_unit(
     desired: Mapping[str, Unit], observed: Sequence[ObservedContainer]
 ) -> dict[str, list[ObservedContainer]]:
+    """Each unit's containers, its spares left out."""
     mine: dict[str, list[ObservedContainer]] = {}
     for c in observed:
         name = c.unit
-        if name is not None and name in desired and desired[name].scope == c.scope:
+        if name is not None and name in desired and desired[name].scope == c.scope and not c.spare:
             mine.setdefault(name, []).append(c)
     return mine
 
@@ -321,6 +404,21 @@ def plan(
         keep, extra = _current(containers)
         current[name] = keep
         removals += [Remove(x.id, x.name, x.scope, name) for x in extra]
+    spare_of: dict[str, ObservedContainer] = {}
+    for name, spare in spares(desired, observed, image_ids).items():
+        owner = policies.get(name) or _fresh(desired[name])
+        mine_now = current.get(name)
+        will_run = owner.fresh or owner.next_start is not None or (
+            mine_now is not None and mine_now.state in ACTIVE)
+        if will_run and not owner.stopped and not owner.held:
+            spare_of[name] = spare
+    kept_spares = {c.id for c in spare_of.values()}
+    for other in observed:
+        owner_name = other.unit
+        if (other.spare and owner_name is not None and owner_name in desired
+                and desired[owner_name].scope == other.scope and other.id not in kept_spares):
+            removals.append(Remove(other.id, other.name, other.scope, owner_name))
+    names_in_use = {(seen.scope, seen.name) for seen in observed}
 
     up_to_date: dict[str, bool] = {}
     started: set[str] = set()
@@ -389,13 +487,19 @@ def plan(
                 stale = stale_mounts(unit, policy.started_on, mounts)
                 if stale and not unit.createonly and c.state in ACTIVE:
                     work.append(Restart(name, unit.scope, c.id, stale))
+                elif (unit.replace and c.state in ACTIVE and c.name != name
+                      and (unit.scope, name) not in names_in_use):
+                    work.append(Rename(name, unit.scope, c.id))
+                if unit.replace and c.state in ACTIVE and not stale and name not in spare_of:
+                    body = spare_request(unit, image_ids.get(unit.image))
+                    work.append(CreateSpare(name, unit.scope, body["Labels"][LABEL_HASH], body))
                 continue
             # created or exited, definition unchanged
             if policy.start_due(now):
                 if blocked:
                     waits.append(Wait(name, f"waiting for {', '.join(blocked)}"))
                 else:
-                    work.append(Start(name, unit.scope))
+                    work.append(restart_action(unit, c if c.state == "exited" else None, spare_of.get(name)))
             elif policy.next_start is not None:
                 waits.append(Wait(name, "restart scheduled", policy.next_start))
     return [*removals, *stops, *work, *waits]

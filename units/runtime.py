@@ -157,11 +157,6 @@ class Runtime:
             self._docker = aiodocker.Docker(url=f"unix://{self.socket}", timeout=session_timeout)
         return self._docker
 
-    def _stream_timeout(self) -> aiohttp.ClientTimeout:
-        """For responses that last: connecting is bounded, reading is not (nor waiting for the pool)."""
-        return aiohttp.ClientTimeout(total=None, connect=None, sock_connect=self.connect_timeout,
-                                     sock_read=None)
-
     async def close(self) -> None:
         self._closed = True
         if self._docker is not None:
@@ -293,13 +288,18 @@ class Runtime:
             f"remove {container}",
             lambda: self._client().containers.container(container).delete(force=force, v=volumes))
 
+    async def rename(self, container: str, name: str) -> None:
+        """``POST /containers/{id}/rename?name=NAME`` (a running container too)."""
+        await self._call(f"rename {container}",
+                         lambda: self._client().containers.container(container).rename(name))
+
     async def wait(self, container: str, *, timeout: float | None, condition: str = "not-running") -> int:
         """Wait until the container stops (``condition``: not-running, next-exit, removed) and return its
         exit code. ``timeout`` is required: None waits as long as it takes (a frozen dockerd included)."""
 
         async def call() -> int:
             c = self._client().containers.container(container)
-            result = await c.wait(condition=condition, timeout=self._stream_timeout())
+            result = await c.wait(condition=condition, timeout=_stream_timeout(self.connect_timeout))
             return int(result.get("StatusCode", -1))
 
         return await self._call(f"wait {container}", call, timeout)
@@ -333,7 +333,8 @@ class Runtime:
             docker = self._client()
             result = await self._call(
                 f"load {archive}",
-                lambda: docker.images.import_image(data=handle, stream=False, timeout=self._stream_timeout()),
+                lambda: docker.images.import_image(data=handle, stream=False,
+                                                   timeout=_stream_timeout(self.connect_timeout)),
                 deadline,
             )
         finally:
@@ -359,7 +360,7 @@ class Runtime:
 
             async def open_stream() -> aiohttp.ClientResponse:
                 response = await stack.enter_async_context(
-                    docker._query("events", params=params, timeout=self._stream_timeout()))
+                    docker._query("events", params=params, timeout=_stream_timeout(self.connect_timeout)))
                 stack.callback(response.close)  # aiodocker's _query does not release it
                 return response
 
@@ -385,7 +386,8 @@ class Runtime:
 
             async def open_stream() -> aiohttp.ClientResponse:
                 response = await stack.enter_async_context(docker._query(
-                    f"containers/{container}/logs", params=params, timeout=self._stream_timeout()))
+                    f"containers/{container}/logs", params=params,
+                    timeout=_stream_timeout(self.connect_timeout)))
                 stack.callback(response.close)  # aiodocker's _query does not release it
                 return response
 
@@ -439,6 +441,11 @@ async def watch_liveness(ping: Callable[[float], Awaitable[bool]], *, interval: 
         missed += 1
         if missed >= misses:
             return f"no answer to /_ping {missed} times in a row ({timeout:g} s each)"
+
+
+def _stream_timeout(connect_timeout: float) -> aiohttp.ClientTimeout:
+    """For responses that last: connecting is bounded, reading is not (nor waiting for the pool)."""
+    return aiohttp.ClientTimeout(total=None, connect=None, sock_connect=connect_timeout, sock_read=None)
 
 
 # ---- helpers: what dockerd sends, decoded (pure of the client) ------------------------------------

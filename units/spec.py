@@ -13,7 +13,7 @@ import hashlib
 import json
 from typing import Any
 
-from units.model import LABEL_HASH, LABEL_UNIT, Unit
+from units.model import LABEL_HASH, LABEL_SPARE, LABEL_UNIT, Unit
 
 HASH_VERSION = 1
 """Part of every hash: bump it only when a change here must recreate every unit's container."""
@@ -109,4 +109,12 @@ def create_request(unit: Unit, image_id: str | None = None) -> dict[str, Any]:
     """The body to send: ``create_body`` plus the config-hash label."""
     body = create_body(unit)
     body["Labels"][LABEL_HASH] = config_hash(unit, image_id)
+    return body
+
+
+def spare_request(unit: Unit, image_id: str | None = None) -> dict[str, Any]:
+    """The body of a replace-mode unit's spare container: ``create_request`` (the same config hash) plus
+    the ``io.corral.spare`` label."""
+    body = create_request(unit, image_id)
+    body["Labels"][LABEL_SPARE] = "true"
     return body

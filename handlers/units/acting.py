@@ -18,6 +18,12 @@ would be answered "already started"): its ``die`` or the answer to ``POST /conta
 comes first, both with the exit code; then the same decision and the same start as on a ``die``. The
 ``die`` is not acted on twice: it is the one awaited, or finds the unit busy or started after it.
 
+A unit in replace mode (``io.corral.restart-mode: replace``) has a spare container, created beforehand
+(``CreateSpare``); its restart starts the spare (``units.plan.restart_action``: ``Replace``), which dockerd
+does not hold, so when the decision needs no exit code (``units.plan.code_free``) it goes out at the
+pidfd itself, without waiting for dockerd; the old container's exit code, its removal and the name are
+taken care of after the spare's start (``_replace``).
+
 At shutdown (``stop_in_order``) units stop in reverse dependency order, user units first, the units of
 one wave in parallel."""
 
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import replace
@@ -44,7 +51,23 @@ from supervisor.tasks import spawn_task
 from units.graph import UnitGraph
 from units.logs import UnitLogs
 from units.model import SCOPES, Scope, Unit
-from units.plan import ACTIVE, Action, Create, ObservedContainer, Recreate, Remove, Restart, Start, Stop, Wait
+from units.plan import (
+    ACTIVE,
+    Action,
+    Create,
+    CreateSpare,
+    ObservedContainer,
+    Recreate,
+    Remove,
+    Rename,
+    Replace,
+    Restart,
+    Start,
+    Stop,
+    Wait,
+    code_free,
+    restart_action,
+)
 from units.runtime import ContainerState, DockerAPIError, DockerUnavailable, NotFound, Runtime
 
 log = structlog.get_logger("units")
@@ -146,7 +169,7 @@ class Actions:
         decision = self.restarts.exited(name, replace(current, state="exited", exit_code=event.exit_code),
                                         via="die")
         if decision is not None and decision.at_once:
-            self._spawn(name, [Start(name, scope)])
+            self._spawn(name, [restart_action(unit, current, self.containers.spares.get(name))])
 
     def init_gone(self, name: str, container_id: str, scope: Scope) -> None:
         """The unit's container init exited (its pidfd, ``handlers.units.inits``): the same path as a
@@ -157,11 +180,23 @@ class Actions:
                 or self.running(name) is not None):
             return
         runtime = self.dockerds.runtime(scope)
-        if runtime is not None:
-            log.info("container init gone", unit=name, container=container_id[:12])
-            told: asyncio.Future[tuple[str, int | None]] = asyncio.get_running_loop().create_future()
-            self._exits_awaited[container_id] = told
-            self._spawn_task(name, self._reap(runtime, name, current, scope, told))
+        if runtime is None:
+            return
+        log.info("container init gone", unit=name, container=container_id[:12])
+        spare = self.containers.spares.get(name)
+        policy = self.desired.policies[name]
+        if unit.replace and spare is not None and code_free(policy):
+            # Nothing to wait for: the spare is not the container dockerd is still cleaning up, and the
+            # decision does not need the exit code (``_replace`` records it once dockerd has it).
+            self.exits.gone(container_id)
+            decision = self.restarts.exited(name, replace(current, state="exited", exit_code=None),
+                                            via="pidfd")
+            if decision is not None and decision.at_once:
+                self._spawn(name, [restart_action(unit, current, spare)])
+            return
+        told: asyncio.Future[tuple[str, int | None]] = asyncio.get_running_loop().create_future()
+        self._exits_awaited[container_id] = told
+        self._spawn_task(name, self._reap(runtime, name, current, scope, told))
 
     async def _reap(self, runtime: Runtime, name: str, container: ObservedContainer, scope: Scope,
                     told: asyncio.Future[tuple[str, int | None]]) -> None:
@@ -192,8 +227,9 @@ class Actions:
             return
         decision = self.restarts.exited(name, replace(container, state="exited", exit_code=code),
                                         via=f"pidfd+{told_by}")
-        if decision is not None and decision.at_once:
-            await self._run([Start(name, scope)])
+        unit = self.desired.units.get(name)
+        if decision is not None and decision.at_once and unit is not None:
+            await self._run([restart_action(unit, container, self.containers.spares.get(name))])
 
     def _spawn(self, key: str, group: list[Action]) -> None:
         self._spawn_task(key, self._run(group))
@@ -227,8 +263,11 @@ class Actions:
                 self.restarts.not_answered(action.unit, exc)
                 return
             except DockerAPIError as exc:
-                if isinstance(action, Remove | Stop):
-                    log.warning("container not stopped or removed", unit=action.unit, error=exc.message)
+                if isinstance(action, Remove | Stop | Rename):
+                    log.warning("container not stopped, removed or renamed", unit=action.unit,
+                                error=exc.message)
+                elif isinstance(action, CreateSpare):
+                    log.warning("spare container not created", unit=action.unit, error=exc.message)
                 else:
                     self.restarts.start_failed(action.unit, exc, create=isinstance(action, Create | Recreate))
                 return
@@ -260,6 +299,42 @@ class Actions:
             await self._create(runtime, action.unit, action.scope, action.body)
         elif isinstance(action, Start):
             await self._start(runtime, action.unit, action.scope)
+        elif isinstance(action, Replace):
+            await self._replace(runtime, action)
+        elif isinstance(action, CreateSpare):
+            name = f"{action.unit}.spare-{secrets.token_hex(4)}"
+            container = await runtime.create(action.body, name=name)
+            self.containers.spare_created(action.unit, container, name, action.body.get("Labels") or {},
+                                          action.scope)
+            log.info("spare container created", unit=action.unit, container=container[:12])
+        elif isinstance(action, Rename):
+            await runtime.rename(action.container_id, action.unit)
+            self.containers.renamed(action.unit, action.container_id)
+
+    async def _replace(self, runtime: Runtime, action: Replace) -> None:
+        """Start the spare in place of the container that exited; then, off the restart's path, take the
+        old one's exit code (once dockerd has cleaned it up), remove it with its anonymous volumes and give
+        the spare the unit's name. (The next reconcile creates the next spare.)"""
+        spare = self.containers.spares.get(action.unit)
+        if spare is None or spare.id != action.spare_id:
+            spare = ObservedContainer(action.spare_id, action.spare_id, {}, "created", scope=action.scope)
+        log.info("replacing the unit's container by its spare", unit=action.unit, old=action.old_id[:12],
+                 spare=action.spare_id[:12])
+        await self._start(runtime, action.unit, action.scope, spare)
+        code: int | None = None
+        with contextlib.suppress(DockerUnavailable, DockerAPIError):
+            code = await runtime.wait(action.old_id, timeout=EXIT_WAIT)
+        policy = self.desired.policies.get(action.unit)
+        if policy is not None and policy.last_exit is None:
+            policy.last_exit = code
+        try:  # (a reconcile meanwhile may be removing it too: an extra container of the unit)
+            await _remove_quietly(runtime, action.old_id, volumes=True)
+            await runtime.rename(action.spare_id, action.unit)
+            self.containers.renamed(action.unit, action.spare_id)
+        except DockerAPIError as exc:  # not a failed start: the reconcile removes or renames it later
+            log.info("replaced container not removed or renamed yet", unit=action.unit, error=exc.message)
+        log.info("unit replaced", unit=action.unit, old=action.old_id[:12], exit_code=code,
+                 container=action.spare_id[:12])
 
     async def _create(self, runtime: Runtime, name: str, scope: Scope, body: Mapping[str, Any]) -> None:
         container = await runtime.create(body, name=name)
@@ -267,21 +342,29 @@ class Actions:
         self.containers.created(name, container, body.get("Labels") or {}, scope)
         log.info("container created", unit=name, container=container[:12], image=body.get("Image"))
 
-    async def _start(self, runtime: Runtime, name: str, scope: Scope) -> None:
+    async def _start(self, runtime: Runtime, name: str, scope: Scope,
+                     spare: ObservedContainer | None = None) -> None:
+        """Start the unit's container (``spare``: that spare, in place of it)."""
         before = self.wall()
-        await runtime.start(name)
+        await runtime.start(spare.id if spare is not None else self._target(name))
         now = self.clock()
         policy = self.desired.policies.get(name)
         if policy is not None:
             policy.on_started(now, self.mounts.ids(self.desired.units.get(name)))
         self.restarts.started(name)
-        current = self.containers.started(name, before)
+        current = self.containers.started(name, before, spare)
         if current is not None:
             self.exits.forget(current.id, before)
         log.info("unit started", unit=name, restarts=policy.restarts if policy else 0)
         if self.logs is not None and current is not None:
             self.logs.started(name, current.id, scope, before)
         await self._watch_init(runtime, name, scope)
+
+    def _target(self, name: str) -> str:
+        """What to call the unit's container in a request: its name, or its id while it does not have the
+        name (a spare started in place of the unit's container, not renamed yet)."""
+        current = self.containers.current.get(name)
+        return current.id if current is not None and current.name not in ("", name) else name
 
     async def _watch_init(self, runtime: Runtime, name: str, scope: Scope) -> None:
         """Watch the unit's container init (``handlers.units.inits``); one that cannot be is restarted
@@ -291,7 +374,7 @@ class Actions:
             return
         # shielded: a start cancelled at shutdown must not cut its inspect off (dockerd logs the broken
         # pipe as an error); ``cancel`` gives the inspects in flight ARM_GRACE to end
-        inspect = spawn_task(_inspect_quietly(runtime, name), name=f"units:{name}:init-inspect")
+        inspect = spawn_task(_inspect_quietly(runtime, self._target(name)), name=f"units:{name}:init-inspect")
         self._inspecting.add(inspect)
         inspect.add_done_callback(self._inspecting.discard)
         state = await asyncio.shield(inspect)
@@ -382,9 +465,9 @@ async def _stop_quietly(runtime: Runtime, container: str, grace: int) -> None:
         await runtime.stop(container, timeout=grace)
 
 
-async def _remove_quietly(runtime: Runtime, container: str) -> None:
+async def _remove_quietly(runtime: Runtime, container: str, *, volumes: bool = False) -> None:
     with contextlib.suppress(NotFound):
-        await runtime.remove(container, force=True)
+        await runtime.remove(container, force=True, volumes=volumes)
 
 
 async def _inspect_quietly(runtime: Runtime, name: str) -> ContainerState | None:

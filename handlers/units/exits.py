@@ -59,6 +59,12 @@ class ExitTap:
             if event.action == "destroy":
                 self._started.pop(event.container_id, None)
 
+    def gone(self, container: str) -> None:
+        """The container's init is gone (its pidfd): shown as exited, its code not known yet, until dockerd
+        says more (its ``die``) or the listing catches up (a reconcile in between must not take the dying
+        container for a running one)."""
+        self._died.setdefault(container, None)
+
     def forget(self, container: str, since: float) -> None:
         """Corral started the container again (its start call went out at ``since``, unix seconds): a
         ``die`` from before then, still on its way, is of the run before."""

@@ -79,18 +79,28 @@ class InitWatch:
         self.watched: dict[str, Watched] = {}
         self.fired = 0
         self._unwatchable: dict[str, int] = {}  # container id -> the pid of it that could not be opened
+        self.unwatched: set[str] = set()  # units whose inits are not watched (``corral debug init-watch``)
         self._closed = False
 
     def wants(self, name: str, container_id: str) -> bool:
         """Whether the unit's running container ``container_id``, seen by a reconcile, needs a watch: it
         has none, and its init was not found unwatchable (corral's own start of it tries again)."""
         watched = self.watched.get(name)
-        return (not self._closed and container_id not in self._unwatchable
+        return (not self._closed and container_id not in self._unwatchable and name not in self.unwatched
                 and (watched is None or watched.container_id != container_id))
+
+    def switch(self, name: str, on: bool) -> None:
+        """Watch the unit's inits (``on``, the default) or not: then its exits are told by dockerd's ``die``
+        alone, as before the watch (for measuring one path against the other: bench/restart_latency.py)."""
+        if on:
+            self.unwatched.discard(name)
+        else:
+            self.unwatched.add(name)
+            self.disarm(name)
 
     async def arm(self, name: str, container_id: str, scope: Scope, pid: int) -> bool:
         """Watch the unit's container init ``pid`` (replacing a watch of an older container)."""
-        if self._unwatchable.get(container_id) == pid:
+        if self._unwatchable.get(container_id) == pid or name in self.unwatched:
             return False
         fd = await asyncio.to_thread(self.opener, pid, container_id)
         if fd is None:

@@ -18,7 +18,7 @@ import structlog
 from handlers.units.dockerds import Dockerds
 from handlers.units.image_ids import ImageIds
 from units.model import LABEL_HASH, LABEL_UNIT, SCOPES, USER_DOCKERD_UNIT, Scope, Unit
-from units.plan import ACTIVE, ObservedContainer
+from units.plan import ACTIVE, ObservedContainer, spares
 from units.runtime import DockerUnavailable
 
 log = structlog.get_logger("units")
@@ -51,11 +51,11 @@ def _current(containers: Sequence[ObservedContainer]) -> ObservedContainer:
 
 def current_containers(units: Mapping[str, Unit], observed: Iterable[ObservedContainer]
                        ) -> dict[str, ObservedContainer]:
-    """Each unit's container as plan keeps it (the running one, else the first)."""
+    """Each unit's container as plan keeps it (the running one, else the first; spares are not)."""
     mine: dict[str, list[ObservedContainer]] = {}
     for c in observed:
         name = c.unit
-        if name is not None and name in units and units[name].scope == c.scope:
+        if name is not None and name in units and units[name].scope == c.scope and not c.spare:
             mine.setdefault(name, []).append(c)
     return {name: _current(cs) for name, cs in mine.items()}
 
@@ -64,7 +64,8 @@ class ContainerView:
     """What the last look showed: each unit's container (``current``; kept up to date by the actions
     between looks), the containers of units no longer configured that are still there (``leaving``:
     `service list` shows them as "removing" rather than as gone) and the dockerds that answered
-    (``reachable``); and when corral last started each unit (``last_start``)."""
+    (``reachable``); when corral last started each unit (``last_start``); and the spare each replace-mode
+    unit would start at its next exit (``spares``, see ``units.plan.spares``)."""
 
     def __init__(self, dockerds: Dockerds, images: ImageIds,
                  follow_events: Callable[[Scope], None] | None = None) -> None:
@@ -75,6 +76,7 @@ class ContainerView:
         self.leaving: dict[str, ObservedContainer] = {}
         self.reachable: set[Scope] = set()
         self.last_start: dict[str, float] = {}  # unit -> wall time (time.time()) corral last started it
+        self.spares: dict[str, ObservedContainer] = {}
 
     def _wants(self, scope: Scope, units: Mapping[str, Unit]) -> bool:
         """Whether to watch ``scope``'s dockerd: always the system one; the user's when units run there,
@@ -117,6 +119,7 @@ class ContainerView:
         reach), and the containers of names not in ``units`` (the configured ones)."""
         observed = list(observed)
         self.current = current_containers(desired, observed)
+        self.spares = spares(desired, observed, self.images.ids)
         self.leaving = {c.unit: c for c in observed
                         if c.unit is not None and c.unit not in units and c.scope in self.reachable}
         self.last_start = {n: t for n, t in self.last_start.items() if n in units}
@@ -125,10 +128,26 @@ class ContainerView:
         """The unit's container ``container`` was created (not listed yet)."""
         self.current[name] = ObservedContainer(container, name, dict(labels), "created", scope=scope)
 
-    def started(self, name: str, at: float) -> ObservedContainer | None:
-        """The unit's container was started (the start call went out at wall time ``at``): it is running
-        now. Returns it (None: not seen yet)."""
+    def spare_created(self, name: str, container: str, container_name: str, labels: Mapping[str, str],
+                      scope: Scope) -> None:
+        """A spare container ``container`` of the unit was created (not listed yet)."""
+        self.spares[name] = ObservedContainer(container, container_name, dict(labels), "created", scope=scope)
+
+    def renamed(self, name: str, container: str) -> None:
+        """The unit's container ``container`` was given the unit's name."""
+        current = self.current.get(name)
+        if current is not None and current.id == container:
+            self.current[name] = replace(current, name=name)
+
+    def started(self, name: str, at: float,
+                spare: ObservedContainer | None = None) -> ObservedContainer | None:
+        """The unit's container (``spare``: that spare, in place of the unit's container) was started
+        (the start call went out at wall time ``at``): it is running now. Returns it (None: not seen)."""
         self.last_start[name] = at
+        if spare is not None:
+            if self.spares.get(name) == spare:
+                del self.spares[name]
+            self.current[name] = spare
         current = self.current.get(name)
         if current is not None:
             current = self.current[name] = replace(current, state="running")

@@ -109,6 +109,8 @@ class UnitsStatus:
             "waiting": self.waiting.get(name),
             "error": self.restarts.errors.get(name),
             "notes": list(unit.notes),
+            **({"spare": spare.id[:12] if (spare := self.containers.spares.get(name)) else None}
+               if unit.replace else {}),  # a replace-mode unit's spare (None: none yet)
         }
 
     def list_status(self) -> list[dict[str, Any]]:

@@ -1,5 +1,5 @@
-"""`corral debug fail|spawn|publish|modules`: fault injection, reaper, load and import checks (need
-`corral.debug: true`)."""
+"""`corral debug fail|spawn|publish|modules|init-watch`: fault injection, reaper, load and import checks,
+the units' init watch on or off (need `corral.debug: true`)."""
 
 from __future__ import annotations
 
@@ -60,6 +60,29 @@ def add_parser(subparsers: Subparsers) -> None:
         parents=[client_options()],
         run=run_modules,
     )
+
+
+    watch = add_command(
+        sub,
+        "init-watch",
+        summary="watch a unit's container inits through pidfds, or not",
+        description="Turn the pidfd watch of UNIT's container inits on (the default) or off; off, its exits\n"
+        "are told by dockerd's die event alone (to measure one path against the other).",
+        examples=[("corral debug init-watch web off", "")],
+        parents=[client_options()],
+        run=run_init_watch,
+    )
+    watch.add_argument("unit", help="the unit's name")
+    watch.add_argument("state", choices=("on", "off"), help="on: watched (the default); off: not")
+
+
+def run_init_watch(args: argparse.Namespace) -> int:
+    result = call(args, "debug.init_watch", name=args.unit, watch=args.state == "on")
+    if args.output == "json":
+        print_json(result)
+    else:
+        out(f"{result['name']}: init watch {'on' if result['watch'] else 'off'}")
+    return EXIT_OK
 
 
 def run_fail(args: argparse.Namespace) -> int:

@@ -7,7 +7,10 @@ units reconciler (handlers.units) or the config store.
   request), ``image_id`` and ``inspect`` (dockerd's inspect of the container, or null)
 - ``units.up|down|restart {name}`` -> ``UnitStatus`` once done (``down`` waits for the stop)
 - ``units.enable|disable {name}`` -> ``{generation, changed}``: ``corral.services_include.NAME`` set
-  to true or false, persisted and applied (like ``corral config set``)."""
+  to true or false, persisted and applied (like ``corral config set``).
+- ``debug.init_watch {name, watch}`` -> ``{name, watch}``: watch the unit's container inits through
+  pidfds (the default) or not (its exits are then told by dockerd's ``die`` alone); needs
+  ``corral.debug: true``. For measuring the two paths side by side."""
 
 from __future__ import annotations
 
@@ -40,6 +43,7 @@ class ServiceCommands:
         server.register("units.restart", self.restart)
         server.register("units.enable", self.enable)
         server.register("units.disable", self.disable)
+        server.register("debug.init_watch", self.init_watch)
 
     def _units(self) -> UnitsReconciler:
         units = self.sup.units
@@ -52,6 +56,15 @@ class ServiceCommands:
         if name not in self._units().units:
             raise ControlError(f"no such unit: {name}")
         return name
+
+    async def init_watch(self, args: dict[str, Any]) -> Any:
+        if not self.sup.setting("debug", False):
+            raise ControlError("debug commands need corral.debug: true")
+        name, watch = self._name(args), bool(args.get("watch", True))
+        units = self._units()
+        units.actions.inits.switch(name, watch)
+        units.wake.poke()  # a unit watched again is armed by the next reconcile
+        return {"name": name, "watch": watch}
 
     async def list(self, args: dict[str, Any]) -> Any:
         return self._units().list_status()
