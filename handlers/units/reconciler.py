@@ -129,6 +129,17 @@ class UnitsReconciler:
         """Follow ``die`` events at once (see ``handlers.units.exits``)."""
         self.exits.start()
 
+    def wanted(self, event: Event) -> bool:
+        """Whether ``event`` needs a reconcile (``handlers.runner.wakes``): not a container event of a unit
+        whose action is in flight, such as the ``create`` and ``start`` of its own create and start. A
+        reconcile meanwhile would leave that unit alone, and the action's end asks for one; a ``die`` is
+        acted on by the exit tap, which sees every event. In a wave of N units this saves a reconcile
+        per event, each a listing of every unit's container that dockerd answers while it starts them
+        (4-5 ms of its CPU per listing of 50, docs/benchmarks.md)."""
+        if isinstance(event, ContainerEvent) and event.unit is not None:
+            return event.unit not in self.actions.in_flight()
+        return True
+
     def _on_die(self, event: ContainerEvent) -> None:
         if not self._stopping:
             self.actions.restart_at_once(event)
