@@ -17,7 +17,10 @@ gone. dockerd's event stream is read throughout: for every sample the times of t
 `create` and `start` (from the command's spawn) say where the time goes: the client before its first
 create, the creates, the starts.
 
-    python -m bench.units_compose [--sizes 1,10,50,100] [--rounds 3]"""
+N=1 gets more samples (``--rounds1``, default 2 x rounds + 1): its samples are short and spread the
+most (a CLI's start, a collection in PID 1, another process's burst of CPU move one by tens of %).
+
+    python -m bench.units_compose [--sizes 1,10,50,100] [--rounds 3] [--rounds1 7]"""
 
 from __future__ import annotations
 
@@ -220,6 +223,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--sizes", default="1,10,50,100", help="numbers of units (default 1,10,50,100)")
     parser.add_argument("--rounds", type=int, default=3, help="samples of each side per size (default 3)")
+    parser.add_argument("--rounds1", type=int, default=None,
+                        help="samples of each side at N=1 (default 2 x rounds + 1)")
     args = parser.parse_args()
     if shutil.which("docker-compose") is None:
         print("units_compose: docker-compose is not installed (make sysdeps)", file=sys.stderr)
@@ -244,7 +249,8 @@ def main() -> int:
         for n in (int(x) for x in args.sizes.split(",")):
             files = dict(zip(SIDES, bench.files(n), strict=True))
             results = Samples(unit="s", scale=1.0)
-            for i, side in alternate(SIDES, args.rounds):
+            rounds = (args.rounds1 or 2 * args.rounds + 1) if n == 1 else args.rounds
+            for i, side in alternate(SIDES, rounds):
                 took, where = bench.sample(side, n, files[side])
                 sample = results.add(side, took)
                 print(results.line(sample, label=f"N={n:3d} {i + 1}") + f"   {where.text()}", flush=True)
