@@ -15,9 +15,13 @@ the CLI's files, PID 1's first schema check). Between samples the side's contain
 (`corral config unset corral.services`, `docker-compose down`) and the next sample waits until they are
 gone. dockerd's event stream is read throughout: for every sample the times of the first and last
 `create` and `start` (from the command's spawn) say where the time goes: the client before its first
-create, the creates, the starts.
+create, the creates, the starts; and how many reconciles PID 1's units reconciler ran meanwhile (it also
+wakes on the events of compose's containers).
 
-    python -m bench.units_compose [--sizes 1,10,50,100] [--rounds 3]"""
+N=1 gets more samples (``--rounds1``, default 2 x rounds + 1): its samples are short and spread the
+most (a CLI's start, a collection in PID 1, another process's burst of CPU move one by tens of %).
+
+    python -m bench.units_compose [--sizes 1,10,50,100] [--rounds 3] [--rounds1 7]"""
 
 from __future__ import annotations
 
@@ -120,7 +124,8 @@ class Docker:
 @dataclass
 class Where:
     """Seconds from the command's spawn to the first and last create and start of a sample, and the CPU
-    seconds the client (PID 1 and the corral CLI, or docker-compose) and dockerd used meanwhile."""
+    seconds the client (PID 1 and the corral CLI, or docker-compose) and dockerd used meanwhile, and the
+    reconciles of PID 1's units reconciler (each lists the units' containers)."""
 
     first_create: float
     last_create: float
@@ -128,11 +133,13 @@ class Where:
     last_start: float
     client_cpu: float
     dockerd_cpu: float
+    reconciles: int
 
     def text(self) -> str:
         return (f"creates {self.first_create:6.2f}-{self.last_create:6.2f} s, "
                 f"starts {self.first_start:6.2f}-{self.last_start:6.2f} s, "
-                f"CPU client {self.client_cpu:5.2f} s, dockerd {self.dockerd_cpu:5.2f} s")
+                f"CPU client {self.client_cpu:5.2f} s, dockerd {self.dockerd_cpu:5.2f} s, "
+                f"{self.reconciles} reconciles")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -162,6 +169,11 @@ class Bench:
         self.dockerd = dockerd_host_pid(sb)
         self.env = dict(os.environ, DOCKER_HOST=f"unix://{self.socket}", COMPOSE_HTTP_TIMEOUT="600")
 
+    def reconciles(self) -> int:
+        """The units reconciler's reconciles so far."""
+        handlers = self.sb.request("status")["handlers"]
+        return next((int(h["reconciles"]) for h in handlers if h["name"] == "containers"), 0)
+
     def prefix(self, side: str) -> str:
         return "cu" if side == "corral" else f"{PROJECT}_s"
 
@@ -188,12 +200,14 @@ class Bench:
 
     def sample(self, side: str, n: int, file: Path) -> tuple[float, Where]:
         prefix = self.prefix(side)
+        reconciles = self.reconciles()
         cpu0 = (cpu_seconds(self.sb.pid1), children_cpu(), cpu_seconds(self.dockerd))
         t0 = time.time()
         self.spawn(side, n, file)
         wait_until(f"{n} {side} containers running",
                    lambda: len(self.docker.names(prefix, "running")) >= n, 600)
         cpu1 = (cpu_seconds(self.sb.pid1), children_cpu(), cpu_seconds(self.dockerd))
+        reconciles = self.reconciles() - reconciles
         last = max(self.docker.started_at(name) for name in self.docker.names(prefix))
         time.sleep(0.2)  # the events of the last start reach the follower
         seen = self.docker.actions(t0, time.time(), prefix)
@@ -201,7 +215,7 @@ class Bench:
         # The client: PID 1 and the CLI (a child of this process) for corral, docker-compose (a child).
         client = cpu1[1] - cpu0[1] + (cpu1[0] - cpu0[0] if side == "corral" else 0.0)
         where = Where(creates[0] - t0, creates[-1] - t0, starts[0] - t0, starts[-1] - t0, client,
-                      cpu1[2] - cpu0[2])
+                      cpu1[2] - cpu0[2], reconciles)
         self.remove(side, file)
         return last - t0, where
 
@@ -220,6 +234,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--sizes", default="1,10,50,100", help="numbers of units (default 1,10,50,100)")
     parser.add_argument("--rounds", type=int, default=3, help="samples of each side per size (default 3)")
+    parser.add_argument("--rounds1", type=int, default=None,
+                        help="samples of each side at N=1 (default 2 x rounds + 1)")
     args = parser.parse_args()
     if shutil.which("docker-compose") is None:
         print("units_compose: docker-compose is not installed (make sysdeps)", file=sys.stderr)
@@ -244,7 +260,8 @@ def main() -> int:
         for n in (int(x) for x in args.sizes.split(",")):
             files = dict(zip(SIDES, bench.files(n), strict=True))
             results = Samples(unit="s", scale=1.0)
-            for i, side in alternate(SIDES, args.rounds):
+            rounds = (args.rounds1 or 2 * args.rounds + 1) if n == 1 else args.rounds
+            for i, side in alternate(SIDES, rounds):
                 took, where = bench.sample(side, n, files[side])
                 sample = results.add(side, took)
                 print(results.line(sample, label=f"N={n:3d} {i + 1}") + f"   {where.text()}", flush=True)

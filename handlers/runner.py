@@ -25,7 +25,8 @@ from supervisor.tasks import spawn_task
 class Reconciler(Protocol):
     """What the runner drives. ``kinds`` are the event types that mark it dirty. ``config_keys`` are the
     config key paths its desired state comes from: a ``ConfigChanged`` that changed none of them does
-    not wake it (None: every config change does)."""
+    not wake it (None: every config change does). A reconciler may also have ``wanted(event) -> bool``:
+    an event it answers False for does not wake it either (``wakes``)."""
 
     name: str
     kinds: tuple[type[Event], ...]
@@ -43,8 +44,12 @@ def concerns(keys: tuple[str, ...] | None, changed: tuple[str, ...]) -> bool:
 
 
 def wakes(reconciler: Reconciler, event: Event) -> bool:
-    """Whether ``event`` marks ``reconciler`` dirty (every event but a config change of other keys)."""
-    return not isinstance(event, ConfigChanged) or concerns(reconciler.config_keys, event.changed)
+    """Whether ``event`` marks ``reconciler`` dirty: every event but a config change of other keys and
+    one the reconciler's own ``wanted`` (when it has one) says needs no reconcile."""
+    if isinstance(event, ConfigChanged):
+        return concerns(reconciler.config_keys, event.changed)
+    wanted = getattr(reconciler, "wanted", None)
+    return wanted is None or bool(wanted(event))
 
 
 class InjectedFailure(RuntimeError):

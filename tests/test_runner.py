@@ -104,3 +104,27 @@ async def test_a_config_change_of_other_keys_does_not_wake_it() -> None:
     await settle(runner)
     assert rec.calls == [True, False, False]
     await runner.stop()
+
+
+async def test_an_event_the_reconciler_does_not_want_does_not_wake_it() -> None:
+    """A reconciler's own ``wanted`` (the units reconciler: container events of a unit whose action is in
+    flight) keeps an event from waking it; a Resync always does."""
+    bus = Bus()
+    rec = Recorder()
+    unwanted = {"skip"}
+    rec.wanted = lambda event: getattr(event, "name", None) not in unwanted  # type: ignore[attr-defined]
+    runner = HandlerRunner(bus, rec, Backoff(cap=0.01))
+    runner.start()
+    await settle(runner)
+    assert rec.calls == [True]
+    bus.publish(TimerFired(name="skip"))
+    await settle(runner)
+    assert rec.calls == [True] and runner.stats.skipped == 1
+    bus.publish(TimerFired(name="other"))
+    await settle(runner)
+    assert rec.calls == [True, False]
+    unwanted.clear()
+    bus.publish(TimerFired(name="skip"))
+    await settle(runner)
+    assert rec.calls == [True, False, False]
+    await runner.stop()

@@ -50,6 +50,35 @@ async def test_boot_starts_waves_and_oneshot_dependents_wait_for_its_exit(tmp_pa
     await handler.close()
 
 
+def _event(action: str, unit: str | None, container: str = "c1") -> ContainerEvent:
+    return ContainerEvent(daemon="system", action=action, container_id=container, name=unit or "other",
+                          unit=unit)
+
+
+async def test_container_events_of_a_unit_whose_action_is_in_flight_wake_no_reconcile(tmp_path: Path) -> None:
+    """The create and start events of a unit's own create and start come while its action runs: a
+    reconcile then would leave the unit alone (and list every container of a wave once more), and the
+    action's end asks for one. Its other events (a die), events of other units and containers, and every
+    other event still wake it."""
+    docker = FakeDocker()
+    gates = {name: asyncio.Event() for name in ("start", "list", "hold_listing", "listing_taken")}
+    handler, _, _ = make(tmp_path, {"web": svc(restart="always"), "db": svc(restart="always")},
+                         docker=docker, runtime_factory=lambda _socket: GatedRuntime(docker, gates))
+    await handler.reconcile(True)  # both created, their starts held
+    assert set(handler.actions.in_flight()) == {"web", "db"}
+    for action in ("create", "start"):
+        assert not handler.wanted(_event(action, "web"))
+    assert handler.wanted(_event("die", "web"))
+    assert handler.wanted(_event("start", "cache"))  # a unit with nothing in flight
+    assert handler.wanted(_event("destroy", None))  # not a unit's container (a `container:NAME` peer)
+    assert handler.wanted(TimerFired(name="containers"))  # the action's end asks this way
+    assert handler.wanted(ConfigChanged(generation=2, changed=("corral.services",)))
+    gates["start"].set()
+    await asyncio.gather(*handler.actions.busy.values())
+    assert handler.wanted(_event("start", "web"))  # nothing in flight any more
+    await handler.close()
+
+
 class GatedRuntime(FakeRuntime):
     """Starts wait for ``start_gate``; a listing, once ``hold_listing`` is set, is taken at once and
     returned only when ``list_gate`` opens (a slow dockerd answering with what it saw)."""

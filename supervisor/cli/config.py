@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from supervisor.cli.common import (
     EXIT_FAILED,
@@ -25,11 +23,14 @@ from supervisor.cli.common import (
     read_config_input,
     read_input,
 )
-from supervisor.config.schema import Schema
-from supervisor.config.store import ConfigStore, LoadResult, verdict_reply
 from supervisor.control.protocol import NOT_SET, ControlError
-from supervisor.domain_checks import config_store
-from supervisor.paths import Paths
+
+if TYPE_CHECKING:
+    from supervisor.config.store import ConfigStore
+
+# get, set, unset, export and merge only forward to PID 1, which parses and validates: they import no
+# more than the socket's client (not jsonschema, the store or the domain checks; tests/test_cli_imports.py).
+# validate and schema, which run here without a supervisor, import what they need when they run.
 
 
 def add_parser(subparsers: Subparsers) -> None:
@@ -220,6 +221,8 @@ def render_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return str(value)
+    import yaml
+
     return yaml.safe_dump(value, default_flow_style=False, sort_keys=False, allow_unicode=True).rstrip("\n")
 
 
@@ -294,6 +297,8 @@ def run_merge(args: argparse.Namespace) -> int:
 
 def run_validate(args: argparse.Namespace) -> int:
     """Here, without the supervisor: the verdict boot, merge and reload give (``ConfigStore.verdict``)."""
+    from supervisor.config.store import LoadResult, verdict_reply
+
     filename = STDIN if args.file == "-" else args.file
     text, errors = read_config_input(args.file)
     if text is None:
@@ -314,6 +319,8 @@ def run_validate(args: argparse.Namespace) -> int:
 
 
 def run_schema(args: argparse.Namespace) -> int:
+    from supervisor.config.schema import Schema
+
     print_json(Schema().copy())
     return EXIT_OK
 
@@ -321,6 +328,9 @@ def run_schema(args: argparse.Namespace) -> int:
 def _offline_store() -> ConfigStore:
     """The store the supervisor of this machine would build (its defaults, unit files and domain
     checks), reading no kernel command line."""
+    from supervisor.domain_checks import config_store
+    from supervisor.paths import Paths
+
     try:
         return config_store(Paths(), cmdline_text="")
     except ValueError as exc:  # the image's defaults on this machine are broken
