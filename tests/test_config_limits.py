@@ -275,6 +275,8 @@ def test_config_set_unset_and_merge_release_once_after_their_reload(
     monkeypatch.setattr(worker_mod, "release", lambda: order.append("release"))
 
     class Store:
+        last_edit_warnings: list[Any] = []
+
         def set(self, key: str, value: str) -> list[Any]:
             order.append("change")
             return []
