@@ -20,6 +20,8 @@ ON_DEMAND = (
     # (not sqlite3, which NDB imports: the tests' loop guard, blockbuster, imports it in the sandbox)
     # structlog's development console extras (rich and pygments: 4.9 MiB)
     "rich", "pygments",
+    # unittest's framework, which its __init__ imports (pyroute2's iprsocket needs unittest.mock alone)
+    "unittest.case", "unittest.loader", "unittest.runner", "unittest.main",
 )  # fmt: skip
 """Modules PID 1's boot path must not import (integration/test_pid1_imports.py checks a live PID 1)."""
 
