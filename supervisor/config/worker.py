@@ -22,12 +22,12 @@ that puts it in force: they are one burst (``burst``), so the release comes once
 instead of once between them (where the reload also waited for it) and once after.
 
 Most of what that collection walked is PID 1's boot: its modules' code, classes and functions, the
-handlers, the config in force (300,000 objects; it lives as long as PID 1). Once PID 1 is ready,
-``freeze`` collects once more and moves every object alive then to the collector's permanent generation
-(``gc.freeze``): later collections, the release's and the automatic ones of the loop's own garbage, walk
-only what was allocated since (docs/benchmarks.md: the release's hold on the loop). What is frozen is
-still freed when its last reference goes; only a reference cycle among frozen objects is never
-collected, which bounds that leak by the boot's heap: it cannot grow with time."""
+handlers, the config in force (some 60,000 objects the collector tracks; they live as long as PID 1).
+Once PID 1 is ready, ``freeze`` collects once more and moves every object alive then to the collector's
+permanent generation (``gc.freeze``): later collections, the release's and the automatic ones of the
+loop's own garbage, walk only what was allocated since (docs/benchmarks.md: the release's hold on the
+loop). What is frozen is still freed when its last reference goes; only a reference cycle among frozen
+objects is never collected, which bounds that leak by the boot's heap: it cannot grow with time."""
 
 from __future__ import annotations
 
