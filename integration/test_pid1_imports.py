@@ -24,7 +24,7 @@ def test_a_live_pid1_loads_only_what_it_uses(sandbox: Any, monkeypatch: pytest.M
         status = sb.wait_ready(90)
         assert status["system_docker"]["state"] == "up", status["system_docker"]
         reply = sb.request("debug.modules")
-        for _ in range(100):  # frozen by the config worker just after ready
+        for _ in range(300):  # frozen by the config worker just after ready
             if reply["frozen"]:
                 break
             time.sleep(0.1)
