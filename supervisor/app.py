@@ -178,6 +178,9 @@ class Supervisor:
         if self.units is not None and self.user_images is not None:
             also = self.user_images.ready_waits(self.units.units)
         announce_ready(self.ctx, self.units, self.state.started, lambda: self.state.stopping, also)
+        # the boot's heap out of later collections (supervisor/config/worker.py, ConfigWorker.freeze)
+        frozen = await self.config_worker.freeze()
+        log.debug("boot heap frozen", objects=frozen)
 
     async def _phase(self, name: str, body: Callable[[], Awaitable[None]], fatal: bool = False) -> None:
         self.state.phase = name

@@ -1,6 +1,6 @@
 """What PID 1 never imports, set up before anything else is (issue 17: ≤ 40 MB with every handler live).
 
-Two libraries import far more than PID 1 uses, and only PID 1 says no (``setup``, first thing in
+Three libraries import far more than PID 1 uses, and only PID 1 says no (``setup``, first thing in
 ``python3 -m supervisor``; the CLI and the tests import them as they are):
 
 - **pyroute2**'s ``__init__`` imports every part of the library (IPDB, NDB with sqlite3, IPVS,
@@ -17,6 +17,14 @@ Two libraries import far more than PID 1 uses, and only PID 1 says no (``setup``
   has none of them: ``rich`` is in the development venv only (import-linter needs it), so the sandbox's
   PID 1 carried 4.9 MiB the guest's does not. ``HIDDEN`` are marked absent (``sys.modules[name] =
   None``: an import of them raises ImportError, as where they are not installed).
+- **unittest**: pyroute2's ``iprsocket`` (which ``IPRoute`` is built on) imports ``unittest.mock`` at its
+  top for its netlink mock (``config.mock_netlink``) and makes a ``mock.Mock()`` in a class body, and
+  with it the whole test framework: ``unittest``'s ``__init__`` imports its cases, loader, runner and
+  main (13 modules, +1.5 MiB; ``unittest.mock`` itself, which needs only ``unittest.util``, +0.4).
+  ``unittest`` is a bare package in PID 1: the mock imports and works, the framework is not loaded.
+  Nothing else in PID 1 imports unittest (there ``unittest.TestCase`` fails, as ``pyroute2.IPRoute``
+  does). A lazy ``unittest.mock`` (``importlib.util.LazyLoader``) was tried: the class body's
+  ``Mock()`` runs it at once.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ import sys
 HIDDEN = ("rich", "colorama", "better_exceptions")
 """Optional imports of structlog that PID 1 never uses."""
 
-BARE_PACKAGES = {"pyroute2": ("pyroute2.config.log",)}
+BARE_PACKAGES = {"pyroute2": ("pyroute2.config.log",), "unittest": ()}
 """Packages whose ``__init__`` PID 1 does not run, each with the submodules that stand in for what the
 ``__init__`` set up."""
 

@@ -20,8 +20,14 @@ ON_DEMAND = (
     # (not sqlite3, which NDB imports: the tests' loop guard, blockbuster, imports it in the sandbox)
     # structlog's development console extras (rich and pygments: 4.9 MiB)
     "rich", "pygments",
+    # unittest's framework, which its __init__ imports (pyroute2's iprsocket needs unittest.mock alone)
+    "unittest.case", "unittest.loader", "unittest.runner", "unittest.main",
 )  # fmt: skip
 """Modules PID 1's boot path must not import (integration/test_pid1_imports.py checks a live PID 1)."""
+
+ON_VALIDATION = ("jsonschema", "referencing", "jsonschema_specifications")
+"""Imported when a document is first validated (supervisor/config/validate.py), not by importing corral's
+modules: a live PID 1 has them (it validates its defaults when it starts), its imports alone do not."""
 
 # What `python3 -m supervisor` imports before its loop runs, then what its handlers import once live (the
 # system dockerd's API, netlink, ACPI, DHCP, udev): run main() with _serve replaced by these imports.
@@ -58,6 +64,25 @@ def test_pid1s_boot_path_imports_only_what_it_uses(tmp_path: Path) -> None:
     modules = _boot_modules(tmp_path)
     assert {"pyroute2.iproute.linux", "pyroute2.dhcp.client", "aiodocker", "structlog"} <= modules  # it ran
     assert sorted(modules & set(ON_DEMAND)) == []
+    assert sorted(m for m in modules if m.split(".")[0] in ON_VALIDATION) == []
+
+
+def test_jsonschema_comes_with_the_first_validation() -> None:
+    """A Validator made is not a Validator used: the CLI's commands that never validate do not load it."""
+    code = (
+        "import sys\n"
+        "import supervisor.cli.main\n"
+        "from supervisor.config.schema import Schema\n"
+        "from supervisor.config.validate import Validator\n"
+        "from supervisor.config.yamlload import Document\n"
+        "validator = Validator(Schema())\n"
+        "print('jsonschema' in sys.modules)\n"
+        "print([e.key for e in validator.validate(Document('t.yml', {'hostnam': 'x'}))])\n"
+        "print('jsonschema' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         check=True, cwd=ROOT)
+    assert out.stdout.splitlines() == ["False", "['hostnam']", "True"]
 
 
 def test_without_setup_pyroute2_and_structlog_are_whole() -> None:

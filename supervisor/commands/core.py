@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -231,9 +232,11 @@ class Commands:
         return {"published": count}
 
     async def debug_modules(self, args: dict[str, Any]) -> Any:
-        """The names in sys.modules that are modules (not the ones marked absent: supervisor.lean)."""
+        """The names in sys.modules that are modules (not the ones marked absent: supervisor.lean), and how
+        many objects the collector does not walk (frozen once PID 1 is ready: ConfigWorker.freeze)."""
         self._require_debug()
-        return {"modules": sorted(name for name, module in list(sys.modules.items()) if module is not None)}
+        return {"modules": sorted(name for name, module in list(sys.modules.items()) if module is not None),
+                "frozen": gc.get_freeze_count()}
 
     async def debug_spawn(self, args: dict[str, Any]) -> Any:
         """Spawn the given argv lists at once through the process module and report each exit."""

@@ -6,18 +6,25 @@ Two passes, both driven by the schema:
    is wanted, ``0644`` read as octal 420 or ``1:30`` as 90 (sexagesimal), dates, non-string keys,
    and file modes written as decimal integers. Every YAML trap is checked here and nowhere else.
 2. the ``jsonschema`` library validates the data; its errors are rewritten as key path + reason.
-   Errors at a key path the walker already explained are dropped."""
+   Errors at a key path the walker already explained are dropped.
+
+``jsonschema`` (with ``referencing``, ``rpds`` and ``jsonschema_specifications``' metaschemas: 0.1 s and
++2.7 MiB over what PID 1 imports anyway, 2 s under QEMU's TCG) is imported when a document is first
+validated, not with this module: a CLI command or a process that never validates (``corral status``,
+``logs``, ``units``...) does not pay for it. PID 1 validates its shipped defaults when it starts, so it
+holds it; taking it out of ``sys.modules`` after each config request was measured and not done: it gave
+back no RSS (its pages are shared with what stays) and each import again kept 0.5 MiB more
+(docs/benchmarks.md)."""
 
 from __future__ import annotations
 
 import base64
 import datetime
+import importlib
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
-
-import jsonschema
+from typing import TYPE_CHECKING, Any
 
 from supervisor.config.check import out_of_range
 from supervisor.config.errors import DOCUMENT, ConfigError
@@ -33,6 +40,9 @@ _OCTAL_LITERAL = re.compile(r"[-+]?0[0-7_]+")
 _SEXAGESIMAL = re.compile(r"[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?")
 _BOOL_WORDS = {"yes", "no", "on", "off"}
 
+if TYPE_CHECKING:
+    from jsonschema.protocols import Validator as SchemaValidator
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -44,12 +54,12 @@ class Problem:
 
 
 class Validator:
-    """Validates documents against one ``Schema``. Holds no state besides the schema."""
+    """Validates documents against one ``Schema``. Holds no state besides the schema (and, from its
+    first validation on, jsonschema's validator of it)."""
 
     def __init__(self, schema: Schema) -> None:
         self.schema = schema
-        jsonschema.Draft202012Validator.check_schema(schema.document)
-        self._validator = jsonschema.Draft202012Validator(schema.document)
+        self._validator: SchemaValidator | None = None
 
     def validate(self, doc: Document) -> list[ConfigError]:
         """All problems with ``doc``, as ConfigErrors naming ``doc.source``."""
@@ -129,8 +139,16 @@ class Validator:
     # -- pass 2: jsonschema ----------------------------------------------------------------------------
 
     def _schema_problems(self, data: Any) -> Iterator[Problem]:
-        for err in self._validator.iter_errors(data):
+        for err in self._jsonschema().iter_errors(data):
             yield from self._convert(err)
+
+    def _jsonschema(self) -> SchemaValidator:
+        """jsonschema's validator of the schema, made (and the library imported) at the first use."""
+        if self._validator is None:
+            jsonschema = importlib.import_module("jsonschema")
+            jsonschema.Draft202012Validator.check_schema(self.schema.document)
+            self._validator = jsonschema.Draft202012Validator(self.schema.document)
+        return self._validator
 
     def _convert(self, err: Any) -> Iterator[Problem]:
         path: KeyPath = tuple(err.absolute_path)
@@ -173,7 +191,7 @@ class Validator:
                 return
             # the branch the value was meant for: drop the other branches' "wrong type" errors
             meant = [c for c in err.context if c.validator != "type" or c.path]
-            best = jsonschema.exceptions.best_match(meant or err.context)
+            best = importlib.import_module("jsonschema.exceptions").best_match(meant or err.context)
             if best is not None:
                 for problem in self._convert(best):
                     yield replace(problem, composite=True)

@@ -19,7 +19,15 @@ of each size) and in C heap pages that glibc keeps, so each such document left P
 The full collection walks PID 1's whole heap with the GIL held (100-300 ms on the development machine:
 the loop waits that long). A `config set`, `unset` or `merge` is two requests, the change and the reload
 that puts it in force: they are one burst (``burst``), so the release comes once, after the reload,
-instead of once between them (where the reload also waited for it) and once after."""
+instead of once between them (where the reload also waited for it) and once after.
+
+Most of what that collection walked is PID 1's boot: its modules' code, classes and functions, the
+handlers, the config in force (some 60,000 objects the collector tracks; they live as long as PID 1).
+Once PID 1 is ready, ``freeze`` collects once more and moves every object alive then to the collector's
+permanent generation (``gc.freeze``): later collections, the release's and the automatic ones of the
+loop's own garbage, walk only what was allocated since (docs/benchmarks.md: the release's hold on the
+loop). What is frozen is still freed when its last reference goes; only a reference cycle among frozen
+objects is never collected, which bounds that leak by the boot's heap: it cannot grow with time."""
 
 from __future__ import annotations
 
@@ -51,6 +59,7 @@ class ConfigWorker:
         self._pending = 0
         self._bursts = 0  # ``burst`` blocks open: the release waits for their end too
         self.releases = 0  # times the worker gave its memory back (``release``)
+        self.frozen = 0  # objects ``freeze`` moved to the permanent generation (0: not yet)
 
     @property
     def pending(self) -> int:
@@ -99,9 +108,24 @@ class ConfigWorker:
         release()
         self.releases += 1
 
+    async def freeze(self) -> int:
+        """Once, when PID 1 is ready: after what runs and waits now, a release and then ``gc.freeze()``
+        (on the worker thread, like the release); how many objects are frozen. A second call does
+        nothing (objects frozen later would include whatever a config request left alive)."""
+        if self.frozen:
+            return self.frozen
+        self.frozen = await self.run(_release_and_freeze)
+        return self.frozen
+
     def shutdown(self) -> None:
         """Stop taking work; what is running finishes on its own (the thread is not waited for)."""
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _release_and_freeze() -> int:
+    release()
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 def release() -> None:

@@ -277,8 +277,9 @@ COMMANDS: dict[str, Command] = _commands(
     ),
     Command(
         "debug.modules",
-        "The modules PID 1 has imported, to check what its boot path loads (needs corral.debug: true).",
-        '{"modules": [str]}',
+        "The modules PID 1 has imported, to check what its boot path loads, and how many objects its "
+        "collector no longer walks (needs corral.debug: true).",
+        '{"modules": [str], "frozen": int}',
     ),
     Command("net.status", "Each link: matched rule, state, carrier, addresses, routes, DHCP lease, drift.",
             "the network handler's status (see docs/networking.md)"),
