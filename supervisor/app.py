@@ -44,6 +44,7 @@ from supervisor.state import SupervisorState
 from supervisor.tasks import running_tasks, spawn_task
 
 if TYPE_CHECKING:
+    from handlers.swarm.reconciler import SwarmHandler
     from handlers.udevd import Udevd
     from handlers.units.reconciler import UnitsReconciler
     from handlers.user_images import UserImagesHandler
@@ -108,6 +109,7 @@ class Supervisor:
         self.preload_result: dict[str, Any] | None = None
         self.units: UnitsReconciler | None = None  # the units reconciler (the `units` boot phase)
         self.user_images: UserImagesHandler | None = None  # preloads the user dockerd (`units` phase)
+        self.swarm: SwarmHandler | None = None  # corral.swarm's reconciler (`units` phase)
         self.network: NetworkService | None = None  # the `network` boot phase
         self._final: asyncio.Future[str] | None = None
         self.control: ControlServer | None = None
@@ -418,6 +420,9 @@ class Supervisor:
 
         booted = start_units(self.ctx, self.system_docker, lambda: self.storage.storage)
         self.units, self.user_images = booted.handler, booted.user_images
+        from supervisor.boot.swarm import start_swarm
+
+        self.swarm = start_swarm(self.ctx, booted.user_up)  # never waited for: a swarm never holds the boot
         await booted.wait_first_wave()
 
     # ---- reactions ---------------------------------------------------------------------------
@@ -502,6 +507,7 @@ class Supervisor:
             },
             "user_docker": None if self.user_images is None else {"preload": self.user_images.status()},
             "units": None if self.units is None else self.units.status(),
+            "swarm": None if self.swarm is None else self.swarm.status(),
             "udevd": None if self.udevd is None else self.udevd.status(),
             **self.modules.status(),
         }

@@ -28,11 +28,13 @@ from supervisor.config.errors import ConfigError
 from supervisor.config.judge import Checked, DomainCheck, Source
 from supervisor.config.store import ConfigStore
 from supervisor.paths import Paths
+from swarm.config import SwarmConfig, parse_swarm_config
 from units.loader import Loaded, load_units
 
 FROM_CONFIG = "<config>"  # the units loader's name for the config, replaced by the file that gave each key
 NETWORK, STORAGE, UNITS, MODULES = "network", "storage", "units", "modules"
 WRITE_FILES, SYSCTL = "write_files", "sysctl"  # (BOOTCMD, RUNCMD: the cloud-config modules' own names)
+SWARM = "swarm"
 T = TypeVar("T")
 
 
@@ -69,6 +71,10 @@ def domain_checks(paths: Paths) -> dict[str, DomainCheck]:
         parsed = parse_sysctl(config, source)
         return Checked(parsed.errors, parsed.warnings, parsed.settings)
 
+    def swarm(config: Mapping[str, Any], source: Source) -> Checked:
+        parsed = parse_swarm_config(config, source)
+        return Checked(parsed.errors, parsed.warnings, parsed.swarm)
+
     def commands(key: str) -> DomainCheck:
         def check(config: Mapping[str, Any], source: Source) -> Checked:
             parsed = parse_commands(config, key, source)
@@ -77,7 +83,7 @@ def domain_checks(paths: Paths) -> dict[str, DomainCheck]:
         return check
 
     return {UNITS: units, NETWORK: network, STORAGE: storage, MODULES: modules, WRITE_FILES: write_files,
-            SYSCTL: sysctl, BOOTCMD: commands(BOOTCMD), RUNCMD: commands(RUNCMD)}
+            SYSCTL: sysctl, BOOTCMD: commands(BOOTCMD), RUNCMD: commands(RUNCMD), SWARM: swarm}
 
 
 def config_store(paths: Paths, cmdline_text: str | None = None, media: MediaReader | None = None
@@ -110,6 +116,11 @@ class Domains:
 
     def sysctl(self) -> tuple[tuple[str, str], ...]:
         return _typed(self.store.parsed(SYSCTL), tuple)
+
+    def swarm(self) -> SwarmConfig | None:
+        """``corral.swarm`` (None: the key is not there)."""
+        value = self.store.parsed(SWARM)
+        return value if isinstance(value, SwarmConfig) else None
 
     def commands(self, key: str) -> tuple[Command, ...]:
         """``bootcmd`` or ``runcmd``."""

@@ -27,6 +27,7 @@ from netconf.parse import SCHEMA_DEFS as NETWORK_DEFS
 from storage.rules import SCHEMA_DEFS as STORAGE_DEFS
 from supervisor.compat import NOT_IMPLEMENTED, key_path
 from supervisor.config.check import SchemaNode
+from swarm.config import SCHEMA_DEFS as SWARM_DEFS
 
 WIDTH = 110
 """A map or list whose whole line fits in this many characters is written on one line."""
@@ -37,7 +38,8 @@ GENERATED = (
 
 NOT_IMPLEMENTED_COMMENT = "not implemented: a warning, any value (supervisor/compat.py)"
 
-DOMAIN_DEFS: Mapping[str, Mapping[str, SchemaNode]] = {"netconf": NETWORK_DEFS, "storage": STORAGE_DEFS}
+DOMAIN_DEFS: Mapping[str, Mapping[str, SchemaNode]] = {"netconf": NETWORK_DEFS, "storage": STORAGE_DEFS,
+                                                      "swarm": SWARM_DEFS}
 """Each domain's schema definitions, by the package that declares them."""
 
 

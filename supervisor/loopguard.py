@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 ENV = "CORRAL_LOOP_GUARD"
-PACKAGES = ["supervisor", "handlers", "netconf", "units", "storage"]
+PACKAGES = ["supervisor", "handlers", "netconf", "units", "storage", "swarm"]
 # The CLI's side never runs on PID 1's loop: its blocking socket client is what it should be.
 NOT_PID1 = ["supervisor.cli", "supervisor.control.client", "supervisor.sandbox", "supervisor.loopguard"]
 # The journal's file (supervisor/journal/storage.py) is written from the loop: each record is one

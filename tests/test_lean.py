@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("supervisor", "handlers", "units", "netconf", "storage")
+PACKAGES = ("supervisor", "handlers", "units", "netconf", "storage", "swarm")
 
 ON_DEMAND = (
     # pyroute2's __init__ imports these; PID 1 never uses them

@@ -15,7 +15,7 @@ def test_imports_in_a_thread_and_records_failures() -> None:
 
 def test_the_boot_modules_are_the_heavy_third_party_ones_and_import() -> None:
     assert prefetch.BOOT_MODULES[0] == "pyroute2.iproute.linux"  # the system dockerd's bridge needs it first
-    ours = ("supervisor", "handlers", "netconf", "units", "storage")
+    ours = ("supervisor", "handlers", "netconf", "units", "storage", "swarm")
     assert not any(m.split(".")[0] in ours for m in prefetch.BOOT_MODULES)
     thread, done = prefetch.start()
     thread.join(60)

@@ -406,6 +406,13 @@ class Runtime:
                 yield line
 
 
+async def api_call(runtime: Runtime, what: str, call: Callable[[aiodocker.Docker], Awaitable[T]],
+                   timeout: float | None = -1.0) -> T:
+    """One aiodocker call (``call(client)``) with ``runtime``'s deadline and failures: for the thin
+    adapters of other parts of the API (handlers/swarm/client.py)."""
+    return await runtime._call(what, lambda: call(runtime._client()), timeout)
+
+
 async def pump_logs(runtime: Runtime, container: str, unit: str, sink: LineSink, *,
                     since: float | None = None, tail: str = "all") -> int:
     """Copy a container's output into the journal (``unit=``, ``stream=``) until it ends; returns the

@@ -31,6 +31,7 @@ class UnitsBoot:
     handler: UnitsReconciler
     user_images: UserImagesHandler
     dockerd: SystemDockerd
+    user_up: Callable[[], bool]  # the user dockerd answers (its events source is connected)
 
     async def wait_first_wave(self) -> None:
         """Wait until the first wave of units is up or has failed (``FIRST_WAVE_TIMEOUT`` at most; then
@@ -103,4 +104,4 @@ def start_units(ctx: BootContext, dockerd: SystemDockerd,
              first_wave=waves[0] if waves else [])
     handler.start_tap()
     ctx.add_handler(handler, queue_size=4096)
-    return UnitsBoot(handler, user_images, dockerd)
+    return UnitsBoot(handler, user_images, dockerd, user_up)

@@ -24,6 +24,7 @@ from supervisor.cli import (
     sandbox,
     status,
     storage,
+    swarm,
     system_docker,
     units,
 )
@@ -50,7 +51,7 @@ class CommandGroup(Protocol):
 
 # In the order `corral --help` lists them.
 COMMAND_MODULES: tuple[CommandGroup, ...] = (
-    status, config, logs, events, units, net, storage, dev, power, debug, sandbox, system_docker,
+    status, config, logs, events, units, net, storage, swarm, dev, power, debug, sandbox, system_docker,
 )
 
 

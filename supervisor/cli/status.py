@@ -150,6 +150,16 @@ def render_status(status: Any) -> str:
             text += f": {udevd['reason']}"
         lines.append(f"udevd:     {text}")
 
+    swarm = get("swarm")
+    if isinstance(swarm, dict) and (swarm.get("desired") or swarm.get("state") not in (None, "inactive")):
+        text = f"{swarm.get('desired') or 'no corral.swarm'}; {swarm.get('state') or 'not looked at yet'}"
+        if swarm.get("error"):
+            text += f"; error: {swarm['error']}"
+        elif swarm.get("waiting"):
+            text += f"; {swarm['waiting']}"
+        lines.append(f"swarm:     {text}")
+        lines.extend(f"{INDENT}note: {note}" for note in swarm.get("notes") or [])
+
     processes = get("processes")
     if isinstance(processes, dict):
         children = processes.get("children") or []

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from handlers.swarm.reconciler import SwarmHandler
     from handlers.units.reconciler import UnitsReconciler
     from supervisor.boot.context import Runners
     from supervisor.boot.network import NetworkService
@@ -29,6 +30,7 @@ class Host(Protocol):
     storage: StorageServices
     units: UnitsReconciler | None
     network: NetworkService | None
+    swarm: SwarmHandler | None
 
     def request(self, action: str) -> None: ...  # poweroff | reboot | halt
 

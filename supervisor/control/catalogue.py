@@ -327,6 +327,12 @@ COMMANDS: dict[str, Command] = _commands(
         '{"spec": str, "devices": [BlockDevice]}; error "no device has SPEC" when none',
         (Arg("spec", (str,), "LABEL=x, UUID=x, PARTUUID=x, PARTLABEL=x or a path", required=True),),
     ),
+    Command("swarm.status", "This node in Docker Swarm: id, role, managers, reachability, tasks here.",
+            "the swarm reconciler's live status (see docs/cli.md, corral swarm status)"),
+    Command("swarm.token", "The join token for a worker or a manager (this node must be a manager).",
+            '{"kind": str, "token": str}',
+            (Arg("kind", (str,), "worker or manager", required=True),),
+            choices={"kind": ("worker", "manager")}),
     Command("units.list", "Every unit: state, restarts, uptime, last exit.", "[UnitStatus] by name"),
     Command(
         "units.inspect",

@@ -62,3 +62,12 @@ class EventStreamState(Event):
     reason: str = ""
     since: str | None = None
     containers: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SwarmPoke(Event):
+    """The swarm reconciler asks itself to look again: a retry after a failure or while a join is
+    pending, or its periodic resync."""
+
+    kind: ClassVar[str] = "swarm.poke"
+    reason: str

@@ -307,6 +307,9 @@ cloud-init's schemas, netplan-yaml.md) does not."""
 CORRAL_TABLES: Mapping[str, str] = {
     "storage_mount": "a `mounts:` entry as a map (`{match, path, ...}`): corral's own form",
     "storage_mount_match": "a `mounts:` map entry's `match`: corral's own form",
+    "swarm": "`corral.swarm`: Docker Swarm membership, corral's own key",
+    "swarm_init": "`corral.swarm.init`: corral's own key",
+    "swarm_join": "`corral.swarm.join`: corral's own key",
 }
 """Key tables of corral's own keys, which no format has."""
 

@@ -136,7 +136,7 @@ def _canonical(node: Mapping[str, Any]) -> str:
     return json.dumps(out, sort_keys=True)
 
 
-DOMAIN_PACKAGES = ("netconf", "storage")
+DOMAIN_PACKAGES = ("netconf", "storage", "swarm")
 
 
 @cache
