@@ -110,9 +110,12 @@ def used_mib(g: Guest) -> dict[str, float]:
     """The guest's memory in use (MemTotal - MemAvailable) and the user dockerd's RSS, in MiB."""
     info = dict(line.split(":", 1) for line in g.ssh("cat /proc/meminfo").stdout.splitlines() if ":" in line)
     kib = {k: int(v.split()[0]) for k, v in info.items()}
-    pid = g.host("busybox cat /run/user-docker/docker.pid", check=False).stdout.strip()
+    # The user dockerd by its command line (its pid file is in the unit's own /run); "[r]": the pattern
+    # does not match the pgrep's own command line.
+    pids = g.host("busybox pgrep -f 'exec-root=/run/user-docke[r]'", check=False).stdout.split()
     rss = 0
-    if pid.isdigit():
+    if pids and pids[0].isdigit():
+        pid = pids[0]
         status = g.host(f"busybox grep VmRSS /proc/{pid}/status", check=False).stdout.split()
         rss = int(status[1]) if len(status) > 1 else 0
     return {"used": round((kib["MemTotal"] - kib["MemAvailable"]) / 1024, 1),
