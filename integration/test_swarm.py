@@ -38,7 +38,8 @@ class Harness:
 
     def __post_init__(self) -> None:
         self.handler = SwarmHandler(Bus(), self.dockerd.socket, self.desired, lambda: True,
-                                    Backoff(first=0.0, initial=0.05, cap=0.2), resync=3600.0)
+                                    Backoff(first=0.0, initial=0.05, cap=0.2),
+                                    self.dockerd.root / "corral-state" / "swarm-managed", resync=3600.0)
 
     def info(self) -> dict[str, Any]:
         info = self.dockerd.api_json("/info")
@@ -67,6 +68,7 @@ async def test_init_labels_drift_leave_and_init_again(harness: Harness) -> None:
     assert swarm["LocalNodeState"] == "active" and swarm["ControlAvailable"] is True
     assert swarm["NodeAddr"] == address
     first = swarm["NodeID"]
+    assert h.handler.marker.exists()  # corral.swarm manages this membership now
     assert h.handler.status()["last_actions"][0].startswith("init")
     spec = h.node_spec()  # labels and availability, in the same reconcile
     assert spec["Labels"] == {"zone": "a"} and spec["Availability"] == "drain"
@@ -88,6 +90,7 @@ async def test_init_labels_drift_leave_and_init_again(harness: Harness) -> None:
     with capture_logs() as logs:
         await h.handler.reconcile(False)
     assert h.info()["LocalNodeState"] == "inactive"
+    assert not h.handler.marker.exists()
     [warning] = [e for e in logs if e["log_level"] == "warning"]
     assert "last manager" in warning["consequence"] and warning["swarm"] is None
 
@@ -119,6 +122,14 @@ async def test_a_manager_nobody_runs_is_retried_and_shown_never_raised(harness: 
     await h.handler.reconcile(False)
     assert h.info()["LocalNodeState"] == "inactive"
     assert h.handler.status()["waiting"] is None and h.handler.status()["retry_in"] is None
+
+
+async def test_a_swarm_made_by_hand_without_corral_swarm_is_left_alone(harness: Harness) -> None:
+    h = harness
+    h.dockerd.docker(["swarm", "init", "--advertise-addr", h.dockerd.gateway])
+    await h.handler.reconcile(True)
+    assert h.info()["LocalNodeState"] == "active"
+    assert h.handler.status()["last_actions"] == [] and not h.handler.marker.exists()
 
 
 def link(a: Any, b: Any, cidr_a: str, cidr_b: str) -> None:

@@ -8,8 +8,9 @@ join the reconciler sent, which dockerd may still be trying in the background (`
 =================  ====================================================================================
 config             observed -> actions
 =================  ====================================================================================
-no corral.swarm    inactive: none; pending: leave; active or error: leave (the last manager: ``--force``,
-                   with a warning: it ends that swarm); locked: a note (unlock it first)
+no corral.swarm    not given since the node was last out of a swarm: none (a swarm joined by hand
+                   stays); else inactive: none; pending: leave; active or error: leave (the last
+                   manager: ``--force``, with a warning: it ends that swarm); locked: a note
 init               inactive: init; pending (a join): leave, init; active as a manager: labels and
                    availability; active as a worker: a note (leave by hand to make a new swarm)
 join               inactive: join; pending with the same join: wait (dockerd keeps trying); pending
@@ -152,7 +153,11 @@ Action = Init | Join | Leave | UpdateNode | Wait | Note
 
 
 def plan(desired: SwarmConfig | None, observed: Observed, join: JoinRequest | None = None,
-         attempt: JoinRequest | None = None) -> list[Action]:
+         attempt: JoinRequest | None = None, *, managed: bool = True) -> list[Action]:
+    """``managed``: corral.swarm has put this node where it is (it was in the config since the node
+    last left a swarm); without it, no corral.swarm means hands off (a swarm joined by hand stays)."""
+    if desired is None and not managed:
+        return []
     if observed.state == LOCKED:
         return [Note("the swarm is locked (autolock): unlock it with `docker swarm unlock`; corral cannot "
                      "change a locked node")]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from swarm.config import InitSpec, JoinSpec, SwarmConfig
 from swarm.plan import (
@@ -61,6 +63,11 @@ def test_observed_reads_the_swarm_fields_of_info() -> None:
 # ---- no corral.swarm ----------------------------------------------------------------------------------
 def test_no_config_and_no_swarm_is_nothing() -> None:
     assert plan(None, INACTIVE) == []
+
+
+def test_a_swarm_corral_never_managed_is_left_alone() -> None:
+    for observed in (manager(), WORKER_NODE, PENDING, Observed(state="locked")):
+        assert plan(None, observed, managed=False) == []
 
 
 def test_the_key_removed_from_the_last_manager_leaves_with_force_and_a_warning() -> None:
@@ -195,3 +202,32 @@ def test_no_action_or_description_shows_the_token() -> None:
     assert TOKEN not in repr(actions)
     assert TOKEN not in " ".join(describe(actions))
     assert describe([Join(REQUEST)]) == ["join as worker through 10.0.0.1:2377"]
+
+
+# ---- invariants over every observed state ------------------------------------------------------------
+STATES = ("inactive", "pending", "active", "error", "locked")
+DESIRED = (None, INIT, WORKER, SwarmConfig(role="manager", join=JOIN_SPEC, labels=(("a", "b"),)),
+           SwarmConfig(role="manager", init=InitSpec(), availability="drain"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(STATES), st.booleans(), st.integers(0, 5), st.sampled_from(DESIRED), st.booleans(),
+       st.booleans())
+def test_plan_invariants(state: str, is_manager: bool, managers: int, desired: SwarmConfig | None,
+                         same_attempt: bool, managed: bool) -> None:
+    observed = Observed(state=state, node_id="n1" if state == "active" else "", manager=is_manager,
+                        managers=managers, node=node() if is_manager and state == "active" else None)
+    actions = plan(desired, observed, REQUEST, REQUEST if same_attempt else None, managed=managed)
+    kinds = [type(a) for a in actions]
+    if desired is None and not managed:
+        assert actions == []  # never a swarm corral did not make
+    for action in actions:
+        if isinstance(action, Leave):
+            assert desired is None or state == "pending"
+            assert not action.force or (is_manager and managers <= 1 and state != "pending")
+            assert action.force == (action.warning is not None)
+    if state in ("active", "error", "locked"):
+        assert Init not in kinds and Join not in kinds  # a node in a swarm is never re-made
+    if UpdateNode in kinds:
+        assert is_manager and state == "active"
+    assert kinds.count(Leave) <= 1 and len(actions) <= 3

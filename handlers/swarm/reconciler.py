@@ -25,12 +25,14 @@ from typing import Any
 import structlog
 
 from handlers.swarm.client import SwarmClient
+from supervisor.atomic import remove_durably, write_atomic
 from supervisor.backoff import Backoff
 from supervisor.bus import Bus
 from supervisor.events import ConfigChanged, Event
 from supervisor.events.docker import EventStreamState, SwarmPoke
 from swarm.config import SwarmConfig, token_problem
 from swarm.plan import (
+    INACTIVE,
     Action,
     Init,
     Join,
@@ -72,6 +74,11 @@ def read_token_file(path: str) -> str:
     return text
 
 
+def _write_marker(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, b"corral.swarm manages this node's swarm membership\n")
+
+
 def explain(exc: Exception) -> str:
     """What went wrong, in words for status and the journal."""
     text = str(exc)
@@ -87,7 +94,7 @@ class SwarmHandler:
     config_keys: tuple[str, ...] | None = ("corral.swarm",)
 
     def __init__(self, bus: Bus, socket: Path, desired: Callable[[], SwarmConfig | None],
-                 connected: Callable[[], bool], backoff: Backoff, *,
+                 connected: Callable[[], bool], backoff: Backoff, marker: Path, *,
                  runtime: Callable[[Path], AbstractAsyncContextManager[Runtime]] = Runtime,
                  read_token: Callable[[str], str] = read_token_file, resync: float = RESYNC) -> None:
         self.bus = bus
@@ -98,6 +105,8 @@ class SwarmHandler:
         self.runtime = runtime
         self.read_token = read_token
         self.resync = resync
+        self.marker = marker  # there while corral.swarm manages the membership (until the node is out)
+        self._managed: bool | None = None  # the marker's presence, once read
         self.attempt: JoinRequest | None = None  # the last join sent (dockerd may still be trying it)
         self.observed: Observed | None = None
         self.error: str | None = None
@@ -114,6 +123,12 @@ class SwarmHandler:
     async def reconcile(self, full: bool) -> None:
         desired = self.desired()
         bound = log.bind(swarm=_mode(desired))
+        managed = await self._is_managed(desired)
+        if desired is None and not managed:  # hands off a swarm corral.swarm never put this node in
+            self.error = self.waiting = None
+            self.notes, self.done = [], []
+            self._schedule(None)
+            return
         if not self.connected():
             self.error = None if desired is None else "the user dockerd does not answer (yet)"
             self.waiting = None
@@ -128,15 +143,34 @@ class SwarmHandler:
                 observed = self.observed = await client.observe()
                 for _ in range(PASSES):  # an init or a join, then this node's labels on the next pass
                     self.notes, self.waiting = [], None
-                    if not await self._act(client, plan(desired, observed, join, self.attempt), bound):
+                    actions = plan(desired, observed, join, self.attempt, managed=managed)
+                    if not await self._act(client, actions, bound):
                         break
                     observed = self.observed = await client.observe()
+            if desired is None and observed.state == INACTIVE:
+                await self._set_managed(False)
         except TokenError as exc:
             self.error = str(exc)
         except (DockerUnavailable, DockerAPIError) as exc:
             self.error = explain(exc)
         self.checked_at = time.time()
         self._report(bound)
+
+    async def _is_managed(self, desired: SwarmConfig | None) -> bool:
+        if self._managed is None:
+            self._managed = await asyncio.to_thread(self.marker.exists)
+        if desired is not None and not self._managed:
+            await self._set_managed(True)
+        return self._managed
+
+    async def _set_managed(self, managed: bool) -> None:
+        if managed == self._managed:
+            return
+        if managed:
+            await asyncio.to_thread(_write_marker, self.marker)
+        else:
+            await asyncio.to_thread(remove_durably, self.marker)
+        self._managed = managed
 
     async def _join_request(self, desired: SwarmConfig | None) -> JoinRequest | None:
         if desired is None or desired.join is None:

@@ -10,10 +10,12 @@ from collections.abc import Callable
 from handlers.swarm.reconciler import SwarmHandler
 from supervisor.boot.context import BootContext, handler_backoff
 
+MARKER = "swarm-managed"  # in the state directory: corral.swarm put this node in its swarm
 
 def start_swarm(ctx: BootContext, user_up: Callable[[], bool]) -> SwarmHandler:
     handler = SwarmHandler(ctx.bus, ctx.paths.under("/run/docker.sock"), ctx.domains.swarm, user_up,
-                           handler_backoff(ctx.setting("handlers", {}) or {}))
+                           handler_backoff(ctx.setting("handlers", {}) or {}),
+                           ctx.paths.state_dir / MARKER)
 
     async def stop() -> None:
         handler.close()

@@ -448,6 +448,9 @@ class StatusResult(TypedDict, total=False):
     journal: dict[str, Any]
     units: dict[str, Any] | None  # {"units", "states": {state: count}, "reachable", "reconciles", ...}
     udevd: dict[str, Any] | None  # corral.udev: {"state", "pid", "restarts", "reason", ...}; None when off
+    # corral.swarm's reconciler: {"desired", "state", "node_id", "manager", "error", "waiting", "notes",
+    # "last_actions", "retry_in", "checked_at"}; None when the system docker is off
+    swarm: dict[str, Any] | None
     control: dict[str, int]  # the control socket: {"open", "limit", "admitted", "evicted", "refused"}
 
 
