@@ -68,9 +68,11 @@ test: venv lint
 	@rc=0; $(PY) -m pytest -q -rs -p no:cacheprovider --durations=15 tests integration $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no test"; exit 0; fi; exit $$rc
 
-# The fault runs of `make test`, longer: more rounds, more clients, more configs (docs/reliability.md).
+# The fault runs of `make test`, longer: more rounds, more clients, more configs (docs/reliability.md);
+# the three-guest swarm test with its lost node powered off and on (integration/test_guest_fleet.py).
 soak: venv
-	CORRAL_SOAK=1 $(PY) -m pytest -q -rs -p no:cacheprovider --durations=15 integration/faults $(PYTEST_ARGS)
+	CORRAL_SOAK=1 $(PY) -m pytest -q -rs -p no:cacheprovider --durations=15 integration/faults \
+		integration/test_guest_fleet.py $(PYTEST_ARGS)
 
 run: image
 	$(PY) -m image run $(if $(CONFIG),--config $(abspath $(CONFIG))) $(if $(APPEND),--append '$(APPEND)') \

@@ -268,6 +268,10 @@ class GuestSpec:
     iso: Path | None = None
     iso_as: str = "cdrom"  # or "disk"
     uefi: bool = False  # OVMF (a copy of its variables per boot) instead of SeaBIOS
+    # QEMU (and ssh to its forwarded port) run inside this network namespace; more QEMU arguments (a tap
+    # NIC on that namespace's bridge: integration/fleet.py).
+    netns: str | None = None
+    qemu_args: Sequence[str] = ()
 
 
 OVMF_DIR = Path("/usr/share/OVMF")
@@ -326,7 +330,10 @@ class Guest:
             self.machine = iso_machine(workdir, spec, self.ssh_port, self.qmp_socket)
         else:
             self.machine = self._kernel_machine(workdir, spec, config_file)
-        self.argv = run_mod.qemu_argv(self.machine)
+        if spec.qemu_args:
+            self.machine = dataclasses.replace(self.machine, extra_args=(*self.machine.extra_args,
+                                                                         *spec.qemu_args))
+        self.argv = [*self._in_netns(), *run_mod.qemu_argv(self.machine)]
         (workdir / "qemu.argv").write_text(shlex.join(self.argv) + "\n")
         self.started = time.monotonic()
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -350,6 +357,9 @@ class Guest:
                           for i, p in enumerate(spec.images))
             machine = dataclasses.replace(machine, disks=(*machine.disks, *given))
         return machine
+
+    def _in_netns(self) -> list[str]:
+        return ["ip", "netns", "exec", self.spec.netns] if self.spec.netns else []
 
     # ---- state --------------------------------------------------------------------------------------
     def alive(self) -> bool:
@@ -432,10 +442,11 @@ class Guest:
 
     # ---- ssh ----------------------------------------------------------------------------------------
     def ssh_argv(self, command: str, key: SshKey | None = None) -> list[str]:
-        return ["ssh", "-F", "none", "-i", os.fspath((key or self.key).private), "-p", str(self.ssh_port),
-                "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no",
-                "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=20",
-                "-o", "ServerAliveInterval=10", f"{USER}@127.0.0.1", command]
+        return [*self._in_netns(), "ssh", "-F", "none", "-i", os.fspath((key or self.key).private),
+                "-p", str(self.ssh_port), "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=20", "-o", "ServerAliveInterval=10",
+                f"{USER}@127.0.0.1", command]
 
     def ssh(self, command: str, check: bool = True, timeout: float = 120,
             input: str | bytes | None = None, key: SshKey | None = None) -> subprocess.CompletedProcess[str]:

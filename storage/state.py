@@ -41,7 +41,9 @@ log = structlog.get_logger("storage.state")
 
 ZERO_CHECK_BYTES = 1 << 20
 STATE_MOUNT = Path("/run/corral/state")
-PERSISTENT_DIRS = ("var/lib/corral", "var/lib/system-docker", "var/lib/docker", "var/log", "home", "opt")
+# var/lib/user-docker: the user dockerd's data root (units/defaults/docker.yml), its swarm membership too.
+PERSISTENT_DIRS = ("var/lib/corral", "var/lib/system-docker", "var/lib/docker", "var/lib/user-docker",
+                   "var/log", "home", "opt")
 
 
 @dataclass(frozen=True)
