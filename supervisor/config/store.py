@@ -123,12 +123,13 @@ class ConfigStore:
         checks: Mapping[str, DomainCheck] | None = None,
         media: MediaReader | None = None,
         ignored: Ignored | None = None,
+        check_schema: bool = True,
     ) -> None:
         self.paths = paths
         self._checks = dict(checks or {})
         self._cmdline_text = cmdline_text
         self._schema = Schema()
-        self._validator = Validator(self._schema)
+        self._validator = Validator(self._schema, check_schema=check_schema)
         self.sources = LayerSources(paths, self._validator, self._schema, cmdline_text,
                                     registry if registry is not None else default_registry(), media)
         self._judge_whole = Judge(self._validator, self.sources, self._checks, ignored or {})
@@ -233,6 +234,11 @@ class ConfigStore:
     def schema(self) -> dict[str, Any]:
         """The JSON Schema (draft 2020-12) every document is validated against."""
         return self._schema.copy()
+
+    def check_schema(self) -> None:
+        """That schema against JSON Schema's metaschema (``Validator.check_schema``); for a store made with
+        ``check_schema=False``."""
+        self._validator.check_schema()
 
     def verdict(self, text: str, filename: str = "<text>") -> LoadResult:
         """The verdict on one cloud-config document as the user's whole config: the document checked
