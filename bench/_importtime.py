@@ -1,6 +1,12 @@
 """``python3 -X importtime``'s report, read: each import with its own and cumulative time, its depth (the
 report indents an import under the one that caused it), and, when the lines were timestamped as they
-arrived, when it ended. Pure; bench/boot_timeline.py --importtime collects the guest's report."""
+arrived, when it ended. Pure; bench/boot_timeline.py --importtime collects the guest's report.
+
+The interpreter keeps one nesting level and one running total for all threads: while PID 1's prefetch
+thread imports at the same time as the main thread, the depths and the own times of both are wrong (own
+times even negative), and a cumulative time is the wall time of that import, waits for the GIL included.
+The timestamps are right either way: the summary says what was imported before a moment (the system
+dockerd's spawn) and lists cumulative times, not own times."""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-LINE = re.compile(r"^import time:\s+(\d+)\s+\|\s+(\d+)\s+\|( *)(\S+)\s*$")
+LINE = re.compile(r"^import time:\s+(-?\d+)\s+\|\s+(-?\d+)\s+\|( *)(\S+)\s*$")
 
 
 @dataclass(frozen=True)
@@ -35,27 +41,29 @@ def parse(lines: Iterable[str | tuple[float, str]]) -> list[Import]:
     return out
 
 
-def top_level(imports: list[Import]) -> list[Import]:
-    return [i for i in imports if i.depth == 0]
+def packages(imports: list[Import]) -> dict[str, int]:
+    """Modules imported per top-level package, most first."""
+    counts: dict[str, int] = {}
+    for i in imports:
+        top = i.module.split(".")[0]
+        counts[top] = counts.get(top, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def summary(imports: list[Import], *, top: int = 20, until: float | None = None) -> list[str]:
-    """Lines to print: totals, the slowest top-level imports, the modules with the most time of their
-    own; with ``until`` (a time on the lines' clock), how many modules and how much import time came
-    before it."""
+    """Lines to print: how many modules; with ``until`` (a time on the lines' clock) how many came before
+    it and after, by package; the slowest imports by cumulative (wall) time, with when each ended."""
     if not imports:
         return ["no import lines"]
-    total = sum(i.self_us for i in imports)
-    lines = [f"{len(imports)} modules, {total / 1e6:.2f} s of import time in all"]
+    lines = [f"{len(imports)} modules"]
     if until is not None:
         before = [i for i in imports if i.at is not None and i.at <= until]
-        lines.append(f"before {until:.1f} s: {len(before)} modules, "
-                     f"{sum(i.self_us for i in before) / 1e6:.2f} s")
-    lines.append("slowest top-level imports (cumulative):")
-    for i in sorted(top_level(imports), key=lambda i: -i.cumulative_us)[:top]:
+        after = [i for i in imports if i.at is not None and i.at > until]
+        for name, part in (("before", before), ("after", after)):
+            counts = ", ".join(f"{k} {v}" for k, v in list(packages(part).items())[:12])
+            lines.append(f"{name} {until:.1f} s: {len(part)} modules ({counts})")
+    lines.append("slowest imports (cumulative wall time, nested ones included):")
+    for i in sorted(imports, key=lambda i: -i.cumulative_us)[:top]:
         when = f"  (done at {i.at:.1f} s)" if i.at is not None else ""
         lines.append(f"  {i.cumulative_us / 1e3:9.1f} ms  {i.module}{when}")
-    lines.append("most time of their own:")
-    for i in sorted(imports, key=lambda i: -i.self_us)[:top]:
-        lines.append(f"  {i.self_us / 1e3:9.1f} ms  {i.module}")
     return lines
