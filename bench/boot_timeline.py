@@ -118,7 +118,7 @@ def _follow(path: Path, start: float, into: list[tuple[float, str]], stop: threa
                 return
 
 
-def boot_once(kind: str, machine: Machine, importtime: Path | None = None) -> Boot:
+def boot_once(kind: str, machine: Machine, importtime: Path | None = None, timeout: float = TIMEOUT) -> Boot:
     """One boot to its ready line; with ``importtime`` (a path for the report), under ``-X importtime``."""
     boot = Boot(kind)
     markers = MARKERS[kind]
@@ -128,7 +128,7 @@ def boot_once(kind: str, machine: Machine, importtime: Path | None = None) -> Bo
     start = time.monotonic()
     proc = subprocess.Popen(qemu_argv(machine), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
-    killer = threading.Timer(TIMEOUT, proc.kill)
+    killer = threading.Timer(timeout, proc.kill)
     killer.start()
     stop = threading.Event()
     follower = None
@@ -185,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-wait", type=float, default=0.0, metavar="SECONDS",
                         help="corral.state.wait on corral's kernel command line (default 0: the machine has "
                              "no disk, and the baseline looks for none)")
+    parser.add_argument("--timeout", type=float, default=TIMEOUT, metavar="SECONDS",
+                        help=f"a boot not ready after this is given up (default {TIMEOUT:g})")
     parser.add_argument("--only", choices=("corral", "baseline"),
                         help="boot one kind only (with --importtime)")
     args = parser.parse_args(argv)
@@ -207,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             args.importtime.mkdir(parents=True, exist_ok=True)
         for i, kind in alternate(kinds, args.boots):
             report = args.importtime / f"{i + 1}-{kind}.raw" if args.importtime and kind == "corral" else None
-            boot = boot_once(kind, machines[kind], report)
+            boot = boot_once(kind, machines[kind], report, args.timeout)
             boots.append(boot)
             got = ", ".join(f"{s} {boot.stages[s]:.1f}" for s in STAGES if s in boot.stages)
             print(f"boot {i + 1} {kind:<8}: {got}   load {loadavg():.2f}", flush=True)
