@@ -24,6 +24,7 @@ from supervisor import __version__, prefetch, signals
 from supervisor.boot.context import BootContext, Runners, StopRegistry
 from supervisor.boot.datasources import disk_datasources, network_datasources
 from supervisor.boot.modules import CloudModules
+from supervisor.boot.schema import check_config_schema
 from supervisor.boot.storage import StorageServices
 from supervisor.boot.unit_urls import UnitUrls
 from supervisor.bus import Bus
@@ -85,7 +86,7 @@ class Supervisor:
         self.mounts = MountTable(self.options.mount_root)
         # the disk datasources' media (nocloud, configdrive), found by label and read on the config worker
         self.media = LabelledMedia(self.paths.run_dir / "media")
-        # the schema's own check (seconds under TCG) runs once the system dockerd is spawned (_check_schema)
+        # the schema's own check (seconds under TCG) runs once the system dockerd is spawned (boot/schema.py)
         self.config = config_store(self.paths, self.options.cmdline, self.media, check_schema=False)
         self.config.sources.network_ready = False  # ec2, url: fetch once the network phase is done
         self.config_worker = ConfigWorker()  # every parse and validation of config, off the loop
@@ -158,7 +159,7 @@ class Supervisor:
         await self._phase("system-docker-start", self._system_docker_start)
         # what only the later phases need, while dockerd starts: the API client, the schema's own check
         prefetch.start(prefetch.AFTER_SPAWN)
-        spawn_task(self._check_schema(), name="schema-check")
+        spawn_task(check_config_schema(self.config.schema, self.state.degrade), name="schema-check")
         await self._phase("loopback", lambda: asyncio.to_thread(_loopback_up))
         await self._phase("network", self._network)
         await self._phase("network-datasources",
@@ -319,16 +320,6 @@ class Supervisor:
         bound = await asyncio.to_thread(bind_persistent, STATE_MOUNT, self.paths.prefix)
         self.mounts.mounted.extend(bound)
         await self._load_config()  # the config persisted on the state partition, if any
-
-    async def _check_schema(self) -> None:
-        """The config schema against JSON Schema's metaschema, left out when the store was made so that it
-        is not on the way to the system dockerd's spawn. It fails only in a broken image (the shipped
-        schema is checked by the tests): said loudly, and the boot is degraded."""
-        try:
-            await asyncio.to_thread(self.config.check_schema)
-        except Exception as exc:
-            log.critical("the config schema is not a valid JSON Schema", error=str(exc)[:500])
-            self.state.degrade("schema", f"the config schema is not a valid JSON Schema: {exc}"[:500])
 
     async def _storage(self) -> None:
         settings = self.setting("log", {}) or {}

@@ -85,7 +85,7 @@ def config_store(paths: Paths, cmdline_text: str | None = None, media: MediaRead
     """The config store with every domain check and the keys corral knows but ignores, each a warning
     (supervisor/compat.py) (``cmdline_text`` None: read ``paths.cmdline_file``); ``media`` reads the disk
     datasources' block devices (PID 1 gives one: storage/media.py). ``check_schema=False``: the schema's
-    own check is left to the caller (``ConfigStore.check_schema``; PID 1 runs it after the spawn)."""
+    own check is left to the caller (PID 1 runs it after the spawn: supervisor/boot/schema.py)."""
     return ConfigStore(paths, cmdline_text=cmdline_text, checks=domain_checks(paths), ignored=ignored(),
                        media=media, check_schema=check_schema)
 

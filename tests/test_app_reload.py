@@ -103,16 +103,18 @@ async def test_the_schema_is_checked_after_the_spawn_and_a_broken_one_degrades_t
     sup: Supervisor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """PID 1's store is made without the schema's own check (off the way to the system dockerd); the
-    check runs after the spawn (Supervisor._check_schema): the shipped schema passes, a broken one is said
-    and degrades the boot."""
+    check runs after the spawn (supervisor/boot/schema.py): the shipped schema passes, a broken one is
+    said and degrades the boot."""
     import jsonschema
 
-    await sup._check_schema()
+    from supervisor.boot.schema import check_config_schema
+
+    await check_config_schema(sup.config.schema, sup.state.degrade)
     assert sup.state.degraded == {}
 
     def broken(schema: object) -> None:
         raise jsonschema.SchemaError("'strng' is not valid under any of the given schemas")
 
     monkeypatch.setattr(jsonschema.Draft202012Validator, "check_schema", broken)
-    await sup._check_schema()
+    await check_config_schema(sup.config.schema, sup.state.degrade)
     assert "'strng' is not valid" in sup.state.degraded["schema"]

@@ -235,11 +235,6 @@ class ConfigStore:
         """The JSON Schema (draft 2020-12) every document is validated against."""
         return self._schema.copy()
 
-    def check_schema(self) -> None:
-        """That schema against JSON Schema's metaschema (``Validator.check_schema``); for a store made with
-        ``check_schema=False``."""
-        self._validator.check_schema()
-
     def verdict(self, text: str, filename: str = "<text>") -> LoadResult:
         """The verdict on one cloud-config document as the user's whole config: the document checked
         on its own, then over the defaults (schema and every domain check), exactly as boot, reload

@@ -34,6 +34,11 @@ _SEXAGESIMAL = re.compile(r"[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?")
 _BOOL_WORDS = {"yes", "no", "on", "off"}
 
 
+def check_schema_document(document: SchemaNode) -> None:
+    """Raise ``jsonschema.SchemaError`` when ``document`` is not a valid Draft 2020-12 schema."""
+    jsonschema.Draft202012Validator.check_schema(document)
+
+
 @dataclass(frozen=True)
 class Problem:
     path: KeyPath
@@ -47,19 +52,15 @@ class Validator:
     """Validates documents against one ``Schema``. Holds no state besides the schema.
 
     The schema itself is checked against JSON Schema's metaschema first (``check_schema``: about 0.4 s
-    here, seconds under TCG). PID 1 builds its validator with ``check_schema=False`` and runs
-    ``check_schema`` once the system dockerd is spawned, off the boot's critical path (supervisor/app.py);
+    here, seconds under TCG). PID 1 builds its validator with ``check_schema=False`` and checks the schema
+    once the system dockerd is spawned, off the boot's critical path (supervisor/boot/schema.py);
     documents are validated the same either way."""
 
     def __init__(self, schema: Schema, *, check_schema: bool = True) -> None:
         self.schema = schema
         if check_schema:
-            self.check_schema()
+            check_schema_document(schema.document)
         self._validator = jsonschema.Draft202012Validator(schema.document)
-
-    def check_schema(self) -> None:
-        """Raise ``jsonschema.SchemaError`` when the schema is not a valid Draft 2020-12 schema."""
-        jsonschema.Draft202012Validator.check_schema(self.schema.document)
 
     def validate(self, doc: Document) -> list[ConfigError]:
         """All problems with ``doc``, as ConfigErrors naming ``doc.source``."""
