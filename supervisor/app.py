@@ -24,6 +24,7 @@ from supervisor import __version__, prefetch, signals
 from supervisor.boot.context import BootContext, Runners, StopRegistry
 from supervisor.boot.datasources import disk_datasources, network_datasources
 from supervisor.boot.modules import CloudModules
+from supervisor.boot.schema import check_config_schema
 from supervisor.boot.storage import StorageServices
 from supervisor.boot.unit_urls import UnitUrls
 from supervisor.bus import Bus
@@ -40,7 +41,6 @@ from supervisor.journal.redact import redact_text
 from supervisor.mounts import MountTable
 from supervisor.paths import Paths
 from supervisor.process import ProcessManager
-from supervisor.sources.timer import Timer
 from supervisor.state import SupervisorState
 from supervisor.tasks import running_tasks, spawn_task
 
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from supervisor.control.server import ControlServer
     from supervisor.sources.acpi import AcpiSource
     from supervisor.sources.docker import DockerEventsSource
+    from supervisor.sources.timer import Timer
     from units.system_dockerd import SystemDockerd
 
 log = structlog.get_logger("supervisor")
@@ -87,7 +88,8 @@ class Supervisor:
         self.mounts = MountTable(self.options.mount_root)
         # the disk datasources' media (nocloud, configdrive), found by label and read on the config worker
         self.media = LabelledMedia(self.paths.run_dir / "media")
-        self.config = config_store(self.paths, self.options.cmdline, self.media)
+        # the schema's own check (seconds under TCG) runs once the system dockerd is spawned (boot/schema.py)
+        self.config = config_store(self.paths, self.options.cmdline, self.media, check_schema=False)
         self.config.sources.network_ready = False  # ec2, url: fetch once the network phase is done
         self.config_worker = ConfigWorker()  # every parse and validation of config, off the loop
         self.config_errors: list[str] = []
@@ -143,7 +145,7 @@ class Supervisor:
 
     async def boot(self) -> None:
         log.info(f"corral {__version__} starting", pid=os.getpid())
-        prefetch.start()  # the heavy imports overlap the phases' waits (see supervisor/prefetch.py)
+        prefetch.start(prefetch.EARLY)  # the heavy imports overlap the phases' waits (supervisor/prefetch.py)
         await self._phase("mounts", self._mounts, fatal=True)
         await self._phase("config", self._load_config)
         await self._phase("devices", self._devices)
@@ -158,6 +160,9 @@ class Supervisor:
         # dockerd takes the longest to come up (25 s under QEMU's TCG): it starts now and comes up while
         # the network is configured; "system-docker" then waits for it.
         await self._phase("system-docker-start", self._system_docker_start)
+        # what only the later phases need, while dockerd starts: the API client, the schema's own check
+        prefetch.start(prefetch.AFTER_SPAWN)
+        spawn_task(check_config_schema(self.config.schema, self.state.degrade), name="schema-check")
         await self._phase("loopback", lambda: asyncio.to_thread(_loopback_up))
         await self._phase("network", self._network)
         await self._phase("network-datasources",
@@ -353,6 +358,8 @@ class Supervisor:
         self.stops.add("control socket", control.stop)
 
     async def _handlers(self) -> None:
+        from supervisor.sources.timer import Timer
+
         self.ctx.add_handler(self.keeper)  # (already running when the devices phase started udevd)
         self.ctx.add_handler(AuthorizedKeysWriter(self.paths, lambda: self.config.current))  # console's keys
         timer = Timer(self.bus, "status", STATUS_INTERVAL)

@@ -86,13 +86,14 @@ def domain_checks(paths: Paths) -> dict[str, DomainCheck]:
             SYSCTL: sysctl, BOOTCMD: commands(BOOTCMD), RUNCMD: commands(RUNCMD), SWARM: swarm}
 
 
-def config_store(paths: Paths, cmdline_text: str | None = None, media: MediaReader | None = None
-                 ) -> ConfigStore:
+def config_store(paths: Paths, cmdline_text: str | None = None, media: MediaReader | None = None,
+                 *, check_schema: bool = True) -> ConfigStore:
     """The config store with every domain check and the keys corral knows but ignores, each a warning
     (supervisor/compat.py) (``cmdline_text`` None: read ``paths.cmdline_file``); ``media`` reads the disk
-    datasources' block devices (PID 1 gives one: storage/media.py)."""
+    datasources' block devices (PID 1 gives one: storage/media.py). ``check_schema=False``: the schema's
+    own check is left to the caller (PID 1 runs it after the spawn: supervisor/boot/schema.py)."""
     return ConfigStore(paths, cmdline_text=cmdline_text, checks=domain_checks(paths), ignored=ignored(),
-                       media=media)
+                       media=media, check_schema=check_schema)
 
 
 @dataclass(frozen=True)

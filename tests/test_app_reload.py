@@ -97,3 +97,24 @@ async def test_a_services_include_url_is_fetched_once_the_network_is_up_and_its_
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+async def test_the_schema_is_checked_after_the_spawn_and_a_broken_one_degrades_the_boot(
+    sup: Supervisor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PID 1's store is made without the schema's own check (off the way to the system dockerd); the
+    check runs after the spawn (supervisor/boot/schema.py): the shipped schema passes, a broken one is
+    said and degrades the boot."""
+    import jsonschema
+
+    from supervisor.boot.schema import check_config_schema
+
+    await check_config_schema(sup.config.schema, sup.state.degrade)
+    assert sup.state.degraded == {}
+
+    def broken(schema: object) -> None:
+        raise jsonschema.SchemaError("'strng' is not valid under any of the given schemas")
+
+    monkeypatch.setattr(jsonschema.Draft202012Validator, "check_schema", broken)
+    await check_config_schema(sup.config.schema, sup.state.degrade)
+    assert "'strng' is not valid" in sup.state.degraded["schema"]

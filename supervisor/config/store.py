@@ -123,12 +123,13 @@ class ConfigStore:
         checks: Mapping[str, DomainCheck] | None = None,
         media: MediaReader | None = None,
         ignored: Ignored | None = None,
+        check_schema: bool = True,
     ) -> None:
         self.paths = paths
         self._checks = dict(checks or {})
         self._cmdline_text = cmdline_text
         self._schema = Schema()
-        self._validator = Validator(self._schema)
+        self._validator = Validator(self._schema, check_schema=check_schema)
         self.sources = LayerSources(paths, self._validator, self._schema, cmdline_text,
                                     registry if registry is not None else default_registry(), media)
         self._judge_whole = Judge(self._validator, self.sources, self._checks, ignored or {})
