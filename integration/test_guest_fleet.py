@@ -4,7 +4,8 @@ kept by corral.swarm (issue 16).
 One module-scoped fleet of three guests, booted in parallel (three boots), shared by every test here, in
 order; the lost-node test pulls guest 3's plug and boots it again from the same state disk (a fourth
 boot). The whole module runs only with ``CORRAL_SOAK=1`` (``make soak``): it took 50 minutes at load 10
-to 99 on the shared 2-core machine, past ``make test``'s budget. The guests ("guest 1, 2, 3" as the issue counts them; index 0, 1, 2 here):
+to 99 on the shared 2-core machine, past ``make test``'s budget. The guests ("guest 1, 2, 3" as the
+issue counts them; index 0, 1, 2 here):
 
 - guest 1 inits the swarm from its cloud-config (``corral.swarm.init``, with ``node_labels``);
 - guest 2 has no ``corral.swarm`` at boot: the test gives it the key live (``corral config merge``, the

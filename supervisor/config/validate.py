@@ -63,9 +63,9 @@ class Validator:
     first validation on, jsonschema's validator of it).
 
     The schema itself is checked against JSON Schema's metaschema at the first validation
-    (``check_schema``: about 0.4 s here, seconds under TCG). PID 1 builds its validator with ``check_schema=False`` and checks the schema
-    once the system dockerd is spawned, off the boot's critical path (supervisor/boot/schema.py);
-    documents are validated the same either way."""
+    (``check_schema``: about 0.4 s here, seconds under TCG). PID 1 builds its validator with
+    ``check_schema=False`` and checks the schema once the system dockerd is spawned, off the boot's
+    critical path (supervisor/boot/schema.py); documents are validated the same either way."""
 
     def __init__(self, schema: Schema, *, check_schema: bool = True) -> None:
         self.schema = schema
