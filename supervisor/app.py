@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from handlers.units.reconciler import UnitsReconciler
     from handlers.user_images import UserImagesHandler
     from supervisor.boot.network import NetworkService
+    from supervisor.boot.slots import BootSlots
     from supervisor.control.server import ControlServer
     from supervisor.sources.acpi import AcpiSource
     from supervisor.sources.docker import DockerEventsSource
@@ -109,6 +110,7 @@ class Supervisor:
         self.units: UnitsReconciler | None = None  # the units reconciler (the `units` boot phase)
         self.user_images: UserImagesHandler | None = None  # preloads the user dockerd (`units` phase)
         self.network: NetworkService | None = None  # the `network` boot phase
+        self.slots: BootSlots | None = None  # the installed disk's boot slots (the `slots` phase)
         self._final: asyncio.Future[str] | None = None
         self.control: ControlServer | None = None
         self.acpi: AcpiSource | None = None
@@ -148,6 +150,7 @@ class Supervisor:
                           lambda: disk_datasources(self.media, self.setting, self._load_config))
         await self._phase("state", self._state, fatal=True)
         await self._phase("storage", self._storage)
+        await self._phase("slots", lambda: _start_slots(self))  # an installed disk's trial or rollback
         await self._phase("sysctl", self.modules.start_sysctl)  # the cloud-config modules: sysctl,
         await self._phase("bootcmd", self.modules.run_bootcmd)  # bootcmd and write_files early; the
         await self._phase("write-files", self.modules.start_write_files)  # deferred ones and runcmd last
@@ -174,7 +177,8 @@ class Supervisor:
         also = None
         if self.units is not None and self.user_images is not None:
             also = self.user_images.ready_waits(self.units.units)
-        announce_ready(self.ctx, self.units, self.state.started, lambda: self.state.stopping, also)
+        announce_ready(self.ctx, self.units, self.state.started, lambda: self.state.stopping, also,
+                       then=self.slots.on_ready if self.slots is not None else None)
 
     async def _phase(self, name: str, body: Callable[[], Awaitable[None]], fatal: bool = False) -> None:
         self.state.phase = name
@@ -471,6 +475,7 @@ class Supervisor:
             self.state.degrade("journal", journal["failure"]["reason"])
         return {
             "version": __version__,
+            "os": self.slots.status() if self.slots is not None else None,
             "hostname": socket.gethostname(),
             "pid": os.getpid(),
             "sandbox": self.options.sandbox,
@@ -525,3 +530,12 @@ def _loopback_up() -> None:
         index = ipr.link_lookup(ifname="lo")
         if index:
             ipr.link("set", index=index[0], state="up")
+
+
+async def _start_slots(sup: Supervisor) -> None:
+    """The ``slots`` boot phase (supervisor/boot/slots.py): a trial boot's clock, or a rollback's report."""
+    from supervisor.boot.slots import BootSlots
+
+    sup.slots = await BootSlots.for_boot(sup.ctx, sup.options.cmdline, sup.request, sup.state.started,
+                                         lambda: sup.units.not_up() if sup.units is not None else {})
+    await sup.slots.start()

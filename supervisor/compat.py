@@ -62,10 +62,11 @@ NOT_IMPLEMENTED: Mapping[str, str] = {
     "rancher.repositories": "no service repositories: a unit is given in corral.services or a unit file",
     # RancherOS's UpgradeConfig: corral's own upgrade keys are corral.upgrade.* (docs/install.md)
     "rancher.upgrade.url": "no release index: give `corral os upgrade --image FILE|URL` the image itself",
-    "rancher.upgrade.image": "no upgrade container image: `corral os upgrade --image FILE|URL` writes the new "
-                             "version into the inactive boot slot",
-    "rancher.upgrade.rollback": "`corral os rollback` makes the other boot slot the default; a new version "
-                                "that does not come up is rolled back by itself (corral.upgrade.trial_timeout)",
+    "rancher.upgrade.image": "no upgrade container image: `corral os upgrade --image FILE|URL` writes "
+                             "the new version into the inactive boot slot",
+    "rancher.upgrade.rollback": "`corral os rollback` makes the other boot slot the default; a new "
+                                "version that does not come up is rolled back by itself "
+                                "(corral.upgrade.trial_timeout)",
     "rancher.upgrade.policy": "no automatic upgrade policy: upgrades are run with `corral os upgrade`",
     "rancher.registry_auths": "no registry credentials for the system dockerd: corral's own images are "
                               "shipped with the image; the user dockerd reads ~/.docker/config.json",

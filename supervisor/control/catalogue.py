@@ -443,6 +443,11 @@ class StatusResult(TypedDict, total=False):
     units: dict[str, Any] | None  # {"units", "states": {state: count}, "reachable", "reconciles", ...}
     udevd: dict[str, Any] | None  # corral.udev: {"state", "pid", "restarts", "reason", ...}; None when off
     control: dict[str, int]  # the control socket: {"open", "limit", "admitted", "evicted", "refused"}
+    # the installed disk's boot slots (supervisor/boot/slots.py): {"slot": "A"|"B"|None, "boot":
+    # "not-installed"|"normal"|"trial"|"rolled-back", "trial": None|"pending"|"good"|"expired",
+    # "trial_version", "rolled_back": None | {"message", "version", "slot", "reason", "boot", "journal",
+    # "at"}}
+    os: dict[str, Any] | None
 
 
 class UnitStatus(TypedDict):
