@@ -29,7 +29,7 @@ HOST_PYTHON = "/usr/bin/python3"  # the build machine's python: the same 3.11.2 
 PYTHON_VERSION = "3.11"
 DIST_PACKAGES = Path("usr/lib/python3/dist-packages")
 # image/ is the builder: not in the guest
-CORRAL_PACKAGES = ("supervisor", "handlers", "netconf", "units", "storage")
+CORRAL_PACKAGES = ("supervisor", "handlers", "netconf", "units", "storage", "osdisk")
 CORRAL_FILES = ("pyproject.toml", "README.md")
 BUSYBOX = Path("usr/bin/busybox")
 DIRECTORIES = {"proc": 0o555, "sys": 0o555, "dev": 0o755, "run": 0o755, "tmp": 0o1777, "root": 0o700,
