@@ -1,1 +1,1 @@
-"""The installed disk: its GPT layout, its slots, the upgrade bundle and the bootloader (docs/install.md)."""
+"""The installed disk: its layout, its boot slots A and B, and GRUB's boot selection (docs/install.md)."""
