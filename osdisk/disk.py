@@ -49,8 +49,8 @@ class Tools:
         except subprocess.TimeoutExpired:
             raise DiskError(f"{argv[0]} took more than {timeout or self.timeout:.0f} s") from None
         if done.returncode != 0:
-            said = (done.stderr or done.stdout).decode(errors="replace").strip().splitlines()
-            raise DiskError(f"{' '.join(argv[:2])} failed ({done.returncode}): {said[-1] if said else ''}")
+            said = " ".join((done.stderr or done.stdout).decode(errors="replace").split())[:400]
+            raise DiskError(f"{' '.join(argv[:2])} failed ({done.returncode}): {said}")
         return done.stdout.decode(errors="replace")
 
 
@@ -141,10 +141,16 @@ def write_slot(partition: str, bundle: Bundle, tools: Tools, label: str) -> None
         fsync_directory(root)
 
 
-def write_esp_files(esp: Path, files: dict[str, bytes]) -> None:
-    """Files on the mounted ESP (relative path -> bytes), each written durably."""
+def write_esp(path: str, files: Mapping[str, bytes], tools: Tools) -> None:
+    """Files onto the ESP ``path`` (relative path -> bytes), each written durably."""
+    with mounted(path, "vfat", tools) as esp:
+        write_files(esp, files)
+
+
+def write_files(root: Path, files: Mapping[str, bytes]) -> None:
+    """Files under ``root`` (relative path -> bytes), each written durably."""
     for rel, data in files.items():
-        target = esp / rel
+        target = root / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.tmp")
         with open(tmp, "wb") as f:
