@@ -134,3 +134,22 @@ def test_tar_round_trip_and_foreign_members_refused(tmp_path: Path) -> None:
     (tmp_path / "junk.tar").write_bytes(b"not a tar at all" * 100)
     with pytest.raises(BundleError, match="not a bundle tar"):
         bundle.unpack(tmp_path / "junk.tar", tmp_path / "w")
+
+
+def test_trusted_keys_are_validated_by_the_config_schema() -> None:
+    from supervisor.config.layers import check_text
+    from supervisor.config.schema import Schema
+    from supervisor.config.validate import Validator
+
+    schema = Schema()
+    node = schema.copy()["$defs"]["corral"]["properties"]["upgrade"]["properties"]["trusted_keys"]
+    assert node["items"]["pattern"] == bundle.PUBLIC_KEY.pattern  # one policy: the schema's is the verifier's
+    validator = Validator(schema)
+    good = ("corral:\n  upgrade:\n    trusted_keys:\n"
+            "      - ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB+x/y= release@ci\n")
+    _, errors = check_text(good, "c.yml", validator)
+    assert errors == []
+    _, errors = check_text("corral:\n  upgrade:\n    trusted_keys: [not-a-key]\n", "c.yml", validator)
+    assert [e.key for e in errors] == ["corral.upgrade.trusted_keys[0]"]
+    _, errors = check_text("corral:\n  upgrade:\n    trusted_keys: ssh-ed25519 AAAA\n", "c.yml", validator)
+    assert [e.key for e in errors] == ["corral.upgrade.trusted_keys"]
