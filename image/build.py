@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from image import debs, elf, initramfs, iso, manifest, modules, repeats, rootfs, wheels
+from image import bootfiles, debs, elf, initramfs, iso, manifest, modules, repeats, rootfs, wheels
+from image import bundle as upgrade_bundle
 from image.definition import Definition
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -328,6 +329,8 @@ def build_root(definition: Definition, base: Path, kernel: Path, images: dict[st
     copied = rootfs.install_config(root, definition.config_dir)
     progress.note(f"default config: {', '.join(copied) or 'none'}")
     rootfs.write_etc(root, version)
+    boot = bootfiles.install(root)
+    progress.note(f"GRUB for corral install: {', '.join(f'{n} {mib(b)}' for n, b in boot.items())}")
     rootfs.install_init(root, INIT)
     rootfs.make_console(root)
     rootfs.clamp_mtimes(root, epoch)
@@ -353,13 +356,13 @@ def archive_order(images: dict[str, Path], root: Path) -> list[str]:
 def inputs_hash(definition: Definition, base_key: str, kernel: Path, images: dict[str, Path],
                 corral_src: Path, compression: str, epoch: int) -> str:
     builder = _files_hash([IMAGE_DIR / n for n in ("build.py", "initramfs.py", "manifest.py", "modules.py",
-                                                      "repeats.py")],
+                                                      "repeats.py", "bootfiles.py")],
                           IMAGE_DIR)
     config = _files_hash(definition.config_dir.glob("*.yml"), definition.config_dir) \
         if definition.config_dir.is_dir() else ""
     return _hash(base_key, kernel.name, json.dumps([definition.modules, definition.components]),
                  *sorted(p.name for p in images.values()), corral_sources_hash(corral_src),
-                 INIT.read_bytes(), config, builder, compression, str(epoch))
+                 INIT.read_bytes(), config, builder, compression, str(epoch), bootfiles.input_key())
 
 
 @dataclass(frozen=True)
@@ -405,7 +408,7 @@ def check_frozen(definition: Definition, locks: Locks) -> None:
 
 def build(definition: Definition, out: Path = DEFAULT_OUT, compression: str = "zstd",
           locks: Locks | None = None, progress: Progress | None = None,
-          version: str | None = None) -> dict[str, Any]:
+          sign_key: Path | None = None, version: str | None = None) -> dict[str, Any]:
     """Build (or find up to date) ``out``/{vmlinuz,initrd,manifest.json}; returns the manifest. One
     build at a time per cache: a second waits for the first (they share the stages). ``version``: the
     image's corral version (default: the project's, :func:`corral_version`)."""
@@ -415,7 +418,12 @@ def build(definition: Definition, out: Path = DEFAULT_OUT, compression: str = "z
     CACHE.mkdir(parents=True, exist_ok=True)
     with (CACHE / ".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return _build(definition, out, compression, locks or Locks(), progress or Progress(), version)
+        data = _build(definition, out, compression, locks or Locks(), progress or Progress(), version)
+        section = upgrade_bundle.write(out, data, sign_key)  # a few seconds: made again each time
+        if data.get("bundle") != section:
+            data = {**data, "bundle": section}
+            manifest.write(out / "manifest.json", data)
+        return data
 
 
 def _build(definition: Definition, out: Path, compression: str, locks: Locks,
@@ -520,4 +528,8 @@ def summary(data: dict[str, Any]) -> str:
         lines.append(f"{section['file']} {mib(section['bytes'])} (hybrid: BIOS and UEFI, CD or USB stick)")
         for name, size in section["components"].items():
             lines.append(f"  {name:<10} {mib(size):>9}")
+    if "bundle" in data:
+        section = data["bundle"]
+        lines.append(f"{section['archive']} {mib(section['bytes'])} (the upgrade bundle, "
+                     f"{'signed' if section['signed'] else 'unsigned'})")
     return "\n".join(lines)

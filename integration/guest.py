@@ -268,6 +268,9 @@ class GuestSpec:
     iso: Path | None = None
     iso_as: str = "cdrom"  # or "disk"
     uefi: bool = False  # OVMF (a copy of its variables per boot) instead of SeaBIOS
+    # Boot the firmware from this disk (an installed disk's qcow2 overlay, integration/installed.py):
+    # no -kernel/-initrd, no config given (the installed disk holds its own).
+    boot_disk: Path | None = None
 
 
 OVMF_DIR = Path("/usr/share/OVMF")
@@ -282,18 +285,33 @@ def ovmf() -> tuple[Path, Path] | None:
     return None
 
 
+def _uefi(workdir: Path, spec: GuestSpec) -> run_mod.Uefi | None:
+    if not spec.uefi:
+        return None
+    found = ovmf()
+    if found is None:
+        raise GuestError(f"UEFI boot: no OVMF in {OVMF_DIR} (apt-get install ovmf)")
+    variables = workdir / "OVMF_VARS.fd"
+    shutil.copyfile(found[1], variables)  # the firmware writes its variables: a copy per boot
+    return run_mod.Uefi(found[0], variables)
+
+
+def disk_machine(workdir: Path, spec: GuestSpec, ssh_port: int, qmp: Path) -> run_mod.Machine:
+    """The machine whose firmware boots ``spec.boot_disk`` (qcow2), with ``spec.images`` after it."""
+    assert spec.boot_disk is not None
+    boot = run_mod.Disk(Path(spec.boot_disk).resolve(), "corral-installed", bootindex=0, format="qcow2")
+    more = tuple(run_mod.Disk(Path(p).resolve(), f"corral-image{i}") for i, p in enumerate(spec.images))
+    memory = run_mod.parse_size(spec.memory, "memory") // (1 << 20)
+    return run_mod.Machine(kernel=None, initrd=None, memory_mib=memory, disks=(boot, *more),
+                           nics=1 + spec.nics, ssh_port=ssh_port, qmp=qmp, serial="stdio",
+                           uefi=_uefi(workdir, spec))
+
+
 def iso_machine(workdir: Path, spec: GuestSpec, ssh_port: int, qmp: Path) -> run_mod.Machine:
     """The machine that boots ``spec.iso`` through the firmware (no -kernel/-initrd)."""
     assert spec.iso is not None
     iso = Path(spec.iso).resolve()
-    uefi = None
-    if spec.uefi:
-        found = ovmf()
-        if found is None:
-            raise GuestError(f"UEFI boot: no OVMF in {OVMF_DIR} (apt-get install ovmf)")
-        variables = workdir / "OVMF_VARS.fd"
-        shutil.copyfile(found[1], variables)  # the firmware writes its variables: a copy per boot
-        uefi = run_mod.Uefi(found[0], variables)
+    uefi = _uefi(workdir, spec)
     disks: tuple[run_mod.Disk, ...] = ()
     cdrom: Path | None = iso
     if spec.iso_as == "disk":
@@ -324,6 +342,8 @@ class Guest:
         config_file.write_text("#cloud-config\n" + yaml.safe_dump(config, sort_keys=False))
         if spec.iso is not None:
             self.machine = iso_machine(workdir, spec, self.ssh_port, self.qmp_socket)
+        elif spec.boot_disk is not None:
+            self.machine = disk_machine(workdir, spec, self.ssh_port, self.qmp_socket)
         else:
             self.machine = self._kernel_machine(workdir, spec, config_file)
         self.argv = run_mod.qemu_argv(self.machine)

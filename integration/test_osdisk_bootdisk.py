@@ -87,7 +87,8 @@ def test_a_slot_is_complete_only_with_its_files_as_the_manifest_says(
         (files / "vmlinuz").write_bytes(b"k" * 10)
         (files / "initrd").write_bytes(b"i" * 20)
         (files / "manifest.json").write_text(json.dumps({"corral_version": "2.0",
-                                                         "files": {"vmlinuz": 10, "initrd": 21}}))
+                                                         "files": {"vmlinuz": {"bytes": 10},
+                                                                   "initrd": {"bytes": 21}}}))
     finally:
         subprocess.run(["umount", str(files)], check=True, timeout=30)
     half = bootdisk.read_slot("B", location)

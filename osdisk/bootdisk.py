@@ -184,8 +184,10 @@ def check_slot(slot: str, files: Path) -> SlotInfo:
             size = (files / name).stat().st_size
         except OSError:
             return SlotInfo(slot, version, False, f"{name} missing")
-        if sizes.get(name) is not None and sizes.get(name) != size:
-            return SlotInfo(slot, version, False, f"{name} is {size} bytes, the manifest says {sizes[name]}")
+        entry = sizes.get(name)
+        expected = entry.get("bytes") if isinstance(entry, dict) else entry  # a bundle's, or a build's
+        if expected is not None and expected != size:
+            return SlotInfo(slot, version, False, f"{name} is {size} bytes, the manifest says {expected}")
     return SlotInfo(slot, version, True)
 
 
