@@ -85,3 +85,43 @@ def test_a_trial_not_ready_in_time_reboots_and_the_fallback_reports_it(sandbox: 
     assert not {"trial_version", "trial_reason", "trial_boot"} & set(env)
     text = again.cli("status").stdout
     assert "upgrade to version 2.0 rolled back: not ready within 30 s" in text
+
+
+def _slot(directory: Path, slot: str, version: str) -> None:
+    files = directory / "osdisk" / "slots" / slot
+    files.mkdir(parents=True, exist_ok=True)
+    (files / "vmlinuz").write_bytes(b"k" * 7)
+    (files / "initrd").write_bytes(b"i" * 9)
+    (files / "manifest.json").write_text(json.dumps({
+        "format": "corral-bundle/1", "corral_version": version, "kernel_version": "6.1",
+        "files": {"vmlinuz": {"bytes": 7, "sha256": "0" * 64}, "initrd": {"bytes": 9, "sha256": "0" * 64}}}))
+
+
+def test_os_list_and_rollback(sandbox: Any) -> None:
+    def setup(directory: Path) -> None:
+        grubenv.write(_env_path(directory), {"default_slot": "B", "trial_slot": "", "trial_pending": ""})
+        _slot(directory, "A", "1.0")
+        _slot(directory, "B", "2.0")
+        (directory / "osdisk" / "slots" / "A" / "initrd").write_bytes(b"cut")  # a slot written half
+
+    sb = sandbox(cmdline="corral.slot=B", setup=setup)
+    sb.wait_ready()
+    listed = json.loads(sb.cli("os", "list", "--json").stdout)
+    assert listed["active"] == "B" and listed["default"] == "B" and listed["next"] == "B"
+    assert [(s["slot"], s["version"], s["complete"], s["active"]) for s in listed["slots"]] == \
+        [("A", "1.0", False, False), ("B", "2.0", True, True)]
+    assert listed["slots"][0]["problem"] == "initrd is 3 bytes, the manifest says 9"
+    refused = sb.cli("os", "rollback", check=False)
+    assert refused.returncode == 1
+    assert "slot A holds no complete version: nothing to roll back to (initrd is 3 bytes" in refused.stderr
+    assert grubenv.read(_env_path(sb.dir))["default_slot"] == "B"  # nothing written
+
+    (sb.dir / "osdisk" / "slots" / "A" / "initrd").write_bytes(b"i" * 9)
+    grubenv.update(_env_path(sb.dir), {"trial_slot": "A"})  # a boot-once the rollback cancels
+    text = sb.cli("os", "list").stdout
+    assert "A     1.0                  complete   next" in text and "B     2.0" in text
+    done = json.loads(sb.cli("os", "rollback", "--json").stdout)
+    assert done == {"default": "A", "previous": "B", "version": "1.0"}
+    env = grubenv.read(_env_path(sb.dir))
+    assert env["default_slot"] == "A" and env["trial_slot"] == ""
+    assert json.loads(sb.cli("os", "list", "--json").stdout)["next"] == "A"

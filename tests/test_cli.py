@@ -588,6 +588,7 @@ def test_every_command_is_found() -> None:
         "service", "service list", "service inspect", "service up", "service down", "service restart",
         "service enable", "service disable", "service logs", "net", "net status", "net plan", "net apply",
         "net try", "net confirm", "storage", "storage status", "storage mount", "storage unmount", "dev",
+        "install", "os", "os upgrade", "os list", "os rollback",
     }  # fmt: skip
 
 

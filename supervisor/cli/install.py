@@ -58,8 +58,11 @@ def add_parser(subparsers: Subparsers) -> None:
     install.add_argument("--json", action="store_true", help="print the result as JSON (same as -o json)")
 
     os_group = add_command(
-        subparsers, "os", summary="the installed OS's versions: upgrade",
-        description="The versions in the installed disk's two slots.")
+        subparsers, "os", summary="the installed OS's versions: upgrade, list, rollback",
+        description=("The versions in the installed disk's two boot slots (A and B): write a new one into\n"
+                     "the slot not running and try it once (upgrade), see them (list), go back (rollback)."),
+        examples=[("corral os list", "which version each slot holds"),
+                  ("corral os upgrade --image corral-upgrade.tar && corral reboot", "")])
     os_sub = os_group.add_subparsers(dest="os_command", metavar="COMMAND", required=True)
     upgrade = add_command(
         os_sub,
@@ -82,6 +85,9 @@ def add_parser(subparsers: Subparsers) -> None:
     )
     upgrade.add_argument("--image", required=True, metavar="FILE|URL", help="the bundle")
     upgrade.add_argument("--json", action="store_true", help="print the result as JSON (same as -o json)")
+    from supervisor.cli import os_slots
+
+    os_slots.add_parsers(os_sub)
 
 
 def _json(args: argparse.Namespace) -> bool:

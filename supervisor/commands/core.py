@@ -38,6 +38,9 @@ def build_control_server(sup: Host) -> ControlServer:
     from supervisor.commands.storage import register as register_storage
 
     register_storage(server, sup)
+    from supervisor.commands.osdisk import register as register_os
+
+    register_os(server, sup)
     return server
 
 

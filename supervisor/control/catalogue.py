@@ -327,6 +327,19 @@ COMMANDS: dict[str, Command] = _commands(
         '{"spec": str, "devices": [BlockDevice]}; error "no device has SPEC" when none',
         (Arg("spec", (str,), "LABEL=x, UUID=x, PARTUUID=x, PARTLABEL=x or a path", required=True),),
     ),
+    Command(
+        "os.list",
+        "The installed disk's boot slots: each one's version (its manifest), and which is active, default, "
+        "next.",
+        '{"slots": [{"slot", "version", "complete", "problem", "active", "default", "next"}], "active", '
+        '"default", "next", "trial_pending", "version", "rolled_back"}; an error when not an installed disk',
+    ),
+    Command(
+        "os.rollback",
+        "Make the slot other than the running one the default boot (and cancel a boot-once not yet taken).",
+        '{"default", "previous", "version"}; an error, nothing written, when that slot holds no complete '
+        "version",
+    ),
     Command("units.list", "Every unit: state, restarts, uptime, last exit.", "[UnitStatus] by name"),
     Command(
         "units.inspect",
