@@ -400,17 +400,41 @@ class Supervisor:
                                "still trying")
 
     async def _preload_images(self) -> None:
-        if self.system_docker is None or not self.system_docker.ready:
+        """Load the image archives into the system dockerd. When it is not answering yet (its phase gave
+        up waiting and it keeps trying: a loaded machine), they are loaded when it first answers; the
+        units that need them retry until then."""
+        dockerd = self.system_docker
+        if dockerd is None:
             return
         from units.images import preload
         from units.runtime import Runtime
 
-        async with Runtime(self.system_docker.layout.socket) as runtime:
-            result = await preload(runtime, self.paths)
-        self.preload_result = result.to_dict()
-        if result.failed:
-            raise RuntimeError(f"{len(result.failed)} image archive(s) not loaded: "
-                               + "; ".join(f"{k}: {v}" for k, v in result.failed.items()))
+        async def load() -> None:
+            async with Runtime(dockerd.layout.socket) as runtime:
+                result = await preload(runtime, self.paths)
+            self.preload_result = result.to_dict()
+            if result.failed:
+                raise RuntimeError(f"{len(result.failed)} image archive(s) not loaded: "
+                                   + "; ".join(f"{k}: {v}" for k, v in result.failed.items()))
+
+        async def load_late() -> None:
+            try:
+                await load()
+            except Exception as exc:
+                log.error("image archives loaded late: failed", error=str(exc))
+            else:
+                log.info("image archives loaded late, once the system dockerd answered")
+
+        def on_up() -> None:
+            dockerd.on_up.remove(on_up)
+            spawn_task(load_late(), name="images-late")
+
+        if not dockerd.ready:
+            dockerd.on_up.append(on_up)
+            log.warning("image archives not loaded yet: the system dockerd is not answering; "
+                        "they will be when it does")
+            return
+        await load()
 
     async def _units(self) -> None:
         """The units reconciler (handlers.units): started with the system dockerd; waits until the
