@@ -58,6 +58,8 @@ log = structlog.get_logger("supervisor")
 
 STATUS_INTERVAL = 60.0
 SYSTEM_DOCKER_READY_TIMEOUT = 60.0
+LATE_PRELOAD_RETRY = 5.0  # seconds before loading the archives again after a late load failed (doubled)
+LATE_PRELOAD_RETRY_CAP = 60.0
 
 
 class FatalStartup(Exception):
@@ -418,12 +420,18 @@ class Supervisor:
                                    + "; ".join(f"{k}: {v}" for k, v in result.failed.items()))
 
         async def load_late() -> None:
-            try:
-                await load()
-            except Exception as exc:
-                log.error("image archives loaded late: failed", error=str(exc))
-            else:
-                log.info("image archives loaded late, once the system dockerd answered")
+            delay = LATE_PRELOAD_RETRY
+            while True:  # a dockerd that answers late is slow: a load may time out, and is tried again
+                try:
+                    await load()
+                except Exception as exc:
+                    log.error("image archives loaded late: failed; trying again", error=str(exc),
+                              retry_in=delay)
+                else:
+                    log.info("image archives loaded late, once the system dockerd answered")
+                    return
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, LATE_PRELOAD_RETRY_CAP)
 
         def on_up() -> None:
             dockerd.on_up.remove(on_up)

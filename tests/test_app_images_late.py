@@ -80,3 +80,32 @@ def test_archives_are_loaded_in_the_phase_when_dockerd_answers(monkeypatch: pyte
     with pytest.raises(RuntimeError, match="1 image archive"):
         asyncio.run(Supervisor._preload_images(sup))  # type: ignore[arg-type]
     assert loaded == ["PATHS"] and dockerd.on_up == []
+
+
+def test_a_late_load_that_fails_is_tried_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+
+    async def preload(runtime: FakeRuntime, paths: Any) -> Any:
+        calls.append(1)
+        failed = {"console.tar": "no answer in 49 s"} if len(calls) == 1 else {}
+        return SimpleNamespace(failed=failed, to_dict=lambda: {"calls": len(calls)})
+
+    monkeypatch.setattr("units.images.preload", preload)
+    monkeypatch.setattr("units.runtime.Runtime", FakeRuntime)
+    monkeypatch.setattr("supervisor.app.LATE_PRELOAD_RETRY", 0.01)
+    dockerd = FakeDockerd()
+    sup = SimpleNamespace(system_docker=dockerd, paths="PATHS", preload_result=None)
+
+    async def scenario() -> None:
+        await Supervisor._preload_images(sup)  # type: ignore[arg-type]
+        dockerd.came_up()
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if len(calls) >= 2:
+                break
+        await asyncio.sleep(0.01)
+        assert len(calls) == 2 and sup.preload_result == {"calls": 2}
+        await asyncio.sleep(0.05)
+        assert len(calls) == 2  # done once it succeeded
+
+    asyncio.run(scenario())
