@@ -165,6 +165,9 @@ def installed_disk(guest_image: Path, guest_ssh_key: Any, tmp_path_factory: pyte
     machine (install, upgrade, rollback) shares it."""
     from integration import guest, installed
 
+    given = os.environ.get("CORRAL_INSTALLED_DISK")
+    if given:  # an earlier session's (integration/installed.py): boot it again, no live install
+        return installed.load_installed_disk(Path(given))
     iso, why = guest.build_iso(guest_image)
     if iso is None:
         unavailable(f"the ISO could not be made: {why}", "the ISO build itself failed; its output is above")

@@ -34,6 +34,7 @@ HOSTNAME = "corral-installed"
 STRANGER_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBnJGgNHS9Ti1C7UkSX1CqC2sg5gUqE7vFSvUp1DWqTi stranger"
 CONFIG_PATH = "/run/install-config.yml"
 TAMPERED = "/run/tampered"
+RECORD = "installed.json"
 
 
 @dataclass
@@ -54,6 +55,11 @@ class InstalledDisk:
     refusals: dict[str, Outcome] = field(default_factory=dict)
     target_after_refusals: str = ""  # wipefs's listing of vdb after the refused installs (empty: blank)
     live_log: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": self.version, "config": self.config, "install_seconds": self.install_seconds,
+                "report": self.report, "refusals": {k: vars(v) for k, v in self.refusals.items()},
+                "target_after_refusals": self.target_after_refusals}
 
     def overlay(self, dest: Path) -> Path:
         """A new qcow2 overlay of the base (the base stays as installed)."""
@@ -89,8 +95,9 @@ def make_installed_disk(workdir: Path, image_out: Path, iso: Path, key: SshKey,
         g.sudo(f"corral config set corral.upgrade.trusted_keys {shlex.quote(json.dumps([STRANGER_KEY]))}")
         refusals["unsigned"] = _run(g, "corral install --device /dev/vdb")
         g.sudo("corral config unset corral.upgrade.trusted_keys")
-        tamper = ("import os, pathlib, shutil, subprocess; d = pathlib.Path('/run/iso'); d.mkdir(); "
-                  "subprocess.run(['mount', '-t', 'iso9660', '-o', 'ro', '/dev/disk/by-label/CORRAL', "
+        tamper = ("import os, pathlib, shutil, subprocess; from osdisk.install import find_live_medium; "
+                  "d = pathlib.Path('/run/iso'); d.mkdir(); "
+                  "subprocess.run(['mount', '-t', 'iso9660', '-o', 'ro', find_live_medium(), "
                   "str(d)], check=True); t = pathlib.Path('" + TAMPERED + "'); t.mkdir(); "
                   "[shutil.copyfile(d / 'boot' / n, t / n) for n in ('vmlinuz', 'initrd', 'manifest.json')]; "
                   "subprocess.run(['umount', str(d)], check=True); "
@@ -120,6 +127,18 @@ def make_installed_disk(workdir: Path, image_out: Path, iso: Path, key: SshKey,
     subprocess.run(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", str(raw), str(base)],
                    check=True, timeout=600)
     raw.unlink()
-    return InstalledDisk(base=base, version=str(report["version"]), config=config, install_seconds=seconds,
+    made = InstalledDisk(base=base, version=str(report["version"]), config=config, install_seconds=seconds,
                          report=report, refusals=refusals, target_after_refusals=target_after,
                          live_log=g.serial.path)
+    (workdir / RECORD).write_text(json.dumps(made.to_dict(), indent=2))
+    return made
+
+
+def load_installed_disk(directory: Path) -> InstalledDisk:
+    """An installed disk an earlier session made (``CORRAL_INSTALLED_DISK=DIR``: its ``installed.json``
+    and ``installed.qcow2``), to boot it again without a live install."""
+    data = json.loads((directory / RECORD).read_text())
+    return InstalledDisk(base=directory / "installed.qcow2", version=data["version"], config=data["config"],
+                         install_seconds=data["install_seconds"], report=data["report"],
+                         refusals={k: Outcome(**v) for k, v in data["refusals"].items()},
+                         target_after_refusals=data["target_after_refusals"])
