@@ -103,11 +103,24 @@ def make_filesystems(paths: Mapping[int, str], layout: Layout, tools: Tools) -> 
             tools.run(mkfs_argv(paths[part.number], part.fstype, part.label))
 
 
+FS_MODULES = {"vfat": ("vfat", "nls_cp437", "nls_iso8859_1", "nls_utf8")}
+"""What a filesystem's mount needs loaded first: vfat's codepage and character set are modules of their own
+that the kernel does not load by itself in corral (the mount fails: "missing codepage")."""
+
+
+def load_modules(names: Sequence[str], tools: Tools) -> None:
+    """``modprobe -a`` them; a failure is left to the mount to report (a kernel with them built in)."""
+    if names:
+        with contextlib.suppress(DiskError):
+            tools.run(["modprobe", "-a", *names], timeout=30)
+
+
 @contextlib.contextmanager
 def mounted(path: str, fstype: str, tools: Tools, read_only: bool = False) -> Iterator[Path]:
     """``path`` mounted on a private temporary directory for the block; unmounted after."""
     where = Path(tempfile.mkdtemp(prefix="corral-disk-"))
     options = "ro" if read_only else "rw"
+    load_modules(FS_MODULES.get(fstype, ()), tools)
     try:
         tools.run(["mount", "-t", fstype, "-o", f"{options},nodev,nosuid,noexec", path, os.fspath(where)])
         try:
