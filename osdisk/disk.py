@@ -103,9 +103,12 @@ def make_filesystems(paths: Mapping[int, str], layout: Layout, tools: Tools) -> 
             tools.run(mkfs_argv(paths[part.number], part.fstype, part.label))
 
 
-FS_MODULES = {"vfat": ("vfat", "nls_cp437", "nls_iso8859_1", "nls_utf8")}
+FS_MODULES = {"vfat": ("vfat", "nls_cp437", "nls_utf8")}
 """What a filesystem's mount needs loaded first: vfat's codepage and character set are modules of their own
 that the kernel does not load by itself in corral (the mount fails: "missing codepage")."""
+FS_OPTIONS = {"vfat": ",codepage=437,iocharset=utf8"}
+"""Debian's kernel defaults vfat to iocharset=ascii, whose module the image does not ship ("IO charset ascii
+not found"): utf8, which it does."""
 
 
 def load_modules(names: Sequence[str], tools: Tools) -> None:
@@ -122,7 +125,8 @@ def mounted(path: str, fstype: str, tools: Tools, read_only: bool = False) -> It
     options = "ro" if read_only else "rw"
     load_modules(FS_MODULES.get(fstype, ()), tools)
     try:
-        tools.run(["mount", "-t", fstype, "-o", f"{options},nodev,nosuid,noexec", path, os.fspath(where)])
+        tools.run(["mount", "-t", fstype, "-o", f"{options},nodev,nosuid,noexec{FS_OPTIONS.get(fstype, '')}",
+                   path, os.fspath(where)])
         try:
             yield where
         finally:
