@@ -19,9 +19,16 @@ def build_main(argv: Sequence[str]) -> int:
                         help="initrd compression (default: zstd; xz is the smallest, and slow to make)")
     parser.add_argument("--definition", type=Path, default=definition.DEFAULT_PATH,
                         help="image definition YAML (default: image/definition.yml)")
+    parser.add_argument("--version", dest="version", default=None, metavar="VERSION",
+                        help="the image's corral version: os-release, manifest.json, corral status, "
+                             "corral os list and the console show it (default: the project's, "
+                             f"{build.corral_version()})")
     parser.add_argument("--iso", action="store_true",
                         help="also make corral.iso in the output directory: a hybrid ISO (BIOS and UEFI, CD "
                              "or USB stick) that boots the live OS with this vmlinuz and initrd")
+    parser.add_argument("--sign-key", type=Path, metavar="FILE",
+                        help="sign the upgrade bundle's manifest with this ssh private key (ssh-keygen -Y "
+                             "sign -n corral-upgrade); machines with corral.upgrade.trusted_keys check it")
     locks = parser.add_mutually_exclusive_group()
     locks.add_argument("--update-lock", action="store_true",
                        help="resolve every package again and rewrite the lock files")
@@ -40,7 +47,8 @@ def build_main(argv: Sequence[str]) -> int:
         data = build.build(definition.load(args.definition), args.output.resolve(), args.compression,
                            locks=build.Locks(args.lock.resolve(), args.console_lock.resolve(),
                                              args.python_lock.resolve(),
-                                             update=args.update_lock, frozen=args.frozen))
+                                             update=args.update_lock, frozen=args.frozen),
+                           sign_key=args.sign_key, version=args.version)
         if args.iso:
             data = build.add_iso(data, args.output.resolve())
     except (build.BuildError, definition.DefinitionError, iso.IsoError, OSError, RuntimeError) as exc:

@@ -18,6 +18,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -27,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from image import debs, elf, initramfs, iso, manifest, modules, repeats, rootfs, wheels
+from image import bootfiles, debs, elf, initramfs, iso, manifest, modules, repeats, rootfs, wheels
+from image import bundle as upgrade_bundle
 from image.definition import Definition
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -119,9 +121,22 @@ def source_date_epoch() -> int:
 
 
 def corral_version() -> str:
+    """The project's version (supervisor.__version__): a build's version unless ``--version`` says."""
     from supervisor import __version__
 
     return __version__
+
+
+_VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+~_-]{0,63}$")
+
+
+def check_version(version: str) -> str:
+    """A version goes into os-release, GRUB's environment block and file names: letters, digits and
+    ``.+~_-``, starting with a letter or digit, at most 64 characters."""
+    if not _VERSION.fullmatch(version):
+        raise BuildError(f"--version {version!r}: use letters, digits and . + ~ _ - (starting with a letter "
+                         "or digit, at most 64 characters)")
+    return version
 
 
 @dataclass
@@ -293,7 +308,7 @@ def build_images(definition: Definition, base_root: Path, base_key: str, locks: 
 
 
 def build_root(definition: Definition, base: Path, kernel: Path, images: dict[str, Path], corral_src: Path,
-               epoch: int, progress: Progress) -> tuple[Path, modules.Closure, str]:
+               epoch: int, progress: Progress, version: str) -> tuple[Path, modules.Closure, str]:
     root = CACHE / "root"
     if root.exists():
         shutil.rmtree(root)
@@ -313,7 +328,9 @@ def build_root(definition: Definition, base: Path, kernel: Path, images: dict[st
         shutil.copyfile(archive, dest)
     copied = rootfs.install_config(root, definition.config_dir)
     progress.note(f"default config: {', '.join(copied) or 'none'}")
-    rootfs.write_etc(root, corral_version())
+    rootfs.write_etc(root, version)
+    boot = bootfiles.install(root)
+    progress.note(f"GRUB for corral install: {', '.join(f'{n} {mib(b)}' for n, b in boot.items())}")
     rootfs.install_init(root, INIT)
     rootfs.make_console(root)
     rootfs.clamp_mtimes(root, epoch)
@@ -339,13 +356,13 @@ def archive_order(images: dict[str, Path], root: Path) -> list[str]:
 def inputs_hash(definition: Definition, base_key: str, kernel: Path, images: dict[str, Path],
                 corral_src: Path, compression: str, epoch: int) -> str:
     builder = _files_hash([IMAGE_DIR / n for n in ("build.py", "initramfs.py", "manifest.py", "modules.py",
-                                                      "repeats.py")],
+                                                      "repeats.py", "bootfiles.py")],
                           IMAGE_DIR)
     config = _files_hash(definition.config_dir.glob("*.yml"), definition.config_dir) \
         if definition.config_dir.is_dir() else ""
     return _hash(base_key, kernel.name, json.dumps([definition.modules, definition.components]),
                  *sorted(p.name for p in images.values()), corral_sources_hash(corral_src),
-                 INIT.read_bytes(), config, builder, compression, str(epoch))
+                 INIT.read_bytes(), config, builder, compression, str(epoch), bootfiles.input_key())
 
 
 @dataclass(frozen=True)
@@ -390,19 +407,27 @@ def check_frozen(definition: Definition, locks: Locks) -> None:
 
 
 def build(definition: Definition, out: Path = DEFAULT_OUT, compression: str = "zstd",
-          locks: Locks | None = None, progress: Progress | None = None) -> dict[str, Any]:
+          locks: Locks | None = None, progress: Progress | None = None,
+          sign_key: Path | None = None, version: str | None = None) -> dict[str, Any]:
     """Build (or find up to date) ``out``/{vmlinuz,initrd,manifest.json}; returns the manifest. One
-    build at a time per cache: a second waits for the first (they share the stages)."""
+    build at a time per cache: a second waits for the first (they share the stages). ``version``: the
+    image's corral version (default: the project's, :func:`corral_version`)."""
+    version = check_version(version if version is not None else corral_version())
     if compression not in initramfs.COMPRESSORS:
         raise BuildError(f"--compression {compression}: expected one of {', '.join(initramfs.COMPRESSORS)}")
     CACHE.mkdir(parents=True, exist_ok=True)
     with (CACHE / ".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return _build(definition, out, compression, locks or Locks(), progress or Progress())
+        data = _build(definition, out, compression, locks or Locks(), progress or Progress(), version)
+        section = upgrade_bundle.write(out, data, sign_key)  # a few seconds: made again each time
+        if data.get("bundle") != section:
+            data = {**data, "bundle": section}
+            manifest.write(out / "manifest.json", data)
+        return data
 
 
 def _build(definition: Definition, out: Path, compression: str, locks: Locks,
-           progress: Progress) -> dict[str, Any]:
+           progress: Progress, version: str) -> dict[str, Any]:
 
     progress.stage("resolve", f"{len(definition.all_packages)} packages listed")
     if locks.frozen:
@@ -437,6 +462,7 @@ def _build(definition: Definition, out: Path, compression: str, locks: Locks,
 
     epoch = source_date_epoch()
     corral_src = rootfs.copy_corral_sources(REPO_ROOT, CACHE / "corral-src")
+    rootfs.set_version(corral_src, version)  # hashed below: another version is another initrd
     key = inputs_hash(definition, base_key, kernel, images, corral_src, compression, epoch)
     previous = manifest.read(out / "manifest.json")
     if previous and previous.get("input_hash") == key and (out / "initrd").exists() \
@@ -447,7 +473,8 @@ def _build(definition: Definition, out: Path, compression: str, locks: Locks,
         return previous
 
     progress.stage("root")
-    root, closure, kernel_version = build_root(definition, base, kernel, images, corral_src, epoch, progress)
+    root, closure, kernel_version = build_root(definition, base, kernel, images, corral_src, epoch, progress,
+                                               version)
 
     progress.stage("initrd", compression)
     out.mkdir(parents=True, exist_ok=True)
@@ -458,7 +485,7 @@ def _build(definition: Definition, out: Path, compression: str, locks: Locks,
     owners = json.loads((base / "owners.json").read_text())
     components = manifest.component_sizes(root, owners, definition.components)
     data = manifest.build_manifest(
-        corral_version=corral_version(), kernel_version=kernel_version, compression=compression,
+        corral_version=version, kernel_version=kernel_version, compression=compression,
         initrd_bytes=sizes.compressed, initrd_raw_bytes=sizes.raw,
         kernel_bytes=(out / "vmlinuz").stat().st_size,
         components=components, packages=[(p.name, p.version, p.arch) for p in packages],
@@ -501,4 +528,8 @@ def summary(data: dict[str, Any]) -> str:
         lines.append(f"{section['file']} {mib(section['bytes'])} (hybrid: BIOS and UEFI, CD or USB stick)")
         for name, size in section["components"].items():
             lines.append(f"  {name:<10} {mib(size):>9}")
+    if "bundle" in data:
+        section = data["bundle"]
+        lines.append(f"{section['archive']} {mib(section['bytes'])} (the upgrade bundle, "
+                     f"{'signed' if section['signed'] else 'unsigned'})")
     return "\n".join(lines)

@@ -83,10 +83,18 @@ def mkrescue_argv(staging: Path, dest: Path) -> list[str]:
             os.fspath(staging), "--", "-volid", VOLUME_ID]
 
 
+def bundle_files(out: Path) -> list[Path]:
+    """The upgrade bundle's manifest (and signature) the ISO's /boot carries beside vmlinuz and initrd:
+    ``corral install`` verifies what it copies from the live medium against them (image/bundle.py)."""
+    names = ("manifest.json", "manifest.json.sig")
+    return [out / "bundle" / n for n in names if (out / "bundle" / n).is_file()]
+
+
 def input_key(out: Path, cfg: str) -> str:
-    """What the ISO is made from: the kernel's and initrd's bytes, grub.cfg and this module."""
+    """What the ISO is made from: the kernel's and initrd's bytes, the bundle's manifest, grub.cfg and this
+    module."""
     digest = hashlib.sha256()
-    for part in (out / "vmlinuz", out / "initrd", Path(__file__)):
+    for part in (out / "vmlinuz", out / "initrd", *bundle_files(out), Path(__file__)):
         with open(part, "rb") as f:
             while chunk := f.read(1 << 20):
                 digest.update(chunk)
@@ -132,6 +140,8 @@ def build(out: Path, version: str, previous: Mapping[str, Any] | None = None) ->
         (staging / "boot" / "grub").mkdir(parents=True)
         for name in ("vmlinuz", "initrd"):
             os.link(out / name, staging / "boot" / name)  # same filesystem: no copy of 90 MiB
+        for path in bundle_files(out):
+            shutil.copyfile(path, staging / "boot" / path.name)
         (staging / "boot" / "grub" / "grub.cfg").write_text(cfg)
         tmp = out / f".{ISO_NAME}.tmp"
         done = subprocess.run(mkrescue_argv(staging, tmp), capture_output=True, text=True, check=False,

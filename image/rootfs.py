@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -29,7 +30,7 @@ HOST_PYTHON = "/usr/bin/python3"  # the build machine's python: the same 3.11.2 
 PYTHON_VERSION = "3.11"
 DIST_PACKAGES = Path("usr/lib/python3/dist-packages")
 # image/ is the builder: not in the guest
-CORRAL_PACKAGES = ("supervisor", "handlers", "netconf", "units", "storage", "swarm")
+CORRAL_PACKAGES = ("supervisor", "handlers", "netconf", "units", "storage", "swarm", "osdisk")
 CORRAL_FILES = ("pyproject.toml", "README.md")
 BUSYBOX = Path("usr/bin/busybox")
 DIRECTORIES = {"proc": 0o555, "sys": 0o555, "dev": 0o755, "run": 0o755, "tmp": 0o1777, "root": 0o700,
@@ -242,6 +243,21 @@ def etc_files(version: str, hostname: str = "corral") -> dict[str, bytes]:
             f'NAME="corral"\nID=corral\nVERSION="{version}"\nVERSION_ID="{version}"\n'
             f'PRETTY_NAME="corral {version}"\nHOME_URL="https://github.com/corral-os/corral"\n').encode(),
     }
+
+
+VERSION_FILE = Path("supervisor/__init__.py")  # holds __version__, in the copy of the sources
+_VERSION_LINE = re.compile(r'^__version__ = "[^"\n]*"$', re.MULTILINE)
+
+
+def set_version(src: Path, version: str) -> None:
+    """Make the copied sources' ``__version__`` the build's version (status, ``corral --version``, the
+    boot's ready line and the console's banner show it)."""
+    path = src / VERSION_FILE
+    text = path.read_text()
+    new, count = _VERSION_LINE.subn(f'__version__ = "{version}"', text)
+    if count != 1:
+        raise RuntimeError(f"{path}: no single __version__ = \"...\" line to set the version on")
+    path.write_text(new)
 
 
 def write_etc(root: Path, version: str, hostname: str = "corral") -> None:

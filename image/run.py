@@ -79,6 +79,7 @@ class Disk:
     path: Path
     serial: str
     bootindex: int | None = None
+    format: str = "raw"  # or qcow2 (an overlay of an installed disk, integration/installed.py)
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,7 @@ def qemu_argv(m: Machine, qemu: str = QEMU) -> list[str]:
     for i, disk in enumerate(m.disks):
         argv += [
             "-blockdev", f"driver=file,filename={disk.path},node-name=f{i},cache.direct=off",
-            "-blockdev", f"driver=raw,file=f{i},node-name=d{i}",
+            "-blockdev", f"driver={disk.format},file=f{i},node-name=d{i}",
             "-device", f"virtio-blk-pci,drive=d{i},serial={disk.serial}"
                        + (f",bootindex={disk.bootindex}" if disk.bootindex is not None else ""),
         ]

@@ -155,3 +155,21 @@ def make_guest(guest_image: Path, guest_ssh_key: Any, tmp_path: Path) -> Iterato
 
     with guest.guest_factory(tmp_path, guest_ssh_key, guest_image) as factory:
         yield factory
+
+
+@pytest.fixture(scope="session")
+def installed_disk(guest_image: Path, guest_ssh_key: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A disk ``corral install`` made from the live OS (integration/installed.py): a qcow2 base that
+    tests boot through overlays (``installed_disk.overlay(path)``), with the outcome of the refused
+    installs tried in the same live boot. One install per session: every test that needs an installed
+    machine (install, upgrade, rollback) shares it."""
+    from integration import guest, installed
+
+    given = os.environ.get("CORRAL_INSTALLED_DISK")
+    if given:  # an earlier session's (integration/installed.py): boot it again, no live install
+        return installed.load_installed_disk(Path(given))
+    iso, why = guest.build_iso(guest_image)
+    if iso is None:
+        unavailable(f"the ISO could not be made: {why}", "the ISO build itself failed; its output is above")
+    return installed.make_installed_disk(tmp_path_factory.mktemp("installed"), guest_image, iso,
+                                         guest_ssh_key, boot_timeout=max(guest.BOOT_TIMEOUT, 600.0))

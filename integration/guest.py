@@ -39,6 +39,7 @@ import yaml
 
 from image import qmp as qmp_mod
 from image import run as run_mod
+from integration.firmware import disk_machine, iso_machine
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 IMAGE_OUT = REPO_ROOT / ".cache" / "image" / "out"
@@ -272,43 +273,9 @@ class GuestSpec:
     # NIC on that namespace's bridge: integration/fleet.py).
     netns: str | None = None
     qemu_args: Sequence[str] = ()
-
-
-OVMF_DIR = Path("/usr/share/OVMF")
-OVMF_PAIRS = (("OVMF_CODE_4M.fd", "OVMF_VARS_4M.fd"), ("OVMF_CODE.fd", "OVMF_VARS.fd"))
-
-
-def ovmf() -> tuple[Path, Path] | None:
-    """Debian's OVMF (package ovmf): the code and the variables' template, or None when not installed."""
-    for code, variables in OVMF_PAIRS:
-        if (OVMF_DIR / code).is_file() and (OVMF_DIR / variables).is_file():
-            return OVMF_DIR / code, OVMF_DIR / variables
-    return None
-
-
-def iso_machine(workdir: Path, spec: GuestSpec, ssh_port: int, qmp: Path) -> run_mod.Machine:
-    """The machine that boots ``spec.iso`` through the firmware (no -kernel/-initrd)."""
-    assert spec.iso is not None
-    iso = Path(spec.iso).resolve()
-    uefi = None
-    if spec.uefi:
-        found = ovmf()
-        if found is None:
-            raise GuestError(f"UEFI boot: no OVMF in {OVMF_DIR} (apt-get install ovmf)")
-        variables = workdir / "OVMF_VARS.fd"
-        shutil.copyfile(found[1], variables)  # the firmware writes its variables: a copy per boot
-        uefi = run_mod.Uefi(found[0], variables)
-    disks: tuple[run_mod.Disk, ...] = ()
-    cdrom: Path | None = iso
-    if spec.iso_as == "disk":
-        stick = workdir / "stick.img"
-        shutil.copyfile(iso, stick)  # dd if=corral.iso of=/dev/sdX, as a file
-        disks, cdrom = (run_mod.Disk(stick, "corral-stick", bootindex=0),), None
-    elif spec.iso_as != "cdrom":
-        raise GuestError(f"iso_as={spec.iso_as!r}: expected cdrom or disk")
-    memory = run_mod.parse_size(spec.memory, "memory") // (1 << 20)
-    return run_mod.Machine(kernel=None, initrd=None, memory_mib=memory, disks=disks, nics=1 + spec.nics,
-                           ssh_port=ssh_port, qmp=qmp, serial="stdio", cdrom=cdrom, uefi=uefi)
+    # Boot the firmware from this disk (an installed disk's qcow2 overlay, integration/installed.py):
+    # no -kernel/-initrd, no config given (the installed disk holds its own).
+    boot_disk: Path | None = None
 
 
 class Guest:
@@ -328,6 +295,8 @@ class Guest:
         config_file.write_text("#cloud-config\n" + yaml.safe_dump(config, sort_keys=False))
         if spec.iso is not None:
             self.machine = iso_machine(workdir, spec, self.ssh_port, self.qmp_socket)
+        elif spec.boot_disk is not None:
+            self.machine = disk_machine(workdir, spec, self.ssh_port, self.qmp_socket)
         else:
             self.machine = self._kernel_machine(workdir, spec, config_file)
         if spec.qemu_args:

@@ -17,7 +17,8 @@ import pytest
 
 from image import iso as iso_mod
 from image import manifest
-from integration.guest import BOOT_TIMEOUT, Guest, GuestSpec, build_iso, image_version, ovmf
+from integration.firmware import ovmf
+from integration.guest import BOOT_TIMEOUT, Guest, GuestSpec, build_iso, image_version
 from integration.netns import unavailable
 
 pytestmark = pytest.mark.timeout(2400)

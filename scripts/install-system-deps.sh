@@ -23,6 +23,10 @@ PACKAGES=(
   # the hybrid BIOS+UEFI ISO (`corral-image build --iso`: grub-mkrescue + xorriso + mtools) and the
   # UEFI firmware its test boots it with (OVMF)
   grub-pc-bin grub-efi-amd64-bin grub-common xorriso mtools ovmf
+  # corral install's layout made on loop devices (integration/test_osdisk_disk.py): sfdisk, mkfs.vfat
+  fdisk dosfstools
+  # the installed disk as a qcow2 base and its overlays (integration/installed.py)
+  qemu-utils
 )
 
 missing=()

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from handlers.units.reconciler import UnitsReconciler
     from handlers.user_images import UserImagesHandler
     from supervisor.boot.network import NetworkService
+    from supervisor.boot.slots import BootSlots
     from supervisor.control.server import ControlServer
     from supervisor.sources.acpi import AcpiSource
     from supervisor.sources.docker import DockerEventsSource
@@ -60,6 +61,8 @@ log = structlog.get_logger("supervisor")
 
 STATUS_INTERVAL = 60.0
 SYSTEM_DOCKER_READY_TIMEOUT = 60.0
+LATE_PRELOAD_RETRY = 5.0  # seconds before loading the archives again after a late load failed (doubled)
+LATE_PRELOAD_RETRY_CAP = 60.0
 
 
 class FatalStartup(Exception):
@@ -114,6 +117,7 @@ class Supervisor:
         self.user_images: UserImagesHandler | None = None  # preloads the user dockerd (`units` phase)
         self.swarm: SwarmHandler | None = None  # corral.swarm's reconciler (`units` phase)
         self.network: NetworkService | None = None  # the `network` boot phase
+        self.slots: BootSlots | None = None  # the installed disk's boot slots (the `slots` phase)
         self._final: asyncio.Future[str] | None = None
         self.control: ControlServer | None = None
         self.acpi: AcpiSource | None = None
@@ -153,6 +157,7 @@ class Supervisor:
                           lambda: disk_datasources(self.media, self.setting, self._load_config))
         await self._phase("state", self._state, fatal=True)
         await self._phase("storage", self._storage)
+        await self._phase("slots", lambda: _start_slots(self))  # an installed disk's trial or rollback
         await self._phase("sysctl", self.modules.start_sysctl)  # the cloud-config modules: sysctl,
         await self._phase("bootcmd", self.modules.run_bootcmd)  # bootcmd and write_files early; the
         await self._phase("write-files", self.modules.start_write_files)  # deferred ones and runcmd last
@@ -182,7 +187,8 @@ class Supervisor:
         also = None
         if self.units is not None and self.user_images is not None:
             also = self.user_images.ready_waits(self.units.units)
-        announce_ready(self.ctx, self.units, self.state.started, lambda: self.state.stopping, also)
+        announce_ready(self.ctx, self.units, self.state.started, lambda: self.state.stopping, also,
+                       then=self.slots.on_ready if self.slots is not None else None)
         # the boot's heap out of later collections (supervisor/config/worker.py, ConfigWorker.freeze)
         frozen = await self.config_worker.freeze()
         log.debug("boot heap frozen", objects=frozen)
@@ -409,17 +415,47 @@ class Supervisor:
                                "still trying")
 
     async def _preload_images(self) -> None:
-        if self.system_docker is None or not self.system_docker.ready:
+        """Load the image archives into the system dockerd. When it is not answering yet (its phase gave
+        up waiting and it keeps trying: a loaded machine), they are loaded when it first answers; the
+        units that need them retry until then."""
+        dockerd = self.system_docker
+        if dockerd is None:
             return
         from units.images import preload
         from units.runtime import Runtime
 
-        async with Runtime(self.system_docker.layout.socket) as runtime:
-            result = await preload(runtime, self.paths)
-        self.preload_result = result.to_dict()
-        if result.failed:
-            raise RuntimeError(f"{len(result.failed)} image archive(s) not loaded: "
-                               + "; ".join(f"{k}: {v}" for k, v in result.failed.items()))
+        async def load() -> None:
+            async with Runtime(dockerd.layout.socket) as runtime:
+                result = await preload(runtime, self.paths)
+            self.preload_result = result.to_dict()
+            if result.failed:
+                raise RuntimeError(f"{len(result.failed)} image archive(s) not loaded: "
+                                   + "; ".join(f"{k}: {v}" for k, v in result.failed.items()))
+
+        async def load_late() -> None:
+            delay = LATE_PRELOAD_RETRY
+            while True:  # a dockerd that answers late is slow: a load may time out, and is tried again
+                try:
+                    await load()
+                except Exception as exc:
+                    log.error("image archives loaded late: failed; trying again", error=str(exc),
+                              retry_in=delay)
+                else:
+                    log.info("image archives loaded late, once the system dockerd answered")
+                    return
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, LATE_PRELOAD_RETRY_CAP)
+
+        def on_up() -> None:
+            dockerd.on_up.remove(on_up)
+            spawn_task(load_late(), name="images-late")
+
+        if not dockerd.ready:
+            dockerd.on_up.append(on_up)
+            log.warning("image archives not loaded yet: the system dockerd is not answering; "
+                        "they will be when it does")
+            return
+        await load()
 
     async def _units(self) -> None:
         """The units reconciler (handlers.units): started with the system dockerd; waits until the
@@ -489,6 +525,7 @@ class Supervisor:
             self.state.degrade("journal", journal["failure"]["reason"])
         return {
             "version": __version__,
+            "os": self.slots.status() if self.slots is not None else None,
             "hostname": socket.gethostname(),
             "pid": os.getpid(),
             "sandbox": self.options.sandbox,
@@ -552,3 +589,12 @@ def _loopback_up() -> None:
         index = ipr.link_lookup(ifname="lo")
         if index:
             ipr.link("set", index=index[0], state="up")
+
+
+async def _start_slots(sup: Supervisor) -> None:
+    """The ``slots`` boot phase (supervisor/boot/slots.py): a trial boot's clock, or a rollback's report."""
+    from supervisor.boot.slots import BootSlots
+
+    sup.slots = await BootSlots.for_boot(sup.ctx, sup.options.cmdline, sup.request, sup.state.started,
+                                         lambda: sup.units.not_up() if sup.units is not None else {})
+    await sup.slots.start()

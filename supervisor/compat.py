@@ -60,7 +60,14 @@ NOT_IMPLEMENTED: Mapping[str, str] = {
     "rancher.disable": "corral's own services are not RancherOS's: turn a shipped one off with "
                        "corral.services_include.NAME: false",
     "rancher.repositories": "no service repositories: a unit is given in corral.services or a unit file",
-    "rancher.upgrade": "no `ros os upgrade`: corral is upgraded by replacing its image (kernel and initrd)",
+    # RancherOS's UpgradeConfig: corral's own upgrade keys are corral.upgrade.* (docs/install.md)
+    "rancher.upgrade.url": "no release index: give `corral os upgrade --image FILE|URL` the image itself",
+    "rancher.upgrade.image": "no upgrade container image: `corral os upgrade --image FILE|URL` writes "
+                             "the new version into the inactive boot slot",
+    "rancher.upgrade.rollback": "`corral os rollback` makes the other boot slot the default; a new "
+                                "version that does not come up is rolled back by itself "
+                                "(corral.upgrade.trial_timeout)",
+    "rancher.upgrade.policy": "no automatic upgrade policy: upgrades are run with `corral os upgrade`",
     "rancher.registry_auths": "no registry credentials for the system dockerd: corral's own images are "
                               "shipped with the image; the user dockerd reads ~/.docker/config.json",
     "rancher.defaults": "RancherOS's built-in defaults; corral's are its shipped config "

@@ -589,6 +589,7 @@ def test_every_command_is_found() -> None:
         "service enable", "service disable", "service logs", "net", "net status", "net plan", "net apply",
         "net try", "net confirm", "storage", "storage status", "storage mount", "storage unmount", "dev",
         "swarm", "swarm status", "swarm token",
+        "install", "os", "os upgrade", "os list", "os rollback",
     }  # fmt: skip
 
 

@@ -52,7 +52,7 @@ def test_every_known_but_unimplemented_key_is_a_warning_naming_it(store: ConfigS
         "rancher.console",
         "rancher.state.mdadm_scan",
         "rancher.system_docker.storage_driver",
-        "rancher.upgrade",
+        "rancher.upgrade.url",
         "users",
         "timezone",
     }

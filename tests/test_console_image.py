@@ -102,3 +102,22 @@ def test_console_init_without_a_command_line_file_has_no_password(tmp_path: Path
     out = subprocess.run([BUSYBOX, "sh", "-c", script], env=env, capture_output=True, text=True,
                          timeout=30, check=True)
     assert out.stdout == "[]"
+
+
+@pytest.mark.parametrize(("release", "expected"), [
+    ('NAME="corral"\nVERSION_ID="2.0.0"\nPRETTY_NAME="corral 2.0.0"\n', "corral 2.0.0 on \\n (\\l)\n\n"),
+    ("VERSION_ID=3.1\n", "corral 3.1 on \\n (\\l)\n\n"),
+    (None, "corral \\n (\\l)\n\n"),  # no os-release to read: the banner as the image ships it
+])
+def test_console_init_puts_the_hosts_version_in_the_banner(tmp_path: Path, release: str | None,
+                                                           expected: str) -> None:
+    if not BUSYBOX.exists():
+        pytest.skip("busybox-static missing")
+    if release is not None:
+        (tmp_path / "os-release").write_text(release)
+    env = {"PATH": "/usr/bin:/bin", "CORRAL_CONSOLE_NO_MAIN": "1",
+           "CORRAL_CONSOLE_OS_RELEASE": str(tmp_path / "os-release")}
+    script = f". {FILES_DIR / 'console-init'}; write_issue {tmp_path / 'issue'}"
+    subprocess.run([BUSYBOX, "sh", "-c", script], env=env, capture_output=True, text=True, timeout=30,
+                   check=True)
+    assert (tmp_path / "issue").read_text() == expected

@@ -160,7 +160,7 @@ def test_catalogue() -> None:
         "debug.publish", "debug.modules",
         "units.list", "units.inspect", "units.up", "units.down", "units.restart", "units.enable",
         "units.disable", "storage.status", "net.status", "net.plan", "net.apply", "net.try", "net.confirm",
-        "storage.mount", "storage.unmount", "dev", "swarm.status", "swarm.token",
+        "storage.mount", "storage.unmount", "dev", "swarm.status", "swarm.token", "os.list", "os.rollback",
     ])  # fmt: skip
     # logs always streams: the records go out as they are read, never as one reply holding them all
     assert COMMANDS["events"].streams == "always" and COMMANDS["logs"].streams == "always"

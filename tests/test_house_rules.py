@@ -8,7 +8,7 @@ import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGES = ("supervisor", "handlers", "netconf", "units", "storage", "swarm", "image")
+PACKAGES = ("supervisor", "handlers", "netconf", "units", "storage", "swarm", "osdisk", "image")
 MAX_LINES = 600
 MAX_METHODS = 25
 

@@ -22,14 +22,18 @@ NOT_UP_WARNING_AFTER = 60.0  # seconds after boot before one warning names the u
 
 def announce_ready(ctx: BootContext, units: UnitsReconciler | None, started: float,
                    stopping: Callable[[], bool],
-                   also: Mapping[str, Callable[[], Awaitable[None]]] | None = None) -> None:
+                   also: Mapping[str, Callable[[], Awaitable[None]]] | None = None,
+                   then: Callable[[], None] | None = None) -> None:
     """Say ``corral <version> ready`` now when there are no units to wait for (or the system dockerd is
     off) and nothing ``also`` to wait for, else once every unit is up and every wait in ``also`` (name ->
     waiter: the user dockerd's images) is over (a warning names what is not, after a minute); never once
-    a shutdown began. ``started`` is when PID 1 started (time.time())."""
+    a shutdown began. ``started`` is when PID 1 started (time.time()). ``then`` is called once ready was
+    said (a trial boot is marked good: supervisor/boot/slots.py)."""
     waits = dict(also or {})
     if (units is None or not units.not_up()) and not waits:
         _say_ready(ctx.journal, started, ctx.sandbox)
+        if then is not None:
+            then()
         return
 
     async def when_up() -> None:
@@ -48,6 +52,8 @@ def announce_ready(ctx: BootContext, units: UnitsReconciler | None, started: flo
                 await wait()
         if not stopping():  # a shutdown began: never "ready"
             _say_ready(ctx.journal, started, ctx.sandbox)
+            if then is not None:
+                then()
 
     task = spawn_task(when_up(), name="ready")
 

@@ -18,6 +18,7 @@ from supervisor.cli import (
     debug,
     dev,
     events,
+    install,
     logs,
     net,
     power,
@@ -51,7 +52,8 @@ class CommandGroup(Protocol):
 
 # In the order `corral --help` lists them.
 COMMAND_MODULES: tuple[CommandGroup, ...] = (
-    status, config, logs, events, units, net, storage, swarm, dev, power, debug, sandbox, system_docker,
+    status, config, logs, events, units, net, storage, swarm, dev, power, install, debug, sandbox,
+    system_docker,
 )
 
 

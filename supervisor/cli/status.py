@@ -101,6 +101,7 @@ def render_status(status: Any) -> str:
     degraded = get("degraded") or {}
     reasons = [f"{k}: {v}" for k, v in degraded.items()] if isinstance(degraded, dict) else list(degraded)
     lines.extend(("degraded:  " if i == 0 else INDENT) + str(r) for i, r in enumerate(reasons))
+    lines.extend(_os_lines(get("os")))
     journal = get("journal")
     if isinstance(journal, dict):
         lines.append(f"journal:   {_journal(journal)}")
@@ -199,3 +200,22 @@ def render_status(status: Any) -> str:
 
 def _seconds(value: Any) -> str:
     return f"{value:.2f}s" if isinstance(value, int | float) else str(value)
+
+
+def _os_lines(os_status: Any) -> list[str]:
+    """The boot slot (on an installed disk) and the last upgrade that was rolled back."""
+    if not isinstance(os_status, dict):
+        return []
+    lines = []
+    if os_status.get("slot"):
+        text = f"slot {os_status['slot']}"
+        if os_status.get("boot") == "trial":
+            text += f", trial of version {os_status.get('trial_version') or '?'}: {os_status.get('trial')}"
+        lines.append(f"os:        {text}")
+    report = os_status.get("rolled_back")
+    if isinstance(report, dict) and report.get("message"):
+        lines.append(f"upgrade:   {report['message']}")
+        journal = report.get("journal")
+        if isinstance(journal, dict) and journal.get("path"):
+            lines.append(f"{INDENT}the failed boot's journal: {journal['path']}")
+    return lines

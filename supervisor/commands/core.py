@@ -43,6 +43,9 @@ def build_control_server(sup: Host) -> ControlServer:
     from supervisor.commands.swarm import register as register_swarm
 
     register_swarm(server, sup)
+    from supervisor.commands.osdisk import register as register_os
+
+    register_os(server, sup)
     return server
 
 

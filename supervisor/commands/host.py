@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from handlers.units.reconciler import UnitsReconciler
     from supervisor.boot.context import Runners
     from supervisor.boot.network import NetworkService
+    from supervisor.boot.slots import BootSlots
     from supervisor.boot.storage import StorageServices
     from supervisor.bus import Bus
     from supervisor.config.store import ConfigStore
@@ -31,6 +32,7 @@ class Host(Protocol):
     units: UnitsReconciler | None
     network: NetworkService | None
     swarm: SwarmHandler | None
+    slots: BootSlots | None
 
     def request(self, action: str) -> None: ...  # poweroff | reboot | halt
 

@@ -8,7 +8,9 @@ Syntax, as read from /proc/cmdline:
 - ``[a,b]`` or ``[a, b]`` is a list (spaces inside the brackets do not end the parameter);
 - under maps with free-form keys and scalar values (``corral.sysctl``) the rest of the dotted name is
   one key: ``corral.sysctl.net.ipv4.ip_forward=1``;
-- parameters not starting with ``corral.``/``rancher.`` are ignored; a later parameter wins."""
+- parameters not starting with ``corral.``/``rancher.`` are ignored; a later parameter wins;
+- ``corral.slot=A|B`` is not config: GRUB puts it there on an installed disk (osdisk/bootmenu.py) to
+  say which boot slot this is, and PID 1 reads it as such (supervisor/boot/slots.py)."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from supervisor.config.yamlload import Document, NodeInfo
 
 SOURCE = "cmdline"
 PREFIXES = ("corral.", "rancher.")
+NOT_CONFIG = frozenset({"corral.slot"})  # boot parameters in corral's namespace that are not config
 
 
 def split_params(text: str) -> list[str]:
@@ -75,7 +78,7 @@ def parse_cmdline(text: str, schema: Schema) -> tuple[Document, list[ConfigError
             param = param[1:-1]  # the kernel accepts "name=value with spaces"
         name, sep, raw = param.partition("=")
         name = name.replace('"', "")
-        if not _is_ours(name):
+        if not _is_ours(name) or name in NOT_CONFIG:
             continue
         segs = name.split(".")[1:]
         if any(not s for s in segs):

@@ -334,6 +334,19 @@ COMMANDS: dict[str, Command] = _commands(
             '{"kind": str, "token": str}',
             (Arg("kind", (str,), "worker or manager", required=True),),
             choices={"kind": ("worker", "manager")}),
+    Command(
+        "os.list",
+        "The installed disk's boot slots: each one's version (its manifest), and which is active, default, "
+        "next.",
+        '{"slots": [{"slot", "version", "complete", "problem", "active", "default", "next"}], "active", '
+        '"default", "next", "trial_pending", "version", "rolled_back"}; an error when not an installed disk',
+    ),
+    Command(
+        "os.rollback",
+        "Make the slot other than the running one the default boot (and cancel a boot-once not yet taken).",
+        '{"default", "previous", "version"}; an error, nothing written, when that slot holds no complete '
+        "version",
+    ),
     Command("units.list", "Every unit: state, restarts, uptime, last exit.", "[UnitStatus] by name"),
     Command(
         "units.inspect",
@@ -453,6 +466,11 @@ class StatusResult(TypedDict, total=False):
     # "last_actions", "retry_in", "checked_at"}; None when the system docker is off
     swarm: dict[str, Any] | None
     control: dict[str, int]  # the control socket: {"open", "limit", "admitted", "evicted", "refused"}
+    # the installed disk's boot slots (supervisor/boot/slots.py): {"slot": "A"|"B"|None, "boot":
+    # "not-installed"|"normal"|"trial"|"rolled-back", "trial": None|"pending"|"good"|"expired",
+    # "trial_version", "rolled_back": None | {"message", "version", "slot", "reason", "boot", "journal",
+    # "at"}}
+    os: dict[str, Any] | None
 
 
 class UnitStatus(TypedDict):

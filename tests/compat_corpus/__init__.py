@@ -69,6 +69,7 @@ EFFECT: Mapping[str, str | None] = {
     "corral.system_docker": None,
     "corral.udev": None,
     "corral.shutdown_grace": None,
+    "corral.upgrade": None,
     "corral.handlers": None,
     "corral.sysctl": None,
 }
