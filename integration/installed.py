@@ -6,7 +6,8 @@ medium ``corral install`` copies the running version from) and ``vdd`` a disk ho
 filesystem. In that one boot, before installing:
 
 - ``corral install --device /dev/vdd`` (a filesystem) and ``--device /dev/vda`` (mounted) are refused;
-- with ``corral.upgrade.trusted_keys`` set, the live medium's unsigned bundle is refused; a copy of it
+- with ``corral.upgrade.trusted_keys`` set (``corral config set``), the live medium's unsigned bundle is
+  refused; a copy of it
   with one byte of the initrd changed is refused with the keys unset; ``vdb`` is still blank after;
 
 then ``corral install --device /dev/vdb --config FILE --json`` (timed), and poweroff. The outcome of
@@ -75,16 +76,18 @@ def make_installed_disk(workdir: Path, image_out: Path, iso: Path, key: SshKey,
                         boot_timeout: float) -> InstalledDisk:
     workdir.mkdir(parents=True, exist_ok=True)
     data = make_ext4(workdir / "data.img", "data")
-    spec = GuestSpec(config={"corral": {"upgrade": {"trusted_keys": [STRANGER_KEY]}}}, state_disk="64M",
-                     disks=[TARGET_SIZE], images=[iso, data], out=image_out, boot_timeout=boot_timeout)
+    spec = GuestSpec(state_disk="64M", disks=[TARGET_SIZE], images=[iso, data], out=image_out,
+                     boot_timeout=boot_timeout)
     g = boot(workdir / "live", spec, key)
     try:
         g.wait_ssh()
         refusals = {
             "filesystem": _run(g, "corral install --device /dev/vdd"),
             "mounted": _run(g, "corral install --device /dev/vda"),
-            "unsigned": _run(g, "corral install --device /dev/vdb"),
         }
+        # the user's config, not the seed's user-data: a datasource's key could not be unset after
+        g.sudo(f"corral config set corral.upgrade.trusted_keys {shlex.quote(json.dumps([STRANGER_KEY]))}")
+        refusals["unsigned"] = _run(g, "corral install --device /dev/vdb")
         g.sudo("corral config unset corral.upgrade.trusted_keys")
         tamper = ("import os, pathlib, shutil, subprocess; d = pathlib.Path('/run/iso'); d.mkdir(); "
                   "subprocess.run(['mount', '-t', 'iso9660', '-o', 'ro', '/dev/disk/by-label/CORRAL', "
