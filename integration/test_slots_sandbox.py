@@ -6,6 +6,7 @@ within its limit journals why and reboots (the sandbox exits); the boot after it
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +126,27 @@ def test_os_list_and_rollback(sandbox: Any) -> None:
     env = grubenv.read(_env_path(sb.dir))
     assert env["default_slot"] == "A" and env["trial_slot"] == ""
     assert json.loads(sb.cli("os", "list", "--json").stdout)["next"] == "A"
+
+
+def test_os_rollback_during_a_trial_cancels_it(sandbox: Any) -> None:
+    config = {"corral": {"upgrade": {"trial_timeout": 30}, "system_docker": {"enabled": True},
+                         "services": {"never-up": {"image": "corral-test/does-not-exist:1",
+                                                   "command": ["sleep", "1000"]}}}}
+
+    def setup(directory: Path) -> None:
+        grubenv.write(_env_path(directory), TRIAL)
+        _slot(directory, "A", "1.0")
+        _slot(directory, "B", "2.0")
+
+    sb = sandbox(config=config, cmdline="corral.slot=B", setup=setup)
+    sb.wait_journal(lambda r: r["event"].startswith("trial boot of version 2.0 on slot B"), timeout=60)
+    sb.wait_journal(lambda r: r["event"] == "boot phase done" and r.get("phase") == "control", timeout=60)
+    done = json.loads(sb.cli("os", "rollback", "--json").stdout)
+    assert done["default"] == "A"
+    env = grubenv.read(_env_path(sb.dir))
+    assert env["default_slot"] == "A" and env["trial_pending"] == "" and "trial_boot" not in env
+    assert sb.request("status")["os"]["trial"] == "cancelled"
+    time.sleep(35)  # past the limit: the cancelled trial neither reboots nor becomes the default
+    assert sb.proc.poll() is None
+    assert not any("failed its trial" in r["event"] for r in sb.journal())
+    assert grubenv.read(_env_path(sb.dir))["default_slot"] == "A"

@@ -129,7 +129,7 @@ class BootSlots:
                                      if ctx.sandbox else bootdisk.Location())
         self.reboot = reboot
         self.verdict = BootVerdict(BootKind.NOT_INSTALLED)
-        self.trial: str = ""  # "", "pending", "good", "expired", or "failed: <error>"
+        self.trial: str = ""  # "", "pending", "good", "expired", "cancelled" (os rollback)
         self.report: dict[str, Any] | None = None
         self.watchdog = Watchdog()
         self._clock: asyncio.Task[None] | None = None
@@ -216,6 +216,18 @@ class BootSlots:
         if self._clock is not None:
             self._clock.cancel()
         spawn_task(self._commit(), name="trial good")
+
+    def cancel_trial(self) -> bool:
+        """``os rollback`` during a trial: it is neither marked good nor timed any more. True when a
+        trial was pending (the caller then clears it from the block with the rollback)."""
+        if self.verdict.kind is not BootKind.TRIAL or self.trial != "pending":
+            return False
+        self.trial = "cancelled"
+        if self._clock is not None:
+            self._clock.cancel()
+        self.watchdog.disarm()
+        log.info("trial cancelled by os rollback", slot=self.slot)
+        return True
 
     async def _commit(self) -> None:
         slot = self.slot or "A"

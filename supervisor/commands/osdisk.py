@@ -71,6 +71,8 @@ class OsCommands:
             except selection.SelectionError as exc:
                 problem = infos[selection.other(slots.slot or env.default_slot)].problem
                 raise ControlError(f"{exc}" + (f" ({problem})" if problem else "")) from None
+            if slots.cancel_trial():  # this boot is a trial: it must not become the default at ready
+                changes = {**selection.reported(), **changes}
             try:
                 await asyncio.to_thread(bootdisk.update_env, slots.location, changes)
             except bootdisk.BootDiskError as exc:
