@@ -70,6 +70,7 @@ EFFECT: Mapping[str, str | None] = {
     "corral.udev": None,
     "corral.shutdown_grace": None,
     "corral.upgrade": None,
+    "corral.swarm": None,  # the user dockerd's Docker Swarm membership (swarm/, handlers/swarm/)
     "corral.handlers": None,
     "corral.sysctl": None,
 }
