@@ -24,6 +24,7 @@ from typing import Any
 
 from osdisk import grubenv, selection
 from osdisk.bootmenu import ENV_PATH, ESP_LABEL, slot_label
+from osdisk.layout import MOUNT_OPTIONS
 from supervisor.mounts import MS_NODEV, MS_NOEXEC, MS_NOSUID, mount_raw, umount
 
 MS_RDONLY = 1
@@ -99,7 +100,7 @@ def _mounted(location: Location, label: str, directory: Path | None, fstype: str
     flags = MS_NOSUID | MS_NODEV | MS_NOEXEC | (0 if writable else MS_RDONLY)
     try:
         try:
-            mount_raw(device, target, fstype, flags)
+            mount_raw(device, target, fstype, flags, MOUNT_OPTIONS.get(fstype, ""))
         except OSError as exc:
             raise BootDiskError(f"{label} ({device}): {exc}") from None
         try:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from osdisk.bundle import SLOT_FILES, Bundle
-from osdisk.layout import Layout, partition_path, sfdisk_script
+from osdisk.layout import MOUNT_OPTIONS, Layout, partition_path, sfdisk_script
 from supervisor.atomic import fsync_directory
 
 TOOL_TIMEOUT = 120.0
@@ -106,9 +106,7 @@ def make_filesystems(paths: Mapping[int, str], layout: Layout, tools: Tools) -> 
 FS_MODULES = {"vfat": ("vfat", "nls_cp437", "nls_utf8")}
 """What a filesystem's mount needs loaded first: vfat's codepage and character set are modules of their own
 that the kernel does not load by itself in corral (the mount fails: "missing codepage")."""
-FS_OPTIONS = {"vfat": ",codepage=437,iocharset=utf8"}
-"""Debian's kernel defaults vfat to iocharset=ascii, whose module the image does not ship ("IO charset ascii
-not found"): utf8, which it does."""
+FS_OPTIONS = {fstype: "," + options for fstype, options in MOUNT_OPTIONS.items()}  # after ro/rw
 
 
 def load_modules(names: Sequence[str], tools: Tools) -> None:

@@ -143,3 +143,9 @@ def partition_path(device: str, number: int) -> str:
     """The kernel's name of ``device``'s partition ``number``: ``/dev/vda3``, ``/dev/nvme0n1p3``,
     ``/dev/loop0p3`` (a ``p`` when the disk's name ends in a digit)."""
     return f"{device}{'p' if device[-1:].isdigit() else ''}{number}"
+
+
+MOUNT_OPTIONS = {"vfat": "codepage=437,iocharset=utf8"}
+"""Options every mount of a filesystem of the layout needs: Debian's kernel defaults vfat to
+iocharset=ascii, whose module the image does not ship (the mount fails with EINVAL, "IO charset ascii not
+found"); utf8 and codepage 437 it does (the kernel loads them by itself, or ``osdisk.disk`` first)."""
