@@ -318,8 +318,8 @@ def build_root(definition: Definition, base: Path, kernel: Path, images: dict[st
     if definition.corral:
         rootfs.install_corral(root, corral_src)
         rootfs.compile_python(root, CORRAL_DIRS)
-    version = modules.kernel_version(kernel)
-    closure = modules.install(kernel, version, definition.modules, root)
+    kernel_version = modules.kernel_version(kernel)
+    closure = modules.install(kernel, kernel_version, definition.modules, root)
     progress.note(f"{len(closure.paths)} kernel modules "
                   f"({len(closure.builtin)} of those listed are built in)")
     for name, archive in images.items():
@@ -335,7 +335,7 @@ def build_root(definition: Definition, base: Path, kernel: Path, images: dict[st
     rootfs.make_console(root)
     rootfs.clamp_mtimes(root, epoch)
     progress.done(f"root {mib(rootfs.tree_size(root))}")
-    return root, closure, version
+    return root, closure, kernel_version
 
 
 def archive_order(images: dict[str, Path], root: Path) -> list[str]:
