@@ -77,7 +77,8 @@ def test_restarts_follow_each_policy_with_the_backoff(sandbox: Any) -> None:
     assert len(records(sb, "unit failed; not restarting", "three")) == 1
     # An always-crashing unit: restarts immediately, then after 0.1, 0.2, 0.4, 0.8, 1.6 s; crash-looping
     # after more than 5 restarts in 10 s. The journal shows each exit's delay, and each start comes no
-    # sooner than that delay after the exit it follows.
+    # sooner than that delay after the exit it follows, and before the next exit (the start that exit
+    # scheduled; no bound on how late it may come: a loaded machine is slow, and tests never time).
     wait_for("six crash restarts", lambda: len(records(sb, "unit started", "crash")) >= 7, 30)
     crash = units(sb)["crash"]
     assert crash["state"] == "crash-looping", crash
@@ -89,7 +90,8 @@ def test_restarts_follow_each_policy_with_the_backoff(sandbox: Any) -> None:
         next_start = starts[i + 1]
         gap = ts(next_start) - ts(exited)
         assert gap >= exited["restart_in"] - 0.005, (i, gap, exited)
-        assert gap < exited["restart_in"] + 1.0, (i, gap, exited)
+        if i + 1 < len(exits):
+            assert ts(next_start) <= ts(exits[i + 1]), (i, next_start, exits[i + 1])
     assert sb.stop() == 0
     sb.assert_clean_journal(EXPECTED_ERRORS)
 

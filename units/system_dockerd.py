@@ -20,7 +20,8 @@ The exec root holds containerd's sockets, whose paths must stay under 108 bytes:
 below DIR in the sandbox (whose /run is private; see ``MountTable.isolate_run_and_sys``).
 
 The supervision loop: prepare (directories, config file, bridge), spawn, poll ``/_ping`` (each ping under
-a timeout, polls spaced by a small Backoff) until it answers, then publish ``DockerdState(up)`` and a
+a timeout, polls spaced by a small Backoff) until it answers (within ``start_timeout``: 60 s, doubled after
+each start in a row that ran out of it), then publish ``DockerdState(up)`` and a
 ``Resync`` (every unit is observed again) and call ``on_up`` callbacks; then wait for whichever comes
 first, the process exiting or the watchdog (``units.runtime.watch_liveness``: ``/_ping`` every 2 s under
 a 3 s timeout, 2 misses) giving up on it. A dockerd that does not answer is SIGKILLed (SIGKILL ends a
@@ -82,6 +83,18 @@ def restart_backoff() -> Backoff:
     ``healthy_for``, not the time since the spawn: one that keeps dying while it starts keeps waiting
     longer)."""
     return Backoff(initial=0.5, cap=30.0, reset_after=HEALTHY_AFTER)
+
+
+# A dockerd that does not answer within its start-up timeout is killed and started again; each start in a
+# row that ran out of time doubles the next one's timeout (to this cap), so a dockerd that is only slow (a
+# loaded machine, a large data root to replay) is given the time it needs instead of being killed at the
+# same point of its start-up for ever. An answer starts the sequence over.
+START_TIMEOUT_CAP = 600.0
+
+
+def start_timeout(base: float, slow_starts: int) -> float:
+    """The start-up timeout after ``slow_starts`` starts in a row that ran out of time."""
+    return min(base * 2.0 ** min(slow_starts, 16), max(base, START_TIMEOUT_CAP))
 
 
 def healthy_for(ready_at: float | None, down_at: float) -> float:
@@ -232,7 +245,8 @@ class SystemDockerd:
         self.journal = journal
         self.backoff = backoff or restart_backoff()
         self.watchdog = watchdog or Watchdog()
-        self.ready_timeout = ready_timeout
+        self.ready_timeout = ready_timeout  # the first start's; see start_timeout
+        self._slow_starts = 0  # starts in a row that did not answer within their timeout
         self.daemon = daemon
         self.unit = unit
         self.on_up: list[Callable[[], None]] = []  # called after each (re)start that answers /_ping
@@ -350,12 +364,16 @@ class SystemDockerd:
         from units.runtime import Runtime
 
         runtime = Runtime(self.layout.socket, timeout=self.watchdog.timeout)
+        timeout = start_timeout(self.ready_timeout, self._slow_starts)
         try:
-            if not await self._await_ping(child, runtime):
+            if not await self._await_ping(child, runtime, timeout):
                 if not child.running:
                     status = child.status
                     return f"exited during start-up ({status.describe() if status else '?'})"
-                return f"not answering /_ping {self.ready_timeout:g} s after start"
+                self._slow_starts += 1
+                return (f"not answering /_ping {timeout:g} s after start (the next start waits "
+                        f"{start_timeout(self.ready_timeout, self._slow_starts):g} s)")
+            self._slow_starts = 0
             took = time.monotonic() - spawned
             self.stats.state = "up"
             self.stats.start_seconds = round(took, 3)
@@ -377,10 +395,10 @@ class SystemDockerd:
         finally:
             await runtime.close()
 
-    async def _await_ping(self, child: Child, runtime: Runtime) -> bool:
-        """Poll /_ping (each under a timeout) until it answers, dockerd exits, or ready_timeout passes."""
+    async def _await_ping(self, child: Child, runtime: Runtime, timeout: float) -> bool:
+        """Poll /_ping (each under a timeout) until it answers, dockerd exits, or ``timeout`` passes."""
         polls = Backoff(first=0.02, initial=0.02, cap=0.5, reset_after=float("inf"))
-        deadline = time.monotonic() + self.ready_timeout
+        deadline = time.monotonic() + timeout
         while child.running and time.monotonic() < deadline:
             if await runtime.ping(timeout=min(self.watchdog.timeout, max(0.1, deadline - time.monotonic()))):
                 return True
