@@ -46,3 +46,11 @@ class Backoff:
     def reset(self) -> None:
         self.failures = 0
         self._last_failure = None
+
+
+def start_polls() -> Backoff:
+    """Polls of a daemon that is starting (is it answering yet?): 20 ms, growing to 0.5 s, never starting
+    over. Short, because every moment between its first answer and the poll that sees it is boot time
+    lost; used while it is expected up soon (a dockerd's first ``/_ping``, an events source's first
+    connection), not for a daemon that went away (that one waits on the Backoff of its own reconnects)."""
+    return Backoff(first=0.02, initial=0.02, cap=0.5, reset_after=float("inf"))

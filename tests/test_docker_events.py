@@ -4,11 +4,13 @@ after a reconnect says happened meanwhile, and dropping events that ``since=`` r
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from supervisor.bus import Bus
 from supervisor.events.docker import ContainerEvent
 from supervisor.sources.docker import (
+    FIRST_CONNECT_WINDOW,
     DockerEventsSource,
     Seen,
     apply_event,
@@ -135,3 +137,20 @@ async def test_events_replayed_by_since_are_dropped_once() -> None:
         actions.append(e.action)
     assert actions == ["create", "start", "kill", "die", "destroy"]
     assert source.stats.replayed_dropped == 2 and source.since == since_param(t0 + 9)
+
+
+def test_until_its_first_connection_a_source_polls_at_the_start_pace() -> None:
+    """The user's dockerd is started by a unit and nobody calls ``wake()`` when it first answers: until the
+    source's first connection it retries at most 0.5 s apart (not the reconnect backoff's 5 s), for
+    ``FIRST_CONNECT_WINDOW`` seconds; once it has connected, or after that window, the backoff's pace."""
+    source = DockerEventsSource(Bus(), Path("/nonexistent.sock"), daemon="user")
+    source._started_at = 1000.0
+    first = [source.next_delay(ran_for=0.0, now=1000.0 + i) for i in range(40)]
+    assert first[0] == 0.02 and max(first) == 0.5 and first == sorted(first)
+    later = [source.next_delay(ran_for=0.0, now=1000.0 + FIRST_CONNECT_WINDOW + i) for i in range(8)]
+    assert later[-1] == source.backoff.cap == 5.0  # a dockerd that never came is not polled every 0.5 s
+    reconnecting = DockerEventsSource(Bus(), Path("/nonexistent.sock"), daemon="user")
+    reconnecting._started_at = 1000.0
+    reconnecting.stats.sessions = 1  # it connected once: a lost stream waits on the reconnect backoff
+    delays = [reconnecting.next_delay(ran_for=0.0, now=1001.0) for _ in range(8)]
+    assert delays == [reconnecting.backoff.delay_for(n) for n in range(1, 9)] and delays[-1] == 5.0

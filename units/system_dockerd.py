@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from supervisor.atomic import write_atomic
-from supervisor.backoff import Backoff
+from supervisor.backoff import Backoff, start_polls
 from supervisor.bus import Bus
 from supervisor.events import Resync
 from supervisor.events.docker import DockerdState
@@ -397,7 +397,7 @@ class SystemDockerd:
 
     async def _await_ping(self, child: Child, runtime: Runtime, timeout: float) -> bool:
         """Poll /_ping (each under a timeout) until it answers, dockerd exits, or ``timeout`` passes."""
-        polls = Backoff(first=0.02, initial=0.02, cap=0.5, reset_after=float("inf"))
+        polls = start_polls()
         deadline = time.monotonic() + timeout
         while child.running and time.monotonic() < deadline:
             if await runtime.ping(timeout=min(self.watchdog.timeout, max(0.1, deadline - time.monotonic()))):

@@ -10,7 +10,10 @@ A session ends when dockerd closes the stream (it shut down; aiodocker's subscri
 when the connection breaks (it died), on any API error, or when the watchdog (``/_ping`` under a
 timeout) gives up on a frozen dockerd, whose stream would otherwise hang forever. Then the source
 reconnects after the one Backoff's delay (cut short by ``wake()``, which the system dockerd's supervisor
-calls after each restart). Events replayed by ``since=`` that were already published are dropped."""
+calls after each restart). Until its first connection, for ``FIRST_CONNECT_WINDOW`` seconds from its start,
+it retries at the pace of ``start_polls`` instead (at most 0.5 s apart): the user's dockerd, started by a
+unit, has nobody to call ``wake()``, and with the reconnect backoff's 5 s the boot's ready line came up to
+5 s after it answered. Events replayed by ``since=`` that were already published are dropped."""
 
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from typing import Any
 
 import structlog
 
-from supervisor.backoff import Backoff
+from supervisor.backoff import Backoff, start_polls
 from supervisor.bus import Bus
 from supervisor.events import Resync
 from supervisor.events.docker import CONTAINER_ACTIONS, ContainerEvent, EventStreamState
@@ -41,6 +44,10 @@ from units.runtime import (
 log = structlog.get_logger("supervisor.sources.docker")
 
 FILTERS = {"type": ["container"]}
+# How long after its start a source that has never connected keeps polling at the start polls' pace: a
+# dockerd started at boot answers within it even under TCG on a loaded host; one that never comes (a
+# disabled or crash-looping `docker` unit) is then tried at the reconnect backoff's pace, not every 0.5 s.
+FIRST_CONNECT_WINDOW = 300.0
 
 
 # ---- pure parts -------------------------------------------------------------------------------------
@@ -160,6 +167,8 @@ class DockerEventsSource:
         self.socket = socket
         self.daemon = daemon
         self.backoff = backoff or Backoff(initial=0.1, cap=5.0)
+        self.first_polls = start_polls()  # until the first connection (FIRST_CONNECT_WINDOW)
+        self._started_at: float | None = None
         self.timeout = timeout
         self.ping = (ping_interval, ping_timeout, ping_misses)
         self.stats = _Stats()
@@ -175,6 +184,7 @@ class DockerEventsSource:
 
     def start(self) -> None:
         if self._task is None:
+            self._started_at = time.monotonic()
             self._task = spawn_task(self._run(), name=f"docker-events:{self.daemon}")
 
     async def stop(self) -> None:
@@ -204,10 +214,20 @@ class DockerEventsSource:
                 log.warning("docker event stream lost; reconnecting", daemon=self.daemon, reason=reason)
             else:
                 log.debug("docker event stream not connected", daemon=self.daemon, reason=reason)
-            delay = self.backoff.next_delay(ran_for=time.monotonic() - started)
+            delay = self.next_delay(ran_for=time.monotonic() - started)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), delay)
             self._wakeup.clear()
+
+    def next_delay(self, ran_for: float, now: float | None = None) -> float:
+        """How long to wait before the next session: the start polls' pace while the dockerd has never
+        answered and the source started less than ``FIRST_CONNECT_WINDOW`` seconds ago, else the
+        reconnect backoff's."""
+        now = time.monotonic() if now is None else now
+        starting = self._started_at is not None and now - self._started_at < FIRST_CONNECT_WINDOW
+        if self.stats.sessions == 0 and starting:
+            return self.first_polls.next_delay()
+        return self.backoff.next_delay(ran_for=ran_for)
 
     async def _session(self) -> str:
         """One connection: subscribe, list, resync, then relay events until the stream is lost; why."""
