@@ -10,8 +10,10 @@ The image is one layer, written as the ``docker save`` archive ``docker load`` r
 ``image.busybox``: no dockerd needed, byte-for-byte reproducible (timestamps fixed, owners root). It is
 cached in ``.cache/images/docker.tar`` and rebuilt only when this builder is newer than the archive.
 
-Entrypoint ``docker-init --`` (tini reaps what containerd's shims leave behind), command ``dockerd``;
-the unit file (``units/defaults/docker.yml``) gives dockerd its options."""
+Entrypoint ``docker-init -- /cgroup-nest`` (tini reaps what containerd's shims leave behind; cgroup-nest
+moves the container's processes out of its cgroup root so that the user's containers get the cgroup v2
+controllers, as Docker's docker-in-docker images do), command ``dockerd``; the unit file
+(``units/defaults/docker.yml``) gives dockerd its options."""
 
 from __future__ import annotations
 
@@ -61,6 +63,11 @@ ETC = {
     "etc/group": b"root:x:0:\n",
     "etc/nsswitch.conf": b"hosts: files dns\n",
 }
+
+# The entrypoint's cgroup v2 nesting step (image/docker-files/cgroup-nest: see it for why), outside /usr,
+# which the unit mounts from the host.
+NEST = "/cgroup-nest"
+NEST_SOURCE = Path(__file__).resolve().parent / "docker-files" / "cgroup-nest"
 
 _lock = threading.Lock()
 
@@ -116,6 +123,7 @@ def collect(root: Path = Path("/"), busybox: Path = BUSYBOX) -> Rootfs:
     dockerd uses the same iptables backend (nft or legacy) as the system dockerd. ``busybox`` is kept in
     the signature for the callers; the shell comes from the host's /usr too."""
     fs = Rootfs(root=root, base_dirs=(*DIRECTORIES, "usr"))
+    fs.files[NEST.lstrip("/")] = NEST_SOURCE
     for top in MERGED:
         link = root / top
         if link.is_symlink():
@@ -165,7 +173,7 @@ def image_config(layer_digest: str, created: str) -> bytes:
         "architecture": _GOARCH.get(platform.machine(), platform.machine()),
         "os": "linux",
         "config": {
-            "Entrypoint": ["/usr/bin/docker-init", "--"],
+            "Entrypoint": ["/usr/bin/docker-init", "--", NEST],
             "Cmd": ["dockerd"],
             "Env": [PATH_ENV],
             "Labels": {"io.corral.image": "docker"},
