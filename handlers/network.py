@@ -117,6 +117,8 @@ class _Effects:
 
     async def write_dns(self, dns: Dns) -> None:
         await resolv.awrite(self.h.resolv_conf, dns)
+        for copy in self.h.resolv_copies:
+            await resolv.awrite(copy, dns)
         self.h.dns_written = dns
         log.info("resolv.conf written", path=str(self.h.resolv_conf),
                  nameservers=[str(s) for s in dns.nameservers], search=list(dns.search))
@@ -144,6 +146,7 @@ class NetworkHandler:
         network: Callable[[], NetworkConfig],
         state_dir: Path,
         resolv_conf: Path,
+        resolv_copies: tuple[Path, ...] = (),
         run_hook: HookRunner | None = None,
     ) -> None:
         self.bus = bus
@@ -152,6 +155,9 @@ class NetworkHandler:
         self._network = network  # the network config in force (parsed once per generation, off the loop)
         self.state_dir = state_dir
         self.resolv_conf = resolv_conf
+        # Kept the same as resolv.conf: the console's (/var/lib/corral/console/resolv.conf, which its
+        # /etc/resolv.conf links to; docker's own copy is made once, at the container's start).
+        self.resolv_copies = resolv_copies
         self._run_hook = run_hook
         self.owned = Owned()
         self.dns_written: Dns | None = None
@@ -190,7 +196,10 @@ class NetworkHandler:
                 return Owned()
 
         self.owned = await asyncio.to_thread(read_owned)
-        self.dns_written = await resolv.aread(self.resolv_conf)
+        written = await resolv.aread(self.resolv_conf)
+        copies = [await resolv.aread(copy) for copy in self.resolv_copies]
+        # a copy that is missing or differs: as if nothing were written, so the plan writes them all
+        self.dns_written = written if all(c == written for c in copies) else None
 
     async def _save_owned(self, owned: Owned) -> None:
         data = json.dumps(owned.to_json(), indent=1).encode()

@@ -160,6 +160,18 @@ def test_user_container_runs(guest: Guest) -> None:
     assert "hello from" in done.stdout
 
 
+def test_user_containers_get_memory_and_cpu_limits(guest: Guest) -> None:
+    """The user dockerd runs in a container with its own cgroup namespace: its image's /cgroup-nest moves
+    the container's processes out of its cgroup root, so the user's containers get the v2 controllers
+    (without it dockerd logged "failed to enable controllers" and these limits were not applied)."""
+    guest.sudo(f"docker image inspect {busybox.IMAGE}", timeout=60)  # loaded by the test before
+    done = guest.sudo(f"docker run --rm -m 32m --cpus 0.5 {busybox.IMAGE} "
+                      "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/cpu.max", timeout=180)
+    assert done.stdout.splitlines() == ["33554432", "50000 100000"], done
+    failed = [r for r in guest.journal() if "failed to enable controllers" in str(r.get("event", ""))]
+    assert not failed, failed
+
+
 def test_user_docker_rm_all_leaves_the_os_alone(guest: Guest) -> None:
     """Issue 3's user-docker test (skipped on the development host for lack of CAP_SYS_RESOURCE)."""
     guest.sudo(f"docker image inspect {busybox.IMAGE}", timeout=60)  # loaded by the test before
@@ -251,6 +263,25 @@ def test_hostname_changes_live_everywhere(guest: Guest) -> None:
     assert sudo.stderr == "", sudo.stderr
     assert guest.corral("status")["hostname"] == new
     assert {u["name"]: u for u in guest.corral("units", "list")}["console"]["restarts"] == console_restarts
+
+
+def test_dns_changes_reach_the_console_live(guest: Guest) -> None:
+    """A DNS server set at runtime reaches the console's /etc/resolv.conf with no restart (it kept docker's
+    copy from its start before: a link to /var/lib/corral/console/resolv.conf now), and goes when unset."""
+    server = "198.51.100.53"  # TEST-NET-2: written, never asked
+
+    def views() -> tuple[str, str]:
+        return (guest.ssh("cat /etc/resolv.conf").stdout,
+                guest.host("busybox cat /etc/resolv.conf").stdout)
+
+    guest.sudo(f"corral config set corral.network.dns.nameservers '[\"{server}\"]'")
+    try:
+        guest.wait_until(lambda: (v := views())[0] == v[1] and f"nameserver {server}" in v[0], timeout=60,
+                         what="the console's resolv.conf names the new server")
+    finally:
+        guest.sudo("corral config unset corral.network.dns.nameservers")
+    guest.wait_until(lambda: (v := views())[0] == v[1] and server not in v[0], timeout=60,
+                     what="the console's resolv.conf is the host's again")
 
 
 # ---- hotplug -------------------------------------------------------------------------------------------

@@ -174,7 +174,8 @@ class World:
         self.handler = NetworkHandler(
             bus=self.bus, netlink=self.kernel, dhcp=self.dhcp,  # type: ignore[arg-type]
             network=self.network,
-            state_dir=tmp / "state", resolv_conf=tmp / "etc" / "resolv.conf", run_hook=run_hook,
+            state_dir=tmp / "state", resolv_conf=tmp / "etc" / "resolv.conf",
+            resolv_copies=(tmp / "console" / "resolv.conf",), run_hook=run_hook,
         )
 
     def network(self) -> NetworkConfig:
@@ -224,6 +225,33 @@ async def test_a_new_link_is_configured_recorded_and_then_left_alone(tmp_path: P
     await w.handler.reconcile(full=False)
     assert len(k.calls) == calls and w.handler.rounds == 2  # nothing to do, nothing done
     assert w.handler.last_change is not None and w.handler.last_change.reason == "resync"
+
+
+async def test_the_consoles_copy_of_resolv_conf_is_kept_the_same(tmp_path: Path) -> None:
+    """The console links its /etc/resolv.conf to corral's copy (docker's own is made once, at the
+    container's start): every write goes to both, and a copy that is missing or differs when the handler
+    starts is written, even when the host's file already says what the config wants."""
+    host, copy = tmp_path / "etc" / "resolv.conf", tmp_path / "console" / "resolv.conf"
+    config = rancher(ETH0, dns={"nameservers": ["198.18.0.53"], "search": ["corp.example"]})
+    w = World(tmp_path, config)
+    w.kernel.plug("eth0")
+    await w.handler.load()
+    await w.handler.reconcile(full=True)
+    assert copy.read_text() == host.read_text() and "nameserver 198.18.0.53" in copy.read_text()
+    w.set_config(rancher(ETH0, dns={"nameservers": ["198.18.0.54"]}))
+    await w.handler.reconcile(full=False)
+    assert copy.read_text() == host.read_text() and "nameserver 198.18.0.54" in copy.read_text()
+    for broken in ("", "nameserver 192.0.2.1\n"):  # missing, then stale: written again by a new handler
+        if broken:
+            copy.write_text(broken)
+        else:
+            copy.unlink()
+        again = World(tmp_path, w.config)
+        again.kernel = w.kernel
+        again.handler.netlink = w.kernel  # type: ignore[assignment]
+        await again.handler.load()
+        await again.handler.reconcile(full=True)
+        assert copy.read_text() == host.read_text(), broken
 
 
 async def test_drift_is_put_back_and_counted(tmp_path: Path) -> None:

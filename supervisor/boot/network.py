@@ -10,6 +10,7 @@ from typing import Any
 
 import structlog
 
+from handlers.authorized_keys import CONSOLE_DIR
 from handlers.network import FIRST_ROUND_TIMEOUT, HOOK_TIMEOUT, LEASE_DIR, NetworkHandler
 from handlers.runner import HandlerRunner
 from netconf.dhcp import DhcpManager
@@ -74,6 +75,7 @@ async def start_network(ctx: BootContext) -> NetworkService:
         network=ctx.domains.network,
         state_dir=paths.state_dir,
         resolv_conf=paths.under("/etc/resolv.conf"),
+        resolv_copies=(paths.under(CONSOLE_DIR) / "resolv.conf",),
         run_hook=run_hook,
     )
     await handler.load()
