@@ -48,7 +48,9 @@ def disk_machine(workdir: Path, spec: GuestSpec, ssh_port: int, qmp: Path) -> ru
 
 
 def iso_machine(workdir: Path, spec: GuestSpec, ssh_port: int, qmp: Path) -> run_mod.Machine:
-    """The machine that boots ``spec.iso`` through the firmware (no -kernel/-initrd)."""
+    """The machine that boots ``spec.iso`` through the firmware (no -kernel/-initrd), with the virtio
+    disks ``spec`` names after it: ``state_disk`` (an image's path: the live OS's state, its user config
+    in it; or a size), ``disks`` (fresh, zeroed) and ``images``, as /dev/vda, /dev/vdb... in that order."""
     assert spec.iso is not None
     iso = Path(spec.iso).resolve()
     uefi = _uefi(workdir, spec)
@@ -60,6 +62,13 @@ def iso_machine(workdir: Path, spec: GuestSpec, ssh_port: int, qmp: Path) -> run
         disks, cdrom = (run_mod.Disk(stick, "corral-stick", bootindex=0),), None
     elif spec.iso_as != "cdrom":
         raise _error(f"iso_as={spec.iso_as!r}: expected cdrom or disk")
+    if spec.state_disk is not None:
+        state = Path(spec.state_disk) if isinstance(spec.state_disk, Path) else \
+            run_mod.make_disk(workdir / "state.img", run_mod.parse_size(spec.state_disk, "state_disk"))
+        disks += (run_mod.Disk(state.resolve(), run_mod.STATE_DISK_SERIAL),)
+    disks += tuple(run_mod.Disk(run_mod.make_disk(workdir / f"disk{i}.img", run_mod.parse_size(size, "disk")),
+                                f"{run_mod.DISK_SERIAL_PREFIX}{i}") for i, size in enumerate(spec.disks))
+    disks += tuple(run_mod.Disk(Path(p).resolve(), f"corral-image{i}") for i, p in enumerate(spec.images))
     memory = run_mod.parse_size(spec.memory, "memory") // (1 << 20)
     return run_mod.Machine(kernel=None, initrd=None, memory_mib=memory, disks=disks, nics=1 + spec.nics,
                            ssh_port=ssh_port, qmp=qmp, serial="stdio", cdrom=cdrom, uefi=uefi)

@@ -1,9 +1,12 @@
 """An installed disk for the QEMU tests (the session's ``installed_disk`` fixture, integration/conftest.py).
 
-One live boot (kernel + initrd, SeaBIOS) with four virtio disks: ``vda`` the live OS's own state disk
-(formatted and mounted at boot), ``vdb`` a blank 2 GiB disk (the target), ``vdc`` the ISO (the live
-medium ``corral install`` copies the running version from) and ``vdd`` a disk holding an ext4
-filesystem. In that one boot, before installing:
+One live boot: the ISO as a CD-ROM on SeaBIOS (no -kernel/-initrd: GRUB from the ISO boots it, as on a
+machine; ``corral install`` finds it as ``/dev/sr0`` and copies the running version from it), with three
+virtio disks: ``vda`` the live OS's own state disk (ext4 labelled CORRAL_STATE, made on the host with
+the user's config in it: the ssh key, since the ISO's grub.cfg gives no config), ``vdb`` a blank 2 GiB
+disk (the target) and ``vdc`` a disk holding an ext4 filesystem. That boot is also
+test_guest_iso.py's "ISO as a CD-ROM on BIOS" (its serial log and QEMU command line are kept). In that
+one boot, before installing:
 
 - ``corral install --device /dev/vdd`` (a filesystem) and ``--device /dev/vda`` (mounted) are refused;
 - with ``corral.upgrade.trusted_keys`` set (``corral config set``), the live medium's unsigned bundle is
@@ -12,12 +15,16 @@ filesystem. In that one boot, before installing:
 
 then ``corral install --device /dev/vdb --config FILE --json`` (timed), and poweroff. The outcome of
 every command is kept in :class:`InstalledDisk` for the tests to judge. ``vdb`` becomes a qcow2 base
-image; each test boots its own overlay (:meth:`InstalledDisk.overlay`), on BIOS or UEFI."""
+image; each test boots its own overlay (:meth:`InstalledDisk.overlay`), on BIOS or UEFI.
+
+``CORRAL_INSTALLED_DISK=DIR`` (integration/conftest.py) reuses an earlier session's ``DIR``
+(:func:`load_installed_disk`): its record, its qcow2 base and the live boot's serial log."""
 
 from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -26,7 +33,9 @@ from typing import Any
 
 import yaml
 
+from image import run as run_mod
 from integration.guest import Guest, GuestError, GuestSpec, SshKey, boot, make_ext4
+from supervisor.config.generations import CLOUD_CONFIG, Generations
 
 TARGET_SIZE = "2G"
 HOSTNAME = "corral-installed"
@@ -35,6 +44,10 @@ STRANGER_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBnJGgNHS9Ti1C7UkSX1CqC2sg5g
 CONFIG_PATH = "/run/install-config.yml"
 TAMPERED = "/run/tampered"
 RECORD = "installed.json"
+LIVE_DIR = "live"  # the live boot's directory under the fixture's: serial.log, qemu.argv
+LIVE_STATE_SIZE = 64 << 20
+STATE_CONFIG_DIR = "var/lib/corral/conf"  # on the state disk (osdisk/install.py CONFIG_DIR)
+FIND_MEDIUM = "from osdisk.install import find_live_medium; print(find_live_medium())"
 
 
 @dataclass
@@ -54,12 +67,16 @@ class InstalledDisk:
     report: dict[str, Any]  # corral install --json's output
     refusals: dict[str, Outcome] = field(default_factory=dict)
     target_after_refusals: str = ""  # wipefs's listing of vdb after the refused installs (empty: blank)
-    live_log: Path | None = None
+    live_log: Path | None = None  # the live boot's serial console (GRUB's menu, the kernel's messages)
+    live_argv: list[str] = field(default_factory=list)  # its QEMU command line
+    live_version: str = ""  # what its "corral <version> ready" line named
+    live_medium: str = ""  # find_live_medium() in the live OS: the CD-ROM corral install read
 
     def to_dict(self) -> dict[str, Any]:
         return {"version": self.version, "config": self.config, "install_seconds": self.install_seconds,
                 "report": self.report, "refusals": {k: vars(v) for k, v in self.refusals.items()},
-                "target_after_refusals": self.target_after_refusals}
+                "target_after_refusals": self.target_after_refusals, "live_argv": self.live_argv,
+                "live_version": self.live_version, "live_medium": self.live_medium}
 
     def overlay(self, dest: Path) -> Path:
         """A new qcow2 overlay of the base (the base stays as installed)."""
@@ -78,17 +95,33 @@ def installed_config(key: SshKey) -> dict[str, Any]:
     return {"hostname": HOSTNAME, "ssh_authorized_keys": [key.public]}
 
 
+def live_state_disk(path: Path, key: SshKey) -> Path:
+    """The live boot's state disk: ext4 labelled CORRAL_STATE holding the user's config (a committed
+    generation, as ``corral install --config`` writes it) that authorizes ``key``: the ISO's fixed
+    grub.cfg passes no config, and the image's config lists no datasource but its seed."""
+    stage = path.with_name(path.name + ".d")
+    config = "#cloud-config\n" + yaml.safe_dump({"ssh_authorized_keys": [key.public]}, sort_keys=False)
+    Generations(stage / STATE_CONFIG_DIR).commit({CLOUD_CONFIG: config.encode()})
+    run_mod.make_disk(path, LIVE_STATE_SIZE)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "CORRAL_STATE", "-d", str(stage), str(path)], check=True,
+                   capture_output=True, timeout=60)
+    shutil.rmtree(stage)
+    return path
+
+
 def make_installed_disk(workdir: Path, image_out: Path, iso: Path, key: SshKey,
                         boot_timeout: float) -> InstalledDisk:
     workdir.mkdir(parents=True, exist_ok=True)
     data = make_ext4(workdir / "data.img", "data")
-    spec = GuestSpec(state_disk="64M", disks=[TARGET_SIZE], images=[iso, data], out=image_out,
-                     boot_timeout=boot_timeout)
-    g = boot(workdir / "live", spec, key)
+    state = live_state_disk(workdir / "live-state.img", key)
+    spec = GuestSpec(iso=iso, iso_as="cdrom", state_disk=state, disks=[TARGET_SIZE], images=[data],
+                     out=image_out, boot_timeout=boot_timeout)
+    g = boot(workdir / LIVE_DIR, spec, key)
     try:
         g.wait_ssh()
+        medium = g.host(f"python3 -c {shlex.quote(FIND_MEDIUM)}").stdout.strip()
         refusals = {
-            "filesystem": _run(g, "corral install --device /dev/vdd"),
+            "filesystem": _run(g, "corral install --device /dev/vdc"),
             "mounted": _run(g, "corral install --device /dev/vda"),
         }
         # the user's config, not the seed's user-data: a datasource's key could not be unset after
@@ -129,16 +162,21 @@ def make_installed_disk(workdir: Path, image_out: Path, iso: Path, key: SshKey,
     raw.unlink()
     made = InstalledDisk(base=base, version=str(report["version"]), config=config, install_seconds=seconds,
                          report=report, refusals=refusals, target_after_refusals=target_after,
-                         live_log=g.serial.path)
+                         live_log=g.serial.path, live_argv=list(g.argv), live_version=g.version or "",
+                         live_medium=medium)
     (workdir / RECORD).write_text(json.dumps(made.to_dict(), indent=2))
     return made
 
 
 def load_installed_disk(directory: Path) -> InstalledDisk:
-    """An installed disk an earlier session made (``CORRAL_INSTALLED_DISK=DIR``: its ``installed.json``
-    and ``installed.qcow2``), to boot it again without a live install."""
+    """An installed disk an earlier session made (``CORRAL_INSTALLED_DISK=DIR``: its ``installed.json``,
+    ``installed.qcow2`` and the live boot's ``live/serial.log``), to boot it again without a live
+    install."""
     data = json.loads((directory / RECORD).read_text())
+    log = directory / LIVE_DIR / "serial.log"
     return InstalledDisk(base=directory / "installed.qcow2", version=data["version"], config=data["config"],
                          install_seconds=data["install_seconds"], report=data["report"],
                          refusals={k: Outcome(**v) for k, v in data["refusals"].items()},
-                         target_after_refusals=data["target_after_refusals"])
+                         target_after_refusals=data["target_after_refusals"],
+                         live_log=log if log.is_file() else None, live_argv=data.get("live_argv", []),
+                         live_version=data.get("live_version", ""), live_medium=data.get("live_medium", ""))

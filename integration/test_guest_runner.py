@@ -168,3 +168,22 @@ def test_nothing_to_boot_is_refused(tmp_path: Path) -> None:
         run.qemu_argv(run.Machine(kernel=None, initrd=None, disks=(run.Disk(tmp_path / "a", "s"),)))
     with pytest.raises(run.RunError, match="needs an initrd"):
         run.qemu_argv(run.Machine(kernel=tmp_path / "vmlinuz", initrd=None))
+
+
+def test_an_iso_on_cdrom_gets_the_state_disk_the_blank_disks_and_the_images_after_it(tmp_path: Path) -> None:
+    from integration.firmware import iso_machine
+    from integration.guest import GuestSpec
+
+    state, image = tmp_path / "state.img", tmp_path / "data.img"
+    state.write_bytes(b"ext4")
+    image.write_bytes(b"data")
+    spec = GuestSpec(iso=tmp_path / "corral.iso", state_disk=state, disks=["1M"], images=[image])
+    m = iso_machine(tmp_path / "run", spec, 2222, tmp_path / "qmp.sock")
+    assert m.kernel is None and m.cdrom == (tmp_path / "corral.iso").resolve()
+    assert [(d.path, d.serial, d.bootindex) for d in m.disks] == [  # /dev/vda, vdb, vdc in the guest
+        (state.resolve(), run.STATE_DISK_SERIAL, None),
+        (tmp_path / "run" / "disk0.img", "corral-disk0", None),
+        (image.resolve(), "corral-image0", None)]
+    assert (tmp_path / "run" / "disk0.img").stat().st_size == 1 << 20
+    argv = run.qemu_argv(m)
+    assert "ide-cd,drive=cd,bus=ide.1,bootindex=0" in option(argv, "-device")
