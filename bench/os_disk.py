@@ -75,6 +75,7 @@ MARKERS: dict[str, re.Pattern[bytes]] = {
     "ready": guest.READY,
 }
 STATE_PHASE = re.compile(rb"phase=state seconds=([0-9.]+)")
+ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]")  # the log's colours: between a key, its "=" and its value
 
 
 # ---- pure parts: when a serial line arrived, and the summaries ----------------------------------------
@@ -103,7 +104,7 @@ def stages(log: bytes, points: Sequence[tuple[float, int]]) -> dict[str, float]:
 
 def state_phase(log: bytes) -> float | None:
     """PID 1's own time for its state phase (finding and mounting the state partition), from its log."""
-    m = STATE_PHASE.search(log)
+    m = STATE_PHASE.search(ANSI.sub(b"", log))
     return float(m.group(1)) if m else None
 
 
