@@ -367,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     if guest.image_version(v2) != VERSION2:
         print(f"{v2}: not a build of version {VERSION2}", file=sys.stderr)
         return 2
-    base = args.keep or Path(tempfile.mkdtemp(prefix="bench-os-disk."))
+    base = (args.keep or Path(tempfile.mkdtemp(prefix="bench-os-disk."))).resolve()  # QEMU runs in its dir
     base.mkdir(parents=True, exist_ok=True)
     key = guest.make_ssh_key(base / "ssh")
     bundles = bundles_disk(v2, base)
