@@ -75,6 +75,7 @@ MARKERS: dict[str, re.Pattern[bytes]] = {
     "ready": guest.READY,
 }
 STATE_PHASE = re.compile(rb"phase=state seconds=([0-9.]+)")
+KERNEL_INIT = re.compile(rb"\[\s*([0-9.]+)\] Run /init as init process")
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]")  # the log's colours: between a key, its "=" and its value
 
 
@@ -105,6 +106,13 @@ def stages(log: bytes, points: Sequence[tuple[float, int]]) -> dict[str, float]:
 def state_phase(log: bytes) -> float | None:
     """PID 1's own time for its state phase (finding and mounting the state partition), from its log."""
     m = STATE_PHASE.search(ANSI.sub(b"", log))
+    return float(m.group(1)) if m else None
+
+
+def kernel_init(log: bytes) -> float | None:
+    """The kernel's own clock (seconds since it started) at "Run /init": the marker's arrival less this is
+    the time before the kernel ran (the firmware and the boot loader, or QEMU loading -kernel/-initrd)."""
+    m = KERNEL_INIT.search(log)
     return float(m.group(1)) if m else None
 
 
@@ -147,6 +155,9 @@ class SerialClock:
         log = self.g.serial.path.read_bytes()
         found: dict[str, Any] = stages(log, self.points)
         found["state_phase"] = state_phase(log)
+        kernel = kernel_init(log)
+        if kernel is not None and "init" in found:
+            found["before_kernel"] = round(found["init"] - kernel, 2)
         return found
 
 
@@ -318,7 +329,7 @@ def _boot_line(sample: dict[str, Any], i: int, side: str, found: dict[str, Any],
     found["load"] = load
     sample[side] = found
     print(f"sample {i + 1} {side:<7} ready {found['ready']:6.1f} s   load {load:.2f} -> {loadavg():.2f}   "
-          + ", ".join(f"{k} {found[k]:.1f}" for k in ("grub", "init", "pid1") if k in found)
+          + ", ".join(f"{k} {found[k]:.1f}" for k in ("grub", "before_kernel", "init", "pid1") if k in found)
           + (f", state phase {found['state_phase']:.2f}" if found.get("state_phase") is not None else ""),
           file=say, flush=True)
 
@@ -332,7 +343,7 @@ def report(run: Run, say: TextIO) -> None:
         print(row(f"  {step}", run.values("install", "steps", step)), file=say)
     for side in ("disk", "kernel"):
         print(row(f"{side} -> ready", run.values(side, "ready")), file=say)
-        for stage in ("grub", "init", "pid1", "state_phase"):
+        for stage in ("grub", "before_kernel", "init", "pid1", "state_phase"):
             print(row(f"  {stage}", run.values(side, stage)), file=say)
     print(row("upgrade -> ready", run.values("upgrade", "total")), file=say)
     for part in ("write", "reboot", "boot"):

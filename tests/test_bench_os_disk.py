@@ -4,7 +4,7 @@ clock: nothing here times anything."""
 
 from __future__ import annotations
 
-from bench.os_disk import Run, arrival, spread, stages, state_phase
+from bench.os_disk import Run, arrival, kernel_init, spread, stages, state_phase
 
 # Lines as corral's guests print them on the serial console (a BIOS boot from the installed disk): GRUB's
 # banner, the kernel's line, then PID 1's structlog lines with their ANSI colours.
@@ -48,6 +48,11 @@ def test_stages_leaves_out_the_markers_a_boot_never_printed() -> None:
 def test_state_phase_reads_pid1s_own_seconds_through_the_colours() -> None:
     assert state_phase(LOG) == 1.539505
     assert state_phase(b"corral 0.1.0 ready\n") is None
+
+
+def test_kernel_init_is_the_kernels_own_clock_at_run_init() -> None:
+    assert kernel_init(LOG) == 7.632499
+    assert kernel_init(b"GNU GRUB  version 2.06\r\n") is None
 
 
 def test_summary_gives_medians_spread_and_the_ratio_disk_to_kernel() -> None:
