@@ -80,9 +80,10 @@ def _write_marker(path: Path) -> None:
 
 
 # dockerd's words for a token the swarm refuses: its secret part wrong ("A valid join token is necessary"),
-# or its CA digest not the swarm's ("remote CA does not match fingerprint": a token of another swarm, or
-# mistyped in its first part, which is the digest of the swarm's CA certificate).
-TOKEN_REFUSED = ("join token", "does not match fingerprint")
+# or its first part, the digest of the swarm's CA certificate, not this swarm's ("remote CA does not match
+# fingerprint": a token of another swarm) or not a digest at all ("invalid checksum digest length": one
+# mistyped, or made up, of the right shape).
+TOKEN_REFUSED = ("join token", "does not match fingerprint", "invalid checksum digest")
 
 
 def explain(exc: Exception) -> str:
