@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import shlex
 import string
 import subprocess
 import time
@@ -114,9 +115,12 @@ def used_mib(g: Guest) -> dict[str, float]:
     """The guest's memory in use (MemTotal - MemAvailable) and the user dockerd's RSS, in MiB."""
     info = dict(line.split(":", 1) for line in g.ssh("cat /proc/meminfo").stdout.splitlines() if ":" in line)
     kib = {k: int(v.split()[0]) for k, v in info.items()}
-    # The user dockerd by its command line (its pid file is in the unit's own /run); "[r]": the pattern
-    # does not match the pgrep's own command line.
-    pids = g.host("busybox pgrep -f 'exec-root=/run/user-docke[r]'", check=False).stdout.split()
+    # The user dockerd by its command line (its pid file is in the unit's own /run; the OS's busybox has no
+    # pgrep): the process whose command line starts "dockerd " and has the user dockerd's exec root ("[r]":
+    # the scanning shell's own command line does not match).
+    scan = ('for p in /proc/[0-9]*; do case "$(tr "\\000" " " < $p/cmdline 2>/dev/null)" in '
+            '"dockerd "*exec-root=/run/user-docke[r]*) echo ${p#/proc/};; esac; done')
+    pids = g.host(f"sh -c {shlex.quote(scan)}", check=False).stdout.split()
     rss = 0
     if pids and pids[0].isdigit():
         pid = pids[0]
