@@ -164,6 +164,21 @@ async def test_a_wrong_token_is_a_clear_error_then_the_right_one_joins(make_dock
         assert wrong not in repr(logs) and wrong not in repr(status)
         assert worker.info()["LocalNodeState"] == "inactive"
 
+        # A token of another swarm: its CA digest (the part after SWMTKN-1-) is not this swarm's; dockerd
+        # says "remote CA does not match fingerprint". The same hint; said once however often retried.
+        other = WRONG_TOKEN
+        worker.desired.value = SwarmConfig(role="worker", join=JoinSpec(
+            remote_addrs=("198.18.77.1:2377",), token=other, advertise_addr="198.18.77.2"))
+        with capture_logs() as logs:
+            for _ in range(3):
+                await worker.handler.reconcile(False)
+        status = worker.handler.status()
+        assert status["error"] is not None and "refused the join token" in status["error"], status
+        assert "fingerprint" in status["error"], status
+        assert [e["log_level"] for e in logs if e["log_level"] == "error"] == ["error"], logs
+        assert other not in repr(logs) and other not in repr(status)
+        assert worker.info()["LocalNodeState"] == "inactive"
+
         worker.desired.value = SwarmConfig(role="worker", join=JoinSpec(
             remote_addrs=("198.18.77.1:2377",), token=token, advertise_addr="198.18.77.2"))
         await worker.handler.reconcile(False)

@@ -89,4 +89,9 @@ def test_a_refused_token_is_said_so() -> None:
                                   "token is necessary to join this cluster")
     assert explain(refused).startswith("the swarm refused the join token (check corral.swarm.join.token)")
     assert explain(DockerAPIError(503, "swarm join: other")) == "HTTP 503: swarm join: other"
+    # A token whose first part (the digest of the swarm's CA) is not this swarm's: dockerd's words for it.
+    other_swarm = DockerAPIError(500, "swarm join: remote CA does not match fingerprint. Expected: 0a1b2c")
+    assert explain(other_swarm).startswith("the swarm refused the join token (check corral.swarm.join.token)")
+    made_up = DockerAPIError(500, "swarm join: invalid checksum digest length")  # its first part no digest
+    assert explain(made_up).startswith("the swarm refused the join token (check corral.swarm.join.token)")
     assert json.dumps(MANAGER)  # the status is JSON as it stands

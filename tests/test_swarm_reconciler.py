@@ -36,3 +36,15 @@ async def test_a_dockerd_that_does_not_answer_is_said_and_waited_for(tmp_path: P
     assert h._timer is None  # its event stream connecting wakes the reconciler, not a timer
     assert h.marker.exists()  # from now on, corral.swarm's removal means leaving
     h.close()
+
+
+def test_the_swarm_retries_start_at_seconds_not_tenths() -> None:
+    """A failed join is 10-20 s of dockerd's own retries, each an error in its log: the swarm's retries
+    start at JOIN_RETRY_FIRST (the shared backoff's 0, 0.1, 0.2 s ... made them back to back)."""
+    from supervisor.boot.swarm import JOIN_RETRY_FIRST, swarm_backoff
+
+    backoff = swarm_backoff({})
+    delays = [backoff.next_delay(ran_for=0.0) for _ in range(6)]
+    assert delays == [JOIN_RETRY_FIRST, 5.0, 10.0, 20.0, 30.0, 30.0]
+    tuned = swarm_backoff({"backoff_initial": 8, "backoff_cap": 60})  # corral.handlers still tunes it
+    assert [tuned.next_delay(ran_for=0.0) for _ in range(5)] == [8.0, 8.0, 16.0, 32.0, 60.0]

@@ -79,11 +79,18 @@ def _write_marker(path: Path) -> None:
     write_atomic(path, b"corral.swarm manages this node's swarm membership\n")
 
 
+# dockerd's words for a token the swarm refuses: its secret part wrong ("A valid join token is necessary"),
+# or its first part, the digest of the swarm's CA certificate, not this swarm's ("remote CA does not match
+# fingerprint": a token of another swarm) or not a digest at all ("invalid checksum digest length": one
+# mistyped, or made up, of the right shape).
+TOKEN_REFUSED = ("join token", "does not match fingerprint", "invalid checksum digest")
+
+
 def explain(exc: Exception) -> str:
     """What went wrong, in words for status and the journal."""
     text = str(exc)
     lowered = text.lower()
-    if "join token" in lowered or ("token" in lowered and "invalid" in lowered):
+    if any(words in lowered for words in TOKEN_REFUSED) or ("token" in lowered and "invalid" in lowered):
         return f"the swarm refused the join token (check corral.swarm.join.token): {text}"
     return text
 
