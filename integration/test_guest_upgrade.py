@@ -11,10 +11,13 @@ bundles reach the guest on a disk of their own (ext4, mounted read-only in PID 1
   PID 1 exits at once and the kernel panics;
 - ``never-up``: v2's initrd with an image default config appended that adds a system unit whose image
   does not exist, so the boot never reaches ready.
+- ``hang-early``: v2's initrd with an archive appended that replaces ``supervisor/app.py`` (and its
+  ``.pyc``) by a module that sleeps for ever: PID 1 hangs in its imports, after the trial's watchdog was
+  opened (its first act, on ``corral.trial=1``) and long before the ``slots`` phase.
 
 The guests run with ``-no-reboot`` (image/run.py): a reboot ends QEMU, and the test starts the same disk
 again, as the machine's own reset would. ``test_upgrade_then_rollback`` (3 boots) runs in ``make test``;
-the broken builds and the upgrade killed half way (6 boots more) run with ``CORRAL_SOAK=1``.
+the broken builds and the upgrade killed half way (8 boots more) run with ``CORRAL_SOAK=1``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any
 
 import pytest
 
+from image import rootfs
 from integration.guest import BOOT_TIMEOUT, REPO_ROOT, Guest, GuestSpec, SshKey
 from integration.installed import InstalledDisk
 from integration.netns import unavailable
@@ -41,6 +45,7 @@ SOAK = os.environ.get("CORRAL_SOAK") == "1"
 VERSION2 = "9.9.9"
 DISK_BOOT_TIMEOUT = max(BOOT_TIMEOUT, 600.0)
 BUNDLES = "/run/bundles"  # where the bundles' disk is mounted in the guest (PID 1's namespaces)
+HANG_APP = b"import time\n\nwhile True:  # PID 1 hangs in its imports\n    time.sleep(3600)\n"  # hang-early
 NEVER_UP_CONFIG = (b"corral:\n  services:\n    never-up:\n      image: corral-test/absent:1\n"
                    b"      command: [sleep, '1000']\n")
 
@@ -66,7 +71,8 @@ def _derived_bundle(source: Path, dest: Path, version: str, segment: bytes) -> P
 
 @pytest.fixture(scope="module")
 def bundles_disk(guest_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An ext4 image holding ``v2.tar``, ``broken-init/`` and ``never-up/`` (see the module's text)."""
+    """An ext4 image holding ``v2.tar``, ``broken-init/``, ``never-up/`` and ``hang-early/`` (see the
+    module's text)."""
     work = tmp_path_factory.mktemp("bundles")
     out = work / "v2-out"
     argv = [sys.executable, "-m", "image", "build", "-o", str(out), "--version", VERSION2]
@@ -87,6 +93,13 @@ def bundles_disk(guest_image: Path, tmp_path_factory: pytest.TempPathFactory) ->
     target.write_bytes(NEVER_UP_CONFIG)
     names = [str(p.relative_to(conf)) for p in sorted(conf.rglob("*"))]
     _derived_bundle(out / "bundle", stage / "never-up", f"{VERSION2}-never-up", _cpio(conf, names))
+    hang = work / "hang-stage"
+    app = hang / rootfs.DIST_PACKAGES / "supervisor/app.py"
+    app.parent.mkdir(parents=True)
+    app.write_bytes(HANG_APP)
+    rootfs.compile_python(hang, [rootfs.DIST_PACKAGES])  # its .pyc, as the image's own (unchecked hash)
+    names = [str(p.relative_to(hang)) for p in sorted(hang.rglob("*"))]
+    _derived_bundle(out / "bundle", stage / "hang-early", f"{VERSION2}-hang-early", _cpio(hang, names))
     size = sum(p.stat().st_size for p in stage.rglob("*") if p.is_file())
     image = work / "bundles.img"
     with image.open("wb") as f:
@@ -188,7 +201,7 @@ def test_upgrade_then_rollback(machine: Machine, installed_disk: InstalledDisk, 
     assert _os_list(third)["default"] == "A"
 
 
-@pytest.mark.skipif(not SOAK, reason="6 boots under TCG: run with CORRAL_SOAK=1")
+@pytest.mark.skipif(not SOAK, reason="8 boots under TCG: run with CORRAL_SOAK=1")
 def test_broken_builds_and_a_killed_upgrade_come_back_on_the_old_version(
         machine: Machine, installed_disk: InstalledDisk) -> None:
     old = installed_disk.version
@@ -219,6 +232,20 @@ def test_broken_builds_and_a_killed_upgrade_come_back_on_the_old_version(
     assert report["message"].startswith(f"upgrade to version {VERSION2}-broken-init rolled back: the trial "
                                         "boot never reported")
     assert f"upgrade to version {VERSION2}-broken-init rolled back" in g.sudo("corral status").stdout
+
+    # A build whose PID 1 hangs before the slots phase (in its imports): the watchdog it opened as its
+    # first act (the trial's corral.trial=1) is no longer petted, the softdog resets, the old slot boots.
+    g.sudo(f"corral os upgrade --image {BUNDLES}/hang-early", timeout=900)
+    _reboot(g)
+    hung = machine.boot_unready(DISK_BOOT_TIMEOUT)
+    console = hung.serial.text()
+    assert "corral.slot=B corral.trial=1 " in console  # the kernel's "Command line:"
+    assert "softdog: Initiating system reboot" in console
+    g = machine.boot()
+    assert g.version == old and "corral.trial=1" not in g.host("cat /proc/cmdline").stdout
+    report = _status(g)["os"]["rolled_back"]
+    assert report["message"].startswith(f"upgrade to version {VERSION2}-hang-early rolled back: the trial "
+                                        "boot never reported")
 
     # A build whose system unit never comes up: the trial gives up after its limit and reboots.
     g.sudo("corral config set corral.upgrade.trial_timeout 300")
