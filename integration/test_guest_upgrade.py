@@ -6,9 +6,9 @@ bundles reach the guest on a disk of their own (ext4, mounted read-only in PID 1
 
 - ``v2``: the same image built again with ``corral-image build --version 9.9.9`` (its
   ``corral-upgrade.tar``);
-- ``broken-init``: v2's kernel and an initrd with one more cpio archive appended whose ``/init`` is a
-  link to ``/bin/false`` (the kernel unpacks concatenated archives in order: the last ``/init`` wins), so
-  PID 1 exits at once and the kernel panics;
+- ``broken-init``: v2's kernel and an initrd with one more cpio archive appended (at a 4-byte boundary)
+  whose ``/init`` is a link to ``/bin/false`` (the kernel unpacks concatenated archives in order: the last
+  ``/init`` wins), so PID 1 exits at once and the kernel panics;
 - ``never-up``: v2's initrd with an image default config appended that adds a system unit whose image
   does not exist, so the boot never reaches ready.
 - ``hang-early``: v2's initrd with an archive appended that replaces ``supervisor/app.py`` (and its
@@ -63,6 +63,9 @@ def _derived_bundle(source: Path, dest: Path, version: str, segment: bytes) -> P
     shutil.copyfile(source / "vmlinuz", dest / "vmlinuz")
     shutil.copyfile(source / "initrd", dest / "initrd")
     with open(dest / "initrd", "ab") as f:
+        # the kernel takes an appended cpio archive only at an offset that is a multiple of 4 (it skips
+        # zero bytes between archives); else "Initramfs unpacking failed: invalid magic" and it is ignored
+        f.write(bytes(-f.tell() % 4))
         f.write(segment)
     kernel = json.loads((source / bundle.MANIFEST).read_text())["kernel_version"]
     (dest / bundle.MANIFEST).write_text(json.dumps(bundle.make_manifest(dest, version, kernel)))
@@ -136,6 +139,7 @@ class Machine:
             g.wait_exit(exit_timeout)
         finally:
             g.stop()
+        assert "Initramfs unpacking failed" not in g.serial.text()  # the derived initrd was taken whole
         return g
 
 
