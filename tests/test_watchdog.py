@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
@@ -23,6 +24,13 @@ TRIAL_CMDLINE = "corral.slot=B corral.trial=1 console=tty0 console=ttyS0,115200 
 def _no_early_left(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(watchdog, "_early", [])
     monkeypatch.setattr(watchdog, "PET_INTERVAL", 0.01)
+
+
+def _loader(calls: list[str]) -> Callable[[], str]:
+    def load() -> str:
+        calls.append("softdog")
+        return ""
+    return load
 
 
 def _cmdline(tmp_path: Path, text: str) -> Path:
@@ -48,7 +56,7 @@ def test_the_marker_is_a_word_of_its_own() -> None:
 def test_no_marker_no_watchdog(tmp_path: Path) -> None:
     loads: list[str] = []
     dog = watchdog.early(time.monotonic(), _cmdline(tmp_path, "corral.slot=A panic=10"), _device(tmp_path),
-                         load=lambda: loads.append("softdog") or "")
+                         load=_loader(loads))
     assert dog is None and loads == []
     assert (tmp_path / "watchdog").read_bytes() == b""
     assert not watchdog.adopt().is_open  # nothing to hand over: a new, closed one
@@ -59,7 +67,7 @@ def test_a_trial_boot_opens_it_at_once_with_a_deadline_and_hands_it_over_once(tm
     loads: list[str] = []
     started = time.monotonic()
     dog = watchdog.early(started, _cmdline(tmp_path, TRIAL_CMDLINE), _device(tmp_path),
-                         load=lambda: loads.append("softdog") or "")
+                         load=_loader(loads))
     assert dog is not None and dog.is_open and loads == ["softdog"]
     assert (tmp_path / "watchdog").read_bytes() == b"k"  # petted at once, before any loop runs
     assert dog.deadline == started + watchdog.EARLY_LIMIT
@@ -82,6 +90,10 @@ def test_a_trial_boot_without_a_device_says_why_once_the_loop_runs(tmp_path: Pat
 
     asyncio.run(run())
     assert dog.notes == []
+
+
+def _deadline(dog: watchdog.Watchdog) -> float | None:
+    return dog.deadline
 
 
 def _pets(path: Path) -> int:
@@ -131,7 +143,7 @@ def test_arm_takes_the_early_watchdog_over_without_loading_anything(tmp_path: Pa
         task = dog.task
         dog.deadline = time.monotonic() - 1  # past: only the hand-over keeps the pets going
         await dog.arm(modprobe)
-        assert dog.task is task and dog.deadline is None  # the same pets, no limit of their own any more
+        assert dog.task is task and _deadline(dog) is None  # the same pets, no limit of their own any more
         before = _pets(device)
         await _petted(device, before + 3)
         dog.disarm()
@@ -203,3 +215,11 @@ def test_the_slots_phase_of_a_boot_that_is_no_trial_closes_it(tmp_path: Path) ->
     asyncio.run(run())
     assert slots.trial == "" and not slots.watchdog.is_open
     assert device.read_bytes().endswith(b"V")
+
+
+def test_libkmod_insert_says_why_a_module_cannot_be_loaded() -> None:
+    from supervisor import kmod
+
+    why = kmod.insert("corral_no_such_module")  # nothing is loaded: no such module exists
+    assert why in {"libkmod cannot be loaded", "libkmod: no context"} or \
+        why.startswith("corral_no_such_module: "), why
