@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ STRANGER_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBnJGgNHS9Ti1C7UkSX1CqC2sg5g
 CONFIG_PATH = "/run/install-config.yml"
 TAMPERED = "/run/tampered"
 RECORD = "installed.json"
+KEY_DIR = "ssh"  # the key the disk's config trusts, kept for CORRAL_INSTALLED_DISK (integration/conftest.py)
 
 
 @dataclass
@@ -130,6 +132,10 @@ def make_installed_disk(workdir: Path, image_out: Path, iso: Path, key: SshKey,
     made = InstalledDisk(base=base, version=str(report["version"]), config=config, install_seconds=seconds,
                          report=report, refusals=refusals, target_after_refusals=target_after,
                          live_log=g.serial.path)
+    (workdir / KEY_DIR).mkdir(exist_ok=True)
+    for path in (key.private, key.private.with_suffix(".pub")):
+        shutil.copyfile(path, workdir / KEY_DIR / path.name)
+    (workdir / KEY_DIR / key.private.name).chmod(0o600)
     (workdir / RECORD).write_text(json.dumps(made.to_dict(), indent=2))
     return made
 
