@@ -27,7 +27,8 @@ from supervisor.config.yamlload import Document, NodeInfo
 
 SOURCE = "cmdline"
 PREFIXES = ("corral.", "rancher.")
-NOT_CONFIG = frozenset({"corral.slot", "corral.trial"})  # boot parameters in corral's namespace that are not config
+# boot parameters in corral's namespace that are not config
+NOT_CONFIG = frozenset({"corral.slot", "corral.trial"})
 
 
 def split_params(text: str) -> list[str]:
