@@ -141,9 +141,13 @@ def guest_image() -> Path:
 
 @pytest.fixture(scope="session")
 def guest_ssh_key(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """An ed25519 key pair the guest tests log in with (passed in the guests' ssh_authorized_keys)."""
-    from integration import guest
+    """An ed25519 key pair the guest tests log in with (passed in the guests' ssh_authorized_keys). With
+    ``CORRAL_INSTALLED_DISK=DIR``, the key that disk was installed with (``DIR/ssh``): its config has it."""
+    from integration import guest, installed
 
+    given = os.environ.get("CORRAL_INSTALLED_DISK")
+    if given and (Path(given) / installed.KEY_DIR).is_dir():
+        return guest.make_ssh_key(Path(given) / installed.KEY_DIR)
     return guest.make_ssh_key(tmp_path_factory.mktemp("guest-ssh"))
 
 

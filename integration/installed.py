@@ -48,6 +48,7 @@ LIVE_DIR = "live"  # the live boot's directory under the fixture's: serial.log, 
 LIVE_STATE_SIZE = 64 << 20
 STATE_CONFIG_DIR = "var/lib/corral/conf"  # on the state disk (osdisk/install.py CONFIG_DIR)
 FIND_MEDIUM = "from osdisk.install import find_live_medium; print(find_live_medium())"
+KEY_DIR = "ssh"  # the key the disk's config trusts, kept for CORRAL_INSTALLED_DISK (integration/conftest.py)
 
 
 @dataclass
@@ -164,6 +165,10 @@ def make_installed_disk(workdir: Path, image_out: Path, iso: Path, key: SshKey,
                          report=report, refusals=refusals, target_after_refusals=target_after,
                          live_log=g.serial.path, live_argv=list(g.argv), live_version=g.version or "",
                          live_medium=medium)
+    (workdir / KEY_DIR).mkdir(exist_ok=True)
+    for path in (key.private, key.private.with_suffix(".pub")):
+        shutil.copyfile(path, workdir / KEY_DIR / path.name)
+    (workdir / KEY_DIR / key.private.name).chmod(0o600)
     (workdir / RECORD).write_text(json.dumps(made.to_dict(), indent=2))
     return made
 

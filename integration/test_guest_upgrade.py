@@ -6,18 +6,22 @@ bundles reach the guest on a disk of their own (ext4, mounted read-only in PID 1
 
 - ``v2``: the same image built again with ``corral-image build --version 9.9.9`` (its
   ``corral-upgrade.tar``);
-- ``broken-init``: v2's kernel and an initrd with one more cpio archive appended whose ``/init`` is a
-  link to ``/bin/false`` (the kernel unpacks concatenated archives in order: the last ``/init`` wins), so
-  PID 1 exits at once and the kernel panics;
+- ``broken-init``: v2's kernel and an initrd with one more cpio archive appended (at a 4-byte boundary)
+  whose ``/init`` is a script that exits 1 (the kernel unpacks concatenated archives in order: the last
+  ``/init`` wins), so PID 1 exits at once and the kernel panics;
 - ``never-up``: v2's initrd with an image default config appended that adds a system unit whose image
   does not exist, so the boot never reaches ready.
+- ``hang-early``: v2's initrd with an archive appended that replaces ``supervisor/app.py`` (and its
+  ``.pyc``) by a module that sleeps for ever: PID 1 hangs in its imports, after the trial's watchdog was
+  opened (its first act, on ``corral.trial=1``) and long before the ``slots`` phase.
 
 The guests run with ``-no-reboot`` (image/run.py): a reboot ends QEMU, and the test starts the same disk
 again, as the machine's own reset would. The first test (3 boots) runs in ``make test``; its boots also
 prove what issue 15 asks of the installed disk (test_guest_install.py boots nothing): it boots alone
 (no kernel, initrd nor ISO) on SeaBIOS with ``corral install --config``'s config applied; a file
 written to the persistent state there survives the reboots; the last boot, back on slot A, is on OVMF
-(UEFI). The broken builds and the upgrade killed half way (6 boots more) run with ``CORRAL_SOAK=1``.
+(UEFI). The broken builds, the early hang and the upgrade killed half way (8 boots more) run with
+``CORRAL_SOAK=1``.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from typing import Any
 
 import pytest
 
+from image import rootfs
 from integration.firmware import ovmf
 from integration.guest import BOOT_TIMEOUT, REPO_ROOT, Guest, GuestSpec, SshKey
 from integration.installed import HOSTNAME, InstalledDisk
@@ -46,6 +51,7 @@ VERSION2 = "9.9.9"
 DISK_BOOT_TIMEOUT = max(BOOT_TIMEOUT, 600.0)
 BUNDLES = "/run/bundles"  # where the bundles' disk is mounted in the guest (PID 1's namespaces)
 MARKER = "/var/lib/corral/install-test-marker"  # on the state partition (bound onto /var/lib/corral)
+HANG_APP = b"import time\n\nwhile True:  # PID 1 hangs in its imports\n    time.sleep(3600)\n"  # hang-early
 NEVER_UP_CONFIG = (b"corral:\n  services:\n    never-up:\n      image: corral-test/absent:1\n"
                    b"      command: [sleep, '1000']\n")
 
@@ -63,6 +69,9 @@ def _derived_bundle(source: Path, dest: Path, version: str, segment: bytes) -> P
     shutil.copyfile(source / "vmlinuz", dest / "vmlinuz")
     shutil.copyfile(source / "initrd", dest / "initrd")
     with open(dest / "initrd", "ab") as f:
+        # the kernel takes an appended cpio archive only at an offset that is a multiple of 4 (it skips
+        # zero bytes between archives); else "Initramfs unpacking failed: invalid magic" and it is ignored
+        f.write(bytes(-f.tell() % 4))
         f.write(segment)
     kernel = json.loads((source / bundle.MANIFEST).read_text())["kernel_version"]
     (dest / bundle.MANIFEST).write_text(json.dumps(bundle.make_manifest(dest, version, kernel)))
@@ -71,7 +80,8 @@ def _derived_bundle(source: Path, dest: Path, version: str, segment: bytes) -> P
 
 @pytest.fixture(scope="module")
 def bundles_disk(guest_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An ext4 image holding ``v2.tar``, ``broken-init/`` and ``never-up/`` (see the module's text)."""
+    """An ext4 image holding ``v2.tar``, ``broken-init/``, ``never-up/`` and ``hang-early/`` (see the
+    module's text)."""
     work = tmp_path_factory.mktemp("bundles")
     out = work / "v2-out"
     argv = [sys.executable, "-m", "image", "build", "-o", str(out), "--version", VERSION2]
@@ -84,7 +94,9 @@ def bundles_disk(guest_image: Path, tmp_path_factory: pytest.TempPathFactory) ->
     shutil.copyfile(out / bundle.ARCHIVE_NAME, stage / "v2.tar")
     init = work / "init-stage"
     init.mkdir()
-    (init / "init").symlink_to("/bin/false")
+    # a script that exits, not a link to /bin/false: that is busybox, which run as /init is busybox's init
+    (init / "init").write_text("#!/bin/busybox sh\nexit 1\n")
+    (init / "init").chmod(0o755)
     _derived_bundle(out / "bundle", stage / "broken-init", f"{VERSION2}-broken-init", _cpio(init, ["init"]))
     conf = work / "conf-stage"
     target = conf / "usr/share/corral/cloud-config.d/99-never-up.yml"
@@ -92,6 +104,13 @@ def bundles_disk(guest_image: Path, tmp_path_factory: pytest.TempPathFactory) ->
     target.write_bytes(NEVER_UP_CONFIG)
     names = [str(p.relative_to(conf)) for p in sorted(conf.rglob("*"))]
     _derived_bundle(out / "bundle", stage / "never-up", f"{VERSION2}-never-up", _cpio(conf, names))
+    hang = work / "hang-stage"
+    app = hang / rootfs.DIST_PACKAGES / "supervisor/app.py"
+    app.parent.mkdir(parents=True)
+    app.write_bytes(HANG_APP)
+    rootfs.compile_python(hang, [rootfs.DIST_PACKAGES])  # its .pyc, as the image's own (unchecked hash)
+    names = [str(p.relative_to(hang)) for p in sorted(hang.rglob("*"))]
+    _derived_bundle(out / "bundle", stage / "hang-early", f"{VERSION2}-hang-early", _cpio(hang, names))
     size = sum(p.stat().st_size for p in stage.rglob("*") if p.is_file())
     image = work / "bundles.img"
     with image.open("wb") as f:
@@ -133,6 +152,7 @@ class Machine:
             g.wait_exit(exit_timeout)
         finally:
             g.stop()
+        assert "Initramfs unpacking failed" not in g.serial.text()  # the derived initrd was taken whole
         return g
 
 
@@ -228,11 +248,50 @@ def test_the_installed_disk_boots_alone_keeps_its_state_upgrades_and_rolls_back_
     _step(step + ": corral install --config applied", third, hostname == HOSTNAME, hostname)
 
 
-@pytest.mark.skipif(not SOAK, reason="6 boots under TCG: run with CORRAL_SOAK=1")
+@pytest.mark.skipif(not SOAK, reason="8 boots under TCG: run with CORRAL_SOAK=1")
 def test_broken_builds_and_a_killed_upgrade_come_back_on_the_old_version(
         machine: Machine, installed_disk: InstalledDisk) -> None:
     old = installed_disk.version
     g = machine.boot()
+    # A build whose PID 1 exits at once: the kernel panics, panic=10 reboots, the old slot boots.
+    g.sudo(f"corral os upgrade --image {BUNDLES}/broken-init", timeout=900)
+    _reboot(g)
+    machine.boot_unready(DISK_BOOT_TIMEOUT)
+    g = machine.boot()
+    assert g.version == old
+    report = _status(g)["os"]["rolled_back"]
+    assert report["message"].startswith(f"upgrade to version {VERSION2}-broken-init rolled back: the trial "
+                                        "boot never reported")
+    assert f"upgrade to version {VERSION2}-broken-init rolled back" in g.sudo("corral status").stdout
+
+    # A build whose PID 1 hangs before the slots phase (in its imports): the watchdog it opened as its
+    # first act (the trial's corral.trial=1) is no longer petted, the softdog resets, the old slot boots.
+    g.sudo(f"corral os upgrade --image {BUNDLES}/hang-early", timeout=900)
+    _reboot(g)
+    hung = machine.boot_unready(DISK_BOOT_TIMEOUT)
+    console = hung.serial.text()
+    assert "corral.slot=B corral.trial=1 " in console  # the kernel's "Command line:"
+    assert "softdog: Initiating system reboot" in console
+    g = machine.boot()
+    assert g.version == old and "corral.trial=1" not in g.host("cat /proc/cmdline").stdout
+    report = _status(g)["os"]["rolled_back"]
+    assert report["message"].startswith(f"upgrade to version {VERSION2}-hang-early rolled back: the trial "
+                                        "boot never reported")
+
+    # A build whose system unit never comes up: the trial gives up after its limit and reboots.
+    g.sudo("corral config set corral.upgrade.trial_timeout 300")
+    g.sudo(f"corral os upgrade --image {BUNDLES}/never-up", timeout=900)
+    _reboot(g)
+    machine.boot_unready(DISK_BOOT_TIMEOUT + 300)
+    g = machine.boot()
+    assert g.version == old and "corral.slot=A" in g.host("cat /proc/cmdline").stdout
+    report = _status(g)["os"]["rolled_back"]
+    assert report["message"].startswith(f"upgrade to version {VERSION2}-never-up rolled back: not ready "
+                                        "within 300 s")
+    assert "never-up" in report["reason"] and report["journal"]["records"] > 0
+    kept = g.host(f"cat {report['journal']['path']}").stdout
+    assert "failed its trial" in kept
+
     # QEMU killed in the middle of `os upgrade`: the next boot is the old version, intact.
     upgrading = subprocess.Popen(g.ssh_argv(f"sudo corral os upgrade --image {BUNDLES}/v2.tar"),
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -248,28 +307,3 @@ def test_broken_builds_and_a_killed_upgrade_come_back_on_the_old_version(
     g = machine.boot()
     assert g.version == old and "corral.slot=A" in g.host("cat /proc/cmdline").stdout
     assert _os_list(g)["default"] == "A"
-
-    # A build whose PID 1 exits at once: the kernel panics, panic=10 reboots, the old slot boots.
-    g.sudo(f"corral os upgrade --image {BUNDLES}/broken-init", timeout=900)
-    _reboot(g)
-    machine.boot_unready(DISK_BOOT_TIMEOUT)
-    g = machine.boot()
-    assert g.version == old
-    report = _status(g)["os"]["rolled_back"]
-    assert report["message"].startswith(f"upgrade to version {VERSION2}-broken-init rolled back: the trial "
-                                        "boot never reported")
-    assert f"upgrade to version {VERSION2}-broken-init rolled back" in g.sudo("corral status").stdout
-
-    # A build whose system unit never comes up: the trial gives up after its limit and reboots.
-    g.sudo("corral config set corral.upgrade.trial_timeout 300")
-    g.sudo(f"corral os upgrade --image {BUNDLES}/never-up", timeout=900)
-    _reboot(g)
-    machine.boot_unready(DISK_BOOT_TIMEOUT + 300)
-    g = machine.boot()
-    assert g.version == old and "corral.slot=A" in g.host("cat /proc/cmdline").stdout
-    report = _status(g)["os"]["rolled_back"]
-    assert report["message"].startswith(f"upgrade to version {VERSION2}-never-up rolled back: not ready "
-                                        "within 300 s")
-    assert "never-up" in report["reason"] and report["journal"]["records"] > 0
-    kept = g.host(f"cat {report['journal']['path']}").stdout
-    assert "failed its trial" in kept

@@ -10,10 +10,11 @@ At each boot GRUB reads its environment block (``/grub/grubenv`` on the partitio
 * else ``default_slot`` (A unless it says B).
 
 The slot's partition is found by its filesystem label (``CORRAL_A``/``CORRAL_B``). The kernel gets
-``corral.slot=<slot>`` (PID 1 reads it to know a trial boot from a fallback), the console on the serial
-port and the screen as image/iso.py gives it, and ``panic=10``: a kernel panic, or PID 1 exiting, reboots
-after 10 s, and that next boot is ``default_slot`` again. GRUB's menu is on the serial port and the
-screen, with an entry per slot to pick one by hand for one boot (nothing is saved).
+``corral.slot=<slot>`` (PID 1 reads it to know a trial boot from a fallback), ``corral.trial=1`` on the
+trial's boot only (PID 1 arms the watchdog as its first act: supervisor/watchdog.py), the console on the
+serial port and the screen as image/iso.py gives it, and ``panic=10``: a kernel panic, or PID 1
+exiting, reboots after 10 s, and that next boot is ``default_slot`` again. GRUB's menu is on the serial
+port and the screen, with an entry per slot to pick one by hand for one boot (nothing is saved).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ CFG_PATH = "/grub/grub.cfg"  # on the ESP
 CONSOLE_APPEND = "console=tty0 console=ttyS0,115200"
 PANIC_APPEND = "panic=10"
 MENU_TIMEOUT = 1  # seconds
+TRIAL_MARKER = "corral.trial=1"  # on the trial's command line only (supervisor/watchdog.py reads it)
 
 
 def slot_label(slot: str) -> str:
@@ -37,16 +39,18 @@ def slot_label(slot: str) -> str:
     return f"CORRAL_{slot}"
 
 
-def kernel_append(slot: str, extra: str = "") -> str:
-    """The kernel command line of a slot's boot (GRUB expands ``$slot`` in the default entry)."""
-    return " ".join(p for p in (f"corral.slot={slot}", CONSOLE_APPEND, extra.strip(), PANIC_APPEND) if p)
+def kernel_append(slot: str, extra: str = "", trial: str = "") -> str:
+    """The kernel command line of a slot's boot (GRUB expands ``$slot`` in the default entry, and
+    ``trial``, ``${trial_arg}`` there: the trial marker on a trial's boot, else nothing)."""
+    return " ".join(p for p in (f"corral.slot={slot}", trial, CONSOLE_APPEND, extra.strip(), PANIC_APPEND)
+                    if p)
 
 
-def _entry(title: str, label: str, slot: str, extra: str) -> str:
+def _entry(title: str, label: str, slot: str, extra: str, trial: str = "") -> str:
     return (
         f'menuentry "{title}" {{\n'
         f"  search --no-floppy --label --set=slotdev {label}\n"
-        f"  linux ($slotdev)/vmlinuz {kernel_append(slot, extra)}\n"
+        f"  linux ($slotdev)/vmlinuz {kernel_append(slot, extra, trial)}\n"
         "  initrd ($slotdev)/initrd\n"
         "}\n"
     )
@@ -80,17 +84,20 @@ def grub_cfg(extra_append: str = "", timeout: int = MENU_TIMEOUT) -> str:
         "else\n"
         "  set next=\n"
         "fi\n"
+        "set trial_arg=\n"
         'if [ -n "${next}" ]; then\n'
         "  set trial_slot=\n"
         '  set trial_pending="${next}"\n'
         f"  if save_env --file {env} trial_slot trial_pending; then\n"
         '    set slot="${next}"\n'
+        f'    set trial_arg="{TRIAL_MARKER}"\n'
         "  fi\n"
         "fi\n"
         "export slot\n"
         "export default_slot\n"
+        "export trial_arg\n"
         "set fallback=1\n"  # the chosen slot's entry failed (no kernel there): boot the default slot
-        + _entry("corral (slot ${slot})", "CORRAL_${slot}", "${slot}", extra_append)
+        + _entry("corral (slot ${slot})", "CORRAL_${slot}", "${slot}", extra_append, "${trial_arg}")
         + _entry("corral (slot ${default_slot}, the default)", "CORRAL_${default_slot}", "${default_slot}",
                  extra_append)
         + "".join(_entry(f"corral slot {s}, this boot only", slot_label(s), s, extra_append) for s in SLOTS)

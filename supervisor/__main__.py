@@ -9,9 +9,13 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from supervisor import allocator, lean
+from supervisor import allocator, lean, watchdog
 from supervisor.paths import Paths
+
+if TYPE_CHECKING:
+    from supervisor.app import Supervisor
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -25,9 +29,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
+    started = time.monotonic()
     allocator.tune()  # before the heap grows (supervisor.allocator)
     lean.setup()  # before anything imports pyroute2 or structlog (supervisor.lean)
     args = parse_args(argv)
+    # a trial boot's watchdog, before anything that could hang (the sandbox: never; supervisor/watchdog.py)
+    dog = watchdog.early(started) if args.sandbox is None else None
     os.environ.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
     if args.sandbox is not None:
         directory = args.sandbox.resolve()
@@ -36,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         paths, mount_root = Paths(), Path("/")
     try:
-        action = _serve(args, paths, mount_root)
+        action = _serve(args, paths, mount_root, dog)
     except BaseException as exc:  # PID 1 must not exit: the last resort is a shell on the console
         _last_resort(args, f"supervisor crashed: {exc!r}")
         return
@@ -50,7 +57,8 @@ def main(argv: list[str] | None = None) -> None:
         _last_resort(args, str(exc))
 
 
-def _serve(args: argparse.Namespace, paths: Paths, mount_root: Path) -> str:
+def _serve(args: argparse.Namespace, paths: Paths, mount_root: Path,
+           dog: watchdog.Watchdog | None) -> str:
     from supervisor import journal as journal_mod
     from supervisor import loopguard
     from supervisor.app import Options, Supervisor
@@ -68,9 +76,15 @@ def _serve(args: argparse.Namespace, paths: Paths, mount_root: Path) -> str:
     loop.set_exception_handler(loop_exception_handler)
     try:
         with loopguard.from_environment():  # tests: a blocking call on the loop fails loudly
-            return loop.run_until_complete(supervisor.run())
+            return loop.run_until_complete(_run(supervisor, dog))
     finally:
         journal.close()
+
+
+async def _run(supervisor: Supervisor, dog: watchdog.Watchdog | None) -> str:
+    if dog is not None:
+        dog.start()  # its pets come from the loop
+    return await supervisor.run()
 
 
 def _check_allocator() -> None:

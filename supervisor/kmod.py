@@ -4,11 +4,13 @@ process. At boot most aliases (ACPI, platform, CPU devices...) resolve to nothin
 a ``modprobe`` per alias cost a process each (about 40 under QEMU, seconds of CPU under TCG) to learn
 that. ``lookup_many`` blocks (it maps the module indexes): run it in a thread. ``None`` when the library
 cannot be loaded or the module directory has no indexes; callers then run ``modprobe`` for every alias.
-Loading stays with ``modprobe -b`` (blacklist, options, soft dependencies)."""
+Loading stays with ``modprobe -b`` (blacklist, options, soft dependencies), but for ``insert``: PID 1's
+one load before its loop (and so its reaper) runs, the trial boot's softdog (supervisor/watchdog.py)."""
 
 from __future__ import annotations
 
 import ctypes
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -43,6 +45,8 @@ def _library() -> ctypes.CDLL | None:
         "kmod_module_get_initstate": ([vp], i),
         "kmod_module_unref": ([vp], vp),
         "kmod_module_unref_list": ([vp], i),
+        "kmod_module_new_from_name": ([vp, cp, ctypes.POINTER(vp)], i),
+        "kmod_module_probe_insert_module": ([vp, ctypes.c_uint, cp, vp, vp, vp], i),
     })
 
 
@@ -90,5 +94,28 @@ def lookup_many(aliases: Sequence[str], dirname: str | None = None) -> dict[str,
             if found is not None:
                 out[alias] = found
         return out
+    finally:
+        lib.kmod_unref(ctx)
+
+
+def insert(name: str, options: str = "") -> str:
+    """Load module ``name`` and what it depends on, with ``options`` (``modprobe NAME OPTIONS`` in-process,
+    blocking): "" when it is in the kernel after (loaded now or before), else why not."""
+    lib = _library()
+    if lib is None:
+        return "libkmod cannot be loaded"
+    ctx = lib.kmod_new(None, None)
+    if not ctx:
+        return "libkmod: no context"
+    try:
+        module = ctypes.c_void_p()
+        err = lib.kmod_module_new_from_name(ctx, name.encode(), ctypes.byref(module))
+        if err < 0:
+            return f"{name}: {os.strerror(-err)}"
+        try:
+            err = lib.kmod_module_probe_insert_module(module, 0, options.encode() or None, None, None, None)
+        finally:
+            lib.kmod_module_unref(module)
+        return "" if err >= 0 else f"{name}: {os.strerror(-err)}"
     finally:
         lib.kmod_unref(ctx)

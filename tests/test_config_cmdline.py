@@ -29,6 +29,7 @@ def parse(text: str) -> dict[str, Any]:
         ("rancher.log.level=debug", {"corral": {"log": {"level": "debug"}}}),
         ("BOOT_IMAGE=/vmlinuz root=/dev/sda1 ro quiet console=ttyS0", {}),
         ("corral.slot=B corral.debug", {"corral": {"debug": True}}),  # GRUB's slot is not config
+        ("corral.slot=B corral.trial=1 corral.debug", {"corral": {"debug": True}}),  # nor its trial mark
         ("corral=1 corralx.debug=true rancheros.debug=1 x.corral.debug=1", {}),
         ("corral.debug", {"corral": {"debug": True}}),
         ("rancher.debug", {"corral": {"debug": True}}),

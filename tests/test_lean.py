@@ -35,7 +35,7 @@ BOOT = """
 import json, sys
 import supervisor.__main__ as entry
 
-def serve(args, paths, mount_root):
+def serve(args, paths, mount_root, dog):
     import supervisor.app, supervisor.commands.core, supervisor.control.server
     import handlers.network, handlers.storage, handlers.udevd, units.runtime, supervisor.sources.docker
     import netconf.netlink, netconf.dhcp, netconf.apply, supervisor.sources.acpi, supervisor.prefetch

@@ -43,10 +43,24 @@ def test_the_trial_slot_is_booted_once_and_only_when_saved() -> None:
     assert cfg.index('set slot="${default_slot}"') < save
 
 
+def test_only_the_trial_boot_carries_the_trial_marker() -> None:
+    cfg = bootmenu.grub_cfg()
+    env = "($esp)/grub/grubenv"
+    # set only once the trial's save worked, i.e. only when the first entry boots the trial slot
+    save = cfg.index(f"if save_env --file {env} trial_slot trial_pending; then")
+    marker = cfg.index('    set trial_arg="corral.trial=1"\n')
+    assert cfg.index("set trial_arg=\n") < save < marker < cfg.index("export trial_arg\n")
+    assert cfg.count("${trial_arg}") == 1  # the first entry's: not the default's, nor the manual ones
+    first = cfg.index('menuentry "corral (slot ${slot})"')
+    assert first < cfg.index("${trial_arg}") < cfg.index('menuentry "corral (slot ${default_slot}')
+    assert bootmenu.kernel_append("B", trial=bootmenu.TRIAL_MARKER).split()[:2] == \
+        ["corral.slot=B", "corral.trial=1"]
+
+
 def test_every_entry_boots_a_slot_by_label_with_the_slot_on_the_command_line() -> None:
     cfg = bootmenu.grub_cfg("corral.password=x")
     assert "search --no-floppy --label --set=slotdev CORRAL_${slot}\n" in cfg
-    assert "linux ($slotdev)/vmlinuz corral.slot=${slot} console=tty0 console=ttyS0,115200 " \
+    assert "linux ($slotdev)/vmlinuz corral.slot=${slot} ${trial_arg} console=tty0 console=ttyS0,115200 " \
            "corral.password=x panic=10\n" in cfg
     for slot in bootmenu.SLOTS:
         assert f"search --no-floppy --label --set=slotdev CORRAL_{slot}\n" in cfg

@@ -4,8 +4,9 @@ A boot from an installed disk has ``corral.slot=A|B`` on its kernel command line
 After the storage phase (the journal writes to the state partition by then) PID 1 reads GRUB's
 environment block and classifies the boot (osdisk/selection.py, pure):
 
-* a **trial** (the first boot of a new version): it arms ``corral.upgrade.trial_timeout`` and the
-  kernel's softdog (``/dev/watchdog``, petted from the loop: a hung loop reboots too). Ready with every
+* a **trial** (the first boot of a new version): it arms ``corral.upgrade.trial_timeout`` and takes
+  over the kernel's softdog that PID 1 opened as its first act (supervisor/watchdog.py; opened here
+  when that did not happen), petted from the loop: a hung loop reboots too. Ready with every
   system unit up -> marked good (``default_slot`` = this slot; the watchdog is closed). The limit passed
   first -> the reason is journalled and written to the block, and the machine reboots through the
   orderly shutdown (the next boot is the default slot). PID 1 exiting panics the kernel: ``panic=10``
@@ -37,12 +38,11 @@ from supervisor.atomic import remove_durably, write_atomic
 from supervisor.boot.context import BootContext
 from supervisor.journal import log_files
 from supervisor.tasks import spawn_task
+from supervisor.watchdog import MARGIN, MODULE, Watchdog, adopt
 
 log = structlog.get_logger("supervisor.slots")
 
 TRIAL_TIMEOUT = 900.0  # seconds; corral.upgrade.trial_timeout (TCG boots take 1-4 minutes to ready)
-WATCHDOG = Path("/dev/watchdog")
-PET_INTERVAL = 10.0  # seconds between pets; softdog's default margin is 60 s
 KEEP_MAX_BYTES = 16 << 20  # at most this much of the failed boot's journal is kept
 REPORT = "os/rollback.json"  # under the state dir
 
@@ -77,52 +77,14 @@ def keep_boot_records(log_dir: Path, boot_id: str, dest: Path, limit: int = KEEP
     return kept
 
 
-class Watchdog:
-    """The kernel's softdog, open only during a trial: pets from the loop; closed with the magic 'V'."""
-
-    def __init__(self, path: Path = WATCHDOG) -> None:
-        self.path = path
-        self.fd: int | None = None
-        self.task: asyncio.Task[None] | None = None
-
-    async def arm(self, ctx: BootContext) -> None:
-        status, _, err = await ctx.processes.run(["modprobe", "softdog"], name="modprobe softdog", timeout=30)
-        if status.returncode != 0:
-            log.warning("softdog not loaded; a hung PID 1 loop will not reboot by itself",
-                        error=err.decode(errors="replace").strip()[:200])
-        try:
-            self.fd = await asyncio.to_thread(os.open, self.path, os.O_WRONLY | os.O_CLOEXEC)
-        except OSError as exc:
-            log.warning("no watchdog; a hung PID 1 loop will not reboot by itself", error=str(exc))
-            return
-        self.task = spawn_task(self._pet(), name="watchdog")
-
-    async def _pet(self) -> None:
-        while self.fd is not None:
-            try:
-                os.write(self.fd, b"k")  # a character device write: it does not wait
-            except OSError as exc:
-                log.warning("watchdog pet failed", error=str(exc))
-            await asyncio.sleep(PET_INTERVAL)
-
-    def disarm(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-        if self.fd is not None:
-            fd, self.fd = self.fd, None
-            try:
-                os.write(fd, b"V")  # magic close: the softdog stops (unless built with nowayout)
-            finally:
-                os.close(fd)
-
-
 class BootSlots:
     """What this boot is to the installed disk, and the trial's clock; ``status()`` for corral status."""
 
     def __init__(self, ctx: BootContext, cmdline: str, reboot: Callable[[str], None], started: float,
-                 location: bootdisk.Location | None = None) -> None:
+                 location: bootdisk.Location | None = None, watchdog: Watchdog | None = None) -> None:
         """``started``: when PID 1 started, on time.monotonic()'s clock (the trial's limit runs from it);
-        ``reboot``: the supervisor's request (its orderly shutdown)."""
+        ``reboot``: the supervisor's request (its orderly shutdown); ``watchdog``: by default the one
+        PID 1 opened as its first act on a trial's boot (supervisor/watchdog.py), else a closed one."""
         self.ctx = ctx
         self.slot = selection.slot_of_cmdline(cmdline)
         self.location = location or (bootdisk.Location.directories(ctx.paths.prefix / "osdisk")
@@ -131,7 +93,7 @@ class BootSlots:
         self.verdict = BootVerdict(BootKind.NOT_INSTALLED)
         self.trial: str = ""  # "", "pending", "good", "expired", "cancelled" (os rollback)
         self.report: dict[str, Any] | None = None
-        self.watchdog = Watchdog()
+        self.watchdog = watchdog if watchdog is not None else adopt()
         self._clock: asyncio.Task[None] | None = None
         self._started = started
         self.not_up: Callable[[], Mapping[str, str]] = dict  # the system units not up (set once they run)
@@ -153,18 +115,23 @@ class BootSlots:
 
     async def start(self) -> None:
         self.report = await asyncio.to_thread(_read_report, self.report_path)
-        if self.slot is None:
-            return
-        try:
-            env = await asyncio.to_thread(bootdisk.read_env, self.location)
-        except bootdisk.BootDiskError as exc:
-            self.ctx.degrade("slots", f"booted from slot {self.slot}; its boot selection cannot be read: "
-                                      f"{exc}")
-            return
-        self.verdict = verdict = selection.classify(self.slot, selection.BootEnv.of(env))
+        if self.slot is not None:
+            try:
+                env = await asyncio.to_thread(bootdisk.read_env, self.location)
+            except bootdisk.BootDiskError as exc:
+                # an early watchdog keeps its deadline: the machine goes back to the default slot
+                self.ctx.degrade("slots", f"booted from slot {self.slot}; its boot selection cannot be "
+                                          f"read: {exc}")
+                return
+            self.verdict = selection.classify(self.slot, selection.BootEnv.of(env))
+        verdict = self.verdict
         if verdict.kind is BootKind.TRIAL:
             await self._start_trial()
-        elif verdict.kind is BootKind.ROLLED_BACK:
+            return
+        if self.watchdog.is_open:  # the trial marker on a boot that is not a trial (the block says so)
+            log.warning("this boot is no trial: its watchdog closed", boot=verdict.kind.value)
+            self.watchdog.disarm()
+        if verdict.kind is BootKind.ROLLED_BACK:
             await self._report_rollback(verdict)
 
     def limit(self) -> float:
@@ -178,9 +145,14 @@ class BootSlots:
                  f"default once ready, or is rolled back after {limit:g} s", slot=self.slot, limit=limit)
         await self._update(selection.trial_started(self.ctx.journal.boot_id))
         if not self.ctx.sandbox:
-            await self.watchdog.arm(self.ctx)
+            await self.watchdog.arm(self._modprobe)
         self._clock = spawn_task(self._expire(limit), name="trial clock")
         self.ctx.stops.add("trial watchdog", self._stop)
+
+    async def _modprobe(self) -> str:
+        status, _, err = await self.ctx.processes.run(["modprobe", MODULE, f"soft_margin={MARGIN}"],
+                                                      name="modprobe softdog", timeout=30)
+        return "" if status.returncode == 0 else err.decode(errors="replace").strip()[:200]
 
     async def _stop(self) -> None:
         if self._clock is not None:

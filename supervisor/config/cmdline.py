@@ -10,7 +10,8 @@ Syntax, as read from /proc/cmdline:
   one key: ``corral.sysctl.net.ipv4.ip_forward=1``;
 - parameters not starting with ``corral.``/``rancher.`` are ignored; a later parameter wins;
 - ``corral.slot=A|B`` is not config: GRUB puts it there on an installed disk (osdisk/bootmenu.py) to
-  say which boot slot this is, and PID 1 reads it as such (supervisor/boot/slots.py)."""
+  say which boot slot this is, and PID 1 reads it as such (supervisor/boot/slots.py); nor is
+  ``corral.trial=1``, GRUB's mark of a trial's boot (supervisor/watchdog.py)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ from supervisor.config.yamlload import Document, NodeInfo
 
 SOURCE = "cmdline"
 PREFIXES = ("corral.", "rancher.")
-NOT_CONFIG = frozenset({"corral.slot"})  # boot parameters in corral's namespace that are not config
+# boot parameters in corral's namespace that are not config
+NOT_CONFIG = frozenset({"corral.slot", "corral.trial"})
 
 
 def split_params(text: str) -> list[str]:
