@@ -164,7 +164,8 @@ def test_user_containers_get_memory_and_cpu_limits(guest: Guest) -> None:
     """The user dockerd runs in a container with its own cgroup namespace: its image's /cgroup-nest moves
     the container's processes out of its cgroup root, so the user's containers get the v2 controllers
     (without it dockerd logged "failed to enable controllers" and these limits were not applied)."""
-    guest.sudo(f"docker image inspect {busybox.IMAGE}", timeout=60)  # loaded by the test before
+    if guest.sudo(f"docker image inspect {busybox.IMAGE}", check=False, timeout=60).returncode != 0:
+        guest.sudo("docker load", input=busybox.ensure().read_bytes(), timeout=180)  # run alone (-k)
     done = guest.sudo(f"docker run --rm -m 32m --cpus 0.5 {busybox.IMAGE} "
                       "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/cpu.max", timeout=180)
     assert done.stdout.splitlines() == ["33554432", "50000 100000"], done
