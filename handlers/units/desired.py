@@ -58,6 +58,16 @@ def localize(unit: Unit, prefix: Path | None) -> Unit:
     return replace(unit, volumes=volumes, requires_mounts=requires)
 
 
+def with_etc_files(unit: Unit, root: Path | None) -> Unit:
+    """A system unit with ``net: none`` gets its own hosts and resolv.conf below ``root``
+    (``units.etc_files``: its container is created with ``NetworkDisabled``). A user unit does not: the
+    user dockerd resolves a bind's source in its own container, where corral's files are not; it keeps
+    dockerd's ``none`` network. None: no unit does (the old ``NetworkMode: none`` alone)."""
+    if root is None or unit.scope != "system" or unit.network_mode != "none":
+        return unit
+    return replace(unit, etc_dir=str(root / unit.name))
+
+
 @dataclass(frozen=True)
 class Reloaded:
     """What a load changed: the units recreated (their definition changed) and the units removed. What
@@ -77,9 +87,11 @@ class DesiredUnits:
         loaded: Callable[[], Loaded],
         stops_file: Path | None = None,
         prefix: Path | None = None,
+        etc_root: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.loaded = loaded  # the units of the config in force (loaded once per generation, off the loop)
+        self.etc_root = etc_root  # where net: none units' hosts and resolv.conf go (``with_etc_files``)
         self.stops_file = stops_file
         self.prefix = prefix
         self.clock = clock
@@ -98,7 +110,8 @@ class DesiredUnits:
             return None
         self._seen = loaded
         first = self.graph is None
-        units = {name: localize(unit, self.prefix) for name, unit in loaded.units.items()}
+        units = {name: with_etc_files(localize(unit, self.prefix), self.etc_root)
+                 for name, unit in loaded.units.items()}
         policies: dict[str, UnitPolicy] = {}
         changed: set[str] = set()
         for name, unit in units.items():
