@@ -12,8 +12,10 @@ from pathlib import Path
 from handlers.units.desired import DesiredUnits, with_etc_files
 from tests.units_fakes import loaded_by_generation, svc, unit_of
 from units.etc_files import HOSTS_TEXT, EtcFiles, hosts_text, resolv_text
+from units.loader import build_units
 from units.model import Unit
 from units.spec import config_hash, create_body, spare_request
+from units.unitfiles import parse_unit_text
 
 # What the real dockerd (20.10) writes as /etc/hosts for a container of its `none` network (read with
 # `docker exec C cat /etc/hosts` in a `--net none` container).
@@ -116,3 +118,12 @@ def test_files_are_written_before_a_create_and_once_before_starts(tmp_path: Path
         await etc.ensure(None)
 
     asyncio.run(run())
+
+
+def test_keys_that_would_change_the_files_are_errors_naming_the_key() -> None:
+    for key, value in (("hostname", "web"), ("domainname", "example.org"), ("dns", "[192.0.2.53]"),
+                       ("dns_search", "[example.org]"), ("extra_hosts", "['db:192.0.2.1']")):
+        raws, errors = parse_unit_text(f"web:\n  image: busybox\n  net: none\n  {key}: {value}\n", "t.yml")
+        _units, _graph, more = build_units(raws, {})
+        messages = [str(e) for e in [*errors, *more]]
+        assert any(f"web.{key}" in m and "unknown key" in m for m in messages), messages
