@@ -87,8 +87,9 @@ def test_a_none_unit_runs_without_libnetwork_and_resolves_localhost(sandbox: Any
     # replace mode: the spare is made from the same body and replaces the container
     wait_state(sb, "spare", "running")
     old = inspect(sb, "spare")["Id"]
-    wait_for("the spare made", lambda: "io.corral.spare=true" in sb.cli(
-        "system-docker", "ps", "-a", "--filter", "label=io.corral.unit=spare", "--format", "{{.Labels}}").stdout)
+    listing = ("system-docker", "ps", "-a", "--filter", "label=io.corral.unit=spare",
+               "--format", "{{.Labels}}")
+    wait_for("the spare made", lambda: "io.corral.spare=true" in sb.cli(*listing).stdout)
     wait_for("the inits watched", lambda: sb.request("status")["units"]["inits_watched"] == 2)
     kill_unit(sb, "spare")
     wait_for("spare replaced", lambda: inspect(sb, "spare")["Id"] != old
