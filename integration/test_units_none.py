@@ -1,7 +1,8 @@
 """A `net: none` unit against the real system dockerd in the sandbox: created with NetworkDisabled (no
 libnetwork sandbox), it starts, resolves `localhost` from the hosts file corral binds, has `lo` up with
 127.0.0.1, has its hostname (dockerd's, its id's first 12 digits), and keeps all of it across a restart by
-corral (its init killed), a `docker restart`, and in replace mode (the spare is made the same way)."""
+corral (its init killed), a `docker restart`, and in replace mode (the spare is made the same way); a
+unit joining its network (`net: service:web`) has the same files, and so has one with a read-only root."""
 
 from __future__ import annotations
 
@@ -62,13 +63,23 @@ def check_inside(sb: Sandbox, name: str) -> None:
 def test_a_none_unit_runs_without_libnetwork_and_resolves_localhost(sandbox: Any) -> None:
     sb: Sandbox = sandbox(config({"web": unit(restart="always"),
                                   "spare": unit(restart="always",
-                                                labels={"io.corral.restart-mode": "replace"})}),
+                                                labels={"io.corral.restart-mode": "replace"}),
+                                  "peer": unit(net="service:web"),
+                                  "ro": unit(read_only=True)}),
                           setup=with_busybox)
     sb.wait_ready(90)
     wait_state(sb, "web", "running")
     check_inside(sb, "web")
+    check_inside(sb, "ro")  # a read-only root: the binds' mount points are made before it is
+    # a unit in web's network: web's files (dockerd gives a joiner the joined container's HostsPath ...)
+    wait_state(sb, "peer", "running")
+    assert inspect(sb, "peer")["HostConfig"]["NetworkMode"] == f"container:{inspect(sb, 'web')['Id']}"
+    assert sh(sb, "peer", "cat", "/etc/hosts") == HOSTS_TEXT
+    assert "1 packets received" in sh(sb, "peer", "ping", "-c1", "-W1", "localhost")
     files = sb.paths.state_dir / "units-etc" / "web"
     assert (files / "hosts").read_text() == HOSTS_TEXT
+    web = inspect(sb, "web")  # dockerd takes the binds' sources as the container's files
+    assert (web["HostsPath"], web["ResolvConfPath"]) == (str(files / "hosts"), str(files / "resolv.conf"))
     assert sh(sb, "web", "cat", "/etc/resolv.conf") == (files / "resolv.conf").read_text()
     assert sh(sb, "web", "sh", "-c", "echo x >> /etc/hosts || echo read-only").strip() == "read-only"
 
@@ -90,7 +101,7 @@ def test_a_none_unit_runs_without_libnetwork_and_resolves_localhost(sandbox: Any
     listing = ("system-docker", "ps", "-a", "--filter", "label=io.corral.unit=spare",
                "--format", "{{.Labels}}")
     wait_for("the spare made", lambda: "io.corral.spare=true" in sb.cli(*listing).stdout)
-    wait_for("the inits watched", lambda: sb.request("status")["units"]["inits_watched"] == 2)
+    wait_for("the inits watched", lambda: sb.request("status")["units"]["inits_watched"] >= 2)
     kill_unit(sb, "spare")
     wait_for("spare replaced", lambda: inspect(sb, "spare")["Id"] != old
              and inspect(sb, "spare")["State"]["Running"], 30)

@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from handlers.units.desired import DesiredUnits, with_etc_files
-from tests.units_fakes import loaded_by_generation, svc, unit_of
+from tests.units_fakes import loaded_by_generation, svc, unit_of, units_of
 from units.etc_files import HOSTS_TEXT, EtcFiles, hosts_text, resolv_text
 from units.loader import build_units
 from units.model import Unit
@@ -63,16 +63,31 @@ def test_the_spare_of_a_replace_unit_is_made_from_the_same_body() -> None:
 
 def test_only_system_units_with_net_none_get_files() -> None:
     root = Path("/state/units-etc")
-    system_none = unit_of("a:\n  image: x\n  net: none\n", "a")
-    assert with_etc_files(system_none, root).etc_dir == "/state/units-etc/a"
-    assert with_etc_files(system_none, None) is system_none
-    user_none = unit_of("b:\n  image: x\n  net: none\n  labels:\n    io.corral.scope: user\n", "b")
-    assert user_none.scope == "user"
-    assert with_etc_files(user_none, root) is user_none  # the user dockerd cannot see corral's files
+    got = with_etc_files(units_of(
+        "a:\n  image: x\n  net: none\n"
+        "b:\n  image: x\n  net: none\n  labels:\n    io.corral.scope: user\n"
+        "c:\n  image: x\n  net: host\n"
+        "d:\n  image: x\n  net: bridge\n"
+        "e:\n  image: x\n  net: none\n  volumes_from: [c]\n"), root)
+    assert got["a"].etc_dir == "/state/units-etc/a"
+    assert got["b"].scope == "user" and got["b"].etc_dir is None  # the user dockerd cannot see the files
+    assert got["c"].etc_dir is None and got["d"].etc_dir is None
+    assert got["e"].etc_dir is None  # what it takes from c may bind /etc/hosts: dockerd's none network
+    assert "NetworkDisabled" not in create_body(got["e"])
     for net in ("host", "bridge"):
-        other = unit_of(f"c:\n  image: x\n  net: {net}\n", "c")
-        assert with_etc_files(other, root) is other
-        assert "NetworkDisabled" not in create_body(replace(other, etc_dir="/x"))
+        assert "NetworkDisabled" not in create_body(replace(got["c"], network_mode=net, etc_dir="/x"))
+    plain = units_of("a:\n  image: x\n  net: none\n")
+    assert with_etc_files(plain, None) == plain
+
+
+def test_a_unit_joining_a_none_units_network_gets_nothing_of_its_own() -> None:
+    """dockerd gives it the joined container's files (the paths of its binds on /etc/hosts and
+    /etc/resolv.conf: integration/test_units_none.py); NetworkDisabled would give it a namespace."""
+    got = with_etc_files(units_of("web:\n  image: x\n  net: none\npeer:\n  image: x\n  net: service:web\n"),
+                         Path("/state/units-etc"))
+    assert got["peer"].etc_dir is None
+    body = create_body(got["peer"])
+    assert "NetworkDisabled" not in body and "Binds" not in body["HostConfig"]
 
 
 def test_desired_units_carry_their_files_directory(tmp_path: Path) -> None:
