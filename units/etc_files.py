@@ -77,10 +77,6 @@ def resolv_text(host: str) -> str:
     return "\n".join(kept).strip("\n") + "\n"
 
 
-def etc_dir(root: Path, unit: Unit) -> Path:
-    return root / unit.name
-
-
 def read_host_resolv(path: Path) -> str:
     """The host's resolv.conf (at most ``MAX_RESOLV`` bytes); missing or unreadable: empty."""
     try:
