@@ -2,13 +2,15 @@
 straight through the system dockerd's API (N client threads, no corral units, no docker-compose), for
 three kinds of network, alternated (the order turned round at every round):
 
-- ``none``: ``HostConfig.NetworkMode: none``, what a unit with ``net: none`` and compose's
-  ``network_mode: none`` ask for. dockerd's libnetwork makes a sandbox (a network namespace with its
-  loopback) and runc runs libnetwork's prestart hook: a re-exec of the dockerd binary that calls back
-  into dockerd (``SetKey``), which binds the new namespace and brings its loopback up;
-- ``disabled``: the same plus ``Config.NetworkDisabled: true``: no libnetwork sandbox and no hook; runc
-  makes the namespace and brings its loopback up itself (no /etc/hosts, /etc/resolv.conf or
-  /etc/hostname are mounted: what the image has stays);
+- ``none``: ``HostConfig.NetworkMode: none``, what compose's ``network_mode: none`` (and a corral unit
+  with ``net: none`` before it had files of its own) asks for. dockerd's libnetwork makes a sandbox (a
+  network namespace with its loopback) and runc runs libnetwork's prestart hook: a re-exec of the
+  dockerd binary that calls back into dockerd (``SetKey``), which binds the new namespace and brings its
+  loopback up;
+- ``corral``: what corral creates for a system unit with ``net: none`` now: the same plus
+  ``Config.NetworkDisabled: true`` (no libnetwork sandbox and no hook; runc makes the namespace and brings
+  its loopback up itself) and the read-only binds of the hosts and resolv.conf corral writes for it
+  (``units.etc_files``; written here once, below the sandbox, for all the containers);
 - ``host``: ``NetworkMode: host``: no namespace, no hook.
 
 A sample is from just before the first create to the last container's ``State.StartedAt``; dockerd's CPU
@@ -41,13 +43,29 @@ from bench._stats import Samples, alternate
 from bench.units_compose import UnixHTTP, cpu_seconds, wait_until
 from integration.units_helpers import IMAGE, SLEEP, docker_time, dockerd_host_pid, with_busybox
 from supervisor.paths import Paths
+from units.etc_files import write_files
+from units.model import Unit
+from units.spec import create_body
 from units.system_dockerd import DockerdLayout, remove_cgroups
 
 KINDS: dict[str, dict[str, Any]] = {
     "none": {"HostConfig": {"NetworkMode": "none"}},
-    "disabled": {"HostConfig": {"NetworkMode": "none"}, "NetworkDisabled": True},
+    "corral": {"HostConfig": {"NetworkMode": "none"}, "NetworkDisabled": True},  # + the binds: corral_kind
     "host": {"HostConfig": {"NetworkMode": "host"}},
 }
+
+
+def corral_kind(directory: Path) -> dict[str, Any]:
+    """``corral``: the create body's network part as ``units.spec`` makes it for a system ``net: none``
+    unit whose files are in ``directory`` (written here)."""
+    unit = Unit(name="bench", image=IMAGE, network_mode="none", etc_dir=str(directory))
+    write_files(directory, Path("/etc/resolv.conf"))
+    body = create_body(unit)
+    assert body["NetworkDisabled"] is True
+    host = {k: body["HostConfig"][k] for k in ("NetworkMode", "Binds")}
+    return {"HostConfig": host, "NetworkDisabled": True}
+
+
 SETKEY = re.compile(r"sandbox set key processing took ([0-9.]+)(ms|s|µs) for container ([0-9a-f]+)")
 
 
@@ -121,6 +139,8 @@ def main() -> int:
             os.kill(dockerd, signal.SIGHUP)
             time.sleep(1)
 
+        KINDS["corral"] = corral_kind(sb.paths.state_dir / "units-etc" / "bench")
+
         def one(kind: str, i: int) -> str:
             name = f"bench-{kind}-{i:03d}"
             body = {"Image": IMAGE, "Cmd": SLEEP, **KINDS[kind]}
@@ -150,7 +170,7 @@ def main() -> int:
             for name in names:
                 call(sock, "DELETE", f"/containers/{name}?force=1")
             time.sleep(1)  # dockerd's cleanup settles before the next sample
-        print("\n".join(results.report("disabled", "none")))
+        print("\n".join(results.report("corral", "none")))
         print("\n".join(results.report("host", "none")))
     finally:
         pool.shutdown(wait=False)

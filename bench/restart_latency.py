@@ -7,10 +7,16 @@ alternated sample by sample (the order turned every round, ``bench._stats.altern
   exit is told by dockerd's `die` event alone, the path before the watch;
 - `replace`: a unit in replace mode (``io.corral.restart-mode: replace``): at its init's exit corral
   starts the spare it created beforehand, in place of the dead container;
-- `docker`: the same container under dockerd's own `--restart=always`;
-- `bare`: the floor, a bare `POST /start` of a stopped container;
+- `docker`: the same container under dockerd's own `--restart=always`, as `docker run --network NET`
+  makes it;
+- `docker-nd` (`--net none` only): dockerd's own policy on the config corral now creates for a `net: none`
+  unit (``NetworkDisabled``, its hosts and resolv.conf bound), created through the API;
+- `bare`: the floor, a bare `POST /start` of a stopped container of the config corral creates (its create
+  body from ``units.inspect``, without corral's labels);
+- `bare-libnet` (`--net none` only): the old floor, a bare start of the `NetworkMode: none` config alone
+  (libnetwork's sandbox and its setkey hook at every start), which corral created before;
 - `spare`: what the replace mode could reach, played by this script (it holds a pidfd of the init as corral
-  does, and at its exit starts a container of the same config created beforehand).
+  does, and at its exit starts a container of corral's config created beforehand).
 
 Death: SIGKILL to the container's init from the host (its pid from the container's cgroup), the time
 taken just before. Running again: the new ``State.StartedAt`` (dockerd's clock; the same host clock) of
@@ -20,8 +26,9 @@ than 10 s, so the restart policies are at their first, fastest restart every tim
 backoff over after 10 s up): corral restarts at once, dockerd after 100 ms.
 
 All are the same busybox `sleep`, on the network given (`--net`, default `none`: each run gets a
-network namespace of its own, and dockerd runs its `libnetwork-setkey` hook on every start; `host`:
-neither). Each sample's line shows the load average.
+network namespace of its own; corral's containers (and `docker-nd`, `bare`, `spare`) have no libnetwork
+sandbox, `docker` and `bare-libnet` have one and dockerd runs its `libnetwork-setkey` hook on each of
+their starts; `host`: no namespace, no hook). Each sample's line shows the load average.
 
     python -m bench.restart_latency [--samples 32] [--net none|host]"""
 
@@ -37,6 +44,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import integration.sandbox as sandbox_mod
 from bench._stats import Samples, alternate, pct
@@ -55,8 +63,21 @@ from units.system_dockerd import DockerdLayout, remove_cgroups
 
 UP_BEFORE_KILL = 10.5  # seconds each restarted container runs before it is killed (backoffs start over)
 SIDES = ("corral", "die-only", "replace", "docker", "bare", "spare")
+NONE_SIDES = ("docker-nd", "bare-libnet")  # with --net none only
 UNITS = {"corral": "corral-managed", "die-only": "corral-dieonly", "replace": "corral-replace",
-         "docker": "docker-managed"}  # the sides whose container is killed, by their container's name
+         "docker": "docker-managed", "docker-nd": "docker-nd"}  # the sides killed, by container name
+
+
+def sides_of(net: str) -> tuple[str, ...]:
+    return (*SIDES, *NONE_SIDES) if net == "none" else SIDES
+
+
+def corral_body(sb: sandbox_mod.Sandbox, unit: str) -> dict[str, Any]:
+    """The create body corral sends for ``unit`` (``units.inspect``), without corral's labels: a
+    container of the same config that corral leaves alone."""
+    body = dict(sb.request("units.inspect", name=unit)["create"])
+    body["Labels"] = {k: v for k, v in (body.get("Labels") or {}).items() if not k.startswith("io.corral.")}
+    return body
 
 
 async def started_at(runtime: Runtime, name: str) -> float | None:
@@ -105,9 +126,9 @@ class Replacer:
     """The `spare` side: a running container replaced at its init's exit by another of the same config
     created beforehand, the exit seen through a pidfd; containers named PREFIX-1, PREFIX-2, ..."""
 
-    def __init__(self, sb: sandbox_mod.Sandbox, runtime: Runtime, prefix: str, net: str) -> None:
+    def __init__(self, sb: sandbox_mod.Sandbox, runtime: Runtime, prefix: str, body: dict[str, Any]) -> None:
         self.sb, self.runtime, self.prefix = sb, runtime, prefix
-        self.body = {"Image": IMAGE, "Cmd": SLEEP, "HostConfig": {"NetworkMode": net}}
+        self.body = body
         self.count = 0
 
     async def _create(self) -> str:
@@ -147,19 +168,28 @@ class Replacer:
         return took
 
 
-async def measure(sb: sandbox_mod.Sandbox, samples: int, net: str) -> Samples:
+async def measure(sb: sandbox_mod.Sandbox, samples: int, net: str, body: dict[str, Any]) -> Samples:
+    """``body``: the config corral creates for its units (``corral_body``)."""
     results = Samples()
+    names = sides_of(net)
     async with Runtime(sb.paths.under("/run/system-docker.sock")) as runtime:
-        await runtime.create({"Image": IMAGE, "Cmd": SLEEP, "HostConfig": {"NetworkMode": net}}, name="bare")
-        spare = Replacer(sb, runtime, "spare", net)
+        await runtime.create(body, name="bare")
+        spare = Replacer(sb, runtime, "spare", body)
         await spare.setup()
         sides: dict[str, Callable[[], Awaitable[float]]] = {
-            **{who: killer(sb, runtime, name) for who, name in UNITS.items()},
+            **{who: killer(sb, runtime, name) for who, name in UNITS.items() if who in names},
             "bare": lambda: bare_start(runtime, "bare"),
             "spare": spare.replace,
         }
-        last = {who: time.monotonic() for who in SIDES}
-        for i, who in alternate(SIDES, samples):
+        if net == "none":
+            host = dict(body["HostConfig"], RestartPolicy={"Name": "always", "MaximumRetryCount": 0})
+            await runtime.create({**body, "HostConfig": host}, name="docker-nd")
+            await runtime.start("docker-nd")
+            await runtime.create({"Image": IMAGE, "Cmd": SLEEP, "HostConfig": {"NetworkMode": "none"}},
+                                 name="bare-libnet")
+            sides["bare-libnet"] = lambda: bare_start(runtime, "bare-libnet")
+        last = {who: time.monotonic() for who in names}
+        for i, who in alternate(names, samples):
             if who in UNITS:
                 if who == "replace":  # its next spare is there (made after the last replacement)
                     await until_spare(runtime, UNITS[who])
@@ -215,9 +245,14 @@ def main() -> None:
         sb.request("debug.init_watch", name="corral-dieonly", watch=False)
         sb.cli("system-docker", "run", "-d", "--name", "docker-managed", "--restart=always",
                "--network", args.net, "corral/busybox", *SLEEP)
-        print(f"{args.samples} samples of each of {', '.join(SIDES)}, alternating, the restarted ones after "
-              f"{UP_BEFORE_KILL} s up, net {args.net} (about {args.samples * UP_BEFORE_KILL / 60:.0f} min)")
-        results = asyncio.run(measure(sb, args.samples, args.net))
+        minutes = args.samples * UP_BEFORE_KILL / 60
+        print(f"{args.samples} samples of each of {', '.join(sides_of(args.net))}, alternating, the "
+              f"restarted ones after {UP_BEFORE_KILL} s up, net {args.net} (about {minutes:.0f} min)")
+        body = corral_body(sb, "corral-managed")
+        host = body["HostConfig"]
+        print(f"corral's container config: NetworkDisabled {body.get('NetworkDisabled', False)}, "
+              f"NetworkMode {host.get('NetworkMode')}, binds {host.get('Binds', [])}")
+        results = asyncio.run(measure(sb, args.samples, args.net, body))
         loads.append(os.getloadavg()[0])
         units = {u["name"]: u for u in sb.request("units.list")}
         status = sb.request("status")["units"]
@@ -225,15 +260,21 @@ def main() -> None:
         sb.stop()
         remove_cgroups(DockerdLayout.system(Paths.sandbox(directory), sandbox=True).cgroup_parent)
         shutil.rmtree(base, ignore_errors=True)
-    for who in SIDES:
+    for who in sides_of(args.net):
         values = results.of(who)
-        print(f"{who:8s}: median {statistics.median(values) * 1e3:6.1f} ms, "
+        print(f"{who:11s}: median {statistics.median(values) * 1e3:6.1f} ms, "
               f"min {min(values) * 1e3:6.1f} ms, p90 {pct(values, 0.9) * 1e3:6.1f} ms, "
               f"max {max(values) * 1e3:6.1f} ms, n={len(values)}")
     for who in ("corral", "die-only", "replace", "spare"):
+        same = (f"; / dockerd's own policy on the same config: {results.ratio(who, 'docker-nd'):.2f}x"
+                if args.net == "none" else "")
         print(f"{who:8s} / dockerd's own policy (medians): {results.ratio(who, 'docker'):.2f}x "
-              "(target <= 0.6); "
+              f"(target <= 0.6){same}; "
               f"- bare start: {(results.median(who) - results.median('bare')) * 1e3:+.1f} ms (target <= +10)")
+    if args.net == "none":
+        print(f"the two floors: bare start of corral's config / of the NetworkMode: none config (medians): "
+              f"{results.ratio('bare', 'bare-libnet'):.2f}x, "
+              f"{(results.median('bare') - results.median('bare-libnet')) * 1e3:+.1f} ms")
     print(f"pidfd path / die-only path (medians): {results.ratio('corral', 'die-only'):.2f}x, "
           f"{(results.median('corral') - results.median('die-only')) * 1e3:+.1f} ms")
     low, high = results.loads()

@@ -8,6 +8,12 @@ One sandbox (the system dockerd, the busybox image preloaded) serves the whole r
 - compose: `docker-compose -p bench -f FILE up -d` of the same N services (Debian's docker-compose 1.29:
   the same image, command, `network_mode: none`, `restart: always`) against the sandbox's system dockerd.
 
+The two do not make the same containers: corral creates a system unit with `net: none` with
+``NetworkDisabled`` and its own hosts and resolv.conf bound (no libnetwork sandbox, no setkey hook at the
+start: ``units.etc_files``), compose asks for dockerd's `none` network (a libnetwork sandbox and the
+hook at every start). Each side's time is what its own way of running `network_mode: none` costs;
+``bench.dockerd_starts`` compares the two configs without either client.
+
 Both clocks start just before the command is spawned (both pay their CLI's start); a sample ends at the
 last of the N containers' ``State.StartedAt`` (dockerd's clock, the same host clock) once all N are
 running. One sample of each side with N=1 goes first and is not recorded (the first of each is cold:

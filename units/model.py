@@ -184,6 +184,9 @@ class Unit:
     logging: LogConfig | None = None
     # Units this one needs to exist before it is created: volumes_from and service:/container: modes.
     requires: frozenset[str] = frozenset()
+    # A system unit with net: none: the directory of the hosts and resolv.conf corral writes for it
+    # (units.etc_files), set by the units handler; its container is then created with NetworkDisabled.
+    etc_dir: str | None = None
     # Where it was defined, for messages: a file (or "config") and the key path of the unit.
     source: str = field(default="", compare=False)
     key: str = field(default="", compare=False)

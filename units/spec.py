@@ -13,6 +13,7 @@ import hashlib
 import json
 from typing import Any
 
+from units.etc_files import HOSTS, RESOLV, TARGETS
 from units.model import LABEL_HASH, LABEL_SPARE, LABEL_UNIT, Unit
 
 HASH_VERSION = 1
@@ -23,10 +24,27 @@ def container_name(unit: Unit) -> str:
     return unit.name
 
 
+def _etc_binds(unit: Unit) -> list[str]:
+    """A ``net: none`` unit with its files (``unit.etc_dir``): the read-only binds of its hosts and
+    resolv.conf, but where the unit binds that path itself."""
+    if unit.etc_dir is None or unit.network_mode != "none":
+        return []
+    own = {v.target.rstrip("/") for v in unit.volumes}
+    return [f"{unit.etc_dir}/{name}:{TARGETS[name]}:ro"
+            for name in (HOSTS, RESOLV) if TARGETS[name] not in own]
+
+
 def create_body(unit: Unit) -> dict[str, Any]:
     """The canonical create body, without the config-hash label. Keys absent from the unit are left
-    out (Docker's defaults apply), so adding support for a key does not change existing hashes."""
+    out (Docker's defaults apply), so adding support for a key does not change existing hashes.
+
+    A ``net: none`` unit with ``etc_dir`` (a system unit: ``units.etc_files``) gets ``NetworkDisabled``
+    (no libnetwork sandbox, no prestart hook; ``NetworkMode`` stays ``none``, as inspect shows it) and
+    binds of the hosts and resolv.conf corral writes for it."""
     body: dict[str, Any] = {"Image": unit.image}
+    etc_binds = _etc_binds(unit)
+    if unit.etc_dir is not None and unit.network_mode == "none":
+        body["NetworkDisabled"] = True
     if unit.entrypoint is not None:
         body["Entrypoint"] = list(unit.entrypoint)
     if unit.command is not None:
@@ -58,7 +76,7 @@ def create_body(unit: Unit) -> dict[str, Any]:
         body["Healthcheck"] = health
 
     host: dict[str, Any] = {"RestartPolicy": {"Name": "no", "MaximumRetryCount": 0}}
-    binds = [b for v in unit.volumes if (b := v.bind()) is not None]
+    binds = [b for v in unit.volumes if (b := v.bind()) is not None] + etc_binds
     if binds:
         host["Binds"] = binds
     if unit.volumes_from:

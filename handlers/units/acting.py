@@ -48,6 +48,7 @@ from handlers.units.required_mounts import RequiredMounts
 from handlers.units.restarts import Restarts
 from supervisor.events.docker import ContainerEvent
 from supervisor.tasks import spawn_task
+from units.etc_files import EtcFiles
 from units.graph import UnitGraph
 from units.logs import UnitLogs
 from units.model import SCOPES, Scope, Unit
@@ -97,6 +98,7 @@ class Actions:
         poke: Callable[[], None],
         clock: Callable[[], float],
         wall: Callable[[], float],
+        etc: EtcFiles | None = None,
     ) -> None:
         self.desired = desired
         self.dockerds = dockerds
@@ -109,6 +111,7 @@ class Actions:
         self.poke = poke  # ask for a reconcile
         self.clock = clock
         self.wall = wall
+        self.etc = etc or EtcFiles()  # a net: none unit's hosts and resolv.conf, before its create/start
         self.busy: dict[str, asyncio.Task[None]] = {}
         self.inits = InitWatch(self.init_gone)
         self._arming: dict[str, asyncio.Task[None]] = {}
@@ -303,6 +306,7 @@ class Actions:
             await self._replace(runtime, action)
         elif isinstance(action, CreateSpare):
             name = f"{action.unit}.spare-{secrets.token_hex(4)}"
+            await self.etc.ensure(self.desired.units.get(action.unit))
             container = await runtime.create(action.body, name=name)
             self.containers.spare_created(action.unit, container, name, action.body.get("Labels") or {},
                                           action.scope)
@@ -337,6 +341,7 @@ class Actions:
                  container=action.spare_id[:12])
 
     async def _create(self, runtime: Runtime, name: str, scope: Scope, body: Mapping[str, Any]) -> None:
+        await self.etc.ensure(self.desired.units.get(name), fresh=True)
         container = await runtime.create(body, name=name)
         self.restarts.created(name)
         self.containers.created(name, container, body.get("Labels") or {}, scope)
@@ -345,6 +350,7 @@ class Actions:
     async def _start(self, runtime: Runtime, name: str, scope: Scope,
                      spare: ObservedContainer | None = None) -> None:
         """Start the unit's container (``spare``: that spare, in place of it)."""
+        await self.etc.ensure(self.desired.units.get(name))  # (no I/O once written)
         before = self.wall()
         await runtime.start(spare.id if spare is not None else self._target(name))
         now = self.clock()

@@ -58,6 +58,24 @@ def localize(unit: Unit, prefix: Path | None) -> Unit:
     return replace(unit, volumes=volumes, requires_mounts=requires)
 
 
+def with_etc_files(units: Mapping[str, Unit], root: Path | None) -> dict[str, Unit]:
+    """A system unit with ``net: none`` gets its own hosts and resolv.conf below ``root``
+    (``units.etc_files``: its container is created with ``NetworkDisabled``). (A unit joining its network,
+    ``net: service:UNIT``, needs nothing: dockerd takes the paths of a container's binds on /etc/hosts
+    and /etc/resolv.conf as its ``HostsPath`` and ``ResolvConfPath``, and gives a joiner those.) These keep
+    dockerd's ``none`` network: a user unit (the user dockerd resolves a bind's source in its own
+    container, where corral's files are not), and a unit with ``volumes_from`` (what it takes may bind
+    /etc/hosts itself; dockerd lets a bind of the unit's own win over it). None: no unit (the old
+    ``NetworkMode: none`` alone)."""
+    if root is None:
+        return dict(units)
+
+    def own(unit: Unit) -> bool:
+        return unit.scope == "system" and unit.network_mode == "none" and not unit.volumes_from
+
+    return {name: replace(u, etc_dir=str(root / name)) if own(u) else u for name, u in units.items()}
+
+
 @dataclass(frozen=True)
 class Reloaded:
     """What a load changed: the units recreated (their definition changed) and the units removed. What
@@ -77,9 +95,11 @@ class DesiredUnits:
         loaded: Callable[[], Loaded],
         stops_file: Path | None = None,
         prefix: Path | None = None,
+        etc_root: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.loaded = loaded  # the units of the config in force (loaded once per generation, off the loop)
+        self.etc_root = etc_root  # where net: none units' hosts and resolv.conf go (``with_etc_files``)
         self.stops_file = stops_file
         self.prefix = prefix
         self.clock = clock
@@ -98,7 +118,8 @@ class DesiredUnits:
             return None
         self._seen = loaded
         first = self.graph is None
-        units = {name: localize(unit, self.prefix) for name, unit in loaded.units.items()}
+        units = with_etc_files({name: localize(unit, self.prefix) for name, unit in loaded.units.items()},
+                               self.etc_root)
         policies: dict[str, UnitPolicy] = {}
         changed: set[str] = set()
         for name, unit in units.items():

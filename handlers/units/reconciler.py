@@ -46,6 +46,7 @@ from supervisor.bus import Bus
 from supervisor.events import ConfigChanged, Event, TimerFired
 from supervisor.events.docker import ContainerEvent, DockerdState
 from supervisor.events.udev import MountChanged
+from units.etc_files import EtcFiles
 from units.graph import UnitGraph
 from units.loader import Loaded
 from units.logs import UnitLogs
@@ -78,6 +79,8 @@ class UnitsReconciler:
         stops_file: Path | None = None,
         grace: Callable[[], float] = lambda: 10.0,
         prefix: Path | None = None,
+        etc_root: Path | None = None,
+        host_resolv: Path = Path("/etc/resolv.conf"),
         on_reload: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
@@ -87,7 +90,8 @@ class UnitsReconciler:
         mountinfo: Path = Path("/proc/self/mountinfo"),
     ) -> None:
         self.clock = clock
-        self.desired = DesiredUnits(loaded=loaded, stops_file=stops_file, prefix=prefix, clock=clock)
+        self.desired = DesiredUnits(loaded=loaded, stops_file=stops_file, prefix=prefix, etc_root=etc_root,
+                                    clock=clock)
         self.dockerds = Dockerds(daemons, runtime_factory)
         self.images = ImageIds(bus, self.dockerds, clock)
         self.containers = ContainerView(self.dockerds, self.images, follow_events)
@@ -98,7 +102,7 @@ class UnitsReconciler:
         self.logs = UnitLogs(journal, self.dockerds.log_runtime, wall=wall) if journal is not None else None
         self.actions = Actions(self.desired, self.dockerds, self.containers, self.mounts, self.restarts,
                                self.exits, logs=self.logs, grace=grace, poke=self.wake.poke, clock=clock,
-                               wall=wall)
+                               wall=wall, etc=EtcFiles(host_resolv))
         self.report = UnitsStatus(self.desired, self.containers, self.restarts, clock)
         self.commands = UnitCommands(self.desired, self.report, reconcile=self.reconcile,
                                      running=self.actions.running, dockerds=self.dockerds,

@@ -18,6 +18,7 @@ from handlers.user_images import UserImagesHandler
 from supervisor.boot.context import BootContext
 from supervisor.sources.docker import DockerEventsSource
 from supervisor.tasks import spawn_task
+from units.etc_files import DIR as ETC_DIR
 from units.model import Scope
 from units.policy import RUNNING
 from units.stops import stops_path
@@ -92,6 +93,8 @@ def start_units(ctx: BootContext, dockerd: SystemDockerd,
         stops_file=stops_path(paths),
         grace=lambda: ctx.grace,
         prefix=paths.prefix if ctx.sandbox else None,
+        etc_root=paths.state_dir / ETC_DIR,
+        host_resolv=paths.under("/etc/resolv.conf"),
         on_reload=reload,
         follow_events=follow_events,
         storage_rules=lambda: storage_rule_mounts(storage()),
