@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from handlers.udevd import Udevd
     from handlers.units.reconciler import UnitsReconciler
     from handlers.user_images import UserImagesHandler
+    from supervisor.boot.images import SystemImages
     from supervisor.boot.network import NetworkService
     from supervisor.boot.slots import BootSlots
     from supervisor.control.server import ControlServer
@@ -61,8 +62,6 @@ log = structlog.get_logger("supervisor")
 
 STATUS_INTERVAL = 60.0
 SYSTEM_DOCKER_READY_TIMEOUT = 60.0
-LATE_PRELOAD_RETRY = 5.0  # seconds before loading the archives again after a late load failed (doubled)
-LATE_PRELOAD_RETRY_CAP = 60.0
 
 
 class FatalStartup(Exception):
@@ -112,7 +111,7 @@ class Supervisor:
         self.storage = StorageServices()
         self.system_docker: SystemDockerd | None = None
         self.docker_events: DockerEventsSource | None = None
-        self.preload_result: dict[str, Any] | None = None
+        self.images: SystemImages | None = None  # the system dockerd's image archives (`images` phase)
         self.units: UnitsReconciler | None = None  # the units reconciler (the `units` boot phase)
         self.user_images: UserImagesHandler | None = None  # preloads the user dockerd (`units` phase)
         self.swarm: SwarmHandler | None = None  # corral.swarm's reconciler (`units` phase)
@@ -184,9 +183,9 @@ class Supervisor:
 
         self.modules.after_boot()  # deferred write_files, then runcmd, in the background
 
-        also = None
+        also = self.images.ready_waits() if self.images is not None else {}
         if self.units is not None and self.user_images is not None:
-            also = self.user_images.ready_waits(self.units.units)
+            also.update(self.user_images.ready_waits(self.units.units))
         announce_ready(self.ctx, self.units, self.state.started, lambda: self.state.stopping, also,
                        then=self.slots.on_ready if self.slots is not None else None)
         # the boot's heap out of later collections (supervisor/config/worker.py, ConfigWorker.freeze)
@@ -415,47 +414,13 @@ class Supervisor:
                                "still trying")
 
     async def _preload_images(self) -> None:
-        """Load the image archives into the system dockerd. When it is not answering yet (its phase gave
-        up waiting and it keeps trying: a loaded machine), they are loaded when it first answers; the
-        units that need them retry until then."""
-        dockerd = self.system_docker
-        if dockerd is None:
+        """The image archives: their loads start, and the units with them (supervisor/boot/images.py)."""
+        if self.system_docker is None:
             return
-        from units.images import preload
-        from units.runtime import Runtime
+        from supervisor.boot.images import SystemImages
 
-        async def load() -> None:
-            async with Runtime(dockerd.layout.socket) as runtime:
-                result = await preload(runtime, self.paths)
-            self.preload_result = result.to_dict()
-            if result.failed:
-                raise RuntimeError(f"{len(result.failed)} image archive(s) not loaded: "
-                                   + "; ".join(f"{k}: {v}" for k, v in result.failed.items()))
-
-        async def load_late() -> None:
-            delay = LATE_PRELOAD_RETRY
-            while True:  # a dockerd that answers late is slow: a load may time out, and is tried again
-                try:
-                    await load()
-                except Exception as exc:
-                    log.error("image archives loaded late: failed; trying again", error=str(exc),
-                              retry_in=delay)
-                else:
-                    log.info("image archives loaded late, once the system dockerd answered")
-                    return
-                await asyncio.sleep(delay)
-                delay = min(2 * delay, LATE_PRELOAD_RETRY_CAP)
-
-        def on_up() -> None:
-            dockerd.on_up.remove(on_up)
-            spawn_task(load_late(), name="images-late")
-
-        if not dockerd.ready:
-            dockerd.on_up.append(on_up)
-            log.warning("image archives not loaded yet: the system dockerd is not answering; "
-                        "they will be when it does")
-            return
-        await load()
+        self.images = SystemImages(self.bus, self.system_docker, self.paths, self.state.degrade)
+        await self.images.start()
 
     async def _units(self) -> None:
         """The units reconciler (handlers.units): started with the system dockerd; waits until the
@@ -465,7 +430,8 @@ class Supervisor:
             return
         from supervisor.boot.units import start_units
 
-        booted = start_units(self.ctx, self.system_docker, lambda: self.storage.storage)
+        booted = start_units(self.ctx, self.system_docker, lambda: self.storage.storage,
+                             self.images.preloads if self.images is not None else None)
         self.units, self.user_images = booted.handler, booted.user_images
         from supervisor.boot.swarm import start_swarm
 
@@ -553,7 +519,7 @@ class Supervisor:
             "system_docker": None if self.system_docker is None else {
                 **self.system_docker.status(),
                 "events": self.docker_events.status() if self.docker_events is not None else None,
-                "preload": self.preload_result,
+                "preload": self.images.result if self.images is not None else None,
             },
             "user_docker": None if self.user_images is None else {"preload": self.user_images.status()},
             "units": None if self.units is None else self.units.status(),

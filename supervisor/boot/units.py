@@ -20,6 +20,7 @@ from supervisor.sources.docker import DockerEventsSource
 from supervisor.tasks import spawn_task
 from units.model import Scope
 from units.policy import RUNNING
+from units.preloads import Preloads
 from units.stops import stops_path
 from units.system_dockerd import SystemDockerd
 
@@ -54,10 +55,11 @@ class UnitsBoot:
                  other={n: s for n, s in states.items() if s != RUNNING})
 
 
-def start_units(ctx: BootContext, dockerd: SystemDockerd,
-                storage: Callable[[], StorageHandler | None]) -> UnitsBoot:
+def start_units(ctx: BootContext, dockerd: SystemDockerd, storage: Callable[[], StorageHandler | None],
+                preloads: Preloads | None = None) -> UnitsBoot:
     """Start the units reconciler with a full first reconcile (``UnitsBoot.wait_first_wave`` waits for
-    its first wave). ``storage`` gives the storage reconciler, whose rules' mounts units may require."""
+    its first wave). ``storage`` gives the storage reconciler, whose rules' mounts units may require;
+    ``preloads`` the image archives still loading, whose units wait for them (units/preloads.py)."""
     paths = ctx.paths
     daemons: dict[Scope, Daemon] = {
         "system": Daemon("system", dockerd.layout.socket, lambda: dockerd.ready,
@@ -95,6 +97,7 @@ def start_units(ctx: BootContext, dockerd: SystemDockerd,
         on_reload=reload,
         follow_events=follow_events,
         storage_rules=lambda: storage_rule_mounts(storage()),
+        preloads=preloads,
     )
     ctx.stops.add("units", lambda: handler.stop_all(ctx.grace))
     handler.load()  # the units of the config in force, before the first reconcile
