@@ -62,6 +62,7 @@ log = structlog.get_logger("supervisor")
 
 STATUS_INTERVAL = 60.0
 SYSTEM_DOCKER_READY_TIMEOUT = 60.0
+SYSTEM_DOCKER_SPAWN_TIMEOUT = 30.0  # the system-docker-start phase's wait for the spawn (then degraded)
 
 
 class FatalStartup(Exception):
@@ -162,7 +163,7 @@ class Supervisor:
         await self._phase("write-files", self.modules.start_write_files)  # deferred ones and runcmd last
         await self._phase("hostname", self._hostname)
         # dockerd takes the longest to come up (25 s under QEMU's TCG): it starts now and comes up while
-        # the network is configured; "system-docker" then waits for it.
+        # the network is configured; "system-docker" then waits for it. The phase ends at the spawn.
         await self._phase("system-docker-start", self._system_docker_start)
         # what only the later phases need, while dockerd starts: the API client, the schema's own check
         prefetch.start(prefetch.AFTER_SPAWN)
@@ -378,7 +379,9 @@ class Supervisor:
     async def _system_docker_start(self) -> None:
         """Spawn the system dockerd (kept running and watched by SystemDockerd); ``_system_docker`` waits
         until it answers. Only the spawn is on this phase's path: the API client (aiodocker, seconds to
-        import under TCG) is first needed to ping it."""
+        import under TCG) is first needed to ping it. The phase ends once dockerd is spawned (its
+        directories and bridge made first), so that what comes after does not compete with that; a
+        first start that fails before the spawn, or takes longer than its bound, degrades it."""
         if not (self.setting("system_docker", {}) or {}).get("enabled", True):
             log.info("system docker disabled by corral.system_docker.enabled")
             return
@@ -394,6 +397,9 @@ class Supervisor:
         grace = float(self.setting("shutdown_grace", 10))
         dockerd.start()
         self.stops.add("system dockerd", lambda: dockerd.stop(grace))
+        if not await dockerd.wait_spawned(SYSTEM_DOCKER_SPAWN_TIMEOUT):
+            why = dockerd.spawn_error or f"still preparing after {SYSTEM_DOCKER_SPAWN_TIMEOUT:g} s"
+            raise RuntimeError(f"system dockerd not spawned: {why}; still trying")
 
     async def _system_docker(self) -> None:
         """Wait until the system dockerd answers, then start the events source of its socket. Not
