@@ -70,10 +70,13 @@ def test_preloads_tell_the_bus_as_each_archive_is_done_with() -> None:
     assert [(e.daemon, e.file, e.loaded) for e in published] == [("system", "/i/a.tar", True)]
     assert not preloads.idle.is_set()
     preloads.finished("/i/a.tar", True)  # once
+    preloads.finished("/i/b.tar", True)
+    assert not preloads.idle.is_set()  # the pass is not over until it says so (its stamps, its result)
+    preloads.expect({"/i/b.tar": None})
     preloads.finish_all()
     assert isinstance(published[-1], PreloadDone) and (published[-1].file, published[-1].loaded) == (
         "/i/b.tar", False)
-    assert len(published) == 2 and preloads.idle.is_set() and preloads.pending == {}
+    assert len(published) == 3 and preloads.idle.is_set() and preloads.pending == {}
 
 
 def write_archive(path: Path, manifest: Any, *, before: int = 0, mode: str = "w") -> Path:

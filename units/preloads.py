@@ -77,7 +77,7 @@ class Preloads:
         self.publish = publish
         self.daemon = daemon
         self.pending: dict[str, tuple[str, ...] | None] = {}
-        self.idle = asyncio.Event()  # nothing pending
+        self.idle = asyncio.Event()  # no pass under way (set when one ends)
         self.idle.set()
 
     def expect(self, archives: Mapping[str, tuple[str, ...] | None]) -> None:
@@ -90,14 +90,14 @@ class Preloads:
         if path not in self.pending:
             return
         del self.pending[path]
-        if not self.pending:
-            self.idle.set()
         self.publish(PreloadDone(daemon=self.daemon, file=path, loaded=loaded))
 
     def finish_all(self) -> None:
-        """Nothing is pending any more (the pass ended, or failed before it loaded these)."""
+        """The pass ended (or failed before it loaded these): nothing is pending any more, and ``idle``
+        is set (not before: the pass's result and stamps come after its last load)."""
         for path in list(self.pending):
             self.finished(path, False)
+        self.idle.set()
 
     def waits(self, desired: Mapping[str, Unit], known: Container[str]) -> dict[str, str]:
         return unit_waits(desired, self.pending, known)

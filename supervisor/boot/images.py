@@ -66,7 +66,7 @@ class SystemImages:
 
         async with Runtime(self.dockerd.layout.socket) as runtime:
             result = await preload(runtime, self.paths, progress=self.preloads)
-        self.result = result.to_dict()
+            self.result = result.to_dict()  # before anything that waits for the pass's end runs
         if result.failed:
             raise RuntimeError(f"{len(result.failed)} image archive(s) not loaded: "
                                + "; ".join(f"{k}: {v}" for k, v in result.failed.items()))
