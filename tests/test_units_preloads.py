@@ -10,7 +10,10 @@ import io
 import json
 import tarfile
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
+
+import pytest
 
 from tests.units_fakes import IMAGE, FakeDocker, make, settle, svc
 from units.images import MANIFEST_BYTES, Archive, PreloadResult, archive_images, preload
@@ -201,3 +204,54 @@ async def test_a_failed_load_ends_the_wait_and_the_unit_fails_naming_its_image(t
     assert ("create", "console") in docker.calls
     assert "No such image" in str(handler.unit_status("console")["error"])
     await handler.close()
+
+
+class FirstWave:
+    """A units reconciler's first wave: up once ``up`` is set."""
+
+    def __init__(self) -> None:
+        self.up = asyncio.Event()
+        self.units = {"console": object()}
+        self.graph = None
+        self.waits: list[float] = []
+        self.timed_out = asyncio.Event()
+
+    async def wait_first_wave(self, timeout: float) -> bool:
+        self.waits.append(timeout)
+        try:
+            await asyncio.wait_for(self.up.wait(), timeout)
+        except TimeoutError:
+            self.timed_out.set()
+            return False
+        return True
+
+    def unit_status(self, name: str) -> dict[str, Any]:
+        return {"state": "running"}
+
+
+async def test_the_first_waves_bound_does_not_count_the_archives_loads(monkeypatch: Any) -> None:
+    """The units phase's 60 s are the units' own: a console waiting for its 20 MB archive under a loaded
+    machine (50 s) is not taken for a first wave that failed to come up."""
+    from supervisor.boot.units import UnitsBoot
+
+    monkeypatch.setattr("supervisor.boot.units.FIRST_WAVE_TIMEOUT", 0.05)
+    wave = FirstWave()
+    preloads = Preloads(lambda event: None)
+    preloads.expect({"/i/console.tar": (IMAGE,)})
+    booted = UnitsBoot(wave, None, SimpleNamespace(ready=True), lambda: False,  # type: ignore[arg-type]
+                       preloads)
+    phase = asyncio.ensure_future(booted.wait_first_wave())
+    await asyncio.wait_for(wave.timed_out.wait(), 30)  # the first bound ran out while the archive loads
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert not phase.done()  # no failure: it waits for the load, then gives the units their own bound
+    preloads.finish_all()
+    wave.up.set()
+    await asyncio.wait_for(phase, 5)
+    assert len(wave.waits) == 2
+    # with nothing loading, the bound is the bound
+    other = FirstWave()
+    booted = UnitsBoot(other, None, SimpleNamespace(ready=True), lambda: False,  # type: ignore[arg-type]
+                       preloads)
+    with pytest.raises(RuntimeError, match="first wave of units not up"):
+        await booted.wait_first_wave()

@@ -33,10 +33,13 @@ class UnitsBoot:
     user_images: UserImagesHandler
     dockerd: SystemDockerd
     user_up: Callable[[], bool]  # the user dockerd answers (its events source is connected)
+    preloads: Preloads | None = None  # the image archives still loading (units/preloads.py)
 
     async def wait_first_wave(self) -> None:
         """Wait until the first wave of units is up or has failed (``FIRST_WAVE_TIMEOUT`` at most; then
-        RuntimeError, while the reconciler keeps trying)."""
+        RuntimeError, while the reconciler keeps trying). The image archives' loads (each under a
+        deadline of its own) do not count against it: their units wait for them, as they waited for the
+        `images` phase before the units started beside the loads."""
         handler = self.handler
         graph = handler.graph
         waves = graph.waves() if graph is not None else []
@@ -46,7 +49,11 @@ class UnitsBoot:
             log.warning("units will start when the system dockerd answers")
             return
         started = time.monotonic()
-        if not await handler.wait_first_wave(FIRST_WAVE_TIMEOUT):
+        up = await handler.wait_first_wave(FIRST_WAVE_TIMEOUT)
+        if not up and self.preloads is not None and not self.preloads.idle.is_set():
+            await self.preloads.wait_idle()
+            up = await handler.wait_first_wave(FIRST_WAVE_TIMEOUT)
+        if not up:
             raise RuntimeError(f"first wave of units not up after {FIRST_WAVE_TIMEOUT:g} s; still trying")
         first = waves[0] if waves else []
         states = {name: handler.unit_status(name)["state"] for name in first}
@@ -107,4 +114,4 @@ def start_units(ctx: BootContext, dockerd: SystemDockerd, storage: Callable[[], 
              first_wave=waves[0] if waves else [])
     handler.start_tap()
     ctx.add_handler(handler, queue_size=4096)
-    return UnitsBoot(handler, user_images, dockerd, user_up)
+    return UnitsBoot(handler, user_images, dockerd, user_up, preloads)
