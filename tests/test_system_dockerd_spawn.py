@@ -124,3 +124,46 @@ async def test_a_start_failing_before_its_spawn_degrades_the_phase(monkeypatch: 
         config_file=Path("/x"), cgroup_parent="x"))
     with pytest.raises(RuntimeError, match="not spawned: NotADirectoryError: /run/corral; still trying"):
         await Supervisor._system_docker_start(sup)
+
+
+IMPORTED_WHILE_WAITING = """
+import asyncio, sys
+from types import SimpleNamespace
+from pathlib import Path
+from supervisor.app import IMAGES_AND_UNITS, Supervisor
+
+seen = []
+
+class Dockerd:
+    layout = SimpleNamespace(socket=Path("/nonexistent/d.sock"))
+    on_up = []
+
+    async def wait_ready(self, timeout):
+        seen.extend(m for m in IMAGES_AND_UNITS if m in sys.modules)
+        return True
+
+class Events:
+    def __init__(self, *a, **k): pass
+    def wake(self): pass
+    def start(self): pass
+    async def stop(self): pass
+
+import supervisor.sources.docker
+supervisor.sources.docker.DockerEventsSource = Events
+before = [m for m in IMAGES_AND_UNITS if m in sys.modules]
+sup = SimpleNamespace(system_docker=Dockerd(), bus=None, docker_events=None,
+                      stops=SimpleNamespace(add=lambda *a: None))
+asyncio.run(Supervisor._system_docker(sup))
+print(before, seen)
+"""
+
+
+def test_the_units_machinery_is_imported_while_the_system_dockerd_starts() -> None:
+    """The units phase imported it (0.5 s under TCG) right after the images phase had begun the loads,
+    whose requests this loop sends: in a TCG boot the loads began 0.95 s after the images phase."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", IMPORTED_WHILE_WAITING], capture_output=True, text=True,
+                         timeout=120, check=True, cwd=Path(__file__).resolve().parent.parent)
+    before, _, seen = out.stdout.strip().splitlines()[-1].partition("] ")
+    assert before == "[" and seen == "['supervisor.boot.images', 'units.images', 'supervisor.boot.units']"
