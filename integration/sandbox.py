@@ -72,7 +72,7 @@ class Sandbox:
             if self.paths.control_socket.exists():
                 try:
                     last = self.request("status")
-                    if last["state"] in ("ready", "degraded"):
+                    if last["state"] in ("ready", "degraded") and _archives_done(last):
                         return dict(last)
                 except Exception as exc:  # not serving yet
                     last = exc
@@ -252,3 +252,10 @@ def sandbox_factory(tmp_path: Path) -> Iterator[Any]:
                 os.kill(sb.pid1, signal.SIGKILL)  # killing a PID namespace's init ends the namespace
             sb.proc.wait(10)
         sb._console_file.close()
+
+
+def _archives_done(status: dict[str, Any]) -> bool:
+    """The system dockerd's image archives are done with (its `images` phase only starts their loads,
+    and the units go on beside them), or they will not be soon: no system dockerd, or not answering."""
+    docker = status.get("system_docker")
+    return docker is None or docker.get("state") != "up" or docker.get("preload") is not None

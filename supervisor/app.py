@@ -5,6 +5,7 @@ It wires; it does not decide. Decisions live in the parts (config store, handler
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import resource
 import socket
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from handlers.udevd import Udevd
     from handlers.units.reconciler import UnitsReconciler
     from handlers.user_images import UserImagesHandler
+    from supervisor.boot.images import SystemImages
     from supervisor.boot.network import NetworkService
     from supervisor.boot.slots import BootSlots
     from supervisor.control.server import ControlServer
@@ -61,8 +63,10 @@ log = structlog.get_logger("supervisor")
 
 STATUS_INTERVAL = 60.0
 SYSTEM_DOCKER_READY_TIMEOUT = 60.0
-LATE_PRELOAD_RETRY = 5.0  # seconds before loading the archives again after a late load failed (doubled)
-LATE_PRELOAD_RETRY_CAP = 60.0
+# The images and units phases' modules (0.5 s of imports under TCG): imported by the units phase they
+# held up the image loads the images phase had just begun (their requests are sent from this loop).
+IMAGES_AND_UNITS = ("supervisor.boot.images", "units.images", "supervisor.boot.units")
+SYSTEM_DOCKER_SPAWN_TIMEOUT = 30.0  # the system-docker-start phase's wait for the spawn (then degraded)
 
 
 class FatalStartup(Exception):
@@ -112,7 +116,7 @@ class Supervisor:
         self.storage = StorageServices()
         self.system_docker: SystemDockerd | None = None
         self.docker_events: DockerEventsSource | None = None
-        self.preload_result: dict[str, Any] | None = None
+        self.images: SystemImages | None = None  # the system dockerd's image archives (`images` phase)
         self.units: UnitsReconciler | None = None  # the units reconciler (the `units` boot phase)
         self.user_images: UserImagesHandler | None = None  # preloads the user dockerd (`units` phase)
         self.swarm: SwarmHandler | None = None  # corral.swarm's reconciler (`units` phase)
@@ -163,7 +167,7 @@ class Supervisor:
         await self._phase("write-files", self.modules.start_write_files)  # deferred ones and runcmd last
         await self._phase("hostname", self._hostname)
         # dockerd takes the longest to come up (25 s under QEMU's TCG): it starts now and comes up while
-        # the network is configured; "system-docker" then waits for it.
+        # the network is configured; "system-docker" then waits for it. The phase ends at the spawn.
         await self._phase("system-docker-start", self._system_docker_start)
         # what only the later phases need, while dockerd starts: the API client, the schema's own check
         prefetch.start(prefetch.AFTER_SPAWN)
@@ -184,9 +188,9 @@ class Supervisor:
 
         self.modules.after_boot()  # deferred write_files, then runcmd, in the background
 
-        also = None
+        also = self.images.ready_waits() if self.images is not None else {}
         if self.units is not None and self.user_images is not None:
-            also = self.user_images.ready_waits(self.units.units)
+            also.update(self.user_images.ready_waits(self.units.units))
         announce_ready(self.ctx, self.units, self.state.started, lambda: self.state.stopping, also,
                        then=self.slots.on_ready if self.slots is not None else None)
         # the boot's heap out of later collections (supervisor/config/worker.py, ConfigWorker.freeze)
@@ -379,7 +383,9 @@ class Supervisor:
     async def _system_docker_start(self) -> None:
         """Spawn the system dockerd (kept running and watched by SystemDockerd); ``_system_docker`` waits
         until it answers. Only the spawn is on this phase's path: the API client (aiodocker, seconds to
-        import under TCG) is first needed to ping it."""
+        import under TCG) is first needed to ping it. The phase ends once dockerd is spawned (its
+        directories and bridge made first), so that what comes after does not compete with that; a
+        first start that fails before the spawn, or takes longer than its bound, degrades it."""
         if not (self.setting("system_docker", {}) or {}).get("enabled", True):
             log.info("system docker disabled by corral.system_docker.enabled")
             return
@@ -395,6 +401,9 @@ class Supervisor:
         grace = float(self.setting("shutdown_grace", 10))
         dockerd.start()
         self.stops.add("system dockerd", lambda: dockerd.stop(grace))
+        if not await dockerd.wait_spawned(SYSTEM_DOCKER_SPAWN_TIMEOUT):
+            why = dockerd.spawn_error or f"still preparing after {SYSTEM_DOCKER_SPAWN_TIMEOUT:g} s"
+            raise RuntimeError(f"system dockerd not spawned: {why}; still trying")
 
     async def _system_docker(self) -> None:
         """Wait until the system dockerd answers, then start the events source of its socket. Not
@@ -407,6 +416,8 @@ class Supervisor:
         events = DockerEventsSource(self.bus, dockerd.layout.socket, daemon="system")
         dockerd.on_up.append(events.wake)
         self.docker_events = events
+        for name in IMAGES_AND_UNITS:  # now, while dockerd starts, not between the loads' start and them
+            importlib.import_module(name)
         ready = await dockerd.wait_ready(SYSTEM_DOCKER_READY_TIMEOUT)
         events.start()
         self.stops.add("docker events", events.stop)
@@ -415,47 +426,13 @@ class Supervisor:
                                "still trying")
 
     async def _preload_images(self) -> None:
-        """Load the image archives into the system dockerd. When it is not answering yet (its phase gave
-        up waiting and it keeps trying: a loaded machine), they are loaded when it first answers; the
-        units that need them retry until then."""
-        dockerd = self.system_docker
-        if dockerd is None:
+        """The image archives: their loads start, and the units with them (supervisor/boot/images.py)."""
+        if self.system_docker is None:
             return
-        from units.images import preload
-        from units.runtime import Runtime
+        from supervisor.boot.images import SystemImages
 
-        async def load() -> None:
-            async with Runtime(dockerd.layout.socket) as runtime:
-                result = await preload(runtime, self.paths)
-            self.preload_result = result.to_dict()
-            if result.failed:
-                raise RuntimeError(f"{len(result.failed)} image archive(s) not loaded: "
-                                   + "; ".join(f"{k}: {v}" for k, v in result.failed.items()))
-
-        async def load_late() -> None:
-            delay = LATE_PRELOAD_RETRY
-            while True:  # a dockerd that answers late is slow: a load may time out, and is tried again
-                try:
-                    await load()
-                except Exception as exc:
-                    log.error("image archives loaded late: failed; trying again", error=str(exc),
-                              retry_in=delay)
-                else:
-                    log.info("image archives loaded late, once the system dockerd answered")
-                    return
-                await asyncio.sleep(delay)
-                delay = min(2 * delay, LATE_PRELOAD_RETRY_CAP)
-
-        def on_up() -> None:
-            dockerd.on_up.remove(on_up)
-            spawn_task(load_late(), name="images-late")
-
-        if not dockerd.ready:
-            dockerd.on_up.append(on_up)
-            log.warning("image archives not loaded yet: the system dockerd is not answering; "
-                        "they will be when it does")
-            return
-        await load()
+        self.images = SystemImages(self.bus, self.system_docker, self.paths, self.state.degrade)
+        await self.images.start()
 
     async def _units(self) -> None:
         """The units reconciler (handlers.units): started with the system dockerd; waits until the
@@ -465,7 +442,8 @@ class Supervisor:
             return
         from supervisor.boot.units import start_units
 
-        booted = start_units(self.ctx, self.system_docker, lambda: self.storage.storage)
+        booted = start_units(self.ctx, self.system_docker, lambda: self.storage.storage,
+                             self.images.preloads if self.images is not None else None)
         self.units, self.user_images = booted.handler, booted.user_images
         from supervisor.boot.swarm import start_swarm
 
@@ -553,7 +531,7 @@ class Supervisor:
             "system_docker": None if self.system_docker is None else {
                 **self.system_docker.status(),
                 "events": self.docker_events.status() if self.docker_events is not None else None,
-                "preload": self.preload_result,
+                "preload": self.images.result if self.images is not None else None,
             },
             "user_docker": None if self.user_images is None else {"preload": self.user_images.status()},
             "units": None if self.units is None else self.units.status(),

@@ -42,6 +42,13 @@ def _run(modules: Sequence[str], done: dict[str, bool]) -> None:
             done[name] = True
 
 
+def load(modules: Sequence[str]) -> dict[str, bool]:
+    """Import ``modules`` in this thread (e.g. through ``asyncio.to_thread``); name → imported."""
+    done: dict[str, bool] = {}
+    _run(tuple(modules), done)
+    return done
+
+
 def start(modules: Sequence[str] = EARLY) -> tuple[threading.Thread, dict[str, bool]]:
     """Start importing ``modules`` in a daemon thread; returns it and a name → imported map it fills."""
     done: dict[str, bool] = {}

@@ -103,3 +103,13 @@ async def test_preloaded_once_a_pass_put_every_archive_in(
     except RuntimeError:
         assert failed
     assert handler.preloaded.is_set() == preloaded
+
+
+async def test_the_ready_line_says_pid1s_own_cpu_seconds() -> None:
+    """How much of a boot was PID 1's own work: its CPU time (every thread, not its children's)."""
+    with structlog.testing.capture_logs() as logs:
+        announce_ready(ctx(), None, 0.0, lambda: False, {})
+    line = next(r for r in logs if str(r.get("event", "")).endswith(" ready"))
+    assert isinstance(line["cpu_seconds"], float) and line["cpu_seconds"] > 0
+    assert line["boot_seconds"] > 0
+

@@ -17,12 +17,13 @@ from supervisor.events.docker import ContainerEvent, DockerdState
 from supervisor.events.udev import MountChanged
 from tests.units_fakes import Clock, FakeDocker, FakeRuntime, loaded_by_generation, make, settle, svc
 from units.model import LABEL_UNIT
+from units.preloads import PreloadDone
 
 
 def test_reconciler_is_named_containers_and_marked_dirty_by_its_events() -> None:
     assert UnitsReconciler.name == "containers"
     assert set(UnitsReconciler.kinds) == {ContainerEvent, ConfigChanged, DockerdState, TimerFired,
-                                          ImagesChanged, MountChanged}
+                                          ImagesChanged, MountChanged, PreloadDone}
     # a config change wakes it only when it concerns the units (corral.network: its proxies are units'
     # environment)
     assert UnitsReconciler.config_keys == ("corral.services", "corral.services_include", "corral.environment",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tarfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -24,6 +25,7 @@ import structlog
 
 from supervisor.atomic import write_atomic
 from supervisor.paths import Paths
+from units.preloads import Preloads
 from units.runtime import DockerAPIError, DockerUnavailable, LoadResult, Runtime
 
 log = structlog.get_logger("units.images")
@@ -32,6 +34,9 @@ IMAGE_DIRS = ("/usr/share/corral/images", "/var/lib/corral/preload")
 SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2")
 STAMP_FILE = "preload.json"
 STAMP_VERSION = 1
+MANIFEST_MEMBERS = 100_000  # tar members looked at for manifest.json before its images count as unknown
+MANIFEST_BYTES = 1 << 20  # a larger manifest.json is not read
+MANIFEST_TAGS = 1_000  # image names taken from one manifest at most
 
 
 @dataclass(frozen=True)
@@ -153,6 +158,50 @@ def write_stamps(path: Path, stamps: Mapping[str, Stamp]) -> None:
     write_atomic(path, (json.dumps(data, indent=2) + "\n").encode())
 
 
+def archive_images(path: Path) -> tuple[str, ...] | None:
+    """The images (RepoTags) a ``docker save`` archive's ``manifest.json`` names; None when that is not
+    known cheaply: a compressed archive (it would be decompressed whole), no manifest among its first
+    ``MANIFEST_MEMBERS`` members, one larger than ``MANIFEST_BYTES``, or not readable. Blocking."""
+    if path.name.endswith(SUFFIXES[1:]):
+        return None
+    try:
+        with tarfile.open(path, "r:") as tar:
+            for count, member in enumerate(tar):
+                if count >= MANIFEST_MEMBERS:
+                    return None
+                if member.name.lstrip("./") != "manifest.json":
+                    continue
+                if not member.isfile() or member.size > MANIFEST_BYTES:
+                    return None
+                handle = tar.extractfile(member)
+                if handle is None:
+                    return None
+                manifest = json.loads(handle.read(MANIFEST_BYTES))
+                break
+            else:
+                return None
+    except (OSError, tarfile.TarError, ValueError):
+        return None
+    if not isinstance(manifest, list):
+        return None
+    tags = [str(t) for entry in manifest if isinstance(entry, dict)
+            for t in (entry.get("RepoTags") or []) if isinstance(t, str)]
+    return tuple(tags[:MANIFEST_TAGS])
+
+
+def expected_archives(paths: Paths, target: Target = SYSTEM) -> dict[str, tuple[str, ...] | None]:
+    """Every archive a preload pass will look at (path -> the images it holds, from its stamp when that
+    matches, else its manifest; None: unknown): what units wait for until the pass says (loaded, not
+    needed, failed). Blocking (run it in a thread)."""
+    stamps = read_stamps(stamp_path(paths, target))
+    found: dict[str, tuple[str, ...] | None] = {}
+    for archive in find_archives(image_dirs(paths, target)):
+        stamp = stamps.get(str(archive.path))
+        found[str(archive.path)] = (stamp.images if stamp is not None and stamp.matches(archive)
+                                    else archive_images(archive.path))
+    return found
+
+
 async def _load(runtime: Runtime, archive: Archive, target: Target) -> LoadResult | str:
     """Load one archive: what dockerd loaded, or why it did not (logged)."""
     log.info("loading image archive", file=str(archive.path), size=archive.size, dockerd=target.name)
@@ -168,9 +217,19 @@ async def _load(runtime: Runtime, archive: Archive, target: Target) -> LoadResul
 
 
 async def preload(runtime: Runtime, paths: Paths, *, directories: Sequence[Path] | None = None,
-                  target: Target = SYSTEM) -> PreloadResult:
+                  target: Target = SYSTEM, progress: Preloads | None = None) -> PreloadResult:
     """One pass into ``target``'s dockerd: load what is new or changed, skip the rest. Failures are
-    reported per archive and do not stop the pass."""
+    reported per archive and do not stop the pass. ``progress`` is told as each archive is done with
+    (skipped, loaded or failed), and that nothing is pending once the pass ends, however it ends."""
+    try:
+        return await _preload(runtime, paths, directories, target, progress)
+    finally:
+        if progress is not None:
+            progress.finish_all()
+
+
+async def _preload(runtime: Runtime, paths: Paths, directories: Sequence[Path] | None, target: Target,
+                   progress: Preloads | None) -> PreloadResult:
     dirs = list(directories) if directories is not None else image_dirs(paths, target)
     stamps_file = stamp_path(paths, target)
     archives = await asyncio.to_thread(find_archives, dirs)
@@ -186,9 +245,18 @@ async def preload(runtime: Runtime, paths: Paths, *, directories: Sequence[Path]
         result.skipped.append(str(archive.path))
         log.info("image archive already loaded", file=str(archive.path), size=archive.size,
                  dockerd=target.name)
+        if progress is not None:
+            progress.finished(str(archive.path), True)
+
+    async def one(archive: Archive) -> LoadResult | str:
+        outcome = await _load(runtime, archive, target)
+        if progress is not None:  # its units are started now, not once every archive is in
+            progress.finished(str(archive.path), not isinstance(outcome, str))
+        return outcome
+
     # Side by side: dockerd unpacks the archives concurrently (under TCG a 30 KB archive alone took 2 s
     # after a 19 MiB one). The stamps are written once, after all of them.
-    outcomes = await asyncio.gather(*(_load(runtime, archive, target) for archive in to_load))
+    outcomes = await asyncio.gather(*(one(archive) for archive in to_load))
     for archive, outcome in zip(to_load, outcomes, strict=True):
         if isinstance(outcome, str):
             result.failed[str(archive.path)] = outcome

@@ -23,6 +23,8 @@ Rules:
 - Create, Recreate and Start happen only once the unit's dependencies have settled (see
   ``units.graph``); until then the unit gets a ``Wait`` naming them.
 - A deliberately stopped unit's running container is stopped, and nothing else is done for it.
+- A unit whose image is in an archive still being loaded at boot (``preloading``) is neither created
+  nor started: it gets a ``Wait`` naming the archive, and its policy is not touched (no failed start).
 - A unit that requires mounts (``io.corral.requires-mount``; ``mounts`` says which are there, see
   ``units.mounts``) is neither created nor started while one is missing: it gets a ``Wait`` naming the
   paths; if it is running, it is stopped when a missing path's ``on_remove`` is ``stop`` (a path
@@ -365,6 +367,11 @@ def _same(unit: Unit, c: ObservedContainer, image_ids: Mapping[str, str]) -> boo
     return label in (config_hash(unit, c.image_id), config_hash(unit, None))
 
 
+def preload_reason(file: str) -> str:
+    """A unit's reason to wait while the archive with its image is being loaded (``Wait.reason``)."""
+    return f"waiting for its image to be preloaded ({file})"
+
+
 def plan(
     desired: Mapping[str, Unit],
     observed: Sequence[ObservedContainer],
@@ -374,12 +381,16 @@ def plan(
     now: float = 0.0,
     graph: UnitGraph | None = None,
     mounts: Mapping[str, MountState] | None = None,
+    preloading: Mapping[str, str] | None = None,
 ) -> list[Action]:
     """The actions that bring the containers to the desired units. ``image_ids`` maps an image
     reference to its current id (when known: a re-pulled image then recreates its units); ``now`` is on
     the policies' clock; ``mounts`` the state of the paths units require (a path not in it is not
-    mounted). Order: removals, stops, then units in start order (Create/Recreate before Start of the
-    same unit), then waits. Starts in one plan are independent of each other."""
+    mounted); ``preloading`` the units whose image is in an archive still being loaded (unit -> its file:
+    ``units.preloads``), which are neither created nor started until it is. Order: removals, stops,
+    then units in start order (Create/Recreate before Start of the same unit), then waits. Starts in one
+    plan are independent of each other."""
+    preloading = preloading or {}
     policies = policies or {}
     image_ids = image_ids or {}
     mounts = mounts or {}
@@ -469,6 +480,9 @@ def plan(
                 if blocked:
                     waits.append(Wait(name, f"waiting for {', '.join(blocked)}"))
                     continue
+                if name in preloading:
+                    waits.append(Wait(name, preload_reason(preloading[name])))
+                    continue
                 image_id = image_ids.get(unit.image)
                 body = create_request(unit, image_id)
                 wanted_hash = body["Labels"][LABEL_HASH]
@@ -498,6 +512,8 @@ def plan(
             if policy.start_due(now):
                 if blocked:
                     waits.append(Wait(name, f"waiting for {', '.join(blocked)}"))
+                elif name in preloading:
+                    waits.append(Wait(name, preload_reason(preloading[name])))
                 else:
                     work.append(restart_action(unit, c if c.state == "exited" else None, spare_of.get(name)))
             elif policy.next_start is not None:

@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from supervisor import prefetch
 from supervisor.atomic import write_atomic
 from supervisor.backoff import Backoff, start_polls
 from supervisor.bus import Bus
@@ -253,6 +254,8 @@ class SystemDockerd:
         self.stats = _Stats()
         self.child: Child | None = None
         self._ready = asyncio.Event()
+        self._tried = asyncio.Event()  # the first start got as far as the spawn, or failed before it
+        self.spawn_error: str | None = None  # why the first start failed before its spawn (prepare)
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -270,6 +273,15 @@ class SystemDockerd:
         except TimeoutError:
             return False
         return True
+
+    async def wait_spawned(self, timeout: float) -> bool:
+        """True once dockerd's first start has spawned it (at once when it has); False when that start
+        failed before the spawn (``spawn_error`` says why: it is tried again) or after ``timeout``."""
+        try:
+            await asyncio.wait_for(self._tried.wait(), timeout)
+        except TimeoutError:
+            return self.stats.starts > 0
+        return self.stats.starts > 0
 
     @property
     def ready(self) -> bool:
@@ -328,6 +340,9 @@ class SystemDockerd:
             except Exception as exc:  # our own failure (cannot spawn, cannot prepare): retry like a crash
                 reason = f"{type(exc).__name__}: {exc}"
                 log.error("cannot run dockerd", unit=self.unit, error=reason)
+                if not self._tried.is_set():
+                    self.spawn_error = reason
+                    self._tried.set()
             finally:
                 self._ready.clear()
             down_at = time.monotonic()
@@ -353,6 +368,7 @@ class SystemDockerd:
         self.child = child
         self.stats.starts += 1
         self.stats.pid = child.pid
+        self._tried.set()
         spawned = time.monotonic()
         log.info("dockerd started", unit=self.unit, pid=child.pid, start=self.stats.starts)
         # The pumps are never cancelled: dockerd's containerd inherits its stderr and outlives a killed
@@ -361,6 +377,9 @@ class SystemDockerd:
         for reader, stream in ((child.stdout, "stdout"), (child.stderr, "stderr")):
             if reader is not None:
                 spawn_task(self._pump(reader, stream), name=f"dockerd:{self.daemon}:{stream}:{child.pid}")
+        # The API client (aiohttp, aiodocker: seconds under TCG) is imported off the loop while dockerd
+        # starts, so that the boot phases after the spawn go on meanwhile (supervisor/prefetch.py).
+        await asyncio.to_thread(prefetch.load, prefetch.AFTER_SPAWN)
         from units.runtime import Runtime
 
         runtime = Runtime(self.layout.socket, timeout=self.watchdog.timeout)

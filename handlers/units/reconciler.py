@@ -8,7 +8,7 @@ timer) only marks it dirty; a reconcile then:
    gets a fresh ``UnitPolicy``, so it is recreated and runs again);
 2. observes: the units' containers of each dockerd (``observe``, with the exits the ``die`` events
    told of first: ``exits``), the paths units require (``required_mounts``), the units' image ids
-   (``image_ids``);
+   (``image_ids``), the image archives still loading at boot (``units.preloads``: ``PreloadDone``);
 3. decides: ``units.plan.sync_policies`` (exits reach the restart policies: ``restarts``), the mounts
    hold or release the policies (``units.mounts.sync_mounts``), then ``units.plan.plan``;
 4. acts (``acting``): each unit's actions in a task of their own, so a unit's grace period never holds
@@ -53,6 +53,7 @@ from units.logs import UnitLogs
 from units.model import Scope, Unit
 from units.mounts import RuleMount, sync_mounts
 from units.plan import Wait, plan
+from units.preloads import PreloadDone, Preloads
 from units.runtime import LineSink, Runtime
 
 log = structlog.get_logger("units")
@@ -65,7 +66,7 @@ PROMPTED = ("create", "start")
 class UnitsReconciler:
     name = NAME
     kinds: tuple[type[Event], ...] = (ContainerEvent, ConfigChanged, DockerdState, TimerFired, ImagesChanged,
-                                      MountChanged)
+                                      MountChanged, PreloadDone)
     config_keys: tuple[str, ...] | None = ("corral.services", "corral.services_include", "corral.environment",
                                            "corral.network")  # (its proxies are units' environment)
 
@@ -88,8 +89,10 @@ class UnitsReconciler:
         follow_events: Callable[[Scope], None] | None = None,
         storage_rules: Callable[[], Mapping[str, RuleMount]] = dict,
         mountinfo: Path = Path("/proc/self/mountinfo"),
+        preloads: Preloads | None = None,
     ) -> None:
         self.clock = clock
+        self.preloads = preloads  # the image archives still loading at boot: their units wait
         self.desired = DesiredUnits(loaded=loaded, stops_file=stops_file, prefix=prefix, etc_root=etc_root,
                                     clock=clock)
         self.dockerds = Dockerds(daemons, runtime_factory)
@@ -193,8 +196,10 @@ class UnitsReconciler:
         idle = {n: u for n, u in desired.items() if n not in busy}
         self.restarts.sync(idle, observed, now)
         news = sync_mounts(idle, self.desired.policies, self.mounts.state)
+        preloading = self.preloads.waits(desired, self.images.ids) if self.preloads is not None else {}
         actions = self.restarts.due(plan(desired, observed, self.desired.policies, image_ids=self.images.ids,
-                                         now=now, graph=graph, mounts=self.mounts.state), now)
+                                         now=now, graph=graph, mounts=self.mounts.state,
+                                         preloading=preloading), now)
         self.mounts.log(news, actions, busy, self.containers.current)
         self.report.waiting = {a.unit: a.reason for a in actions if isinstance(a, Wait)}
         self.actions.follow_logs(busy)

@@ -21,6 +21,7 @@ from supervisor.tasks import spawn_task
 from units.etc_files import DIR as ETC_DIR
 from units.model import Scope
 from units.policy import RUNNING
+from units.preloads import Preloads
 from units.stops import stops_path
 from units.system_dockerd import SystemDockerd
 
@@ -33,10 +34,13 @@ class UnitsBoot:
     user_images: UserImagesHandler
     dockerd: SystemDockerd
     user_up: Callable[[], bool]  # the user dockerd answers (its events source is connected)
+    preloads: Preloads | None = None  # the image archives still loading (units/preloads.py)
 
     async def wait_first_wave(self) -> None:
         """Wait until the first wave of units is up or has failed (``FIRST_WAVE_TIMEOUT`` at most; then
-        RuntimeError, while the reconciler keeps trying)."""
+        RuntimeError, while the reconciler keeps trying). The image archives' loads (each under a
+        deadline of its own) do not count against it: their units wait for them, as they waited for the
+        `images` phase before the units started beside the loads."""
         handler = self.handler
         graph = handler.graph
         waves = graph.waves() if graph is not None else []
@@ -46,7 +50,11 @@ class UnitsBoot:
             log.warning("units will start when the system dockerd answers")
             return
         started = time.monotonic()
-        if not await handler.wait_first_wave(FIRST_WAVE_TIMEOUT):
+        up = await handler.wait_first_wave(FIRST_WAVE_TIMEOUT)
+        if not up and self.preloads is not None and not self.preloads.idle.is_set():
+            await self.preloads.wait_idle()
+            up = await handler.wait_first_wave(FIRST_WAVE_TIMEOUT)
+        if not up:
             raise RuntimeError(f"first wave of units not up after {FIRST_WAVE_TIMEOUT:g} s; still trying")
         first = waves[0] if waves else []
         states = {name: handler.unit_status(name)["state"] for name in first}
@@ -55,10 +63,11 @@ class UnitsBoot:
                  other={n: s for n, s in states.items() if s != RUNNING})
 
 
-def start_units(ctx: BootContext, dockerd: SystemDockerd,
-                storage: Callable[[], StorageHandler | None]) -> UnitsBoot:
+def start_units(ctx: BootContext, dockerd: SystemDockerd, storage: Callable[[], StorageHandler | None],
+                preloads: Preloads | None = None) -> UnitsBoot:
     """Start the units reconciler with a full first reconcile (``UnitsBoot.wait_first_wave`` waits for
-    its first wave). ``storage`` gives the storage reconciler, whose rules' mounts units may require."""
+    its first wave). ``storage`` gives the storage reconciler, whose rules' mounts units may require;
+    ``preloads`` the image archives still loading, whose units wait for them (units/preloads.py)."""
     paths = ctx.paths
     daemons: dict[Scope, Daemon] = {
         "system": Daemon("system", dockerd.layout.socket, lambda: dockerd.ready,
@@ -98,6 +107,7 @@ def start_units(ctx: BootContext, dockerd: SystemDockerd,
         on_reload=reload,
         follow_events=follow_events,
         storage_rules=lambda: storage_rule_mounts(storage()),
+        preloads=preloads,
     )
     ctx.stops.add("units", lambda: handler.stop_all(ctx.grace))
     handler.load()  # the units of the config in force, before the first reconcile
@@ -107,4 +117,4 @@ def start_units(ctx: BootContext, dockerd: SystemDockerd,
              first_wave=waves[0] if waves else [])
     handler.start_tap()
     ctx.add_handler(handler, queue_size=4096)
-    return UnitsBoot(handler, user_images, dockerd, user_up)
+    return UnitsBoot(handler, user_images, dockerd, user_up, preloads)
