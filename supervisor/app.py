@@ -5,6 +5,7 @@ It wires; it does not decide. Decisions live in the parts (config store, handler
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import os
 import resource
@@ -67,6 +68,7 @@ SYSTEM_DOCKER_READY_TIMEOUT = 60.0
 # held up the image loads the images phase had just begun (their requests are sent from this loop).
 IMAGES_AND_UNITS = ("supervisor.boot.images", "units.images", "supervisor.boot.units")
 SYSTEM_DOCKER_SPAWN_TIMEOUT = 30.0  # the system-docker-start phase's wait for the spawn (then degraded)
+AFTER_READY_WAIT = 120.0  # the schema check and the heap freeze wait at most this long for the ready line
 
 
 class FatalStartup(Exception):
@@ -169,9 +171,7 @@ class Supervisor:
         # dockerd takes the longest to come up (25 s under QEMU's TCG): it starts now and comes up while
         # the network is configured; "system-docker" then waits for it. The phase ends at the spawn.
         await self._phase("system-docker-start", self._system_docker_start)
-        # what only the later phases need, while dockerd starts: the API client, the schema's own check
-        prefetch.start(prefetch.AFTER_SPAWN)
-        spawn_task(check_config_schema(self.config.schema, self.state.degrade), name="schema-check")
+        prefetch.start(prefetch.AFTER_SPAWN)  # what only the later phases need, while dockerd starts
         await self._phase("loopback", lambda: asyncio.to_thread(_loopback_up))
         await self._phase("network", self._network)
         await self._phase("network-datasources",
@@ -191,11 +191,15 @@ class Supervisor:
         also = self.images.ready_waits() if self.images is not None else {}
         if self.units is not None and self.user_images is not None:
             also.update(self.user_images.ready_waits(self.units.units))
-        announce_ready(self.ctx, self.units, self.state.started, lambda: self.state.stopping, also,
-                       then=self.slots.on_ready if self.slots is not None else None)
-        # the boot's heap out of later collections (supervisor/config/worker.py, ConfigWorker.freeze)
-        frozen = await self.config_worker.freeze()
-        log.debug("boot heap frozen", objects=frozen)
+        said = asyncio.Event()
+
+        def on_ready() -> None:
+            if self.slots is not None:
+                self.slots.on_ready()  # a trial boot is good
+            said.set()
+
+        announce_ready(self.ctx, self.units, self.state.started, lambda: self.state.stopping, also, on_ready)
+        spawn_task(_after_ready(self, said), name="after-ready")
 
     async def _phase(self, name: str, body: Callable[[], Awaitable[None]], fatal: bool = False) -> None:
         self.state.phase = name
@@ -576,3 +580,14 @@ async def _start_slots(sup: Supervisor) -> None:
     sup.slots = await BootSlots.for_boot(sup.ctx, sup.options.cmdline, sup.request, sup.state.started,
                                          lambda: sup.units.not_up() if sup.units is not None else {})
     await sup.slots.start()
+
+
+async def _after_ready(sup: Supervisor, said: asyncio.Event) -> None:
+    """Work off the boot's path, once ready was said (or AFTER_READY_WAIT without it): the schema's own
+    check (supervisor/boot/schema.py) and the boot heap's freeze (ConfigWorker.freeze), seconds of CPU
+    under TCG that would otherwise compete with the user dockerd's start on a two-vCPU guest."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(said.wait(), AFTER_READY_WAIT)
+    await check_config_schema(sup.config.schema, sup.state.degrade)
+    frozen = await sup.config_worker.freeze()
+    log.debug("boot heap frozen", objects=frozen)

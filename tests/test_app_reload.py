@@ -99,11 +99,11 @@ async def test_a_services_include_url_is_fetched_once_the_network_is_up_and_its_
         httpd.server_close()
 
 
-async def test_the_schema_is_checked_after_the_spawn_and_a_broken_one_degrades_the_boot(
+async def test_the_schema_check_passes_for_the_shipped_schema_and_a_broken_one_degrades_the_boot(
     sup: Supervisor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """PID 1's store is made without the schema's own check (off the way to the system dockerd); the
-    check runs after the spawn (supervisor/boot/schema.py): the shipped schema passes, a broken one is
+    check runs once ready was said (supervisor/boot/schema.py): the shipped schema passes, a broken one is
     said and degrades the boot."""
     import jsonschema
 
@@ -118,3 +118,38 @@ async def test_the_schema_is_checked_after_the_spawn_and_a_broken_one_degrades_t
     monkeypatch.setattr(jsonschema.Draft202012Validator, "check_schema", broken)
     await check_config_schema(sup.config.schema, sup.state.degrade)
     assert "'strng' is not valid" in sup.state.degraded["schema"]
+
+
+async def test_the_schema_check_and_the_heap_freeze_wait_for_the_ready_line(
+    sup: Supervisor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both are seconds of CPU under TCG: they run once ready was said (off the user dockerd's start),
+    or after AFTER_READY_WAIT without it, never before."""
+    import asyncio
+
+    from supervisor import app
+
+    done: list[str] = []
+
+    async def check(schema: object, degrade: object) -> None:
+        done.append("schema")
+
+    async def freeze() -> int:
+        done.append("freeze")
+        return 0
+
+    monkeypatch.setattr(app, "check_config_schema", check)
+    monkeypatch.setattr(sup.config_worker, "freeze", freeze)
+    said = asyncio.Event()
+    task = asyncio.create_task(app._after_ready(sup, said))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert done == []  # ready not said yet
+    said.set()
+    await asyncio.wait_for(task, 5)
+    assert done == ["schema", "freeze"]
+
+    monkeypatch.setattr(app, "AFTER_READY_WAIT", 0.01)  # no ready line at all: they run anyway
+    done.clear()
+    await asyncio.wait_for(app._after_ready(sup, asyncio.Event()), 5)
+    assert done == ["schema", "freeze"]
