@@ -80,7 +80,8 @@ NOT_IMPLEMENTED: Mapping[str, str] = {
                                   "unit in corral.services",
     "rancher.shutdown_timeout": "the time between SIGTERM and SIGKILL at shutdown is corral.shutdown_grace",
     "rancher.http_load_retries": "corral.cloud_init.datasources are read with corral's own retries",
-    "rancher.preload_wait": "image archives are loaded by the `images` boot phase before the units start",
+    "rancher.preload_wait": ("image archives are loaded from the `images` boot phase; a unit waits for "
+                             "the archive with its image"),
     "rancher.ssh": "sshd runs in the console on port 22 with host keys made once in "
                    "/var/lib/corral/console/ssh; host keys, port and address are not configurable",
     "rancher.state.directory": "the state partition is mounted as a whole (corral.state)",
