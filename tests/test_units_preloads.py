@@ -277,6 +277,7 @@ async def test_the_smallest_archive_loads_first_and_the_next_waits_for_it_or_its
 
     async def recording(path: Path) -> Any:
         started.append(path.name)
+        STARTED.set()
         return await load(path)
 
     runtime.load_image = recording  # type: ignore[method-assign]
@@ -310,8 +311,13 @@ async def test_the_smallest_archive_loads_first_and_the_next_waits_for_it_or_its
 
 
 async def settle_for(predicate: Any, timeout: float = 30.0) -> None:
+    """Until ``predicate()`` holds: each load's start sets ``STARTED``."""
     async def wait() -> None:
         while not predicate():
-            await asyncio.sleep(0.001)
+            STARTED.clear()
+            await STARTED.wait()
 
     await asyncio.wait_for(wait(), timeout)
+
+
+STARTED = asyncio.Event()
