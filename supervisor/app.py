@@ -199,7 +199,8 @@ class Supervisor:
             said.set()
 
         announce_ready(self.ctx, self.units, self.state.started, lambda: self.state.stopping, also, on_ready)
-        spawn_task(_after_ready(self, said), name="after-ready")
+        after = spawn_task(_after_ready(self, said), name="after-ready")
+        self.stops.add("after ready", lambda: _cancelled(after))  # (a shutdown closes the config worker)
 
     async def _phase(self, name: str, body: Callable[[], Awaitable[None]], fatal: bool = False) -> None:
         self.state.phase = name
@@ -588,6 +589,12 @@ async def _after_ready(sup: Supervisor, said: asyncio.Event) -> None:
     under TCG that would otherwise compete with the user dockerd's start on a two-vCPU guest."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(said.wait(), AFTER_READY_WAIT)
-    await check_config_schema(sup.config.schema, sup.state.degrade)
-    frozen = await sup.config_worker.freeze()
-    log.debug("boot heap frozen", objects=frozen)
+    if not sup.state.stopping:
+        await check_config_schema(sup.config.schema, sup.state.degrade)
+    if not sup.state.stopping:
+        log.debug("boot heap frozen", objects=await sup.config_worker.freeze())
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

@@ -153,3 +153,30 @@ async def test_the_schema_check_and_the_heap_freeze_wait_for_the_ready_line(
     done.clear()
     await asyncio.wait_for(app._after_ready(sup, asyncio.Event()), 5)
     assert done == ["schema", "freeze"]
+
+
+async def test_after_ready_does_nothing_once_a_shutdown_began(
+    sup: Supervisor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shutdown closes the config worker: the freeze must not be asked of it then (CI saw "cannot
+    schedule new futures after shutdown" as a failed task in the journal of a sandbox told to reboot)."""
+    import asyncio
+
+    from supervisor import app
+
+    done: list[str] = []
+
+    async def check(schema: object, degrade: object) -> None:
+        done.append("schema")
+
+    async def freeze() -> int:
+        done.append("freeze")
+        return 0
+
+    monkeypatch.setattr(app, "check_config_schema", check)
+    monkeypatch.setattr(sup.config_worker, "freeze", freeze)
+    said = asyncio.Event()
+    said.set()
+    sup.state.stopping = True
+    await asyncio.wait_for(app._after_ready(sup, said), 5)
+    assert done == []
